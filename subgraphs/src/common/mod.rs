@@ -1,0 +1,360 @@
+//! What the three subgraphs share: the server, errors, config loading, the
+//! SQLite handle and the types that several subgraphs define identically
+//! (`DateTime`, `Tag`, `TagInput`), so the gateway can merge them.
+
+pub mod server;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use async_graphql::{ErrorExtensions, InputObject, InputValueError, InputValueResult, Scalar, ScalarType, SimpleObject, Value};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::de::DeserializeOwned;
+
+pub use server::{graphql_router, shutdown_signal, spawn_service, RunningService};
+
+/// Every error a subgraph returns to its clients. Mapped to a GraphQL error with
+/// `extensions.code` in exactly one place (`ErrorExtensions for ServiceError`, used through `GqlResultExt::gql`).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The client sent something we cannot accept; the message says how to fix it.
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is valid but conflicts with the current state (e.g. deleting a running run).
+    #[error("{0}")]
+    Conflict(String),
+    /// A peer service (another subgraph) failed or answered with an error.
+    #[error("{0}")]
+    Upstream(String),
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+impl ServiceError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServiceError::BadInput(_) => "BAD_USER_INPUT",
+            ServiceError::NotFound(_) => "NOT_FOUND",
+            ServiceError::Conflict(_) => "CONFLICT",
+            ServiceError::Upstream(_) => "UPSTREAM_ERROR",
+            ServiceError::Storage(_) => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    pub fn bad_input(msg: impl Into<String>) -> Self {
+        ServiceError::BadInput(msg.into())
+    }
+
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        ServiceError::NotFound(msg.into())
+    }
+}
+
+impl ErrorExtensions for ServiceError {
+    fn extend(&self) -> async_graphql::Error {
+        if let ServiceError::Storage(detail) = self {
+            tracing::error!(%detail, "storage error");
+        }
+        let code = self.code();
+        async_graphql::Error::new(self.to_string()).extend_with(|_, ext| ext.set("code", code))
+    }
+}
+
+/// `result.gql()?` in resolvers: the one way a `ServiceError` becomes a GraphQL
+/// error, so every error carries `extensions.code`.
+pub trait GqlResultExt<T> {
+    fn gql(self) -> async_graphql::Result<T>;
+}
+
+impl<T> GqlResultExt<T> for ServiceResult<T> {
+    fn gql(self) -> async_graphql::Result<T> {
+        self.map_err(|e| e.extend())
+    }
+}
+
+impl From<rusqlite::Error> for ServiceError {
+    fn from(e: rusqlite::Error) -> Self {
+        ServiceError::Storage(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for ServiceError {
+    fn from(e: std::io::Error) -> Self {
+        ServiceError::Storage(e.to_string())
+    }
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// Rejects strings longer than `max` characters, naming the field.
+pub fn check_len(field: &str, value: &str, max: usize) -> ServiceResult<()> {
+    let n = value.chars().count();
+    if n > max {
+        return Err(ServiceError::bad_input(format!(
+            "`{field}` is {n} characters long; the maximum is {max}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a page size: `1..=max`.
+pub fn check_limit(limit: i32, max: i32) -> ServiceResult<usize> {
+    if limit < 1 || limit > max {
+        return Err(ServiceError::bad_input(format!(
+            "`limit` must be between 1 and {max}, got {limit}"
+        )));
+    }
+    Ok(limit as usize)
+}
+
+/// Loads `[services.NAME]` of a config file into `T`. TOML errors keep their
+/// line and column; the message names the file.
+pub fn load_service_config<T: DeserializeOwned>(path: &Path, name: &str) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+    parse_service_config(&text, name)
+        .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+}
+
+/// Parses `[services.NAME]` out of a whole config file; other sections are ignored.
+pub fn parse_service_config<T: DeserializeOwned>(text: &str, name: &str) -> Result<T, String> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    use std::marker::PhantomData;
+
+    // Walks the document with toml's own deserializer so that errors inside our
+    // section keep their spans (line numbers), and skips everything else.
+    struct Pick<'n, T>(&'n str, PhantomData<T>);
+    impl<'de, T: DeserializeOwned> Visitor<'de> for Pick<'_, T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a table")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<String>()? {
+                if key == self.0 {
+                    found = Some(map.next_value::<T>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    struct Services<'n, T>(&'n str, PhantomData<T>);
+    impl<'de, T: DeserializeOwned> serde::de::DeserializeSeed<'de> for Services<'_, T> {
+        type Value = Option<T>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(Pick(self.0, PhantomData))
+        }
+    }
+    struct Root<'n, T>(&'n str, PhantomData<T>);
+    impl<'de, T: DeserializeOwned> Visitor<'de> for Root<'_, T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a config file")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "services" {
+                    found = map.next_value_seed(Services(self.0, PhantomData))?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    let de = toml::Deserializer::new(text);
+    match de.deserialize_map(Root(name, PhantomData::<T>)) {
+        Ok(Some(cfg)) => Ok(cfg),
+        Ok(None) => Err(format!("section [services.{name}] is missing")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A SQLite connection shared by a service. rusqlite is blocking, so every
+/// call runs on the blocking pool; one connection serialises writes, which
+/// is what makes each mutation all-or-nothing without extra locking.
+#[derive(Clone)]
+pub struct Db {
+    conn: Arc<Mutex<rusqlite::Connection>>,
+}
+
+impl Db {
+    /// Opens (creating parent directories) and migrates with `schema` (idempotent SQL).
+    pub fn open(path: &Path, schema: &str) -> ServiceResult<Db> {
+        if let Some(parent) = path.parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)?;
+            }
+        }
+        let conn = rusqlite::Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(schema)?;
+        Ok(Db {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub async fn call<R, F>(&self, f: F) -> ServiceResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut rusqlite::Connection) -> ServiceResult<R> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| ServiceError::Storage("database lock poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| ServiceError::Storage(format!("database task failed: {e}")))?
+    }
+}
+
+/// Resolves a path from the config relative to the config file's directory.
+pub fn resolve_path(config_dir: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        config_dir.join(p)
+    }
+}
+
+/// RFC 3339 timestamp in UTC, always written with a `Z` (`2026-11-20T10:00:00.000Z`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub DateTime<Utc>);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        Timestamp(Utc::now())
+    }
+
+    pub fn to_rfc3339(&self) -> String {
+        self.0.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|d| Timestamp(d.with_timezone(&Utc)))
+            .map_err(|e| format!("`{s}` is not an RFC 3339 timestamp ({e}); expected e.g. 2026-11-20T10:00:00Z"))
+    }
+}
+
+/// RFC 3339 timestamp, UTC, e.g. "2026-11-20T10:00:00Z".
+#[Scalar(name = "DateTime")]
+impl ScalarType for Timestamp {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match &value {
+            Value::String(s) => Timestamp::parse(s).map_err(InputValueError::custom),
+            _ => Err(InputValueError::expected_type(value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.to_rfc3339())
+    }
+}
+
+/// A key/value label.
+#[derive(SimpleObject, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+/// A key/value label.
+#[derive(InputObject, Clone, Debug, PartialEq, Eq)]
+pub struct TagInput {
+    pub key: String,
+    pub value: String,
+}
+
+impl TagInput {
+    /// Validates lengths and converts.
+    pub fn into_tag(self) -> ServiceResult<Tag> {
+        check_len("tag.key", &self.key, 100)?;
+        check_len("tag.value", &self.value, 500)?;
+        if self.key.is_empty() {
+            return Err(ServiceError::bad_input("`tag.key` must not be empty"));
+        }
+        Ok(Tag {
+            key: self.key,
+            value: self.value,
+        })
+    }
+}
+
+/// Opaque page cursor: base64 of the last item's sort key. Clients must not parse it.
+pub mod cursor {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+
+    use super::{ServiceError, ServiceResult};
+
+    pub fn encode(key: &str) -> String {
+        URL_SAFE_NO_PAD.encode(key.as_bytes())
+    }
+
+    pub fn decode(cursor: &str) -> ServiceResult<String> {
+        URL_SAFE_NO_PAD
+            .decode(cursor)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| {
+                ServiceError::bad_input(format!(
+                    "`cursor` \"{cursor}\" is not a cursor this service issued; pass `nextCursor` from a previous page, or omit it to start from the first page"
+                ))
+            })
+    }
+}
+
+/// Installs the tracing subscriber of a binary: JSON lines when `LOG_FORMAT=json`.
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
+        let _ = tracing_subscriber::fmt().json().with_env_filter(filter).try_init();
+    } else {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Cfg {
+        listen: String,
+    }
+
+    #[test]
+    fn picks_own_section_and_reports_lines() {
+        let text = "[gateway]\nlisten = \"x\"\n\n[services.log]\nlisten = \"a\"\n\n[services.pipeline]\nlisten = \"b\"\nbogus = 1\n";
+        let log: Cfg = parse_service_config(text, "log").unwrap();
+        assert_eq!(log.listen, "a");
+        let err = parse_service_config::<Cfg>(text, "pipeline").unwrap_err();
+        assert!(err.contains("line 9"), "{err}");
+        assert!(err.contains("bogus"), "{err}");
+        let err = parse_service_config::<Cfg>(text, "dataset").unwrap_err();
+        assert!(err.contains("[services.dataset] is missing"), "{err}");
+    }
+
+    #[test]
+    fn cursor_round_trip_and_garbage() {
+        assert_eq!(cursor::decode(&cursor::encode("2026|abc")).unwrap(), "2026|abc");
+        assert!(cursor::decode("!!!").is_err());
+    }
+}
