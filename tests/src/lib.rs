@@ -1,1 +1,4 @@
-//! Test support.
+//! Test support for the end-to-end tests: real clients and in-process services.
+
+pub mod client;
+pub mod stack;
