@@ -1,1 +1,11 @@
-//! Schema stitching.
+//! Schema stitching: reads `@schema`/`@delegate` directives, merges the
+//! subgraphs' schemas, plans each operation and runs delegated fields with
+//! batching (one request per subgraph per level, duplicates removed).
+//!
+//! The flow, one module per stage:
+//! `directives` -> `schema` (a validated [`Supergraph`]) -> `plan` -> `execute`.
+
+pub mod directives;
+pub mod schema;
+
+pub use schema::{build, BuildError, BuildErrors, Subgraph, SubgraphId, SubgraphSpec, Supergraph};

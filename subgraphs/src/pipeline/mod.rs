@@ -1,11 +1,34 @@
-//! The pipeline subgraph: templates, runs, events. (Being written.)
+//! The pipeline subgraph: templates, runs (executed on a bounded worker
+//! pool, reading and writing datasets through the dataset subgraph, logging
+//! to the log subgraph), and run events.
+//!
+//! The flow: `schema` (resolvers) -> `validate` -> `runner` (create, execute,
+//! cancel, delete) -> `nodes` (what each node does) with `peers` (dataset
+//! subgraph), `log_shipper` (log subgraph), `events` (subscriptions) and
+//! `store` (SQLite) beside it.
 
-use std::path::PathBuf;
+pub mod events;
+pub mod log_shipper;
+pub mod model;
+pub mod nodes;
+pub mod peers;
+pub mod runner;
+pub mod schema;
+pub mod store;
+pub mod templates;
+pub mod validate;
 
+use std::{path::PathBuf, sync::Arc};
+
+use axum::Router;
 use serde::Deserialize;
 use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::common::{RunningService, ServiceError, ServiceResult};
+use crate::common::{graphql_router, spawn_service, RunningService, ServiceError, ServiceResult};
+
+pub use runner::Runner;
+pub use schema::{sdl, PipelineSchema};
 
 /// `[services.pipeline]` in config.toml.
 #[derive(Deserialize, Clone, Debug)]
@@ -40,7 +63,134 @@ mod defaults {
     }
 }
 
-/// Starts the service on `listener`.
-pub async fn start(_config: PipelineConfig, _listener: TcpListener) -> ServiceResult<RunningService> {
-    Err(ServiceError::Storage("pipeline service not written yet".into()))
+impl PipelineConfig {
+    /// Refuses values the service cannot run with, naming the key.
+    pub fn check(&self) -> ServiceResult<()> {
+        if self.workers == 0 {
+            return Err(ServiceError::bad_input(
+                "[services.pipeline] workers = 0: at least one worker is needed to run pipelines",
+            ));
+        }
+        if self.log_buffer == 0 {
+            return Err(ServiceError::bad_input(
+                "[services.pipeline] log_buffer = 0: the buffer must hold at least one log line",
+            ));
+        }
+        for (key, url) in [
+            ("dataset_url", &self.dataset_url),
+            ("log_url", &self.log_url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ServiceError::bad_input(format!(
+                    "[services.pipeline] {key} = \"{url}\": expected an http:// or https:// URL of a GraphQL endpoint"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The pieces of a service that is about to serve: the runner (with its
+/// background tasks already spawned on `tasks`).
+pub async fn runner(
+    config: &PipelineConfig,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> ServiceResult<Arc<Runner>> {
+    config.check()?;
+    let store = store::SqlitePipelineStore::open(&config.database)?;
+    let http = peers::http_client().map_err(ServiceError::Storage)?;
+    let logs = log_shipper::LogShipper::new(config.log_buffer);
+    logs.spawn(
+        peers::GraphqlClient::new(config.log_url.clone(), http.clone()),
+        tasks,
+        shutdown.clone(),
+    );
+    let runner = Runner::new(
+        Arc::new(store),
+        peers::DatasetClient::new(config.dataset_url.clone(), http),
+        logs,
+        config.workers,
+        tasks.clone(),
+        shutdown.clone(),
+    );
+    let recovered = runner.recover().await?;
+    if recovered > 0 {
+        tracing::warn!(
+            runs = recovered,
+            "marked runs left PENDING or RUNNING by the previous process as FAILURE"
+        );
+    }
+    Ok(runner)
+}
+
+/// The service's HTTP routes over a runner.
+pub fn router(runner: Arc<Runner>) -> Router {
+    let shutdown = runner.shutdown_token();
+    graphql_router(schema::build(runner), shutdown)
+}
+
+/// Starts the service on `listener`: migrates the database, fails runs a
+/// crash left behind, starts the log shipper, then serves.
+pub async fn start(config: PipelineConfig, listener: TcpListener) -> ServiceResult<RunningService> {
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let runner = match runner(&config, &tasks, &shutdown).await {
+        Ok(r) => r,
+        Err(e) => {
+            shutdown.cancel();
+            tasks.close();
+            tasks.wait().await;
+            return Err(e);
+        }
+    };
+    spawn_service(listener, router(runner), shutdown, tasks).map_err(ServiceError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_config_parses_and_passes_checks() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.toml");
+        let config: PipelineConfig = crate::common::load_service_config(&path, "pipeline").unwrap();
+        config.check().unwrap();
+        assert_eq!(config.listen, "127.0.0.1:4001");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let text = "[services.pipeline]\ndatabase = \"p.sqlite\"\ndataset_url = \"http://x/graphql\"\nlog_url = \"ftp://y\"\n";
+        let config: PipelineConfig = crate::common::parse_service_config(text, "pipeline").unwrap();
+        assert!(config.check().unwrap_err().to_string().contains("log_url"));
+        let config = PipelineConfig {
+            log_url: "http://y/graphql".into(),
+            workers: 0,
+            ..config
+        };
+        assert!(config
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("workers = 0"));
+    }
+
+    #[test]
+    fn sdl_has_the_contract_fields() {
+        let sdl = sdl();
+        for needle in [
+            "pipelines(limit: Int! = 10, cursor: String, filter: PipelineFilter): PipelinePage!",
+            "pipelinesByIds(ids: [ID!]!): [Pipeline]!",
+            "deletePipeline(id: ID!): Pipeline\n",
+            "pipelineEvents(id: ID!): PipelineEvent!",
+            "createPipeline(pipeline: PipelineInput!): Pipeline!",
+            "dataCatalog: [DatasetBindingInput!]!",
+            "type Query {",
+            "type Mutation {",
+            "type Subscription {",
+        ] {
+            assert!(sdl.contains(needle), "{needle} missing from:\n{sdl}");
+        }
+    }
 }

@@ -1,0 +1,542 @@
+//! Dataset records: the storage trait and its SQLite implementation.
+//!
+//! Times are stored as integer microseconds since the epoch so that ordering
+//! and cursors compare numbers, not strings.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension, Row};
+
+use crate::common::{cursor, Db, ServiceError, ServiceResult, Tag, Timestamp};
+
+pub const MIGRATION_SQL: &str = r#"
+CREATE TABLE IF NOT EXISTS datasets (
+    id TEXT PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    config TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    size_bytes INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    produced_by_pipeline_id TEXT
+);
+CREATE INDEX IF NOT EXISTS datasets_newest_first ON datasets (created_at DESC, id DESC);
+"#;
+
+/// A catalog record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    pub id: String,
+    pub name: String,
+    pub r#type: String,
+    pub config: Option<serde_json::Value>,
+    pub tags: Vec<Tag>,
+    /// `None` until content was uploaded.
+    pub size_bytes: Option<i64>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub produced_by_pipeline_id: Option<String>,
+}
+
+/// A validated new record.
+#[derive(Clone, Debug)]
+pub struct NewDataset {
+    pub name: String,
+    pub r#type: String,
+    pub config: Option<serde_json::Value>,
+    pub tags: Vec<Tag>,
+}
+
+/// Which records a listing returns; every set field must match.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Substring of the name, ASCII case-insensitive.
+    pub name: Option<String>,
+    /// Exact type.
+    pub r#type: Option<String>,
+    /// A tag with exactly this key and value.
+    pub tag: Option<Tag>,
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug)]
+pub struct Page {
+    pub items: Vec<Dataset>,
+    pub next_cursor: Option<String>,
+    pub total: i64,
+}
+
+/// Where the newest-first order of a listing resumes: strictly after this record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageKey {
+    pub created_at_us: i64,
+    pub id: String,
+}
+
+impl PageKey {
+    pub fn encode(&self) -> String {
+        cursor::encode(&format!("{}|{}", self.created_at_us, self.id))
+    }
+
+    pub fn decode(text: &str) -> ServiceResult<PageKey> {
+        let raw = cursor::decode(text)?;
+        raw.split_once('|')
+            .and_then(|(t, id)| {
+                let created_at_us = t.parse().ok()?;
+                (!id.is_empty()).then(|| PageKey {
+                    created_at_us,
+                    id: id.to_string(),
+                })
+            })
+            // A well-encoded string that is not ours gets the same message as garbage.
+            .ok_or_else(|| bad_cursor(text))
+    }
+}
+
+fn bad_cursor(text: &str) -> ServiceError {
+    ServiceError::bad_input(format!(
+        "`cursor` \"{text}\" is not a cursor this service issued; pass `nextCursor` from a previous page, or omit it to start from the first page"
+    ))
+}
+
+/// Storage of dataset records. Methods that change content on disk take the
+/// file operation as a closure that runs inside the record's transaction, so a
+/// record and its file never disagree.
+pub trait DatasetStore: Send + Sync + 'static {
+    fn create(&self, new: NewDataset) -> impl Future<Output = ServiceResult<Dataset>> + Send;
+    fn get(&self, id: String) -> impl Future<Output = ServiceResult<Option<Dataset>>> + Send;
+    /// Same order as `ids`, `None` for unknown ids; one query.
+    fn get_many(&self, ids: Vec<String>) -> impl Future<Output = ServiceResult<Vec<Option<Dataset>>>> + Send;
+    fn list(
+        &self,
+        limit: usize,
+        after: Option<PageKey>,
+        filter: Filter,
+    ) -> impl Future<Output = ServiceResult<Page>> + Send;
+    /// Deletes the record and runs `remove_content` before committing; `None` if unknown.
+    fn delete<F>(&self, id: String, remove_content: F) -> impl Future<Output = ServiceResult<Option<Dataset>>> + Send
+    where
+        F: FnOnce() -> ServiceResult<()> + Send + 'static;
+    fn set_producer(
+        &self,
+        id: String,
+        pipeline_id: String,
+    ) -> impl Future<Output = ServiceResult<Option<Dataset>>> + Send;
+    /// Runs `publish` (moves the uploaded file in place) and records the new
+    /// size in one transaction; `None` (and `publish` not run) if the record is gone.
+    fn record_upload<F>(
+        &self,
+        id: String,
+        size_bytes: i64,
+        publish: F,
+    ) -> impl Future<Output = ServiceResult<Option<Dataset>>> + Send
+    where
+        F: FnOnce() -> ServiceResult<()> + Send + 'static;
+}
+
+/// [`DatasetStore`] on one SQLite file.
+#[derive(Clone)]
+pub struct SqliteDatasetStore {
+    db: Db,
+}
+
+impl SqliteDatasetStore {
+    pub fn open(path: &std::path::Path) -> ServiceResult<SqliteDatasetStore> {
+        Ok(SqliteDatasetStore {
+            db: Db::open(path, MIGRATION_SQL)?,
+        })
+    }
+}
+
+const COLUMNS: &str =
+    "id, name, type, config, tags, size_bytes, created_at, updated_at, produced_by_pipeline_id";
+
+fn micros(t: Timestamp) -> i64 {
+    t.0.timestamp_micros()
+}
+
+fn from_micros(us: i64) -> ServiceResult<Timestamp> {
+    DateTime::<Utc>::from_timestamp_micros(us)
+        .map(Timestamp)
+        .ok_or_else(|| ServiceError::Storage(format!("stored time {us} is out of range")))
+}
+
+/// Rows are read raw first and converted outside rusqlite's callback so that
+/// bad stored JSON is a storage error, not a panic.
+struct RawRow {
+    id: String,
+    name: String,
+    r#type: String,
+    config: Option<String>,
+    tags: String,
+    size_bytes: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+    produced_by_pipeline_id: Option<String>,
+}
+
+fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok(RawRow {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        r#type: row.get(2)?,
+        config: row.get(3)?,
+        tags: row.get(4)?,
+        size_bytes: row.get(5)?,
+        created_at: row.get(6)?,
+        updated_at: row.get(7)?,
+        produced_by_pipeline_id: row.get(8)?,
+    })
+}
+
+impl RawRow {
+    fn into_dataset(self) -> ServiceResult<Dataset> {
+        let bad = |what: &str, e: serde_json::Error| {
+            ServiceError::Storage(format!("dataset {}: stored {what} is not valid JSON: {e}", self.id))
+        };
+        let config = match &self.config {
+            Some(text) => Some(serde_json::from_str(text).map_err(|e| bad("config", e))?),
+            None => None,
+        };
+        let tags = serde_json::from_str(&self.tags).map_err(|e| bad("tags", e))?;
+        Ok(Dataset {
+            created_at: from_micros(self.created_at)?,
+            updated_at: from_micros(self.updated_at)?,
+            id: self.id,
+            name: self.name,
+            r#type: self.r#type,
+            config,
+            tags,
+            size_bytes: self.size_bytes,
+            produced_by_pipeline_id: self.produced_by_pipeline_id,
+        })
+    }
+}
+
+fn get_in(conn: &rusqlite::Connection, id: &str) -> ServiceResult<Option<Dataset>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM datasets WHERE id = ?1"),
+        [id],
+        raw_row,
+    )
+    .optional()?
+    .map(RawRow::into_dataset)
+    .transpose()
+}
+
+fn to_json(value: &impl serde::Serialize) -> ServiceResult<String> {
+    serde_json::to_string(value).map_err(|e| ServiceError::Storage(e.to_string()))
+}
+
+/// `%` and `_` in the user's text match themselves.
+fn like_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// The WHERE clause of a filter and its parameters.
+fn filter_sql(filter: &Filter) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut clauses = Vec::new();
+    let mut values = Vec::new();
+    if let Some(name) = &filter.name {
+        values.push(Value::Text(like_pattern(name)));
+        clauses.push(format!("name LIKE ?{} ESCAPE '\\'", values.len()));
+    }
+    if let Some(t) = &filter.r#type {
+        values.push(Value::Text(t.clone()));
+        clauses.push(format!("type = ?{}", values.len()));
+    }
+    if let Some(tag) = &filter.tag {
+        values.push(Value::Text(tag.key.clone()));
+        values.push(Value::Text(tag.value.clone()));
+        clauses.push(format!(
+            "EXISTS (SELECT 1 FROM json_each(datasets.tags) t WHERE json_extract(t.value, '$.key') = ?{} AND json_extract(t.value, '$.value') = ?{})",
+            values.len() - 1,
+            values.len()
+        ));
+    }
+    let sql = if clauses.is_empty() {
+        "1".to_string()
+    } else {
+        clauses.join(" AND ")
+    };
+    (sql, values)
+}
+
+impl DatasetStore for SqliteDatasetStore {
+    async fn create(&self, new: NewDataset) -> ServiceResult<Dataset> {
+        let now = Timestamp::now();
+        let dataset = Dataset {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: new.name,
+            r#type: new.r#type,
+            config: new.config,
+            tags: new.tags,
+            size_bytes: None,
+            created_at: now,
+            updated_at: now,
+            produced_by_pipeline_id: None,
+        };
+        let config = dataset.config.as_ref().map(to_json).transpose()?;
+        let tags = to_json(&dataset.tags)?;
+        let row = dataset.clone();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    &format!("INSERT INTO datasets ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?6, NULL)"),
+                    params![row.id, row.name, row.r#type, config, tags, micros(now)],
+                )?;
+                Ok(())
+            })
+            .await?;
+        Ok(dataset)
+    }
+
+    async fn get(&self, id: String) -> ServiceResult<Option<Dataset>> {
+        self.db.call(move |conn| get_in(conn, &id)).await
+    }
+
+    async fn get_many(&self, ids: Vec<String>) -> ServiceResult<Vec<Option<Dataset>>> {
+        let ids_json = to_json(&ids)?;
+        let found = self
+            .db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM datasets WHERE id IN (SELECT value FROM json_each(?1))"
+                ))?;
+                let rows = stmt
+                    .query_map([ids_json], raw_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                rows.into_iter()
+                    .map(RawRow::into_dataset)
+                    .collect::<ServiceResult<Vec<_>>>()
+            })
+            .await?;
+        let by_id: std::collections::HashMap<&str, &Dataset> =
+            found.iter().map(|d| (d.id.as_str(), d)).collect();
+        Ok(ids
+            .iter()
+            .map(|id| by_id.get(id.as_str()).map(|d| (*d).clone()))
+            .collect())
+    }
+
+    async fn list(&self, limit: usize, after: Option<PageKey>, filter: Filter) -> ServiceResult<Page> {
+        self.db
+            .call(move |conn| {
+                let (where_sql, mut values) = filter_sql(&filter);
+                // Count and page in one read transaction so `total` matches the items.
+                let tx = conn.transaction()?;
+                let total: i64 = tx.query_row(
+                    &format!("SELECT COUNT(*) FROM datasets WHERE {where_sql}"),
+                    rusqlite::params_from_iter(values.iter()),
+                    |r| r.get(0),
+                )?;
+                let mut page_sql = where_sql;
+                if let Some(key) = &after {
+                    values.push(rusqlite::types::Value::Integer(key.created_at_us));
+                    values.push(rusqlite::types::Value::Text(key.id.clone()));
+                    let (t, i) = (values.len() - 1, values.len());
+                    page_sql = format!("({page_sql}) AND (created_at < ?{t} OR (created_at = ?{t} AND id < ?{i}))");
+                }
+                values.push(rusqlite::types::Value::Integer(limit as i64 + 1));
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM datasets WHERE {page_sql} ORDER BY created_at DESC, id DESC LIMIT ?{}",
+                    values.len()
+                );
+                let rows = {
+                    let mut stmt = tx.prepare(&sql)?;
+                    let rows = stmt
+                        .query_map(rusqlite::params_from_iter(values.iter()), raw_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    rows
+                };
+                tx.commit()?;
+                let mut items = rows
+                    .into_iter()
+                    .map(RawRow::into_dataset)
+                    .collect::<ServiceResult<Vec<_>>>()?;
+                let next_cursor = if items.len() > limit {
+                    items.truncate(limit);
+                    items.last().map(|d| {
+                        PageKey {
+                            created_at_us: micros(d.created_at),
+                            id: d.id.clone(),
+                        }
+                        .encode()
+                    })
+                } else {
+                    None
+                };
+                Ok(Page {
+                    items,
+                    next_cursor,
+                    total,
+                })
+            })
+            .await
+    }
+
+    async fn delete<F>(&self, id: String, remove_content: F) -> ServiceResult<Option<Dataset>>
+    where
+        F: FnOnce() -> ServiceResult<()> + Send + 'static,
+    {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let Some(dataset) = get_in(&tx, &id)? else {
+                    return Ok(None);
+                };
+                tx.execute("DELETE FROM datasets WHERE id = ?1", [&id])?;
+                remove_content()?;
+                tx.commit()?;
+                Ok(Some(dataset))
+            })
+            .await
+    }
+
+    async fn set_producer(&self, id: String, pipeline_id: String) -> ServiceResult<Option<Dataset>> {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let n = tx.execute(
+                    "UPDATE datasets SET produced_by_pipeline_id = ?2, updated_at = ?3 WHERE id = ?1",
+                    params![id, pipeline_id, micros(Timestamp::now())],
+                )?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                let dataset = get_in(&tx, &id)?;
+                tx.commit()?;
+                Ok(dataset)
+            })
+            .await
+    }
+
+    async fn record_upload<F>(&self, id: String, size_bytes: i64, publish: F) -> ServiceResult<Option<Dataset>>
+    where
+        F: FnOnce() -> ServiceResult<()> + Send + 'static,
+    {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let n = tx.execute(
+                    "UPDATE datasets SET size_bytes = ?2, updated_at = ?3 WHERE id = ?1",
+                    params![id, size_bytes, micros(Timestamp::now())],
+                )?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                publish()?;
+                let dataset = get_in(&tx, &id)?;
+                tx.commit()?;
+                Ok(dataset)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_key_round_trip() {
+        let key = PageKey {
+            created_at_us: 1_700_000_000_123_456,
+            id: "0b4c3a6e-8d1e-4a43-9d1c-7f6b0f2b9d11".into(),
+        };
+        assert_eq!(PageKey::decode(&key.encode()).unwrap(), key);
+    }
+
+    #[test]
+    fn page_key_rejects_foreign_cursors() {
+        for bad in ["", "!!!", &cursor::encode("no-separator"), &cursor::encode("x|id"), &cursor::encode("12|")] {
+            let err = PageKey::decode(bad).unwrap_err();
+            assert_eq!(err.code(), "BAD_USER_INPUT", "{bad}");
+            assert!(err.to_string().contains("nextCursor"), "{err}");
+        }
+    }
+
+    #[test]
+    fn like_pattern_escapes_wildcards() {
+        assert_eq!(like_pattern("a%b_c\\"), "%a\\%b\\_c\\\\%");
+    }
+
+    fn new(name: &str, ty: &str, tags: &[(&str, &str)]) -> NewDataset {
+        NewDataset {
+            name: name.into(),
+            r#type: ty.into(),
+            config: None,
+            tags: tags
+                .iter()
+                .map(|(k, v)| Tag {
+                    key: (*k).into(),
+                    value: (*v).into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn lists_newest_first_across_pages_with_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteDatasetStore::open(&dir.path().join("d.sqlite")).unwrap();
+        let mut created = Vec::new();
+        for i in 0..7 {
+            let tags: &[(&str, &str)] = if i % 2 == 0 { &[("team", "a")] } else { &[("team", "b")] };
+            created.push(store.create(new(&format!("set_{i}"), "text", tags)).await.unwrap());
+        }
+        store.create(new("100%_real", "csv", &[])).await.unwrap();
+
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .list(3, after, Filter { r#type: Some("text".into()), ..Default::default() })
+                .await
+                .unwrap();
+            assert_eq!(page.total, 7);
+            seen.extend(page.items.iter().map(|d| d.name.clone()));
+            match page.next_cursor {
+                Some(c) => after = Some(PageKey::decode(&c).unwrap()),
+                None => break,
+            }
+        }
+        let expected: Vec<String> = created.iter().rev().map(|d| d.name.clone()).collect();
+        assert_eq!(seen, expected);
+
+        let tagged = store
+            .list(10, None, Filter { tag: Some(Tag { key: "team".into(), value: "b".into() }), ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(tagged.total, 3);
+        assert!(tagged.next_cursor.is_none());
+
+        let percent = store
+            .list(10, None, Filter { name: Some("0%_R".into()), ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(percent.items.len(), 1);
+        let underscore_is_literal = store
+            .list(10, None, Filter { name: Some("t_1".into()), ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(underscore_is_literal.total, 1);
+        let none = store
+            .list(10, None, Filter { name: Some("set".into()), r#type: Some("csv".into()), ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!((none.total, none.items.len()), (0, 0));
+    }
+}

@@ -1,0 +1,729 @@
+//! Where runs live: the `PipelineStore` trait and its SQLite implementation.
+//!
+//! Status changes are compare-and-set inside one transaction: a move the
+//! current status does not allow (see `PipelineStatus::can_move_to`) is
+//! refused, so a worker finishing late can never overwrite a cancellation.
+
+use std::{future::Future, pin::Pin};
+
+use rusqlite::{types::Value, OptionalExtension, Row};
+
+use super::model::{PipelineStatus, Run};
+use crate::common::{cursor, Db, ServiceError, ServiceResult, Tag, Timestamp};
+
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = ServiceResult<T>> + Send + 'a>>;
+
+/// The storage the service needs; `SqlitePipelineStore` is the one we ship.
+pub trait PipelineStore: Send + Sync + 'static {
+    /// Stores a new run (all of it or nothing).
+    fn insert(&self, run: Run) -> StoreFuture<'_, ()>;
+    fn get(&self, id: String) -> StoreFuture<'_, Option<Run>>;
+    /// One lookup for many ids: same order as `ids`, `None` for unknown ones.
+    fn get_many(&self, ids: Vec<String>) -> StoreFuture<'_, Vec<Option<Run>>>;
+    fn list(&self, query: ListQuery) -> StoreFuture<'_, RunPage>;
+    /// Moves a run to another status if its current one allows it.
+    fn transition(&self, id: String, to: Transition) -> StoreFuture<'_, Moved>;
+    /// Deletes a run that has finished.
+    fn delete_finished(&self, id: String) -> StoreFuture<'_, Deleted>;
+    /// Marks every PENDING or RUNNING run FAILURE with `error`: start-up
+    /// recovery after a crash. Returns the runs it changed.
+    fn fail_live(&self, error: String, at: Timestamp) -> StoreFuture<'_, Vec<Run>>;
+}
+
+/// A status change: `startedAt` is set when entering RUNNING, `finishedAt`
+/// when entering a final status.
+#[derive(Clone, Debug)]
+pub struct Transition {
+    pub to: PipelineStatus,
+    pub at: Timestamp,
+    pub error: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum Moved {
+    /// The run after the change.
+    Done(Run),
+    /// The run's current status does not allow the move; the run as it is.
+    Refused(Run),
+    Missing,
+}
+
+#[derive(Debug)]
+pub enum Deleted {
+    Done(Run),
+    /// Still PENDING or RUNNING: not deleted.
+    Live(Run),
+    Missing,
+}
+
+/// Position in the newest-first order: after this run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageKey {
+    pub created_at: String,
+    pub id: String,
+}
+
+impl PageKey {
+    pub fn of(run: &Run) -> PageKey {
+        PageKey {
+            created_at: run.created_at.to_rfc3339(),
+            id: run.id.clone(),
+        }
+    }
+
+    /// The opaque cursor a client sees.
+    pub fn to_cursor(&self) -> String {
+        cursor::encode(&format!("{}|{}", self.created_at, self.id))
+    }
+
+    pub fn from_cursor(c: &str) -> ServiceResult<PageKey> {
+        let bad = || {
+            ServiceError::bad_input(format!(
+                "`cursor` \"{c}\" is not a cursor this service issued; pass `nextCursor` from a previous page, or omit it to start from the first page"
+            ))
+        };
+        let raw = cursor::decode(c)?;
+        let (created, id) = raw.split_once('|').ok_or_else(bad)?;
+        let created = Timestamp::parse(created).map_err(|_| bad())?;
+        if id.is_empty() {
+            return Err(bad());
+        }
+        Ok(PageKey {
+            created_at: created.to_rfc3339(),
+            id: id.to_string(),
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    pub statuses: Option<Vec<PipelineStatus>>,
+    pub name: Option<String>,
+    pub tag: Option<Tag>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ListQuery {
+    pub limit: usize,
+    pub after: Option<PageKey>,
+    pub filter: ListFilter,
+}
+
+#[derive(Debug)]
+pub struct RunPage {
+    pub items: Vec<Run>,
+    /// Set when more runs follow.
+    pub next: Option<PageKey>,
+    /// Runs matching the filter, on every page.
+    pub total: i64,
+}
+
+pub const MIGRATION_SQL: &str = "
+CREATE TABLE IF NOT EXISTS pipelines (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    parameters   TEXT NOT NULL,  -- JSON [{name, value}]
+    tags         TEXT NOT NULL,  -- JSON [{key, value}]
+    data_catalog TEXT NOT NULL,  -- JSON [{name, datasetId}]
+    created_at   TEXT NOT NULL,  -- RFC 3339, fixed width: sorts as text
+    started_at   TEXT,
+    finished_at  TEXT,
+    error        TEXT
+);
+CREATE INDEX IF NOT EXISTS pipelines_newest ON pipelines (created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS pipelines_status ON pipelines (status);
+";
+
+const COLUMNS: &str =
+    "id, name, status, parameters, tags, data_catalog, created_at, started_at, finished_at, error";
+
+/// The WHERE clause of a filter (without the cursor), with its parameters.
+pub fn filter_sql(filter: &ListFilter) -> (String, Vec<Value>) {
+    let mut clauses: Vec<String> = Vec::new();
+    let mut params: Vec<Value> = Vec::new();
+    if let Some(statuses) = &filter.statuses {
+        if statuses.is_empty() {
+            clauses.push("0".into());
+        } else {
+            let marks = vec!["?"; statuses.len()].join(", ");
+            clauses.push(format!("status IN ({marks})"));
+            params.extend(statuses.iter().map(|s| Value::Text(s.as_str().into())));
+        }
+    }
+    if let Some(name) = &filter.name {
+        clauses.push("name = ?".into());
+        params.push(Value::Text(name.clone()));
+    }
+    if let Some(tag) = &filter.tag {
+        clauses.push(
+            "EXISTS (SELECT 1 FROM json_each(pipelines.tags) t \
+             WHERE json_extract(t.value, '$.key') = ? AND json_extract(t.value, '$.value') = ?)"
+                .into(),
+        );
+        params.push(Value::Text(tag.key.clone()));
+        params.push(Value::Text(tag.value.clone()));
+    }
+    let sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", clauses.join(" AND "))
+    };
+    (sql, params)
+}
+
+/// The page query: filter, then runs strictly after the cursor in
+/// newest-first order, one more than `limit` to know whether a page follows.
+pub fn page_sql(query: &ListQuery) -> (String, Vec<Value>) {
+    let (mut where_sql, mut params) = filter_sql(&query.filter);
+    if let Some(after) = &query.after {
+        where_sql.push_str(if where_sql.is_empty() {
+            " WHERE "
+        } else {
+            " AND "
+        });
+        where_sql.push_str("(created_at < ? OR (created_at = ? AND id < ?))");
+        params.push(Value::Text(after.created_at.clone()));
+        params.push(Value::Text(after.created_at.clone()));
+        params.push(Value::Text(after.id.clone()));
+    }
+    params.push(Value::Integer(query.limit as i64 + 1));
+    (
+        format!(
+            "SELECT {COLUMNS} FROM pipelines{where_sql} ORDER BY created_at DESC, id DESC LIMIT ?"
+        ),
+        params,
+    )
+}
+
+#[derive(Clone)]
+pub struct SqlitePipelineStore {
+    db: Db,
+}
+
+impl SqlitePipelineStore {
+    pub fn open(path: &std::path::Path) -> ServiceResult<Self> {
+        Ok(SqlitePipelineStore {
+            db: Db::open(path, MIGRATION_SQL)?,
+        })
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> ServiceResult<String> {
+    serde_json::to_string(v).map_err(|e| ServiceError::Storage(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("{column}: {e}").into(),
+        )
+    })
+}
+
+fn timestamp(column: &str, text: &str) -> rusqlite::Result<Timestamp> {
+    Timestamp::parse(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("{column}: {e}").into(),
+        )
+    })
+}
+
+fn read_run(row: &Row<'_>) -> rusqlite::Result<Run> {
+    let status: String = row.get(2)?;
+    let opt_ts = |i: usize, column: &str| -> rusqlite::Result<Option<Timestamp>> {
+        row.get::<_, Option<String>>(i)?
+            .map(|t| timestamp(column, &t))
+            .transpose()
+    };
+    Ok(Run {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        status: PipelineStatus::parse(&status).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                2,
+                rusqlite::types::Type::Text,
+                format!("unknown status {status}").into(),
+            )
+        })?,
+        parameters: from_json("parameters", &row.get::<_, String>(3)?)?,
+        tags: from_json("tags", &row.get::<_, String>(4)?)?,
+        data_catalog: from_json("data_catalog", &row.get::<_, String>(5)?)?,
+        created_at: timestamp("created_at", &row.get::<_, String>(6)?)?,
+        started_at: opt_ts(7, "started_at")?,
+        finished_at: opt_ts(8, "finished_at")?,
+        error: row.get(9)?,
+    })
+}
+
+fn select_one(conn: &rusqlite::Connection, id: &str) -> ServiceResult<Option<Run>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM pipelines WHERE id = ?1"),
+            [id],
+            read_run,
+        )
+        .optional()?)
+}
+
+fn ts_text(t: Option<Timestamp>) -> Option<String> {
+    t.map(|t| t.to_rfc3339())
+}
+
+impl PipelineStore for SqlitePipelineStore {
+    fn insert(&self, run: Run) -> StoreFuture<'_, ()> {
+        Box::pin(self.db.call(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                &format!("INSERT INTO pipelines ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                rusqlite::params![
+                    run.id,
+                    run.name,
+                    run.status.as_str(),
+                    json(&run.parameters)?,
+                    json(&run.tags)?,
+                    json(&run.data_catalog)?,
+                    run.created_at.to_rfc3339(),
+                    ts_text(run.started_at),
+                    ts_text(run.finished_at),
+                    run.error,
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        }))
+    }
+
+    fn get(&self, id: String) -> StoreFuture<'_, Option<Run>> {
+        Box::pin(self.db.call(move |conn| select_one(conn, &id)))
+    }
+
+    fn get_many(&self, ids: Vec<String>) -> StoreFuture<'_, Vec<Option<Run>>> {
+        Box::pin(self.db.call(move |conn| {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let marks = vec!["?"; ids.len()].join(", ");
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM pipelines WHERE id IN ({marks})"
+            ))?;
+            let found: Vec<Run> = stmt
+                .query_map(rusqlite::params_from_iter(ids.iter()), read_run)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(ids
+                .iter()
+                .map(|id| found.iter().find(|r| &r.id == id).cloned())
+                .collect())
+        }))
+    }
+
+    fn list(&self, query: ListQuery) -> StoreFuture<'_, RunPage> {
+        Box::pin(self.db.call(move |conn| {
+            let tx = conn.transaction()?;
+            let (where_sql, params) = filter_sql(&query.filter);
+            let total: i64 = tx.query_row(
+                &format!("SELECT COUNT(*) FROM pipelines{where_sql}"),
+                rusqlite::params_from_iter(params),
+                |r| r.get(0),
+            )?;
+            let (sql, params) = page_sql(&query);
+            let mut items: Vec<Run> = {
+                let mut stmt = tx.prepare(&sql)?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(params), read_run)?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let next = if items.len() > query.limit {
+                items.truncate(query.limit);
+                items.last().map(PageKey::of)
+            } else {
+                None
+            };
+            tx.commit()?;
+            Ok(RunPage { items, next, total })
+        }))
+    }
+
+    fn transition(&self, id: String, to: Transition) -> StoreFuture<'_, Moved> {
+        Box::pin(self.db.call(move |conn| {
+            let tx = conn.transaction()?;
+            let Some(mut run) = select_one(&tx, &id)? else {
+                return Ok(Moved::Missing);
+            };
+            if !run.status.can_move_to(to.to) {
+                return Ok(Moved::Refused(run));
+            }
+            run.status = to.to;
+            if to.to == PipelineStatus::Running {
+                run.started_at = Some(to.at);
+            }
+            if to.to.is_terminal() {
+                run.finished_at = Some(to.at);
+                run.error = to.error;
+            }
+            tx.execute(
+                "UPDATE pipelines SET status = ?2, started_at = ?3, finished_at = ?4, error = ?5 WHERE id = ?1",
+                rusqlite::params![
+                    run.id,
+                    run.status.as_str(),
+                    ts_text(run.started_at),
+                    ts_text(run.finished_at),
+                    run.error
+                ],
+            )?;
+            tx.commit()?;
+            Ok(Moved::Done(run))
+        }))
+    }
+
+    fn delete_finished(&self, id: String) -> StoreFuture<'_, Deleted> {
+        Box::pin(self.db.call(move |conn| {
+            let tx = conn.transaction()?;
+            let Some(run) = select_one(&tx, &id)? else {
+                return Ok(Deleted::Missing);
+            };
+            if !run.status.is_terminal() {
+                return Ok(Deleted::Live(run));
+            }
+            tx.execute("DELETE FROM pipelines WHERE id = ?1", [&id])?;
+            tx.commit()?;
+            Ok(Deleted::Done(run))
+        }))
+    }
+
+    fn fail_live(&self, error: String, at: Timestamp) -> StoreFuture<'_, Vec<Run>> {
+        Box::pin(self.db.call(move |conn| {
+            let tx = conn.transaction()?;
+            let live: Vec<Run> = {
+                let mut stmt = tx.prepare(&format!(
+                    "SELECT {COLUMNS} FROM pipelines WHERE status IN ('PENDING', 'RUNNING') ORDER BY created_at, id"
+                ))?;
+                let rows = stmt.query_map([], read_run)?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let at_text = at.to_rfc3339();
+            tx.execute(
+                "UPDATE pipelines SET status = 'FAILURE', finished_at = ?1, error = ?2 WHERE status IN ('PENDING', 'RUNNING')",
+                rusqlite::params![at_text, error],
+            )?;
+            tx.commit()?;
+            Ok(live
+                .into_iter()
+                .map(|mut r| {
+                    r.status = PipelineStatus::Failure;
+                    r.finished_at = Some(at);
+                    r.error = Some(error.clone());
+                    r
+                })
+                .collect())
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::model::{DatasetBinding, Parameter};
+    use PipelineStatus::*;
+
+    fn run(
+        id: &str,
+        name: &str,
+        status: PipelineStatus,
+        created_ms: i64,
+        tags: &[(&str, &str)],
+    ) -> Run {
+        Run {
+            id: id.into(),
+            name: name.into(),
+            status,
+            parameters: vec![Parameter {
+                name: "duration".into(),
+                value: "0".into(),
+            }],
+            tags: tags
+                .iter()
+                .map(|(k, v)| Tag {
+                    key: k.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            data_catalog: vec![DatasetBinding {
+                name: "text_in".into(),
+                dataset_id: "d1".into(),
+            }],
+            created_at: Timestamp(
+                chrono::DateTime::from_timestamp_millis(1_800_000_000_000 + created_ms).unwrap(),
+            ),
+            started_at: None,
+            finished_at: None,
+            error: None,
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, SqlitePipelineStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqlitePipelineStore::open(&dir.path().join("p.sqlite")).unwrap();
+        (dir, s)
+    }
+
+    fn ids(runs: &[Run]) -> Vec<&str> {
+        runs.iter().map(|r| r.id.as_str()).collect()
+    }
+
+    #[test]
+    fn filter_sql_combines_conditions() {
+        let (sql, params) = filter_sql(&ListFilter::default());
+        assert_eq!(sql, "");
+        assert!(params.is_empty());
+        let (sql, params) = filter_sql(&ListFilter {
+            statuses: Some(vec![Pending, Running]),
+            name: Some("example00".into()),
+            tag: Some(Tag {
+                key: "team".into(),
+                value: "a".into(),
+            }),
+        });
+        assert!(
+            sql.starts_with(
+                " WHERE status IN (?, ?) AND name = ? AND EXISTS (SELECT 1 FROM json_each"
+            ),
+            "{sql}"
+        );
+        assert_eq!(params.len(), 5);
+        let (sql, params) = filter_sql(&ListFilter {
+            statuses: Some(vec![]),
+            ..Default::default()
+        });
+        assert_eq!(sql, " WHERE 0");
+        assert!(params.is_empty());
+    }
+
+    #[test]
+    fn page_sql_adds_cursor_and_one_extra_row() {
+        let q = ListQuery {
+            limit: 10,
+            after: Some(PageKey {
+                created_at: "2026-01-01T00:00:00.000Z".into(),
+                id: "x".into(),
+            }),
+            filter: ListFilter {
+                name: Some("example01".into()),
+                ..Default::default()
+            },
+        };
+        let (sql, params) = page_sql(&q);
+        assert!(
+            sql.ends_with("WHERE name = ? AND (created_at < ? OR (created_at = ? AND id < ?)) ORDER BY created_at DESC, id DESC LIMIT ?"),
+            "{sql}"
+        );
+        assert_eq!(params.last(), Some(&Value::Integer(11)));
+    }
+
+    #[test]
+    fn cursor_round_trip_and_garbage() {
+        let key = PageKey {
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+            id: "abc".into(),
+        };
+        assert_eq!(PageKey::from_cursor(&key.to_cursor()).unwrap(), key);
+        for bad in [
+            "",
+            "!!",
+            &cursor::encode("no-separator"),
+            &cursor::encode("yesterday|abc"),
+            &cursor::encode("2026-01-01T00:00:00Z|"),
+        ] {
+            let e = PageKey::from_cursor(bad).unwrap_err();
+            assert_eq!(e.code(), "BAD_USER_INPUT");
+            assert!(
+                e.to_string().contains("not a cursor this service issued"),
+                "{e}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_newest_first_with_total() {
+        let (_dir, s) = store();
+        // two runs share a millisecond: the id breaks the tie
+        for r in [
+            run("a", "example00", Success, 1, &[("team", "x")]),
+            run("b", "example01", Pending, 2, &[]),
+            run("c", "example01", Failure, 2, &[("team", "x")]),
+            run("d", "example00", Running, 3, &[("team", "y")]),
+            run(
+                "e",
+                "example01",
+                Success,
+                4,
+                &[("team", "x"), ("env", "prod")],
+            ),
+        ] {
+            s.insert(r).await.unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = s
+                .list(ListQuery {
+                    limit: 2,
+                    after: after.clone(),
+                    filter: ListFilter::default(),
+                })
+                .await
+                .unwrap();
+            assert_eq!(page.total, 5);
+            seen.extend(page.items.iter().map(|r| r.id.clone()));
+            match page.next {
+                Some(k) => after = Some(PageKey::from_cursor(&k.to_cursor()).unwrap()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["e", "d", "c", "b", "a"]);
+
+        let page = s
+            .list(ListQuery {
+                limit: 10,
+                after: None,
+                filter: ListFilter {
+                    tag: Some(Tag {
+                        key: "team".into(),
+                        value: "x".into(),
+                    }),
+                    ..Default::default()
+                },
+            })
+            .await
+            .unwrap();
+        assert_eq!(ids(&page.items), ["e", "c", "a"]);
+        assert_eq!(page.total, 3);
+        assert!(page.next.is_none());
+
+        let page = s
+            .list(ListQuery {
+                limit: 1,
+                after: None,
+                filter: ListFilter {
+                    statuses: Some(vec![Success, Failure]),
+                    name: Some("example01".into()),
+                    ..Default::default()
+                },
+            })
+            .await
+            .unwrap();
+        assert_eq!(ids(&page.items), ["e"]);
+        assert_eq!(page.total, 2);
+        assert!(page.next.is_some());
+    }
+
+    #[tokio::test]
+    async fn get_many_keeps_order_and_nulls() {
+        let (_dir, s) = store();
+        s.insert(run("a", "example00", Success, 1, &[]))
+            .await
+            .unwrap();
+        s.insert(run("b", "example00", Success, 2, &[]))
+            .await
+            .unwrap();
+        let got = s
+            .get_many(vec!["b".into(), "zz".into(), "a".into(), "b".into()])
+            .await
+            .unwrap();
+        let got: Vec<Option<&str>> = got
+            .iter()
+            .map(|r| r.as_ref().map(|r| r.id.as_str()))
+            .collect();
+        assert_eq!(got, [Some("b"), None, Some("a"), Some("b")]);
+        assert_eq!(
+            s.get("a".into()).await.unwrap().unwrap(),
+            run("a", "example00", Success, 1, &[])
+        );
+    }
+
+    #[tokio::test]
+    async fn transitions_are_compare_and_set() {
+        let (_dir, s) = store();
+        s.insert(run("a", "example00", Pending, 1, &[]))
+            .await
+            .unwrap();
+        let at = Timestamp::now();
+        let t = |to, error: Option<&str>| Transition {
+            to,
+            at,
+            error: error.map(String::from),
+        };
+        let Moved::Done(r) = s.transition("a".into(), t(Running, None)).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.status, Running);
+        assert_eq!(r.started_at, Some(at));
+        assert!(r.finished_at.is_none());
+        let Moved::Done(r) = s.transition("a".into(), t(Cancelled, None)).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.finished_at, Some(at));
+        // a worker finishing after the cancellation is refused
+        let Moved::Refused(r) = s.transition("a".into(), t(Success, None)).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.status, Cancelled);
+        assert!(matches!(
+            s.transition("zz".into(), t(Running, None)).await.unwrap(),
+            Moved::Missing
+        ));
+        assert_eq!(s.get("a".into()).await.unwrap().unwrap().status, Cancelled);
+    }
+
+    #[tokio::test]
+    async fn delete_only_finished_runs() {
+        let (_dir, s) = store();
+        s.insert(run("live", "example00", Running, 1, &[]))
+            .await
+            .unwrap();
+        s.insert(run("done", "example00", Failure, 2, &[]))
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.delete_finished("live".into()).await.unwrap(),
+            Deleted::Live(_)
+        ));
+        assert!(
+            matches!(s.delete_finished("done".into()).await.unwrap(), Deleted::Done(r) if r.id == "done")
+        );
+        assert!(matches!(
+            s.delete_finished("done".into()).await.unwrap(),
+            Deleted::Missing
+        ));
+        assert!(s.get("live".into()).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn live_runs_fail_on_recovery() {
+        let (_dir, s) = store();
+        s.insert(run("p", "example00", Pending, 1, &[]))
+            .await
+            .unwrap();
+        s.insert(run("r", "example00", Running, 2, &[]))
+            .await
+            .unwrap();
+        s.insert(run("ok", "example00", Success, 3, &[]))
+            .await
+            .unwrap();
+        let failed = s
+            .fail_live("interrupted by restart".into(), Timestamp::now())
+            .await
+            .unwrap();
+        assert_eq!(ids(&failed), ["p", "r"]);
+        for id in ["p", "r"] {
+            let r = s.get(id.into()).await.unwrap().unwrap();
+            assert_eq!(r.status, Failure);
+            assert_eq!(r.error.as_deref(), Some("interrupted by restart"));
+            assert!(r.finished_at.is_some());
+        }
+        assert_eq!(s.get("ok".into()).await.unwrap().unwrap().status, Success);
+    }
+}
