@@ -6,6 +6,10 @@
 //! `directives` -> `schema` (a validated [`Supergraph`]) -> `plan` -> `execute`.
 
 pub mod directives;
+pub mod execute;
+pub mod operation;
+pub mod plan;
 pub mod schema;
 
+pub use operation::{coerce_variables, prepare, Limits, PreparedOperation, RequestError};
 pub use schema::{build, BuildError, BuildErrors, Subgraph, SubgraphId, SubgraphSpec, Supergraph};

@@ -178,9 +178,9 @@ impl Ctx<'_> {
             self.problems.push(format!("`$fields:{n}`: `{}.{n}` takes required arguments", self.type_name));
         }
         let public_named = parent_field.ty.inner_named_type().as_str().to_owned();
-        let item_depth_ok = depth(&parent_field.ty) == depth(expected)
-            // A list-valued key may feed a list argument.
-            || depth(&parent_field.ty) + 1 == depth(expected);
+        let (have, want) = (depth(&parent_field.ty), depth(expected));
+        // A scalar key may feed a list argument, and a list key is flattened into a batch.
+        let item_depth_ok = have == want || have + 1 == want || have == want + 1;
         if !same_named(&public_named, named) || !item_depth_ok {
             self.problems.push(format!(
                 "{at} expects `{expected}` but `$fields:{n}` is `{}`",

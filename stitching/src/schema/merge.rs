@@ -129,6 +129,9 @@ pub fn build(specs: &[SubgraphSpec]) -> Result<Supergraph, BuildErrors> {
             if let Some(op) = root_kinds.get(name) {
                 // Root types: union of fields; a field name in two subgraphs is a conflict.
                 let ExtendedType::Object(obj) = &renamed else { continue };
+                if obj.fields.is_empty() {
+                    continue;
+                }
                 let entry = public
                     .types
                     .entry(public_name.clone())

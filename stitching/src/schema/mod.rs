@@ -188,7 +188,7 @@ impl fmt::Display for BuildErrors {
 }
 
 /// Formats diagnostics of apollo-compiler as `file:line:col: message` lines.
-pub(crate) fn diagnostics(list: &apollo_compiler::validation::DiagnosticList) -> Vec<(Option<String>, String)> {
+pub fn diagnostics(list: &apollo_compiler::validation::DiagnosticList) -> Vec<(Option<String>, String)> {
     use apollo_compiler::diagnostic::ToCliReport;
     list.iter()
         .map(|d| {

@@ -1,0 +1,578 @@
+//! One level's delegations to one subgraph -> one request (aliased root
+//! fields, renamed variables, identical delegations once), and the answer
+//! mapped back onto the parents, errors included.
+
+use std::{collections::HashMap, fmt::Write, sync::Arc};
+
+use apollo_compiler::{
+    ast::OperationType,
+    response::{GraphQLError, JsonMap, JsonValue, ResponseDataPathSegment},
+    Name,
+};
+
+use super::{
+    error,
+    value::{self, ast_to_json, collect_objects, get, to_error_path, PathSeg},
+    FetchError, Request, SubgraphRequest,
+};
+use crate::{
+    directives::path::PathValue,
+    plan::{BoolOrVariable, Condition, FetchNode, REQUIRE_PREFIX, TYPENAME_ALIAS},
+    schema::SubgraphId,
+};
+
+/// A delegated field waiting for its parent object at `parent`.
+pub struct Pending {
+    pub node: Arc<FetchNode>,
+    pub parent: Vec<PathSeg>,
+}
+
+impl Pending {
+    pub fn root(node: &Arc<FetchNode>) -> Self {
+        Pending {
+            node: node.clone(),
+            parent: Vec::new(),
+        }
+    }
+}
+
+/// Where one call's answer goes.
+pub(crate) struct Target {
+    path: Vec<PathSeg>,
+    key: KeyRef,
+}
+
+enum KeyRef {
+    /// Not batched: the whole answer.
+    Whole,
+    /// Batched with a scalar key: the answer's item at this index.
+    One(usize),
+    /// Batched with a list key: these items, in order (`None` for a null key item).
+    Many(Vec<Option<usize>>),
+}
+
+/// One aliased root field of a remote request.
+pub(crate) struct Call {
+    alias: String,
+    node: Arc<FetchNode>,
+    targets: Vec<Target>,
+}
+
+pub struct Built {
+    pub subgraph: SubgraphId,
+    pub request: Option<SubgraphRequest>,
+    pub(crate) calls: Vec<Call>,
+}
+
+fn condition_holds(c: &Condition, variables: &JsonMap) -> bool {
+    let value = |b: &BoolOrVariable| match b {
+        BoolOrVariable::Bool(b) => *b,
+        BoolOrVariable::Variable(v) => variables.get(v.as_str()).and_then(|v| v.as_bool()).unwrap_or(false),
+    };
+    match c {
+        Condition::Skip(b) => !value(b),
+        Condition::Include(b) => value(b),
+    }
+}
+
+/// The answer of a field whose `$fields:` key is null: null, or `[]` for a non-null list.
+fn empty_answer(node: &FetchNode) -> JsonValue {
+    if node.is_list() && node.is_non_null() {
+        JsonValue::Array(Vec::new())
+    } else {
+        JsonValue::Null
+    }
+}
+
+enum Resolved {
+    Value(JsonValue),
+    /// A `$arguments:`/`$variables:` reference with no value: leave the argument out.
+    Absent,
+    /// A `$fields:` reference that is null: the field is null, no call.
+    NullKey,
+}
+
+fn resolve(pv: &PathValue, node: &FetchNode, parent: &JsonMap, variables: &JsonMap) -> Resolved {
+    match pv {
+        PathValue::Null => Resolved::Value(JsonValue::Null),
+        PathValue::Bool(b) => Resolved::Value(JsonValue::Bool(*b)),
+        PathValue::Int(i) => Resolved::Value(JsonValue::from(*i)),
+        PathValue::Float(f) => Resolved::Value(
+            serde_json::Number::from_f64(*f)
+                .map(|n| JsonValue::Number(n.into()))
+                .unwrap_or(JsonValue::Null),
+        ),
+        PathValue::String(s) | PathValue::Enum(s) => Resolved::Value(JsonValue::String(s.as_str().into())),
+        PathValue::List(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for i in items {
+                match resolve(i, node, parent, variables) {
+                    Resolved::Value(v) => out.push(v),
+                    Resolved::Absent => out.push(JsonValue::Null),
+                    Resolved::NullKey => return Resolved::NullKey,
+                }
+            }
+            Resolved::Value(JsonValue::Array(out))
+        }
+        PathValue::Object(fields) => {
+            let mut m = JsonMap::new();
+            for (k, v) in fields {
+                match resolve(v, node, parent, variables) {
+                    Resolved::Value(v) => {
+                        m.insert(k.as_str(), v);
+                    }
+                    Resolved::Absent => {}
+                    Resolved::NullKey => return Resolved::NullKey,
+                }
+            }
+            Resolved::Value(JsonValue::Object(m))
+        }
+        PathValue::Argument(name) => {
+            let given = node.field.arguments.iter().find(|a| a.name == name.as_str());
+            let value = match given {
+                Some(a) => ast_to_json(&a.value, variables),
+                None => node
+                    .field
+                    .definition
+                    .arguments
+                    .iter()
+                    .find(|a| a.name == name.as_str())
+                    .and_then(|d| d.default_value.as_ref())
+                    .and_then(|d| ast_to_json(d, variables)),
+            };
+            value.map(Resolved::Value).unwrap_or(Resolved::Absent)
+        }
+        PathValue::Variable(name) => variables
+            .get(name.as_str())
+            .cloned()
+            .map(Resolved::Value)
+            .unwrap_or(Resolved::Absent),
+        PathValue::Field(name) => match parent.get(format!("{REQUIRE_PREFIX}{name}").as_str()) {
+            None | Some(JsonValue::Null) => Resolved::NullKey,
+            Some(v) => Resolved::Value(v.clone()),
+        },
+    }
+}
+
+struct CallBuilder {
+    call: Call,
+    /// Per segment, the arguments sent as variables `(name, variable)`.
+    args: Vec<Vec<(String, String)>>,
+    /// Batched: the distinct keys, and their index by JSON text.
+    keys: Vec<JsonValue>,
+    key_index: HashMap<String, usize>,
+}
+
+/// Builds this level's request to `subgraph`. Fields that resolve without a
+/// call (null `$fields:` keys) are written to `data` right away.
+pub fn build(
+    req: &Request<'_>,
+    data: &mut JsonValue,
+    _errors: &mut Vec<GraphQLError>,
+    subgraph: SubgraphId,
+    pendings: Vec<Pending>,
+) -> Built {
+    let variables: &JsonMap = req.variables;
+    let mut builders: Vec<CallBuilder> = Vec::new();
+    let mut dedup: HashMap<String, usize> = HashMap::new();
+    let mut remote_vars = JsonMap::new();
+    let mut decls = String::new();
+    for p in pendings {
+        let node = &p.node;
+        let Some(JsonValue::Object(parent)) = get(data, &p.parent) else { continue };
+        if !node.conditions.iter().all(|c| condition_holds(c, variables)) {
+            continue;
+        }
+        if let Some(guard) = &node.type_guard {
+            let runtime = parent.get(TYPENAME_ALIAS).and_then(|v| v.as_str()).unwrap_or("");
+            if req.supergraph.subgraphs.iter().all(|s| s.public_type(runtime) != guard.as_str()) {
+                continue;
+            }
+        }
+        let mut path = p.parent.clone();
+        path.push(PathSeg::Key(node.response_key.clone()));
+        let delegation = &node.delegation;
+
+        if delegation.batch {
+            let key_name = delegation.requires.first().map(|n| n.as_str()).unwrap_or("");
+            let key = parent.get(format!("{REQUIRE_PREFIX}{key_name}").as_str()).cloned();
+            let key = match key {
+                None | Some(JsonValue::Null) => {
+                    value::write(data, &path, empty_answer(node));
+                    continue;
+                }
+                Some(k) => k,
+            };
+            let idx = match builders.iter().position(|b| b.call.node.id == node.id) {
+                Some(i) => i,
+                None => {
+                    builders.push(CallBuilder {
+                        call: Call {
+                            alias: format!("_{}", builders.len()),
+                            node: node.clone(),
+                            targets: Vec::new(),
+                        },
+                        args: Vec::new(),
+                        keys: Vec::new(),
+                        key_index: HashMap::new(),
+                    });
+                    builders.len() - 1
+                }
+            };
+            let b = &mut builders[idx];
+            let mut intern = |k: &JsonValue| -> usize {
+                let text = k.to_string();
+                if let Some(i) = b.key_index.get(&text) {
+                    return *i;
+                }
+                b.keys.push(k.clone());
+                b.key_index.insert(text, b.keys.len() - 1);
+                b.keys.len() - 1
+            };
+            let key = match &key {
+                JsonValue::Array(items) => KeyRef::Many(
+                    items
+                        .iter()
+                        .map(|k| if k.is_null() { None } else { Some(intern(k)) })
+                        .collect(),
+                ),
+                k => KeyRef::One(intern(k)),
+            };
+            b.call.targets.push(Target { path, key });
+            continue;
+        }
+
+        // Not batched: resolve every argument; identical calls are made once.
+        let mut seg_args: Vec<Vec<(String, JsonValue)>> = Vec::with_capacity(delegation.path.len());
+        let mut null_key = false;
+        for seg in &delegation.path {
+            let mut args = Vec::new();
+            match &seg.arguments {
+                None => {
+                    for a in &node.field.arguments {
+                        if let Some(v) = ast_to_json(&a.value, variables) {
+                            args.push((a.name.to_string(), v));
+                        }
+                    }
+                }
+                Some(list) => {
+                    for (name, pv) in list {
+                        match resolve(pv, node, parent, variables) {
+                            Resolved::Value(v) => args.push((name.clone(), v)),
+                            Resolved::Absent => {}
+                            Resolved::NullKey => null_key = true,
+                        }
+                    }
+                }
+            }
+            seg_args.push(args);
+        }
+        if null_key {
+            value::write(data, &path, empty_answer(node));
+            continue;
+        }
+        let mut signature = node.id.to_string();
+        for args in &seg_args {
+            signature.push('|');
+            for (k, v) in args {
+                let _ = write!(signature, "{k}={v};");
+            }
+        }
+        if let Some(i) = dedup.get(&signature) {
+            builders[*i].call.targets.push(Target { path, key: KeyRef::Whole });
+            continue;
+        }
+        let call_index = builders.len();
+        let mut args_vars = Vec::with_capacity(seg_args.len());
+        for (si, args) in seg_args.into_iter().enumerate() {
+            let mut vars = Vec::with_capacity(args.len());
+            for (name, v) in args {
+                let var = format!("a{call_index}_{si}_{name}");
+                let ty = delegation
+                    .argument_types
+                    .get(si)
+                    .and_then(|m| m.get(&name))
+                    .map(|s| s.as_str())
+                    .unwrap_or("String");
+                let _ = write!(decls, "${var}: {ty}, ");
+                remote_vars.insert(var.as_str(), v);
+                vars.push((name, var));
+            }
+            args_vars.push(vars);
+        }
+        dedup.insert(signature, call_index);
+        builders.push(CallBuilder {
+            call: Call {
+                alias: format!("_{call_index}"),
+                node: node.clone(),
+                targets: vec![Target { path, key: KeyRef::Whole }],
+            },
+            args: args_vars,
+            keys: Vec::new(),
+            key_index: HashMap::new(),
+        });
+    }
+    if builders.is_empty() {
+        return Built {
+            subgraph,
+            request: None,
+            calls: Vec::new(),
+        };
+    }
+
+    // Batched calls: the key list goes into the single `$fields:` argument.
+    for (ci, b) in builders.iter_mut().enumerate() {
+        if !b.call.node.delegation.batch {
+            continue;
+        }
+        let delegation = b.call.node.delegation.clone();
+        let node = b.call.node.clone();
+        let empty = JsonMap::new();
+        let last = delegation.path.len() - 1;
+        for (si, seg) in delegation.path.iter().enumerate() {
+            let mut vars = Vec::new();
+            for (name, pv) in seg.arguments.iter().flatten() {
+                let v = if si == last && matches!(pv, PathValue::Field(_)) {
+                    // Flattened: list keys were interned item by item.
+                    JsonValue::Array(b.keys.clone())
+                } else {
+                    match resolve(pv, &node, &empty, variables) {
+                        Resolved::Value(v) => v,
+                        _ => continue,
+                    }
+                };
+                let var = format!("a{ci}_{si}_{name}");
+                let ty = delegation
+                    .argument_types
+                    .get(si)
+                    .and_then(|m| m.get(name))
+                    .map(|s| s.as_str())
+                    .unwrap_or("String");
+                let _ = write!(decls, "${var}: {ty}, ");
+                remote_vars.insert(var.as_str(), v);
+                vars.push((name.clone(), var));
+            }
+            b.args.push(vars);
+        }
+    }
+
+    // Client variables the selections use, renamed `$c_NAME`.
+    let mut declared: Vec<&Name> = Vec::new();
+    for b in &builders {
+        for (name, ty) in &b.call.node.variables {
+            if declared.contains(&name) {
+                continue;
+            }
+            declared.push(name);
+            let _ = write!(decls, "$c_{name}: {ty}, ");
+            if let Some(v) = variables.get(name.as_str()) {
+                remote_vars.insert(format!("c_{name}").as_str(), v.clone());
+            }
+        }
+    }
+
+    let operation = builders[0].call.node.delegation.operation;
+    let mut query = String::with_capacity(256);
+    query.push_str(match operation {
+        OperationType::Query => "query",
+        OperationType::Mutation => "mutation",
+        OperationType::Subscription => "subscription",
+    });
+    if !decls.is_empty() {
+        query.push('(');
+        query.push_str(decls.trim_end_matches([',', ' ']));
+        query.push(')');
+    }
+    query.push_str(" {");
+    for b in &builders {
+        let path = &b.call.node.delegation.path;
+        query.push(' ');
+        query.push_str(&b.call.alias);
+        query.push_str(": ");
+        for (si, seg) in path.iter().enumerate() {
+            query.push_str(&seg.name);
+            if let Some(vars) = b.args.get(si).filter(|v| !v.is_empty()) {
+                query.push('(');
+                for (i, (name, var)) in vars.iter().enumerate() {
+                    if i > 0 {
+                        query.push_str(", ");
+                    }
+                    let _ = write!(query, "{name}: ${var}");
+                }
+                query.push(')');
+            }
+            if si + 1 < path.len() {
+                query.push_str(" { ");
+            }
+        }
+        if !b.call.node.selection.is_empty() {
+            query.push(' ');
+            query.push_str(&b.call.node.selection);
+        }
+        for _ in 1..path.len() {
+            query.push_str(" }");
+        }
+    }
+    query.push_str(" }");
+    Built {
+        subgraph,
+        request: Some(SubgraphRequest {
+            operation,
+            query,
+            variables: remote_vars,
+        }),
+        calls: builders.into_iter().map(|b| b.call).collect(),
+    }
+}
+
+/// Follows the path segments after the first (`a.b.c`: `b`, then `c`), through lists.
+fn descend(v: JsonValue, names: &[crate::directives::path::Segment]) -> JsonValue {
+    let Some((first, rest)) = names.split_first() else { return v };
+    match v {
+        JsonValue::Object(mut m) => descend(m.remove(first.name.as_str()).unwrap_or(JsonValue::Null), rest),
+        JsonValue::Array(items) => JsonValue::Array(items.into_iter().map(|i| descend(i, names)).collect()),
+        other => other,
+    }
+}
+
+/// Maps a response body onto the parents, and queues the next level.
+pub fn merge_body(
+    req: &Request<'_>,
+    data: &mut JsonValue,
+    errors: &mut Vec<GraphQLError>,
+    subgraph: SubgraphId,
+    calls: &[Call],
+    body: JsonValue,
+    next: &mut Vec<Pending>,
+) {
+    let service = req.supergraph.subgraphs[subgraph].name.as_str();
+    let (mut remote_data, remote_errors) = match body {
+        JsonValue::Object(mut m) => (m.remove("data"), m.remove("errors")),
+        _ => {
+            fail(req, errors, subgraph, calls, &FetchError::Malformed("not a JSON object".into()));
+            return;
+        }
+    };
+    if let Some(JsonValue::Array(list)) = remote_errors {
+        for e in list {
+            map_error(e, service, calls, errors);
+        }
+    }
+    for call in calls {
+        let answer = remote_data
+            .as_mut()
+            .and_then(|d| d.as_object_mut())
+            .and_then(|m| m.remove(call.alias.as_str()))
+            .unwrap_or(JsonValue::Null);
+        let answer = descend(answer, &call.node.delegation.path[1..]);
+        let n = call.targets.len();
+        let mut answer = Some(answer);
+        for (i, t) in call.targets.iter().enumerate() {
+            let value = match &t.key {
+                // The last target takes the value; the others clone it.
+                KeyRef::Whole if i + 1 == n => answer.take().unwrap_or(JsonValue::Null),
+                KeyRef::Whole => answer.clone().unwrap_or(JsonValue::Null),
+                KeyRef::One(k) => item(answer.as_ref(), *k),
+                KeyRef::Many(ks) => JsonValue::Array(
+                    ks.iter()
+                        .map(|k| k.map(|k| item(answer.as_ref(), k)).unwrap_or(JsonValue::Null))
+                        .collect(),
+                ),
+            };
+            value::write(data, &t.path, value);
+            for child in &call.node.children {
+                let mut parents = Vec::new();
+                collect_objects(data, &t.path, &child.parent_path, &mut parents);
+                next.extend(parents.into_iter().map(|parent| Pending {
+                    node: child.clone(),
+                    parent,
+                }));
+            }
+        }
+    }
+}
+
+fn item(list: Option<&JsonValue>, i: usize) -> JsonValue {
+    match list {
+        Some(JsonValue::Array(items)) => items.get(i).cloned().unwrap_or(JsonValue::Null),
+        _ => JsonValue::Null,
+    }
+}
+
+/// A remote error, its path rewritten to the client's, `extensions.service` added.
+fn map_error(e: JsonValue, service: &str, calls: &[Call], out: &mut Vec<GraphQLError>) {
+    let JsonValue::Object(mut m) = e else { return };
+    let message = m
+        .remove("message")
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "subgraph error".into());
+    let mut extensions = match m.remove("extensions") {
+        Some(JsonValue::Object(x)) => x,
+        _ => JsonMap::new(),
+    };
+    extensions.insert("service", JsonValue::String(service.into()));
+    let remote_path: Vec<JsonValue> = match m.remove("path") {
+        Some(JsonValue::Array(p)) => p,
+        _ => Vec::new(),
+    };
+    let make = |path: Vec<ResponseDataPathSegment>| GraphQLError {
+        message: message.clone(),
+        locations: Vec::new(),
+        path,
+        extensions: extensions.clone(),
+    };
+    let alias = remote_path.first().and_then(|v| v.as_str());
+    let Some(call) = alias.and_then(|a| calls.iter().find(|c| c.alias == a)) else {
+        out.push(make(Vec::new()));
+        return;
+    };
+    let skip = call.node.delegation.path.len();
+    let rest: Vec<ResponseDataPathSegment> = remote_path
+        .iter()
+        .skip(skip)
+        .filter_map(|v| match v {
+            JsonValue::String(s) => Name::new(s.as_str()).ok().map(ResponseDataPathSegment::Field),
+            JsonValue::Number(n) => n.as_u64().map(|i| ResponseDataPathSegment::ListIndex(i as usize)),
+            _ => None,
+        })
+        .collect();
+    for t in &call.targets {
+        let base = to_error_path(&t.path);
+        match &t.key {
+            KeyRef::Whole => out.push(make(base.into_iter().chain(rest.iter().cloned()).collect())),
+            _ if rest.is_empty() => out.push(make(base)),
+            KeyRef::One(k) => {
+                if let Some(ResponseDataPathSegment::ListIndex(i)) = rest.first() {
+                    if i == k {
+                        out.push(make(base.into_iter().chain(rest[1..].iter().cloned()).collect()));
+                    }
+                }
+            }
+            KeyRef::Many(ks) => {
+                if let Some(ResponseDataPathSegment::ListIndex(i)) = rest.first() {
+                    for (pos, k) in ks.iter().enumerate() {
+                        if *k == Some(*i) {
+                            let mut p = base.clone();
+                            p.push(ResponseDataPathSegment::ListIndex(pos));
+                            p.extend(rest[1..].iter().cloned());
+                            out.push(make(p));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A failed request: every field it would have answered gets an error.
+pub fn fail(req: &Request<'_>, errors: &mut Vec<GraphQLError>, subgraph: SubgraphId, calls: &[Call], e: &FetchError) {
+    let service = req.supergraph.subgraphs[subgraph].name.as_str();
+    for call in calls {
+        for t in &call.targets {
+            let mut err = error(format!("subgraph `{service}` {e}"), e.code());
+            err.extensions.insert("service", JsonValue::String(service.into()));
+            err.path = to_error_path(&t.path);
+            errors.push(err);
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Runs a plan: level by level, one request per subgraph per level,
+//! identical delegations once, different subgraphs concurrently; then
+//! shapes the merged data into the client's response.
+
+mod batch;
+mod shape;
+mod value;
+
+use std::time::Duration;
+
+use apollo_compiler::{
+    ast::OperationType,
+    executable::Operation,
+    response::{GraphQLError, JsonMap, JsonValue, ResponseDataPathSegment},
+    validation::Valid,
+    ExecutableDocument, Node,
+};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use crate::{
+    plan::QueryPlan,
+    schema::{SubgraphId, Supergraph},
+};
+pub use value::{PathSeg, ResponsePath};
+
+/// A request to one subgraph: a document and its variables.
+#[derive(Clone, Debug)]
+pub struct SubgraphRequest {
+    pub operation: OperationType,
+    pub query: String,
+    pub variables: JsonMap,
+}
+
+impl Serialize for SubgraphRequest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("query", &self.query)?;
+        m.serialize_entry("variables", &self.variables)?;
+        m.end()
+    }
+}
+
+/// Why a subgraph gave no usable answer. Only that subgraph's fields become null.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("did not answer within {}", humantime(*.0))]
+    Timeout(Duration),
+    #[error("is unreachable: {0}")]
+    Unavailable(String),
+    #[error("answered HTTP {0}")]
+    Status(u16),
+    #[error("answered with a body that is not a GraphQL response: {0}")]
+    Malformed(String),
+}
+
+fn humantime(d: Duration) -> String {
+    if d.as_millis() % 1000 == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+impl FetchError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            FetchError::Timeout(_) => "SUBGRAPH_TIMEOUT",
+            FetchError::Unavailable(_) => "SUBGRAPH_UNAVAILABLE",
+            FetchError::Status(_) => "SUBGRAPH_HTTP_ERROR",
+            FetchError::Malformed(_) => "SUBGRAPH_MALFORMED_RESPONSE",
+        }
+    }
+}
+
+/// How requests reach subgraphs. The gateway implements it over HTTP; the
+/// library stays transport-agnostic (and testable without sockets).
+pub trait Transport: Send + Sync {
+    /// Sends `request` to `subgraph` and returns the raw response body.
+    fn fetch<'a>(&'a self, subgraph: SubgraphId, request: SubgraphRequest) -> BoxFuture<'a, Result<Bytes, FetchError>>;
+}
+
+/// A GraphQL response as sent to the client.
+#[derive(Debug, Default, Serialize)]
+pub struct Response {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<JsonValue>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<GraphQLError>,
+}
+
+impl Response {
+    /// A response of request errors only (no `data` key).
+    pub fn from_errors(errors: Vec<GraphQLError>) -> Self {
+        Response { data: None, errors }
+    }
+}
+
+/// Builds an error with `extensions.code`.
+pub fn error(message: impl Into<String>, code: &str) -> GraphQLError {
+    let mut e = GraphQLError {
+        message: message.into(),
+        locations: Vec::new(),
+        path: Vec::new(),
+        extensions: JsonMap::new(),
+    };
+    e.extensions.insert("code", JsonValue::String(code.into()));
+    e
+}
+
+/// Everything one execution reads.
+pub struct Request<'a> {
+    pub supergraph: &'a Supergraph,
+    pub document: &'a Valid<ExecutableDocument>,
+    pub operation: &'a Node<Operation>,
+    pub plan: &'a QueryPlan,
+    /// Coerced variables (defaults applied).
+    pub variables: &'a Valid<JsonMap>,
+}
+
+/// Executes a query or mutation plan.
+pub async fn execute(req: &Request<'_>, transport: &dyn Transport) -> Response {
+    let mut ex = Execution::new(req, transport);
+    if req.plan.has_introspection {
+        ex.introspect();
+    }
+    match req.plan.operation_type {
+        OperationType::Mutation => {
+            // Serial: each run of consecutive root fields of one subgraph goes
+            // out as one request and completes (all levels) before the next.
+            let mut i = 0;
+            let roots = &req.plan.root;
+            while i < roots.len() {
+                let sg = roots[i].subgraph();
+                let mut j = i;
+                while j < roots.len() && roots[j].subgraph() == sg {
+                    j += 1;
+                }
+                let group = roots[i..j].iter().map(|n| batch::Pending::root(n)).collect();
+                ex.run(group).await;
+                i = j;
+            }
+        }
+        _ => {
+            let all = req.plan.root.iter().map(batch::Pending::root).collect();
+            ex.run(all).await;
+        }
+    }
+    ex.finish()
+}
+
+/// The remote request that opens a subscription's upstream stream, and the
+/// state needed to turn each of its events into a client response.
+pub struct SubscriptionStart {
+    pub subgraph: SubgraphId,
+    pub request: SubgraphRequest,
+    pub(crate) call: batch::Call,
+}
+
+/// Prepares the upstream subscription of a subscription plan (one root field).
+pub fn subscription_start(req: &Request<'_>) -> Result<SubscriptionStart, GraphQLError> {
+    let Some(root) = req.plan.root.first() else {
+        return Err(error("a subscription must select one field", "BAD_REQUEST"));
+    };
+    let mut data = JsonValue::Object(JsonMap::new());
+    let mut errors = Vec::new();
+    let mut built = batch::build(
+        req,
+        &mut data,
+        &mut errors,
+        root.subgraph(),
+        vec![batch::Pending::root(root)],
+    );
+    match (built.request.take(), built.calls.pop()) {
+        (Some(request), Some(call)) => Ok(SubscriptionStart {
+            subgraph: root.subgraph(),
+            request,
+            call,
+        }),
+        _ => Err(errors
+            .pop()
+            .unwrap_or_else(|| error("the subscription resolves to null without a call", "BAD_REQUEST"))),
+    }
+}
+
+/// Turns one upstream event (`{data, errors}` of the remote subscription) into
+/// the client's event, running delegated fields of the event through the same
+/// batched execution as queries.
+pub async fn subscription_event(
+    req: &Request<'_>,
+    start: &SubscriptionStart,
+    event: JsonValue,
+    transport: &dyn Transport,
+) -> Response {
+    let mut ex = Execution::new(req, transport);
+    let mut next = Vec::new();
+    batch::merge_body(
+        req,
+        &mut ex.data,
+        &mut ex.errors,
+        start.subgraph,
+        std::slice::from_ref(&start.call),
+        event,
+        &mut next,
+    );
+    ex.run(next).await;
+    ex.finish()
+}
+
+struct Execution<'r, 'a> {
+    req: &'r Request<'a>,
+    transport: &'r dyn Transport,
+    data: JsonValue,
+    errors: Vec<GraphQLError>,
+}
+
+impl<'r, 'a> Execution<'r, 'a> {
+    fn new(req: &'r Request<'a>, transport: &'r dyn Transport) -> Self {
+        Execution {
+            req,
+            transport,
+            data: JsonValue::Object(JsonMap::new()),
+            errors: Vec::new(),
+        }
+    }
+
+    fn introspect(&mut self) {
+        let sg = self.req.supergraph;
+        match apollo_compiler::introspection::partial_execute(
+            &sg.schema,
+            &sg.implementers,
+            self.req.document,
+            self.req.operation,
+            self.req.variables,
+        ) {
+            Ok(resp) => {
+                if let (Some(map), Some(data)) = (resp.data, self.data.as_object_mut()) {
+                    data.extend(map);
+                }
+                self.errors.extend(resp.errors);
+            }
+            Err(e) => self.errors.push(e.to_graphql_error(&self.req.document.sources)),
+        }
+    }
+
+    /// Runs fetches level by level until no delegation is left.
+    async fn run(&mut self, mut frontier: Vec<batch::Pending>) {
+        while !frontier.is_empty() {
+            // One request per subgraph for this level, in first-seen order.
+            let mut groups: Vec<(SubgraphId, Vec<batch::Pending>)> = Vec::new();
+            for p in frontier.drain(..) {
+                let sg = p.node.subgraph();
+                match groups.iter_mut().find(|(s, _)| *s == sg) {
+                    Some((_, v)) => v.push(p),
+                    None => groups.push((sg, vec![p])),
+                }
+            }
+            let mut builds = Vec::with_capacity(groups.len());
+            for (sg, pendings) in groups {
+                builds.push(batch::build(self.req, &mut self.data, &mut self.errors, sg, pendings));
+            }
+            let transport = self.transport;
+            let fetches = builds.iter_mut().map(|b| {
+                let request = b.request.take();
+                let sg = b.subgraph;
+                async move {
+                    match request {
+                        Some(r) => Some(transport.fetch(sg, r).await),
+                        None => None,
+                    }
+                }
+            });
+            let results = futures::future::join_all(fetches).await;
+            let mut next = Vec::new();
+            for (b, result) in builds.into_iter().zip(results) {
+                let Some(result) = result else { continue };
+                match result.and_then(|body| {
+                    JsonValue::from_bytes(body).map_err(|e| FetchError::Malformed(e.to_string()))
+                }) {
+                    Ok(body) => batch::merge_body(self.req, &mut self.data, &mut self.errors, b.subgraph, &b.calls, body, &mut next),
+                    Err(e) => batch::fail(self.req, &mut self.errors, b.subgraph, &b.calls, &e),
+                }
+            }
+            frontier = next;
+        }
+    }
+
+    fn finish(mut self) -> Response {
+        let data = shape::shape(self.req, &self.data, &mut self.errors);
+        Response {
+            data: Some(data),
+            errors: self.errors,
+        }
+    }
+}
+
+/// Client path of an error, for tests and logs.
+pub fn path_string(path: &[ResponseDataPathSegment]) -> String {
+    path.iter()
+        .map(|s| match s {
+            ResponseDataPathSegment::Field(n) => n.to_string(),
+            ResponseDataPathSegment::ListIndex(i) => i.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}

@@ -1,0 +1,158 @@
+//! Paths into the response data and conversions of argument values.
+
+use apollo_compiler::{
+    ast::Value as AstValue,
+    response::{JsonMap, JsonValue, ResponseDataPathSegment},
+    Name,
+};
+
+/// One step of an absolute path in the response data.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PathSeg {
+    Key(Name),
+    Index(usize),
+}
+
+pub type ResponsePath = Vec<PathSeg>;
+
+pub fn to_error_path(path: &[PathSeg]) -> Vec<ResponseDataPathSegment> {
+    path.iter()
+        .map(|s| match s {
+            PathSeg::Key(k) => ResponseDataPathSegment::Field(k.clone()),
+            PathSeg::Index(i) => ResponseDataPathSegment::ListIndex(*i),
+        })
+        .collect()
+}
+
+pub fn get<'v>(mut v: &'v JsonValue, path: &[PathSeg]) -> Option<&'v JsonValue> {
+    for seg in path {
+        v = match (seg, v) {
+            (PathSeg::Key(k), JsonValue::Object(m)) => m.get(k.as_str())?,
+            (PathSeg::Index(i), JsonValue::Array(a)) => a.get(*i)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+pub fn get_mut<'v>(mut v: &'v mut JsonValue, path: &[PathSeg]) -> Option<&'v mut JsonValue> {
+    for seg in path {
+        v = match (seg, v) {
+            (PathSeg::Key(k), JsonValue::Object(m)) => m.get_mut(k.as_str())?,
+            (PathSeg::Index(i), JsonValue::Array(a)) => a.get_mut(*i)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+/// Sets the value at `path` (its parent must be an object).
+pub fn write(data: &mut JsonValue, path: &[PathSeg], value: JsonValue) {
+    let Some((PathSeg::Key(last), parent)) = path.split_last() else { return };
+    if let Some(JsonValue::Object(m)) = get_mut(data, parent) {
+        m.insert(last.as_str(), value);
+    }
+}
+
+/// Absolute paths of the objects found by following `rel` (response keys)
+/// from `base`, walking through lists.
+pub fn collect_objects(data: &JsonValue, base: &[PathSeg], rel: &[Name], out: &mut Vec<Vec<PathSeg>>) {
+    fn rec(v: &JsonValue, path: &mut Vec<PathSeg>, rel: &[Name], out: &mut Vec<Vec<PathSeg>>) {
+        match v {
+            JsonValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(PathSeg::Index(i));
+                    rec(item, path, rel, out);
+                    path.pop();
+                }
+            }
+            JsonValue::Object(m) => match rel.split_first() {
+                None => out.push(path.clone()),
+                Some((key, rest)) => {
+                    if let Some(child) = m.get(key.as_str()) {
+                        path.push(PathSeg::Key(key.clone()));
+                        rec(child, path, rest, out);
+                        path.pop();
+                    }
+                }
+            },
+            _ => {}
+        }
+    }
+    if let Some(v) = get(data, base) {
+        rec(v, &mut base.to_vec(), rel, out);
+    }
+}
+
+/// A client argument value with variables substituted; `None` when it is a
+/// variable the client did not provide (the argument is then left out).
+pub fn ast_to_json(value: &AstValue, variables: &JsonMap) -> Option<JsonValue> {
+    Some(match value {
+        AstValue::Null => JsonValue::Null,
+        AstValue::Enum(e) => JsonValue::String(e.as_str().into()),
+        AstValue::Variable(v) => return variables.get(v.as_str()).cloned(),
+        AstValue::String(s) => JsonValue::String(s.as_str().into()),
+        AstValue::Float(f) => f
+            .try_to_f64()
+            .ok()
+            .and_then(|x| serde_json::Number::from_f64(x).map(|n| JsonValue::Number(n.into())))
+            .unwrap_or(JsonValue::Null),
+        AstValue::Int(i) => match i.try_to_i32() {
+            Ok(n) => JsonValue::from(n as i64),
+            Err(_) => i
+                .as_str()
+                .parse::<i64>()
+                .map(JsonValue::from)
+                .unwrap_or_else(|_| JsonValue::String(i.as_str().into())),
+        },
+        AstValue::Boolean(b) => JsonValue::Bool(*b),
+        AstValue::List(items) => JsonValue::Array(
+            items
+                .iter()
+                .map(|i| ast_to_json(i, variables).unwrap_or(JsonValue::Null))
+                .collect(),
+        ),
+        AstValue::Object(fields) => {
+            let mut m = JsonMap::new();
+            for (k, v) in fields {
+                if let Some(v) = ast_to_json(v, variables) {
+                    m.insert(k.as_str(), v);
+                }
+            }
+            JsonValue::Object(m)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apollo_compiler::response::serde_json_bytes::json;
+
+    fn key(k: &str) -> PathSeg {
+        PathSeg::Key(Name::new(k).unwrap())
+    }
+
+    #[test]
+    fn collects_objects_through_lists() {
+        let data = json!({"a": {"items": [{"b": {"x": 1}}, {"b": null}, {"b": [{"x": 2}, {"x": 3}]}]}});
+        let mut out = Vec::new();
+        collect_objects(&data, &[key("a")], &[Name::new("items").unwrap(), Name::new("b").unwrap()], &mut out);
+        assert_eq!(
+            out,
+            vec![
+                vec![key("a"), key("items"), PathSeg::Index(0), key("b")],
+                vec![key("a"), key("items"), PathSeg::Index(2), key("b"), PathSeg::Index(0)],
+                vec![key("a"), key("items"), PathSeg::Index(2), key("b"), PathSeg::Index(1)],
+            ]
+        );
+    }
+
+    #[test]
+    fn writes_into_objects_only() {
+        let mut data = json!({"a": [{"x": 1}]});
+        write(&mut data, &[key("a"), PathSeg::Index(0), key("y")], json!(2));
+        write(&mut data, &[key("a"), key("nope"), key("y")], json!(3));
+        assert_eq!(data, json!({"a": [{"x": 1, "y": 2}]}));
+    }
+}

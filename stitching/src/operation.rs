@@ -1,0 +1,232 @@
+//! A client operation from text to plan: parse (with token and depth
+//! limits), validate against the public schema with every rule of the
+//! specification, check request limits, plan. The result is what the
+//! gateway caches by document hash and operation name.
+
+use apollo_compiler::{
+    executable::{Selection, SelectionSet},
+    parser::Parser,
+    request::coerce_variable_values,
+    response::{GraphQLError, JsonMap},
+    validation::Valid,
+    ExecutableDocument,
+};
+
+use crate::{
+    execute::error,
+    plan::{self, PlanError, QueryPlan},
+    schema::{diagnostics, Supergraph},
+};
+
+/// Limits a client request must stay within.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_depth: usize,
+    pub max_aliases: usize,
+    pub max_root_fields: usize,
+    pub max_tokens: usize,
+    pub introspection: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_depth: 15,
+            max_aliases: 30,
+            max_root_fields: 20,
+            max_tokens: 15_000,
+            introspection: true,
+        }
+    }
+}
+
+/// A parsed, validated and planned operation.
+#[derive(Debug)]
+pub struct PreparedOperation {
+    pub document: Valid<ExecutableDocument>,
+    pub operation_name: Option<String>,
+    pub plan: QueryPlan,
+}
+
+impl PreparedOperation {
+    pub fn operation(&self) -> &apollo_compiler::Node<apollo_compiler::executable::Operation> {
+        // Planning already resolved this name against the document.
+        match self.document.operations.get(self.operation_name.as_deref()) {
+            Ok(op) => op,
+            Err(_) => unreachable!("operation resolved during planning"),
+        }
+    }
+}
+
+/// Why a request was refused before any subgraph was called.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RequestError {
+    #[error("the document does not parse")]
+    Parse(Vec<GraphQLError>),
+    #[error("the operation is invalid against the schema")]
+    Validation(Vec<GraphQLError>),
+    #[error("{0}")]
+    Limit(String),
+    #[error("introspection is disabled on this gateway")]
+    IntrospectionDisabled,
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("{0}")]
+    Variables(String),
+}
+
+impl RequestError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RequestError::Parse(_) => "GRAPHQL_PARSE_FAILED",
+            RequestError::Validation(_) => "GRAPHQL_VALIDATION_FAILED",
+            RequestError::Limit(_) => "REQUEST_LIMIT_EXCEEDED",
+            RequestError::IntrospectionDisabled => "INTROSPECTION_DISABLED",
+            RequestError::Plan(p) => p.code(),
+            RequestError::Variables(_) => "BAD_USER_INPUT",
+        }
+    }
+
+    /// The errors of a response for this refusal, each with `extensions.code`.
+    pub fn to_graphql_errors(&self) -> Vec<GraphQLError> {
+        let code = self.code();
+        match self {
+            RequestError::Parse(list) | RequestError::Validation(list) => list
+                .iter()
+                .cloned()
+                .map(|mut e| {
+                    e.extensions.insert("code", code.into());
+                    e
+                })
+                .collect(),
+            other => vec![error(other.to_string(), code)],
+        }
+    }
+}
+
+fn to_errors(list: &apollo_compiler::validation::DiagnosticList) -> Vec<GraphQLError> {
+    list.iter().map(|d| d.to_json()).collect()
+}
+
+/// Parses, validates and plans `query`.
+pub fn prepare(
+    supergraph: &Supergraph,
+    query: &str,
+    operation_name: Option<&str>,
+    limits: &Limits,
+) -> Result<PreparedOperation, RequestError> {
+    let document = Parser::new()
+        .token_limit(limits.max_tokens)
+        .recursion_limit(limits.max_depth.saturating_mul(4).max(64))
+        .parse_executable(&supergraph.schema, query, "request.graphql")
+        .map_err(|e| {
+            let limit_hit = e
+                .errors
+                .iter()
+                .any(|d| d.error.to_string().contains("limit"));
+            if limit_hit {
+                RequestError::Limit(format!(
+                    "the document is larger than this gateway accepts (at most {} tokens)",
+                    limits.max_tokens
+                ))
+            } else {
+                RequestError::Parse(to_errors(&e.errors))
+            }
+        })?;
+    let document = document.validate(&supergraph.schema).map_err(|e| {
+        let errors = to_errors(&e.errors);
+        let syntax = diagnostics(&e.errors).iter().any(|(_, m)| m.starts_with("syntax error"));
+        if syntax {
+            RequestError::Parse(errors)
+        } else {
+            RequestError::Validation(errors)
+        }
+    })?;
+    let op = document
+        .operations
+        .get(operation_name)
+        .map_err(|e| RequestError::Validation(vec![error(e.message().to_string(), "OPERATION_RESOLUTION_FAILURE")]))?;
+
+    let mut stats = Stats::default();
+    count(&document, &op.selection_set, 1, &mut stats, &mut Vec::new());
+    if stats.depth > limits.max_depth {
+        return Err(RequestError::Limit(format!(
+            "the operation is {} levels deep; this gateway allows at most {}",
+            stats.depth, limits.max_depth
+        )));
+    }
+    if stats.aliases > limits.max_aliases {
+        return Err(RequestError::Limit(format!(
+            "the operation uses {} aliases; this gateway allows at most {}",
+            stats.aliases, limits.max_aliases
+        )));
+    }
+    let root_fields = op.root_fields(&document).count();
+    if root_fields > limits.max_root_fields {
+        return Err(RequestError::Limit(format!(
+            "the operation selects {root_fields} root fields; this gateway allows at most {}",
+            limits.max_root_fields
+        )));
+    }
+    let plan = plan::plan(supergraph, &document, operation_name)?;
+    if plan.has_introspection && !limits.introspection {
+        return Err(RequestError::IntrospectionDisabled);
+    }
+    Ok(PreparedOperation {
+        document,
+        operation_name: operation_name.map(str::to_owned),
+        plan,
+    })
+}
+
+/// Coerces the request's variables for the prepared operation (defaults applied).
+pub fn coerce_variables(
+    supergraph: &Supergraph,
+    prepared: &PreparedOperation,
+    variables: &JsonMap,
+) -> Result<Valid<JsonMap>, RequestError> {
+    coerce_variable_values(&supergraph.schema, prepared.operation(), variables)
+        .map_err(|e| RequestError::Variables(e.message().to_string()))
+}
+
+#[derive(Default)]
+struct Stats {
+    depth: usize,
+    aliases: usize,
+}
+
+fn count<'d>(
+    doc: &'d ExecutableDocument,
+    set: &'d SelectionSet,
+    depth: usize,
+    stats: &mut Stats,
+    fragments: &mut Vec<&'d str>,
+) {
+    for sel in &set.selections {
+        match sel {
+            Selection::Field(f) => {
+                if f.alias.is_some() {
+                    stats.aliases += 1;
+                }
+                if !f.selection_set.selections.is_empty() {
+                    stats.depth = stats.depth.max(depth + 1);
+                    count(doc, &f.selection_set, depth + 1, stats, fragments);
+                } else {
+                    stats.depth = stats.depth.max(depth);
+                }
+            }
+            Selection::InlineFragment(i) => count(doc, &i.selection_set, depth, stats, fragments),
+            Selection::FragmentSpread(s) => {
+                // Validation rejects cycles; the stack guards anyway.
+                if fragments.contains(&s.fragment_name.as_str()) {
+                    continue;
+                }
+                if let Some(f) = doc.fragments.get(&s.fragment_name) {
+                    fragments.push(s.fragment_name.as_str());
+                    count(doc, &f.selection_set, depth, stats, fragments);
+                    fragments.pop();
+                }
+            }
+        }
+    }
+}
