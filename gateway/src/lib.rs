@@ -1,1 +1,152 @@
-//! Gateway.
+//! The gateway server: GraphQL over HTTP and WebSocket in front of the
+//! stitched graph, with config, hot reload, health and metrics.
+//!
+//! `config` -> `engine` (schema, clients, plan cache) -> `http` / `ws`;
+//! `reload` swaps the engine when the config or its SDL files change.
+
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod reload;
+pub mod ws;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+pub use config::{load, LoadedConfig};
+pub use engine::Engine;
+pub use error::GatewayError;
+use metrics::Metrics;
+
+/// What every handler shares. The engine is swapped whole on reload.
+pub struct AppState {
+    engine: RwLock<Arc<Engine>>,
+    pub http: reqwest::Client,
+    pub metrics: Arc<Metrics>,
+    pub max_body_bytes: usize,
+    pub ws_init_timeout: Duration,
+    pub shutdown: CancellationToken,
+    /// Serialises reloads: one rebuild at a time.
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl AppState {
+    /// The current engine; a request keeps the one it started with.
+    pub fn engine(&self) -> Arc<Engine> {
+        match self.engine.read() {
+            Ok(e) => e.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn swap(&self, engine: Arc<Engine>) {
+        match self.engine.write() {
+            Ok(mut e) => *e = engine,
+            Err(p) => *p.into_inner() = engine,
+        }
+    }
+}
+
+/// A gateway running in this process.
+pub struct RunningGateway {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    server: JoinHandle<()>,
+    watcher: Option<JoinHandle<()>>,
+}
+
+impl RunningGateway {
+    pub fn url(&self) -> String {
+        format!("http://{}/graphql", self.addr)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/graphql", self.addr)
+    }
+
+    /// Rebuilds the schema from the config now (as on a file change or SIGHUP).
+    pub async fn reload(&self) -> Result<(), GatewayError> {
+        reload::reload(&self.state).await
+    }
+
+    pub async fn stop(self) {
+        self.state.shutdown.cancel();
+        if let Some(w) = self.watcher {
+            w.abort();
+        }
+        let _ = self.server.await;
+    }
+}
+
+/// Shared HTTP client: pooled keep-alive connections to every subgraph.
+fn http_client() -> Result<reqwest::Client, GatewayError> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| GatewayError::Config {
+            file: "config".into(),
+            message: format!("cannot build the HTTP client: {e}"),
+        })
+}
+
+/// Loads the schema and serves on the configured address.
+pub async fn start(loaded: LoadedConfig) -> Result<RunningGateway, GatewayError> {
+    let addr = loaded.config.gateway.listen.clone();
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|source| GatewayError::Listen { addr, source })?;
+    start_on(loaded, listener).await
+}
+
+/// Loads the schema and serves on `listener` (tests bind port 0).
+pub async fn start_on(loaded: LoadedConfig, listener: TcpListener) -> Result<RunningGateway, GatewayError> {
+    let http = http_client()?;
+    let metrics = Arc::new(Metrics::default());
+    let g = loaded.config.gateway.clone();
+    let config = Arc::new(loaded);
+    let engine = Engine::build(config.clone(), &http, &metrics, g.introspection_attempts).await?;
+    let state = Arc::new(AppState {
+        engine: RwLock::new(Arc::new(engine)),
+        http,
+        metrics,
+        max_body_bytes: g.max_body_bytes,
+        ws_init_timeout: Duration::from_secs(g.ws_init_timeout_secs),
+        shutdown: CancellationToken::new(),
+        reload_lock: tokio::sync::Mutex::new(()),
+    });
+    let addr = listener.local_addr().map_err(|source| GatewayError::Listen {
+        addr: g.listen.clone(),
+        source,
+    })?;
+    let app = http::router(state.clone());
+    let token = state.shutdown.clone();
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned());
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    let watcher = if g.hot_reload && config.path.is_some() {
+        Some(tokio::spawn(reload::watch(state.clone())))
+    } else {
+        None
+    };
+    tracing::info!(%addr, "gateway listening");
+    Ok(RunningGateway {
+        addr,
+        state,
+        server,
+        watcher,
+    })
+}

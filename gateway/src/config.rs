@@ -1,0 +1,307 @@
+//! `config.toml`: the gateway's listen address, limits, and one
+//! `[[subgraphs]]` entry per subgraph. Defaults live here and only here.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+use crate::error::GatewayError;
+
+/// The whole file. `[services.*]` belongs to the subgraph binaries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+    /// One entry per subgraph, in the order their root fields appear.
+    #[serde(default)]
+    pub subgraphs: Vec<SubgraphConfig>,
+    /// The subgraph services' own sections; the gateway ignores them.
+    #[serde(default)]
+    pub services: toml::Table,
+}
+
+/// `[gateway]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest request body accepted, in bytes (larger: 413).
+    pub max_body_bytes: usize,
+    /// Deepest selection nesting accepted.
+    pub max_depth: usize,
+    /// Most aliases in one operation.
+    pub max_aliases: usize,
+    /// Most root fields in one operation.
+    pub max_root_fields: usize,
+    /// Most lexical tokens in one document.
+    pub max_tokens: usize,
+    /// Whether `__schema`/`__type` are answered.
+    pub introspection: bool,
+    /// Operations kept planned (parse + validate + plan), by document hash.
+    pub plan_cache_size: u64,
+    /// Seconds a `graphql-transport-ws` client has to send `connection_init`.
+    pub ws_init_timeout_secs: u64,
+    /// Watch the config file and the SDL files it names; rebuild on change.
+    pub hot_reload: bool,
+    /// Attempts to introspect a subgraph at start-up before giving up.
+    pub introspection_attempts: u32,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: "127.0.0.1:4000".into(),
+            max_body_bytes: 2 * 1024 * 1024,
+            max_depth: 15,
+            max_aliases: 30,
+            max_root_fields: 20,
+            max_tokens: 15_000,
+            introspection: true,
+            plan_cache_size: 1_000,
+            ws_init_timeout_secs: 10,
+            hot_reload: true,
+            introspection_attempts: 10,
+        }
+    }
+}
+
+/// `[[subgraphs]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubgraphConfig {
+    /// The name `@schema(name:)` and errors (`extensions.service`) use.
+    pub name: String,
+    /// GraphQL over HTTP endpoint.
+    pub url: String,
+    /// WebSocket endpoint for subscriptions; defaults to `url` with `ws://`/`wss://`.
+    #[serde(default)]
+    pub ws_url: Option<String>,
+    /// Milliseconds one request to this subgraph may take.
+    #[serde(default = "defaults::timeout_ms")]
+    pub timeout_ms: u64,
+    /// The subgraph's SDL file; without it the schema comes from introspection.
+    #[serde(default)]
+    pub schema_file: Option<PathBuf>,
+    /// Stitching SDL inline.
+    #[serde(default)]
+    pub stitching: Option<String>,
+    /// Stitching SDL files.
+    #[serde(default)]
+    pub stitching_files: Vec<PathBuf>,
+    /// `Type` or `Type.field` of this subgraph kept out of the public graph.
+    #[serde(default)]
+    pub hide: Vec<String>,
+    /// This subgraph's type name -> public name, to resolve a conflict.
+    #[serde(default)]
+    pub rename_types: BTreeMap<String, String>,
+    /// Client headers passed on to this subgraph (case-insensitive names).
+    #[serde(default)]
+    pub propagate_headers: Vec<String>,
+    /// Headers always set on requests to this subgraph.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+mod defaults {
+    pub fn timeout_ms() -> u64 {
+        10_000
+    }
+}
+
+impl SubgraphConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn ws_url(&self) -> String {
+        match &self.ws_url {
+            Some(u) => u.clone(),
+            None => {
+                if let Some(rest) = self.url.strip_prefix("https://") {
+                    format!("wss://{rest}")
+                } else if let Some(rest) = self.url.strip_prefix("http://") {
+                    format!("ws://{rest}")
+                } else {
+                    self.url.clone()
+                }
+            }
+        }
+    }
+}
+
+/// A loaded config and the directory its relative paths are resolved against.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub path: Option<PathBuf>,
+    pub dir: PathBuf,
+    pub config: Config,
+}
+
+impl LoadedConfig {
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+
+    /// Every file the config names (for hot reload).
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = self.path.iter().cloned().collect();
+        for s in &self.config.subgraphs {
+            out.extend(s.schema_file.iter().map(|p| self.resolve(p)));
+            out.extend(s.stitching_files.iter().map(|p| self.resolve(p)));
+        }
+        out
+    }
+}
+
+/// Reads and checks a config file.
+pub fn load(path: &Path) -> Result<LoadedConfig, GatewayError> {
+    let text = std::fs::read_to_string(path).map_err(|e| GatewayError::Config {
+        file: path.display().to_string(),
+        message: format!("cannot read it: {e}"),
+    })?;
+    let dir = path
+        .parent()
+        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    parse(&text, &path.display().to_string(), dir, Some(path.to_path_buf()))
+}
+
+/// Parses config text; `file` names it in errors.
+pub fn parse(text: &str, file: &str, dir: PathBuf, path: Option<PathBuf>) -> Result<LoadedConfig, GatewayError> {
+    let config: Config = toml::from_str(text).map_err(|e| GatewayError::Config {
+        file: file.to_string(),
+        message: e.to_string(),
+    })?;
+    let loaded = LoadedConfig { path, dir, config };
+    check(&loaded, text, file)?;
+    Ok(loaded)
+}
+
+/// The 1-based line where `needle` first appears at or after `[[subgraphs]]` entry `index`.
+fn line_of(text: &str, index: usize, needle: &str) -> Option<usize> {
+    let mut seen = 0usize;
+    let mut inside = false;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t == "[[subgraphs]]" {
+            inside = seen == index;
+            seen += 1;
+            continue;
+        }
+        if inside && t.starts_with(needle) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+fn check(loaded: &LoadedConfig, text: &str, file: &str) -> Result<(), GatewayError> {
+    let mut problems = Vec::new();
+    let c = &loaded.config;
+    if c.gateway.listen.parse::<std::net::SocketAddr>().is_err() {
+        problems.push(format!(
+            "[gateway] listen = \"{}\" is not an address like 127.0.0.1:4000",
+            c.gateway.listen
+        ));
+    }
+    if c.subgraphs.is_empty() {
+        problems.push("no [[subgraphs]] entry: the gateway needs at least one subgraph".to_string());
+    }
+    let mut names = Vec::new();
+    for (i, s) in c.subgraphs.iter().enumerate() {
+        let at = |key: &str| {
+            line_of(text, i, key)
+                .map(|l| format!("{file}:{l}: "))
+                .unwrap_or_else(|| format!("{file}: "))
+        };
+        if s.name.is_empty() || !s.name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
+            problems.push(format!("{}subgraph name `{}` must be letters, digits, `_` or `-`", at("name"), s.name));
+        }
+        if names.contains(&s.name) {
+            problems.push(format!("{}subgraph `{}` is configured twice", at("name"), s.name));
+        }
+        names.push(s.name.clone());
+        match url::Url::parse(&s.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => problems.push(format!(
+                "{}subgraph `{}`: url = \"{}\" is not an http(s) URL",
+                at("url"),
+                s.name,
+                s.url
+            )),
+        }
+        match url::Url::parse(&s.ws_url()) {
+            Ok(u) if matches!(u.scheme(), "ws" | "wss") => {}
+            _ => problems.push(format!(
+                "{}subgraph `{}`: ws_url = \"{}\" is not a ws(s) URL",
+                at("ws_url"),
+                s.name,
+                s.ws_url()
+            )),
+        }
+        if s.timeout_ms == 0 {
+            problems.push(format!("{}subgraph `{}`: timeout_ms must be above 0", at("timeout_ms"), s.name));
+        }
+        for f in s.schema_file.iter().chain(s.stitching_files.iter()) {
+            let p = loaded.resolve(f);
+            if !p.is_file() {
+                let key = if s.schema_file.as_ref() == Some(f) { "schema_file" } else { "stitching_files" };
+                problems.push(format!(
+                    "{}subgraph `{}`: {key}: file {} does not exist",
+                    at(key),
+                    s.name,
+                    p.display()
+                ));
+            }
+        }
+        for h in s.propagate_headers.iter().chain(s.headers.keys()) {
+            if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                problems.push(format!("{}subgraph `{}`: `{h}` is not a valid header name", at("headers"), s.name));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(GatewayError::Config {
+            file: file.to_string(),
+            message: problems.join("\n  "),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.toml");
+        let loaded = load(&path).unwrap();
+        assert_eq!(loaded.config.subgraphs.len(), 3);
+        assert_eq!(loaded.config.gateway.listen, "127.0.0.1:4000");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_file_and_line() {
+        let e = parse("[gateway]\nlisten = \"127.0.0.1:1\"\nbogus = 1\n", "c.toml", ".".into(), None).unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("c.toml") && m.contains("line 3") && m.contains("bogus"), "{m}");
+
+        let text = "[[subgraphs]]\nname = \"a\"\nurl = \"ftp://x\"\nschema_file = \"nope.graphql\"\n";
+        let m = parse(text, "c.toml", ".".into(), None).unwrap_err().to_string();
+        assert!(m.contains("c.toml:3: subgraph `a`: url = \"ftp://x\" is not an http(s) URL"), "{m}");
+        assert!(m.contains("c.toml:4: subgraph `a`: schema_file: file ./nope.graphql does not exist"), "{m}");
+    }
+}

@@ -1,0 +1,345 @@
+//! One built schema and everything tied to it: the subgraph clients and the
+//! plan cache. A config change builds a new `Engine` and swaps it in whole,
+//! so requests in flight finish on the old one and cached plans go with it.
+
+use std::{
+    hash::{Hash, Hasher},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use apollo_compiler::response::{JsonMap, JsonValue};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
+use stitching::{
+    execute::{self, FetchError, Response, SubgraphRequest, Transport},
+    schema::introspection::{sdl_from_introspection, INTROSPECTION_QUERY},
+    Limits, PreparedOperation, RequestError, SubgraphId, SubgraphSpec, Supergraph,
+};
+
+use crate::{
+    config::{LoadedConfig, SubgraphConfig},
+    error::GatewayError,
+    metrics::{Metrics, SubgraphMetrics},
+};
+
+/// How requests reach one subgraph.
+pub struct SubgraphClient {
+    pub name: String,
+    pub url: String,
+    pub ws_url: String,
+    pub timeout: Duration,
+    pub propagate: Vec<HeaderName>,
+    pub headers: HeaderMap,
+    pub metrics: Arc<SubgraphMetrics>,
+}
+
+pub struct Engine {
+    pub supergraph: Arc<Supergraph>,
+    pub clients: Vec<SubgraphClient>,
+    pub limits: Limits,
+    pub config: Arc<LoadedConfig>,
+    cache: moka::sync::Cache<(u64, Option<String>), Arc<PreparedOperation>>,
+}
+
+/// A client's GraphQL request, from a POST body or GET parameters.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphQLRequest {
+    #[serde(default)]
+    pub query: Option<String>,
+    #[serde(default)]
+    pub operation_name: Option<String>,
+    #[serde(default)]
+    pub variables: Option<JsonMap>,
+    #[serde(default)]
+    pub extensions: Option<JsonValue>,
+}
+
+/// The outcome of one request: refused before execution, or executed.
+pub enum Outcome {
+    Refused(Response),
+    Executed(Response),
+}
+
+impl Outcome {
+    pub fn refused(e: &RequestError) -> Self {
+        Outcome::Refused(Response::from_errors(e.to_graphql_errors()))
+    }
+}
+
+impl Engine {
+    /// Loads every subgraph's schema, builds the stitched schema and the clients.
+    pub async fn build(
+        config: Arc<LoadedConfig>,
+        http: &reqwest::Client,
+        metrics: &Metrics,
+        introspection_attempts: u32,
+    ) -> Result<Engine, GatewayError> {
+        let mut specs = Vec::new();
+        let fetches = config
+            .config
+            .subgraphs
+            .iter()
+            .map(|s| load_schema(&config, s, http, introspection_attempts));
+        let schemas = futures::future::join_all(fetches).await;
+        for (s, schema) in config.config.subgraphs.iter().zip(schemas) {
+            let (sdl, origin) = schema?;
+            let mut stitching = Vec::new();
+            if let Some(inline) = &s.stitching {
+                let origin = format!(
+                    "{} [[subgraphs]] `{}` stitching",
+                    config.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "config".into()),
+                    s.name
+                );
+                stitching.push((origin, inline.clone()));
+            }
+            for f in &s.stitching_files {
+                let p = config.resolve(f);
+                let text = std::fs::read_to_string(&p).map_err(|e| GatewayError::Config {
+                    file: p.display().to_string(),
+                    message: format!("cannot read stitching SDL of subgraph `{}`: {e}", s.name),
+                })?;
+                stitching.push((p.display().to_string(), text));
+            }
+            specs.push(SubgraphSpec {
+                name: s.name.clone(),
+                schema_sdl: sdl,
+                schema_origin: origin,
+                stitching,
+                hide: s.hide.clone(),
+                rename_types: s.rename_types.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
+            });
+        }
+        let supergraph = stitching::build(&specs)?;
+        let mut clients = Vec::new();
+        for s in &config.config.subgraphs {
+            let mut headers = HeaderMap::new();
+            for (k, v) in &s.headers {
+                let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) else {
+                    return Err(GatewayError::Config {
+                        file: "config".into(),
+                        message: format!("subgraph `{}`: header `{k}: {v}` is not valid", s.name),
+                    });
+                };
+                headers.insert(k, v);
+            }
+            clients.push(SubgraphClient {
+                name: s.name.clone(),
+                url: s.url.clone(),
+                ws_url: s.ws_url(),
+                timeout: s.timeout(),
+                propagate: s
+                    .propagate_headers
+                    .iter()
+                    .filter_map(|h| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok())
+                    .collect(),
+                headers,
+                metrics: metrics.subgraph(&s.name),
+            });
+        }
+        let g = &config.config.gateway;
+        Ok(Engine {
+            supergraph: Arc::new(supergraph),
+            clients,
+            limits: Limits {
+                max_depth: g.max_depth,
+                max_aliases: g.max_aliases,
+                max_root_fields: g.max_root_fields,
+                max_tokens: g.max_tokens,
+                introspection: g.introspection,
+            },
+            cache: moka::sync::Cache::new(g.plan_cache_size),
+            config,
+        })
+    }
+
+    /// Parse + validate + plan, cached by document hash and operation name.
+    pub fn prepare(&self, query: &str, operation_name: Option<&str>) -> Result<Arc<PreparedOperation>, RequestError> {
+        let mut h = ahash::AHasher::default();
+        query.hash(&mut h);
+        let key = (h.finish(), operation_name.map(str::to_owned));
+        if let Some(p) = self.cache.get(&key) {
+            return Ok(p);
+        }
+        let prepared = Arc::new(stitching::prepare(&self.supergraph, query, operation_name, &self.limits)?);
+        self.cache.insert(key, prepared.clone());
+        Ok(prepared)
+    }
+
+    /// Runs a query or mutation.
+    pub async fn execute(&self, http: &reqwest::Client, request: &GraphQLRequest, headers: &HeaderMap, allow_mutation: bool) -> Outcome {
+        let Some(query) = request.query.as_deref() else {
+            return Outcome::refused(&RequestError::Variables(
+                "the request has no `query`: send {\"query\": \"{ ... }\"}".into(),
+            ));
+        };
+        let prepared = match self.prepare(query, request.operation_name.as_deref()) {
+            Ok(p) => p,
+            Err(e) => return Outcome::refused(&e),
+        };
+        let op = prepared.operation();
+        match op.operation_type {
+            apollo_compiler::ast::OperationType::Subscription => {
+                return Outcome::refused(&RequestError::Variables(
+                    "subscriptions run over WebSocket: connect to this URL with graphql-transport-ws".into(),
+                ))
+            }
+            apollo_compiler::ast::OperationType::Mutation if !allow_mutation => {
+                return Outcome::refused(&RequestError::Variables(
+                    "mutations are not allowed over GET: send them with POST".into(),
+                ))
+            }
+            _ => {}
+        }
+        let empty = JsonMap::new();
+        let variables = match stitching::coerce_variables(&self.supergraph, &prepared, request.variables.as_ref().unwrap_or(&empty)) {
+            Ok(v) => v,
+            Err(e) => return Outcome::refused(&e),
+        };
+        let req = execute::Request {
+            supergraph: &self.supergraph,
+            document: &prepared.document,
+            operation: op,
+            plan: &prepared.plan,
+            variables: &variables,
+        };
+        let transport = HttpTransport { engine: self, http, headers };
+        Outcome::Executed(execute::execute(&req, &transport).await)
+    }
+}
+
+/// Sends subgraph requests over pooled keep-alive HTTP connections, with the
+/// subgraph's timeout, propagated and configured headers, and metrics.
+pub struct HttpTransport<'a> {
+    pub engine: &'a Engine,
+    pub http: &'a reqwest::Client,
+    pub headers: &'a HeaderMap,
+}
+
+impl Transport for HttpTransport<'_> {
+    fn fetch<'a>(&'a self, subgraph: SubgraphId, request: SubgraphRequest) -> BoxFuture<'a, Result<Bytes, FetchError>> {
+        Box::pin(async move {
+            let c = &self.engine.clients[subgraph];
+            let body = serde_json::to_vec(&request).map_err(|e| FetchError::Malformed(e.to_string()))?;
+            let mut rb = self
+                .http
+                .post(&c.url)
+                .header(CONTENT_TYPE, "application/json")
+                .header(ACCEPT, "application/graphql-response+json, application/json")
+                .timeout(c.timeout)
+                .body(body);
+            for h in &c.propagate {
+                for v in self.headers.get_all(h) {
+                    rb = rb.header(h, v);
+                }
+            }
+            for (k, v) in &c.headers {
+                rb = rb.header(k, v);
+            }
+            let start = Instant::now();
+            c.metrics.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let result = send(rb, c.timeout).await;
+            c.metrics.latency.observe(start.elapsed());
+            if result.is_err() {
+                c.metrics.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            if let Err(e) = &result {
+                tracing::warn!(subgraph = %c.name, error = %e, "subgraph request failed");
+            }
+            result
+        })
+    }
+}
+
+async fn send(rb: reqwest::RequestBuilder, timeout: Duration) -> Result<Bytes, FetchError> {
+    let map = |e: reqwest::Error| {
+        if e.is_timeout() {
+            FetchError::Timeout(timeout)
+        } else {
+            FetchError::Unavailable(root_cause(&e))
+        }
+    };
+    let resp = rb.send().await.map_err(map)?;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    let body = resp.bytes().await.map_err(map)?;
+    // GraphQL over HTTP answers 4xx with a GraphQL body for request errors.
+    if status.is_success() || (status.is_client_error() && is_json) {
+        Ok(body)
+    } else {
+        Err(FetchError::Status(status.as_u16()))
+    }
+}
+
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        msg = format!("{msg}: {s}");
+        cur = s.source();
+    }
+    msg
+}
+
+/// The subgraph's SDL: from its file, or by introspection with retries.
+async fn load_schema(
+    config: &LoadedConfig,
+    s: &SubgraphConfig,
+    http: &reqwest::Client,
+    attempts: u32,
+) -> Result<(String, String), GatewayError> {
+    if let Some(f) = &s.schema_file {
+        let p = config.resolve(f);
+        let text = std::fs::read_to_string(&p).map_err(|e| GatewayError::SubgraphSchema {
+            subgraph: s.name.clone(),
+            message: format!("cannot read {}: {e}", p.display()),
+        })?;
+        return Ok((text, p.display().to_string()));
+    }
+    let mut delay = Duration::from_millis(200);
+    let mut last = String::new();
+    for attempt in 1..=attempts.max(1) {
+        match introspect(s, http).await {
+            Ok(sdl) => return Ok((sdl, format!("introspection of {}", s.url))),
+            Err(e) => {
+                last = e;
+                if attempt < attempts {
+                    tracing::warn!(subgraph = %s.name, attempt, error = %last, "introspection failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+    Err(GatewayError::SubgraphSchema {
+        subgraph: s.name.clone(),
+        message: format!(
+            "introspection of {} failed after {attempts} attempts: {last}; start the subgraph, or set `schema_file` so the gateway can start without it",
+            s.url
+        ),
+    })
+}
+
+async fn introspect(s: &SubgraphConfig, http: &reqwest::Client) -> Result<String, String> {
+    let mut rb = http
+        .post(&s.url)
+        .timeout(s.timeout())
+        .json(&serde_json::json!({ "query": INTROSPECTION_QUERY }));
+    for (k, v) in &s.headers {
+        rb = rb.header(k, v);
+    }
+    let resp = rb.send().await.map_err(|e| root_cause(&e))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.map_err(|e| format!("HTTP {status}: {e}"))?;
+    if let Some(errors) = body.get("errors") {
+        return Err(format!("the subgraph answered errors: {errors}"));
+    }
+    let data = body.get("data").ok_or("the answer has no `data`")?;
+    sdl_from_introspection(data)
+}

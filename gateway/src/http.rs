@@ -1,0 +1,226 @@
+//! GraphQL over HTTP: `POST`/`GET /graphql` with `application/json` and
+//! `application/graphql-response+json`, GraphiQL for browsers, `/health`,
+//! `/metrics`. WebSocket upgrades on `/graphql` go to `ws`.
+
+use std::{
+    sync::{atomic::Ordering::Relaxed, Arc},
+    time::Instant,
+};
+
+use axum::{
+    extract::{FromRequestParts, Query, Request, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use stitching::execute::{error, Response as GqlResponse};
+
+use crate::{
+    engine::{GraphQLRequest, Outcome},
+    AppState,
+};
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let engine = state.engine();
+    let body = serde_json::json!({
+        "status": "ok",
+        "subgraphs": engine.clients.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+    });
+    axum::Json(body).into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+/// Which media type the client accepts; `graphql-response+json` changes status codes.
+fn wants_graphql_response(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(GRAPHQL_RESPONSE))
+}
+
+/// A 4xx answer for a request that is not GraphQL at all (bad body, wrong type).
+fn http_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let body = GqlResponse::from_errors(vec![error(message, code)]);
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+fn respond(outcome: Outcome, graphql_response: bool, state: &AppState, start: Instant) -> Response {
+    let (body, refused) = match outcome {
+        Outcome::Refused(r) => (r, true),
+        Outcome::Executed(r) => (r, false),
+    };
+    if refused {
+        state.metrics.request_errors.fetch_add(1, Relaxed);
+    }
+    state.metrics.latency.observe(start.elapsed());
+    let bytes = match serde_json::to_vec(&body) {
+        Ok(b) => b,
+        Err(e) => return http_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR", e.to_string()),
+    };
+    let (status, ctype) = if graphql_response {
+        let status = if refused { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+        (status, GRAPHQL_RESPONSE)
+    } else {
+        (StatusCode::OK, "application/json")
+    };
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(ctype))], bytes).into_response()
+}
+
+async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let start = Instant::now();
+    state.metrics.requests.fetch_add(1, Relaxed);
+    let (parts, body) = req.into_parts();
+    let ctype = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ctype.starts_with("application/json") && !ctype.starts_with(GRAPHQL_RESPONSE) {
+        return http_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            format!("POST /graphql takes `Content-Type: application/json`, not `{ctype}`"),
+        );
+    }
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > state.max_body_bytes {
+            return too_large(state.max_body_bytes);
+        }
+    }
+    let bytes = match axum::body::to_bytes(body, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => return too_large(state.max_body_bytes),
+    };
+    let request: GraphQLRequest = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            return http_error(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                format!("the body is not a GraphQL request: {e}; expected JSON like {{\"query\": \"{{ ... }}\", \"variables\": {{}}}}"),
+            )
+        }
+    };
+    let engine = state.engine();
+    let outcome = engine.execute(&state.http, &request, &parts.headers, true).await;
+    respond(outcome, wants_graphql_response(&parts.headers), &state, start)
+}
+
+fn too_large(max: usize) -> Response {
+    http_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        format!("the request body is larger than {max} bytes, the most this gateway accepts"),
+    )
+}
+
+async fn graphql_get(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let headers = req.headers().clone();
+    let is_upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if is_upgrade {
+        let (mut parts, _) = req.into_parts();
+        return match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+            Ok(upgrade) => crate::ws::upgrade(state, upgrade, &parts.headers),
+            Err(e) => e.into_response(),
+        };
+    }
+    let (mut parts, _) = req.into_parts();
+    let params: Query<std::collections::HashMap<String, String>> =
+        match Query::from_request_parts(&mut parts, &()).await {
+            Ok(q) => q,
+            Err(e) => return http_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e.body_text()),
+        };
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if wants_html && !params.contains_key("query") {
+        return Html(GRAPHIQL).into_response();
+    }
+    let start = Instant::now();
+    state.metrics.requests.fetch_add(1, Relaxed);
+    let variables = match params.get("variables").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => match serde_json::from_str(v) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                return http_error(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_REQUEST",
+                    format!("`variables` is not a JSON object: {e}"),
+                )
+            }
+        },
+    };
+    let request = GraphQLRequest {
+        query: params.get("query").cloned(),
+        operation_name: params.get("operationName").cloned().filter(|s| !s.is_empty()),
+        variables,
+        extensions: None,
+    };
+    let engine = state.engine();
+    let outcome = engine.execute(&state.http, &request, &headers, false).await;
+    // A mutation over GET is refused with 405, as GraphQL over HTTP says.
+    if let Outcome::Refused(r) = &outcome {
+        if r.errors.iter().any(|e| e.message.contains("not allowed over GET")) {
+            let mut resp = respond(outcome, wants_graphql_response(&headers), &state, start);
+            *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return resp;
+        }
+    }
+    respond(outcome, wants_graphql_response(&headers), &state, start)
+}
+
+/// GraphiQL over the stitched graph. Its scripts come from a CDN, as in
+/// async-graphql's and Apollo's pages; the gateway itself serves no assets.
+const GRAPHIQL: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>GraphiQL - stitching gateway</title>
+  <link rel="stylesheet" href="https://unpkg.com/graphiql@3/graphiql.min.css">
+  <style>body { margin: 0; height: 100vh; } #graphiql { height: 100vh; }</style>
+</head>
+<body>
+  <div id="graphiql">Loading GraphiQL...</div>
+  <script crossorigin src="https://unpkg.com/react@18/umd/react.production.min.js"></script>
+  <script crossorigin src="https://unpkg.com/react-dom@18/umd/react-dom.production.min.js"></script>
+  <script crossorigin src="https://unpkg.com/graphiql@3/graphiql.min.js"></script>
+  <script>
+    const url = window.location.origin + '/graphql';
+    const wsUrl = url.replace(/^http/, 'ws');
+    const fetcher = GraphiQL.createFetcher({ url, subscriptionUrl: wsUrl });
+    ReactDOM.createRoot(document.getElementById('graphiql'))
+      .render(React.createElement(GraphiQL, { fetcher, defaultEditorToolbarOpen: true }));
+  </script>
+</body>
+</html>
+"#;

@@ -1,0 +1,74 @@
+//! Hot reload: when `config.toml` or an SDL file it names changes (or on
+//! SIGHUP), build a new engine in the background; swap it in only if it is
+//! valid, otherwise keep serving the old one and log every error.
+
+use std::{
+    path::PathBuf,
+    sync::{atomic::Ordering::Relaxed, Arc},
+    time::{Duration, SystemTime},
+};
+
+use crate::{config, engine::Engine, error::GatewayError, AppState};
+
+/// Rebuilds from the config file and swaps the engine if the result is valid.
+pub async fn reload(state: &Arc<AppState>) -> Result<(), GatewayError> {
+    let _one_at_a_time = state.reload_lock.lock().await;
+    let current = state.engine();
+    let result = async {
+        let loaded = match &current.config.path {
+            Some(p) => config::load(p)?,
+            None => current.config.as_ref().clone(),
+        };
+        // A reload must not hang on a subgraph that is down: few attempts.
+        Engine::build(Arc::new(loaded), &state.http, &state.metrics, 2).await
+    }
+    .await;
+    match result {
+        Ok(engine) => {
+            state.swap(Arc::new(engine));
+            state.metrics.reloads.fetch_add(1, Relaxed);
+            tracing::info!("schema reloaded");
+            Ok(())
+        }
+        Err(e) => {
+            state.metrics.reload_failures.fetch_add(1, Relaxed);
+            tracing::error!(code = e.code(), error = %e, "reload failed; still serving the previous schema");
+            Err(e)
+        }
+    }
+}
+
+fn stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).ok().and_then(|m| Some((m.modified().ok()?, m.len()))))
+        .collect()
+}
+
+/// Polls the watched files (portable, no inotify limits) and reloads on change.
+pub async fn watch(state: Arc<AppState>) {
+    let mut files = state.engine().config.watched_files();
+    let mut last = stamps(&files);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+        }
+        let now = stamps(&files);
+        if now == last {
+            continue;
+        }
+        // Let a writer finish before reading.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = reload(&state).await;
+        // The new config may name other files; keep watching the ones the
+        // serving engine's config names (the last good one).
+        files = state.engine().config.watched_files();
+        if let Some(p) = &state.engine().config.path {
+            if !files.contains(p) {
+                files.push(p.clone());
+            }
+        }
+        last = stamps(&files);
+    }
+}
