@@ -1,11 +1,29 @@
-//! The dataset subgraph: catalog records, content files, signed URLs. (Being written.)
+//! The dataset subgraph: catalog records (SQLite), their content (one file
+//! per dataset under `data_dir`) and signed, expiring URLs to read and write
+//! that content over plain HTTP.
+//!
+//! Flow: `schema` (GraphQL resolvers) and `content` (the `/content/{id}`
+//! routes) call `service`, which validates and uses `store` (records),
+//! `content::ContentFiles` (files), `signing` (URLs) and `updates` (events).
 
-use std::path::PathBuf;
+pub mod content;
+pub mod schema;
+pub mod service;
+pub mod signing;
+pub mod store;
+pub mod updates;
 
+use std::{path::PathBuf, sync::Arc};
+
+use axum::Router;
 use serde::Deserialize;
 use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::common::{RunningService, ServiceError, ServiceResult};
+use crate::common::{graphql_router, spawn_service, RunningService, ServiceError, ServiceResult};
+
+pub use schema::{sdl, DatasetSchema};
+pub use service::DatasetService;
 
 /// `[services.dataset]` in config.toml.
 #[derive(Deserialize, Clone, Debug)]
@@ -43,7 +61,69 @@ mod defaults {
     }
 }
 
+impl DatasetConfig {
+    /// Rejects settings the service cannot run with.
+    pub fn validate(&self) -> ServiceResult<()> {
+        let bad = |m: &str| Err(ServiceError::bad_input(format!("[services.dataset] {m}")));
+        if self.signing_secret.is_empty() {
+            return bad("`signing_secret` must not be empty");
+        }
+        if self.max_expires_in_sec < 1 {
+            return bad("`max_expires_in_sec` must be at least 1");
+        }
+        if self.max_upload_bytes < 1 {
+            return bad("`max_upload_bytes` must be at least 1");
+        }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return bad("`public_url` must start with http:// or https://");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens storage and builds the shared service state; signed URLs start with
+/// `public_url`, else `http://{addr}`.
+pub fn open_service(
+    config: &DatasetConfig,
+    addr: std::net::SocketAddr,
+) -> ServiceResult<Arc<DatasetService>> {
+    config.validate()?;
+    let base_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    Ok(Arc::new(DatasetService {
+        store: store::SqliteDatasetStore::open(&config.database)?,
+        files: content::ContentFiles::open(&config.data_dir)?,
+        signer: signing::UrlSigner::new(&config.signing_secret, &base_url),
+        updates: updates::Updates::new(service::UPDATE_BUFFER),
+        max_expires_in_sec: config.max_expires_in_sec,
+        max_upload_bytes: config.max_upload_bytes,
+    }))
+}
+
+/// The GraphQL schema over `service`.
+pub fn schema(service: Arc<DatasetService>) -> DatasetSchema {
+    schema::build(service)
+}
+
+/// `/graphql` (HTTP and WebSocket), `/health` and the content routes.
+pub fn router(service: Arc<DatasetService>, shutdown: CancellationToken) -> Router {
+    graphql_router(schema(service.clone()), shutdown).merge(content::routes(service))
+}
+
 /// Starts the service on `listener`.
-pub async fn start(_config: DatasetConfig, _listener: TcpListener) -> ServiceResult<RunningService> {
-    Err(ServiceError::Storage("dataset service not written yet".into()))
+pub async fn start(config: DatasetConfig, listener: TcpListener) -> ServiceResult<RunningService> {
+    let addr = listener.local_addr()?;
+    let service = open_service(&config, addr)?;
+    let shutdown = CancellationToken::new();
+    let router = router(service, shutdown.clone());
+    Ok(spawn_service(
+        listener,
+        router,
+        shutdown,
+        TaskTracker::new(),
+    )?)
 }

@@ -44,7 +44,10 @@ pub enum Refusal {
     #[error("this URL expired at {expires} (unix seconds, now {now}); ask for a new one")]
     Expired { expires: i64, now: i64 },
     #[error("this URL was signed for {signed} but used for {used}: use GET with a readDatasetUrl URL and PUT with a createDatasetUploadUrl URL")]
-    WrongOp { signed: &'static str, used: &'static str },
+    WrongOp {
+        signed: &'static str,
+        used: &'static str,
+    },
 }
 
 /// The query parameters of a content request, as received.
@@ -97,9 +100,18 @@ impl UrlSigner {
     /// Checks a request for `id` done as `used` at unix time `now`. The
     /// signature is checked before anything else (in constant time), so a
     /// refusal says nothing about the dataset to someone without a valid URL.
-    pub fn verify(&self, id: &str, params: &SignedParams, used: Op, now: i64) -> Result<(), Refusal> {
+    pub fn verify(
+        &self,
+        id: &str,
+        params: &SignedParams,
+        used: Op,
+        now: i64,
+    ) -> Result<(), Refusal> {
         let op_text = params.op.as_deref().ok_or(Refusal::Malformed("op"))?;
-        let expires_text = params.expires.as_deref().ok_or(Refusal::Malformed("expires"))?;
+        let expires_text = params
+            .expires
+            .as_deref()
+            .ok_or(Refusal::Malformed("expires"))?;
         let sig_text = params.sig.as_deref().ok_or(Refusal::Malformed("sig"))?;
         let sig = hex::decode(sig_text).map_err(|_| Refusal::Malformed("sig"))?;
         // An op or expiry we cannot parse was not signed by us: same answer as a bad MAC.
@@ -169,7 +181,10 @@ mod tests {
         assert_eq!(signer.verify(ID, &p, Op::Write, 1_000), Ok(()));
         assert_eq!(
             signer.verify(ID, &p, Op::Write, 1_001),
-            Err(Refusal::Expired { expires: 1_000, now: 1_001 })
+            Err(Refusal::Expired {
+                expires: 1_000,
+                now: 1_001
+            })
         );
     }
 
@@ -179,24 +194,54 @@ mod tests {
         let p = params_of(&signer.url(ID, Op::Read, 1_000));
         assert_eq!(
             signer.verify(ID, &p, Op::Write, 0),
-            Err(Refusal::WrongOp { signed: "read", used: "write" })
+            Err(Refusal::WrongOp {
+                signed: "read",
+                used: "write"
+            })
         );
         let other_id = "1b4c3a6e-8d1e-4a43-9d1c-7f6b0f2b9d11";
-        assert_eq!(signer.verify(other_id, &p, Op::Read, 0), Err(Refusal::BadSignature));
-        let later = SignedParams { expires: Some("2000".into()), ..params_of(&signer.url(ID, Op::Read, 1_000)) };
-        assert_eq!(signer.verify(ID, &later, Op::Read, 0), Err(Refusal::BadSignature));
-        let padded = SignedParams { expires: Some("01000".into()), ..params_of(&signer.url(ID, Op::Read, 1_000)) };
-        assert_eq!(signer.verify(ID, &padded, Op::Read, 0), Err(Refusal::BadSignature));
-        let upgraded = SignedParams { op: Some("write".into()), ..params_of(&signer.url(ID, Op::Read, 1_000)) };
-        assert_eq!(signer.verify(ID, &upgraded, Op::Write, 0), Err(Refusal::BadSignature));
+        assert_eq!(
+            signer.verify(other_id, &p, Op::Read, 0),
+            Err(Refusal::BadSignature)
+        );
+        let later = SignedParams {
+            expires: Some("2000".into()),
+            ..params_of(&signer.url(ID, Op::Read, 1_000))
+        };
+        assert_eq!(
+            signer.verify(ID, &later, Op::Read, 0),
+            Err(Refusal::BadSignature)
+        );
+        let padded = SignedParams {
+            expires: Some("01000".into()),
+            ..params_of(&signer.url(ID, Op::Read, 1_000))
+        };
+        assert_eq!(
+            signer.verify(ID, &padded, Op::Read, 0),
+            Err(Refusal::BadSignature)
+        );
+        let upgraded = SignedParams {
+            op: Some("write".into()),
+            ..params_of(&signer.url(ID, Op::Read, 1_000))
+        };
+        assert_eq!(
+            signer.verify(ID, &upgraded, Op::Write, 0),
+            Err(Refusal::BadSignature)
+        );
         let other = UrlSigner::new("other", "http://h");
-        assert_eq!(other.verify(ID, &p, Op::Read, 0), Err(Refusal::BadSignature));
+        assert_eq!(
+            other.verify(ID, &p, Op::Read, 0),
+            Err(Refusal::BadSignature)
+        );
         let mut flipped = params_of(&signer.url(ID, Op::Read, 1_000));
         let mut sig = flipped.sig.take().unwrap();
         let last = if sig.ends_with('0') { "1" } else { "0" };
         sig.replace_range(sig.len() - 1.., last);
         flipped.sig = Some(sig);
-        assert_eq!(signer.verify(ID, &flipped, Op::Read, 0), Err(Refusal::BadSignature));
+        assert_eq!(
+            signer.verify(ID, &flipped, Op::Read, 0),
+            Err(Refusal::BadSignature)
+        );
     }
 
     #[test]
@@ -204,11 +249,27 @@ mod tests {
         let signer = UrlSigner::new("secret", "http://h");
         let full = || params_of(&signer.url(ID, Op::Read, 1_000));
         assert_eq!(
-            signer.verify(ID, &SignedParams { sig: None, ..full() }, Op::Read, 0),
+            signer.verify(
+                ID,
+                &SignedParams {
+                    sig: None,
+                    ..full()
+                },
+                Op::Read,
+                0
+            ),
             Err(Refusal::Malformed("sig"))
         );
         assert_eq!(
-            signer.verify(ID, &SignedParams { sig: Some("zz".into()), ..full() }, Op::Read, 0),
+            signer.verify(
+                ID,
+                &SignedParams {
+                    sig: Some("zz".into()),
+                    ..full()
+                },
+                Op::Read,
+                0
+            ),
             Err(Refusal::Malformed("sig"))
         );
         assert_eq!(
@@ -216,11 +277,27 @@ mod tests {
             Err(Refusal::Malformed("op"))
         );
         assert_eq!(
-            signer.verify(ID, &SignedParams { expires: None, ..full() }, Op::Read, 0),
+            signer.verify(
+                ID,
+                &SignedParams {
+                    expires: None,
+                    ..full()
+                },
+                Op::Read,
+                0
+            ),
             Err(Refusal::Malformed("expires"))
         );
         assert_eq!(
-            signer.verify(ID, &SignedParams { op: Some("delete".into()), ..full() }, Op::Read, 0),
+            signer.verify(
+                ID,
+                &SignedParams {
+                    op: Some("delete".into()),
+                    ..full()
+                },
+                Op::Read,
+                0
+            ),
             Err(Refusal::BadSignature)
         );
     }

@@ -108,7 +108,10 @@ pub trait DatasetStore: Send + Sync + 'static {
     fn create(&self, new: NewDataset) -> impl Future<Output = ServiceResult<Dataset>> + Send;
     fn get(&self, id: String) -> impl Future<Output = ServiceResult<Option<Dataset>>> + Send;
     /// Same order as `ids`, `None` for unknown ids; one query.
-    fn get_many(&self, ids: Vec<String>) -> impl Future<Output = ServiceResult<Vec<Option<Dataset>>>> + Send;
+    fn get_many(
+        &self,
+        ids: Vec<String>,
+    ) -> impl Future<Output = ServiceResult<Vec<Option<Dataset>>>> + Send;
     fn list(
         &self,
         limit: usize,
@@ -116,7 +119,11 @@ pub trait DatasetStore: Send + Sync + 'static {
         filter: Filter,
     ) -> impl Future<Output = ServiceResult<Page>> + Send;
     /// Deletes the record and runs `remove_content` before committing; `None` if unknown.
-    fn delete<F>(&self, id: String, remove_content: F) -> impl Future<Output = ServiceResult<Option<Dataset>>> + Send
+    fn delete<F>(
+        &self,
+        id: String,
+        remove_content: F,
+    ) -> impl Future<Output = ServiceResult<Option<Dataset>>> + Send
     where
         F: FnOnce() -> ServiceResult<()> + Send + 'static;
     fn set_producer(
@@ -194,7 +201,10 @@ fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
 impl RawRow {
     fn into_dataset(self) -> ServiceResult<Dataset> {
         let bad = |what: &str, e: serde_json::Error| {
-            ServiceError::Storage(format!("dataset {}: stored {what} is not valid JSON: {e}", self.id))
+            ServiceError::Storage(format!(
+                "dataset {}: stored {what} is not valid JSON: {e}",
+                self.id
+            ))
         };
         let config = match &self.config {
             Some(text) => Some(serde_json::from_str(text).map_err(|e| bad("config", e))?),
@@ -331,7 +341,12 @@ impl DatasetStore for SqliteDatasetStore {
             .collect())
     }
 
-    async fn list(&self, limit: usize, after: Option<PageKey>, filter: Filter) -> ServiceResult<Page> {
+    async fn list(
+        &self,
+        limit: usize,
+        after: Option<PageKey>,
+        filter: Filter,
+    ) -> ServiceResult<Page> {
         self.db
             .call(move |conn| {
                 let (where_sql, mut values) = filter_sql(&filter);
@@ -405,7 +420,11 @@ impl DatasetStore for SqliteDatasetStore {
             .await
     }
 
-    async fn set_producer(&self, id: String, pipeline_id: String) -> ServiceResult<Option<Dataset>> {
+    async fn set_producer(
+        &self,
+        id: String,
+        pipeline_id: String,
+    ) -> ServiceResult<Option<Dataset>> {
         self.db
             .call(move |conn| {
                 let tx = conn.transaction()?;
@@ -423,7 +442,12 @@ impl DatasetStore for SqliteDatasetStore {
             .await
     }
 
-    async fn record_upload<F>(&self, id: String, size_bytes: i64, publish: F) -> ServiceResult<Option<Dataset>>
+    async fn record_upload<F>(
+        &self,
+        id: String,
+        size_bytes: i64,
+        publish: F,
+    ) -> ServiceResult<Option<Dataset>>
     where
         F: FnOnce() -> ServiceResult<()> + Send + 'static,
     {
@@ -461,7 +485,13 @@ mod tests {
 
     #[test]
     fn page_key_rejects_foreign_cursors() {
-        for bad in ["", "!!!", &cursor::encode("no-separator"), &cursor::encode("x|id"), &cursor::encode("12|")] {
+        for bad in [
+            "",
+            "!!!",
+            &cursor::encode("no-separator"),
+            &cursor::encode("x|id"),
+            &cursor::encode("12|"),
+        ] {
             let err = PageKey::decode(bad).unwrap_err();
             assert_eq!(err.code(), "BAD_USER_INPUT", "{bad}");
             assert!(err.to_string().contains("nextCursor"), "{err}");
@@ -494,8 +524,17 @@ mod tests {
         let store = SqliteDatasetStore::open(&dir.path().join("d.sqlite")).unwrap();
         let mut created = Vec::new();
         for i in 0..7 {
-            let tags: &[(&str, &str)] = if i % 2 == 0 { &[("team", "a")] } else { &[("team", "b")] };
-            created.push(store.create(new(&format!("set_{i}"), "text", tags)).await.unwrap());
+            let tags: &[(&str, &str)] = if i % 2 == 0 {
+                &[("team", "a")]
+            } else {
+                &[("team", "b")]
+            };
+            created.push(
+                store
+                    .create(new(&format!("set_{i}"), "text", tags))
+                    .await
+                    .unwrap(),
+            );
         }
         store.create(new("100%_real", "csv", &[])).await.unwrap();
 
@@ -503,7 +542,14 @@ mod tests {
         let mut after = None;
         loop {
             let page = store
-                .list(3, after, Filter { r#type: Some("text".into()), ..Default::default() })
+                .list(
+                    3,
+                    after,
+                    Filter {
+                        r#type: Some("text".into()),
+                        ..Default::default()
+                    },
+                )
                 .await
                 .unwrap();
             assert_eq!(page.total, 7);
@@ -517,24 +563,56 @@ mod tests {
         assert_eq!(seen, expected);
 
         let tagged = store
-            .list(10, None, Filter { tag: Some(Tag { key: "team".into(), value: "b".into() }), ..Default::default() })
+            .list(
+                10,
+                None,
+                Filter {
+                    tag: Some(Tag {
+                        key: "team".into(),
+                        value: "b".into(),
+                    }),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         assert_eq!(tagged.total, 3);
         assert!(tagged.next_cursor.is_none());
 
         let percent = store
-            .list(10, None, Filter { name: Some("0%_R".into()), ..Default::default() })
+            .list(
+                10,
+                None,
+                Filter {
+                    name: Some("0%_R".into()),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         assert_eq!(percent.items.len(), 1);
         let underscore_is_literal = store
-            .list(10, None, Filter { name: Some("t_1".into()), ..Default::default() })
+            .list(
+                10,
+                None,
+                Filter {
+                    name: Some("t_1".into()),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         assert_eq!(underscore_is_literal.total, 1);
         let none = store
-            .list(10, None, Filter { name: Some("set".into()), r#type: Some("csv".into()), ..Default::default() })
+            .list(
+                10,
+                None,
+                Filter {
+                    name: Some("set".into()),
+                    r#type: Some("csv".into()),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         assert_eq!((none.total, none.items.len()), (0, 0));

@@ -48,7 +48,10 @@ impl Updates {
     }
 
     /// Updates of dataset `id` (all datasets if `None`), from now on.
-    pub fn subscribe(&self, id: Option<String>) -> impl Stream<Item = Result<Dataset, Lagged>> + Send + 'static {
+    pub fn subscribe(
+        &self,
+        id: Option<String>,
+    ) -> impl Stream<Item = Result<Dataset, Lagged>> + Send + 'static {
         futures::stream::unfold(self.tx.subscribe(), |mut rx| async move {
             let item = match rx.recv().await {
                 Ok(d) => Ok(d),

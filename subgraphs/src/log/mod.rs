@@ -1,11 +1,27 @@
-//! The log subgraph: ingestion, history, live stream. (Being written.)
+//! The log subgraph: log lines of pipeline runs. Ingestion (`ingestLogs`,
+//! all or nothing, idempotent keys), paged history (`pipelineLogs`) and a live
+//! stream (`logStream`) that replays stored lines and then follows new ones.
+//!
+//! Flow: `schema` (resolvers) -> `service` (validation) -> `store` (SQLite);
+//! `stream` reads the store after the last delivered line, woken by inserts.
 
-use std::path::PathBuf;
+pub mod schema;
+pub mod service;
+pub mod store;
+pub mod stream;
 
+use std::{path::PathBuf, sync::Arc};
+
+use axum::Router;
 use serde::Deserialize;
 use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::common::{RunningService, ServiceError, ServiceResult};
+use crate::common::{graphql_router, spawn_service, RunningService, ServiceResult};
+
+pub use schema::{sdl, LogSchema};
+pub use service::LogService;
+pub use store::LogLevel;
 
 /// `[services.log]` in config.toml.
 #[derive(Deserialize, Clone, Debug)]
@@ -24,7 +40,33 @@ mod defaults {
     }
 }
 
+/// Opens the database and builds the shared service state.
+pub async fn open_service(config: &LogConfig) -> ServiceResult<Arc<LogService>> {
+    use store::LogStore;
+    let store = store::SqliteLogStore::open(&config.database)?;
+    let last_id = store.last_id().await?;
+    Ok(Arc::new(LogService::new(store, last_id)))
+}
+
+/// The GraphQL schema over `service`.
+pub fn schema(service: Arc<LogService>) -> LogSchema {
+    schema::build(service)
+}
+
+/// `/graphql` (HTTP and WebSocket) and `/health`.
+pub fn router(service: Arc<LogService>, shutdown: CancellationToken) -> Router {
+    graphql_router(schema(service), shutdown)
+}
+
 /// Starts the service on `listener`.
-pub async fn start(_config: LogConfig, _listener: TcpListener) -> ServiceResult<RunningService> {
-    Err(ServiceError::Storage("log service not written yet".into()))
+pub async fn start(config: LogConfig, listener: TcpListener) -> ServiceResult<RunningService> {
+    let service = open_service(&config).await?;
+    let shutdown = CancellationToken::new();
+    let router = router(service, shutdown.clone());
+    Ok(spawn_service(
+        listener,
+        router,
+        shutdown,
+        TaskTracker::new(),
+    )?)
 }

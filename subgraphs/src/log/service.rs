@@ -1,0 +1,133 @@
+//! The log service's operations: validated ingestion, paged history, and the
+//! live stream (see [`super::stream`]).
+
+use tokio::sync::watch;
+
+use super::store::{LineQuery, LogCursor, LogLevel, LogLine, LogStore, NewLogLine, SqliteLogStore};
+use crate::common::{check_len, check_limit, ServiceError, ServiceResult, Timestamp};
+
+pub const MAX_ENTRIES: usize = 1000;
+pub const MAX_MESSAGE_CHARS: usize = 10_000;
+pub const MAX_NODE_CHARS: usize = 200;
+pub const MAX_PIPELINE_ID_CHARS: usize = 200;
+pub const MAX_KEY_CHARS: usize = 200;
+pub const MAX_PAGE: i32 = 1000;
+
+/// Shared by every request.
+pub struct LogService {
+    pub store: SqliteLogStore,
+    /// The highest stored rowid: a wake-up for live streams, which then read
+    /// the store themselves, so a slow stream can never miss a line.
+    pub last_id: watch::Sender<i64>,
+}
+
+/// A line as the client sent it.
+pub struct EntryDraft {
+    pub pipeline_id: String,
+    pub level: LogLevel,
+    pub message: String,
+    pub node: Option<String>,
+    pub time: Option<Timestamp>,
+    pub key: Option<String>,
+}
+
+/// One page of history.
+pub struct HistoryPage {
+    pub items: Vec<LogLine>,
+    pub next_cursor: Option<String>,
+}
+
+pub fn check_pipeline_id(field: &str, id: &str) -> ServiceResult<()> {
+    if id.trim().is_empty() {
+        return Err(ServiceError::bad_input(format!(
+            "`{field}` must not be empty"
+        )));
+    }
+    check_len(field, id, MAX_PIPELINE_ID_CHARS)
+}
+
+fn validate(i: usize, e: EntryDraft, now: Timestamp) -> ServiceResult<NewLogLine> {
+    check_pipeline_id(&format!("entries[{i}].pipelineId"), &e.pipeline_id)?;
+    check_len(
+        &format!("entries[{i}].message"),
+        &e.message,
+        MAX_MESSAGE_CHARS,
+    )?;
+    if let Some(node) = &e.node {
+        check_len(&format!("entries[{i}].node"), node, MAX_NODE_CHARS)?;
+    }
+    if let Some(key) = &e.key {
+        if key.is_empty() {
+            return Err(ServiceError::bad_input(format!(
+                "`entries[{i}].key` must not be empty; omit it for a line without an idempotency key"
+            )));
+        }
+        check_len(&format!("entries[{i}].key"), key, MAX_KEY_CHARS)?;
+    }
+    Ok(NewLogLine {
+        pipeline_id: e.pipeline_id,
+        level: e.level,
+        message: e.message,
+        node: e.node,
+        time: e.time.unwrap_or(now),
+        key: e.key,
+    })
+}
+
+impl LogService {
+    pub fn new(store: SqliteLogStore, last_id: i64) -> LogService {
+        LogService {
+            store,
+            last_id: watch::Sender::new(last_id),
+        }
+    }
+
+    /// Validates every entry first, then stores all in one transaction.
+    pub async fn ingest(&self, entries: Vec<EntryDraft>) -> ServiceResult<usize> {
+        if entries.len() > MAX_ENTRIES {
+            return Err(ServiceError::bad_input(format!(
+                "`entries` holds {} lines; send at most {MAX_ENTRIES} per call",
+                entries.len()
+            )));
+        }
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let now = Timestamp::now();
+        let lines = entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| validate(i, e, now))
+            .collect::<ServiceResult<Vec<_>>>()?;
+        let (stored, last) = self.store.insert(lines).await?;
+        if stored > 0 {
+            self.last_id.send_replace(last);
+        }
+        Ok(stored)
+    }
+
+    pub async fn history(
+        &self,
+        pipeline_id: &str,
+        limit: i32,
+        cursor: Option<&str>,
+        min_level: Option<LogLevel>,
+    ) -> ServiceResult<HistoryPage> {
+        check_pipeline_id("pipelineId", pipeline_id)?;
+        let limit = check_limit(limit, MAX_PAGE)?;
+        let after = cursor.map(LogCursor::decode).transpose()?;
+        let query = LineQuery {
+            pipeline_id: pipeline_id.to_string(),
+            min_level,
+            limit: limit + 1,
+        };
+        let mut items = self.store.history(query, after, None).await?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|l| LogCursor::of(l).encode())
+        } else {
+            None
+        };
+        Ok(HistoryPage { items, next_cursor })
+    }
+}

@@ -1,0 +1,400 @@
+//! Log lines: the storage trait and its SQLite implementation.
+//!
+//! Each line gets a rowid that only grows (AUTOINCREMENT) in commit order, so
+//! "every line after rowid N" is an exact, gap-free resume point for the live
+//! stream; history is ordered by (time, rowid).
+
+use std::future::Future;
+
+use async_graphql::Enum;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Row};
+
+use crate::common::{cursor, Db, ServiceError, ServiceResult, Timestamp};
+
+pub const MIGRATION_SQL: &str = r#"
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pipeline_id TEXT NOT NULL,
+    level INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    node TEXT,
+    time INTEGER NOT NULL,
+    key TEXT UNIQUE
+);
+CREATE INDEX IF NOT EXISTS logs_by_pipeline_time ON logs (pipeline_id, time, id);
+CREATE INDEX IF NOT EXISTS logs_by_pipeline_id ON logs (pipeline_id, id);
+"#;
+
+/// Severity, ordered DEBUG < INFO < WARNING < ERROR.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warning,
+    Error,
+}
+
+impl LogLevel {
+    fn rank(self) -> i64 {
+        match self {
+            LogLevel::Debug => 0,
+            LogLevel::Info => 1,
+            LogLevel::Warning => 2,
+            LogLevel::Error => 3,
+        }
+    }
+
+    fn from_rank(rank: i64) -> ServiceResult<LogLevel> {
+        Ok(match rank {
+            0 => LogLevel::Debug,
+            1 => LogLevel::Info,
+            2 => LogLevel::Warning,
+            3 => LogLevel::Error,
+            other => {
+                return Err(ServiceError::Storage(format!(
+                    "stored log level {other} is unknown"
+                )))
+            }
+        })
+    }
+}
+
+/// A stored line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogLine {
+    pub id: i64,
+    pub pipeline_id: String,
+    pub level: LogLevel,
+    pub message: String,
+    pub node: Option<String>,
+    pub time: Timestamp,
+}
+
+/// A validated line to store.
+#[derive(Clone, Debug)]
+pub struct NewLogLine {
+    pub pipeline_id: String,
+    pub level: LogLevel,
+    pub message: String,
+    pub node: Option<String>,
+    pub time: Timestamp,
+    /// Idempotency key: a line whose key is already stored is skipped.
+    pub key: Option<String>,
+}
+
+/// Where a history page resumes: strictly after this (time, rowid).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogCursor {
+    pub time_us: i64,
+    pub id: i64,
+}
+
+impl LogCursor {
+    pub fn of(line: &LogLine) -> LogCursor {
+        LogCursor {
+            time_us: micros(line.time),
+            id: line.id,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        cursor::encode(&format!("{}|{}", self.time_us, self.id))
+    }
+
+    pub fn decode(text: &str) -> ServiceResult<LogCursor> {
+        let raw = cursor::decode(text)?;
+        raw.split_once('|')
+            .and_then(|(t, id)| {
+                Some(LogCursor {
+                    time_us: t.parse().ok()?,
+                    id: id.parse().ok()?,
+                })
+            })
+            .ok_or_else(|| {
+                ServiceError::bad_input(format!(
+                    "`cursor` \"{text}\" is not a cursor this service issued; pass `nextCursor` from a previous page, or omit it to start from the first page"
+                ))
+            })
+    }
+}
+
+/// Which lines of one pipeline a read returns.
+#[derive(Clone, Debug)]
+pub struct LineQuery {
+    pub pipeline_id: String,
+    pub min_level: Option<LogLevel>,
+    pub limit: usize,
+}
+
+/// Storage of log lines.
+pub trait LogStore: Send + Sync + 'static {
+    /// Stores all lines in one transaction (all or nothing), skipping lines
+    /// whose key is already stored. Returns how many were stored and the
+    /// highest rowid now in the table.
+    fn insert(
+        &self,
+        lines: Vec<NewLogLine>,
+    ) -> impl Future<Output = ServiceResult<(usize, i64)>> + Send;
+    /// The highest rowid stored (0 when empty).
+    fn last_id(&self) -> impl Future<Output = ServiceResult<i64>> + Send;
+    /// Up to `limit` lines in (time, rowid) order after `after`, only rowids
+    /// up to `up_to` when given.
+    fn history(
+        &self,
+        query: LineQuery,
+        after: Option<LogCursor>,
+        up_to: Option<i64>,
+    ) -> impl Future<Output = ServiceResult<Vec<LogLine>>> + Send;
+    /// Up to `limit` lines with rowid greater than `after_id`, in rowid order.
+    fn after_id(
+        &self,
+        query: LineQuery,
+        after_id: i64,
+    ) -> impl Future<Output = ServiceResult<Vec<LogLine>>> + Send;
+}
+
+/// [`LogStore`] on one SQLite file.
+#[derive(Clone)]
+pub struct SqliteLogStore {
+    db: Db,
+}
+
+impl SqliteLogStore {
+    pub fn open(path: &std::path::Path) -> ServiceResult<SqliteLogStore> {
+        Ok(SqliteLogStore {
+            db: Db::open(path, MIGRATION_SQL)?,
+        })
+    }
+}
+
+fn micros(t: Timestamp) -> i64 {
+    t.0.timestamp_micros()
+}
+
+const COLUMNS: &str = "id, pipeline_id, level, message, node, time";
+
+type RawRow = (i64, String, i64, String, Option<String>, i64);
+
+fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ))
+}
+
+fn into_line((id, pipeline_id, level, message, node, time): RawRow) -> ServiceResult<LogLine> {
+    Ok(LogLine {
+        id,
+        pipeline_id,
+        level: LogLevel::from_rank(level)?,
+        message,
+        node,
+        time: DateTime::<Utc>::from_timestamp_micros(time)
+            .map(Timestamp)
+            .ok_or_else(|| ServiceError::Storage(format!("stored time {time} is out of range")))?,
+    })
+}
+
+fn query_lines(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> ServiceResult<Vec<LogLine>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt
+        .query_map(params, raw_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter().map(into_line).collect()
+}
+
+impl LogStore for SqliteLogStore {
+    async fn insert(&self, lines: Vec<NewLogLine>) -> ServiceResult<(usize, i64)> {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let mut stored = 0;
+                {
+                    let mut stmt = tx.prepare_cached(
+                        "INSERT INTO logs (pipeline_id, level, message, node, time, key) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO NOTHING",
+                    )?;
+                    for l in &lines {
+                        stored += stmt.execute(params![
+                            l.pipeline_id,
+                            l.level.rank(),
+                            l.message,
+                            l.node,
+                            micros(l.time),
+                            l.key
+                        ])?;
+                    }
+                }
+                let last: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM logs", [], |r| r.get(0))?;
+                tx.commit()?;
+                Ok((stored, last))
+            })
+            .await
+    }
+
+    async fn last_id(&self) -> ServiceResult<i64> {
+        self.db
+            .call(|conn| {
+                Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) FROM logs", [], |r| r.get(0))?)
+            })
+            .await
+    }
+
+    async fn history(
+        &self,
+        q: LineQuery,
+        after: Option<LogCursor>,
+        up_to: Option<i64>,
+    ) -> ServiceResult<Vec<LogLine>> {
+        let min_rank = q.min_level.map_or(0, LogLevel::rank);
+        // Sentinels instead of optional clauses keep one cached statement.
+        let (after_time, after_id) = after.map_or((i64::MIN, i64::MIN), |c| (c.time_us, c.id));
+        let up_to = up_to.unwrap_or(i64::MAX);
+        self.db
+            .call(move |conn| {
+                query_lines(
+                    conn,
+                    &format!(
+                        "SELECT {COLUMNS} FROM logs
+                         WHERE pipeline_id = ?1 AND level >= ?2 AND id <= ?3
+                           AND (time > ?4 OR (time = ?4 AND id > ?5))
+                         ORDER BY time, id LIMIT ?6"
+                    ),
+                    params![
+                        q.pipeline_id,
+                        min_rank,
+                        up_to,
+                        after_time,
+                        after_id,
+                        q.limit as i64
+                    ],
+                )
+            })
+            .await
+    }
+
+    async fn after_id(&self, q: LineQuery, after_id: i64) -> ServiceResult<Vec<LogLine>> {
+        let min_rank = q.min_level.map_or(0, LogLevel::rank);
+        self.db
+            .call(move |conn| {
+                query_lines(
+                    conn,
+                    &format!(
+                        "SELECT {COLUMNS} FROM logs
+                         WHERE pipeline_id = ?1 AND level >= ?2 AND id > ?3
+                         ORDER BY id LIMIT ?4"
+                    ),
+                    params![q.pipeline_id, min_rank, after_id, q.limit as i64],
+                )
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trip_and_foreign_cursors() {
+        let c = LogCursor {
+            time_us: 1_700_000_000_000_001,
+            id: 42,
+        };
+        assert_eq!(LogCursor::decode(&c.encode()).unwrap(), c);
+        for bad in [
+            "%%",
+            &cursor::encode("42"),
+            &cursor::encode("a|1"),
+            &cursor::encode("1|b"),
+        ] {
+            let err = LogCursor::decode(bad).unwrap_err();
+            assert_eq!(err.code(), "BAD_USER_INPUT");
+        }
+    }
+
+    #[test]
+    fn levels_are_ordered() {
+        assert!(LogLevel::Debug < LogLevel::Info);
+        assert!(LogLevel::Info < LogLevel::Warning);
+        assert!(LogLevel::Warning < LogLevel::Error);
+        for l in [
+            LogLevel::Debug,
+            LogLevel::Info,
+            LogLevel::Warning,
+            LogLevel::Error,
+        ] {
+            assert_eq!(LogLevel::from_rank(l.rank()).unwrap(), l);
+        }
+    }
+
+    fn line(p: &str, level: LogLevel, msg: &str, time_us: i64, key: Option<&str>) -> NewLogLine {
+        NewLogLine {
+            pipeline_id: p.into(),
+            level,
+            message: msg.into(),
+            node: None,
+            time: Timestamp(DateTime::<Utc>::from_timestamp_micros(time_us).unwrap()),
+            key: key.map(Into::into),
+        }
+    }
+
+    #[tokio::test]
+    async fn history_in_time_order_and_keys_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteLogStore::open(&dir.path().join("l.sqlite")).unwrap();
+        let (n, last) = store
+            .insert(vec![
+                line("p", LogLevel::Info, "late", 3_000, Some("k1")),
+                line("p", LogLevel::Debug, "early", 1_000, None),
+                line("p", LogLevel::Error, "same-time-a", 2_000, None),
+                line("p", LogLevel::Info, "same-time-b", 2_000, None),
+                line("q", LogLevel::Info, "other pipeline", 1_500, None),
+            ])
+            .await
+            .unwrap();
+        assert_eq!((n, last), (5, 5));
+        let (n, _) = store
+            .insert(vec![line("p", LogLevel::Info, "retry", 9_000, Some("k1"))])
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
+
+        let q = |min_level| LineQuery {
+            pipeline_id: "p".into(),
+            min_level,
+            limit: 2,
+        };
+        let first = store.history(q(None), None, None).await.unwrap();
+        let second = store
+            .history(q(None), Some(LogCursor::of(&first[1])), None)
+            .await
+            .unwrap();
+        let msgs: Vec<_> = first
+            .iter()
+            .chain(&second)
+            .map(|l| l.message.as_str())
+            .collect();
+        assert_eq!(msgs, ["early", "same-time-a", "same-time-b", "late"]);
+
+        let errors = store
+            .history(q(Some(LogLevel::Warning)), None, None)
+            .await
+            .unwrap();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].message, "same-time-a");
+
+        let snapshot = store.history(q(None), None, Some(2)).await.unwrap();
+        assert_eq!(snapshot.iter().map(|l| l.id).collect::<Vec<_>>(), [2, 1]);
+        let live = store.after_id(q(None), 2).await.unwrap();
+        assert_eq!(live.iter().map(|l| l.id).collect::<Vec<_>>(), [3, 4]);
+    }
+}
