@@ -1,1 +1,3 @@
-
+mod dataset;
+mod log;
+mod signed_urls;
