@@ -1,3 +1,7 @@
+
+mod pipeline;
+mod runs;
 mod dataset;
 mod log;
 mod signed_urls;
+mod gateway;

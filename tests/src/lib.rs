@@ -2,3 +2,5 @@
 
 pub mod client;
 pub mod stack;
+pub mod pipeline_support;
+pub mod platform;

@@ -1,0 +1,138 @@
+//! The whole system in-process: the three subgraphs and the real gateway,
+//! configured through a real `config.toml` written to a temp directory and
+//! the repository's stitching SDL files.
+
+use std::{path::PathBuf, time::Duration};
+
+use gateway::{GatewayError, RunningGateway};
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use crate::stack::{Subgraphs, SubgraphsOptions};
+
+/// The repository's own stitching SDL directory.
+pub fn stitching_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../gateway/stitching")
+}
+
+/// The `[[subgraphs]]` entries of the repository's config, pointed at `subgraphs`.
+pub fn subgraph_entries(subgraphs: &Subgraphs) -> String {
+    let dir = stitching_dir();
+    let entry = |name: &str, url: String, ws: String, hide: &str| {
+        format!(
+            "[[subgraphs]]\nname = \"{name}\"\nurl = \"{url}\"\nws_url = \"{ws}\"\ntimeout_ms = 3000\nstitching_files = [\"{}\"]\nhide = [{hide}]\npropagate_headers = [\"authorization\", \"x-forwarded-email\"]\n\n",
+            dir.join(format!("{name}.graphql")).display()
+        )
+    };
+    let mut s = String::new();
+    s.push_str(&entry("pipeline", subgraphs.pipeline_url(), subgraphs.pipeline_ws_url(), "\"Query.pipelinesByIds\""));
+    s.push_str(&entry(
+        "dataset",
+        subgraphs.dataset_url(),
+        subgraphs.dataset_ws_url(),
+        "\"Query.datasetsByIds\", \"Mutation.recordDatasetProducer\", \"Subscription.datasetUpdated\"",
+    ));
+    s.push_str(&entry(
+        "log",
+        subgraphs.log_url(),
+        subgraphs.log_ws_url(),
+        "\"Query.pipelineLogs\", \"Mutation.ingestLogs\", \"Subscription.logStream\"",
+    ));
+    s
+}
+
+/// Subgraphs + gateway. `stop().await` at the end of a test.
+pub struct Platform {
+    pub subgraphs: Subgraphs,
+    pub gateway: RunningGateway,
+    pub config_dir: tempfile::TempDir,
+}
+
+impl Platform {
+    pub async fn start() -> Platform {
+        Self::start_with(SubgraphsOptions::default(), "").await
+    }
+
+    /// `gateway_section` is inserted as the `[gateway]` table's body.
+    pub async fn start_with(options: SubgraphsOptions, gateway_section: &str) -> Platform {
+        let subgraphs = Subgraphs::start_with(options).await;
+        let config_dir = tempfile::tempdir().expect("temp dir");
+        let text = format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\nhot_reload = true\n{gateway_section}\n\n{}",
+            subgraph_entries(&subgraphs)
+        );
+        let path = config_dir.path().join("config.toml");
+        std::fs::write(&path, text).expect("write config");
+        let gateway = start_gateway(&path).await.expect("gateway starts");
+        Platform {
+            subgraphs,
+            gateway,
+            config_dir,
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.config_dir.path().join("config.toml")
+    }
+
+    pub fn url(&self) -> String {
+        self.gateway.url()
+    }
+
+    pub fn ws_url(&self) -> String {
+        self.gateway.ws_url()
+    }
+
+    /// `/metrics` of the gateway.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.gateway.addr);
+        reqwest::get(url).await.expect("metrics").text().await.expect("metrics body")
+    }
+
+    /// `subgraph_requests_total{subgraph="NAME"}` from `/metrics`.
+    pub async fn subgraph_requests(&self, name: &str) -> u64 {
+        metric(&self.metrics().await, &format!("subgraph_requests_total{{subgraph=\"{name}\"}}"))
+    }
+
+    /// A query through the gateway; the whole response.
+    pub async fn query(&self, query: &str, variables: Value) -> Value {
+        crate::client::gql(&self.url(), query, variables).await
+    }
+
+    pub async fn stop(self) {
+        self.gateway.stop().await;
+        self.subgraphs.stop().await;
+    }
+}
+
+/// Starts the gateway on an ephemeral port from a config file.
+pub async fn start_gateway(path: &std::path::Path) -> Result<RunningGateway, GatewayError> {
+    let loaded = gateway::load(path)?;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    gateway::start_on(loaded, listener).await
+}
+
+/// Reads one sample of a Prometheus text page (0 when absent).
+pub fn metric(page: &str, sample: &str) -> u64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(sample).map(|v| v.trim().parse::<f64>().unwrap_or(0.0) as u64))
+        .unwrap_or(0)
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
