@@ -5,3 +5,4 @@ mod dataset;
 mod log;
 mod signed_urls;
 mod gateway;
+mod reload;
