@@ -10,6 +10,8 @@ pub mod execute;
 pub mod operation;
 pub mod plan;
 pub mod schema;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use operation::{coerce_variables, prepare, Limits, PreparedOperation, RequestError};
 pub use schema::{build, BuildError, BuildErrors, Subgraph, SubgraphId, SubgraphSpec, Supergraph};

@@ -135,17 +135,21 @@ pub fn prepare(
         })?;
     let document = document.validate(&supergraph.schema).map_err(|e| {
         let errors = to_errors(&e.errors);
-        let syntax = diagnostics(&e.errors).iter().any(|(_, m)| m.starts_with("syntax error"));
+        let syntax = diagnostics(&e.errors)
+            .iter()
+            .any(|(_, m)| m.starts_with("syntax error"));
         if syntax {
             RequestError::Parse(errors)
         } else {
             RequestError::Validation(errors)
         }
     })?;
-    let op = document
-        .operations
-        .get(operation_name)
-        .map_err(|e| RequestError::Validation(vec![error(e.message().to_string(), "OPERATION_RESOLUTION_FAILURE")]))?;
+    let op = document.operations.get(operation_name).map_err(|e| {
+        RequestError::Validation(vec![error(
+            e.message().to_string(),
+            "OPERATION_RESOLUTION_FAILURE",
+        )])
+    })?;
 
     let mut stats = Stats::default();
     count(&document, &op.selection_set, 1, &mut stats, &mut Vec::new());

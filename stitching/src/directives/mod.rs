@@ -37,14 +37,22 @@ pub struct ReadDocument {
 pub fn location(span: SourceSpan, sources: &SourceMap) -> Option<String> {
     let file = sources.get(&span.file_id())?;
     let lc = span.line_column(sources)?;
-    Some(format!("{}:{}:{}", file.path().display(), lc.line, lc.column))
+    Some(format!(
+        "{}:{}:{}",
+        file.path().display(),
+        lc.line,
+        lc.column
+    ))
 }
 
 fn string_arg(d: &ast::Directive, name: &str) -> Option<Result<String, ()>> {
-    d.arguments.iter().find(|a| a.name == name).map(|a| match a.value.as_ref() {
-        ast::Value::String(s) => Ok(s.clone()),
-        _ => Err(()),
-    })
+    d.arguments
+        .iter()
+        .find(|a| a.name == name)
+        .map(|a| match a.value.as_ref() {
+            ast::Value::String(s) => Ok(s.clone()),
+            _ => Err(()),
+        })
 }
 
 /// Reads a stitching document of subgraph `owner` (fields default to it).
@@ -57,11 +65,12 @@ pub fn read_document(doc: &ast::Document, owner: &str, subgraph_names: &[&str]) 
             Definition::ObjectTypeExtension(e) => (e.name.clone(), &e.fields, false),
             Definition::ObjectTypeDefinition(d) => (d.name.clone(), &d.fields, true),
             Definition::ScalarTypeDefinition(d) => {
-                out.new_types.push(ExtendedType::Scalar(Node::new(ScalarType {
-                    description: d.description.clone(),
-                    name: d.name.clone(),
-                    directives: Default::default(),
-                })));
+                out.new_types
+                    .push(ExtendedType::Scalar(Node::new(ScalarType {
+                        description: d.description.clone(),
+                        name: d.name.clone(),
+                        directives: Default::default(),
+                    })));
                 continue;
             }
             Definition::EnumTypeDefinition(d) => {
@@ -78,16 +87,17 @@ pub fn read_document(doc: &ast::Document, owner: &str, subgraph_names: &[&str]) 
                 continue;
             }
             Definition::InputObjectTypeDefinition(d) => {
-                out.new_types.push(ExtendedType::InputObject(Node::new(InputObjectType {
-                    description: d.description.clone(),
-                    name: d.name.clone(),
-                    directives: Default::default(),
-                    fields: d
-                        .fields
-                        .iter()
-                        .map(|f| (f.name.clone(), Component::new(f.as_ref().clone())))
-                        .collect(),
-                })));
+                out.new_types
+                    .push(ExtendedType::InputObject(Node::new(InputObjectType {
+                        description: d.description.clone(),
+                        name: d.name.clone(),
+                        directives: Default::default(),
+                        fields: d
+                            .fields
+                            .iter()
+                            .map(|f| (f.name.clone(), Component::new(f.as_ref().clone())))
+                            .collect(),
+                    })));
                 continue;
             }
             other => {
@@ -129,7 +139,10 @@ pub fn read_document(doc: &ast::Document, owner: &str, subgraph_names: &[&str]) 
                             out.errors.push(BuildError::new(
                                 K::StitchingSdl,
                                 loc(d.location()),
-                                format!("`{type_name}.{}`: @schema needs `name: \"SUBGRAPH\"`", field.name),
+                                format!(
+                                    "`{type_name}.{}`: @schema needs `name: \"SUBGRAPH\"`",
+                                    field.name
+                                ),
                             ));
                         }
                     },
@@ -142,12 +155,19 @@ pub fn read_document(doc: &ast::Document, owner: &str, subgraph_names: &[&str]) 
                                 out.errors.push(BuildError::new(
                                     K::StitchingSdl,
                                     loc(d.location()),
-                                    format!("`{type_name}.{}`: @delegate(path:) must be a string", field.name),
+                                    format!(
+                                        "`{type_name}.{}`: @delegate(path:) must be a string",
+                                        field.name
+                                    ),
                                 ));
                                 continue;
                             }
                         };
-                        let batch = d.arguments.iter().find(|a| a.name == "batch").map(|a| a.value.as_ref().clone());
+                        let batch = d
+                            .arguments
+                            .iter()
+                            .find(|a| a.name == "batch")
+                            .map(|a| a.value.as_ref().clone());
                         let batch = match batch {
                             None => false,
                             Some(ast::Value::Boolean(b)) => b,
@@ -156,12 +176,19 @@ pub fn read_document(doc: &ast::Document, owner: &str, subgraph_names: &[&str]) 
                                 out.errors.push(BuildError::new(
                                     K::StitchingSdl,
                                     loc(d.location()),
-                                    format!("`{type_name}.{}`: @delegate(batch:) must be true or false", field.name),
+                                    format!(
+                                        "`{type_name}.{}`: @delegate(batch:) must be true or false",
+                                        field.name
+                                    ),
                                 ));
                                 false
                             }
                         };
-                        if let Some(a) = d.arguments.iter().find(|a| !matches!(a.name.as_str(), "path" | "batch" | "schema")) {
+                        if let Some(a) = d
+                            .arguments
+                            .iter()
+                            .find(|a| !matches!(a.name.as_str(), "path" | "batch" | "schema"))
+                        {
                             ok = false;
                             out.errors.push(BuildError::new(
                                 K::StitchingSdl,
@@ -188,7 +215,10 @@ pub fn read_document(doc: &ast::Document, owner: &str, subgraph_names: &[&str]) 
                 }
             }
             let mut definition = field.as_ref().clone();
-            definition.directives.0.retain(|d| !matches!(d.name.as_str(), "schema" | "delegate"));
+            definition
+                .directives
+                .0
+                .retain(|d| !matches!(d.name.as_str(), "schema" | "delegate"));
             let definition = match field.location() {
                 Some(span) => Node::new_parsed(definition, span),
                 None => Node::new(definition),
@@ -223,17 +253,20 @@ pub fn read_document(doc: &ast::Document, owner: &str, subgraph_names: &[&str]) 
             }
         }
         if is_new {
-            let Definition::ObjectTypeDefinition(d) = def else { continue };
-            out.new_types.push(ExtendedType::Object(Node::new(ObjectType {
-                description: d.description.clone(),
-                name: d.name.clone(),
-                implements_interfaces: Default::default(),
-                directives: Default::default(),
-                fields: local_fields
-                    .into_iter()
-                    .map(|f| (f.name.clone(), Component::new(f.as_ref().clone())))
-                    .collect(),
-            })));
+            let Definition::ObjectTypeDefinition(d) = def else {
+                continue;
+            };
+            out.new_types
+                .push(ExtendedType::Object(Node::new(ObjectType {
+                    description: d.description.clone(),
+                    name: d.name.clone(),
+                    implements_interfaces: Default::default(),
+                    directives: Default::default(),
+                    fields: local_fields
+                        .into_iter()
+                        .map(|f| (f.name.clone(), Component::new(f.as_ref().clone())))
+                        .collect(),
+                })));
         }
     }
     out

@@ -230,9 +230,7 @@ impl<'a> Lexer<'a> {
                         'f' => out.push('\u{c}'),
                         'u' => {
                             let hex = self.src.get(self.pos..self.pos + 4).unwrap_or("");
-                            let code = u32::from_str_radix(hex, 16)
-                                .ok()
-                                .and_then(char::from_u32);
+                            let code = u32::from_str_radix(hex, 16).ok().and_then(char::from_u32);
                             match code {
                                 Some(ch) if hex.len() == 4 => {
                                     out.push(ch);
@@ -241,7 +239,9 @@ impl<'a> Lexer<'a> {
                                 _ => return self.err(self.pos, "bad \\u escape"),
                             }
                         }
-                        other => return self.err(self.pos - 1, format!("unknown escape `\\{other}`")),
+                        other => {
+                            return self.err(self.pos - 1, format!("unknown escape `\\{other}`"))
+                        }
                     }
                 }
                 c => out.push(c),
@@ -258,7 +258,10 @@ struct Parser {
 
 impl Parser {
     fn offset(&self) -> usize {
-        self.tokens.get(self.pos).map(|(o, _)| *o).unwrap_or(self.len)
+        self.tokens
+            .get(self.pos)
+            .map(|(o, _)| *o)
+            .unwrap_or(self.len)
     }
 
     fn err<T>(&self, message: impl Into<String>) -> Result<T, PathError> {
@@ -457,14 +460,20 @@ mod tests {
     use super::*;
 
     fn show(p: &[Segment]) -> String {
-        p.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(".")
+        p.iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(".")
     }
 
     #[test]
     fn parses_segments_and_references() {
         let p = parse_path("a(x: $arguments:x).b(y: $fields:id, z: 3)").unwrap();
         assert_eq!(show(&p), "a(x: $arguments:x).b(y: $fields:id, z: 3)");
-        assert_eq!(p[0].arguments.as_ref().unwrap()[0].1, PathValue::Argument("x".into()));
+        assert_eq!(
+            p[0].arguments.as_ref().unwrap()[0].1,
+            PathValue::Argument("x".into())
+        );
     }
 
     #[test]

@@ -67,7 +67,10 @@ pub struct Built {
 fn condition_holds(c: &Condition, variables: &JsonMap) -> bool {
     let value = |b: &BoolOrVariable| match b {
         BoolOrVariable::Bool(b) => *b,
-        BoolOrVariable::Variable(v) => variables.get(v.as_str()).and_then(|v| v.as_bool()).unwrap_or(false),
+        BoolOrVariable::Variable(v) => variables
+            .get(v.as_str())
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
     };
     match c {
         Condition::Skip(b) => !value(b),
@@ -102,7 +105,9 @@ fn resolve(pv: &PathValue, node: &FetchNode, parent: &JsonMap, variables: &JsonM
                 .map(|n| JsonValue::Number(n.into()))
                 .unwrap_or(JsonValue::Null),
         ),
-        PathValue::String(s) | PathValue::Enum(s) => Resolved::Value(JsonValue::String(s.as_str().into())),
+        PathValue::String(s) | PathValue::Enum(s) => {
+            Resolved::Value(JsonValue::String(s.as_str().into()))
+        }
         PathValue::List(items) => {
             let mut out = Vec::with_capacity(items.len());
             for i in items {
@@ -128,7 +133,11 @@ fn resolve(pv: &PathValue, node: &FetchNode, parent: &JsonMap, variables: &JsonM
             Resolved::Value(JsonValue::Object(m))
         }
         PathValue::Argument(name) => {
-            let given = node.field.arguments.iter().find(|a| a.name == name.as_str());
+            let given = node
+                .field
+                .arguments
+                .iter()
+                .find(|a| a.name == name.as_str());
             let value = match given {
                 Some(a) => ast_to_json(&a.value, variables),
                 None => node
@@ -179,13 +188,27 @@ pub fn build(
     let mut decls = String::new();
     for p in pendings {
         let node = &p.node;
-        let Some(JsonValue::Object(parent)) = get(data, &p.parent) else { continue };
-        if !node.conditions.iter().all(|c| condition_holds(c, variables)) {
+        let Some(JsonValue::Object(parent)) = get(data, &p.parent) else {
+            continue;
+        };
+        if !node
+            .conditions
+            .iter()
+            .all(|c| condition_holds(c, variables))
+        {
             continue;
         }
         if let Some(guard) = &node.type_guard {
-            let runtime = parent.get(TYPENAME_ALIAS).and_then(|v| v.as_str()).unwrap_or("");
-            if req.supergraph.subgraphs.iter().all(|s| s.public_type(runtime) != guard.as_str()) {
+            let runtime = parent
+                .get(TYPENAME_ALIAS)
+                .and_then(|v| v.as_str())
+                .unwrap_or("");
+            if req
+                .supergraph
+                .subgraphs
+                .iter()
+                .all(|s| s.public_type(runtime) != guard.as_str())
+            {
                 continue;
             }
         }
@@ -194,8 +217,14 @@ pub fn build(
         let delegation = &node.delegation;
 
         if delegation.batch {
-            let key_name = delegation.requires.first().map(|n| n.as_str()).unwrap_or("");
-            let key = parent.get(format!("{REQUIRE_PREFIX}{key_name}").as_str()).cloned();
+            let key_name = delegation
+                .requires
+                .first()
+                .map(|n| n.as_str())
+                .unwrap_or("");
+            let key = parent
+                .get(format!("{REQUIRE_PREFIX}{key_name}").as_str())
+                .cloned();
             let key = match key {
                 None | Some(JsonValue::Null) => {
                     value::write(data, &path, empty_answer(node));
@@ -279,7 +308,10 @@ pub fn build(
             }
         }
         if let Some(i) = dedup.get(&signature) {
-            builders[*i].call.targets.push(Target { path, key: KeyRef::Whole });
+            builders[*i].call.targets.push(Target {
+                path,
+                key: KeyRef::Whole,
+            });
             continue;
         }
         let call_index = builders.len();
@@ -305,7 +337,10 @@ pub fn build(
             call: Call {
                 alias: format!("_{call_index}"),
                 node: node.clone(),
-                targets: vec![Target { path, key: KeyRef::Whole }],
+                targets: vec![Target {
+                    path,
+                    key: KeyRef::Whole,
+                }],
             },
             args: args_vars,
             keys: Vec::new(),
@@ -427,10 +462,17 @@ pub fn build(
 
 /// Follows the path segments after the first (`a.b.c`: `b`, then `c`), through lists.
 fn descend(v: JsonValue, names: &[crate::directives::path::Segment]) -> JsonValue {
-    let Some((first, rest)) = names.split_first() else { return v };
+    let Some((first, rest)) = names.split_first() else {
+        return v;
+    };
     match v {
-        JsonValue::Object(mut m) => descend(m.remove(first.name.as_str()).unwrap_or(JsonValue::Null), rest),
-        JsonValue::Array(items) => JsonValue::Array(items.into_iter().map(|i| descend(i, names)).collect()),
+        JsonValue::Object(mut m) => descend(
+            m.remove(first.name.as_str()).unwrap_or(JsonValue::Null),
+            rest,
+        ),
+        JsonValue::Array(items) => {
+            JsonValue::Array(items.into_iter().map(|i| descend(i, names)).collect())
+        }
         other => other,
     }
 }
@@ -449,7 +491,13 @@ pub fn merge_body(
     let (mut remote_data, remote_errors) = match body {
         JsonValue::Object(mut m) => (m.remove("data"), m.remove("errors")),
         _ => {
-            fail(req, errors, subgraph, calls, &FetchError::Malformed("not a JSON object".into()));
+            fail(
+                req,
+                errors,
+                subgraph,
+                calls,
+                &FetchError::Malformed("not a JSON object".into()),
+            );
             return;
         }
     };
@@ -475,7 +523,10 @@ pub fn merge_body(
                 KeyRef::One(k) => item(answer.as_ref(), *k),
                 KeyRef::Many(ks) => JsonValue::Array(
                     ks.iter()
-                        .map(|k| k.map(|k| item(answer.as_ref(), k)).unwrap_or(JsonValue::Null))
+                        .map(|k| {
+                            k.map(|k| item(answer.as_ref(), k))
+                                .unwrap_or(JsonValue::Null)
+                        })
                         .collect(),
                 ),
             };
@@ -531,8 +582,12 @@ fn map_error(e: JsonValue, service: &str, calls: &[Call], out: &mut Vec<GraphQLE
         .iter()
         .skip(skip)
         .filter_map(|v| match v {
-            JsonValue::String(s) => Name::new(s.as_str()).ok().map(ResponseDataPathSegment::Field),
-            JsonValue::Number(n) => n.as_u64().map(|i| ResponseDataPathSegment::ListIndex(i as usize)),
+            JsonValue::String(s) => Name::new(s.as_str())
+                .ok()
+                .map(ResponseDataPathSegment::Field),
+            JsonValue::Number(n) => n
+                .as_u64()
+                .map(|i| ResponseDataPathSegment::ListIndex(i as usize)),
             _ => None,
         })
         .collect();
@@ -544,7 +599,9 @@ fn map_error(e: JsonValue, service: &str, calls: &[Call], out: &mut Vec<GraphQLE
             KeyRef::One(k) => {
                 if let Some(ResponseDataPathSegment::ListIndex(i)) = rest.first() {
                     if i == k {
-                        out.push(make(base.into_iter().chain(rest[1..].iter().cloned()).collect()));
+                        out.push(make(
+                            base.into_iter().chain(rest[1..].iter().cloned()).collect(),
+                        ));
                     }
                 }
             }
@@ -565,14 +622,139 @@ fn map_error(e: JsonValue, service: &str, calls: &[Call], out: &mut Vec<GraphQLE
 }
 
 /// A failed request: every field it would have answered gets an error.
-pub fn fail(req: &Request<'_>, errors: &mut Vec<GraphQLError>, subgraph: SubgraphId, calls: &[Call], e: &FetchError) {
+pub fn fail(
+    req: &Request<'_>,
+    errors: &mut Vec<GraphQLError>,
+    subgraph: SubgraphId,
+    calls: &[Call],
+    e: &FetchError,
+) {
     let service = req.supergraph.subgraphs[subgraph].name.as_str();
     for call in calls {
         for t in &call.targets {
             let mut err = error(format!("subgraph `{service}` {e}"), e.code());
-            err.extensions.insert("service", JsonValue::String(service.into()));
+            err.extensions
+                .insert("service", JsonValue::String(service.into()));
             err.path = to_error_path(&t.path);
             errors.push(err);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use apollo_compiler::response::{serde_json_bytes::json, JsonMap, JsonValue};
+
+    use super::*;
+    use crate::{coerce_variables, execute::Request, prepare, testing::supergraph, Limits};
+
+    /// Runs the levels of `query` without a network: each level's request is
+    /// built, recorded, and answered with `answer(level)`.
+    fn documents(query: &str, variables: JsonValue, answers: &[JsonValue]) -> String {
+        let sg = supergraph();
+        let prepared = prepare(&sg, query, None, &Limits::default()).unwrap();
+        let vars: JsonMap = match variables {
+            JsonValue::Object(m) => m,
+            _ => JsonMap::new(),
+        };
+        let vars = coerce_variables(&sg, &prepared, &vars).unwrap();
+        let req = Request {
+            supergraph: &sg,
+            document: &prepared.document,
+            operation: prepared.operation(),
+            plan: &prepared.plan,
+            variables: &vars,
+        };
+        let mut data = JsonValue::Object(JsonMap::new());
+        let mut errors = Vec::new();
+        let mut frontier: Vec<Pending> = prepared.plan.root.iter().map(Pending::root).collect();
+        let mut out = String::new();
+        let mut level = 0;
+        while !frontier.is_empty() {
+            let mut groups: Vec<(SubgraphId, Vec<Pending>)> = Vec::new();
+            for p in frontier.drain(..) {
+                let s = p.node.subgraph();
+                match groups.iter_mut().find(|(g, _)| *g == s) {
+                    Some((_, v)) => v.push(p),
+                    None => groups.push((s, vec![p])),
+                }
+            }
+            let mut next = Vec::new();
+            for (s, pendings) in groups {
+                let mut built = build(&req, &mut data, &mut errors, s, pendings);
+                let Some(request) = built.request.take() else {
+                    continue;
+                };
+                out.push_str(&format!(
+                    "level {level} -> {}\n{}\n{}\n",
+                    sg.subgraphs[s].name,
+                    request.query,
+                    serde_json::to_string(&request.variables).unwrap()
+                ));
+                let answer = answers.get(level).cloned().unwrap_or(json!({"data": {}}));
+                merge_body(
+                    &req,
+                    &mut data,
+                    &mut errors,
+                    s,
+                    &built.calls,
+                    answer,
+                    &mut next,
+                );
+            }
+            frontier = next;
+            level += 1;
+        }
+        out.push_str(&format!(
+            "data: {}\n",
+            serde_json::to_string(&data).unwrap()
+        ));
+        if !errors.is_empty() {
+            out.push_str(&format!(
+                "errors: {}\n",
+                serde_json::to_string(&errors).unwrap()
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn identical_delegations_go_out_once_and_batches_dedupe_keys() {
+        let answers = [
+            json!({"data": {"_0": {"items": [
+                {"id": "p1", "_stitch_f_datasetIds": ["d1", "d2"], "dataCatalog": [{"_stitch_f_datasetId": "d1"}, {"_stitch_f_datasetId": "d2"}]},
+                {"id": "p2", "_stitch_f_datasetIds": ["d2"], "dataCatalog": [{"_stitch_f_datasetId": "d2"}, {"_stitch_f_datasetId": null}]}
+            ]}}}),
+            json!({"data": {
+                "_0": [{"name": "one", "_stitch_f_producedByPipelineId": "p1"}, {"name": "two", "_stitch_f_producedByPipelineId": null}],
+                "_1": [{"id": "d1"}, {"id": "d2"}]
+            }}),
+            json!({"data": {"_0": [{"name": "run one"}]}}),
+        ];
+        insta::assert_snapshot!(
+            "batched_levels",
+            documents(
+                "{ pipelines(limit: 2) { items { id dataCatalog { dataset { name producedBy { name } } } datasets { id } } } }",
+                json!({}),
+                &answers
+            )
+        );
+    }
+
+    #[test]
+    fn aliased_calls_per_parent_with_renamed_variables_and_error_paths() {
+        let answers = [
+            json!({"data": {"_0": {"items": [{"id": "p1", "_stitch_f_id": "p1"}, {"id": "p2", "_stitch_f_id": "p2"}, {"id": "p1", "_stitch_f_id": "p1"}]}}}),
+            json!({"data": {"_0": {"items": [{"message": "a"}]}, "_1": null},
+                   "errors": [{"message": "boom", "path": ["_1", "items"], "extensions": {"code": "X"}}]}),
+        ];
+        insta::assert_snapshot!(
+            "aliased_levels",
+            documents(
+                "query($n: Int!) { pipelines { items { id logs(limit: $n) { items { message } } } } }",
+                json!({"n": 3}),
+                &answers
+            )
+        );
     }
 }

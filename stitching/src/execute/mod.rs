@@ -79,7 +79,11 @@ impl FetchError {
 /// library stays transport-agnostic (and testable without sockets).
 pub trait Transport: Send + Sync {
     /// Sends `request` to `subgraph` and returns the raw response body.
-    fn fetch<'a>(&'a self, subgraph: SubgraphId, request: SubgraphRequest) -> BoxFuture<'a, Result<Bytes, FetchError>>;
+    fn fetch<'a>(
+        &'a self,
+        subgraph: SubgraphId,
+        request: SubgraphRequest,
+    ) -> BoxFuture<'a, Result<Bytes, FetchError>>;
 }
 
 /// A GraphQL response as sent to the client.
@@ -138,7 +142,10 @@ pub async fn execute(req: &Request<'_>, transport: &dyn Transport) -> Response {
                 while j < roots.len() && roots[j].subgraph() == sg {
                     j += 1;
                 }
-                let group = roots[i..j].iter().map(|n| batch::Pending::root(n)).collect();
+                let group = roots[i..j]
+                    .iter()
+                    .map(|n| batch::Pending::root(n))
+                    .collect();
                 ex.run(group).await;
                 i = j;
             }
@@ -179,9 +186,12 @@ pub fn subscription_start(req: &Request<'_>) -> Result<SubscriptionStart, GraphQ
             request,
             call,
         }),
-        _ => Err(errors
-            .pop()
-            .unwrap_or_else(|| error("the subscription resolves to null without a call", "BAD_REQUEST"))),
+        _ => Err(errors.pop().unwrap_or_else(|| {
+            error(
+                "the subscription resolves to null without a call",
+                "BAD_REQUEST",
+            )
+        })),
     }
 }
 
@@ -241,7 +251,9 @@ impl<'r, 'a> Execution<'r, 'a> {
                 }
                 self.errors.extend(resp.errors);
             }
-            Err(e) => self.errors.push(e.to_graphql_error(&self.req.document.sources)),
+            Err(e) => self
+                .errors
+                .push(e.to_graphql_error(&self.req.document.sources)),
         }
     }
 
@@ -259,7 +271,13 @@ impl<'r, 'a> Execution<'r, 'a> {
             }
             let mut builds = Vec::with_capacity(groups.len());
             for (sg, pendings) in groups {
-                builds.push(batch::build(self.req, &mut self.data, &mut self.errors, sg, pendings));
+                builds.push(batch::build(
+                    self.req,
+                    &mut self.data,
+                    &mut self.errors,
+                    sg,
+                    pendings,
+                ));
             }
             let transport = self.transport;
             let fetches = builds.iter_mut().map(|b| {
@@ -279,7 +297,15 @@ impl<'r, 'a> Execution<'r, 'a> {
                 match result.and_then(|body| {
                     JsonValue::from_bytes(body).map_err(|e| FetchError::Malformed(e.to_string()))
                 }) {
-                    Ok(body) => batch::merge_body(self.req, &mut self.data, &mut self.errors, b.subgraph, &b.calls, body, &mut next),
+                    Ok(body) => batch::merge_body(
+                        self.req,
+                        &mut self.data,
+                        &mut self.errors,
+                        b.subgraph,
+                        &b.calls,
+                        body,
+                        &mut next,
+                    ),
                     Err(e) => batch::fail(self.req, &mut self.errors, b.subgraph, &b.calls, &e),
                 }
             }

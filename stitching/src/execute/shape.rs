@@ -33,11 +33,17 @@ struct Shaper<'r, 'a, 'e> {
 
 fn included(directives: &apollo_compiler::executable::DirectiveList, vars: &JsonMap) -> bool {
     let flag = |name: &str| {
-        directives.get(name).and_then(|d| d.specified_argument_by_name("if")).map(|v| match v.as_ref() {
-            apollo_compiler::ast::Value::Boolean(b) => *b,
-            apollo_compiler::ast::Value::Variable(n) => vars.get(n.as_str()).and_then(|v| v.as_bool()).unwrap_or(false),
-            _ => false,
-        })
+        directives
+            .get(name)
+            .and_then(|d| d.specified_argument_by_name("if"))
+            .map(|v| match v.as_ref() {
+                apollo_compiler::ast::Value::Boolean(b) => *b,
+                apollo_compiler::ast::Value::Variable(n) => vars
+                    .get(n.as_str())
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false),
+                _ => false,
+            })
     };
     flag("skip") != Some(true) && flag("include") != Some(false)
 }
@@ -47,8 +53,12 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         condition == runtime || self.req.supergraph.schema.is_subtype(condition, runtime)
     }
 
-    fn collect<'d>(&self, sets: &[&'d SelectionSet], runtime: &str, out: &mut IndexMap<&'d Name, Vec<&'d Node<Field>>>)
-    where
+    fn collect<'d>(
+        &self,
+        sets: &[&'d SelectionSet],
+        runtime: &str,
+        out: &mut IndexMap<&'d Name, Vec<&'d Node<Field>>>,
+    ) where
         'r: 'd,
     {
         let vars: &JsonMap = self.req.variables;
@@ -62,7 +72,10 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                     }
                     Selection::InlineFragment(inline) => {
                         if included(&inline.directives, vars)
-                            && inline.type_condition.as_ref().is_none_or(|c| self.applies(c, runtime))
+                            && inline
+                                .type_condition
+                                .as_ref()
+                                .is_none_or(|c| self.applies(c, runtime))
                         {
                             self.collect(&[&inline.selection_set], runtime, out);
                         }
@@ -71,7 +84,9 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                         if !included(&spread.directives, vars) {
                             continue;
                         }
-                        if let Some(fragment) = self.req.document.fragments.get(&spread.fragment_name) {
+                        if let Some(fragment) =
+                            self.req.document.fragments.get(&spread.fragment_name)
+                        {
                             if self.applies(fragment.type_condition(), runtime) {
                                 self.collect(&[&fragment.selection_set], runtime, out);
                             }
@@ -82,7 +97,13 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         }
     }
 
-    fn selection(&mut self, sets: &[&SelectionSet], type_name: &str, obj: &JsonMap, path: &mut Vec<PathSeg>) -> Result<JsonMap, ()> {
+    fn selection(
+        &mut self,
+        sets: &[&SelectionSet],
+        type_name: &str,
+        obj: &JsonMap,
+        path: &mut Vec<PathSeg>,
+    ) -> Result<JsonMap, ()> {
         let mut fields = IndexMap::new();
         self.collect(sets, type_name, &mut fields);
         let mut out = JsonMap::with_capacity(fields.len());
@@ -108,7 +129,10 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
 
     fn null_error(&mut self, path: &[PathSeg], parent_type: &str, field: &Name) {
         let p = to_error_path(path);
-        let covered = self.errors.iter().any(|e| e.path.len() >= p.len() && e.path[..p.len()] == p[..]);
+        let covered = self
+            .errors
+            .iter()
+            .any(|e| e.path.len() >= p.len() && e.path[..p.len()] == p[..]);
         if !covered {
             let mut e = error(
                 format!("Cannot return null for non-nullable field {parent_type}.{field}"),
@@ -158,34 +182,8 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                     match v {
                         Ok(v) => out.push(v),
                         // A non-null item is null: the whole list is null.
-                        Err(()) => return if ty.is_non_null() { Err(()) } else { Ok(JsonValue::Null) },
-                    }
-                }
-                Ok(JsonValue::Array(out))
-            }
-            Type::Named(name) | Type::NonNullNamed(name) => match self.req.supergraph.schema.types.get(name) {
-                Some(ExtendedType::Object(_) | ExtendedType::Interface(_) | ExtendedType::Union(_)) => {
-                    let JsonValue::Object(obj) = raw else {
-                        return null(self, path);
-                    };
-                    let runtime: String = if self.req.supergraph.is_abstract(name) {
-                        let remote = obj.get(TYPENAME_ALIAS).and_then(|v| v.as_str()).unwrap_or(name.as_str());
-                        self.req
-                            .supergraph
-                            .subgraphs
-                            .iter()
-                            .map(|s| s.public_type(remote))
-                            .find(|p| *p != remote)
-                            .unwrap_or(remote)
-                            .to_owned()
-                    } else {
-                        name.to_string()
-                    };
-                    let sets: Vec<&SelectionSet> = fs.iter().map(|f| &f.selection_set).collect();
-                    match self.selection(&sets, &runtime, obj, path) {
-                        Ok(m) => Ok(JsonValue::Object(m)),
                         Err(()) => {
-                            if ty.is_non_null() {
+                            return if ty.is_non_null() {
                                 Err(())
                             } else {
                                 Ok(JsonValue::Null)
@@ -193,8 +191,50 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                         }
                     }
                 }
-                _ => Ok(raw.clone()),
-            },
+                Ok(JsonValue::Array(out))
+            }
+            Type::Named(name) | Type::NonNullNamed(name) => {
+                match self.req.supergraph.schema.types.get(name) {
+                    Some(
+                        ExtendedType::Object(_)
+                        | ExtendedType::Interface(_)
+                        | ExtendedType::Union(_),
+                    ) => {
+                        let JsonValue::Object(obj) = raw else {
+                            return null(self, path);
+                        };
+                        let runtime: String = if self.req.supergraph.is_abstract(name) {
+                            let remote = obj
+                                .get(TYPENAME_ALIAS)
+                                .and_then(|v| v.as_str())
+                                .unwrap_or(name.as_str());
+                            self.req
+                                .supergraph
+                                .subgraphs
+                                .iter()
+                                .map(|s| s.public_type(remote))
+                                .find(|p| *p != remote)
+                                .unwrap_or(remote)
+                                .to_owned()
+                        } else {
+                            name.to_string()
+                        };
+                        let sets: Vec<&SelectionSet> =
+                            fs.iter().map(|f| &f.selection_set).collect();
+                        match self.selection(&sets, &runtime, obj, path) {
+                            Ok(m) => Ok(JsonValue::Object(m)),
+                            Err(()) => {
+                                if ty.is_non_null() {
+                                    Err(())
+                                } else {
+                                    Ok(JsonValue::Null)
+                                }
+                            }
+                        }
+                    }
+                    _ => Ok(raw.clone()),
+                }
+            }
         }
     }
 }

@@ -48,7 +48,9 @@ pub fn get_mut<'v>(mut v: &'v mut JsonValue, path: &[PathSeg]) -> Option<&'v mut
 
 /// Sets the value at `path` (its parent must be an object).
 pub fn write(data: &mut JsonValue, path: &[PathSeg], value: JsonValue) {
-    let Some((PathSeg::Key(last), parent)) = path.split_last() else { return };
+    let Some((PathSeg::Key(last), parent)) = path.split_last() else {
+        return;
+    };
     if let Some(JsonValue::Object(m)) = get_mut(data, parent) {
         m.insert(last.as_str(), value);
     }
@@ -56,7 +58,12 @@ pub fn write(data: &mut JsonValue, path: &[PathSeg], value: JsonValue) {
 
 /// Absolute paths of the objects found by following `rel` (response keys)
 /// from `base`, walking through lists.
-pub fn collect_objects(data: &JsonValue, base: &[PathSeg], rel: &[Name], out: &mut Vec<Vec<PathSeg>>) {
+pub fn collect_objects(
+    data: &JsonValue,
+    base: &[PathSeg],
+    rel: &[Name],
+    out: &mut Vec<Vec<PathSeg>>,
+) {
     fn rec(v: &JsonValue, path: &mut Vec<PathSeg>, rel: &[Name], out: &mut Vec<Vec<PathSeg>>) {
         match v {
             JsonValue::Array(items) => {
@@ -135,15 +142,33 @@ mod tests {
 
     #[test]
     fn collects_objects_through_lists() {
-        let data = json!({"a": {"items": [{"b": {"x": 1}}, {"b": null}, {"b": [{"x": 2}, {"x": 3}]}]}});
+        let data =
+            json!({"a": {"items": [{"b": {"x": 1}}, {"b": null}, {"b": [{"x": 2}, {"x": 3}]}]}});
         let mut out = Vec::new();
-        collect_objects(&data, &[key("a")], &[Name::new("items").unwrap(), Name::new("b").unwrap()], &mut out);
+        collect_objects(
+            &data,
+            &[key("a")],
+            &[Name::new("items").unwrap(), Name::new("b").unwrap()],
+            &mut out,
+        );
         assert_eq!(
             out,
             vec![
                 vec![key("a"), key("items"), PathSeg::Index(0), key("b")],
-                vec![key("a"), key("items"), PathSeg::Index(2), key("b"), PathSeg::Index(0)],
-                vec![key("a"), key("items"), PathSeg::Index(2), key("b"), PathSeg::Index(1)],
+                vec![
+                    key("a"),
+                    key("items"),
+                    PathSeg::Index(2),
+                    key("b"),
+                    PathSeg::Index(0)
+                ],
+                vec![
+                    key("a"),
+                    key("items"),
+                    PathSeg::Index(2),
+                    key("b"),
+                    PathSeg::Index(1)
+                ],
             ]
         );
     }
@@ -151,7 +176,11 @@ mod tests {
     #[test]
     fn writes_into_objects_only() {
         let mut data = json!({"a": [{"x": 1}]});
-        write(&mut data, &[key("a"), PathSeg::Index(0), key("y")], json!(2));
+        write(
+            &mut data,
+            &[key("a"), PathSeg::Index(0), key("y")],
+            json!(2),
+        );
         write(&mut data, &[key("a"), key("nope"), key("y")], json!(3));
         assert_eq!(data, json!({"a": [{"x": 1, "y": 2}]}));
     }

@@ -113,7 +113,11 @@ struct Planner<'a> {
 }
 
 /// Plans operation `name` (or the only one) of a validated document.
-pub fn plan(supergraph: &Supergraph, doc: &Valid<ExecutableDocument>, name: Option<&str>) -> Result<QueryPlan, PlanError> {
+pub fn plan(
+    supergraph: &Supergraph,
+    doc: &Valid<ExecutableDocument>,
+    name: Option<&str>,
+) -> Result<QueryPlan, PlanError> {
     let op = doc
         .operations
         .get(name)
@@ -127,7 +131,13 @@ pub fn plan(supergraph: &Supergraph, doc: &Valid<ExecutableDocument>, name: Opti
     let root_type = op.selection_set.ty.clone();
     let mut root = Vec::new();
     let mut has_introspection = false;
-    planner.root_fields(&op.selection_set, &root_type, &mut Vec::new(), &mut root, &mut has_introspection)?;
+    planner.root_fields(
+        &op.selection_set,
+        &root_type,
+        &mut Vec::new(),
+        &mut root,
+        &mut has_introspection,
+    )?;
     Ok(QueryPlan {
         operation_type: op.operation_type,
         root,
@@ -168,27 +178,51 @@ impl<'a> Planner<'a> {
                     "__typename" => {}
                     "__schema" | "__type" => *has_introspection = true,
                     _ => {
-                        let delegation = self.supergraph.delegation(root_type, &f.name).ok_or_else(|| PlanError::Unserved {
-                            type_name: root_type.to_string(),
-                            field: f.name.to_string(),
-                        })?;
+                        let delegation = self
+                            .supergraph
+                            .delegation(root_type, &f.name)
+                            .ok_or_else(|| PlanError::Unserved {
+                                type_name: root_type.to_string(),
+                                field: f.name.to_string(),
+                            })?;
                         let mut conds = conditions.clone();
                         conds.extend(conditions_of(&f.directives));
-                        let node = self.fetch_node(root_type, f, delegation.clone(), Vec::new(), None, conds);
+                        let node = self.fetch_node(
+                            root_type,
+                            f,
+                            delegation.clone(),
+                            Vec::new(),
+                            None,
+                            conds,
+                        );
                         out.push(node);
                     }
                 },
                 Selection::InlineFragment(inline) => {
                     let n = conditions.len();
                     conditions.extend(conditions_of(&inline.directives));
-                    self.root_fields(&inline.selection_set, root_type, conditions, out, has_introspection)?;
+                    self.root_fields(
+                        &inline.selection_set,
+                        root_type,
+                        conditions,
+                        out,
+                        has_introspection,
+                    )?;
                     conditions.truncate(n);
                 }
                 Selection::FragmentSpread(spread) => {
-                    let Some(fragment) = self.doc.fragments.get(&spread.fragment_name) else { continue };
+                    let Some(fragment) = self.doc.fragments.get(&spread.fragment_name) else {
+                        continue;
+                    };
                     let n = conditions.len();
                     conditions.extend(conditions_of(&spread.directives));
-                    self.root_fields(&fragment.selection_set, root_type, conditions, out, has_introspection)?;
+                    self.root_fields(
+                        &fragment.selection_set,
+                        root_type,
+                        conditions,
+                        out,
+                        has_introspection,
+                    )?;
                     conditions.truncate(n);
                 }
             }
@@ -214,7 +248,15 @@ impl<'a> Planner<'a> {
             String::new()
         } else {
             let mut out = String::new();
-            self.render_set(sg, &field.selection_set, &mut Vec::new(), &mut Vec::new(), &mut children, &mut variables, &mut out);
+            self.render_set(
+                sg,
+                &field.selection_set,
+                &mut Vec::new(),
+                &mut Vec::new(),
+                &mut children,
+                &mut variables,
+                &mut out,
+            );
             out
         };
         Arc::new(FetchNode {
@@ -253,7 +295,18 @@ impl<'a> Planner<'a> {
             out.push_str(": __typename");
         }
         let mut required: Vec<Name> = Vec::new();
-        self.render_selections(sg, set, parent_type, None, path, conditions, children, variables, &mut required, out);
+        self.render_selections(
+            sg,
+            set,
+            parent_type,
+            None,
+            path,
+            conditions,
+            children,
+            variables,
+            &mut required,
+            out,
+        );
         for r in &required {
             out.push(' ');
             out.push_str(REQUIRE_PREFIX);
@@ -334,7 +387,15 @@ impl<'a> Planner<'a> {
                         path.push(f.response_key().clone());
                         let n = conditions.len();
                         conditions.extend(conditions_of(&f.directives));
-                        self.render_set(sg, &f.selection_set, path, conditions, children, variables, out);
+                        self.render_set(
+                            sg,
+                            &f.selection_set,
+                            path,
+                            conditions,
+                            children,
+                            variables,
+                            out,
+                        );
                         conditions.truncate(n);
                         path.pop();
                     }
@@ -354,7 +415,9 @@ impl<'a> Planner<'a> {
                     );
                 }
                 Selection::FragmentSpread(spread) => {
-                    let Some(fragment) = self.doc.fragments.get(&spread.fragment_name) else { continue };
+                    let Some(fragment) = self.doc.fragments.get(&spread.fragment_name) else {
+                        continue;
+                    };
                     let cond = fragment.type_condition().clone();
                     self.render_fragment(
                         sg,
@@ -395,7 +458,18 @@ impl<'a> Planner<'a> {
             // Same type: no condition needed, the fields join the parent's set.
             let mut inner = String::new();
             let mut required = Vec::new();
-            self.render_selections(sg, set, parent_type, None, path, conditions, children, variables, &mut required, &mut inner);
+            self.render_selections(
+                sg,
+                set,
+                parent_type,
+                None,
+                path,
+                conditions,
+                children,
+                variables,
+                &mut required,
+                &mut inner,
+            );
             if !inner.is_empty() || !required.is_empty() {
                 out.push_str(" ...");
                 self.render_directives(sg, directives, variables, out);
@@ -415,7 +489,18 @@ impl<'a> Planner<'a> {
             if sg.schema.types.contains_key(remote) {
                 let mut inner = String::new();
                 let mut required = Vec::new();
-                self.render_selections(sg, set, cond, Some(cond), path, conditions, children, variables, &mut required, &mut inner);
+                self.render_selections(
+                    sg,
+                    set,
+                    cond,
+                    Some(cond),
+                    path,
+                    conditions,
+                    children,
+                    variables,
+                    &mut required,
+                    &mut inner,
+                );
                 out.push_str(" ... on ");
                 out.push_str(remote);
                 self.render_directives(sg, directives, variables, out);
@@ -437,7 +522,13 @@ impl<'a> Planner<'a> {
         conditions.truncate(n);
     }
 
-    fn render_directives(&mut self, sg: &Subgraph, directives: &DirectiveList, variables: &mut Vec<(Name, String)>, out: &mut String) {
+    fn render_directives(
+        &mut self,
+        sg: &Subgraph,
+        directives: &DirectiveList,
+        variables: &mut Vec<(Name, String)>,
+        out: &mut String,
+    ) {
         for d in directives.iter() {
             if !matches!(d.name.as_str(), "skip" | "include") {
                 continue;
@@ -457,7 +548,13 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn render_value(&mut self, sg: &Subgraph, value: &Value, variables: &mut Vec<(Name, String)>, out: &mut String) {
+    fn render_value(
+        &mut self,
+        sg: &Subgraph,
+        value: &Value,
+        variables: &mut Vec<(Name, String)>,
+        out: &mut String,
+    ) {
         match value {
             Value::Variable(v) => {
                 out.push_str("$c_");
@@ -534,7 +631,12 @@ impl QueryPlan {
     }
 }
 
-fn write_node(f: &mut fmt::Formatter<'_>, n: &FetchNode, sg: &Supergraph, depth: usize) -> fmt::Result {
+fn write_node(
+    f: &mut fmt::Formatter<'_>,
+    n: &FetchNode,
+    sg: &Supergraph,
+    depth: usize,
+) -> fmt::Result {
     let indent = "  ".repeat(depth);
     let path: Vec<String> = n.delegation.path.iter().map(|s| s.to_string()).collect();
     write!(
@@ -543,7 +645,14 @@ fn write_node(f: &mut fmt::Formatter<'_>, n: &FetchNode, sg: &Supergraph, depth:
         if n.parent_path.is_empty() {
             String::new()
         } else {
-            format!("[{}] ", n.parent_path.iter().map(|p| p.as_str()).collect::<Vec<_>>().join("."))
+            format!(
+                "[{}] ",
+                n.parent_path
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(".")
+            )
         },
         sg.subgraphs[n.subgraph()].name,
         n.parent_type,
@@ -567,4 +676,49 @@ fn write_node(f: &mut fmt::Formatter<'_>, n: &FetchNode, sg: &Supergraph, depth:
         write_node(f, c, sg, depth + 1)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{prepare, testing::supergraph, Limits};
+
+    fn plan_of(query: &str) -> String {
+        let sg = supergraph();
+        let p = prepare(&sg, query, None, &Limits::default())
+            .unwrap_or_else(|e| panic!("{e}: {:?}", e.to_graphql_errors()));
+        let text = p.plan.display(&sg).to_string();
+        text
+    }
+
+    #[test]
+    fn nested_delegations_become_levels_with_requirements() {
+        insta::assert_snapshot!(
+            "nested",
+            plan_of(
+                "{ pipelines(limit: 50) { items { id dataCatalog { dataset { name producedBy { name } } } datasets { id } logs(limit: 2) { items { message pipeline { status } } } } } }"
+            )
+        );
+    }
+
+    #[test]
+    fn fragments_are_inlined_and_variables_renamed() {
+        insta::assert_snapshot!(
+            "fragments",
+            plan_of(
+                "query($id: ID!, $skip: Boolean!) { a: pipeline(id: $id) { ...P tags @skip(if: $skip) { key } } logs(pipelineId: $id) { items { message } } } fragment P on Pipeline { status ... on Pipeline { datasets { name } } }"
+            )
+        );
+    }
+
+    #[test]
+    fn mutations_and_introspection() {
+        insta::assert_snapshot!(
+            "mutation",
+            plan_of("mutation { cancelPipeline(id: \"1\") { id } deleteDataset(id: \"2\") { id producedBy { id } } }")
+        );
+        insta::assert_snapshot!(
+            "introspection",
+            plan_of("{ __schema { queryType { name } } __typename }")
+        );
+    }
 }

@@ -56,7 +56,9 @@ impl Ctx<'_> {
         match value {
             PathValue::Null => {
                 if expected.is_non_null() {
-                    self.problems.push(format!("{at} is non-null (`{expected}`) but the path gives null"));
+                    self.problems.push(format!(
+                        "{at} is non-null (`{expected}`) but the path gives null"
+                    ));
                 }
             }
             PathValue::List(items) => match list_item(expected) {
@@ -66,23 +68,37 @@ impl Ctx<'_> {
                         self.check_value(item, &inner, &format!("{at}[{i}]"));
                     }
                 }
-                None => self.problems.push(format!("{at} expects `{expected}`, not a list")),
+                None => self
+                    .problems
+                    .push(format!("{at} expects `{expected}`, not a list")),
             },
             PathValue::Object(fields) => {
-                let Some(ExtendedType::InputObject(input)) = remote_ty.filter(|_| !expected.is_list()) else {
-                    self.problems.push(format!("{at} expects `{expected}`, not an input object"));
+                let Some(ExtendedType::InputObject(input)) =
+                    remote_ty.filter(|_| !expected.is_list())
+                else {
+                    self.problems
+                        .push(format!("{at} expects `{expected}`, not an input object"));
                     return;
                 };
                 let input = input.clone();
                 for (name, v) in fields {
                     match input.fields.get(name.as_str()) {
                         Some(def) => self.check_value(v, &def.ty.clone(), &format!("{at}.{name}")),
-                        None => self.problems.push(format!("{at}: input `{}` has no field `{name}`", input.name)),
+                        None => self.problems.push(format!(
+                            "{at}: input `{}` has no field `{name}`",
+                            input.name
+                        )),
                     }
                 }
                 for (name, def) in &input.fields {
-                    if def.ty.is_non_null() && def.default_value.is_none() && !fields.iter().any(|(n, _)| n == name.as_str()) {
-                        self.problems.push(format!("{at}: required field `{name}` of input `{}` is missing", input.name));
+                    if def.ty.is_non_null()
+                        && def.default_value.is_none()
+                        && !fields.iter().any(|(n, _)| n == name.as_str())
+                    {
+                        self.problems.push(format!(
+                            "{at}: required field `{name}` of input `{}` is missing",
+                            input.name
+                        ));
                     }
                 }
             }
@@ -118,7 +134,8 @@ impl Ctx<'_> {
                     Some(ExtendedType::Enum(e)) => match scalar {
                         PathValue::Enum(v) => {
                             if !e.values.contains_key(v.as_str()) {
-                                self.problems.push(format!("{at}: enum `{}` has no value `{v}`", e.name));
+                                self.problems
+                                    .push(format!("{at}: enum `{}` has no value `{v}`", e.name));
                             }
                             true
                         }
@@ -127,7 +144,8 @@ impl Ctx<'_> {
                     _ => false,
                 };
                 if !ok {
-                    self.problems.push(format!("{at} expects `{expected}`, got `{scalar}`"));
+                    self.problems
+                        .push(format!("{at} expects `{expected}`, got `{scalar}`"));
                 }
             }
         }
@@ -154,10 +172,16 @@ impl Ctx<'_> {
             return;
         }
         let Ok(parent_field) = self.public.type_field(self.type_name, n) else {
-            self.problems.push(format!("`$fields:{n}`: type `{}` has no field `{n}`", self.type_name));
+            self.problems.push(format!(
+                "`$fields:{n}`: type `{}` has no field `{n}`",
+                self.type_name
+            ));
             return;
         };
-        if self.delegations.contains_key(&(self.type_name.clone(), parent_field.name.clone())) {
+        if self
+            .delegations
+            .contains_key(&(self.type_name.clone(), parent_field.name.clone()))
+        {
             self.problems.push(format!(
                 "`$fields:{n}`: `{}.{n}` is itself stitched; read a field that the parent's own subgraph serves",
                 self.type_name
@@ -166,7 +190,9 @@ impl Ctx<'_> {
         }
         let served = self.owners.iter().any(|id| {
             let sg = &self.subgraphs[*id];
-            sg.schema.type_field(sg.remote_type(self.type_name), n).is_ok()
+            sg.schema
+                .type_field(sg.remote_type(self.type_name), n)
+                .is_ok()
         });
         if !served {
             self.problems.push(format!(
@@ -174,8 +200,16 @@ impl Ctx<'_> {
                 self.type_name
             ));
         }
-        if !parent_field.arguments.is_empty() && parent_field.arguments.iter().any(|a| a.ty.is_non_null() && a.default_value.is_none()) {
-            self.problems.push(format!("`$fields:{n}`: `{}.{n}` takes required arguments", self.type_name));
+        if !parent_field.arguments.is_empty()
+            && parent_field
+                .arguments
+                .iter()
+                .any(|a| a.ty.is_non_null() && a.default_value.is_none())
+        {
+            self.problems.push(format!(
+                "`$fields:{n}`: `{}.{n}` takes required arguments",
+                self.type_name
+            ));
         }
         let public_named = parent_field.ty.inner_named_type().as_str().to_owned();
         let (have, want) = (depth(&parent_field.ty), depth(expected));
@@ -215,7 +249,10 @@ pub(super) fn check_delegation(
     };
     let op_name = format!("{:?}", d.operation).to_lowercase();
     let Some(root) = sg.schema.root_operation(d.operation) else {
-        return Err(vec![format!("subgraph `{}` has no {op_name} type", sg.name)]);
+        return Err(vec![format!(
+            "subgraph `{}` has no {op_name} type",
+            sg.name
+        )]);
     };
     let mut current: Name = root.clone();
     let mut last_ty: Option<Type> = None;
@@ -259,7 +296,10 @@ pub(super) fn check_delegation(
                     }
                 }
                 for ra in &remote.arguments {
-                    if ra.ty.is_non_null() && ra.default_value.is_none() && !field.arguments.iter().any(|a| a.name == ra.name) {
+                    if ra.ty.is_non_null()
+                        && ra.default_value.is_none()
+                        && !field.arguments.iter().any(|a| a.name == ra.name)
+                    {
                         ctx.problems.push(format!(
                             "`{current}.{}` requires argument `{}`, which the path does not give",
                             seg.name, ra.name
@@ -292,12 +332,20 @@ pub(super) fn check_delegation(
                         None => ctx.problems.push(format!(
                             "`{current}.{}` has no argument `{name}` (it has: {})",
                             seg.name,
-                            remote.arguments.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
+                            remote
+                                .arguments
+                                .iter()
+                                .map(|a| a.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )),
                     }
                 }
                 for ra in &remote.arguments {
-                    if ra.ty.is_non_null() && ra.default_value.is_none() && !args.iter().any(|(a, _)| a == ra.name.as_str()) {
+                    if ra.ty.is_non_null()
+                        && ra.default_value.is_none()
+                        && !args.iter().any(|(a, _)| a == ra.name.as_str())
+                    {
                         ctx.problems.push(format!(
                             "`{current}.{}` requires argument `{}`, which the path does not give",
                             seg.name, ra.name
@@ -312,7 +360,11 @@ pub(super) fn check_delegation(
     if d.batch {
         let last = d.path.last().and_then(|s| s.arguments.as_ref());
         let direct = last
-            .map(|args| args.iter().filter(|(_, v)| matches!(v, PathValue::Field(_))).count())
+            .map(|args| {
+                args.iter()
+                    .filter(|(_, v)| matches!(v, PathValue::Field(_)))
+                    .count()
+            })
             .unwrap_or(0);
         let mut all_fields = 0;
         for seg in &d.path {

@@ -82,7 +82,12 @@ pub fn sdl_from_introspection(data: &Value) -> Result<String, String> {
                     let _ = write!(out, " implements {}", interfaces.join(" & "));
                 }
                 out.push_str(" {\n");
-                for f in t.get("fields").and_then(Value::as_array).into_iter().flatten() {
+                for f in t
+                    .get("fields")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     description(&mut out, f, "  ");
                     let _ = write!(out, "  {}", str_field(f, "name")?);
                     let args = f.get("args").and_then(Value::as_array);
@@ -112,7 +117,12 @@ pub fn sdl_from_introspection(data: &Value) -> Result<String, String> {
             }
             "ENUM" => {
                 let _ = writeln!(out, "enum {name} {{");
-                for v in t.get("enumValues").and_then(Value::as_array).into_iter().flatten() {
+                for v in t
+                    .get("enumValues")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     description(&mut out, v, "  ");
                     let _ = write!(out, "  {}", str_field(v, "name")?);
                     deprecated(&mut out, v);
@@ -122,7 +132,12 @@ pub fn sdl_from_introspection(data: &Value) -> Result<String, String> {
             }
             "INPUT_OBJECT" => {
                 let _ = writeln!(out, "input {name} {{");
-                for f in t.get("inputFields").and_then(Value::as_array).into_iter().flatten() {
+                for f in t
+                    .get("inputFields")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     description(&mut out, f, "  ");
                     out.push_str("  ");
                     input_value(&mut out, f)?;
@@ -198,21 +213,21 @@ mod tests {
     #[test]
     fn converts_types_args_defaults_and_descriptions() {
         let data = serde_json::json!({"__schema": {
-            "queryType": {"name": "QueryRoot"}, "mutationType": null, "subscriptionType": null,
-            "types": [
-                {"kind": "OBJECT", "name": "QueryRoot", "description": "Root \"q\"", "interfaces": [],
-                 "fields": [{"name": "items", "description": null, "isDeprecated": false,
-                    "args": [{"name": "limit", "description": null, "defaultValue": "10",
-                              "type": {"kind": "NON_NULL", "name": null, "ofType": {"kind": "SCALAR", "name": "Int", "ofType": null}}},
-                             {"name": "level", "description": null, "defaultValue": null,
-                              "type": {"kind": "ENUM", "name": "Level", "ofType": null}}],
-                    "type": {"kind": "NON_NULL", "name": null, "ofType": {"kind": "LIST", "name": null, "ofType": {"kind": "SCALAR", "name": "String", "ofType": null}}}}]},
-                {"kind": "ENUM", "name": "Level", "description": null,
-                 "enumValues": [{"name": "A", "isDeprecated": false}, {"name": "B", "isDeprecated": true, "deprecationReason": "old"}]},
-                {"kind": "INPUT_OBJECT", "name": "In", "inputFields": [{"name": "x", "type": {"kind": "SCALAR", "name": "ID", "ofType": null}, "defaultValue": null}]},
-                {"kind": "SCALAR", "name": "String"},
-                {"kind": "OBJECT", "name": "__Type", "fields": []}
-            ]}});
+        "queryType": {"name": "QueryRoot"}, "mutationType": null, "subscriptionType": null,
+        "types": [
+            {"kind": "OBJECT", "name": "QueryRoot", "description": "Root \"q\"", "interfaces": [],
+             "fields": [{"name": "items", "description": null, "isDeprecated": false,
+                "args": [{"name": "limit", "description": null, "defaultValue": "10",
+                          "type": {"kind": "NON_NULL", "name": null, "ofType": {"kind": "SCALAR", "name": "Int", "ofType": null}}},
+                         {"name": "level", "description": null, "defaultValue": null,
+                          "type": {"kind": "ENUM", "name": "Level", "ofType": null}}],
+                "type": {"kind": "NON_NULL", "name": null, "ofType": {"kind": "LIST", "name": null, "ofType": {"kind": "SCALAR", "name": "String", "ofType": null}}}}]},
+            {"kind": "ENUM", "name": "Level", "description": null,
+             "enumValues": [{"name": "A", "isDeprecated": false}, {"name": "B", "isDeprecated": true, "deprecationReason": "old"}]},
+            {"kind": "INPUT_OBJECT", "name": "In", "inputFields": [{"name": "x", "type": {"kind": "SCALAR", "name": "ID", "ofType": null}, "defaultValue": null}]},
+            {"kind": "SCALAR", "name": "String"},
+            {"kind": "OBJECT", "name": "__Type", "fields": []}
+        ]}});
         let sdl = sdl_from_introspection(&data).unwrap();
         assert_eq!(
             sdl,

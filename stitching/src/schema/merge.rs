@@ -13,8 +13,8 @@ use apollo_compiler::{
 };
 
 use super::{
-    check::check_delegation, diagnostics, BuildError, BuildErrorKind as K, BuildErrors, Delegation, Subgraph,
-    SubgraphId, SubgraphSpec, Supergraph,
+    check::check_delegation, diagnostics, BuildError, BuildErrorKind as K, BuildErrors, Delegation,
+    Subgraph, SubgraphId, SubgraphSpec, Supergraph,
 };
 use crate::directives::{self, StitchedField};
 
@@ -32,7 +32,8 @@ pub fn build(specs: &[SubgraphSpec]) -> Result<Supergraph, BuildErrors> {
 
     // 1. Each subgraph's own schema, and its type renames.
     for spec in specs {
-        let schema = match Schema::parse_and_validate(spec.schema_sdl.as_str(), &spec.schema_origin) {
+        let schema = match Schema::parse_and_validate(spec.schema_sdl.as_str(), &spec.schema_origin)
+        {
             Ok(s) => s,
             Err(e) => {
                 for (loc, msg) in diagnostics(&e.errors) {
@@ -71,7 +72,10 @@ pub fn build(specs: &[SubgraphSpec]) -> Result<Supergraph, BuildErrors> {
                 errors.push(BuildError::new(
                     K::UnknownRename,
                     None,
-                    format!("subgraph `{}` has no type `{remote}` to rename; check `rename_types`", spec.name),
+                    format!(
+                        "subgraph `{}` has no type `{remote}` to rename; check `rename_types`",
+                        spec.name
+                    ),
                 ));
                 continue;
             }
@@ -128,20 +132,21 @@ pub fn build(specs: &[SubgraphSpec]) -> Result<Supergraph, BuildErrors> {
             let renamed = rename_type(ty, &public_name, sg, &hidden[id], name);
             if let Some(op) = root_kinds.get(name) {
                 // Root types: union of fields; a field name in two subgraphs is a conflict.
-                let ExtendedType::Object(obj) = &renamed else { continue };
+                let ExtendedType::Object(obj) = &renamed else {
+                    continue;
+                };
                 if obj.fields.is_empty() {
                     continue;
                 }
-                let entry = public
-                    .types
-                    .entry(public_name.clone())
-                    .or_insert_with(|| {
-                        let mut empty = obj.as_ref().clone();
-                        empty.fields.clear();
-                        empty.description = None;
-                        ExtendedType::Object(Node::new(empty))
-                    });
-                let ExtendedType::Object(target) = entry else { continue };
+                let entry = public.types.entry(public_name.clone()).or_insert_with(|| {
+                    let mut empty = obj.as_ref().clone();
+                    empty.fields.clear();
+                    empty.description = None;
+                    ExtendedType::Object(Node::new(empty))
+                });
+                let ExtendedType::Object(target) = entry else {
+                    continue;
+                };
                 set_root(&mut public.schema_definition, *op, &public_name);
                 for (fname, fdef) in &obj.fields {
                     let key = (public_name.clone(), fname.clone());
@@ -228,7 +233,11 @@ pub fn build(specs: &[SubgraphSpec]) -> Result<Supergraph, BuildErrors> {
                 }
             };
             Arc::make_mut(&mut sources).extend(doc.sources.iter().map(|(k, v)| (*k, v.clone())));
-            let read = directives::read_document(&doc, &spec.name, &specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>());
+            let read = directives::read_document(
+                &doc,
+                &spec.name,
+                &specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            );
             errors.extend(read.errors);
             for def in read.new_types {
                 let name = def.name().clone();
@@ -267,7 +276,10 @@ pub fn build(specs: &[SubgraphSpec]) -> Result<Supergraph, BuildErrors> {
                 errors.push(BuildError::new(
                     K::StitchingSdl,
                     field.location.clone(),
-                    format!("`{}` is not an object type; only object types take stitched fields", field.type_name),
+                    format!(
+                        "`{}` is not an object type; only object types take stitched fields",
+                        field.type_name
+                    ),
                 ));
                 continue;
             }
@@ -297,7 +309,11 @@ pub fn build(specs: &[SubgraphSpec]) -> Result<Supergraph, BuildErrors> {
         Ok(s) => s,
         Err(e) => {
             for (loc, msg) in diagnostics(&e.errors) {
-                errors.push(BuildError::new(K::PublicSchema, loc, format!("the stitched schema is invalid: {msg}")));
+                errors.push(BuildError::new(
+                    K::PublicSchema,
+                    loc,
+                    format!("the stitched schema is invalid: {msg}"),
+                ));
             }
             return Err(BuildErrors(errors));
         }
@@ -305,14 +321,10 @@ pub fn build(specs: &[SubgraphSpec]) -> Result<Supergraph, BuildErrors> {
 
     // 5. Check every delegation path against the subgraph it goes to.
     for (field, _) in stitched {
-        let Some(def) = schema
-            .types
-            .get(&field.type_name)
-            .and_then(|t| match t {
-                ExtendedType::Object(o) => o.fields.get(&field.definition.name).cloned(),
-                _ => None,
-            })
-        else {
+        let Some(def) = schema.types.get(&field.type_name).and_then(|t| match t {
+            ExtendedType::Object(o) => o.fields.get(&field.definition.name).cloned(),
+            _ => None,
+        }) else {
             continue;
         };
         let mut delegation = Delegation {
@@ -328,16 +340,30 @@ pub fn build(specs: &[SubgraphSpec]) -> Result<Supergraph, BuildErrors> {
             requires: Vec::new(),
             origin: field.location.clone().unwrap_or_default(),
         };
-        match check_delegation(&schema, &subgraphs, &type_owners, &delegations, &field.type_name, &def, &mut delegation) {
+        match check_delegation(
+            &schema,
+            &subgraphs,
+            &type_owners,
+            &delegations,
+            &field.type_name,
+            &def,
+            &mut delegation,
+        ) {
             Ok(()) => {
-                delegations.insert((field.type_name.clone(), field.definition.name.clone()), delegation);
+                delegations.insert(
+                    (field.type_name.clone(), field.definition.name.clone()),
+                    delegation,
+                );
             }
             Err(problems) => {
                 for p in problems {
                     errors.push(BuildError::new(
                         K::DelegatePath,
                         field.location.clone(),
-                        format!("`{}.{}` @delegate(path: \"{}\"): {p}", field.type_name, field.definition.name, field.path_text),
+                        format!(
+                            "`{}.{}` @delegate(path: \"{}\"): {p}",
+                            field.type_name, field.definition.name, field.path_text
+                        ),
                     ));
                 }
             }
@@ -368,7 +394,10 @@ pub fn build(specs: &[SubgraphSpec]) -> Result<Supergraph, BuildErrors> {
         schema,
         implementers,
         subgraphs,
-        delegations: delegations.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+        delegations: delegations
+            .into_iter()
+            .map(|(k, v)| (k, Arc::new(v)))
+            .collect(),
         type_owners,
     })
 }
@@ -392,7 +421,11 @@ fn capitalize(s: &str) -> String {
     }
 }
 
-fn set_root(def: &mut Node<apollo_compiler::schema::SchemaDefinition>, op: OperationType, name: &Name) {
+fn set_root(
+    def: &mut Node<apollo_compiler::schema::SchemaDefinition>,
+    op: OperationType,
+    name: &Name,
+) {
     let d = def.make_mut();
     let slot = match op {
         OperationType::Query => &mut d.query,
@@ -430,7 +463,13 @@ fn keep_directive(d: &Node<ast::Directive>) -> bool {
 
 /// A subgraph type with public names, hidden fields removed and only
 /// standard directives kept.
-fn rename_type(ty: &ExtendedType, public_name: &Name, sg: &Subgraph, hide: &HashSet<String>, remote_name: &Name) -> ExtendedType {
+fn rename_type(
+    ty: &ExtendedType,
+    public_name: &Name,
+    sg: &Subgraph,
+    hide: &HashSet<String>,
+    remote_name: &Name,
+) -> ExtendedType {
     let hidden = |f: &Name| hide.contains(&format!("{remote_name}.{f}"));
     let field = |f: &Component<ast::FieldDefinition>| -> Component<ast::FieldDefinition> {
         let mut f = f.clone();
@@ -454,7 +493,12 @@ fn rename_type(ty: &ExtendedType, public_name: &Name, sg: &Subgraph, hide: &Hash
             let mut o = o.as_ref().clone();
             o.name = public_name.clone();
             o.directives.0.clear();
-            o.fields = o.fields.iter().filter(|(k, _)| !hidden(k)).map(|(k, v)| (k.clone(), field(v))).collect();
+            o.fields = o
+                .fields
+                .iter()
+                .filter(|(k, _)| !hidden(k))
+                .map(|(k, v)| (k.clone(), field(v)))
+                .collect();
             o.implements_interfaces = names(&o.implements_interfaces);
             ExtendedType::Object(Node::new(o))
         }
@@ -462,7 +506,12 @@ fn rename_type(ty: &ExtendedType, public_name: &Name, sg: &Subgraph, hide: &Hash
             let mut o = o.as_ref().clone();
             o.name = public_name.clone();
             o.directives.0.clear();
-            o.fields = o.fields.iter().filter(|(k, _)| !hidden(k)).map(|(k, v)| (k.clone(), field(v))).collect();
+            o.fields = o
+                .fields
+                .iter()
+                .filter(|(k, _)| !hidden(k))
+                .map(|(k, v)| (k.clone(), field(v)))
+                .collect();
             o.implements_interfaces = names(&o.implements_interfaces);
             ExtendedType::Interface(Node::new(o))
         }
@@ -501,7 +550,9 @@ fn rename_type(ty: &ExtendedType, public_name: &Name, sg: &Subgraph, hide: &Hash
         ExtendedType::Scalar(s) => {
             let mut s = s.as_ref().clone();
             s.name = public_name.clone();
-            s.directives.0.retain(|d| matches!(d.name.as_str(), "specifiedBy"));
+            s.directives
+                .0
+                .retain(|d| matches!(d.name.as_str(), "specifiedBy"));
             ExtendedType::Scalar(Node::new(s))
         }
     }
@@ -518,7 +569,10 @@ fn fingerprint(ty: &ExtendedType) -> String {
                     "{}: {}{}",
                     a.name,
                     a.ty,
-                    a.default_value.as_ref().map(|d| format!(" = {d}")).unwrap_or_default()
+                    a.default_value
+                        .as_ref()
+                        .map(|d| format!(" = {d}"))
+                        .unwrap_or_default()
                 )
             })
             .collect();
@@ -568,7 +622,10 @@ fn fingerprint(ty: &ExtendedType) -> String {
                         "{}: {}{}",
                         f.name,
                         f.ty,
-                        f.default_value.as_ref().map(|d| format!(" = {d}")).unwrap_or_default()
+                        f.default_value
+                            .as_ref()
+                            .map(|d| format!(" = {d}"))
+                            .unwrap_or_default()
                     )
                 })
                 .collect();
@@ -591,7 +648,9 @@ fn prune_unreachable(schema: &mut Schema) {
         if !seen.insert(name.clone()) {
             continue;
         }
-        let Some(ty) = schema.types.get(&name) else { continue };
+        let Some(ty) = schema.types.get(&name) else {
+            continue;
+        };
         let mut push = |n: &Name| {
             if !seen.contains(n) {
                 queue.push_back(n.clone());
@@ -601,14 +660,18 @@ fn prune_unreachable(schema: &mut Schema) {
             ExtendedType::Object(o) => {
                 for f in o.fields.values() {
                     push(f.ty.inner_named_type());
-                    f.arguments.iter().for_each(|a| push(a.ty.inner_named_type()));
+                    f.arguments
+                        .iter()
+                        .for_each(|a| push(a.ty.inner_named_type()));
                 }
                 o.implements_interfaces.iter().for_each(|i| push(i));
             }
             ExtendedType::Interface(o) => {
                 for f in o.fields.values() {
                     push(f.ty.inner_named_type());
-                    f.arguments.iter().for_each(|a| push(a.ty.inner_named_type()));
+                    f.arguments
+                        .iter()
+                        .for_each(|a| push(a.ty.inner_named_type()));
                 }
                 o.implements_interfaces.iter().for_each(|i| push(i));
                 if let Some(imp) = implementers.get(&name) {
@@ -617,11 +680,168 @@ fn prune_unreachable(schema: &mut Schema) {
                 }
             }
             ExtendedType::Union(u) => u.members.iter().for_each(|m| push(m)),
-            ExtendedType::InputObject(i) => i.fields.values().for_each(|f| push(f.ty.inner_named_type())),
+            ExtendedType::InputObject(i) => i
+                .fields
+                .values()
+                .for_each(|f| push(f.ty.inner_named_type())),
             ExtendedType::Scalar(_) | ExtendedType::Enum(_) => {}
         }
     }
     schema
         .types
         .retain(|name, ty| ty.is_built_in() || name.starts_with("__") || seen.contains(name));
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{build_err, spec, supergraph, DATASET, PIPELINE};
+
+    #[test]
+    fn merges_identical_types_renames_roots_hides_and_prunes() {
+        let sg = supergraph();
+        let sdl = sg.sdl();
+        // Tag and DateTime come from two subgraphs and merge into one.
+        assert_eq!(sdl.matches("type Tag {").count(), 1);
+        assert_eq!(sdl.matches("scalar DateTime").count(), 1);
+        assert_eq!(sg.type_owners["Tag"], vec![0, 1]);
+        // QueryRoot/MutationRoot become Query/Mutation; hidden fields are gone.
+        assert!(sdl.contains("type Query {"), "{sdl}");
+        assert!(
+            !sdl.contains("QueryRoot")
+                && !sdl.contains("pipelinesByIds")
+                && !sdl.contains("datasetsByIds")
+        );
+        assert!(!sdl.contains("pipelineLogs"), "{sdl}");
+        // Stitched fields are there, without their directives.
+        assert!(sdl.contains("producedBy: Pipeline") && sdl.contains("datasets: [Dataset!]!"));
+        assert!(!sdl.contains("@delegate") && !sdl.contains("@schema"));
+        let d = sg.delegation("Pipeline", "datasets").unwrap();
+        assert!(d.batch);
+        assert_eq!(d.requires, ["datasetIds"]);
+        assert_eq!(sg.subgraphs[d.subgraph].name, "dataset");
+        assert_eq!(d.argument_types[0]["ids"], "[ID!]!");
+        let root = sg.delegation("Query", "pipeline").unwrap();
+        assert_eq!(root.path[0].to_string(), "pipeline");
+        assert_eq!(root.argument_types[0]["id"], "ID!");
+    }
+
+    #[test]
+    fn conflicting_types_name_the_type_and_both_subgraphs() {
+        let other = DATASET.replace(
+            "type Tag { key: String! value: String! }",
+            "type Tag { key: String! value: Int! }",
+        );
+        let errors = build_err(&[spec("pipeline", PIPELINE, ""), spec("dataset", &other, "")]);
+        let text = errors.to_string();
+        assert_eq!(errors.0.len(), 1, "{text}");
+        assert_eq!(errors.0[0].code(), "TYPE_CONFLICT");
+        assert!(
+            text.contains(
+                "type `Tag` is defined differently by subgraphs `pipeline` and `dataset`"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("value: Int!") && text.contains("value: String!"),
+            "{text}"
+        );
+        assert!(text.contains("rename_types"), "{text}");
+    }
+
+    #[test]
+    fn a_rename_or_a_hide_resolves_a_conflict() {
+        let other = DATASET.replace(
+            "type Tag { key: String! value: String! }",
+            "type Tag { key: String! value: Int! }",
+        );
+        let mut d = spec("dataset", &other, "");
+        d.rename_types = vec![("Tag".into(), "DatasetTag".into())];
+        let sg =
+            crate::build(&[spec("pipeline", PIPELINE, ""), d]).unwrap_or_else(|e| panic!("{e}"));
+        let sdl = sg.sdl();
+        assert!(
+            sdl.contains("type DatasetTag {") && sdl.contains("tags: [DatasetTag!]!"),
+            "{sdl}"
+        );
+        assert_eq!(
+            sg.subgraphs[1].remote_type(&apollo_compiler::Name::new("DatasetTag").unwrap()),
+            "Tag"
+        );
+
+        let mut d = spec("dataset", &other.replace("tags: [Tag!]! ", ""), "");
+        d.hide = vec!["Tag".into()];
+        crate::build(&[spec("pipeline", PIPELINE, ""), d]).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn root_field_conflicts_and_unknown_hides_are_reported_together() {
+        let twin = "type Query { pipeline(id: ID!): String }";
+        let mut t = spec("twin", twin, "");
+        t.hide = vec!["Query.nope".into(), "Nope".into()];
+        t.rename_types = vec![("Missing".into(), "X".into())];
+        let errors = build_err(&[spec("pipeline", PIPELINE, ""), t]);
+        let codes: Vec<&str> = errors.0.iter().map(|e| e.code()).collect();
+        assert_eq!(
+            codes,
+            [
+                "UNKNOWN_RENAMED_TYPE",
+                "UNKNOWN_HIDDEN_ELEMENT",
+                "UNKNOWN_HIDDEN_ELEMENT",
+                "ROOT_FIELD_CONFLICT"
+            ],
+            "{errors}"
+        );
+        assert!(errors
+            .to_string()
+            .contains("`Query.pipeline` is defined by subgraphs `pipeline` and `twin`"));
+    }
+
+    #[test]
+    fn every_bad_path_is_reported_at_once_with_file_and_line() {
+        let stitching = r#"extend type Pipeline {
+  a: Dataset @delegate(path: "datasetz(id: $fields:id)")
+  b: Dataset @delegate(path: "dataset(id: $fields:nope)")
+  c: Dataset @delegate(path: "dataset(id: $arguments:x, extra: 1)")
+  d: Dataset @delegate(path: "dataset(id: $fields:id")
+  e: [Dataset]! @delegate(path: "dataset(id: $fields:id)", batch: true)
+  f: Dataset @delegate(path: "dataset")
+  g: Dataset
+}
+extend type Nope { x: Int @delegate(path: "dataset(id: 1)") }
+"#;
+        let errors = build_err(&[
+            spec("pipeline", PIPELINE, ""),
+            spec("dataset", DATASET, stitching),
+        ]);
+        let lines: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+        let has = |needle: &str| {
+            assert!(
+                lines.iter().any(|l| l.contains(needle)),
+                "{needle} not in:\n{}",
+                lines.join("\n")
+            )
+        };
+        has("dataset-stitching.graphql:2:");
+        has("subgraph `dataset` has no field `Query.datasetz` (it has: dataset, datasetsByIds)");
+        has("dataset-stitching.graphql:3:");
+        has("`$fields:nope`: type `Pipeline` has no field `nope`");
+        has("`$arguments:x`: `Pipeline.c` has no argument `x`");
+        has("`Query.dataset` has no argument `extra`");
+        has("dataset-stitching.graphql:5:");
+        has("expected `)`");
+        has("batch: true needs argument `id` of `Query.dataset` to be a list");
+        has("`Query.dataset` requires argument `id`, which the path does not give");
+        has("`Pipeline.g` is added without @delegate");
+        has("no subgraph defines a type `Nope`");
+    }
+
+    #[test]
+    fn a_broken_subgraph_schema_is_reported_with_its_origin() {
+        let errors = build_err(&[spec("pipeline", "type Query { a: Missing }", "")]);
+        let text = errors.to_string();
+        assert!(
+            text.contains("pipeline.graphql:1:") && text.contains("subgraph `pipeline`"),
+            "{text}"
+        );
+    }
 }

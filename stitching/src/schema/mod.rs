@@ -159,7 +159,11 @@ impl BuildError {
         }
     }
 
-    pub(crate) fn new(kind: BuildErrorKind, location: Option<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        kind: BuildErrorKind,
+        location: Option<String>,
+        message: impl Into<String>,
+    ) -> Self {
         BuildError {
             kind,
             location,
@@ -188,14 +192,21 @@ impl fmt::Display for BuildErrors {
 }
 
 /// Formats diagnostics of apollo-compiler as `file:line:col: message` lines.
-pub fn diagnostics(list: &apollo_compiler::validation::DiagnosticList) -> Vec<(Option<String>, String)> {
+pub fn diagnostics(
+    list: &apollo_compiler::validation::DiagnosticList,
+) -> Vec<(Option<String>, String)> {
     use apollo_compiler::diagnostic::ToCliReport;
     list.iter()
         .map(|d| {
             let loc = d.error.location().and_then(|span| {
                 let file = d.sources.get(&span.file_id())?;
                 let lc = span.line_column(d.sources)?;
-                Some(format!("{}:{}:{}", file.path().display(), lc.line, lc.column))
+                Some(format!(
+                    "{}:{}:{}",
+                    file.path().display(),
+                    lc.line,
+                    lc.column
+                ))
             });
             (loc, d.error.to_string())
         })
