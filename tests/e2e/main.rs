@@ -1,8 +1,9 @@
-
-mod pipeline;
-mod runs;
 mod dataset;
-mod log;
-mod signed_urls;
+mod failures;
 mod gateway;
+mod log;
+mod pipeline;
 mod reload;
+mod runs;
+mod signed_urls;
+mod subscriptions;
