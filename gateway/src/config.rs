@@ -171,14 +171,30 @@ pub fn load(path: &Path) -> Result<LoadedConfig, GatewayError> {
     })?;
     let dir = path
         .parent()
-        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    parse(&text, &path.display().to_string(), dir, Some(path.to_path_buf()))
+    parse(
+        &text,
+        &path.display().to_string(),
+        dir,
+        Some(path.to_path_buf()),
+    )
 }
 
 /// Parses config text; `file` names it in errors.
-pub fn parse(text: &str, file: &str, dir: PathBuf, path: Option<PathBuf>) -> Result<LoadedConfig, GatewayError> {
+pub fn parse(
+    text: &str,
+    file: &str,
+    dir: PathBuf,
+    path: Option<PathBuf>,
+) -> Result<LoadedConfig, GatewayError> {
     let config: Config = toml::from_str(text).map_err(|e| GatewayError::Config {
         file: file.to_string(),
         message: e.to_string(),
@@ -216,7 +232,8 @@ fn check(loaded: &LoadedConfig, text: &str, file: &str) -> Result<(), GatewayErr
         ));
     }
     if c.subgraphs.is_empty() {
-        problems.push("no [[subgraphs]] entry: the gateway needs at least one subgraph".to_string());
+        problems
+            .push("no [[subgraphs]] entry: the gateway needs at least one subgraph".to_string());
     }
     let mut names = Vec::new();
     for (i, s) in c.subgraphs.iter().enumerate() {
@@ -225,11 +242,24 @@ fn check(loaded: &LoadedConfig, text: &str, file: &str) -> Result<(), GatewayErr
                 .map(|l| format!("{file}:{l}: "))
                 .unwrap_or_else(|| format!("{file}: "))
         };
-        if s.name.is_empty() || !s.name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
-            problems.push(format!("{}subgraph name `{}` must be letters, digits, `_` or `-`", at("name"), s.name));
+        if s.name.is_empty()
+            || !s
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+        {
+            problems.push(format!(
+                "{}subgraph name `{}` must be letters, digits, `_` or `-`",
+                at("name"),
+                s.name
+            ));
         }
         if names.contains(&s.name) {
-            problems.push(format!("{}subgraph `{}` is configured twice", at("name"), s.name));
+            problems.push(format!(
+                "{}subgraph `{}` is configured twice",
+                at("name"),
+                s.name
+            ));
         }
         names.push(s.name.clone());
         match url::Url::parse(&s.url) {
@@ -251,12 +281,20 @@ fn check(loaded: &LoadedConfig, text: &str, file: &str) -> Result<(), GatewayErr
             )),
         }
         if s.timeout_ms == 0 {
-            problems.push(format!("{}subgraph `{}`: timeout_ms must be above 0", at("timeout_ms"), s.name));
+            problems.push(format!(
+                "{}subgraph `{}`: timeout_ms must be above 0",
+                at("timeout_ms"),
+                s.name
+            ));
         }
         for f in s.schema_file.iter().chain(s.stitching_files.iter()) {
             let p = loaded.resolve(f);
             if !p.is_file() {
-                let key = if s.schema_file.as_ref() == Some(f) { "schema_file" } else { "stitching_files" };
+                let key = if s.schema_file.as_ref() == Some(f) {
+                    "schema_file"
+                } else {
+                    "stitching_files"
+                };
                 problems.push(format!(
                     "{}subgraph `{}`: {key}: file {} does not exist",
                     at(key),
@@ -267,7 +305,11 @@ fn check(loaded: &LoadedConfig, text: &str, file: &str) -> Result<(), GatewayErr
         }
         for h in s.propagate_headers.iter().chain(s.headers.keys()) {
             if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                problems.push(format!("{}subgraph `{}`: `{h}` is not a valid header name", at("headers"), s.name));
+                problems.push(format!(
+                    "{}subgraph `{}`: `{h}` is not a valid header name",
+                    at("headers"),
+                    s.name
+                ));
             }
         }
     }
@@ -295,13 +337,31 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_name_file_and_line() {
-        let e = parse("[gateway]\nlisten = \"127.0.0.1:1\"\nbogus = 1\n", "c.toml", ".".into(), None).unwrap_err();
+        let e = parse(
+            "[gateway]\nlisten = \"127.0.0.1:1\"\nbogus = 1\n",
+            "c.toml",
+            ".".into(),
+            None,
+        )
+        .unwrap_err();
         let m = e.to_string();
-        assert!(m.contains("c.toml") && m.contains("line 3") && m.contains("bogus"), "{m}");
+        assert!(
+            m.contains("c.toml") && m.contains("line 3") && m.contains("bogus"),
+            "{m}"
+        );
 
-        let text = "[[subgraphs]]\nname = \"a\"\nurl = \"ftp://x\"\nschema_file = \"nope.graphql\"\n";
-        let m = parse(text, "c.toml", ".".into(), None).unwrap_err().to_string();
-        assert!(m.contains("c.toml:3: subgraph `a`: url = \"ftp://x\" is not an http(s) URL"), "{m}");
-        assert!(m.contains("c.toml:4: subgraph `a`: schema_file: file ./nope.graphql does not exist"), "{m}");
+        let text =
+            "[[subgraphs]]\nname = \"a\"\nurl = \"ftp://x\"\nschema_file = \"nope.graphql\"\n";
+        let m = parse(text, "c.toml", ".".into(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            m.contains("c.toml:3: subgraph `a`: url = \"ftp://x\" is not an http(s) URL"),
+            "{m}"
+        );
+        assert!(
+            m.contains("c.toml:4: subgraph `a`: schema_file: file ./nope.graphql does not exist"),
+            "{m}"
+        );
     }
 }

@@ -90,7 +90,11 @@ impl Engine {
             if let Some(inline) = &s.stitching {
                 let origin = format!(
                     "{} [[subgraphs]] `{}` stitching",
-                    config.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "config".into()),
+                    config
+                        .path
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| "config".into()),
                     s.name
                 );
                 stitching.push((origin, inline.clone()));
@@ -109,7 +113,11 @@ impl Engine {
                 schema_origin: origin,
                 stitching,
                 hide: s.hide.clone(),
-                rename_types: s.rename_types.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
+                rename_types: s
+                    .rename_types
+                    .iter()
+                    .map(|(a, b)| (a.clone(), b.clone()))
+                    .collect(),
             });
         }
         let supergraph = stitching::build(&specs)?;
@@ -117,7 +125,10 @@ impl Engine {
         for s in &config.config.subgraphs {
             let mut headers = HeaderMap::new();
             for (k, v) in &s.headers {
-                let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) else {
+                let (Ok(k), Ok(v)) = (
+                    HeaderName::from_bytes(k.as_bytes()),
+                    HeaderValue::from_str(v),
+                ) else {
                     return Err(GatewayError::Config {
                         file: "config".into(),
                         message: format!("subgraph `{}`: header `{k}: {v}` is not valid", s.name),
@@ -156,20 +167,35 @@ impl Engine {
     }
 
     /// Parse + validate + plan, cached by document hash and operation name.
-    pub fn prepare(&self, query: &str, operation_name: Option<&str>) -> Result<Arc<PreparedOperation>, RequestError> {
+    pub fn prepare(
+        &self,
+        query: &str,
+        operation_name: Option<&str>,
+    ) -> Result<Arc<PreparedOperation>, RequestError> {
         let mut h = ahash::AHasher::default();
         query.hash(&mut h);
         let key = (h.finish(), operation_name.map(str::to_owned));
         if let Some(p) = self.cache.get(&key) {
             return Ok(p);
         }
-        let prepared = Arc::new(stitching::prepare(&self.supergraph, query, operation_name, &self.limits)?);
+        let prepared = Arc::new(stitching::prepare(
+            &self.supergraph,
+            query,
+            operation_name,
+            &self.limits,
+        )?);
         self.cache.insert(key, prepared.clone());
         Ok(prepared)
     }
 
     /// Runs a query or mutation.
-    pub async fn execute(&self, http: &reqwest::Client, request: &GraphQLRequest, headers: &HeaderMap, allow_mutation: bool) -> Outcome {
+    pub async fn execute(
+        &self,
+        http: &reqwest::Client,
+        request: &GraphQLRequest,
+        headers: &HeaderMap,
+        allow_mutation: bool,
+    ) -> Outcome {
         let Some(query) = request.query.as_deref() else {
             return Outcome::refused(&RequestError::Variables(
                 "the request has no `query`: send {\"query\": \"{ ... }\"}".into(),
@@ -194,7 +220,11 @@ impl Engine {
             _ => {}
         }
         let empty = JsonMap::new();
-        let variables = match stitching::coerce_variables(&self.supergraph, &prepared, request.variables.as_ref().unwrap_or(&empty)) {
+        let variables = match stitching::coerce_variables(
+            &self.supergraph,
+            &prepared,
+            request.variables.as_ref().unwrap_or(&empty),
+        ) {
             Ok(v) => v,
             Err(e) => return Outcome::refused(&e),
         };
@@ -205,7 +235,11 @@ impl Engine {
             plan: &prepared.plan,
             variables: &variables,
         };
-        let transport = HttpTransport { engine: self, http, headers };
+        let transport = HttpTransport {
+            engine: self,
+            http,
+            headers,
+        };
         Outcome::Executed(execute::execute(&req, &transport).await)
     }
 }
@@ -219,15 +253,23 @@ pub struct HttpTransport<'a> {
 }
 
 impl Transport for HttpTransport<'_> {
-    fn fetch<'a>(&'a self, subgraph: SubgraphId, request: SubgraphRequest) -> BoxFuture<'a, Result<Bytes, FetchError>> {
+    fn fetch<'a>(
+        &'a self,
+        subgraph: SubgraphId,
+        request: SubgraphRequest,
+    ) -> BoxFuture<'a, Result<Bytes, FetchError>> {
         Box::pin(async move {
             let c = &self.engine.clients[subgraph];
-            let body = serde_json::to_vec(&request).map_err(|e| FetchError::Malformed(e.to_string()))?;
+            let body =
+                serde_json::to_vec(&request).map_err(|e| FetchError::Malformed(e.to_string()))?;
             let mut rb = self
                 .http
                 .post(&c.url)
                 .header(CONTENT_TYPE, "application/json")
-                .header(ACCEPT, "application/graphql-response+json, application/json")
+                .header(
+                    ACCEPT,
+                    "application/graphql-response+json, application/json",
+                )
                 .timeout(c.timeout)
                 .body(body);
             for h in &c.propagate {
@@ -239,11 +281,15 @@ impl Transport for HttpTransport<'_> {
                 rb = rb.header(k, v);
             }
             let start = Instant::now();
-            c.metrics.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            c.metrics
+                .requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let result = send(rb, c.timeout).await;
             c.metrics.latency.observe(start.elapsed());
             if result.is_err() {
-                c.metrics.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                c.metrics
+                    .errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             if let Err(e) = &result {
                 tracing::warn!(subgraph = %c.name, error = %e, "subgraph request failed");
@@ -336,7 +382,10 @@ async fn introspect(s: &SubgraphConfig, http: &reqwest::Client) -> Result<String
     }
     let resp = rb.send().await.map_err(|e| root_cause(&e))?;
     let status = resp.status();
-    let body: serde_json::Value = resp.json().await.map_err(|e| format!("HTTP {status}: {e}"))?;
+    let body: serde_json::Value = resp
+        .json()
+        .await
+        .map_err(|e| format!("HTTP {status}: {e}"))?;
     if let Some(errors) = body.get("errors") {
         return Err(format!("the subgraph answered errors: {errors}"));
     }

@@ -11,7 +11,10 @@ pub enum GatewayError {
     #[error("{0}")]
     Stitching(#[from] BuildErrors),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 impl GatewayError {

@@ -74,15 +74,30 @@ fn respond(outcome: Outcome, graphql_response: bool, state: &AppState, start: In
     state.metrics.latency.observe(start.elapsed());
     let bytes = match serde_json::to_vec(&body) {
         Ok(b) => b,
-        Err(e) => return http_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR", e.to_string()),
+        Err(e) => {
+            return http_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_SERVER_ERROR",
+                e.to_string(),
+            )
+        }
     };
     let (status, ctype) = if graphql_response {
-        let status = if refused { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+        let status = if refused {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        };
         (status, GRAPHQL_RESPONSE)
     } else {
         (StatusCode::OK, "application/json")
     };
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(ctype))], bytes).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(ctype))],
+        bytes,
+    )
+        .into_response()
 }
 
 async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Response {
@@ -126,8 +141,15 @@ async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Respo
         }
     };
     let engine = state.engine();
-    let outcome = engine.execute(&state.http, &request, &parts.headers, true).await;
-    respond(outcome, wants_graphql_response(&parts.headers), &state, start)
+    let outcome = engine
+        .execute(&state.http, &request, &parts.headers, true)
+        .await;
+    respond(
+        outcome,
+        wants_graphql_response(&parts.headers),
+        &state,
+        start,
+    )
 }
 
 fn too_large(max: usize) -> Response {
@@ -146,7 +168,8 @@ async fn graphql_get(State(state): State<Arc<AppState>>, req: Request) -> Respon
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if is_upgrade {
         let (mut parts, _) = req.into_parts();
-        return match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        return match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &()).await
+        {
             Ok(upgrade) => crate::ws::upgrade(state, upgrade, &parts.headers),
             Err(e) => e.into_response(),
         };
@@ -181,7 +204,10 @@ async fn graphql_get(State(state): State<Arc<AppState>>, req: Request) -> Respon
     };
     let request = GraphQLRequest {
         query: params.get("query").cloned(),
-        operation_name: params.get("operationName").cloned().filter(|s| !s.is_empty()),
+        operation_name: params
+            .get("operationName")
+            .cloned()
+            .filter(|s| !s.is_empty()),
         variables,
         extensions: None,
     };
@@ -189,10 +215,14 @@ async fn graphql_get(State(state): State<Arc<AppState>>, req: Request) -> Respon
     let outcome = engine.execute(&state.http, &request, &headers, false).await;
     // A mutation over GET is refused with 405, as GraphQL over HTTP says.
     if let Outcome::Refused(r) = &outcome {
-        if r.errors.iter().any(|e| e.message.contains("not allowed over GET")) {
+        if r.errors
+            .iter()
+            .any(|e| e.message.contains("not allowed over GET"))
+        {
             let mut resp = respond(outcome, wants_graphql_response(&headers), &state, start);
             *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
             return resp;
         }
     }

@@ -110,7 +110,10 @@ pub async fn start(loaded: LoadedConfig) -> Result<RunningGateway, GatewayError>
 }
 
 /// Loads the schema and serves on `listener` (tests bind port 0).
-pub async fn start_on(loaded: LoadedConfig, listener: TcpListener) -> Result<RunningGateway, GatewayError> {
+pub async fn start_on(
+    loaded: LoadedConfig,
+    listener: TcpListener,
+) -> Result<RunningGateway, GatewayError> {
     let http = http_client()?;
     let metrics = Arc::new(Metrics::default());
     let g = loaded.config.gateway.clone();
@@ -125,10 +128,12 @@ pub async fn start_on(loaded: LoadedConfig, listener: TcpListener) -> Result<Run
         shutdown: CancellationToken::new(),
         reload_lock: tokio::sync::Mutex::new(()),
     });
-    let addr = listener.local_addr().map_err(|source| GatewayError::Listen {
-        addr: g.listen.clone(),
-        source,
-    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| GatewayError::Listen {
+            addr: g.listen.clone(),
+            source,
+        })?;
     let app = http::router(state.clone());
     let token = state.shutdown.clone();
     let server = tokio::spawn(async move {

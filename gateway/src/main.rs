@@ -18,7 +18,9 @@ fn config_path() -> anyhow::Result<PathBuf> {
                 println!("usage: gateway [--config config.toml]");
                 std::process::exit(0);
             }
-            other => anyhow::bail!("unknown argument `{other}`; usage: gateway [--config config.toml]"),
+            other => {
+                anyhow::bail!("unknown argument `{other}`; usage: gateway [--config config.toml]")
+            }
         }
     }
     Ok(path)
@@ -30,14 +32,19 @@ async fn main() -> anyhow::Result<()> {
     let path = config_path()?;
     let loaded = gateway::load(&path)?;
     let running = gateway::start(loaded).await?;
-    println!("gateway: GraphiQL and GraphQL at http://{}/graphql", running.addr);
+    println!(
+        "gateway: GraphiQL and GraphQL at http://{}/graphql",
+        running.addr
+    );
     let state = running.state.clone();
     #[cfg(unix)]
     {
         let state = state.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                return;
+            };
             while hup.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading");
                 let _ = gateway::reload::reload(&state).await;
@@ -65,7 +72,10 @@ fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }

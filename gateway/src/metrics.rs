@@ -8,7 +8,9 @@ use std::{
     time::Duration,
 };
 
-const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
 
 #[derive(Default)]
 pub struct Histogram {
@@ -32,11 +34,19 @@ impl Histogram {
     fn write(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
         for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}", self.buckets[i].load(Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}",
+                self.buckets[i].load(Relaxed)
+            );
         }
         let count = self.count.load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_micros.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{labels}}} {}",
+            self.sum_micros.load(Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
     }
 }
@@ -83,31 +93,64 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP gateway_requests_total GraphQL requests received.\n# TYPE gateway_requests_total counter\n");
-        let _ = writeln!(out, "gateway_requests_total {}", self.requests.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "gateway_requests_total {}",
+            self.requests.load(Relaxed)
+        );
         out.push_str("# HELP gateway_request_errors_total Requests refused before execution.\n# TYPE gateway_request_errors_total counter\n");
-        let _ = writeln!(out, "gateway_request_errors_total {}", self.request_errors.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "gateway_request_errors_total {}",
+            self.request_errors.load(Relaxed)
+        );
         out.push_str("# HELP gateway_request_duration_seconds Request latency.\n# TYPE gateway_request_duration_seconds histogram\n");
-        self.latency.write(&mut out, "gateway_request_duration_seconds", "");
+        self.latency
+            .write(&mut out, "gateway_request_duration_seconds", "");
         out.push_str("# HELP gateway_subscriptions_active Open client subscriptions.\n# TYPE gateway_subscriptions_active gauge\n");
-        let _ = writeln!(out, "gateway_subscriptions_active {}", self.subscriptions_active.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "gateway_subscriptions_active {}",
+            self.subscriptions_active.load(Relaxed)
+        );
         out.push_str("# HELP gateway_schema_reloads_total Schema reloads (ok / failed).\n# TYPE gateway_schema_reloads_total counter\n");
-        let _ = writeln!(out, "gateway_schema_reloads_total{{result=\"ok\"}} {}", self.reloads.load(Relaxed));
-        let _ = writeln!(out, "gateway_schema_reloads_total{{result=\"failed\"}} {}", self.reload_failures.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "gateway_schema_reloads_total{{result=\"ok\"}} {}",
+            self.reloads.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "gateway_schema_reloads_total{{result=\"failed\"}} {}",
+            self.reload_failures.load(Relaxed)
+        );
         let list = match self.subgraphs.read() {
             Ok(l) => l,
             Err(p) => p.into_inner(),
         };
         out.push_str("# HELP subgraph_requests_total Requests sent to each subgraph.\n# TYPE subgraph_requests_total counter\n");
         for (name, m) in list.iter() {
-            let _ = writeln!(out, "subgraph_requests_total{{subgraph=\"{name}\"}} {}", m.requests.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "subgraph_requests_total{{subgraph=\"{name}\"}} {}",
+                m.requests.load(Relaxed)
+            );
         }
         out.push_str("# HELP subgraph_errors_total Failed requests to each subgraph (timeout, unreachable, bad answer).\n# TYPE subgraph_errors_total counter\n");
         for (name, m) in list.iter() {
-            let _ = writeln!(out, "subgraph_errors_total{{subgraph=\"{name}\"}} {}", m.errors.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "subgraph_errors_total{{subgraph=\"{name}\"}} {}",
+                m.errors.load(Relaxed)
+            );
         }
         out.push_str("# HELP subgraph_request_duration_seconds Latency of requests to each subgraph.\n# TYPE subgraph_request_duration_seconds histogram\n");
         for (name, m) in list.iter() {
-            m.latency.write(&mut out, "subgraph_request_duration_seconds", &format!("subgraph=\"{name}\""));
+            m.latency.write(
+                &mut out,
+                "subgraph_request_duration_seconds",
+                &format!("subgraph=\"{name}\""),
+            );
         }
         out
     }

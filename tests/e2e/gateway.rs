@@ -16,28 +16,62 @@ const CONTRACT: &str = include_str!("../../../shared/contract/public.graphql");
 /// A completed `example01` run over the platform; returns (run id, text_in id, text_out id).
 async fn finished_run(p: &Platform) -> (String, String, String) {
     let (input, output) = text_datasets(&p.subgraphs.dataset_url(), Some("hello")).await;
-    let run = create_run(&p.url(), "example01", &input, &output, json!([]), json!([{"key": "team", "value": "a"}])).await;
+    let run = create_run(
+        &p.url(),
+        "example01",
+        &input,
+        &output,
+        json!([]),
+        json!([{"key": "team", "value": "a"}]),
+    )
+    .await;
     let id = run["id"].as_str().expect("run id").to_string();
     wait_status(&p.url(), &id, &["SUCCESS"], Duration::from_secs(20)).await;
     (id, input, output)
 }
 
 fn describe(schema: &Schema, name: &str) -> String {
-    let Some(ty) = schema.types.get(name) else { return "missing".into() };
+    let Some(ty) = schema.types.get(name) else {
+        return "missing".into();
+    };
     let args = |args: &[apollo_compiler::Node<apollo_compiler::ast::InputValueDefinition>]| {
         let mut v: Vec<String> = args
             .iter()
-            .map(|a| format!("{}: {}{}", a.name, a.ty, a.default_value.as_ref().map(|d| format!(" = {d}")).unwrap_or_default()))
+            .map(|a| {
+                format!(
+                    "{}: {}{}",
+                    a.name,
+                    a.ty,
+                    a.default_value
+                        .as_ref()
+                        .map(|d| format!(" = {d}"))
+                        .unwrap_or_default()
+                )
+            })
             .collect();
         v.sort();
         v.join(", ")
     };
     let mut lines: Vec<String> = match ty {
-        ExtendedType::Object(o) => o.fields.values().map(|f| format!("{}({}): {}", f.name, args(&f.arguments), f.ty)).collect(),
+        ExtendedType::Object(o) => o
+            .fields
+            .values()
+            .map(|f| format!("{}({}): {}", f.name, args(&f.arguments), f.ty))
+            .collect(),
         ExtendedType::InputObject(i) => i
             .fields
             .values()
-            .map(|f| format!("{}: {}{}", f.name, f.ty, f.default_value.as_ref().map(|d| format!(" = {d}")).unwrap_or_default()))
+            .map(|f| {
+                format!(
+                    "{}: {}{}",
+                    f.name,
+                    f.ty,
+                    f.default_value
+                        .as_ref()
+                        .map(|d| format!(" = {d}"))
+                        .unwrap_or_default()
+                )
+            })
             .collect(),
         ExtendedType::Enum(e) => e.values.keys().map(|k| k.to_string()).collect(),
         ExtendedType::Scalar(_) => vec!["scalar".into()],
@@ -50,18 +84,33 @@ fn describe(schema: &Schema, name: &str) -> String {
 #[tokio::test]
 async fn introspection_equals_the_contract_type_by_type() {
     let p = Platform::start().await;
-    let resp = p.query(stitching::schema::introspection::INTROSPECTION_QUERY, json!({})).await;
-    let sdl = stitching::schema::introspection::sdl_from_introspection(&data(&resp).clone()).expect("sdl");
+    let resp = p
+        .query(
+            stitching::schema::introspection::INTROSPECTION_QUERY,
+            json!({}),
+        )
+        .await;
+    let sdl = stitching::schema::introspection::sdl_from_introspection(&data(&resp).clone())
+        .expect("sdl");
     let served = Schema::parse_and_validate(sdl, "gateway.graphql").expect("valid served schema");
     let contract = Schema::parse_and_validate(CONTRACT, "public.graphql").expect("valid contract");
     let user_types = |s: &Schema| -> Vec<String> {
-        let mut v: Vec<String> = s.types.iter().filter(|(_, t)| !t.is_built_in()).map(|(n, _)| n.to_string()).collect();
+        let mut v: Vec<String> = s
+            .types
+            .iter()
+            .filter(|(_, t)| !t.is_built_in())
+            .map(|(n, _)| n.to_string())
+            .collect();
         v.sort();
         v
     };
     assert_eq!(user_types(&served), user_types(&contract), "the same types");
     for name in user_types(&contract) {
-        assert_eq!(describe(&served, &name), describe(&contract, &name), "type {name}");
+        assert_eq!(
+            describe(&served, &name),
+            describe(&contract, &name),
+            "type {name}"
+        );
     }
     p.stop().await;
 }
@@ -83,21 +132,40 @@ async fn every_stitched_field_resolves_and_helpers_stay_hidden() {
     let resp = p.query(q, json!({"id": run, "out": output})).await;
     let d = data(&resp);
     let pipeline = &d["pipeline"];
-    assert_eq!(pipeline["datasets"], json!([{"id": input, "name": "text_in"}, {"id": output, "name": "text_out"}]));
+    assert_eq!(
+        pipeline["datasets"],
+        json!([{"id": input, "name": "text_in"}, {"id": output, "name": "text_out"}])
+    );
     // `datasetIds`, `datasetId`, `pipelineId`, `producedByPipelineId` were not selected: fetched, then removed.
     let text = resp.to_string();
-    assert!(!text.contains("_stitch_") && !text.contains("datasetIds") && !text.contains("producedByPipelineId"), "{text}");
+    assert!(
+        !text.contains("_stitch_")
+            && !text.contains("datasetIds")
+            && !text.contains("producedByPipelineId"),
+        "{text}"
+    );
     let catalog = pipeline["dataCatalog"].as_array().unwrap();
     assert_eq!(catalog[0]["name"], "text_in");
     // text_in was never written by a run: null `$fields:` -> null without a call.
-    assert_eq!(catalog[0]["dataset"], json!({"id": input, "producedBy": null}));
-    assert_eq!(catalog[1]["dataset"]["producedBy"], json!({"id": run, "status": "SUCCESS"}));
+    assert_eq!(
+        catalog[0]["dataset"],
+        json!({"id": input, "producedBy": null})
+    );
+    assert_eq!(
+        catalog[1]["dataset"]["producedBy"],
+        json!({"id": run, "status": "SUCCESS"})
+    );
     let logs = pipeline["logs"]["items"].as_array().unwrap();
     assert_eq!(logs.len(), 3);
-    assert!(logs.iter().all(|l| l["pipeline"] == json!({"id": run, "name": "example01"})));
+    assert!(logs
+        .iter()
+        .all(|l| l["pipeline"] == json!({"id": run, "name": "example01"})));
     assert!(pipeline["logs"]["nextCursor"].is_string());
     assert_eq!(d["logs"]["items"].as_array().unwrap().len(), 2);
-    assert_eq!(d["dataset"]["producedBy"], json!({"id": run, "tags": [{"key": "team", "value": "a"}]}));
+    assert_eq!(
+        d["dataset"]["producedBy"],
+        json!({"id": run, "tags": [{"key": "team", "value": "a"}]})
+    );
     p.stop().await;
 }
 
@@ -124,7 +192,10 @@ async fn fragments_aliases_defaults_directives_and_typename_cross_subgraphs() {
     assert_eq!(r["__typename"], "Pipeline");
     assert!(r.get("sets").is_none(), "skipped: {r}");
     assert_eq!(r["dataCatalog"][1]["dataset"]["name"], "text_out");
-    assert_eq!(r["l"]["items"][0], json!({"__typename": "LogMessage", "pipeline": {"name": "example01"}}));
+    assert_eq!(
+        r["l"]["items"][0],
+        json!({"__typename": "LogMessage", "pipeline": {"name": "example01"}})
+    );
     // The client's field order (serde_json::Value sorts keys, so read the raw body).
     let raw = http()
         .post(p.url())
@@ -135,10 +206,18 @@ async fn fragments_aliases_defaults_directives_and_typename_cross_subgraphs() {
         .text()
         .await
         .unwrap();
-    let at = |k: &str| raw.find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("{k} in {raw}"));
-    assert!(at("run") < at("status") && at("status") < at("dataCatalog") && at("dataCatalog") < at("l"), "{raw}");
+    let at = |k: &str| {
+        raw.find(&format!("\"{k}\":"))
+            .unwrap_or_else(|| panic!("{k} in {raw}"))
+    };
+    assert!(
+        at("run") < at("status") && at("status") < at("dataCatalog") && at("dataCatalog") < at("l"),
+        "{raw}"
+    );
 
-    let resp = p.query(q, json!({"id": run, "skipSets": false, "withLogs": false})).await;
+    let resp = p
+        .query(q, json!({"id": run, "skipSets": false, "withLogs": false}))
+        .await;
     let r = &data(&resp)["run"];
     assert!(r.get("l").is_none());
     assert_eq!(r["sets"][0]["__typename"], "Dataset");
@@ -156,10 +235,19 @@ async fn requests_per_subgraph_do_not_grow_with_the_number_of_parents() {
             finished_run(&p).await;
             counts.push(());
         }
-        let before: Vec<u64> = futures::future::join_all(["pipeline", "dataset", "log"].map(|s| p.subgraph_requests(s))).await;
+        let before: Vec<u64> = futures::future::join_all(
+            ["pipeline", "dataset", "log"].map(|s| p.subgraph_requests(s)),
+        )
+        .await;
         let resp = p.query(q, json!({})).await;
-        assert_eq!(data(&resp)["pipelines"]["items"].as_array().unwrap().len(), runs);
-        let after: Vec<u64> = futures::future::join_all(["pipeline", "dataset", "log"].map(|s| p.subgraph_requests(s))).await;
+        assert_eq!(
+            data(&resp)["pipelines"]["items"].as_array().unwrap().len(),
+            runs
+        );
+        let after: Vec<u64> = futures::future::join_all(
+            ["pipeline", "dataset", "log"].map(|s| p.subgraph_requests(s)),
+        )
+        .await;
         let delta: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
         // pipeline: the root level and the level of producedBy + logs.pipeline;
         // dataset: one level (datasets and dataCatalog.dataset together); log: one.
@@ -196,10 +284,16 @@ async fn a_down_subgraph_nulls_only_its_fields() {
 async fn remote_errors_keep_extensions_and_get_client_paths() {
     let p = Platform::start().await;
     let resp = p
-        .query("{ first: pipelines(limit: 0) { total } d: dataset(id: \"nope\") { id } }", json!({}))
+        .query(
+            "{ first: pipelines(limit: 0) { total } d: dataset(id: \"nope\") { id } }",
+            json!({}),
+        )
         .await;
     let errors = resp["errors"].as_array().expect("errors");
-    let e = errors.iter().find(|e| e["path"] == json!(["first"])).unwrap_or_else(|| panic!("{resp}"));
+    let e = errors
+        .iter()
+        .find(|e| e["path"] == json!(["first"]))
+        .unwrap_or_else(|| panic!("{resp}"));
     assert_eq!(e["extensions"]["code"], "BAD_USER_INPUT");
     assert_eq!(e["extensions"]["service"], "pipeline");
     assert_eq!(resp["data"], Value::Null, "pipelines is non-null: {resp}");
@@ -210,16 +304,30 @@ async fn remote_errors_keep_extensions_and_get_client_paths() {
 async fn invalid_operations_call_no_subgraph() {
     let p = Platform::start().await;
     let before = p.metrics().await;
-    for q in ["{ pipelines { items { nope } } }", "{ pipeline { id } }", "query($x: String) { pipelines(limit: $x) { total } }", "{ pipelines(limit: 1) { total "] {
+    for q in [
+        "{ pipelines { items { nope } } }",
+        "{ pipeline { id } }",
+        "query($x: String) { pipelines(limit: $x) { total } }",
+        "{ pipelines(limit: 1) { total ",
+    ] {
         let resp = p.query(q, json!({})).await;
         assert!(resp.get("data").is_none(), "{q}: {resp}");
         let codes = error_codes(&resp);
-        assert!(codes.iter().all(|c| c == "GRAPHQL_VALIDATION_FAILED" || c == "GRAPHQL_PARSE_FAILED"), "{q}: {codes:?}");
+        assert!(
+            codes
+                .iter()
+                .all(|c| c == "GRAPHQL_VALIDATION_FAILED" || c == "GRAPHQL_PARSE_FAILED"),
+            "{q}: {codes:?}"
+        );
     }
     let after = p.metrics().await;
     for s in ["pipeline", "dataset", "log"] {
         let sample = format!("subgraph_requests_total{{subgraph=\"{s}\"}}");
-        assert_eq!(e2e::platform::metric(&before, &sample), e2e::platform::metric(&after, &sample), "{s}");
+        assert_eq!(
+            e2e::platform::metric(&before, &sample),
+            e2e::platform::metric(&after, &sample),
+            "{s}"
+        );
     }
     p.stop().await;
 }
@@ -232,50 +340,118 @@ async fn graphql_over_http() {
     // GET for queries, with variables.
     let r = c
         .get(&url)
-        .query(&[("query", "query($n: String!) { pipelineTemplate(name: $n) { name } }"), ("variables", "{\"n\": \"example00\"}")])
+        .query(&[
+            (
+                "query",
+                "query($n: String!) { pipelineTemplate(name: $n) { name } }",
+            ),
+            ("variables", "{\"n\": \"example00\"}"),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap()["data"]["pipelineTemplate"]["name"], "example00");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["data"]["pipelineTemplate"]["name"],
+        "example00"
+    );
     // A mutation over GET is refused.
-    let r = c.get(&url).query(&[("query", "mutation { deletePipeline(id: \"x\") { id } }")]).send().await.unwrap();
+    let r = c
+        .get(&url)
+        .query(&[("query", "mutation { deletePipeline(id: \"x\") { id } }")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
     // graphql-response+json: 400 for validation errors; application/json: 200.
     let bad = json!({"query": "{ nope }"});
-    let r = c.post(&url).header("accept", "application/graphql-response+json").json(&bad).send().await.unwrap();
+    let r = c
+        .post(&url)
+        .header("accept", "application/graphql-response+json")
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(r.headers()["content-type"], "application/graphql-response+json");
-    let r = c.post(&url).header("accept", "application/json").json(&bad).send().await.unwrap();
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/graphql-response+json"
+    );
+    let r = c
+        .post(&url)
+        .header("accept", "application/json")
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
     // Bad JSON, wrong content type, too large.
-    let r = c.post(&url).header("content-type", "application/json").body("{nope").send().await.unwrap();
+    let r = c
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("not a GraphQL request"));
-    let r = c.post(&url).header("content-type", "text/plain").body("{}").send().await.unwrap();
+    let r = c
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 415);
     let big = json!({"query": format!("{{ pipelineTemplates {{ name }} }} #{}", "x".repeat(3 * 1024 * 1024))});
     let r = c.post(&url).json(&big).send().await.unwrap();
     assert_eq!(r.status(), 413);
     // GraphiQL for a browser, health, metrics.
-    let r = c.get(&url).header("accept", "text/html").send().await.unwrap();
+    let r = c
+        .get(&url)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert!(r.text().await.unwrap().contains("GraphiQL"));
-    let r = c.get(format!("http://{}/health", p.gateway.addr)).send().await.unwrap();
+    let r = c
+        .get(format!("http://{}/health", p.gateway.addr))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "ok");
-    assert!(p.metrics().await.contains("subgraph_request_duration_seconds_bucket"));
+    assert!(p
+        .metrics()
+        .await
+        .contains("subgraph_request_duration_seconds_bucket"));
     p.stop().await;
 }
 
 #[tokio::test]
 async fn request_limits_and_disabled_introspection() {
-    let p = Platform::start_with(Default::default(), "max_depth = 3\nmax_aliases = 2\nintrospection = false").await;
-    let deep = p.query("{ pipelines { items { dataCatalog { dataset { name } } } } }", json!({})).await;
+    let p = Platform::start_with(
+        Default::default(),
+        "max_depth = 3\nmax_aliases = 2\nintrospection = false",
+    )
+    .await;
+    let deep = p
+        .query(
+            "{ pipelines { items { dataCatalog { dataset { name } } } } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(error_codes(&deep), ["REQUEST_LIMIT_EXCEEDED"], "{deep}");
     assert!(deep.to_string().contains("at most 3"));
     let aliases = p.query("{ a: pipelineTemplates { name } b: pipelineTemplates { name } c: pipelineTemplates { name } }", json!({})).await;
-    assert_eq!(error_codes(&aliases), ["REQUEST_LIMIT_EXCEEDED"], "{aliases}");
-    let intro = p.query("{ __schema { queryType { name } } }", json!({})).await;
+    assert_eq!(
+        error_codes(&aliases),
+        ["REQUEST_LIMIT_EXCEEDED"],
+        "{aliases}"
+    );
+    let intro = p
+        .query("{ __schema { queryType { name } } }", json!({}))
+        .await;
     assert_eq!(error_codes(&intro), ["INTROSPECTION_DISABLED"], "{intro}");
     p.stop().await;
 }
@@ -290,7 +466,12 @@ async fn mutations_through_the_gateway_run_in_order() {
     assert_eq!(d["b"]["name"], "b");
     let id = d["b"]["id"].as_str().unwrap();
     upload_text(&p.url(), id, "via gateway").await;
-    let resp = gql(&p.url(), "query($id: ID!) { dataset(id: $id) { sizeBytes } }", json!({"id": id})).await;
+    let resp = gql(
+        &p.url(),
+        "query($id: ID!) { dataset(id: $id) { sizeBytes } }",
+        json!({"id": id}),
+    )
+    .await;
     assert_eq!(data(&resp)["dataset"]["sizeBytes"], 11);
     p.stop().await;
 }
@@ -311,12 +492,19 @@ async fn bad_stitching_is_a_start_up_error_naming_file_and_line() {
         1,
     );
     let path = dir.path().join("config.toml");
-    std::fs::write(&path, format!("[gateway]\nlisten = \"127.0.0.1:0\"\n\n{entries}")).unwrap();
+    std::fs::write(
+        &path,
+        format!("[gateway]\nlisten = \"127.0.0.1:0\"\n\n{entries}"),
+    )
+    .unwrap();
     let err = match e2e::platform::start_gateway(&path).await {
         Ok(_) => panic!("the gateway must refuse a bad stitching SDL"),
         Err(e) => e.to_string(),
     };
     assert!(err.contains(&format!("{}:2:", bad.display())), "{err}");
-    assert!(err.contains("subgraph `pipeline` has no field `Query.datasetz`"), "{err}");
+    assert!(
+        err.contains("subgraph `pipeline` has no field `Query.datasetz`"),
+        "{err}"
+    );
     subgraphs.stop().await;
 }

@@ -25,7 +25,12 @@ pub fn subgraph_entries(subgraphs: &Subgraphs) -> String {
         )
     };
     let mut s = String::new();
-    s.push_str(&entry("pipeline", subgraphs.pipeline_url(), subgraphs.pipeline_ws_url(), "\"Query.pipelinesByIds\""));
+    s.push_str(&entry(
+        "pipeline",
+        subgraphs.pipeline_url(),
+        subgraphs.pipeline_ws_url(),
+        "\"Query.pipelinesByIds\"",
+    ));
     s.push_str(&entry(
         "dataset",
         subgraphs.dataset_url(),
@@ -86,12 +91,20 @@ impl Platform {
     /// `/metrics` of the gateway.
     pub async fn metrics(&self) -> String {
         let url = format!("http://{}/metrics", self.gateway.addr);
-        reqwest::get(url).await.expect("metrics").text().await.expect("metrics body")
+        reqwest::get(url)
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body")
     }
 
     /// `subgraph_requests_total{subgraph="NAME"}` from `/metrics`.
     pub async fn subgraph_requests(&self, name: &str) -> u64 {
-        metric(&self.metrics().await, &format!("subgraph_requests_total{{subgraph=\"{name}\"}}"))
+        metric(
+            &self.metrics().await,
+            &format!("subgraph_requests_total{{subgraph=\"{name}\"}}"),
+        )
     }
 
     /// A query through the gateway; the whole response.
@@ -115,7 +128,10 @@ pub async fn start_gateway(path: &std::path::Path) -> Result<RunningGateway, Gat
 /// Reads one sample of a Prometheus text page (0 when absent).
 pub fn metric(page: &str, sample: &str) -> u64 {
     page.lines()
-        .find_map(|l| l.strip_prefix(sample).map(|v| v.trim().parse::<f64>().unwrap_or(0.0) as u64))
+        .find_map(|l| {
+            l.strip_prefix(sample)
+                .map(|v| v.trim().parse::<f64>().unwrap_or(0.0) as u64)
+        })
         .unwrap_or(0)
 }
 
