@@ -816,6 +816,14 @@ async fn stopping_the_service_fails_its_live_runs() {
                 .starts_with("interrupted by shutdown"),
             "{run}"
         );
+        // the stopping service delivered the line saying so before it went away
+        let lines = run_logs(&stack.log_url(), id).await;
+        let last = log_summary(&lines).pop().unwrap();
+        assert_eq!(last.0, "ERROR");
+        assert!(
+            last.2.starts_with("run failed: interrupted by shutdown"),
+            "{last:?}"
+        );
     }
     service.stop().await;
     stack.stop().await;

@@ -63,13 +63,17 @@ pub struct EventBus {
 
 impl Default for EventBus {
     fn default() -> Self {
-        EventBus {
-            tx: broadcast::channel(CAPACITY).0,
-        }
+        EventBus::with_capacity(CAPACITY)
     }
 }
 
 impl EventBus {
+    pub fn with_capacity(capacity: usize) -> Self {
+        EventBus {
+            tx: broadcast::channel(capacity).0,
+        }
+    }
+
     pub fn publish(&self, event: PipelineEvent) {
         // No follower is not an error.
         let _ = self.tx.send(event);
@@ -176,6 +180,8 @@ fn accept(last: PipelineStatus, ev: &PipelineEvent) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::store::{SqlitePipelineStore, Transition};
+    use futures::StreamExt;
     use PipelineStatus::*;
 
     fn ev(status: PipelineStatus, node: Option<&str>) -> PipelineEvent {
@@ -198,5 +204,75 @@ mod tests {
         assert!(accept(Running, &ev(Success, None)));
         assert!(accept(Pending, &ev(Running, None)));
         assert!(accept(Pending, &ev(Cancelled, None)));
+    }
+
+    fn run(id: &str, status: PipelineStatus) -> Run {
+        Run {
+            id: id.into(),
+            name: "example01".into(),
+            status,
+            parameters: vec![],
+            tags: vec![],
+            data_catalog: vec![],
+            created_at: crate::pipeline::model::now(),
+            started_at: None,
+            finished_at: None,
+            error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lagging_follower_rereads_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqlitePipelineStore::open(&dir.path().join("p.sqlite")).unwrap();
+        store.insert(run("p", Running)).await.unwrap();
+        let store: Arc<dyn PipelineStore> = Arc::new(store);
+        let bus = EventBus::with_capacity(2);
+        let mut events = Box::pin(
+            follow(&bus, store.clone(), "p".into(), CancellationToken::new())
+                .await
+                .unwrap(),
+        );
+        assert_eq!(events.next().await.unwrap().status, Running);
+        // more events than the channel holds, and the run finishes meanwhile
+        for _ in 0..5 {
+            bus.publish(ev(Running, Some("uppercase")));
+        }
+        store
+            .transition(
+                "p".into(),
+                Transition {
+                    to: Success,
+                    at: Timestamp::now(),
+                    error: None,
+                },
+            )
+            .await
+            .unwrap();
+        let caught_up = events.next().await.unwrap();
+        assert_eq!(caught_up.status, Success);
+        assert!(caught_up.message.unwrap().contains("event(s) were missed"));
+        assert!(events.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn following_a_finished_or_unknown_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqlitePipelineStore::open(&dir.path().join("p.sqlite")).unwrap();
+        store.insert(run("done", Cancelled)).await.unwrap();
+        let store: Arc<dyn PipelineStore> = Arc::new(store);
+        let bus = EventBus::default();
+        let events: Vec<_> = follow(&bus, store.clone(), "done".into(), CancellationToken::new())
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].status, Cancelled);
+        let err = follow(&bus, store, "nope".into(), CancellationToken::new())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.code(), "NOT_FOUND");
     }
 }

@@ -101,17 +101,30 @@ pub async fn runner(
     let store = store::SqlitePipelineStore::open(&config.database)?;
     let http = peers::http_client().map_err(ServiceError::Storage)?;
     let logs = log_shipper::LogShipper::new(config.log_buffer);
+    // On shutdown the runs stop first (each records and logs how it ended),
+    // then the shipper delivers what is left: its stop waits for the runs.
+    let runs = TaskTracker::new();
+    let shipper_stop = CancellationToken::new();
     logs.spawn(
         peers::GraphqlClient::new(config.log_url.clone(), http.clone()),
         tasks,
-        shutdown.clone(),
+        shipper_stop.clone(),
     );
+    tasks.spawn({
+        let (shutdown, runs) = (shutdown.clone(), runs.clone());
+        async move {
+            shutdown.cancelled().await;
+            runs.close();
+            runs.wait().await;
+            shipper_stop.cancel();
+        }
+    });
     let runner = Runner::new(
         Arc::new(store),
         peers::DatasetClient::new(config.dataset_url.clone(), http),
         logs,
         config.workers,
-        tasks.clone(),
+        runs,
         shutdown.clone(),
     );
     let recovered = runner.recover().await?;

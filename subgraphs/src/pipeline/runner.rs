@@ -45,6 +45,7 @@ pub struct Runner {
     datasets: DatasetClient,
     logs: LogShipper,
     workers: Arc<Semaphore>,
+    /// Where runs are spawned; a stopping service waits for them.
     tasks: TaskTracker,
     shutdown: CancellationToken,
     /// Tokens of the runs this process has queued and not yet finished.

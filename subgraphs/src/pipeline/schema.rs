@@ -17,8 +17,11 @@ use crate::common::{check_limit, GqlResultExt, ServiceError, Tag, Timestamp};
 
 pub type PipelineSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// Largest page of `pipelines` and longest id list of `pipelinesByIds`.
+/// Largest page of `pipelines`.
 pub const MAX_LIMIT: i32 = 1000;
+/// Longest id list of `pipelinesByIds`: the gateway sends every key of a
+/// response level in one call, which may exceed one page.
+pub const MAX_IDS: usize = 10_000;
 
 pub fn build(runner: Arc<Runner>) -> PipelineSchema {
     Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
@@ -248,9 +251,9 @@ impl QueryRoot {
         ctx: &Context<'_>,
         ids: Vec<ID>,
     ) -> async_graphql::Result<Vec<Option<Pipeline>>> {
-        if ids.len() > MAX_LIMIT as usize {
+        if ids.len() > MAX_IDS {
             return Err(ServiceError::bad_input(format!(
-                "`ids` has {} entries; the maximum is {MAX_LIMIT}",
+                "`ids` has {} entries; the maximum is {MAX_IDS}",
                 ids.len()
             )))
             .gql();

@@ -638,6 +638,14 @@ mod tests {
             .map(|r| r.as_ref().map(|r| r.id.as_str()))
             .collect();
         assert_eq!(got, [Some("b"), None, Some("a"), Some("b")]);
+        // the gateway may batch many keys into one call: still one query
+        let many: Vec<String> = (0..10_000)
+            .map(|i| format!("id{i}"))
+            .chain(["a".to_string()])
+            .collect();
+        let got = s.get_many(many).await.unwrap();
+        assert_eq!(got.len(), 10_001);
+        assert_eq!(got.iter().filter(|r| r.is_some()).count(), 1);
         assert_eq!(
             s.get("a".into()).await.unwrap().unwrap(),
             run("a", "example00", Success, 1, &[])
