@@ -36,8 +36,16 @@ fn config_path() -> anyhow::Result<PathBuf> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     init_tracing();
+    // Printed by hand: a config mistake deserves one clear line, not a backtrace.
+    if let Err(e) = run().await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let path = config_path()?;
     let mut config: DatasetConfig = load_service_config(&path, "dataset")?;
     let dir = path.parent().unwrap_or(Path::new(""));

@@ -36,8 +36,16 @@ fn config_path() -> anyhow::Result<PathBuf> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     init_tracing();
+    // Printed by hand: a config mistake deserves one clear line, not a backtrace.
+    if let Err(e) = run().await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let path = config_path()?;
     let mut config: LogConfig = load_service_config(&path, "log")?;
     let dir = path.parent().unwrap_or(Path::new(""));
@@ -54,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
     let service = log::start(config, listener)
         .await
         .map_err(|e| anyhow!("cannot start the log subgraph: {e}"))?;
-    tracing::info!(url = %service.url(), "dataset subgraph listening");
+    tracing::info!(url = %service.url(), "log subgraph listening");
     shutdown_signal().await;
     tracing::info!("shutting down");
     service.stop().await;
