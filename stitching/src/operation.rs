@@ -124,13 +124,20 @@ pub fn prepare(
                 .errors
                 .iter()
                 .any(|d| d.error.to_string().contains("limit"));
+            let syntax = diagnostics(&e.errors)
+                .iter()
+                .any(|(_, m)| m.starts_with("syntax error"));
             if limit_hit {
                 RequestError::Limit(format!(
                     "the document is larger than this gateway accepts (at most {} tokens)",
                     limits.max_tokens
                 ))
-            } else {
+            } else if syntax {
                 RequestError::Parse(to_errors(&e.errors))
+            } else {
+                // Building the document against the schema already found
+                // validation errors (unknown types, fields).
+                RequestError::Validation(to_errors(&e.errors))
             }
         })?;
     let document = document.validate(&supergraph.schema).map_err(|e| {
@@ -232,5 +239,91 @@ fn count<'d>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::supergraph;
+
+    fn code(query: &str, limits: &Limits) -> &'static str {
+        match prepare(&supergraph(), query, None, limits) {
+            Ok(_) => "OK",
+            Err(e) => e.code(),
+        }
+    }
+
+    #[test]
+    fn parse_validation_and_limit_errors_are_told_apart() {
+        let l = Limits::default();
+        assert_eq!(code("{ pipelines { total ", &l), "GRAPHQL_PARSE_FAILED");
+        assert_eq!(code("{ nope }", &l), "GRAPHQL_VALIDATION_FAILED");
+        assert_eq!(code("{ pipeline { id } }", &l), "GRAPHQL_VALIDATION_FAILED");
+        assert_eq!(
+            code(
+                "query A { pipelines { total } } query A { pipelines { total } }",
+                &l
+            ),
+            "GRAPHQL_VALIDATION_FAILED"
+        );
+        assert_eq!(code("{ pipelines { total } }", &l), "OK");
+        let tight = Limits {
+            max_depth: 2,
+            max_aliases: 1,
+            max_root_fields: 1,
+            max_tokens: 20,
+            introspection: false,
+        };
+        assert_eq!(
+            code("{ pipelines { items { tags { key } } } }", &tight),
+            "REQUEST_LIMIT_EXCEEDED"
+        );
+        assert_eq!(
+            code("{ a: pipelines { total } b: pipelines { total } }", &tight),
+            "REQUEST_LIMIT_EXCEEDED"
+        );
+        assert_eq!(
+            code(
+                "{ pipelines { total } logs(pipelineId: \"1\") { nextCursor } }",
+                &tight
+            ),
+            "REQUEST_LIMIT_EXCEEDED"
+        );
+        assert_eq!(
+            code(
+                &format!("{{ {} }}", "pipelines { total } ".repeat(10)),
+                &tight
+            ),
+            "REQUEST_LIMIT_EXCEEDED"
+        );
+        let closed = Limits {
+            introspection: false,
+            ..Limits::default()
+        };
+        assert_eq!(
+            code("{ __schema { queryType { name } } }", &closed),
+            "INTROSPECTION_DISABLED"
+        );
+        assert_eq!(code("{ __typename pipelines { total } }", &closed), "OK");
+    }
+
+    #[test]
+    fn variables_are_coerced_with_defaults() {
+        let sg = supergraph();
+        let p = prepare(
+            &sg,
+            "query($n: Int = 5) { pipelines(limit: $n) { total } }",
+            None,
+            &Limits::default(),
+        )
+        .unwrap();
+        let v = coerce_variables(&sg, &p, &JsonMap::new()).unwrap();
+        assert_eq!(v.get("n").and_then(|n| n.as_i64()), Some(5));
+        let bad: JsonMap = serde_json::from_str(r#"{"n": "x"}"#).unwrap();
+        assert_eq!(
+            coerce_variables(&sg, &p, &bad).unwrap_err().code(),
+            "BAD_USER_INPUT"
+        );
     }
 }

@@ -102,7 +102,7 @@ fn resolve(pv: &PathValue, node: &FetchNode, parent: &JsonMap, variables: &JsonM
         PathValue::Int(i) => Resolved::Value(JsonValue::from(*i)),
         PathValue::Float(f) => Resolved::Value(
             serde_json::Number::from_f64(*f)
-                .map(|n| JsonValue::Number(n.into()))
+                .map(JsonValue::Number)
                 .unwrap_or(JsonValue::Null),
         ),
         PathValue::String(s) | PathValue::Enum(s) => {

@@ -102,7 +102,7 @@ pub fn ast_to_json(value: &AstValue, variables: &JsonMap) -> Option<JsonValue> {
         AstValue::Float(f) => f
             .try_to_f64()
             .ok()
-            .and_then(|x| serde_json::Number::from_f64(x).map(|n| JsonValue::Number(n.into())))
+            .and_then(|x| serde_json::Number::from_f64(x).map(JsonValue::Number))
             .unwrap_or(JsonValue::Null),
         AstValue::Int(i) => match i.try_to_i32() {
             Ok(n) => JsonValue::from(n as i64),

@@ -675,8 +675,8 @@ fn prune_unreachable(schema: &mut Schema) {
                 }
                 o.implements_interfaces.iter().for_each(|i| push(i));
                 if let Some(imp) = implementers.get(&name) {
-                    imp.objects.iter().for_each(|i| push(i));
-                    imp.interfaces.iter().for_each(|i| push(i));
+                    imp.objects.iter().for_each(&mut push);
+                    imp.interfaces.iter().for_each(&mut push);
                 }
             }
             ExtendedType::Union(u) => u.members.iter().for_each(|m| push(m)),

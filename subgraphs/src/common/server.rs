@@ -131,7 +131,10 @@ where
             .into_response();
     }
     if req.uri().query().is_none() && wants_html(headers) {
-        return Html(GraphiQLSource::build().endpoint("/graphql").finish()).into_response();
+        return Html(GraphiQLSource::build()
+                .endpoint("/graphql")
+                .subscription_endpoint("/graphql")
+                .finish()).into_response();
     }
     match GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(req, &())
         .await
