@@ -1,15 +1,298 @@
-//! GraphQL over WebSocket (being written).
+//! GraphQL over WebSocket on `/graphql`: `graphql-transport-ws` and the
+//! legacy `graphql-ws`, chosen from `Sec-WebSocket-Protocol`.
+//!
+//! One task per client connection reads client messages and writes every
+//! outgoing message; each operation runs in its own task (see `operation`)
+//! and hands its messages over a bounded channel, so a slow client slows its
+//! subscriptions' upstream reads instead of queueing without end.
+//!
+//! `connection_init` payload rule: absent, `null` or a JSON object is
+//! accepted and passed on to the subgraphs' `connection_init`; any other
+//! payload is refused (4403 Forbidden; legacy: `connection_error`, then
+//! close 4403). A missing `connection_init` closes with 4408 after
+//! `ws_init_timeout` in both protocols.
 
-use std::sync::Arc;
+mod operation;
+mod protocol;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use axum::{
-    extract::ws::WebSocketUpgrade,
-    http::{HeaderMap, StatusCode},
+    extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
+use futures::{stream::SplitSink, SinkExt, StreamExt};
+use tokio::{sync::mpsc, task::JoinSet};
+use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
+use operation::{Operation, Outgoing, Shared};
+use protocol::{ClientMessage, Close, Protocol};
 
-pub fn upgrade(_state: Arc<AppState>, _upgrade: WebSocketUpgrade, _headers: &HeaderMap) -> Response {
-    (StatusCode::NOT_IMPLEMENTED, "subscriptions are not available yet").into_response()
+/// Messages an operation may queue for its connection before it waits.
+const OUT_BUFFER: usize = 16;
+/// Legacy keep-alive interval.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// How long a closing connection waits for its subscriptions to stop upstream.
+const STOP_WAIT: Duration = Duration::from_secs(2);
+
+pub fn upgrade(state: Arc<AppState>, upgrade: WebSocketUpgrade, headers: &HeaderMap) -> Response {
+    let Some(protocol) = Protocol::negotiate(headers) else {
+        let offered = headers
+            .get(header::SEC_WEBSOCKET_PROTOCOL)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none");
+        let body = serde_json::json!({ "errors": [{
+            "message": format!("unsupported WebSocket subprotocol (offered: {offered}): set Sec-WebSocket-Protocol to `graphql-transport-ws` or `graphql-ws`"),
+            "extensions": { "code": "BAD_REQUEST" },
+        }]});
+        return (
+            StatusCode::BAD_REQUEST,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body.to_string(),
+        )
+            .into_response();
+    };
+    let headers = headers.clone();
+    upgrade
+        .protocols([protocol.name()])
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(16 << 20)
+        .on_upgrade(move |socket| serve(state, socket, protocol, headers))
+}
+
+/// A client's state on one connection.
+struct Connection {
+    state: Arc<AppState>,
+    protocol: Protocol,
+    headers: Option<HeaderMap>,
+    shared: Option<Arc<Shared>>,
+    cancel: CancellationToken,
+    tx: mpsc::Sender<Outgoing>,
+    tasks: JoinSet<()>,
+    /// Client operation id -> its task and token.
+    by_id: HashMap<String, (tokio::task::Id, CancellationToken)>,
+    /// Task -> client operation id, for tasks whose messages still go out.
+    by_task: HashMap<tokio::task::Id, String>,
+}
+
+/// What to do after a client message.
+enum Step {
+    Continue,
+    Reply(String),
+    /// `connection_ack` (legacy: followed by a `ka`).
+    Ack,
+    Close(Close),
+    /// Send this, then close (legacy `connection_error`).
+    ReplyClose(String, Close),
+}
+
+async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, headers: HeaderMap) {
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(OUT_BUFFER);
+    let mut conn = Connection {
+        cancel: state.shutdown.child_token(),
+        state,
+        protocol,
+        headers: Some(headers),
+        shared: None,
+        tx,
+        tasks: JoinSet::new(),
+        by_id: HashMap::new(),
+        by_task: HashMap::new(),
+    };
+    let init_deadline = tokio::time::sleep(conn.state.ws_init_timeout);
+    tokio::pin!(init_deadline);
+    let mut keep_alive =
+        tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+    keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let close: Option<Close> = loop {
+        let step = tokio::select! {
+            biased;
+            _ = conn.cancel.cancelled() => break Some(Close::GoingAway),
+            Some(out) = rx.recv() => {
+                if conn.by_task.contains_key(&out.task) && !send(&mut sink, out.text).await {
+                    break None;
+                }
+                continue;
+            }
+            Some(done) = conn.tasks.join_next_with_id(), if !conn.tasks.is_empty() => {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) if e.is_panic() => {
+                        tracing::error!(error = %e, "a WebSocket operation panicked");
+                        break Some(Close::Internal);
+                    }
+                    Err(e) => e.id(),
+                };
+                // Its last messages were queued before it ended: deliver them first.
+                while let Ok(out) = rx.try_recv() {
+                    if conn.by_task.contains_key(&out.task) && !send(&mut sink, out.text).await {
+                        break;
+                    }
+                }
+                conn.finished(id);
+                continue;
+            }
+            _ = &mut init_deadline, if conn.shared.is_none() => break Some(Close::InitTimeout),
+            _ = keep_alive.tick(), if protocol == Protocol::LegacyWs && conn.shared.is_some() => {
+                Step::Reply(protocol::ka())
+            }
+            msg = stream.next() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
+                Some(Ok(Message::Text(text))) => conn.handle(text.as_str()),
+                Some(Ok(Message::Binary(_))) => conn.violation("binary messages are not part of the protocol; send JSON text".into()),
+                Some(Ok(_)) => Step::Continue,
+            },
+        };
+        match step {
+            Step::Continue => {}
+            Step::Reply(text) => {
+                if !send(&mut sink, text).await {
+                    break None;
+                }
+            }
+            Step::Ack => {
+                if !send(&mut sink, protocol::ack()).await {
+                    break None;
+                }
+                // Legacy: a keep-alive right after the ack, as subscriptions-transport-ws does.
+                if protocol == Protocol::LegacyWs && !send(&mut sink, protocol::ka()).await {
+                    break None;
+                }
+            }
+            Step::Close(c) => break Some(c),
+            Step::ReplyClose(text, c) => {
+                let _ = send(&mut sink, text).await;
+                break Some(c);
+            }
+        }
+    };
+    conn.cancel.cancel();
+    if let Some(c) = close {
+        let frame = CloseFrame {
+            code: c.code(),
+            reason: c.reason().into(),
+        };
+        let _ = sink.send(Message::Close(Some(frame))).await;
+    }
+    drop(rx);
+    // Let each subscription stop its upstream stream, then drop the rest.
+    let _ = tokio::time::timeout(STOP_WAIT, async {
+        while conn.tasks.join_next().await.is_some() {}
+    })
+    .await;
+    conn.tasks.abort_all();
+}
+
+async fn send(sink: &mut SplitSink<WebSocket, Message>, text: String) -> bool {
+    sink.send(Message::Text(text.into())).await.is_ok()
+}
+
+impl Connection {
+    fn handle(&mut self, text: &str) -> Step {
+        let msg = match protocol::parse(self.protocol, text) {
+            Ok(m) => m,
+            Err(why) => return self.violation(why),
+        };
+        match msg {
+            ClientMessage::Init(payload) => {
+                if self.shared.is_some() {
+                    return match self.protocol {
+                        Protocol::TransportWs => Step::Close(Close::TooManyInit),
+                        Protocol::LegacyWs => Step::Reply(protocol::ack()),
+                    };
+                }
+                if !protocol::init_payload_allowed(&payload) {
+                    return match self.protocol {
+                        Protocol::TransportWs => Step::Close(Close::Forbidden),
+                        Protocol::LegacyWs => Step::ReplyClose(
+                            protocol::connection_error(
+                                "the connection_init payload must be a JSON object",
+                            ),
+                            Close::Forbidden,
+                        ),
+                    };
+                }
+                self.shared = Some(Arc::new(Shared {
+                    protocol: self.protocol,
+                    http: self.state.http.clone(),
+                    metrics: self.state.metrics.clone(),
+                    headers: self.headers.take().unwrap_or_default(),
+                    init_payload: payload,
+                }));
+                Step::Ack
+            }
+            ClientMessage::Ping(payload) => Step::Reply(protocol::pong(payload.as_deref())),
+            ClientMessage::Pong => Step::Continue,
+            ClientMessage::Terminate => Step::Close(Close::Normal),
+            ClientMessage::Complete { id } => {
+                if let Some((task, token)) = self.by_id.remove(&id) {
+                    token.cancel();
+                    self.by_task.remove(&task);
+                }
+                Step::Continue
+            }
+            ClientMessage::Subscribe { id, request } => {
+                let Some(shared) = self.shared.clone() else {
+                    return match self.protocol {
+                        Protocol::TransportWs => Step::Close(Close::Unauthorized),
+                        Protocol::LegacyWs => Step::Reply(protocol::error(
+                            &id,
+                            &[
+                                serde_json::json!({ "message": "send connection_init and wait for connection_ack before start" }),
+                            ],
+                        )),
+                    };
+                };
+                if self.by_id.contains_key(&id) {
+                    match self.protocol {
+                        Protocol::TransportWs => return Step::Close(Close::SubscriberExists(id)),
+                        // subscriptions-transport-ws replaces the running operation.
+                        Protocol::LegacyWs => {
+                            if let Some((task, token)) = self.by_id.remove(&id) {
+                                token.cancel();
+                                self.by_task.remove(&task);
+                            }
+                        }
+                    }
+                }
+                let cancel = self.cancel.child_token();
+                let op = Operation {
+                    shared,
+                    engine: self.state.engine(),
+                    id: id.clone(),
+                    request: *request,
+                    tx: self.tx.clone(),
+                    cancel: cancel.clone(),
+                };
+                let task = self.tasks.spawn(op.run()).id();
+                self.by_task.insert(task, id.clone());
+                self.by_id.insert(id, (task, cancel));
+                Step::Continue
+            }
+        }
+    }
+
+    /// A malformed or unexpected message: 4400, legacy: an `error` message.
+    fn violation(&self, why: String) -> Step {
+        match self.protocol {
+            Protocol::TransportWs => Step::Close(Close::BadMessage(why)),
+            Protocol::LegacyWs => Step::Reply(protocol::legacy_error(&why)),
+        }
+    }
+
+    /// A task ended: its id may be used again.
+    fn finished(&mut self, task: tokio::task::Id) {
+        if let Some(id) = self.by_task.remove(&task) {
+            if self.by_id.get(&id).is_some_and(|(t, _)| *t == task) {
+                self.by_id.remove(&id);
+            }
+        }
+    }
 }

@@ -1,0 +1,672 @@
+//! GraphQL subscriptions through the gateway over real WebSockets, in both
+//! subprotocols: events enriched with stitched fields, operations over the
+//! socket, every close code, an upstream subgraph going away, the upstream
+//! subscription stopping with the client, and 200 concurrent subscriptions.
+
+use std::time::{Duration, Instant};
+
+use e2e::{
+    client::Protocol,
+    pipeline_support::{create_run, run_logs, text_datasets, wait_logs, wait_status},
+    platform::{eventually, metric, Platform},
+    stack::SubgraphsOptions,
+    ws_support::{next_type, platform_with_log_proxy, Received, WsClient},
+};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+const EVENTS: &str =
+    "subscription($id: ID!) { pipelineEvents(id: $id) { pipelineId status node message } }";
+const LOGS_ENRICHED: &str =
+    "subscription($id: ID!) { pipelineLogs(id: $id) { message level pipeline { status name } } }";
+const LOGS: &str = "subscription($id: ID!) { pipelineLogs(id: $id) { id pipelineId message } }";
+
+/// Starts an `example00` run that sleeps `duration` seconds (created on the
+/// pipeline subgraph directly); its id.
+async fn start_run(p: &Platform, duration: &str) -> String {
+    let (text_in, text_out) = text_datasets(&p.subgraphs.dataset_url(), Some("hello")).await;
+    let run = create_run(
+        &p.subgraphs.pipeline_url(),
+        "example00",
+        &text_in,
+        &text_out,
+        json!([{ "name": "duration", "value": duration }]),
+        json!(null),
+    )
+    .await;
+    run["id"].as_str().unwrap().to_string()
+}
+
+/// A finished `example01` run and its 9 stored log lines.
+async fn finished_run(p: &Platform) -> (String, Vec<Value>) {
+    let (text_in, text_out) = text_datasets(&p.subgraphs.dataset_url(), Some("hello world")).await;
+    let run = create_run(
+        &p.subgraphs.pipeline_url(),
+        "example01",
+        &text_in,
+        &text_out,
+        json!(null),
+        json!(null),
+    )
+    .await;
+    let id = run["id"].as_str().unwrap().to_string();
+    wait_status(&p.subgraphs.pipeline_url(), &id, &["SUCCESS"], WAIT).await;
+    let lines = wait_logs(&p.subgraphs.log_url(), &id, WAIT, |l| l.len() >= 9).await;
+    (id, lines)
+}
+
+async fn active_subscriptions(p: &Platform) -> u64 {
+    metric(&p.metrics().await, "gateway_subscriptions_active")
+}
+
+async fn wait_active(p: &Platform, n: u64) {
+    eventually(
+        WAIT,
+        &format!("gateway_subscriptions_active == {n}"),
+        || async { (active_subscriptions(p).await == n).then_some(()) },
+    )
+    .await;
+}
+
+/// The payload of the next `next`/`data` of `id`, or `None` on its `complete`;
+/// panics on anything else.
+async fn next_event(c: &mut WsClient, id: &str) -> Option<Value> {
+    let m = c.recv_op(WAIT).await;
+    assert_eq!(m["id"], id, "message of another operation: {m}");
+    match m["type"].as_str() {
+        Some("complete") => None,
+        Some(t) if t == next_type(c.protocol) => Some(m["payload"].clone()),
+        _ => panic!("expected an event of {id}, got {m}"),
+    }
+}
+
+#[tokio::test]
+async fn pipeline_events_follow_a_run_to_success_in_both_protocols() {
+    let p = Platform::start().await;
+    let follow = |protocol: Protocol| {
+        let p = &p;
+        async move {
+            let id = start_run(p, "0.5").await;
+            let mut c = WsClient::ready(&p.ws_url(), protocol).await;
+            c.subscribe("ev", EVENTS, json!({ "id": id })).await;
+            let mut events = Vec::new();
+            while let Some(payload) = next_event(&mut c, "ev").await {
+                assert!(payload.get("errors").is_none(), "{payload}");
+                events.push(payload["data"]["pipelineEvents"].clone());
+            }
+            // The subgraph ended the stream after the final status: so did the gateway.
+            assert!(
+                events.iter().all(|e| e["pipelineId"] == id.as_str()),
+                "{events:#?}"
+            );
+            assert_eq!(events.last().unwrap()["status"], "SUCCESS", "{events:#?}");
+            assert!(
+                events.len() >= 2,
+                "saw the run before it ended: {events:#?}"
+            );
+            c.close().await;
+        }
+    };
+    tokio::join!(
+        follow(Protocol::GraphqlTransportWs),
+        follow(Protocol::GraphqlWs)
+    );
+    wait_active(&p, 0).await;
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn live_log_lines_carry_their_pipeline_in_both_protocols() {
+    let p = Platform::start().await;
+    let follow = |protocol: Protocol| {
+        let p = &p;
+        async move {
+            let id = start_run(p, "1").await;
+            let mut c = WsClient::ready(&p.ws_url(), protocol).await;
+            c.subscribe("logs", LOGS_ENRICHED, json!({ "id": id }))
+                .await;
+            let mut lines = Vec::new();
+            loop {
+                let payload = next_event(&mut c, "logs")
+                    .await
+                    .expect("log streams do not complete");
+                assert!(payload.get("errors").is_none(), "{payload}");
+                let line = payload["data"]["pipelineLogs"].clone();
+                let last = line["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("run succeeded in ");
+                lines.push(line);
+                if last {
+                    break;
+                }
+            }
+            for l in &lines {
+                assert_eq!(l["pipeline"]["name"], "example00", "{lines:#?}");
+                assert_eq!(l["level"], "INFO");
+            }
+            // Enriched when each line arrived: during the run it was RUNNING.
+            let started = lines
+                .iter()
+                .find(|l| l["message"] == "node echo started")
+                .expect("echo line");
+            assert_eq!(started["pipeline"]["status"], "RUNNING", "{lines:#?}");
+            // Exactly the stored lines, in order.
+            let stored: Vec<Value> = run_logs(&p.subgraphs.log_url(), &id).await;
+            let stored: Vec<&Value> = stored.iter().map(|l| &l["message"]).collect();
+            let seen: Vec<&Value> = lines.iter().map(|l| &l["message"]).collect();
+            assert_eq!(seen, stored);
+            c.complete("logs").await;
+            c.assert_quiet(Duration::from_millis(200)).await;
+            c.close().await;
+        }
+    };
+    tokio::join!(
+        follow(Protocol::GraphqlTransportWs),
+        follow(Protocol::GraphqlWs)
+    );
+    wait_active(&p, 0).await;
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn queries_and_mutations_over_the_socket_answer_once() {
+    let p = Platform::start().await;
+    for protocol in Protocol::ALL {
+        let mut c = WsClient::ready(&p.ws_url(), protocol).await;
+        c.subscribe("q", "{ pipelineTemplates { name } }", json!({}))
+            .await;
+        let r = next_event(&mut c, "q").await.expect("a result");
+        assert_eq!(
+            r["data"]["pipelineTemplates"][0]["name"], "example00",
+            "{r}"
+        );
+        assert_eq!(next_event(&mut c, "q").await, None, "then complete");
+        c.subscribe(
+            "m",
+            "mutation($d: DatasetInput!) { createDataset(dataset: $d) { id name } }",
+            json!({ "d": { "name": "over-ws", "type": "text.TextDataset" } }),
+        )
+        .await;
+        let r = next_event(&mut c, "m").await.expect("a result");
+        assert_eq!(r["data"]["createDataset"]["name"], "over-ws", "{r}");
+        assert_eq!(next_event(&mut c, "m").await, None, "then complete");
+        // The id is free again once the operation completed.
+        c.subscribe("q", "{ pipelineTemplates { name } }", json!({}))
+            .await;
+        assert!(next_event(&mut c, "q").await.is_some());
+        assert_eq!(next_event(&mut c, "q").await, None);
+        c.assert_quiet(Duration::from_millis(100)).await;
+        c.close().await;
+    }
+    let found = p
+        .query("{ datasets(limit: 50) { items { name } } }", json!({}))
+        .await;
+    let created = found["data"]["datasets"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["name"] == "over-ws")
+        .count();
+    assert_eq!(created, 2, "each mutation ran once: {found}");
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_operations_get_an_error_message_and_no_upstream_call() {
+    let (p, proxy) = platform_with_log_proxy("", "").await;
+    for protocol in Protocol::ALL {
+        let mut c = WsClient::ready(&p.ws_url(), protocol).await;
+        c.subscribe(
+            "bad",
+            "subscription { pipelineLogs(id: \"1\") { nope } }",
+            json!({}),
+        )
+        .await;
+        let m = c.recv_op(WAIT).await;
+        assert_eq!(
+            (m["type"].as_str(), m["id"].as_str()),
+            (Some("error"), Some("bad")),
+            "{m}"
+        );
+        let code = m["payload"][0]["extensions"]["code"].as_str().unwrap_or("");
+        assert!(code.starts_with("GRAPHQL_"), "{m}");
+        assert!(
+            m["payload"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("nope"),
+            "{m}"
+        );
+        // A missing variable is refused too, before any upstream call.
+        c.subscribe("vars", LOGS, json!({})).await;
+        let m = c.recv_op(WAIT).await;
+        assert_eq!(
+            (m["type"].as_str(), m["id"].as_str()),
+            (Some("error"), Some("vars")),
+            "{m}"
+        );
+        assert_eq!(
+            m["payload"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{m}"
+        );
+        // The connection goes on.
+        c.subscribe("ok", "{ pipelineTemplates { name } }", json!({}))
+            .await;
+        assert!(next_event(&mut c, "ok").await.is_some());
+        c.close().await;
+    }
+    assert_eq!(proxy.accepted(), 0, "no upstream WebSocket was opened");
+    assert_eq!(active_subscriptions(&p).await, 0);
+    p.stop().await;
+}
+
+const SECOND: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn graphql_transport_ws_close_codes() {
+    let p = Platform::start().await;
+    let url = p.ws_url();
+    let t = Protocol::GraphqlTransportWs;
+
+    // Another subprotocol is refused at the handshake.
+    match WsClient::connect(&url, "soap", &[]).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 400);
+            let body =
+                String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).to_string();
+            assert!(body.contains("graphql-transport-ws"), "{body}");
+        }
+        other => panic!(
+            "expected HTTP 400, got {:?}",
+            other.map(|(_, chosen)| chosen)
+        ),
+    }
+
+    // 4400: not JSON, a server-only type, a subscribe without id.
+    for bad in [
+        "not json".to_string(),
+        json!({ "type": "next", "id": "1", "payload": {} }).to_string(),
+        json!({ "type": "subscribe", "payload": { "query": "{ __typename }" } }).to_string(),
+    ] {
+        let mut c = WsClient::ready(&url, t).await;
+        c.send_text(&bad).await;
+        let (code, reason) = c.expect_close(SECOND).await;
+        assert_eq!(code, 4400, "{bad}: {reason}");
+        assert!(!reason.is_empty());
+    }
+
+    // 4401: subscribe before connection_ack.
+    let mut c = WsClient::open(&url, t).await;
+    c.subscribe("1", "{ __typename }", json!({})).await;
+    assert_eq!(c.expect_close(SECOND).await.0, 4401);
+
+    // 4403: a connection_init payload that is not an object.
+    let mut c = WsClient::open(&url, t).await;
+    c.send(json!({ "type": "connection_init", "payload": "let me in" }))
+        .await;
+    assert_eq!(
+        c.expect_close(SECOND).await,
+        (
+            4403,
+            "Forbidden: the connection_init payload must be a JSON object".into()
+        )
+    );
+
+    // 4429: a second connection_init.
+    let mut c = WsClient::ready(&url, t).await;
+    c.send(json!({ "type": "connection_init", "payload": {} }))
+        .await;
+    assert_eq!(
+        c.expect_close(SECOND).await,
+        (4429, "Too many initialisation requests".into())
+    );
+
+    // 4409: a subscriber for an id that is still running.
+    let mut c = WsClient::ready(&url, t).await;
+    c.subscribe("dup", LOGS, json!({ "id": "no-such-run" }))
+        .await;
+    c.subscribe("dup", LOGS, json!({ "id": "no-such-run" }))
+        .await;
+    assert_eq!(
+        c.expect_close(SECOND).await,
+        (4409, "Subscriber for dup already exists".into())
+    );
+
+    // ping -> pong with the same payload, before and after the ack.
+    let mut c = WsClient::open(&url, t).await;
+    c.send(json!({ "type": "ping", "payload": { "n": 1 } }))
+        .await;
+    assert_eq!(
+        c.recv(SECOND).await,
+        Received::Json(json!({ "type": "pong", "payload": { "n": 1 } }))
+    );
+    c.init(json!({})).await;
+    c.send(json!({ "type": "ping" })).await;
+    assert_eq!(
+        c.recv(SECOND).await,
+        Received::Json(json!({ "type": "pong" }))
+    );
+    c.close().await;
+
+    wait_active(&p, 0).await;
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn legacy_graphql_ws_keep_alive_errors_and_refusal() {
+    let p = Platform::start().await;
+    let url = p.ws_url();
+    let l = Protocol::GraphqlWs;
+
+    // connection_ack is followed by a keep-alive.
+    let mut c = WsClient::open(&url, l).await;
+    c.send(json!({ "type": "connection_init", "payload": {} }))
+        .await;
+    assert_eq!(
+        c.recv(SECOND).await,
+        Received::Json(json!({ "type": "connection_ack" }))
+    );
+    assert_eq!(
+        c.recv(SECOND).await,
+        Received::Json(json!({ "type": "ka" }))
+    );
+    // A bad message is answered with an error; the connection stays.
+    c.send_text("not json").await;
+    let m = c.recv_op(SECOND).await;
+    assert_eq!(m["type"], "error", "{m}");
+    assert!(
+        m["payload"]["message"].as_str().unwrap().contains("JSON"),
+        "{m}"
+    );
+    c.subscribe("1", "{ pipelineTemplates { name } }", json!({}))
+        .await;
+    assert!(next_event(&mut c, "1").await.is_some());
+    assert_eq!(next_event(&mut c, "1").await, None);
+    // connection_terminate closes normally.
+    c.send(json!({ "type": "connection_terminate" })).await;
+    assert_eq!(c.expect_close(SECOND).await.0, 1000);
+
+    // start before connection_init: an error for that operation.
+    let mut c = WsClient::open(&url, l).await;
+    c.subscribe("early", "{ __typename }", json!({})).await;
+    let m = c.recv_op(SECOND).await;
+    assert_eq!(
+        (m["type"].as_str(), m["id"].as_str()),
+        (Some("error"), Some("early")),
+        "{m}"
+    );
+    c.close().await;
+
+    // A refused connection_init: connection_error, then the socket closes.
+    let mut c = WsClient::open(&url, l).await;
+    c.send(json!({ "type": "connection_init", "payload": 42 }))
+        .await;
+    let m = c.recv_op(SECOND).await;
+    assert_eq!(m["type"], "connection_error", "{m}");
+    assert_eq!(c.expect_close(SECOND).await.0, 4403);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn no_connection_init_in_time_closes_with_4408() {
+    let p = Platform::start_with(SubgraphsOptions::default(), "ws_init_timeout_secs = 1").await;
+    let wait = |protocol| {
+        let url = p.ws_url();
+        async move {
+            let mut c = WsClient::open(&url, protocol).await;
+            let started = Instant::now();
+            let (code, reason) = c.expect_close(SECOND).await;
+            assert_eq!(
+                (code, reason.as_str()),
+                (4408, "Connection initialisation timeout")
+            );
+            assert!(
+                started.elapsed() >= Duration::from_millis(900),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+    };
+    tokio::join!(
+        wait(Protocol::GraphqlTransportWs),
+        wait(Protocol::GraphqlWs)
+    );
+    // An initialised connection is not timed out.
+    let mut c = WsClient::ready(&p.ws_url(), Protocol::GraphqlTransportWs).await;
+    c.assert_quiet(Duration::from_millis(1200)).await;
+    c.close().await;
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_subgraph_going_away_errors_only_its_subscriptions() {
+    let mut p = Platform::start().await;
+    let run = start_run(&p, "1.5").await;
+    wait_status(&p.subgraphs.pipeline_url(), &run, &["RUNNING"], WAIT).await;
+    let mut clients = Vec::new();
+    for protocol in Protocol::ALL {
+        let mut c = WsClient::ready(&p.ws_url(), protocol).await;
+        c.subscribe("logs", LOGS, json!({ "id": run })).await;
+        c.subscribe("events", EVENTS, json!({ "id": run })).await;
+        // Both are live: the first log line and the run's current status.
+        let (mut logs, mut events) = (0, 0);
+        while logs == 0 || events == 0 {
+            let m = c.recv_op(WAIT).await;
+            assert_eq!(m["type"], next_type(protocol), "{m}");
+            match m["id"].as_str() {
+                Some("logs") => logs += 1,
+                Some("events") => events += 1,
+                _ => panic!("{m}"),
+            }
+        }
+        clients.push(c);
+    }
+    wait_active(&p, 4).await;
+    p.subgraphs.stop_log().await;
+    for mut c in clients {
+        let mut log_error = None;
+        let mut last_status = Value::Null;
+        let mut events_completed = false;
+        while log_error.is_none() || !events_completed {
+            let m = c.recv_op(WAIT).await;
+            match (m["id"].as_str(), m["type"].as_str()) {
+                (Some("logs"), Some("error")) => log_error = Some(m["payload"].clone()),
+                (Some("logs"), Some(t)) if t == next_type(c.protocol) => {} // lines sent before the drop
+                (Some("events"), Some("complete")) => events_completed = true,
+                (Some("events"), Some(t)) if t == next_type(c.protocol) => {
+                    last_status = m["payload"]["data"]["pipelineEvents"]["status"].clone()
+                }
+                _ => panic!("unexpected {m}"),
+            }
+        }
+        let e = log_error.unwrap();
+        assert_eq!(e[0]["extensions"]["code"], "SUBGRAPH_UNAVAILABLE", "{e}");
+        assert!(
+            e[0]["message"].as_str().unwrap().contains("`log` subgraph"),
+            "{e}"
+        );
+        assert_eq!(
+            last_status, "SUCCESS",
+            "the other subscription went on to the end"
+        );
+        // The connection itself is still usable.
+        c.subscribe("q", "{ pipelineTemplates { name } }", json!({}))
+            .await;
+        assert!(next_event(&mut c, "q").await.is_some());
+        c.close().await;
+    }
+    wait_active(&p, 0).await;
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn the_upstream_subscription_stops_with_the_client() {
+    let (p, proxy) =
+        platform_with_log_proxy("headers = { \"x-gateway-secret\" = \"s3\" }", "").await;
+    let (run, lines) = finished_run(&p).await;
+
+    let mut c = WsClient::open_with(
+        &p.ws_url(),
+        Protocol::GraphqlTransportWs,
+        &[("authorization", "Bearer tok"), ("x-not-propagated", "no")],
+    )
+    .await;
+    c.init(json!({ "token": "abc" })).await;
+    c.subscribe("a", LOGS, json!({ "id": run })).await;
+    c.subscribe("b", LOGS, json!({ "id": run })).await;
+    let mut got = std::collections::HashMap::<String, usize>::new();
+    while got.values().sum::<usize>() < 2 * lines.len() {
+        let m = c.recv_op(WAIT).await;
+        assert_eq!(m["type"], "next", "{m}");
+        *got.entry(m["id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(got["a"], lines.len());
+    assert_eq!(proxy.open(), 2, "one upstream socket per subscription");
+    assert_eq!(active_subscriptions(&p).await, 2);
+
+    // The handshake carried the propagated and configured headers; the
+    // subgraph's connection_init carried the client's payload.
+    let (head, frames) = proxy.client_sent(0);
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("authorization: bearer tok"), "{head}");
+    assert!(head.contains("x-gateway-secret: s3"), "{head}");
+    assert!(
+        head.contains("sec-websocket-protocol: graphql-transport-ws"),
+        "{head}"
+    );
+    assert!(!head.contains("x-not-propagated"), "{head}");
+    let init: Value = serde_json::from_str(&frames[0]).unwrap();
+    assert_eq!(
+        init,
+        json!({ "type": "connection_init", "payload": { "token": "abc" } })
+    );
+    let subscribe: Value = serde_json::from_str(&frames[1]).unwrap();
+    assert_eq!(subscribe["type"], "subscribe");
+    assert!(
+        subscribe["payload"]["query"]
+            .as_str()
+            .unwrap()
+            .contains("logStream"),
+        "{subscribe}"
+    );
+
+    // `complete` from the client: `complete` upstream, and that socket closes.
+    c.complete("a").await;
+    eventually(WAIT, "one upstream socket closed", || async {
+        (proxy.open() == 1).then_some(())
+    })
+    .await;
+    wait_active(&p, 1).await;
+    let stopped: Vec<usize> = (0..2)
+        .filter(|&n| {
+            proxy.client_sent(n).1.iter().any(|f| {
+                serde_json::from_str::<Value>(f)
+                    .is_ok_and(|v| v == json!({ "type": "complete", "id": "1" }))
+            })
+        })
+        .collect();
+    assert_eq!(
+        stopped.len(),
+        1,
+        "exactly one upstream subscription was completed"
+    );
+
+    // The client vanishes without a close: the other upstream socket closes too.
+    c.abort();
+    eventually(WAIT, "every upstream socket closed", || async {
+        (proxy.open() == 0).then_some(())
+    })
+    .await;
+    wait_active(&p, 0).await;
+
+    // Legacy `stop` does the same.
+    let mut c = WsClient::ready(&p.ws_url(), Protocol::GraphqlWs).await;
+    c.subscribe("1", LOGS, json!({ "id": run })).await;
+    assert!(next_event(&mut c, "1").await.is_some());
+    assert_eq!(proxy.open(), 1);
+    c.complete("1").await;
+    eventually(WAIT, "the legacy upstream socket closed", || async {
+        (proxy.open() == 0).then_some(())
+    })
+    .await;
+    c.close().await;
+    wait_active(&p, 0).await;
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_subscriptions_get_only_their_own_events() {
+    const SOCKETS: usize = 20;
+    const PER_SOCKET: usize = 10;
+    const RUNS: usize = 4;
+    let p = Platform::start().await;
+    let mut runs = Vec::new();
+    for _ in 0..RUNS {
+        runs.push(finished_run(&p).await);
+    }
+    let ids: Vec<Vec<String>> = runs
+        .iter()
+        .map(|(_, lines)| {
+            lines
+                .iter()
+                .map(|l| l["id"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for s in 0..SOCKETS {
+        let url = p.ws_url();
+        let runs: Vec<String> = runs.iter().map(|(id, _)| id.clone()).collect();
+        let ids = ids.clone();
+        let protocol = Protocol::ALL[s % 2];
+        tasks.push(tokio::spawn(async move {
+            let mut c = WsClient::ready(&url, protocol).await;
+            let run_of = |k: usize| (s * PER_SOCKET + k) % RUNS;
+            for k in 0..PER_SOCKET {
+                c.subscribe(&k.to_string(), LOGS, json!({ "id": runs[run_of(k)] }))
+                    .await;
+            }
+            let mut seen: Vec<Vec<String>> = vec![Vec::new(); PER_SOCKET];
+            let total: usize = (0..PER_SOCKET).map(|k| ids[run_of(k)].len()).sum();
+            for _ in 0..total {
+                let m = c.recv_op(WAIT).await;
+                assert_eq!(m["type"], next_type(protocol), "{m}");
+                let k: usize = m["id"].as_str().unwrap().parse().unwrap();
+                let line = &m["payload"]["data"]["pipelineLogs"];
+                assert_eq!(
+                    line["pipelineId"],
+                    runs[run_of(k)].as_str(),
+                    "subscription {s}/{k} got {m}"
+                );
+                seen[k].push(line["id"].as_str().unwrap().to_string());
+            }
+            for (k, lines) in seen.iter().enumerate() {
+                assert_eq!(
+                    lines,
+                    &ids[run_of(k)],
+                    "subscription {s}/{k}: every line once, in order"
+                );
+            }
+            c.assert_quiet(Duration::from_millis(300)).await;
+            c
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(t.await.unwrap());
+    }
+    println!("200 subscriptions delivered in {:?}", started.elapsed());
+    assert_eq!(
+        active_subscriptions(&p).await,
+        (SOCKETS * PER_SOCKET) as u64
+    );
+    for c in clients {
+        c.close().await;
+    }
+    wait_active(&p, 0).await;
+    p.stop().await;
+}
