@@ -1,1 +1,100 @@
-fn main() {}
+//! `bench`: the load generator behind BENCHMARKS.md.
+//!
+//! `bench all` starts the three subgraphs and the gateway as child processes
+//! (on free loopback ports, from a generated config in a temp directory),
+//! seeds the store, drives the scenarios from this separate process, reads
+//! the gateway's `/metrics` and `/proc` figures, and prints a Markdown report.
+
+mod gql;
+mod load;
+mod options;
+mod procstat;
+mod report;
+mod scenarios;
+mod seed;
+mod stack;
+mod subscriptions;
+
+use std::time::Instant;
+
+use anyhow::Context;
+
+use options::{Command, Options};
+use report::Report;
+
+fn main() -> anyhow::Result<()> {
+    let command = options::parse(std::env::args().skip(1))?;
+    let options = match command {
+        Command::Help => {
+            println!("{}", options::USAGE);
+            return Ok(());
+        }
+        Command::All(o) => *o,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.threads)
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(all(options))
+}
+
+/// Everything: start the stack, seed, run the scenarios, report, stop.
+async fn all(options: Options) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut report = Report::new(&options);
+    eprintln!(
+        "bench: binaries from {}, stitching SDL from {}",
+        options.bin_dir.display(),
+        options.root.display()
+    );
+    let stack = stack::Stack::start(&options).await?;
+    eprintln!("bench: stack up in {}", stack.dir.display());
+    let result = run_scenarios(&options, &stack, &mut report).await;
+    let stopped = stack.stop().await;
+    if let Err(e) = &result {
+        report.note(format!("The run stopped early: {e:#}"));
+    }
+    report.total_secs = started.elapsed().as_secs_f64();
+    let markdown = report.markdown();
+    println!("{markdown}");
+    if let Some(path) = &options.markdown_out {
+        std::fs::write(path, &markdown)
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+        eprintln!("bench: report written to {}", path.display());
+    }
+    result?;
+    stopped
+}
+
+async fn run_scenarios(
+    options: &Options,
+    stack: &stack::Stack,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    report.idle_rss_kib = Some(procstat::status(stack.gateway.pid)?.rss_kib);
+    eprintln!("bench: seeding");
+    let seeded = seed::seed(options, stack).await?;
+    report.seeded = Some(seeded.summary.clone());
+    let want = |name: &str| options.scenarios.iter().any(|s| s == name);
+    if want("root") {
+        eprintln!("bench: scenario root");
+        report.root = Some(scenarios::root(options, stack, &seeded).await?);
+    }
+    if want("nested") {
+        eprintln!("bench: scenario nested");
+        report.nested = Some(scenarios::nested(options, stack).await?);
+    }
+    if want("fanout") {
+        eprintln!("bench: scenario fanout");
+        report.fanout = Some(scenarios::fanout(options, stack, &seeded).await?);
+    }
+    if want("subscriptions") {
+        eprintln!("bench: scenario subscriptions");
+        report.subscriptions = Some(subscriptions::run(options, stack).await);
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    report.idle_rss_after_kib = Some(procstat::status(stack.gateway.pid)?.rss_kib);
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! Closed-loop HTTP load: `connections` tasks, each sending the next request
+//! as soon as the previous answer is read, until the deadline. Latency is
+//! measured from send to the last byte of the body; an answer counts as an
+//! error if its status is not 2xx or its body holds `"errors"`.
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+
+#[derive(Clone, Debug, Default)]
+pub struct LoadResult {
+    pub requests: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub elapsed: Duration,
+    /// Sorted latencies in microseconds.
+    latencies_us: Vec<u32>,
+}
+
+impl LoadResult {
+    pub fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The `q` quantile (0..=1) in milliseconds.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() as f64 * q).ceil() as usize)
+            .clamp(1, self.latencies_us.len())
+            - 1;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+
+    pub fn p50_ms(&self) -> f64 {
+        self.quantile_ms(0.50)
+    }
+
+    pub fn p99_ms(&self) -> f64 {
+        self.quantile_ms(0.99)
+    }
+}
+
+/// Request bodies (JSON) to send; request `n` sends `bodies[scramble(n)]` so
+/// that consecutive requests ask for different ids.
+pub struct Load {
+    pub url: String,
+    pub connections: usize,
+    pub duration: Duration,
+    pub bodies: Arc<Vec<String>>,
+}
+
+pub fn client(connections: usize) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("cannot build the HTTP client")
+}
+
+pub async fn run(client: &reqwest::Client, load: &Load) -> anyhow::Result<LoadResult> {
+    anyhow::ensure!(!load.bodies.is_empty(), "no request bodies to send");
+    let counter = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + load.duration;
+    let mut tasks = Vec::with_capacity(load.connections);
+    for _ in 0..load.connections {
+        let client = client.clone();
+        let url = load.url.clone();
+        let bodies = load.bodies.clone();
+        let counter = counter.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut r = LoadResult::default();
+            while Instant::now() < deadline {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                // A stride coprime with most sizes: neighbours in time differ.
+                let i = (n.wrapping_mul(7919) % bodies.len() as u64) as usize;
+                let t = Instant::now();
+                let outcome = send(&client, &url, &bodies[i]).await;
+                r.latencies_us
+                    .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                r.requests += 1;
+                if let Err(e) = outcome {
+                    r.errors += 1;
+                    r.first_error.get_or_insert(e);
+                }
+            }
+            r
+        }));
+    }
+    let mut total = LoadResult::default();
+    for t in tasks {
+        let r = t.await.context("a load task panicked")?;
+        total.requests += r.requests;
+        total.errors += r.errors;
+        if total.first_error.is_none() {
+            total.first_error = r.first_error;
+        }
+        total.latencies_us.extend(r.latencies_us);
+    }
+    total.elapsed = started.elapsed();
+    total.latencies_us.sort_unstable();
+    Ok(total)
+}
+
+async fn send(client: &reqwest::Client, url: &str, body: &str) -> Result<(), String> {
+    let resp = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("reading the answer failed: {e}"))?;
+    let has_errors = bytes.windows(8).any(|w| w == b"\"errors\"");
+    if !status.is_success() || has_errors {
+        let text: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
+        return Err(format!("{status}: {text}"));
+    }
+    Ok(())
+}

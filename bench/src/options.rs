@@ -1,0 +1,185 @@
+//! Command line: `bench all [options]`. Hand-parsed to keep the crate's
+//! dependencies to what the workspace already has.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{bail, Context};
+
+pub const USAGE: &str = "\
+usage: bench all [options]
+
+Starts target/<profile>/{pipeline,dataset,log,gateway} on free loopback ports,
+seeds the store, runs the scenarios and prints a Markdown report.
+
+options:
+  --bin-dir DIR            where the four binaries are (default: <root>/target/release)
+  --root DIR               the workspace (for gateway/stitching/*.graphql; default: found from cwd)
+  --duration SECS          measured seconds per scenario (default 20)
+  --warmup SECS            warm-up seconds before each measurement (default 3)
+  --connections N          concurrent connections for root and nested (default 64)
+  --threads N              load generator worker threads (default 1)
+  --runs N                 seeded pipeline runs (default 1000; two datasets each)
+  --log-lines N            seeded log lines (default 20000)
+  --fanout LIST            parent counts, comma-separated (default 1,10,100,1000)
+  --fanout-connections N   concurrent connections for fanout (default 8)
+  --subscriptions N        concurrent subscriptions (default 1000)
+  --sub-runs N             runs the subscriptions are spread over (default 10)
+  --sub-lines N            lines emitted per run while subscribed (default 100)
+  --scenarios LIST         any of root,nested,fanout,subscriptions (default: all)
+  --markdown-out FILE      also write the report to FILE
+  --keep                   keep the temp directory (configs, databases, logs)";
+
+pub enum Command {
+    Help,
+    All(Box<Options>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub bin_dir: PathBuf,
+    pub root: PathBuf,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub connections: usize,
+    pub threads: usize,
+    pub runs: usize,
+    pub log_lines: usize,
+    pub fanout: Vec<usize>,
+    pub fanout_connections: usize,
+    pub subscriptions: usize,
+    pub sub_runs: usize,
+    pub sub_lines: usize,
+    pub scenarios: Vec<String>,
+    pub markdown_out: Option<PathBuf>,
+    pub keep: bool,
+    /// The command line as typed, for the report.
+    pub command_line: String,
+}
+
+const SCENARIOS: [&str; 4] = ["root", "nested", "fanout", "subscriptions"];
+
+pub fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Command> {
+    let args: Vec<String> = args.collect();
+    let command_line = std::iter::once("bench".to_string())
+        .chain(args.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut it = args.into_iter();
+    match it.next().as_deref() {
+        None | Some("--help") | Some("-h") | Some("help") => return Ok(Command::Help),
+        Some("all") => {}
+        Some(other) => bail!("unknown command `{other}`\n{USAGE}"),
+    }
+    let mut bin_dir = None;
+    let mut root = None;
+    let mut o = Options {
+        bin_dir: PathBuf::new(),
+        root: PathBuf::new(),
+        duration: Duration::from_secs(20),
+        warmup: Duration::from_secs(3),
+        connections: 64,
+        threads: 1,
+        runs: 1000,
+        log_lines: 20_000,
+        fanout: vec![1, 10, 100, 1000],
+        fanout_connections: 8,
+        subscriptions: 1000,
+        sub_runs: 10,
+        sub_lines: 100,
+        scenarios: SCENARIOS.iter().map(|s| s.to_string()).collect(),
+        markdown_out: None,
+        keep: false,
+        command_line,
+    };
+    while let Some(arg) = it.next() {
+        let mut value = || {
+            it.next()
+                .with_context(|| format!("{arg} needs a value\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--bin-dir" => bin_dir = Some(PathBuf::from(value()?)),
+            "--root" => root = Some(PathBuf::from(value()?)),
+            "--duration" => o.duration = secs(&arg, &value()?)?,
+            "--warmup" => o.warmup = secs(&arg, &value()?)?,
+            "--connections" => o.connections = count(&arg, &value()?)?,
+            "--threads" => o.threads = count(&arg, &value()?)?,
+            "--runs" => o.runs = count(&arg, &value()?)?,
+            "--log-lines" => o.log_lines = count(&arg, &value()?)?,
+            "--fanout" => {
+                o.fanout = value()?
+                    .split(',')
+                    .map(|n| count(&arg, n.trim()))
+                    .collect::<anyhow::Result<_>>()?
+            }
+            "--fanout-connections" => o.fanout_connections = count(&arg, &value()?)?,
+            "--subscriptions" => o.subscriptions = count(&arg, &value()?)?,
+            "--sub-runs" => o.sub_runs = count(&arg, &value()?)?,
+            "--sub-lines" => o.sub_lines = count(&arg, &value()?)?,
+            "--scenarios" => {
+                let list: Vec<String> = value()?.split(',').map(|s| s.trim().to_string()).collect();
+                if let Some(bad) = list.iter().find(|s| !SCENARIOS.contains(&s.as_str())) {
+                    bail!(
+                        "unknown scenario `{bad}`: pick from {}",
+                        SCENARIOS.join(",")
+                    );
+                }
+                o.scenarios = list;
+            }
+            "--markdown-out" => o.markdown_out = Some(PathBuf::from(value()?)),
+            "--keep" => o.keep = true,
+            other => bail!("unknown option `{other}`\n{USAGE}"),
+        }
+    }
+    o.root = match root {
+        Some(r) => r,
+        None => find_root()?,
+    };
+    o.root = o
+        .root
+        .canonicalize()
+        .with_context(|| format!("--root {}: no such directory", o.root.display()))?;
+    let bin_dir = bin_dir.unwrap_or_else(|| o.root.join("target/release"));
+    // The children run in a temp directory: the path must not be relative.
+    o.bin_dir = bin_dir.canonicalize().with_context(|| {
+        format!(
+            "--bin-dir {}: no such directory (build first)",
+            bin_dir.display()
+        )
+    })?;
+    if o.sub_runs > o.subscriptions {
+        o.sub_runs = o.subscriptions.max(1);
+    }
+    Ok(Command::All(Box::new(o)))
+}
+
+fn secs(name: &str, v: &str) -> anyhow::Result<Duration> {
+    let s: f64 = v
+        .parse()
+        .with_context(|| format!("{name} {v}: expected a number of seconds"))?;
+    if !(s > 0.0 && s < 3600.0) {
+        bail!("{name} {v}: expected more than 0 and less than 3600 seconds");
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+fn count(name: &str, v: &str) -> anyhow::Result<usize> {
+    match v.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => bail!("{name} {v}: expected a whole number above 0"),
+    }
+}
+
+/// The workspace root: the first ancestor of the current directory (or of
+/// this crate's source directory) holding `gateway/stitching`.
+fn find_root() -> anyhow::Result<PathBuf> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let compiled = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for start in [cwd, compiled] {
+        for dir in start.ancestors() {
+            if dir.join("gateway/stitching").is_dir() {
+                return Ok(dir.to_path_buf());
+            }
+        }
+    }
+    bail!("cannot find the workspace (a directory with gateway/stitching); pass --root DIR")
+}

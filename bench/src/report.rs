@@ -1,0 +1,497 @@
+//! The Markdown report: command, machine, date, figures, ratios, and each
+//! target of issue 5 with its number and whether it is met.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use crate::{
+    options::Options,
+    procstat::mib,
+    scenarios::{Fanout, Measured, Nested, Root, FANOUT_QUERY, NESTED_QUERY, ROOT_QUERY},
+    seed::SeedSummary,
+    subscriptions::{self, Subs},
+};
+
+pub struct Report {
+    options: Options,
+    pub idle_rss_kib: Option<u64>,
+    pub idle_rss_after_kib: Option<u64>,
+    pub seeded: Option<SeedSummary>,
+    pub root: Option<Root>,
+    pub nested: Option<Nested>,
+    pub fanout: Option<Fanout>,
+    pub subscriptions: Option<subscriptions::Outcome>,
+    pub total_secs: f64,
+    notes: Vec<String>,
+}
+
+/// Subgraph requests per client request that batching must give.
+const NESTED_EXPECTED: [(&str, f64); 3] = [("dataset", 1.0), ("log", 1.0), ("pipeline", 2.0)];
+const FANOUT_EXPECTED: [(&str, f64); 3] = [("dataset", 0.0), ("log", 1.0), ("pipeline", 2.0)];
+
+fn matches(per: &BTreeMap<String, f64>, expected: &[(&str, f64)]) -> bool {
+    expected
+        .iter()
+        .all(|(name, want)| (per.get(*name).copied().unwrap_or(0.0) - want).abs() < 0.005)
+}
+
+fn per_request(per: &Option<BTreeMap<String, f64>>) -> String {
+    match per {
+        None => "-".into(),
+        Some(p) => p
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.2}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    match v {
+        Some(v) if v.is_finite() => format!("{v:.digits$}"),
+        _ => "-".into(),
+    }
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+fn command_output(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "?".into())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+impl Report {
+    pub fn new(options: &Options) -> Report {
+        Report {
+            options: options.clone(),
+            idle_rss_kib: None,
+            idle_rss_after_kib: None,
+            seeded: None,
+            root: None,
+            nested: None,
+            fanout: None,
+            subscriptions: None,
+            total_secs: 0.0,
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn note(&mut self, n: String) {
+        self.notes.push(n);
+    }
+
+    fn row(out: &mut String, scenario: &str, via: &str, m: &Measured) {
+        let l = &m.load;
+        let _ = writeln!(
+            out,
+            "| {scenario} | {via} | {} | {} | {:.0} | {:.3} | {:.3} | {} | {} | {} | {} |",
+            m.connections,
+            l.requests,
+            l.rps(),
+            l.p50_ms(),
+            l.p99_ms(),
+            l.errors,
+            per_request(&m.per_request),
+            opt(m.cpu_us_per_request, 1),
+            opt(m.peak_rss_kib.map(mib), 1),
+        );
+    }
+
+    pub fn markdown(&self) -> String {
+        let o = &self.options;
+        let mut out = String::new();
+        let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+        let _ = writeln!(out, "## Latest results ({date})\n");
+        match std::env::var("BENCH_COMMAND") {
+            Ok(script) => {
+                let _ = writeln!(
+                    out,
+                    "Command: `{script}` (which ran `{}`)\n",
+                    o.command_line
+                );
+            }
+            Err(_) => {
+                let _ = writeln!(out, "Command: `{}`\n", o.command_line);
+            }
+        }
+        let free = command_output("free", &["-h"]);
+        let mem = free
+            .lines()
+            .find(|l| l.starts_with("Mem:"))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
+            .unwrap_or_else(|| "?".into());
+        let _ = writeln!(out, "Machine: {} cores (`nproc`), {mem} RAM (`free -h`), {}, Linux {}, {}; shared with other work while measuring, and the load generator runs on the same cores (loopback only).\n",
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            cpu_model(),
+            command_output("uname", &["-r"]),
+            command_output("rustc", &["--version"]),
+        );
+        let _ = writeln!(
+            out,
+            "Settings: {:.0} s measured after {:.0} s warm-up per phase (fanout: half of each), {} connections for root and nested, {} for fanout, load generator on {} thread(s); {}.\n",
+            o.duration.as_secs_f64(),
+            o.warmup.as_secs_f64(),
+            o.connections,
+            o.fanout_connections,
+            o.threads,
+            if o.bin_dir.ends_with("target/release") {
+                "release build (fat LTO)".to_string()
+            } else {
+                format!("binaries from {} (not the release build: not comparable)", o.bin_dir.display())
+            }
+        );
+        if let Some(s) = &self.seeded {
+            let _ = writeln!(out, "Seeded store (straight through the subgraphs, in {:.1} s): {} runs of `example00` ({} SUCCESS, {} FAILURE, {} unfinished), {} datasets (every input with content, so every output has `producedBy`), {} log lines from `ingestLogs` in batches of 1,000 plus the runs' own lines.\n",
+                s.secs, s.runs, s.succeeded, s.failed, s.unfinished, s.datasets, s.log_lines);
+        }
+
+        let _ = writeln!(out, "### Figures\n");
+        let _ = writeln!(out, "| scenario | via | conns | requests | req/s | p50 ms | p99 ms | errors | subgraph requests per client request | gateway CPU µs/req | gateway peak RSS MiB |");
+        let _ = writeln!(
+            out,
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"
+        );
+        if let Some(r) = &self.root {
+            Self::row(&mut out, "root", "gateway", &r.gateway);
+            Self::row(&mut out, "root", "pipeline subgraph (direct)", &r.direct);
+        }
+        if let Some(n) = &self.nested {
+            Self::row(&mut out, "nested", "gateway", &n.loaded);
+            Self::row(&mut out, "nested (concurrency 1)", "gateway", &n.gateway_c1);
+        }
+        if let Some(f) = &self.fanout {
+            for r in &f.rows {
+                Self::row(
+                    &mut out,
+                    &format!("fanout N = {} ({} parents)", r.n, r.parents),
+                    "gateway",
+                    &r.measured,
+                );
+            }
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Queries: root `{ROOT_QUERY}` (id varies per request over the seeded runs); nested `{NESTED_QUERY}`; fanout `{FANOUT_QUERY}`.\n");
+        let _ = writeln!(out, "CPU is the gateway process's user+sys time (`/proc/PID/stat`) over the measured phase divided by the requests served; peak RSS is its `VmHWM`, reset (`/proc/PID/clear_refs`) before each phase.\n");
+        if !self.peaks_reset() {
+            let _ = writeln!(out, "Note: the kernel refused to reset `VmHWM`, so some peaks above are the peak since the gateway started.\n");
+        }
+
+        if let Some(r) = &self.root {
+            let (g, d) = (&r.gateway.load, &r.direct.load);
+            let _ = writeln!(out, "### Ratios (root)\n");
+            let _ = writeln!(
+                out,
+                "- throughput gateway/direct: {:.0} / {:.0} req/s = **{:.2}**",
+                g.rps(),
+                d.rps(),
+                g.rps() / d.rps().max(1e-9)
+            );
+            let _ = writeln!(
+                out,
+                "- p50 gateway/direct: {:.3} / {:.3} ms = **{:.2}** (the gateway adds {:.3} ms)",
+                g.p50_ms(),
+                d.p50_ms(),
+                g.p50_ms() / d.p50_ms().max(1e-9),
+                g.p50_ms() - d.p50_ms()
+            );
+            let _ = writeln!(
+                out,
+                "- p99 gateway/direct: {:.3} / {:.3} ms\n",
+                g.p99_ms(),
+                d.p99_ms()
+            );
+        }
+
+        if let Some(n) = &self.nested {
+            let _ = writeln!(out, "### nested: the subgraph calls it makes, replayed directly at concurrency 1 ({:.1} s each)\n", n.baseline_secs);
+            let _ = writeln!(out, "| call | p50 ms |\n| --- | ---: |");
+            for (what, p50) in &n.calls {
+                let _ = writeln!(out, "| {what} | {p50:.3} |");
+            }
+            let _ = writeln!(out, "| sum | {:.3} |", n.sum_p50_ms);
+            let _ = writeln!(
+                out,
+                "| critical path (L0 + max(L1) + L2) | {:.3} |",
+                n.critical_path_ms
+            );
+            let _ = writeln!(
+                out,
+                "| **nested through the gateway, concurrency 1** | {:.3} |\n",
+                n.gateway_c1.load.p50_ms()
+            );
+        }
+
+        if let Some(f) = &self.fanout {
+            let (n, probe) = &f.dataset_probe;
+            let _ = writeln!(
+                out,
+                "### fanout through `dataCatalog` (two dataset keys per parent)\n"
+            );
+            match probe {
+                Ok(counts) => {
+                    let c: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                    let _ = writeln!(out, "One request of `pipelines(limit: {n}) {{ items {{ id dataCatalog {{ dataset {{ name }} }} }} }}` succeeded with subgraph requests: {}.\n", c.join(", "));
+                }
+                Err(e) => {
+                    let e: String = e.chars().take(400).collect();
+                    let _ = writeln!(out, "One request of `pipelines(limit: {n}) {{ items {{ id dataCatalog {{ dataset {{ name }} }} }} }}` ({} dataset keys) failed: `{}`\n", 2 * n, e.replace('`', "'"));
+                }
+            }
+        }
+
+        if let Some(s) = &self.subscriptions {
+            let _ = writeln!(out, "### subscriptions\n");
+            match s {
+                subscriptions::Outcome::Done(s) => Self::subs(&mut out, s),
+                subscriptions::Outcome::Blocked { error, direct } => {
+                    let e: String = error.chars().take(400).collect();
+                    let _ = writeln!(
+                        out,
+                        "**Blocked**: no subscription through the gateway could be opened: `{}`.\n",
+                        e.replace('`', "'")
+                    );
+                    match direct {
+                        Some(Ok(d)) => {
+                            let _ = writeln!(out, "For reference only (not the target), the same load straight against the log subgraph's `logStream`:\n");
+                            Self::subs(&mut out, d);
+                        }
+                        Some(Err(e)) => {
+                            let _ = writeln!(out, "The same scenario against the log subgraph directly failed too: `{}`\n", e.replace('`', "'"));
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
+
+        let _ = writeln!(out, "### Idle memory\n");
+        let _ = writeln!(
+            out,
+            "- gateway RSS after start, before any request: {} MiB",
+            opt(self.idle_rss_kib.map(mib), 1)
+        );
+        let _ = writeln!(
+            out,
+            "- gateway RSS idle after all scenarios: {} MiB\n",
+            opt(self.idle_rss_after_kib.map(mib), 1)
+        );
+
+        let _ = writeln!(out, "### Targets\n");
+        let _ = writeln!(out, "| target | measured | |\n| --- | --- | --- |");
+        self.targets(&mut out);
+        let _ = writeln!(out);
+        if !self.notes.is_empty() {
+            let _ = writeln!(out, "### Notes\n");
+            for n in &self.notes {
+                let _ = writeln!(out, "- {n}");
+            }
+            let _ = writeln!(out);
+        }
+        let _ = writeln!(out, "Whole run: {:.0} s.", self.total_secs);
+        out
+    }
+
+    fn peaks_reset(&self) -> bool {
+        let mut all: Vec<&Measured> = Vec::new();
+        if let Some(r) = &self.root {
+            all.push(&r.gateway);
+        }
+        if let Some(n) = &self.nested {
+            all.extend([&n.loaded, &n.gateway_c1]);
+        }
+        if let Some(f) = &self.fanout {
+            all.extend(f.rows.iter().map(|r| &r.measured));
+        }
+        let subs_ok = match &self.subscriptions {
+            Some(subscriptions::Outcome::Done(s)) => s.peak_reset,
+            _ => true,
+        };
+        subs_ok && all.iter().all(|m| m.peak_reset)
+    }
+
+    fn subs(out: &mut String, s: &Subs) {
+        let via = match s.via {
+            subscriptions::Via::Gateway => "gateway `pipelineLogs`",
+            subscriptions::Via::LogSubgraph => "log subgraph `logStream` (direct)",
+        };
+        let _ = writeln!(out, "| figure | value |\n| --- | --- |");
+        let _ = writeln!(
+            out,
+            "| via | {via}, `graphql-transport-ws`, one connection per subscription |"
+        );
+        let _ = writeln!(
+            out,
+            "| subscriptions open | {} of {} (in {:.1} s), over {} runs |",
+            s.connected, s.subscriptions, s.connect_secs, s.runs
+        );
+        if let Some(a) = s.active_metric {
+            let _ = writeln!(out, "| `gateway_subscriptions_active` | {a:.0} |");
+        }
+        let _ = writeln!(out, "| lines emitted | {} per run, `ingestLogs` on the log subgraph in batches of 20, in {:.2} s |", s.lines_per_run, s.emit_secs);
+        let _ = writeln!(
+            out,
+            "| events expected / delivered | {} / {} |",
+            s.expected_events, s.delivered
+        );
+        let _ = writeln!(
+            out,
+            "| lost / duplicated / out of order | {} / {} / {} |",
+            s.lost, s.duplicates, s.out_of_order
+        );
+        let _ = writeln!(out, "| events per second delivered | {:.0} (first line sent to last event received: {:.2} s) |", s.events_per_sec(), s.delivery_secs);
+        let _ = writeln!(
+            out,
+            "| gateway RSS, all subscribed, before lines | {:.1} MiB |",
+            mib(s.rss_subscribed_kib)
+        );
+        let _ = writeln!(
+            out,
+            "| gateway peak RSS over the scenario | {:.1} MiB |",
+            mib(s.peak_rss_kib)
+        );
+        let _ = writeln!(
+            out,
+            "| gateway CPU per delivered event | {:.1} µs |",
+            s.cpu_us_per_event
+        );
+        for e in &s.errors {
+            let e: String = e.chars().take(300).collect();
+            let _ = writeln!(
+                out,
+                "| error | `{}` |",
+                e.replace('`', "'").replace('|', "/")
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    fn targets(&self, out: &mut String) {
+        let mut t = |name: &str, measured: String, ok: Option<bool>| {
+            let verdict = match ok {
+                Some(ok) => met(ok),
+                None => "not measured",
+            };
+            let _ = writeln!(out, "| {name} | {measured} | {verdict} |");
+        };
+        if let Some(r) = &self.root {
+            let added = r.gateway.load.p50_ms() - r.direct.load.p50_ms();
+            t(
+                "root: gateway adds at most 0.5 ms at p50 over direct",
+                format!(
+                    "{added:.3} ms ({:.3} vs {:.3} ms, {} connections)",
+                    r.gateway.load.p50_ms(),
+                    r.direct.load.p50_ms(),
+                    r.gateway.connections
+                ),
+                Some(added <= 0.5),
+            );
+            let cpu = r.gateway.cpu_us_per_request.unwrap_or(f64::NAN);
+            t(
+                "root: at most 50 µs gateway CPU per request",
+                format!("{cpu:.1} µs"),
+                Some(cpu <= 50.0),
+            );
+        }
+        if let Some(n) = &self.nested {
+            let ok = n
+                .loaded
+                .per_request
+                .as_ref()
+                .is_some_and(|p| matches(p, &NESTED_EXPECTED))
+                && n.gateway_c1
+                    .per_request
+                    .as_ref()
+                    .is_some_and(|p| matches(p, &NESTED_EXPECTED));
+            t(
+                "nested: one request per subgraph per level (pipeline 2, dataset 1, log 1)",
+                per_request(&n.loaded.per_request),
+                Some(ok),
+            );
+            let p50 = n.gateway_c1.load.p50_ms();
+            t(
+                "nested: p50 within 1.5x the sum of its subgraph calls (concurrency 1)",
+                format!(
+                    "{p50:.3} ms vs {:.3} ms = {:.2}x",
+                    n.sum_p50_ms,
+                    p50 / n.sum_p50_ms.max(1e-9)
+                ),
+                Some(p50 <= 1.5 * n.sum_p50_ms),
+            );
+        }
+        if let Some(f) = &self.fanout {
+            let all: Vec<String> = f
+                .rows
+                .iter()
+                .map(|r| format!("N={}: {}", r.n, per_request(&r.measured.per_request)))
+                .collect();
+            let ok = !f.rows.is_empty()
+                && f.rows.iter().all(|r| {
+                    r.measured
+                        .per_request
+                        .as_ref()
+                        .is_some_and(|p| matches(p, &FANOUT_EXPECTED))
+                });
+            t(
+                "fanout: requests flat whatever N (pipeline 2, log 1)",
+                all.join("; "),
+                Some(ok),
+            );
+        }
+        match &self.subscriptions {
+            Some(subscriptions::Outcome::Done(s)) => {
+                t(
+                    &format!("subscriptions: {} open", s.subscriptions),
+                    format!("{} open", s.connected),
+                    Some(s.connected == s.subscriptions),
+                );
+                t(
+                    "subscriptions: gateway under 100 MiB RSS",
+                    format!("peak {:.1} MiB", mib(s.peak_rss_kib)),
+                    Some(s.peak_rss_kib < 100 * 1024),
+                );
+                t(
+                    "subscriptions: no event lost",
+                    format!("{} lost of {}", s.lost, s.expected_events),
+                    Some(s.lost == 0 && s.connected > 0),
+                );
+            }
+            Some(subscriptions::Outcome::Blocked { .. }) => {
+                t(
+                    "subscriptions: 1,000 under 100 MiB, no event lost",
+                    "blocked: the gateway opened no subscription".into(),
+                    None,
+                );
+            }
+            None => {}
+        }
+        if let Some(idle) = self.idle_rss_kib {
+            t(
+                "idle RSS under 30 MiB",
+                format!("{:.1} MiB", mib(idle)),
+                Some(idle < 30 * 1024),
+            );
+        }
+    }
+}
