@@ -508,3 +508,39 @@ async fn bad_stitching_is_a_start_up_error_naming_file_and_line() {
     );
     subgraphs.stop().await;
 }
+
+#[tokio::test]
+async fn plans_are_cached_by_document_and_dropped_with_the_schema() {
+    let p = Platform::start().await;
+    let q = "query A { pipelines { total } } query B { pipelineTemplates { name } }";
+    let engine = p.gateway.state.engine();
+    let a1 = engine.prepare(q, Some("A")).unwrap();
+    let a2 = engine.prepare(q, Some("A")).unwrap();
+    let b = engine.prepare(q, Some("B")).unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&a1, &a2),
+        "same document and operation: one plan"
+    );
+    assert!(
+        !std::sync::Arc::ptr_eq(&a1, &b),
+        "another operation: another plan"
+    );
+    p.gateway.reload().await.unwrap();
+    let fresh = p.gateway.state.engine();
+    assert!(
+        !std::sync::Arc::ptr_eq(&engine, &fresh),
+        "a reload swaps the engine"
+    );
+    let a3 = fresh.prepare(q, Some("A")).unwrap();
+    assert!(
+        !std::sync::Arc::ptr_eq(&a1, &a3),
+        "the new schema plans anew"
+    );
+    // Requests still run on the old engine they hold.
+    let resp = gql(&p.url(), q, json!({})).await;
+    assert!(
+        resp["errors"].is_array(),
+        "two operations and no name: {resp}"
+    );
+    p.stop().await;
+}
