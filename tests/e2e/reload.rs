@@ -127,6 +127,12 @@ async fn issue_4_a_subgraph_added_by_config_alone() {
     );
     assert_eq!(after - before, 1);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // The same parents asked twice in one level: each delegation goes out once.
+    calls.store(0, Ordering::SeqCst);
+    let twice = "{ a: pipelines { items { watchers { name } } } b: pipelines { items { watchers { name } } } }";
+    let resp = p.query(twice, json!({})).await;
+    assert_eq!(data(&resp)["b"]["items"][2]["watchers"][0]["name"], data(&resp)["a"]["items"][2]["watchers"][0]["name"]);
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "6 parents, 3 distinct delegations");
     let resp = p.query("{ user(id: \"7\") { name } }", json!({})).await;
     assert_eq!(data(&resp)["user"]["name"], "user-7");
 

@@ -40,6 +40,9 @@ impl Pending {
 pub(crate) struct Target {
     path: Vec<PathSeg>,
     key: KeyRef,
+    /// The plan node this answer is for: its children run next. Identical
+    /// delegations of different nodes (`a: f { x } b: f { x }`) share a call.
+    node: Arc<FetchNode>,
 }
 
 enum KeyRef {
@@ -232,7 +235,15 @@ pub fn build(
                 }
                 Some(k) => k,
             };
-            let idx = match builders.iter().position(|b| b.call.node.id == node.id) {
+            // Same remote field and selection: one call, whatever the plan node.
+            let same = |b: &CallBuilder| {
+                let n = &b.call.node;
+                n.delegation.batch
+                    && n.selection == node.selection
+                    && Arc::ptr_eq(&n.delegation, &node.delegation)
+                    && n.field.arguments == node.field.arguments
+            };
+            let idx = match builders.iter().position(same) {
                 Some(i) => i,
                 None => {
                     builders.push(CallBuilder {
@@ -267,7 +278,11 @@ pub fn build(
                 ),
                 k => KeyRef::One(intern(k)),
             };
-            b.call.targets.push(Target { path, key });
+            b.call.targets.push(Target {
+                path,
+                key,
+                node: node.clone(),
+            });
             continue;
         }
 
@@ -300,7 +315,8 @@ pub fn build(
             value::write(data, &path, empty_answer(node));
             continue;
         }
-        let mut signature = node.id.to_string();
+        // Identical delegations go out once: same remote path, arguments and selection.
+        let mut signature = format!("{:p}|{}", Arc::as_ptr(&node.delegation), node.selection);
         for args in &seg_args {
             signature.push('|');
             for (k, v) in args {
@@ -311,6 +327,7 @@ pub fn build(
             builders[*i].call.targets.push(Target {
                 path,
                 key: KeyRef::Whole,
+                node: node.clone(),
             });
             continue;
         }
@@ -340,6 +357,7 @@ pub fn build(
                 targets: vec![Target {
                     path,
                     key: KeyRef::Whole,
+                    node: node.clone(),
                 }],
             },
             args: args_vars,
@@ -531,7 +549,7 @@ pub fn merge_body(
                 ),
             };
             value::write(data, &t.path, value);
-            for child in &call.node.children {
+            for child in &t.node.children {
                 let mut parents = Vec::new();
                 collect_objects(data, &t.path, &child.parent_path, &mut parents);
                 next.extend(parents.into_iter().map(|parent| Pending {
