@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use e2e::{
-    client::Protocol,
+    client::{Protocol, Subscription},
     pipeline_support::{create_run, run_logs, text_datasets, wait_logs, wait_status},
     platform::{eventually, metric, Platform},
     stack::SubgraphsOptions,
@@ -574,12 +574,21 @@ async fn the_upstream_subscription_stops_with_the_client() {
         "exactly one upstream subscription was completed"
     );
 
-    // The client vanishes without a close: the other upstream socket closes too.
+    // The client vanishes without a close: the other upstream subscription
+    // is completed and its socket closes too.
     c.abort();
     eventually(WAIT, "every upstream socket closed", || async {
         (proxy.open() == 0).then_some(())
     })
     .await;
+    for n in 0..2 {
+        let frames = proxy.client_sent(n).1;
+        assert!(
+            frames.iter().any(|f| serde_json::from_str::<Value>(f)
+                .is_ok_and(|v| v == json!({ "type": "complete", "id": "1" }))),
+            "upstream {n} was completed: {frames:?}"
+        );
+    }
     wait_active(&p, 0).await;
 
     // Legacy `stop` does the same.
@@ -666,6 +675,58 @@ async fn two_hundred_concurrent_subscriptions_get_only_their_own_events() {
     );
     for c in clients {
         c.close().await;
+    }
+    wait_active(&p, 0).await;
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn gateway_shutdown_closes_sockets_and_upstream_subscriptions() {
+    let (p, proxy) = platform_with_log_proxy("", "").await;
+    let mut c = WsClient::ready(&p.ws_url(), Protocol::GraphqlTransportWs).await;
+    c.subscribe("1", LOGS, json!({ "id": "a-run-without-lines" }))
+        .await;
+    eventually(WAIT, "the upstream socket", || async {
+        (proxy.open() == 1).then_some(())
+    })
+    .await;
+    wait_active(&p, 1).await;
+    p.gateway.state.shutdown.cancel();
+    assert_eq!(c.expect_close(SECOND).await.0, 1001);
+    eventually(WAIT, "the upstream socket closed", || async {
+        (proxy.open() == 0).then_some(())
+    })
+    .await;
+    let active = &p.gateway.state.metrics.subscriptions_active;
+    eventually(WAIT, "no active subscription", || async {
+        (active.load(std::sync::atomic::Ordering::Relaxed) == 0).then_some(())
+    })
+    .await;
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn the_shared_test_client_follows_a_run_through_the_gateway() {
+    let p = Platform::start().await;
+    let (run, lines) = finished_run(&p).await;
+    for protocol in Protocol::ALL {
+        let mut sub =
+            Subscription::start(&p.ws_url(), protocol, EVENTS, json!({ "id": run })).await;
+        let first = sub.next(WAIT).await.expect("the current status");
+        assert_eq!(first["pipelineEvents"]["status"], "SUCCESS");
+        assert_eq!(
+            sub.next(WAIT).await,
+            None,
+            "a finished run's events complete"
+        );
+        sub.stop().await;
+        let mut sub =
+            Subscription::start(&p.ws_url(), protocol, LOGS_ENRICHED, json!({ "id": run })).await;
+        let got = sub.take(lines.len(), WAIT).await;
+        assert!(got
+            .iter()
+            .all(|l| l["pipelineLogs"]["pipeline"]["status"] == "SUCCESS"));
+        sub.stop().await;
     }
     wait_active(&p, 0).await;
     p.stop().await;
