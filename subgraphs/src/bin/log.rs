@@ -1,70 +1,7 @@
-//! `log [--config config.toml]`: the log subgraph as a process. Reads
+//! `log [--config config.toml]`: the log subgraph as a process, configured by
 //! `[services.log]`; relative paths are relative to the config file.
-
-use std::path::{Path, PathBuf};
-
-use anyhow::{anyhow, bail, Context};
-use subgraphs::{
-    common::{init_tracing, load_service_config, resolve_path, shutdown_signal},
-    log::{self, LogConfig},
-};
-
-const USAGE: &str = "usage: log [--config <config.toml>]";
-
-fn config_path() -> anyhow::Result<PathBuf> {
-    let mut path = PathBuf::from("config.toml");
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--config" | "-c" => {
-                path = args
-                    .next()
-                    .map(PathBuf::from)
-                    .ok_or_else(|| anyhow!("--config needs a file path\n{USAGE}"))?
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => match other.strip_prefix("--config=") {
-                Some(p) => path = PathBuf::from(p),
-                None => bail!("unknown argument `{other}`\n{USAGE}"),
-            },
-        }
-    }
-    Ok(path)
-}
 
 #[tokio::main]
 async fn main() {
-    init_tracing();
-    // Printed by hand: a config mistake deserves one clear line, not a backtrace.
-    if let Err(e) = run().await {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
-}
-
-async fn run() -> anyhow::Result<()> {
-    let path = config_path()?;
-    let mut config: LogConfig = load_service_config(&path, "log")?;
-    let dir = path.parent().unwrap_or(Path::new(""));
-    config.database = resolve_path(dir, &config.database);
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} ([services.log] listen in {})",
-                config.listen,
-                path.display()
-            )
-        })?;
-    let service = log::start(config, listener)
-        .await
-        .map_err(|e| anyhow!("cannot start the log subgraph: {e}"))?;
-    tracing::info!(url = %service.url(), "log subgraph listening");
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    service.stop().await;
-    Ok(())
+    subgraphs::common::cli::run_service(subgraphs::log::start).await
 }

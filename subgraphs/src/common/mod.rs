@@ -2,6 +2,7 @@
 //! SQLite handle and the types that several subgraphs define identically
 //! (`DateTime`, `Tag`, `TagInput`), so the gateway can merge them.
 
+pub mod cli;
 pub mod server;
 
 use std::{
@@ -9,7 +10,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use async_graphql::{ErrorExtensions, InputObject, InputValueError, InputValueResult, Scalar, ScalarType, SimpleObject, Value};
+use async_graphql::{
+    ErrorExtensions, InputObject, InputValueError, InputValueResult, Scalar, ScalarType,
+    SimpleObject, Value,
+};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 
@@ -248,7 +252,11 @@ impl Timestamp {
     pub fn parse(s: &str) -> Result<Self, String> {
         DateTime::parse_from_rfc3339(s)
             .map(|d| Timestamp(d.with_timezone(&Utc)))
-            .map_err(|e| format!("`{s}` is not an RFC 3339 timestamp ({e}); expected e.g. 2026-11-20T10:00:00Z"))
+            .map_err(|e| {
+                format!(
+                    "`{s}` is not an RFC 3339 timestamp ({e}); expected e.g. 2026-11-20T10:00:00Z"
+                )
+            })
     }
 }
 
@@ -324,7 +332,10 @@ pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
-        let _ = tracing_subscriber::fmt().json().with_env_filter(filter).try_init();
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .try_init();
     } else {
         let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
     }
@@ -354,7 +365,10 @@ mod tests {
 
     #[test]
     fn cursor_round_trip_and_garbage() {
-        assert_eq!(cursor::decode(&cursor::encode("2026|abc")).unwrap(), "2026|abc");
+        assert_eq!(
+            cursor::decode(&cursor::encode("2026|abc")).unwrap(),
+            "2026|abc"
+        );
         assert!(cursor::decode("!!!").is_err());
     }
 }

@@ -85,7 +85,10 @@ where
             "/graphql",
             get(graphql_get::<Q, M, S>).post(graphql_post::<Q, M, S>),
         )
-        .route("/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .route(
+            "/health",
+            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
+        )
         .with_state(AppState { schema, shutdown })
 }
 
@@ -131,10 +134,13 @@ where
             .into_response();
     }
     if req.uri().query().is_none() && wants_html(headers) {
-        return Html(GraphiQLSource::build()
+        return Html(
+            GraphiQLSource::build()
                 .endpoint("/graphql")
                 .subscription_endpoint("/graphql")
-                .finish()).into_response();
+                .finish(),
+        )
+        .into_response();
     }
     match GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(req, &())
         .await
@@ -219,8 +225,7 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         {
             s.recv().await;
         }
@@ -237,16 +242,17 @@ mod hyper_util_compat {
     use tower::ServiceExt;
 
     pub async fn serve_connection(stream: tokio::net::TcpStream, router: Router) {
-        let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            let router = router.clone();
-            async move {
-                let resp = router
-                    .oneshot(req.map(axum::body::Body::new))
-                    .await
-                    .unwrap_or_else(|e: Infallible| match e {});
-                Ok::<_, Infallible>(resp)
-            }
-        });
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let router = router.clone();
+                async move {
+                    let resp = router
+                        .oneshot(req.map(axum::body::Body::new))
+                        .await
+                        .unwrap_or_else(|e: Infallible| match e {});
+                    Ok::<_, Infallible>(resp)
+                }
+            });
         let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         if let Err(e) = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)

@@ -127,3 +127,24 @@ pub async fn start(config: DatasetConfig, listener: TcpListener) -> ServiceResul
         TaskTracker::new(),
     )?)
 }
+
+impl crate::common::cli::ServiceConfig for DatasetConfig {
+    const NAME: &'static str = "dataset";
+
+    fn listen(&self) -> &str {
+        &self.listen
+    }
+
+    fn resolve_paths(&mut self, dir: &std::path::Path) {
+        self.database = crate::common::resolve_path(dir, &self.database);
+        self.data_dir = crate::common::resolve_path(dir, &self.data_dir);
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        if self.signing_secret == "change-me-in-production" {
+            vec!["[services.dataset] signing_secret is the example value; set your own secret before exposing this service".into()]
+        } else {
+            Vec::new()
+        }
+    }
+}

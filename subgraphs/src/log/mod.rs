@@ -70,3 +70,15 @@ pub async fn start(config: LogConfig, listener: TcpListener) -> ServiceResult<Ru
         TaskTracker::new(),
     )?)
 }
+
+impl crate::common::cli::ServiceConfig for LogConfig {
+    const NAME: &'static str = "log";
+
+    fn listen(&self) -> &str {
+        &self.listen
+    }
+
+    fn resolve_paths(&mut self, dir: &std::path::Path) {
+        self.database = crate::common::resolve_path(dir, &self.database);
+    }
+}

@@ -207,3 +207,15 @@ mod tests {
         }
     }
 }
+
+impl crate::common::cli::ServiceConfig for PipelineConfig {
+    const NAME: &'static str = "pipeline";
+
+    fn listen(&self) -> &str {
+        &self.listen
+    }
+
+    fn resolve_paths(&mut self, dir: &std::path::Path) {
+        self.database = crate::common::resolve_path(dir, &self.database);
+    }
+}
