@@ -160,6 +160,18 @@ pub async fn start(config: PipelineConfig, listener: TcpListener) -> ServiceResu
     spawn_service(listener, router(runner), shutdown, tasks).map_err(ServiceError::from)
 }
 
+impl crate::common::cli::ServiceConfig for PipelineConfig {
+    const NAME: &'static str = "pipeline";
+
+    fn listen(&self) -> &str {
+        &self.listen
+    }
+
+    fn resolve_paths(&mut self, dir: &std::path::Path) {
+        self.database = crate::common::resolve_path(dir, &self.database);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,17 +217,5 @@ mod tests {
         ] {
             assert!(sdl.contains(needle), "{needle} missing from:\n{sdl}");
         }
-    }
-}
-
-impl crate::common::cli::ServiceConfig for PipelineConfig {
-    const NAME: &'static str = "pipeline";
-
-    fn listen(&self) -> &str {
-        &self.listen
-    }
-
-    fn resolve_paths(&mut self, dir: &std::path::Path) {
-        self.database = crate::common::resolve_path(dir, &self.database);
     }
 }
