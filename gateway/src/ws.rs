@@ -112,11 +112,23 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, head
         tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
     keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let close: Option<Close> = loop {
+        // Client messages before outgoing events, so a busy stream cannot
+        // starve a `complete`; task ends last, after their queued messages.
         let step = tokio::select! {
             biased;
             _ = conn.cancel.cancelled() => break Some(Close::GoingAway),
+            _ = &mut init_deadline, if conn.shared.is_none() => break Some(Close::InitTimeout),
+            _ = keep_alive.tick(), if protocol == Protocol::LegacyWs && conn.shared.is_some() => {
+                Step::Reply(protocol::ka())
+            }
+            msg = stream.next() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
+                Some(Ok(Message::Text(text))) => conn.handle(text.as_str()),
+                Some(Ok(Message::Binary(_))) => conn.violation("binary messages are not part of the protocol; send JSON text".into()),
+                Some(Ok(_)) => Step::Continue,
+            },
             Some(out) = rx.recv() => {
-                if conn.by_task.contains_key(&out.task) && !send(&mut sink, out.text).await {
+                if conn.by_task.contains_key(&out.task) && !send(&mut sink, &conn.cancel, out.text).await {
                     break None;
                 }
                 continue;
@@ -132,43 +144,35 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, head
                 };
                 // Its last messages were queued before it ended: deliver them first.
                 while let Ok(out) = rx.try_recv() {
-                    if conn.by_task.contains_key(&out.task) && !send(&mut sink, out.text).await {
+                    if conn.by_task.contains_key(&out.task) && !send(&mut sink, &conn.cancel, out.text).await {
                         break;
                     }
                 }
                 conn.finished(id);
                 continue;
             }
-            _ = &mut init_deadline, if conn.shared.is_none() => break Some(Close::InitTimeout),
-            _ = keep_alive.tick(), if protocol == Protocol::LegacyWs && conn.shared.is_some() => {
-                Step::Reply(protocol::ka())
-            }
-            msg = stream.next() => match msg {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
-                Some(Ok(Message::Text(text))) => conn.handle(text.as_str()),
-                Some(Ok(Message::Binary(_))) => conn.violation("binary messages are not part of the protocol; send JSON text".into()),
-                Some(Ok(_)) => Step::Continue,
-            },
         };
         match step {
             Step::Continue => {}
             Step::Reply(text) => {
-                if !send(&mut sink, text).await {
+                if !send(&mut sink, &conn.cancel, text).await {
                     break None;
                 }
             }
             Step::Ack => {
-                if !send(&mut sink, protocol::ack()).await {
+                if !send(&mut sink, &conn.cancel, protocol::ack()).await {
                     break None;
                 }
                 // Legacy: a keep-alive right after the ack, as subscriptions-transport-ws does.
-                if protocol == Protocol::LegacyWs && !send(&mut sink, protocol::ka()).await {
+                if protocol == Protocol::LegacyWs
+                    && !send(&mut sink, &conn.cancel, protocol::ka()).await
+                {
                     break None;
                 }
             }
             Step::Close(c) => break Some(c),
             Step::ReplyClose(text, c) => {
-                let _ = send(&mut sink, text).await;
+                let _ = send(&mut sink, &conn.cancel, text).await;
                 break Some(c);
             }
         }
@@ -179,7 +183,7 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, head
             code: c.code(),
             reason: c.reason().into(),
         };
-        let _ = sink.send(Message::Close(Some(frame))).await;
+        let _ = tokio::time::timeout(STOP_WAIT, sink.send(Message::Close(Some(frame)))).await;
     }
     drop(rx);
     // Let each subscription stop its upstream stream, then drop the rest.
@@ -190,8 +194,18 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, head
     conn.tasks.abort_all();
 }
 
-async fn send(sink: &mut SplitSink<WebSocket, Message>, text: String) -> bool {
-    sink.send(Message::Text(text.into())).await.is_ok()
+/// Sends one message; gives up when the gateway shuts down, so a client
+/// that stopped reading cannot hold the connection open past shutdown.
+async fn send(
+    sink: &mut SplitSink<WebSocket, Message>,
+    cancel: &CancellationToken,
+    text: String,
+) -> bool {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => false,
+        r = sink.send(Message::Text(text.into())) => r.is_ok(),
+    }
 }
 
 impl Connection {
