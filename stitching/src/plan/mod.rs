@@ -307,13 +307,7 @@ impl<'a> Planner<'a> {
             &mut required,
             out,
         );
-        for r in &required {
-            out.push(' ');
-            out.push_str(REQUIRE_PREFIX);
-            out.push_str(r);
-            out.push_str(": ");
-            out.push_str(r);
-        }
+        push_requirements(out, &required);
         if out.len() == start {
             // Everything here is delegated elsewhere; a selection set cannot be empty.
             out.push_str(" __typename");
@@ -475,13 +469,7 @@ impl<'a> Planner<'a> {
                 self.render_directives(sg, directives, variables, out);
                 out.push_str(" {");
                 out.push_str(&inner);
-                for r in &required {
-                    out.push(' ');
-                    out.push_str(REQUIRE_PREFIX);
-                    out.push_str(r);
-                    out.push_str(": ");
-                    out.push_str(r);
-                }
+                push_requirements(out, &required);
                 out.push_str(" }");
             }
         } else if let Some(cond) = type_condition {
@@ -506,13 +494,7 @@ impl<'a> Planner<'a> {
                 self.render_directives(sg, directives, variables, out);
                 out.push_str(" {");
                 out.push_str(&inner);
-                for r in &required {
-                    out.push(' ');
-                    out.push_str(REQUIRE_PREFIX);
-                    out.push_str(r);
-                    out.push_str(": ");
-                    out.push_str(r);
-                }
+                push_requirements(out, &required);
                 if inner.is_empty() && required.is_empty() {
                     out.push_str(" __typename");
                 }
@@ -597,6 +579,17 @@ impl<'a> Planner<'a> {
                 let _ = write!(out, "{other}");
             }
         }
+    }
+}
+
+/// ` _stitch_f_NAME: NAME` for each parent field a `$fields:` reference reads.
+fn push_requirements(out: &mut String, required: &[Name]) {
+    for r in required {
+        out.push(' ');
+        out.push_str(REQUIRE_PREFIX);
+        out.push_str(r);
+        out.push_str(": ");
+        out.push_str(r);
     }
 }
 

@@ -488,33 +488,25 @@ fn rename_type(
             .map(|n| ComponentName::from(Name::new_unchecked(sg.public_type(n))))
             .collect()
     };
+    // Objects and interfaces have the same shape; one macro keeps them in step.
+    macro_rules! object_like {
+        ($o:expr) => {{
+            let mut o = $o.as_ref().clone();
+            o.name = public_name.clone();
+            o.directives.0.clear();
+            o.fields = o
+                .fields
+                .iter()
+                .filter(|(k, _)| !hidden(k))
+                .map(|(k, v)| (k.clone(), field(v)))
+                .collect();
+            o.implements_interfaces = names(&o.implements_interfaces);
+            o
+        }};
+    }
     match ty {
-        ExtendedType::Object(o) => {
-            let mut o = o.as_ref().clone();
-            o.name = public_name.clone();
-            o.directives.0.clear();
-            o.fields = o
-                .fields
-                .iter()
-                .filter(|(k, _)| !hidden(k))
-                .map(|(k, v)| (k.clone(), field(v)))
-                .collect();
-            o.implements_interfaces = names(&o.implements_interfaces);
-            ExtendedType::Object(Node::new(o))
-        }
-        ExtendedType::Interface(o) => {
-            let mut o = o.as_ref().clone();
-            o.name = public_name.clone();
-            o.directives.0.clear();
-            o.fields = o
-                .fields
-                .iter()
-                .filter(|(k, _)| !hidden(k))
-                .map(|(k, v)| (k.clone(), field(v)))
-                .collect();
-            o.implements_interfaces = names(&o.implements_interfaces);
-            ExtendedType::Interface(Node::new(o))
-        }
+        ExtendedType::Object(o) => ExtendedType::Object(Node::new(object_like!(o))),
+        ExtendedType::Interface(o) => ExtendedType::Interface(Node::new(object_like!(o))),
         ExtendedType::Union(u) => {
             let mut u = u.as_ref().clone();
             u.name = public_name.clone();
