@@ -48,9 +48,9 @@ async fn all(options: Options) -> anyhow::Result<()> {
         options.bin_dir.display(),
         options.root.display()
     );
-    let stack = stack::Stack::start(&options).await?;
+    let mut stack = stack::Stack::start(&options).await?;
     eprintln!("bench: stack up in {}", stack.dir.display());
-    let result = run_scenarios(&options, &stack, &mut report).await;
+    let result = run_scenarios(&options, &mut stack, &mut report).await;
     let stopped = stack.stop().await;
     if let Err(e) = &result {
         report.note(format!("The run stopped early: {e:#}"));
@@ -69,7 +69,7 @@ async fn all(options: Options) -> anyhow::Result<()> {
 
 async fn run_scenarios(
     options: &Options,
-    stack: &stack::Stack,
+    stack: &mut stack::Stack,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -90,11 +90,14 @@ async fn run_scenarios(
         eprintln!("bench: scenario fanout");
         report.fanout = Some(scenarios::fanout(options, stack, &seeded).await?);
     }
-    if want("subscriptions") {
-        eprintln!("bench: scenario subscriptions");
-        report.subscriptions = Some(subscriptions::run(options, stack).await);
-    }
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     report.idle_rss_after_kib = Some(procstat::status(stack.gateway.pid)?.rss_kib);
+    if want("subscriptions") {
+        eprintln!("bench: scenario subscriptions (on a fresh gateway process)");
+        stack.restart_gateway().await?;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        report.idle_rss_fresh_kib = Some(procstat::status(stack.gateway.pid)?.rss_kib);
+        report.subscriptions = Some(subscriptions::run(options, stack).await);
+    }
     Ok(())
 }

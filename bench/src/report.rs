@@ -15,6 +15,8 @@ pub struct Report {
     options: Options,
     pub idle_rss_kib: Option<u64>,
     pub idle_rss_after_kib: Option<u64>,
+    /// The restarted gateway's, before the subscriptions.
+    pub idle_rss_fresh_kib: Option<u64>,
     pub seeded: Option<SeedSummary>,
     pub root: Option<Root>,
     pub nested: Option<Nested>,
@@ -88,6 +90,7 @@ impl Report {
             options: options.clone(),
             idle_rss_kib: None,
             idle_rss_after_kib: None,
+            idle_rss_fresh_kib: None,
             seeded: None,
             root: None,
             nested: None,
@@ -106,7 +109,7 @@ impl Report {
         let l = &m.load;
         let _ = writeln!(
             out,
-            "| {scenario} | {via} | {} | {} | {:.0} | {:.3} | {:.3} | {} | {} | {} | {} |",
+            "| {scenario} | {via} | {} | {} | {:.0} | {:.3} | {:.3} | {} | {} | {} | {} | {:.0} |",
             m.connections,
             l.requests,
             l.rps(),
@@ -116,6 +119,7 @@ impl Report {
             per_request(&m.per_request),
             opt(m.cpu_us_per_request, 1),
             opt(m.peak_rss_kib.map(mib), 1),
+            m.loadgen_cpu_percent,
         );
     }
 
@@ -168,14 +172,21 @@ impl Report {
         }
 
         let _ = writeln!(out, "### Figures\n");
-        let _ = writeln!(out, "| scenario | via | conns | requests | req/s | p50 ms | p99 ms | errors | subgraph requests per client request | gateway CPU µs/req | gateway peak RSS MiB |");
+        let _ = writeln!(out, "| scenario | via | conns | requests | req/s | p50 ms | p99 ms | errors | subgraph requests per client request | gateway CPU µs/req | gateway peak RSS MiB | load generator CPU % |");
         let _ = writeln!(
             out,
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"
         );
         if let Some(r) = &self.root {
             Self::row(&mut out, "root", "gateway", &r.gateway);
             Self::row(&mut out, "root", "pipeline subgraph (direct)", &r.direct);
+            Self::row(&mut out, "root (concurrency 1)", "gateway", &r.gateway_c1);
+            Self::row(
+                &mut out,
+                "root (concurrency 1)",
+                "pipeline subgraph (direct)",
+                &r.direct_c1,
+            );
         }
         if let Some(n) = &self.nested {
             Self::row(&mut out, "nested", "gateway", &n.loaded);
@@ -193,7 +204,7 @@ impl Report {
         }
         let _ = writeln!(out);
         let _ = writeln!(out, "Queries: root `{ROOT_QUERY}` (id varies per request over the seeded runs); nested `{NESTED_QUERY}`; fanout `{FANOUT_QUERY}`.\n");
-        let _ = writeln!(out, "CPU is the gateway process's user+sys time (`/proc/PID/stat`) over the measured phase divided by the requests served; peak RSS is its `VmHWM`, reset (`/proc/PID/clear_refs`) before each phase.\n");
+        let _ = writeln!(out, "CPU is the gateway process's user+sys time (`/proc/PID/stat`) over the measured phase divided by the requests served; peak RSS is its `VmHWM`, reset (`/proc/PID/clear_refs`) before each phase; load generator CPU is this process's own user+sys time over the phase in % of one core (near 100 x its threads would mean the load generator was the limit).\n");
         if !self.peaks_reset() {
             let _ = writeln!(out, "Note: the kernel refused to reset `VmHWM`, so some peaks above are the peak since the gateway started.\n");
         }
@@ -218,9 +229,20 @@ impl Report {
             );
             let _ = writeln!(
                 out,
-                "- p99 gateway/direct: {:.3} / {:.3} ms\n",
+                "- p99 gateway/direct: {:.3} / {:.3} ms",
                 g.p99_ms(),
                 d.p99_ms()
+            );
+            let (g1, d1) = (&r.gateway_c1.load, &r.direct_c1.load);
+            let _ = writeln!(
+                out,
+                "- at concurrency 1 (no queueing): p50 {:.3} / {:.3} ms = {:.2} (the gateway adds {:.3} ms); throughput {:.0} / {:.0} req/s\n",
+                g1.p50_ms(),
+                d1.p50_ms(),
+                g1.p50_ms() / d1.p50_ms().max(1e-9),
+                g1.p50_ms() - d1.p50_ms(),
+                g1.rps(),
+                d1.rps()
             );
         }
 
@@ -294,9 +316,17 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "- gateway RSS idle after all scenarios: {} MiB\n",
+            "- gateway RSS idle after the HTTP scenarios: {} MiB (the allocator keeps freed pages)",
             opt(self.idle_rss_after_kib.map(mib), 1)
         );
+        if let Some(fresh) = self.idle_rss_fresh_kib {
+            let _ = writeln!(
+                out,
+                "- a fresh gateway process, before the subscriptions: {:.1} MiB",
+                mib(fresh)
+            );
+        }
+        let _ = writeln!(out);
 
         let _ = writeln!(out, "### Targets\n");
         let _ = writeln!(out, "| target | measured | |\n| --- | --- | --- |");
@@ -363,7 +393,7 @@ impl Report {
         let _ = writeln!(out, "| events per second delivered | {:.0} (first line sent to last event received: {:.2} s) |", s.events_per_sec(), s.delivery_secs);
         let _ = writeln!(
             out,
-            "| gateway RSS, all subscribed, before lines | {:.1} MiB |",
+            "| gateway RSS, all subscribed, before lines | {:.1} MiB (a fresh gateway process for this scenario) |",
             mib(s.rss_subscribed_kib)
         );
         let _ = writeln!(
@@ -400,10 +430,11 @@ impl Report {
             t(
                 "root: gateway adds at most 0.5 ms at p50 over direct",
                 format!(
-                    "{added:.3} ms ({:.3} vs {:.3} ms, {} connections)",
+                    "{added:.3} ms ({:.3} vs {:.3} ms, {} connections); at concurrency 1: {:.3} ms",
                     r.gateway.load.p50_ms(),
                     r.direct.load.p50_ms(),
-                    r.gateway.connections
+                    r.gateway.connections,
+                    r.gateway_c1.load.p50_ms() - r.direct_c1.load.p50_ms()
                 ),
                 Some(added <= 0.5),
             );

@@ -38,6 +38,9 @@ pub struct Measured {
     pub peak_rss_kib: Option<u64>,
     /// Whether VmHWM could be reset before the phase (else it is the peak since start).
     pub peak_reset: bool,
+    /// This process's CPU use over the phase, in % of one core: near
+    /// 100 x threads means the load generator, not the server, was the limit.
+    pub loadgen_cpu_percent: f64,
 }
 
 /// Warm-up (discarded), then the measured phase with the gateway's metrics,
@@ -65,7 +68,10 @@ async fn measure(
     let before = gql::subgraph_requests(&metrics, &stack.gateway.metrics()).await?;
     let cpu_before = procstat::cpu_secs(gw)?;
     let peak_reset = procstat::reset_peak(gw);
+    let me = std::process::id();
+    let own_before = procstat::cpu_secs(me)?;
     let result = load::run(&client, &phase).await?;
+    let own_after = procstat::cpu_secs(me)?;
     let cpu_after = procstat::cpu_secs(gw)?;
     let after = gql::subgraph_requests(&metrics, &stack.gateway.metrics()).await?;
     let memory = procstat::status(gw)?;
@@ -94,6 +100,8 @@ async fn measure(
             result.first_error.as_deref().unwrap_or("?")
         );
     }
+    let loadgen_cpu_percent =
+        (own_after - own_before) * 100.0 / result.elapsed.as_secs_f64().max(1e-9);
     Ok(Measured {
         connections,
         load: result,
@@ -101,6 +109,7 @@ async fn measure(
         cpu_us_per_request,
         peak_rss_kib,
         peak_reset,
+        loadgen_cpu_percent,
     })
 }
 
@@ -111,7 +120,17 @@ fn body(query: &str, variables: Value) -> String {
 pub struct Root {
     pub gateway: Measured,
     pub direct: Measured,
+    /// The same at concurrency 1: the gateway's latency without queueing.
+    pub gateway_c1: Measured,
+    pub direct_c1: Measured,
 }
+
+/// Length of the concurrency-1 phases.
+fn baseline(o: &Options) -> Duration {
+    (o.duration / 4).clamp(Duration::from_secs(1), Duration::from_secs(5))
+}
+
+const SHORT_WARMUP: Duration = Duration::from_millis(500);
 
 pub async fn root(o: &Options, stack: &Stack, seeded: &Seeded) -> anyhow::Result<Root> {
     let bodies: Arc<Vec<String>> = Arc::new(
@@ -138,10 +157,35 @@ pub async fn root(o: &Options, stack: &Stack, seeded: &Seeded) -> anyhow::Result
         o.connections,
         o.warmup,
         o.duration,
+        bodies.clone(),
+    )
+    .await?;
+    let gateway_c1 = measure(
+        stack,
+        &stack.gateway.graphql(),
+        true,
+        1,
+        SHORT_WARMUP,
+        baseline(o),
+        bodies.clone(),
+    )
+    .await?;
+    let direct_c1 = measure(
+        stack,
+        &stack.pipeline.graphql(),
+        false,
+        1,
+        SHORT_WARMUP,
+        baseline(o),
         bodies,
     )
     .await?;
-    Ok(Root { gateway, direct })
+    Ok(Root {
+        gateway,
+        direct,
+        gateway_c1,
+        direct_c1,
+    })
 }
 
 pub struct Nested {
@@ -178,8 +222,8 @@ pub async fn nested(o: &Options, stack: &Stack) -> anyhow::Result<Nested> {
     )
     .await?;
 
-    let baseline = (o.duration / 4).clamp(Duration::from_secs(1), Duration::from_secs(5));
-    let short_warmup = Duration::from_millis(500);
+    let baseline = baseline(o);
+    let short_warmup = SHORT_WARMUP;
     let gateway_c1 = measure(stack, &gw_url, true, 1, short_warmup, baseline, bodies).await?;
     let plan = direct_calls(stack).await?;
     let mut calls = Vec::new();

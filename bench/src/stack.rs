@@ -83,6 +83,10 @@ pub struct Stack {
     pub log: Proc,
     pub gateway: Proc,
     keep: bool,
+    bin_dir: PathBuf,
+    config: PathBuf,
+    gateway_port: u16,
+    gateway_starts: u32,
 }
 
 /// A port the kernel just handed out; the small race until the child binds
@@ -187,6 +191,7 @@ database = "log.sqlite"
 
 fn spawn(
     name: &'static str,
+    log_name: &str,
     bin_dir: &Path,
     dir: &Path,
     config: &Path,
@@ -199,7 +204,7 @@ fn spawn(
             bin.display()
         );
     }
-    let log = dir.join(format!("{name}.log"));
+    let log = dir.join(format!("{log_name}.log"));
     let out =
         std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
     let err = out.try_clone()?;
@@ -272,13 +277,34 @@ impl Stack {
         let config = dir.join("config.toml");
         std::fs::write(&config, config_text(&o.root, &ports))
             .with_context(|| format!("cannot write {}", config.display()))?;
-        let mut dataset = spawn("dataset", &o.bin_dir, &dir, &config, ports.dataset)?;
-        let mut log = spawn("log", &o.bin_dir, &dir, &config, ports.log)?;
-        let mut pipeline = spawn("pipeline", &o.bin_dir, &dir, &config, ports.pipeline)?;
+        let mut dataset = spawn(
+            "dataset",
+            "dataset",
+            &o.bin_dir,
+            &dir,
+            &config,
+            ports.dataset,
+        )?;
+        let mut log = spawn("log", "log", &o.bin_dir, &dir, &config, ports.log)?;
+        let mut pipeline = spawn(
+            "pipeline",
+            "pipeline",
+            &o.bin_dir,
+            &dir,
+            &config,
+            ports.pipeline,
+        )?;
         for p in [&mut dataset, &mut log, &mut pipeline] {
             wait_healthy(p, Duration::from_secs(30)).await?;
         }
-        let mut gateway = spawn("gateway", &o.bin_dir, &dir, &config, ports.gateway)?;
+        let mut gateway = spawn(
+            "gateway",
+            "gateway",
+            &o.bin_dir,
+            &dir,
+            &config,
+            ports.gateway,
+        )?;
         wait_healthy(&mut gateway, Duration::from_secs(60)).await?;
         Ok(Stack {
             dir,
@@ -287,7 +313,28 @@ impl Stack {
             log,
             gateway,
             keep: o.keep,
+            bin_dir: o.bin_dir.clone(),
+            config,
+            gateway_port: ports.gateway,
+            gateway_starts: 1,
         })
+    }
+
+    /// A fresh gateway process on the same port and config, so that a
+    /// scenario's memory is not the heap earlier scenarios left behind.
+    pub async fn restart_gateway(&mut self) -> anyhow::Result<()> {
+        self.gateway.stop().await?;
+        self.gateway_starts += 1;
+        let log_name = format!("gateway-{}", self.gateway_starts);
+        self.gateway = spawn(
+            "gateway",
+            &log_name,
+            &self.bin_dir,
+            &self.dir,
+            &self.config,
+            self.gateway_port,
+        )?;
+        wait_healthy(&mut self.gateway, Duration::from_secs(60)).await
     }
 
     /// Stops the gateway first (it holds connections to the others), then

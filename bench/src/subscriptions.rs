@@ -241,7 +241,7 @@ async fn scenario(o: &Options, stack: &Stack, via: Via, tag: &str) -> anyhow::Re
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let cpu_after = procstat::cpu_secs(gw)?;
-    let peak_rss_kib = procstat::status(gw)?.hwm_kib;
+    let peak_rss_kib = procstat::status(gw)?.hwm_kib.max(rss_subscribed_kib);
     stop.store(true, Ordering::Relaxed);
     let mut total = Seen::default();
     let mut last = emit_started;
