@@ -25,10 +25,14 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo build --release -p gateway -p subgraphs -p bench
 
 report=target/bench-report.md
+rm -f "$report"
+status=0
 BENCH_COMMAND="scripts/bench.sh${*:+ $*}" \
-    target/release/bench all --bin-dir target/release --markdown-out "$report" ${args[@]+"${args[@]}"}
+    target/release/bench all --bin-dir target/release --markdown-out "$report" ${args[@]+"${args[@]}"} ||
+    status=$?
 
-if [ "$write" = 1 ]; then
+# A failed scenario is in the report too: record it rather than hide it.
+if [ "$write" = 1 ] && [ -s "$report" ]; then
     marker='<!-- bench results: everything below is written by scripts/bench.sh --write -->'
     tmp=$(mktemp)
     if [ -f BENCHMARKS.md ] && grep -qF "$marker" BENCHMARKS.md; then
@@ -41,3 +45,4 @@ if [ "$write" = 1 ]; then
     mv "$tmp" BENCHMARKS.md
     echo "bench: BENCHMARKS.md updated" >&2
 fi
+exit "$status"

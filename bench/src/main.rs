@@ -15,7 +15,10 @@ mod seed;
 mod stack;
 mod subscriptions;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// A hard bound on seeding plus scenarios, whatever the servers do.
+const MAX_RUN: Duration = Duration::from_secs(30 * 60);
 
 use anyhow::Context;
 
@@ -50,7 +53,9 @@ async fn all(options: Options) -> anyhow::Result<()> {
     );
     let mut stack = stack::Stack::start(&options).await?;
     eprintln!("bench: stack up in {}", stack.dir.display());
-    let result = run_scenarios(&options, &mut stack, &mut report).await;
+    let result = tokio::time::timeout(MAX_RUN, run_scenarios(&options, &mut stack, &mut report))
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the run took longer than {MAX_RUN:?}")));
     let stopped = stack.stop().await;
     if let Err(e) = &result {
         report.note(format!("The run stopped early: {e:#}"));
@@ -63,41 +68,73 @@ async fn all(options: Options) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
         eprintln!("bench: report written to {}", path.display());
     }
-    result?;
-    stopped
+    let failed = result?;
+    stopped?;
+    if failed > 0 {
+        anyhow::bail!("{failed} scenario(s) failed (see the report)");
+    }
+    Ok(())
 }
 
+/// Seeds, then runs each wanted scenario; a failing scenario is noted in the
+/// report and the next one still runs. Returns how many failed.
 async fn run_scenarios(
     options: &Options,
     stack: &mut stack::Stack,
     report: &mut Report,
-) -> anyhow::Result<()> {
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+) -> anyhow::Result<usize> {
+    tokio::time::sleep(Duration::from_secs(1)).await;
     report.idle_rss_kib = Some(procstat::status(stack.gateway.pid)?.rss_kib);
     eprintln!("bench: seeding");
     let seeded = seed::seed(options, stack).await?;
     report.seeded = Some(seeded.summary.clone());
     let want = |name: &str| options.scenarios.iter().any(|s| s == name);
+    let mut failed = 0;
+    let mut check =
+        |name: &str, r: anyhow::Result<()>, stack: &mut stack::Stack, report: &mut Report| {
+            if let Err(e) = r {
+                failed += 1;
+                let gateway = match stack.gateway.exited() {
+                    Some(status) => format!(" (the gateway process had exited: {status})"),
+                    None => String::new(),
+                };
+                eprintln!("bench: scenario {name} failed: {e:#}{gateway}");
+                report.note(format!("Scenario `{name}` failed{gateway}: {e:#}"));
+            }
+        };
     if want("root") {
         eprintln!("bench: scenario root");
-        report.root = Some(scenarios::root(options, stack, &seeded).await?);
+        let r = scenarios::root(options, stack, &seeded).await;
+        let r = r.map(|v| report.root = Some(v));
+        check("root", r, stack, report);
     }
     if want("nested") {
         eprintln!("bench: scenario nested");
-        report.nested = Some(scenarios::nested(options, stack).await?);
+        let r = scenarios::nested(options, stack).await;
+        let r = r.map(|v| report.nested = Some(v));
+        check("nested", r, stack, report);
     }
     if want("fanout") {
         eprintln!("bench: scenario fanout");
-        report.fanout = Some(scenarios::fanout(options, stack, &seeded).await?);
+        let r = scenarios::fanout(options, stack, &seeded).await;
+        let r = r.map(|v| report.fanout = Some(v));
+        check("fanout", r, stack, report);
     }
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    report.idle_rss_after_kib = Some(procstat::status(stack.gateway.pid)?.rss_kib);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Ok(m) = procstat::status(stack.gateway.pid) {
+        report.idle_rss_after_kib = Some(m.rss_kib);
+    }
     if want("subscriptions") {
         eprintln!("bench: scenario subscriptions (on a fresh gateway process)");
-        stack.restart_gateway().await?;
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        report.idle_rss_fresh_kib = Some(procstat::status(stack.gateway.pid)?.rss_kib);
-        report.subscriptions = Some(subscriptions::run(options, stack).await);
+        let r = async {
+            stack.restart_gateway().await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            report.idle_rss_fresh_kib = Some(procstat::status(stack.gateway.pid)?.rss_kib);
+            report.subscriptions = Some(subscriptions::run(options, stack).await);
+            anyhow::Ok(())
+        }
+        .await;
+        check("subscriptions", r, stack, report);
     }
-    Ok(())
+    Ok(failed)
 }

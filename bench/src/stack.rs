@@ -36,6 +36,14 @@ impl Proc {
         format!("{}/metrics", self.base)
     }
 
+    /// How it ended, if it has.
+    pub fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            _ => None,
+        }
+    }
+
     /// The last lines of its log, for error messages.
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
