@@ -61,7 +61,11 @@ pub async fn subgraph_requests(
     client: &reqwest::Client,
     metrics_url: &str,
 ) -> anyhow::Result<BTreeMap<String, u64>> {
-    let text = metrics(client, metrics_url).await?;
+    parse_subgraph_requests(&metrics(client, metrics_url).await?)
+}
+
+/// The `subgraph_requests_total` samples of a Prometheus text page.
+pub fn parse_subgraph_requests(text: &str) -> anyhow::Result<BTreeMap<String, u64>> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("subgraph_requests_total{subgraph=\"") {
@@ -101,4 +105,27 @@ async fn metrics(client: &reqwest::Client, url: &str) -> anyhow::Result<String> 
         bail!("GET {url} answered {}", resp.status());
     }
     resp.text().await.with_context(|| format!("GET {url}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_subgraph_request_counters_only() {
+        let page = "# TYPE subgraph_requests_total counter\n\
+            subgraph_requests_total{subgraph=\"pipeline\"} 12\n\
+            subgraph_requests_total{subgraph=\"log\"} 3\n\
+            subgraph_errors_total{subgraph=\"log\"} 1\n\
+            subgraph_request_duration_seconds_count{subgraph=\"log\"} 3\n";
+        let got = parse_subgraph_requests(page).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got["pipeline"], 12);
+        assert_eq!(got["log"], 3);
+    }
+
+    #[test]
+    fn a_garbled_counter_is_an_error() {
+        assert!(parse_subgraph_requests("subgraph_requests_total{subgraph=\"x\"} many\n").is_err());
+    }
 }

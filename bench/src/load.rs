@@ -131,3 +131,28 @@ async fn send(client: &reqwest::Client, url: &str, body: &str) -> Result<(), Str
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(latencies_us: Vec<u32>) -> LoadResult {
+        LoadResult {
+            latencies_us,
+            ..LoadResult::default()
+        }
+    }
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let r = result((1..=100).map(|i| i * 1000).collect());
+        assert_eq!(r.p50_ms(), 50.0);
+        assert_eq!(r.p99_ms(), 99.0);
+        assert_eq!(r.quantile_ms(1.0), 100.0);
+        assert_eq!(r.quantile_ms(0.0), 1.0);
+        let one = result(vec![250]);
+        assert_eq!(one.p50_ms(), 0.25);
+        assert_eq!(one.p99_ms(), 0.25);
+        assert!(result(Vec::new()).p50_ms().is_nan());
+    }
+}

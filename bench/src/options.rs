@@ -183,3 +183,58 @@ fn find_root() -> anyhow::Result<PathBuf> {
     }
     bail!("cannot find the workspace (a directory with gateway/stitching); pass --root DIR")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_args(args: &[&str]) -> anyhow::Result<Command> {
+        parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let Command::All(o) = parse_args(&[
+            "all",
+            "--root",
+            root,
+            "--bin-dir",
+            root,
+            "--duration",
+            "10",
+            "--fanout",
+            "1, 10",
+            "--scenarios",
+            "root,fanout",
+        ])
+        .unwrap() else {
+            panic!("expected `all`");
+        };
+        assert_eq!(o.duration, Duration::from_secs(10));
+        assert_eq!(o.warmup, Duration::from_secs(3));
+        assert_eq!(o.connections, 64);
+        assert_eq!(o.fanout, vec![1, 10]);
+        assert_eq!(o.scenarios, vec!["root", "fanout"]);
+        assert!(o.command_line.starts_with("bench all --root"));
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_the_option_named() {
+        for (args, needle) in [
+            (vec!["all", "--duration", "0"], "--duration"),
+            (vec!["all", "--connections", "x"], "--connections"),
+            (vec!["all", "--scenarios", "root,nope"], "nope"),
+            (vec!["all", "--frobnicate"], "--frobnicate"),
+            (vec!["all", "--runs"], "--runs needs a value"),
+            (vec!["run"], "unknown command"),
+        ] {
+            let err = parse_args(&args)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+        assert!(matches!(parse_args(&[]), Ok(Command::Help)));
+    }
+}
