@@ -342,11 +342,29 @@ async fn graphql_transport_ws_close_codes() {
         c.recv(SECOND).await,
         Received::Json(json!({ "type": "pong", "payload": { "n": 1 } }))
     );
-    c.init(json!({})).await;
+    c.init(json!(null)).await;
     c.send(json!({ "type": "ping" })).await;
     assert_eq!(
         c.recv(SECOND).await,
         Received::Json(json!({ "type": "pong" }))
+    );
+    // A subscription the subgraph refuses: its errors, then nothing more for it.
+    c.subscribe("unknown", EVENTS, json!({ "id": "no-such-run" }))
+        .await;
+    let m = c.recv_op(SECOND).await;
+    assert_eq!(m["type"], "next", "{m}");
+    assert_eq!(
+        m["payload"]["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{m}"
+    );
+    assert_eq!(
+        m["payload"]["errors"][0]["path"],
+        json!(["pipelineEvents"]),
+        "{m}"
+    );
+    assert_eq!(
+        c.recv_op(SECOND).await,
+        json!({ "type": "complete", "id": "unknown" })
     );
     c.close().await;
 

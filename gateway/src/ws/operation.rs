@@ -209,10 +209,10 @@ impl Operation {
         let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
             .await
             .map_err(|e| format!("cannot open {}: {e}", client.ws_url))?;
-        let init = format!(
-            r#"{{"type":"connection_init","payload":{}}}"#,
-            self.shared.init_payload.get()
-        );
+        let init = match self.shared.init_payload.get() {
+            "null" => r#"{"type":"connection_init"}"#.to_string(),
+            payload => format!(r#"{{"type":"connection_init","payload":{payload}}}"#),
+        };
         ws.send(Message::text(init))
             .await
             .map_err(|e| e.to_string())?;
