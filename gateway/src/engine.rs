@@ -27,7 +27,8 @@ use crate::{
 /// How requests reach one subgraph.
 pub struct SubgraphClient {
     pub name: String,
-    pub url: String,
+    /// Parsed once: request building on the hot path does not re-parse it.
+    pub url: reqwest::Url,
     pub ws_url: String,
     pub timeout: Duration,
     pub propagate: Vec<HeaderName>,
@@ -138,7 +139,14 @@ impl Engine {
             }
             clients.push(SubgraphClient {
                 name: s.name.clone(),
-                url: s.url.clone(),
+                url: reqwest::Url::parse(&s.url).map_err(|e| GatewayError::Config {
+                    file: config
+                        .path
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| "config".into()),
+                    message: format!("subgraph `{}`: url `{}`: {e}", s.name, s.url),
+                })?,
                 ws_url: s.ws_url(),
                 timeout: s.timeout(),
                 propagate: s
@@ -264,7 +272,7 @@ impl Transport for HttpTransport<'_> {
                 serde_json::to_vec(&request).map_err(|e| FetchError::Malformed(e.to_string()))?;
             let mut rb = self
                 .http
-                .post(&c.url)
+                .post(c.url.clone())
                 .header(CONTENT_TYPE, "application/json")
                 .header(
                     ACCEPT,
