@@ -131,8 +131,15 @@ async fn issue_4_a_subgraph_added_by_config_alone() {
     calls.store(0, Ordering::SeqCst);
     let twice = "{ a: pipelines { items { watchers { name } } } b: pipelines { items { watchers { name } } } }";
     let resp = p.query(twice, json!({})).await;
-    assert_eq!(data(&resp)["b"]["items"][2]["watchers"][0]["name"], data(&resp)["a"]["items"][2]["watchers"][0]["name"]);
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "6 parents, 3 distinct delegations");
+    assert_eq!(
+        data(&resp)["b"]["items"][2]["watchers"][0]["name"],
+        data(&resp)["a"]["items"][2]["watchers"][0]["name"]
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "6 parents, 3 distinct delegations"
+    );
     let resp = p.query("{ user(id: \"7\") { name } }", json!({})).await;
     assert_eq!(data(&resp)["user"]["name"], "user-7");
 
@@ -155,6 +162,147 @@ async fn issue_4_a_subgraph_added_by_config_alone() {
     let err = p.gateway.reload().await.unwrap_err().to_string();
     assert!(err.contains("config.toml") && err.contains("url"), "{err}");
 
+    // Back to a good config whose stitching lives in a file: editing only that
+    // SDL file reloads too (here: the field gets another name).
+    let sdl = p.config_dir.path().join("users.graphql");
+    std::fs::write(&sdl, "extend type Pipeline { watchers: [User!]! @delegate(path: \"watchers(pipelineId: $fields:id)\") }").unwrap();
+    let with_file = text.replace(
+        "stitching = \"\"\"\nextend type Pipeline {\n  watchers: [User!]! @delegate(path: \"watchers(pipelineId: $fields:id)\")\n}\n\"\"\"",
+        &format!("stitching_files = [\"{}\"]", sdl.display()),
+    );
+    assert_ne!(with_file, text);
+    std::fs::write(&config, &with_file).unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the config with a stitching file",
+        || async {
+            let m = p.metrics().await;
+            (metric(&m, "gateway_schema_reloads_total{result=\"ok\"}") >= 2).then_some(())
+        },
+    )
+    .await;
+    std::fs::write(&sdl, "extend type Pipeline { followers: [User!]! @delegate(path: \"watchers(pipelineId: $fields:id)\") }").unwrap();
+    let resp = eventually(Duration::from_secs(10), "the edited SDL file", || async {
+        let r = p
+            .query("{ pipelines { items { followers { name } } } }", json!({}))
+            .await;
+        let ok = r.get("data").is_some_and(|d| !d.is_null());
+        ok.then_some(r)
+    })
+    .await;
+    assert_eq!(
+        data(&resp)["pipelines"]["items"].as_array().unwrap().len(),
+        3
+    );
+
     users.stop().await;
     p.stop().await;
+}
+
+/// The `gateway` binary of this workspace, built if a lone `cargo test -p e2e` did not.
+fn gateway_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/debug/deps/e2e-HASH -> target/debug/gateway
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("gateway");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "gateway", "--bin", "gateway"])
+            .status()
+            .expect("cargo build");
+        assert!(status.success());
+    }
+    bin
+}
+
+#[tokio::test]
+async fn issue_4_sighup_reloads_the_gateway_process() {
+    use std::io::BufRead;
+
+    let subgraphs = e2e::stack::Subgraphs::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let base = format!(
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nhot_reload = false\n\n{}",
+        e2e::platform::subgraph_entries(&subgraphs)
+    );
+    std::fs::write(&config, &base).unwrap();
+    let mut child = std::process::Command::new(gateway_binary())
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the gateway binary");
+    let stdout = child.stdout.take().unwrap();
+    let url = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        lines
+            .find_map(|l| {
+                l.ok()?
+                    .split_whitespace()
+                    .find(|w| w.starts_with("http://"))
+                    .map(str::to_owned)
+            })
+            .expect("the gateway prints its URL")
+    })
+    .await
+    .unwrap();
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let schema = Schema::build(Query { calls }, EmptyMutation, EmptySubscription).finish();
+    let token = CancellationToken::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let users = spawn_service(
+        listener,
+        graphql_router(schema, token.clone()),
+        token,
+        TaskTracker::new(),
+    )
+    .unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{base}[[subgraphs]]\nname = \"users\"\nurl = \"{}\"\n",
+            users.url()
+        ),
+    )
+    .unwrap();
+
+    // hot_reload is off: nothing changes until SIGHUP.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let before = e2e::client::gql(&url, "{ user(id: \"1\") { name } }", json!({})).await;
+    assert_eq!(
+        before["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+        "{before}"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let resp = eventually(Duration::from_secs(10), "the reload on SIGHUP", || async {
+        let r = e2e::client::gql(&url, "{ user(id: \"1\") { name } }", json!({})).await;
+        let ok = r.get("data").is_some_and(|d| !d.is_null());
+        ok.then_some(r)
+    })
+    .await;
+    assert_eq!(data(&resp)["user"]["name"], "user-1");
+
+    // SIGTERM stops it cleanly.
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    users.stop().await;
+    subgraphs.stop().await;
 }
