@@ -24,6 +24,24 @@ use crate::{
     metrics::{Metrics, SubgraphMetrics},
 };
 
+/// A pooled keep-alive HTTP/1.1 client without TLS: the hot path to `http://`
+/// subgraphs skips reqwest's layers (URL re-parsing, connector and client
+/// clones per request); `https://` subgraphs go through reqwest.
+type PlainClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<Bytes>,
+>;
+
+fn plain_client() -> PlainClient {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
 /// How requests reach one subgraph.
 pub struct SubgraphClient {
     pub name: String,
@@ -34,6 +52,8 @@ pub struct SubgraphClient {
     pub propagate: Vec<HeaderName>,
     pub headers: HeaderMap,
     pub metrics: Arc<SubgraphMetrics>,
+    /// For `http://` subgraphs: the plain client and the parsed URI.
+    plain: Option<(PlainClient, hyper::Uri)>,
 }
 
 pub struct Engine {
@@ -156,6 +176,12 @@ impl Engine {
                     .collect(),
                 headers,
                 metrics: metrics.subgraph(&s.name),
+                plain: s
+                    .url
+                    .starts_with("http://")
+                    .then(|| s.url.parse::<hyper::Uri>().ok())
+                    .flatten()
+                    .map(|uri| (plain_client(), uri)),
             });
         }
         let g = &config.config.gateway;
@@ -270,40 +296,96 @@ impl Transport for HttpTransport<'_> {
             let c = &self.engine.clients[subgraph];
             let body =
                 serde_json::to_vec(&request).map_err(|e| FetchError::Malformed(e.to_string()))?;
-            let mut rb = self
-                .http
-                .post(c.url.clone())
-                .header(CONTENT_TYPE, "application/json")
-                .header(
-                    ACCEPT,
-                    "application/graphql-response+json, application/json",
-                )
-                .timeout(c.timeout)
-                .body(body);
-            for h in &c.propagate {
-                for v in self.headers.get_all(h) {
-                    rb = rb.header(h, v);
-                }
-            }
-            for (k, v) in &c.headers {
-                rb = rb.header(k, v);
-            }
             let start = Instant::now();
             c.metrics
                 .requests
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let result = send(rb, c.timeout).await;
+            let result = match &c.plain {
+                Some((client, uri)) => self.send_plain(c, client, uri, body).await,
+                None => self.send_reqwest(c, body).await,
+            };
             c.metrics.latency.observe(start.elapsed());
-            if result.is_err() {
+            if let Err(e) = &result {
                 c.metrics
                     .errors
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            if let Err(e) = &result {
                 tracing::warn!(subgraph = %c.name, error = %e, "subgraph request failed");
             }
             result
         })
+    }
+}
+
+impl HttpTransport<'_> {
+    async fn send_plain(
+        &self,
+        c: &SubgraphClient,
+        client: &PlainClient,
+        uri: &hyper::Uri,
+        body: Vec<u8>,
+    ) -> Result<Bytes, FetchError> {
+        use http_body_util::BodyExt;
+        let mut req = hyper::Request::new(http_body_util::Full::new(Bytes::from(body)));
+        *req.method_mut() = hyper::Method::POST;
+        *req.uri_mut() = uri.clone();
+        let h = req.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/graphql-response+json, application/json"),
+        );
+        for name in &c.propagate {
+            for v in self.headers.get_all(name) {
+                h.append(name.clone(), v.clone());
+            }
+        }
+        for (k, v) in &c.headers {
+            h.insert(k.clone(), v.clone());
+        }
+        let exchange = async {
+            let resp = client
+                .request(req)
+                .await
+                .map_err(|e| FetchError::Unavailable(root_cause(&e)))?;
+            let status = resp.status();
+            let is_json = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("json"));
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| FetchError::Unavailable(root_cause(&e)))?
+                .to_bytes();
+            accept(status, is_json, body)
+        };
+        tokio::time::timeout(c.timeout, exchange)
+            .await
+            .map_err(|_| FetchError::Timeout(c.timeout))?
+    }
+
+    async fn send_reqwest(&self, c: &SubgraphClient, body: Vec<u8>) -> Result<Bytes, FetchError> {
+        let mut rb = self
+            .http
+            .post(c.url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(
+                ACCEPT,
+                "application/graphql-response+json, application/json",
+            )
+            .timeout(c.timeout)
+            .body(body);
+        for h in &c.propagate {
+            for v in self.headers.get_all(h) {
+                rb = rb.header(h, v);
+            }
+        }
+        for (k, v) in &c.headers {
+            rb = rb.header(k, v);
+        }
+        send(rb, c.timeout).await
     }
 }
 
@@ -323,7 +405,12 @@ async fn send(rb: reqwest::RequestBuilder, timeout: Duration) -> Result<Bytes, F
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"));
     let body = resp.bytes().await.map_err(map)?;
-    // GraphQL over HTTP answers 4xx with a GraphQL body for request errors.
+    accept(status, is_json, body)
+}
+
+/// GraphQL over HTTP answers 4xx with a GraphQL body for request errors: those
+/// bodies are used; other failures are the subgraph's.
+fn accept(status: reqwest::StatusCode, is_json: bool, body: Bytes) -> Result<Bytes, FetchError> {
     if status.is_success() || (status.is_client_error() && is_json) {
         Ok(body)
     } else {
