@@ -80,14 +80,8 @@ pub struct GraphQLRequest {
 
 /// The outcome of one request: refused before execution, or executed.
 pub enum Outcome {
-    Refused(Response),
+    Refused(RequestError),
     Executed(Response),
-}
-
-impl Outcome {
-    pub fn refused(e: &RequestError) -> Self {
-        Outcome::Refused(Response::from_errors(e.to_graphql_errors()))
-    }
 }
 
 impl Engine {
@@ -231,23 +225,23 @@ impl Engine {
         allow_mutation: bool,
     ) -> Outcome {
         let Some(query) = request.query.as_deref() else {
-            return Outcome::refused(&RequestError::Variables(
+            return Outcome::Refused(RequestError::BadRequest(
                 "the request has no `query`: send {\"query\": \"{ ... }\"}".into(),
             ));
         };
         let prepared = match self.prepare(query, request.operation_name.as_deref()) {
             Ok(p) => p,
-            Err(e) => return Outcome::refused(&e),
+            Err(e) => return Outcome::Refused(e),
         };
         let op = prepared.operation();
         match op.operation_type {
             apollo_compiler::ast::OperationType::Subscription => {
-                return Outcome::refused(&RequestError::Variables(
+                return Outcome::Refused(RequestError::OperationNotAllowed(
                     "subscriptions run over WebSocket: connect to this URL with graphql-transport-ws".into(),
                 ))
             }
             apollo_compiler::ast::OperationType::Mutation if !allow_mutation => {
-                return Outcome::refused(&RequestError::Variables(
+                return Outcome::Refused(RequestError::OperationNotAllowed(
                     "mutations are not allowed over GET: send them with POST".into(),
                 ))
             }
@@ -260,7 +254,7 @@ impl Engine {
             request.variables.as_ref().unwrap_or(&empty),
         ) {
             Ok(v) => v,
-            Err(e) => return Outcome::refused(&e),
+            Err(e) => return Outcome::Refused(e),
         };
         let req = execute::Request {
             supergraph: &self.supergraph,

@@ -14,7 +14,10 @@ use axum::{
     routing::get,
     Router,
 };
-use stitching::execute::{error, Response as GqlResponse};
+use stitching::{
+    execute::{error, Response as GqlResponse},
+    RequestError,
+};
 
 use crate::{
     engine::{GraphQLRequest, Outcome},
@@ -64,8 +67,13 @@ fn http_error(status: StatusCode, code: &str, message: impl Into<String>) -> Res
 }
 
 fn respond(outcome: Outcome, graphql_response: bool, state: &AppState, start: Instant) -> Response {
+    // A mutation over GET is refused with 405, as GraphQL over HTTP says.
+    let not_allowed = matches!(
+        &outcome,
+        Outcome::Refused(RequestError::OperationNotAllowed(_))
+    );
     let (body, refused) = match outcome {
-        Outcome::Refused(r) => (r, true),
+        Outcome::Refused(e) => (GqlResponse::from_errors(e.to_graphql_errors()), true),
         Outcome::Executed(r) => (r, false),
     };
     if refused {
@@ -92,6 +100,17 @@ fn respond(outcome: Outcome, graphql_response: bool, state: &AppState, start: In
     } else {
         (StatusCode::OK, "application/json")
     };
+    if not_allowed {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(ctype)),
+                (header::ALLOW, HeaderValue::from_static("POST")),
+            ],
+            bytes,
+        )
+            .into_response();
+    }
     (
         status,
         [(header::CONTENT_TYPE, HeaderValue::from_static(ctype))],
@@ -214,18 +233,6 @@ async fn graphql_get(State(state): State<Arc<AppState>>, req: Request) -> Respon
     let engine = state.engine();
     let outcome = engine.execute(&state.http, &request, &headers, false).await;
     // A mutation over GET is refused with 405, as GraphQL over HTTP says.
-    if let Outcome::Refused(r) = &outcome {
-        if r.errors
-            .iter()
-            .any(|e| e.message.contains("not allowed over GET"))
-        {
-            let mut resp = respond(outcome, wants_graphql_response(&headers), &state, start);
-            *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("POST"));
-            return resp;
-        }
-    }
     respond(outcome, wants_graphql_response(&headers), &state, start)
 }
 

@@ -73,6 +73,13 @@ pub enum RequestError {
     Plan(#[from] PlanError),
     #[error("{0}")]
     Variables(String),
+    /// Not a GraphQL request at all (e.g. no `query`).
+    #[error("{0}")]
+    BadRequest(String),
+    /// An operation type the transport does not carry (a mutation over GET,
+    /// a subscription over HTTP).
+    #[error("{0}")]
+    OperationNotAllowed(String),
 }
 
 impl RequestError {
@@ -84,6 +91,8 @@ impl RequestError {
             RequestError::IntrospectionDisabled => "INTROSPECTION_DISABLED",
             RequestError::Plan(p) => p.code(),
             RequestError::Variables(_) => "BAD_USER_INPUT",
+            RequestError::BadRequest(_) => "BAD_REQUEST",
+            RequestError::OperationNotAllowed(_) => "OPERATION_NOT_ALLOWED",
         }
     }
 

@@ -117,7 +117,7 @@ impl Operation {
             o = self.engine.execute(&s.http, &self.request, &s.headers, true) => o,
         };
         match outcome {
-            Outcome::Refused(r) => self.send_error(&r.errors).await,
+            Outcome::Refused(e) => self.send_error(&e.to_graphql_errors()).await,
             Outcome::Executed(r) => {
                 if self.send(protocol::next(s.protocol, &self.id, &r)).await {
                     self.send(protocol::complete(&self.id)).await;
