@@ -11,12 +11,17 @@ use apollo_compiler::{
     Name, Node,
 };
 use indexmap::IndexMap;
+use std::{collections::HashMap, rc::Rc};
 
 use super::{error, value::to_error_path, PathSeg, Request};
 use crate::plan::TYPENAME_ALIAS;
 
 pub fn shape(req: &Request<'_>, data: &JsonValue, errors: &mut Vec<GraphQLError>) -> JsonValue {
-    let mut s = Shaper { req, errors };
+    let mut s = Shaper {
+        req,
+        errors,
+        memo: HashMap::new(),
+    };
     let empty = JsonMap::new();
     let obj = data.as_object().unwrap_or(&empty);
     let root = &req.operation.selection_set;
@@ -26,9 +31,15 @@ pub fn shape(req: &Request<'_>, data: &JsonValue, errors: &mut Vec<GraphQLError>
     }
 }
 
+/// The fields of a selection set for one runtime type, grouped by response key.
+type Collected<'a> = Rc<Vec<(&'a Name, Vec<&'a Node<Field>>)>>;
+
 struct Shaper<'r, 'a, 'e> {
     req: &'r Request<'a>,
     errors: &'e mut Vec<GraphQLError>,
+    /// CollectFields per (selection set, runtime type): a list of N objects
+    /// collects its item selection once, not N times.
+    memo: HashMap<usize, Vec<(String, Collected<'a>)>>,
 }
 
 fn included(directives: &apollo_compiler::executable::DirectiveList, vars: &JsonMap) -> bool {
@@ -53,14 +64,12 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         condition == runtime || self.req.supergraph.schema.is_subtype(condition, runtime)
     }
 
-    fn collect<'d>(
+    fn collect(
         &self,
-        sets: &[&'d SelectionSet],
+        sets: &[&'a SelectionSet],
         runtime: &str,
-        out: &mut IndexMap<&'d Name, Vec<&'d Node<Field>>>,
-    ) where
-        'r: 'd,
-    {
+        out: &mut IndexMap<&'a Name, Vec<&'a Node<Field>>>,
+    ) {
         let vars: &JsonMap = self.req.variables;
         for set in sets {
             for sel in &set.selections {
@@ -97,17 +106,40 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         }
     }
 
+    fn collected(&mut self, sets: &[&'a SelectionSet], type_name: &str) -> Collected<'a> {
+        let key = sets[0] as *const SelectionSet as usize;
+        if sets.len() == 1 {
+            if let Some(hit) = self
+                .memo
+                .get(&key)
+                .and_then(|v| v.iter().find(|(t, _)| t == type_name))
+            {
+                return hit.1.clone();
+            }
+        }
+        let mut fields = IndexMap::new();
+        self.collect(sets, type_name, &mut fields);
+        let collected: Collected<'a> = Rc::new(fields.into_iter().collect());
+        if sets.len() == 1 {
+            self.memo
+                .entry(key)
+                .or_default()
+                .push((type_name.to_owned(), collected.clone()));
+        }
+        collected
+    }
+
     fn selection(
         &mut self,
-        sets: &[&SelectionSet],
+        sets: &[&'a SelectionSet],
         type_name: &str,
         obj: &JsonMap,
         path: &mut Vec<PathSeg>,
     ) -> Result<JsonMap, ()> {
-        let mut fields = IndexMap::new();
-        self.collect(sets, type_name, &mut fields);
+        let fields = self.collected(sets, type_name);
         let mut out = JsonMap::with_capacity(fields.len());
-        for (key, fs) in fields {
+        for (key, fs) in fields.iter() {
+            let (key, fs) = (*key, fs.as_slice());
             let f = fs[0];
             if f.name == "__typename" {
                 out.insert(key.as_str(), JsonValue::String(type_name.into()));
@@ -147,7 +179,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         &mut self,
         ty: &Type,
         parent_type: &str,
-        fs: &[&Node<Field>],
+        fs: &[&'a Node<Field>],
         raw: Option<&JsonValue>,
         path: &mut Vec<PathSeg>,
     ) -> Result<JsonValue, ()> {
