@@ -144,7 +144,7 @@ impl QueryRoot {
         })
     }
 
-    /// Batch lookup (at most 1000 ids): the result has the order of `ids`, null for unknown ids.
+    /// Batch lookup (at most 10,000 ids): the result has the order of `ids`, null for unknown ids.
     async fn datasets_by_ids(
         &self,
         ctx: &Context<'_>,

@@ -16,7 +16,9 @@ pub const MAX_TYPE_CHARS: usize = 200;
 pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
 pub const MAX_TAGS: usize = 50;
 pub const MAX_PAGE: i32 = 100;
-pub const MAX_BATCH_IDS: usize = 1000;
+/// The gateway sends every key of a response level in one call (1,000 parents
+/// with two bindings each are 2,000 keys): the same bound as `pipelinesByIds`.
+pub const MAX_BATCH_IDS: usize = 10_000;
 pub const MAX_PIPELINE_ID_CHARS: usize = 200;
 /// Updates kept for slow `datasetUpdated` subscribers before they lag.
 pub const UPDATE_BUFFER: usize = 1024;
