@@ -152,7 +152,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                 continue;
             }
             path.push(PathSeg::Key(key.clone()));
-            let v = self.value(&f.definition.ty, type_name, &fs, raw, path);
+            let v = self.value(&f.definition.ty, type_name, fs, raw, path);
             path.pop();
             out.insert(key.as_str(), v?);
         }
