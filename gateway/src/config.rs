@@ -51,6 +51,10 @@ pub struct GatewayConfig {
     pub hot_reload: bool,
     /// Attempts to introspect a subgraph at start-up before giving up.
     pub introspection_attempts: u32,
+    /// Runtime worker threads: 0 = one per core; 1 = a single-threaded
+    /// runtime, which saves the cross-thread wake-ups of every request when
+    /// the gateway shares a small machine with its subgraphs.
+    pub worker_threads: usize,
 }
 
 impl Default for GatewayConfig {
@@ -67,6 +71,7 @@ impl Default for GatewayConfig {
             ws_init_timeout_secs: 10,
             hot_reload: true,
             introspection_attempts: 10,
+            worker_threads: 0,
         }
     }
 }

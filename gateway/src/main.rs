@@ -26,11 +26,26 @@ fn config_path() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     init_tracing();
     let path = config_path()?;
     let loaded = gateway::load(&path)?;
+    let runtime = match loaded.config.gateway.worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+    };
+    runtime.block_on(serve(loaded))
+}
+
+async fn serve(loaded: gateway::LoadedConfig) -> anyhow::Result<()> {
     let running = gateway::start(loaded).await?;
     println!(
         "gateway: GraphiQL and GraphQL at http://{}/graphql",

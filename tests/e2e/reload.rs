@@ -227,7 +227,7 @@ async fn issue_4_sighup_reloads_the_gateway_process() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     let base = format!(
-        "[gateway]\nlisten = \"127.0.0.1:0\"\nhot_reload = false\n\n{}",
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nhot_reload = false\nworker_threads = 1\n\n{}",
         e2e::platform::subgraph_entries(&subgraphs)
     );
     std::fs::write(&config, &base).unwrap();
