@@ -108,6 +108,9 @@ fn toml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// `[gateway] worker_threads` of the generated config (the report states it).
+pub const GATEWAY_WORKER_THREADS: usize = 1;
+
 struct Ports {
     gateway: u16,
     pipeline: u16,
@@ -140,7 +143,7 @@ introspection = true
 hot_reload = false
 # The subgraphs and the load generator share this machine's cores: one
 # runtime thread saves the gateway a cross-thread wake-up per request.
-worker_threads = 1
+worker_threads = {gw_threads}
 
 [[subgraphs]]
 name = "pipeline"
@@ -190,6 +193,7 @@ listen = "127.0.0.1:{lp}"
 database = "log.sqlite"
 "#,
         gw = p.gateway,
+        gw_threads = GATEWAY_WORKER_THREADS,
         pp = p.pipeline,
         dp = p.dataset,
         lp = p.log,
