@@ -2,7 +2,9 @@
 //! fields, renamed variables, identical delegations once), and the answer
 //! mapped back onto the parents, errors included.
 
-use std::{collections::HashMap, fmt::Write, sync::Arc};
+use std::{fmt::Write, sync::Arc};
+
+use ahash::HashMap;
 
 use apollo_compiler::{
     ast::OperationType,
@@ -12,7 +14,7 @@ use apollo_compiler::{
 
 use super::{
     error,
-    value::{self, ast_to_json, collect_objects, get, to_error_path, PathSeg},
+    value::{self, ast_to_json, collect_objects_in, get, to_error_path, PathSeg},
     FetchError, Request, SubgraphRequest,
 };
 use crate::{
@@ -159,11 +161,27 @@ fn resolve(pv: &PathValue, node: &FetchNode, parent: &JsonMap, variables: &JsonM
             .cloned()
             .map(Resolved::Value)
             .unwrap_or(Resolved::Absent),
-        PathValue::Field(name) => match parent.get(format!("{REQUIRE_PREFIX}{name}").as_str()) {
+        PathValue::Field(name) => match parent.get(require_key(node, name)) {
             None | Some(JsonValue::Null) => Resolved::NullKey,
             Some(v) => Resolved::Value(v.clone()),
         },
     }
+}
+
+/// A batch key for deduplication.
+#[derive(PartialEq, Eq, Hash)]
+enum KeyText {
+    Str(apollo_compiler::response::serde_json_bytes::ByteString),
+    Json(String),
+}
+
+/// The alias under which the parent object holds `$fields:NAME`.
+fn require_key<'n>(node: &'n FetchNode, name: &str) -> &'n str {
+    node.require_keys
+        .iter()
+        .find(|k| k.strip_prefix(REQUIRE_PREFIX) == Some(name))
+        .map(|k| k.as_str())
+        .unwrap_or("")
 }
 
 struct CallBuilder {
@@ -172,7 +190,7 @@ struct CallBuilder {
     args: Vec<Vec<(String, String)>>,
     /// Batched: the distinct keys, and their index by JSON text.
     keys: Vec<JsonValue>,
-    key_index: HashMap<String, usize>,
+    key_index: HashMap<KeyText, usize>,
 }
 
 /// Builds this level's request to `subgraph`. Fields that resolve without a
@@ -186,7 +204,7 @@ pub fn build(
 ) -> Built {
     let variables: &JsonMap = req.variables;
     let mut builders: Vec<CallBuilder> = Vec::new();
-    let mut dedup: HashMap<String, usize> = HashMap::new();
+    let mut dedup: HashMap<String, usize> = HashMap::default();
     let mut remote_vars = JsonMap::new();
     let mut decls = String::new();
     for p in pendings {
@@ -225,9 +243,7 @@ pub fn build(
                 .first()
                 .map(|n| n.as_str())
                 .unwrap_or("");
-            let key = parent
-                .get(format!("{REQUIRE_PREFIX}{key_name}").as_str())
-                .cloned();
+            let key = parent.get(require_key(node, key_name)).cloned();
             let key = match key {
                 None | Some(JsonValue::Null) => {
                     value::write(data, &path, empty_answer(node));
@@ -254,14 +270,19 @@ pub fn build(
                         },
                         args: Vec::new(),
                         keys: Vec::new(),
-                        key_index: HashMap::new(),
+                        key_index: HashMap::default(),
                     });
                     builders.len() - 1
                 }
             };
             let b = &mut builders[idx];
             let mut intern = |k: &JsonValue| -> usize {
-                let text = k.to_string();
+                // Keys are nearly always IDs: a string key is its own
+                // (refcounted) text, anything else its JSON.
+                let text = match k {
+                    JsonValue::String(s) => KeyText::Str(s.clone()),
+                    other => KeyText::Json(other.to_string()),
+                };
                 if let Some(i) = b.key_index.get(&text) {
                     return *i;
                 }
@@ -362,7 +383,7 @@ pub fn build(
             },
             args: args_vars,
             keys: Vec::new(),
-            key_index: HashMap::new(),
+            key_index: HashMap::default(),
         });
     }
     if builders.is_empty() {
@@ -548,10 +569,12 @@ pub fn merge_body(
                         .collect(),
                 ),
             };
-            value::write(data, &t.path, value);
+            let Some(written) = value::write(data, &t.path, value) else {
+                continue;
+            };
             for child in &t.node.children {
                 let mut parents = Vec::new();
-                collect_objects(data, &t.path, &child.parent_path, &mut parents);
+                collect_objects_in(written, &t.path, &child.parent_path, &mut parents);
                 next.extend(parents.into_iter().map(|parent| Pending {
                     node: child.clone(),
                     parent,

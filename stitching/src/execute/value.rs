@@ -46,49 +46,58 @@ pub fn get_mut<'v>(mut v: &'v mut JsonValue, path: &[PathSeg]) -> Option<&'v mut
     Some(v)
 }
 
-/// Sets the value at `path` (its parent must be an object).
-pub fn write(data: &mut JsonValue, path: &[PathSeg], value: JsonValue) {
+/// Sets the value at `path` (its parent must be an object) and returns it in
+/// place, so the caller can look below it without walking from the root again.
+pub fn write<'v>(
+    data: &'v mut JsonValue,
+    path: &[PathSeg],
+    value: JsonValue,
+) -> Option<&'v JsonValue> {
     let Some((PathSeg::Key(last), parent)) = path.split_last() else {
-        return;
+        return None;
     };
-    if let Some(JsonValue::Object(m)) = get_mut(data, parent) {
-        m.insert(last.as_str(), value);
+    match get_mut(data, parent) {
+        Some(JsonValue::Object(m)) => {
+            let slot = m.entry(last.as_str()).or_insert(JsonValue::Null);
+            *slot = value;
+            Some(&*slot)
+        }
+        _ => None,
+    }
+}
+
+fn rec(v: &JsonValue, path: &mut Vec<PathSeg>, rel: &[Name], out: &mut Vec<Vec<PathSeg>>) {
+    match v {
+        JsonValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(PathSeg::Index(i));
+                rec(item, path, rel, out);
+                path.pop();
+            }
+        }
+        JsonValue::Object(m) => match rel.split_first() {
+            None => out.push(path.clone()),
+            Some((key, rest)) => {
+                if let Some(child) = m.get(key.as_str()) {
+                    path.push(PathSeg::Key(key.clone()));
+                    rec(child, path, rest, out);
+                    path.pop();
+                }
+            }
+        },
+        _ => {}
     }
 }
 
 /// Absolute paths of the objects found by following `rel` (response keys)
-/// from `base`, walking through lists.
-pub fn collect_objects(
-    data: &JsonValue,
+/// from `value`, which stands at `base`, walking through lists.
+pub fn collect_objects_in(
+    value: &JsonValue,
     base: &[PathSeg],
     rel: &[Name],
     out: &mut Vec<Vec<PathSeg>>,
 ) {
-    fn rec(v: &JsonValue, path: &mut Vec<PathSeg>, rel: &[Name], out: &mut Vec<Vec<PathSeg>>) {
-        match v {
-            JsonValue::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    path.push(PathSeg::Index(i));
-                    rec(item, path, rel, out);
-                    path.pop();
-                }
-            }
-            JsonValue::Object(m) => match rel.split_first() {
-                None => out.push(path.clone()),
-                Some((key, rest)) => {
-                    if let Some(child) = m.get(key.as_str()) {
-                        path.push(PathSeg::Key(key.clone()));
-                        rec(child, path, rest, out);
-                        path.pop();
-                    }
-                }
-            },
-            _ => {}
-        }
-    }
-    if let Some(v) = get(data, base) {
-        rec(v, &mut base.to_vec(), rel, out);
-    }
+    rec(value, &mut base.to_vec(), rel, out);
 }
 
 /// A client argument value with variables substituted; `None` when it is a
@@ -145,8 +154,8 @@ mod tests {
         let data =
             json!({"a": {"items": [{"b": {"x": 1}}, {"b": null}, {"b": [{"x": 2}, {"x": 3}]}]}});
         let mut out = Vec::new();
-        collect_objects(
-            &data,
+        collect_objects_in(
+            get(&data, &[key("a")]).unwrap(),
             &[key("a")],
             &[Name::new("items").unwrap(), Name::new("b").unwrap()],
             &mut out,

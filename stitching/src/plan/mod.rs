@@ -64,6 +64,8 @@ pub struct FetchNode {
     /// The parent's runtime type must be this one (fields inside fragments on abstract types).
     pub type_guard: Option<Name>,
     pub conditions: Vec<Condition>,
+    /// `_stitch_f_NAME` for each `$fields:` the delegation reads (no per-parent formatting).
+    pub require_keys: Vec<String>,
     /// The remote selection set text (`{ ... }`), empty for leaf fields.
     pub selection: String,
     /// Client variables `selection` uses: `(name, remote type)`.
@@ -261,13 +263,18 @@ impl<'a> Planner<'a> {
         };
         Arc::new(FetchNode {
             id,
-            delegation,
             parent_type: parent_type.clone(),
             field: field.clone(),
             response_key: field.response_key().clone(),
             parent_path,
             type_guard,
             conditions,
+            require_keys: delegation
+                .requires
+                .iter()
+                .map(|r| format!("{REQUIRE_PREFIX}{r}"))
+                .collect(),
+            delegation,
             selection,
             variables,
             children,
