@@ -90,7 +90,8 @@ pub trait Transport: Send + Sync {
 #[derive(Debug, Default, Serialize)]
 pub struct Response {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub data: Option<JsonValue>,
+    /// The shaped data, already JSON (see `shape`).
+    pub data: Option<Box<serde_json::value::RawValue>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<GraphQLError>,
 }
@@ -314,10 +315,29 @@ impl<'r, 'a> Execution<'r, 'a> {
     }
 
     fn finish(mut self) -> Response {
-        let data = shape::shape(self.req, &self.data, &mut self.errors);
-        Response {
-            data: Some(data),
-            errors: self.errors,
+        let bytes = shape::shape(self.req, &self.data, &mut self.errors);
+        // The shaper writes only serde_json output and GraphQL names, so both
+        // checks pass; if they ever did not, the client gets an error, not a panic.
+        let data = String::from_utf8(bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                serde_json::value::RawValue::from_string(text).map_err(|e| e.to_string())
+            });
+        match data {
+            Ok(raw) => Response {
+                data: Some(raw),
+                errors: self.errors,
+            },
+            Err(e) => {
+                self.errors.push(error(
+                    format!("the gateway wrote invalid JSON: {e}"),
+                    "INTERNAL_SERVER_ERROR",
+                ));
+                Response {
+                    data: None,
+                    errors: self.errors,
+                }
+            }
         }
     }
 }

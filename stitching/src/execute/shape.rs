@@ -16,7 +16,10 @@ use std::{collections::HashMap, rc::Rc};
 use super::{error, value::to_error_path, PathSeg, Request};
 use crate::plan::TYPENAME_ALIAS;
 
-pub fn shape(req: &Request<'_>, data: &JsonValue, errors: &mut Vec<GraphQLError>) -> JsonValue {
+/// Writes the client's `data` as JSON: the response is written straight from
+/// the merged data, with no intermediate tree; a propagated null truncates
+/// what its object had written so far.
+pub fn shape(req: &Request<'_>, data: &JsonValue, errors: &mut Vec<GraphQLError>) -> Vec<u8> {
     let mut s = Shaper {
         req,
         errors,
@@ -25,10 +28,14 @@ pub fn shape(req: &Request<'_>, data: &JsonValue, errors: &mut Vec<GraphQLError>
     let empty = JsonMap::new();
     let obj = data.as_object().unwrap_or(&empty);
     let root = &req.operation.selection_set;
-    match s.selection(&[root], root.ty.as_str(), obj, &mut Vec::new()) {
-        Ok(m) => JsonValue::Object(m),
-        Err(()) => JsonValue::Null,
+    let mut out = Vec::with_capacity(1024);
+    if s.selection(&[root], root.ty.as_str(), obj, &mut Vec::new(), &mut out)
+        .is_err()
+    {
+        out.clear();
+        out.extend_from_slice(b"null");
     }
+    out
 }
 
 /// The fields of a selection set for one runtime type, grouped by response key.
@@ -129,34 +136,45 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         collected
     }
 
+    /// Writes the object for `sets` as JSON into `out`; `Err` when a non-null
+    /// field is null (the caller then truncates what was written).
     fn selection(
         &mut self,
         sets: &[&'a SelectionSet],
         type_name: &str,
         obj: &JsonMap,
         path: &mut Vec<PathSeg>,
-    ) -> Result<JsonMap, ()> {
+        out: &mut Vec<u8>,
+    ) -> Result<(), ()> {
         let fields = self.collected(sets, type_name);
-        let mut out = JsonMap::with_capacity(fields.len());
-        for (key, fs) in fields.iter() {
+        out.push(b'{');
+        for (n, (key, fs)) in fields.iter().enumerate() {
             let (key, fs) = (*key, fs.as_slice());
+            if n > 0 {
+                out.push(b',');
+            }
+            // GraphQL names need no JSON escaping.
+            out.push(b'"');
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
             let f = fs[0];
             if f.name == "__typename" {
-                out.insert(key.as_str(), JsonValue::String(type_name.into()));
+                write_json(out, &JsonValue::String(type_name.into()));
                 continue;
             }
             let raw = obj.get(key.as_str());
             if matches!(f.name.as_str(), "__schema" | "__type") {
                 // Already shaped by the introspection executor.
-                out.insert(key.as_str(), raw.cloned().unwrap_or(JsonValue::Null));
+                write_json(out, raw.unwrap_or(&JsonValue::Null));
                 continue;
             }
             path.push(PathSeg::Key(key.clone()));
-            let v = self.value(&f.definition.ty, type_name, fs, raw, path);
+            let v = self.value(&f.definition.ty, type_name, fs, raw, path, out);
             path.pop();
-            out.insert(key.as_str(), v?);
+            v?;
         }
-        Ok(out)
+        out.push(b'}');
+        Ok(())
     }
 
     fn null_error(&mut self, path: &[PathSeg], parent_type: &str, field: &Name) {
@@ -175,6 +193,9 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         }
     }
 
+    /// Writes one field value into `out`. A null in a non-null position is
+    /// `Err`; a nullable position that receives a propagated null is
+    /// truncated back and written as `null`.
     fn value(
         &mut self,
         ty: &Type,
@@ -182,18 +203,30 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         fs: &[&'a Node<Field>],
         raw: Option<&JsonValue>,
         path: &mut Vec<PathSeg>,
-    ) -> Result<JsonValue, ()> {
-        let null = |this: &mut Self, path: &mut Vec<PathSeg>| {
+        out: &mut Vec<u8>,
+    ) -> Result<(), ()> {
+        let null = |this: &mut Self, path: &mut Vec<PathSeg>, out: &mut Vec<u8>| {
             if ty.is_non_null() {
                 this.null_error(path, parent_type, &fs[0].name);
                 Err(())
             } else {
-                Ok(JsonValue::Null)
+                out.extend_from_slice(b"null");
+                Ok(())
             }
         };
         let raw = match raw {
-            None | Some(JsonValue::Null) => return null(self, path),
+            None | Some(JsonValue::Null) => return null(self, path, out),
             Some(v) => v,
+        };
+        let mark = out.len();
+        let propagate = |out: &mut Vec<u8>| {
+            out.truncate(mark);
+            if ty.is_non_null() {
+                Err(())
+            } else {
+                out.extend_from_slice(b"null");
+                Ok(())
+            }
         };
         match ty {
             Type::List(inner) | Type::NonNullList(inner) => {
@@ -204,26 +237,23 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                     );
                     e.path = to_error_path(path);
                     self.errors.push(e);
-                    return null(self, path);
+                    return null(self, path, out);
                 };
-                let mut out = Vec::with_capacity(items.len());
+                out.push(b'[');
                 for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
                     path.push(PathSeg::Index(i));
-                    let v = self.value(inner, parent_type, fs, Some(item), path);
+                    let v = self.value(inner, parent_type, fs, Some(item), path, out);
                     path.pop();
-                    match v {
-                        Ok(v) => out.push(v),
+                    if v.is_err() {
                         // A non-null item is null: the whole list is null.
-                        Err(()) => {
-                            return if ty.is_non_null() {
-                                Err(())
-                            } else {
-                                Ok(JsonValue::Null)
-                            }
-                        }
+                        return propagate(out);
                     }
                 }
-                Ok(JsonValue::Array(out))
+                out.push(b']');
+                Ok(())
             }
             Type::Named(name) | Type::NonNullNamed(name) => {
                 match self.req.supergraph.schema.types.get(name) {
@@ -233,40 +263,105 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                         | ExtendedType::Union(_),
                     ) => {
                         let JsonValue::Object(obj) = raw else {
-                            return null(self, path);
+                            return null(self, path, out);
                         };
-                        let runtime: String = if self.req.supergraph.is_abstract(name) {
+                        let supergraph = self.req.supergraph;
+                        let runtime: &str = if supergraph.is_abstract(name) {
                             let remote = obj
                                 .get(TYPENAME_ALIAS)
                                 .and_then(|v| v.as_str())
                                 .unwrap_or(name.as_str());
-                            self.req
-                                .supergraph
+                            supergraph
                                 .subgraphs
                                 .iter()
                                 .map(|s| s.public_type(remote))
                                 .find(|p| *p != remote)
                                 .unwrap_or(remote)
-                                .to_owned()
                         } else {
-                            name.to_string()
+                            name.as_str()
                         };
-                        let sets: Vec<&SelectionSet> =
-                            fs.iter().map(|f| &f.selection_set).collect();
-                        match self.selection(&sets, &runtime, obj, path) {
-                            Ok(m) => Ok(JsonValue::Object(m)),
-                            Err(()) => {
-                                if ty.is_non_null() {
-                                    Err(())
-                                } else {
-                                    Ok(JsonValue::Null)
-                                }
-                            }
+                        let result = if let [one] = fs {
+                            self.selection(&[&one.selection_set], runtime, obj, path, out)
+                        } else {
+                            let sets: Vec<&SelectionSet> =
+                                fs.iter().map(|f| &f.selection_set).collect();
+                            self.selection(&sets, runtime, obj, path, out)
+                        };
+                        match result {
+                            Ok(()) => Ok(()),
+                            Err(()) => propagate(out),
                         }
                     }
-                    _ => Ok(raw.clone()),
+                    _ => {
+                        write_json(out, raw);
+                        Ok(())
+                    }
                 }
             }
         }
+    }
+}
+
+fn write_json(out: &mut Vec<u8>, value: &JsonValue) {
+    // Serialising a JSON value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+#[cfg(test)]
+mod tests {
+    use apollo_compiler::response::{serde_json_bytes::json, JsonMap};
+
+    use super::*;
+    use crate::{coerce_variables, prepare, testing::supergraph, Limits};
+
+    fn shaped(query: &str, data: JsonValue) -> (String, Vec<String>) {
+        let sg = supergraph();
+        let prepared = prepare(&sg, query, None, &Limits::default()).unwrap();
+        let vars = coerce_variables(&sg, &prepared, &JsonMap::new()).unwrap();
+        let req = Request {
+            supergraph: &sg,
+            document: &prepared.document,
+            operation: prepared.operation(),
+            plan: &prepared.plan,
+            variables: &vars,
+        };
+        let mut errors = Vec::new();
+        let out = String::from_utf8(shape(&req, &data, &mut errors)).unwrap();
+        let errors = errors
+            .iter()
+            .map(|e| format!("{} at {}", e.message, crate::execute::path_string(&e.path)))
+            .collect();
+        (out, errors)
+    }
+
+    #[test]
+    fn nulls_propagate_to_the_nearest_nullable_parent() {
+        let (out, errors) = shaped(
+            "{ pipeline(id: \"1\") { id tags { key } } pipelines { total } }",
+            json!({
+                "pipeline": {"id": "1", "tags": [{"key": "a"}, {"key": null}], "_stitch_f_x": 1},
+                "pipelines": {"total": 3, "items": []}
+            }),
+        );
+        assert_eq!(out, r#"{"pipeline":null,"pipelines":{"total":3}}"#);
+        assert_eq!(
+            errors,
+            ["Cannot return null for non-nullable field Tag.key at pipeline.tags.1.key"]
+        );
+    }
+
+    #[test]
+    fn a_null_reaching_the_root_nulls_data_and_helpers_never_show() {
+        let (out, errors) = shaped("{ pipelines { total } }", json!({"pipelines": null}));
+        assert_eq!(out, "null");
+        assert_eq!(
+            errors,
+            ["Cannot return null for non-nullable field Query.pipelines at pipelines"]
+        );
+        let (out, _) = shaped(
+            "{ a: pipeline(id: \"1\") { __typename n: name } }",
+            json!({"a": {"n": "x\"y", "_stitch_f_id": "1", "_stitch_t": "Pipeline"}}),
+        );
+        assert_eq!(out, r#"{"a":{"__typename":"Pipeline","n":"x\"y"}}"#);
     }
 }
