@@ -66,6 +66,37 @@ pub fn client(connections: usize) -> anyhow::Result<reqwest::Client> {
         .context("cannot build the HTTP client")
 }
 
+/// One connection sending `series[0]`, `series[1]`, ... in turn until the
+/// deadline: the series see the same machine at the same moments, so their
+/// latencies compare even when the machine's speed drifts.
+pub async fn interleaved(
+    client: &reqwest::Client,
+    series: &[(String, String)],
+    duration: Duration,
+) -> Vec<LoadResult> {
+    let mut results: Vec<LoadResult> = series.iter().map(|_| LoadResult::default()).collect();
+    let started = Instant::now();
+    let deadline = started + duration;
+    while Instant::now() < deadline {
+        for ((url, body), r) in series.iter().zip(results.iter_mut()) {
+            let t = Instant::now();
+            let outcome = send(client, url, body).await;
+            r.latencies_us
+                .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            r.requests += 1;
+            if let Err(e) = outcome {
+                r.errors += 1;
+                r.first_error.get_or_insert(e);
+            }
+        }
+    }
+    for r in &mut results {
+        r.elapsed = started.elapsed();
+        r.latencies_us.sort_unstable();
+    }
+    results
+}
+
 pub async fn run(client: &reqwest::Client, load: &Load) -> anyhow::Result<LoadResult> {
     anyhow::ensure!(!load.bodies.is_empty(), "no request bodies to send");
     let counter = Arc::new(AtomicU64::new(0));
@@ -111,7 +142,7 @@ pub async fn run(client: &reqwest::Client, load: &Load) -> anyhow::Result<LoadRe
     Ok(total)
 }
 
-async fn send(client: &reqwest::Client, url: &str, body: &str) -> Result<(), String> {
+pub async fn send(client: &reqwest::Client, url: &str, body: &str) -> Result<(), String> {
     let resp = client
         .post(url)
         .header("content-type", "application/json")

@@ -248,7 +248,7 @@ impl Report {
         }
 
         if let Some(n) = &self.nested {
-            let _ = writeln!(out, "### nested: the subgraph calls it makes, replayed directly at concurrency 1 ({:.1} s each)\n", n.baseline_secs);
+            let _ = writeln!(out, "### nested: the subgraph calls it makes, replayed directly at concurrency 1, interleaved with the gateway request on one connection ({:.1} s)\n", n.baseline_secs);
             let _ = writeln!(out, "| call | p50 ms |\n| --- | ---: |");
             for (what, p50) in &n.calls {
                 let _ = writeln!(out, "| {what} | {p50:.3} |");
@@ -261,7 +261,7 @@ impl Report {
             );
             let _ = writeln!(
                 out,
-                "| **nested through the gateway, concurrency 1** | {:.3} |\n",
+                "| **nested through the gateway, concurrency 1, same rounds** | {:.3} |\n",
                 n.gateway_c1.load.p50_ms()
             );
         }
