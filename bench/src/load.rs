@@ -69,16 +69,21 @@ pub fn client(connections: usize) -> anyhow::Result<reqwest::Client> {
 /// One connection sending `series[0]`, `series[1]`, ... in turn until the
 /// deadline: the series see the same machine at the same moments, so their
 /// latencies compare even when the machine's speed drifts.
+/// Round `n` sends each series' body `scramble(n)`.
 pub async fn interleaved(
     client: &reqwest::Client,
-    series: &[(String, String)],
+    series: &[(String, Arc<Vec<String>>)],
     duration: Duration,
 ) -> Vec<LoadResult> {
     let mut results: Vec<LoadResult> = series.iter().map(|_| LoadResult::default()).collect();
     let started = Instant::now();
     let deadline = started + duration;
+    let mut round: u64 = 0;
     while Instant::now() < deadline {
-        for ((url, body), r) in series.iter().zip(results.iter_mut()) {
+        for ((url, bodies), r) in series.iter().zip(results.iter_mut()) {
+            let Some(body) = pick(bodies, round) else {
+                continue;
+            };
             let t = Instant::now();
             let outcome = send(client, url, body).await;
             r.latencies_us
@@ -89,6 +94,7 @@ pub async fn interleaved(
                 r.first_error.get_or_insert(e);
             }
         }
+        round += 1;
     }
     for r in &mut results {
         r.elapsed = started.elapsed();
@@ -112,10 +118,9 @@ pub async fn run(client: &reqwest::Client, load: &Load) -> anyhow::Result<LoadRe
             let mut r = LoadResult::default();
             while Instant::now() < deadline {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
-                // A stride coprime with most sizes: neighbours in time differ.
-                let i = (n.wrapping_mul(7919) % bodies.len() as u64) as usize;
+                let Some(body) = pick(&bodies, n) else { break };
                 let t = Instant::now();
-                let outcome = send(&client, &url, &bodies[i]).await;
+                let outcome = send(&client, &url, body).await;
                 r.latencies_us
                     .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
                 r.requests += 1;
@@ -140,6 +145,15 @@ pub async fn run(client: &reqwest::Client, load: &Load) -> anyhow::Result<LoadRe
     total.elapsed = started.elapsed();
     total.latencies_us.sort_unstable();
     Ok(total)
+}
+
+/// Body `n` of a sequence: a stride coprime with most sizes, so that
+/// neighbours in time ask for different ids.
+fn pick(bodies: &[String], n: u64) -> Option<&String> {
+    if bodies.is_empty() {
+        return None;
+    }
+    bodies.get((n.wrapping_mul(7919) % bodies.len() as u64) as usize)
 }
 
 pub async fn send(client: &reqwest::Client, url: &str, body: &str) -> Result<(), String> {

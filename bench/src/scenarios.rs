@@ -160,26 +160,20 @@ pub async fn root(o: &Options, stack: &Stack, seeded: &Seeded) -> anyhow::Result
         bodies.clone(),
     )
     .await?;
-    let gateway_c1 = measure(
-        stack,
-        &stack.gateway.graphql(),
-        true,
-        1,
-        SHORT_WARMUP,
-        baseline(o),
-        bodies.clone(),
-    )
-    .await?;
-    let direct_c1 = measure(
-        stack,
-        &stack.pipeline.graphql(),
-        false,
-        1,
-        SHORT_WARMUP,
-        baseline(o),
-        bodies,
-    )
-    .await?;
+    let series = vec![
+        (stack.gateway.graphql(), bodies.clone()),
+        (stack.pipeline.graphql(), bodies),
+    ];
+    let (gateway_c1, mut rest) = interleaved_c1(stack, series, baseline(o) * 2).await?;
+    let direct_c1 = Measured {
+        connections: 1,
+        load: rest.pop().unwrap_or_default(),
+        per_request: None,
+        cpu_us_per_request: None,
+        peak_rss_kib: None,
+        peak_reset: gateway_c1.peak_reset,
+        loadgen_cpu_percent: gateway_c1.loadgen_cpu_percent,
+    };
     Ok(Root {
         gateway,
         direct,
@@ -224,7 +218,17 @@ pub async fn nested(o: &Options, stack: &Stack) -> anyhow::Result<Nested> {
 
     let baseline = baseline(o);
     let plan = direct_calls(stack).await?;
-    let (gateway_c1, calls) = nested_c1(stack, &bodies[0], plan, baseline * 2).await?;
+    let mut series = vec![(gw_url.clone(), bodies)];
+    series.extend(
+        plan.iter()
+            .map(|(_, url, body)| (url.clone(), Arc::new(vec![body.clone()]))),
+    );
+    let (gateway_c1, rest) = interleaved_c1(stack, series, baseline * 2).await?;
+    let calls: Vec<(String, f64)> = plan
+        .into_iter()
+        .zip(rest.iter())
+        .map(|((what, _, _), r)| (what, r.p50_ms()))
+        .collect();
     let p = |i: usize| calls.get(i).map(|c| c.1).unwrap_or(0.0);
     Ok(Nested {
         loaded,
@@ -236,21 +240,16 @@ pub async fn nested(o: &Options, stack: &Stack) -> anyhow::Result<Nested> {
     })
 }
 
-/// The nested query through the gateway and its subgraph calls straight to
-/// the subgraphs, interleaved on one connection (gateway, L0, L1, L1, L2,
-/// gateway, ...): the machine's drift hits both sides alike.
-async fn nested_c1(
+/// Concurrency 1 on one connection, in rounds: `series[0]` through the
+/// gateway, then each other series (straight to a subgraph), then again.
+/// Interleaving makes the machine's speed drift hit both sides alike.
+/// Returns the gateway series with the gateway's figures, and the others.
+async fn interleaved_c1(
     stack: &Stack,
-    gateway_body: &str,
-    plan: Vec<(String, String, String)>,
+    series: Vec<(String, Arc<Vec<String>>)>,
     duration: Duration,
-) -> anyhow::Result<(Measured, Vec<(String, f64)>)> {
+) -> anyhow::Result<(Measured, Vec<LoadResult>)> {
     let client = load::client(1)?;
-    let mut series = vec![(stack.gateway.graphql(), gateway_body.to_string())];
-    series.extend(
-        plan.iter()
-            .map(|(_, url, body)| (url.clone(), body.clone())),
-    );
     load::interleaved(&client, &series, SHORT_WARMUP).await;
     let metrics = gql::client(2)?;
     let gw = stack.gateway.pid;
@@ -264,22 +263,18 @@ async fn nested_c1(
     let cpu_after = procstat::cpu_secs(gw)?;
     let after = gql::subgraph_requests(&metrics, &stack.gateway.metrics()).await?;
     let memory = procstat::status(gw)?;
-    let calls: Vec<(String, f64)> = plan
-        .into_iter()
-        .zip(results.iter().skip(1))
-        .map(|((what, _, _), r)| (what, r.p50_ms()))
-        .collect();
-    for r in &results {
+    for ((url, _), r) in series.iter().zip(&results) {
         if r.errors > 0 {
             eprintln!(
-                "bench: nested baseline: {} of {} requests failed, e.g. {}",
+                "bench: {url}: {} of {} requests failed, e.g. {}",
                 r.errors,
                 r.requests,
                 r.first_error.as_deref().unwrap_or("?")
             );
         }
     }
-    let gateway = results.swap_remove(0);
+    anyhow::ensure!(!results.is_empty(), "no series to measure");
+    let gateway = results.remove(0);
     let n = gateway.requests.max(1) as f64;
     let per: BTreeMap<String, f64> = after
         .iter()
@@ -299,7 +294,7 @@ async fn nested_c1(
         loadgen_cpu_percent,
         load: gateway,
     };
-    Ok((measured, calls))
+    Ok((measured, results))
 }
 
 /// The four subgraph requests behind `NESTED_QUERY`, built from real answers:
