@@ -199,24 +199,10 @@ async fn issue_4_a_subgraph_added_by_config_alone() {
     p.stop().await;
 }
 
-/// The `gateway` binary of this workspace, built if a lone `cargo test -p e2e` did not.
+/// The gateway's process entry (`gateway::cli::run`, what `gateway` runs),
+/// built by cargo with this test binary.
 fn gateway_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/debug/deps/e2e-HASH -> target/debug/gateway
-    let bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .join("gateway");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "-p", "gateway", "--bin", "gateway"])
-            .status()
-            .expect("cargo build");
-        assert!(status.success());
-    }
-    bin
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_gateway-under-test"))
 }
 
 #[tokio::test]
