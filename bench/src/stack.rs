@@ -169,7 +169,7 @@ url = "http://127.0.0.1:{lp}/graphql"
 ws_url = "ws://127.0.0.1:{lp}/graphql"
 timeout_ms = 10000
 stitching_files = [{ls}]
-hide = ["Query.pipelineLogs", "Mutation.ingestLogs", "Subscription.logStream"]
+hide = ["Query.pipelineLogs", "Query.pipelineLogPages", "Mutation.ingestLogs", "Subscription.logStream"]
 propagate_headers = ["authorization", "x-forwarded-email"]
 
 [services.pipeline]

@@ -458,3 +458,78 @@ async fn the_log_survives_a_restart_on_the_same_port() {
     );
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn first_pages_of_many_runs_in_one_call() {
+    let stack = Subgraphs::start_without_pipeline().await;
+    let url = stack.log_url();
+    let entries: Vec<Value> = [
+        ("a", "INFO", "a1"),
+        ("b", "ERROR", "b1"),
+        ("a", "DEBUG", "a2"),
+        ("a", "ERROR", "a3"),
+        ("a", "INFO", "a4"),
+    ]
+    .iter()
+    .map(|(p, level, message)| json!({ "pipelineId": p, "level": level, "message": message }))
+    .collect();
+    let resp = gql(
+        &url,
+        "mutation($e: [LogEntryInput!]!) { ingestLogs(entries: $e) }",
+        json!({ "e": entries }),
+    )
+    .await;
+    assert_eq!(data(&resp)["ingestLogs"], 5);
+
+    let q = "query($ids: [ID!]!, $min: LogLevel) { pipelineLogPages(pipelineIds: $ids, limit: 2, minLevel: $min) { items { message } nextCursor } }";
+    let resp = gql(
+        &url,
+        q,
+        json!({ "ids": ["a", "none", "b", "a"], "min": "INFO" }),
+    )
+    .await;
+    let pages = data(&resp)["pipelineLogPages"].as_array().unwrap().clone();
+    let messages = |p: &Value| -> Vec<String> {
+        p["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["message"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        pages.len(),
+        4,
+        "one page per id, in order, repeats included"
+    );
+    assert_eq!(messages(&pages[0]), ["a1", "a3"]);
+    assert_eq!(messages(&pages[1]), Vec::<String>::new());
+    assert_eq!(pages[1]["nextCursor"], Value::Null);
+    assert_eq!(messages(&pages[2]), ["b1"]);
+    assert_eq!(pages[2]["nextCursor"], Value::Null);
+    assert_eq!(pages[3], pages[0]);
+    // The cursor continues with `pipelineLogs`, as a history page's would.
+    let resp = gql(
+        &url,
+        "query($c: String) { pipelineLogs(pipelineId: \"a\", limit: 2, minLevel: INFO, cursor: $c) { items { message } nextCursor } }",
+        json!({ "c": pages[0]["nextCursor"] }),
+    )
+    .await;
+    assert_eq!(messages(&data(&resp)["pipelineLogs"]), ["a4"]);
+
+    let resp = gql(
+        &url,
+        "{ pipelineLogPages(pipelineIds: [\"a\"], limit: 0) { nextCursor } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(error_codes(&resp), ["BAD_USER_INPUT"]);
+    let resp = gql(
+        &url,
+        "{ pipelineLogPages(pipelineIds: [\"\"]) { nextCursor } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(error_codes(&resp), ["BAD_USER_INPUT"]);
+    stack.stop().await;
+}

@@ -41,7 +41,7 @@ pub fn subgraph_entries(subgraphs: &Subgraphs) -> String {
         "log",
         subgraphs.log_url(),
         subgraphs.log_ws_url(),
-        "\"Query.pipelineLogs\", \"Mutation.ingestLogs\", \"Subscription.logStream\"",
+        "\"Query.pipelineLogs\", \"Query.pipelineLogPages\", \"Mutation.ingestLogs\", \"Subscription.logStream\"",
     ));
     s
 }

@@ -12,6 +12,8 @@ pub const MAX_NODE_CHARS: usize = 200;
 pub const MAX_PIPELINE_ID_CHARS: usize = 200;
 pub const MAX_KEY_CHARS: usize = 200;
 pub const MAX_PAGE: i32 = 1000;
+/// Runs in one `pipelineLogPages` call (the gateway batches a whole list level).
+pub const MAX_BATCH_RUNS: usize = 10_000;
 
 /// Shared by every request.
 pub struct LogService {
@@ -104,6 +106,42 @@ impl LogService {
             self.last_id.send_replace(last);
         }
         Ok(stored)
+    }
+
+    /// The first page of each run's history, in the order of `pipeline_ids`:
+    /// what the gateway asks for `Pipeline.logs` of a whole list at once.
+    pub async fn first_pages(
+        &self,
+        pipeline_ids: &[String],
+        limit: i32,
+        min_level: Option<LogLevel>,
+    ) -> ServiceResult<Vec<HistoryPage>> {
+        if pipeline_ids.len() > MAX_BATCH_RUNS {
+            return Err(ServiceError::bad_input(format!(
+                "`pipelineIds` holds {} ids; at most {MAX_BATCH_RUNS} per call",
+                pipeline_ids.len()
+            )));
+        }
+        for (i, id) in pipeline_ids.iter().enumerate() {
+            check_pipeline_id(&format!("pipelineIds[{i}]"), id)?;
+        }
+        let limit = check_limit(limit, MAX_PAGE)?;
+        let lines = self
+            .store
+            .first_lines(pipeline_ids.to_vec(), min_level, limit + 1)
+            .await?;
+        Ok(lines
+            .into_iter()
+            .map(|mut items| {
+                let next_cursor = if items.len() > limit {
+                    items.truncate(limit);
+                    items.last().map(|l| LogCursor::of(l).encode())
+                } else {
+                    None
+                };
+                HistoryPage { items, next_cursor }
+            })
+            .collect())
     }
 
     pub async fn history(

@@ -146,6 +146,14 @@ pub trait LogStore: Send + Sync + 'static {
         after: Option<LogCursor>,
         up_to: Option<i64>,
     ) -> impl Future<Output = ServiceResult<Vec<LogLine>>> + Send;
+    /// For each of `pipeline_ids`, its first `limit` lines in (time, rowid)
+    /// order at `min_level` or above, in one read; in the order of the ids.
+    fn first_lines(
+        &self,
+        pipeline_ids: Vec<String>,
+        min_level: Option<LogLevel>,
+        limit: usize,
+    ) -> impl Future<Output = ServiceResult<Vec<Vec<LogLine>>>> + Send;
     /// Up to `limit` lines with rowid greater than `after_id`, in rowid order.
     fn after_id(
         &self,
@@ -279,6 +287,48 @@ impl LogStore for SqliteLogStore {
                 )
             })
             .await
+    }
+
+    async fn first_lines(
+        &self,
+        pipeline_ids: Vec<String>,
+        min_level: Option<LogLevel>,
+        limit: usize,
+    ) -> ServiceResult<Vec<Vec<LogLine>>> {
+        let min_rank = min_level.map_or(0, LogLevel::rank);
+        let ids_json = serde_json::to_string(&pipeline_ids)
+            .map_err(|e| ServiceError::Storage(e.to_string()))?;
+        let lines = self
+            .db
+            .call(move |conn| {
+                // One statement for every run: the window keeps each run's
+                // first `limit` lines, read through logs_by_pipeline_time.
+                query_lines(
+                    conn,
+                    &format!(
+                        "SELECT {COLUMNS} FROM (
+                           SELECT {COLUMNS}, ROW_NUMBER() OVER (PARTITION BY pipeline_id ORDER BY time, id) AS rn
+                           FROM logs
+                           WHERE pipeline_id IN (SELECT value FROM json_each(?1)) AND level >= ?2
+                         ) WHERE rn <= ?3
+                         ORDER BY pipeline_id, time, id"
+                    ),
+                    params![ids_json, min_rank, limit as i64],
+                )
+            })
+            .await?;
+        let mut by_run: std::collections::HashMap<String, Vec<LogLine>> =
+            std::collections::HashMap::new();
+        for line in lines {
+            by_run
+                .entry(line.pipeline_id.clone())
+                .or_default()
+                .push(line);
+        }
+        Ok(pipeline_ids
+            .iter()
+            .map(|id| by_run.get(id).cloned().unwrap_or_default())
+            .collect())
     }
 
     async fn after_id(&self, q: LineQuery, after_id: i64) -> ServiceResult<Vec<LogLine>> {
