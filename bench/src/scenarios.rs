@@ -1,7 +1,7 @@
 //! The HTTP scenarios: `root` (gateway and direct), `nested` (with a
 //! concurrency-1 baseline of the subgraph calls it makes) and `fanout`.
 
-use std::{collections::BTreeMap, fmt::Write as _, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use serde_json::{json, Value};
@@ -329,14 +329,8 @@ async fn direct_calls(stack: &Stack) -> anyhow::Result<Vec<(String, String, Stri
         .collect();
     producers.sort();
     producers.dedup();
-    let mut l1b = String::from("{");
-    for (i, id) in run_ids.iter().enumerate() {
-        let _ = write!(
-            l1b,
-            " a{i}: pipelineLogs(pipelineId: \"{id}\", limit: 5) {{ items {{ message }} }}"
-        );
-    }
-    l1b.push_str(" }");
+    // What the gateway sends for `Pipeline.logs` (batch: true in gateway/stitching/log.graphql).
+    let l1b = "query($ids: [ID!]!) { pipelineLogPages(pipelineIds: $ids, limit: 5) { items { message } } }";
     let l2 = "query($ids: [ID!]!) { pipelinesByIds(ids: $ids) { id name } }";
     Ok(vec![
         (
@@ -350,9 +344,9 @@ async fn direct_calls(stack: &Stack) -> anyhow::Result<Vec<(String, String, Stri
             body(l1a, json!({ "ids": dataset_ids })),
         ),
         (
-            format!("L1 log: {} aliased pipelineLogs(limit: 5)", run_ids.len()),
+            format!("L1 log: pipelineLogPages({} ids, limit: 5)", run_ids.len()),
             l_url,
-            body(&l1b, json!({})),
+            body(l1b, json!({ "ids": run_ids })),
         ),
         (
             format!("L2 pipeline: pipelinesByIds({} ids)", producers.len()),
