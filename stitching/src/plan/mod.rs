@@ -200,31 +200,23 @@ impl<'a> Planner<'a> {
                         out.push(node);
                     }
                 },
-                Selection::InlineFragment(inline) => {
-                    let n = conditions.len();
-                    conditions.extend(conditions_of(&inline.directives));
-                    self.root_fields(
-                        &inline.selection_set,
-                        root_type,
-                        conditions,
-                        out,
-                        has_introspection,
-                    )?;
-                    conditions.truncate(n);
-                }
-                Selection::FragmentSpread(spread) => {
-                    let Some(fragment) = self.doc.fragments.get(&spread.fragment_name) else {
-                        continue;
+                Selection::InlineFragment(_) | Selection::FragmentSpread(_) => {
+                    let (directives, set) = match sel {
+                        Selection::InlineFragment(inline) => {
+                            (&inline.directives, &inline.selection_set)
+                        }
+                        Selection::FragmentSpread(spread) => {
+                            let Some(fragment) = self.doc.fragments.get(&spread.fragment_name)
+                            else {
+                                continue;
+                            };
+                            (&spread.directives, &fragment.selection_set)
+                        }
+                        Selection::Field(_) => continue,
                     };
                     let n = conditions.len();
-                    conditions.extend(conditions_of(&spread.directives));
-                    self.root_fields(
-                        &fragment.selection_set,
-                        root_type,
-                        conditions,
-                        out,
-                        has_introspection,
-                    )?;
+                    conditions.extend(conditions_of(directives));
+                    self.root_fields(set, root_type, conditions, out, has_introspection)?;
                     conditions.truncate(n);
                 }
             }

@@ -575,25 +575,18 @@ fn fingerprint(ty: &ExtendedType) -> String {
             format!("({})", v.join(", "))
         }
     }
+    fn fields<'f>(defs: impl Iterator<Item = &'f Component<ast::FieldDefinition>>) -> String {
+        let mut f: Vec<String> = defs
+            .map(|f| format!("{}{}: {}", f.name, ty_args(&f.arguments), f.ty))
+            .collect();
+        f.sort();
+        f.join(" ")
+    }
     match ty {
         ExtendedType::Scalar(s) => format!("scalar {}", s.name),
-        ExtendedType::Object(o) => {
-            let mut f: Vec<String> = o
-                .fields
-                .values()
-                .map(|f| format!("{}{}: {}", f.name, ty_args(&f.arguments), f.ty))
-                .collect();
-            f.sort();
-            format!("type {} {{ {} }}", o.name, f.join(" "))
-        }
+        ExtendedType::Object(o) => format!("type {} {{ {} }}", o.name, fields(o.fields.values())),
         ExtendedType::Interface(o) => {
-            let mut f: Vec<String> = o
-                .fields
-                .values()
-                .map(|f| format!("{}{}: {}", f.name, ty_args(&f.arguments), f.ty))
-                .collect();
-            f.sort();
-            format!("interface {} {{ {} }}", o.name, f.join(" "))
+            format!("interface {} {{ {} }}", o.name, fields(o.fields.values()))
         }
         ExtendedType::Union(u) => {
             let mut m: Vec<&str> = u.members.iter().map(|m| m.as_str()).collect();
