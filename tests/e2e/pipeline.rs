@@ -7,7 +7,7 @@ use std::time::Duration;
 use e2e::{
     client::{data, error_codes, error_messages, gql, Next, Protocol, Subscription},
     pipeline_support::*,
-    stack::{Subgraphs, SubgraphsOptions},
+    stack::Subgraphs,
 };
 use serde_json::{json, Value};
 use subgraphs::{
@@ -831,26 +831,8 @@ async fn stopping_the_service_fails_its_live_runs() {
 
 #[tokio::test]
 async fn a_cancelled_pending_run_never_starts() {
-    let stack = Subgraphs::start_with(SubgraphsOptions {
-        workers: 1,
-        ..Default::default()
-    })
-    .await;
-    let url = stack.pipeline_url();
-    let (text_in, text_out) = text_datasets(&stack.dataset_url(), Some("abc")).await;
-    let slow = json!([{ "name": "duration", "value": "60" }]);
-    let a = create_run(
-        &url,
-        "example00",
-        &text_in,
-        &text_out,
-        slow.clone(),
-        json!(null),
-    )
-    .await;
-    let b = create_run(&url, "example00", &text_in, &text_out, slow, json!(null)).await;
-    let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
-    wait_status(&url, a, &["RUNNING"], WAIT).await;
+    let (stack, url, a, b) = one_worker_two_slow_runs().await;
+    let (a, b) = (a.as_str(), b.as_str());
     // a cancelled PENDING run never starts
     let resp = gql(
         &url,

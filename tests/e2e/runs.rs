@@ -399,29 +399,8 @@ async fn log_buffer_overflow_drops_the_oldest_and_says_so() {
 
 #[tokio::test]
 async fn the_worker_pool_bounds_concurrent_runs() {
-    let stack = Subgraphs::start_with(SubgraphsOptions {
-        workers: 1,
-        ..Default::default()
-    })
-    .await;
-    let url = stack.pipeline_url();
-    let (text_in, text_out) = text_datasets(&stack.dataset_url(), Some("abc")).await;
-    let slow = json!([{ "name": "duration", "value": "60" }]);
-    let first = create_run(
-        &url,
-        "example00",
-        &text_in,
-        &text_out,
-        slow.clone(),
-        json!(null),
-    )
-    .await;
-    let second = create_run(&url, "example00", &text_in, &text_out, slow, json!(null)).await;
-    let (first, second) = (
-        first["id"].as_str().unwrap(),
-        second["id"].as_str().unwrap(),
-    );
-    wait_status(&url, first, &["RUNNING"], WAIT).await;
+    let (stack, url, first, second) = one_worker_two_slow_runs().await;
+    let (first, second) = (first.as_str(), second.as_str());
     for _ in 0..5 {
         assert_eq!(get_run(&url, second).await["status"], "PENDING");
         tokio::time::sleep(Duration::from_millis(100)).await;

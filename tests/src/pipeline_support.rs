@@ -239,3 +239,33 @@ pub async fn dead_url() -> String {
     drop(l);
     format!("http://{addr}/graphql")
 }
+
+/// A stack with one pipeline worker and two 60-second `example00` runs:
+/// `(stack, pipeline URL, running run id, pending run id)`, the first already RUNNING.
+pub async fn one_worker_two_slow_runs() -> (Subgraphs, String, String, String) {
+    let stack = Subgraphs::start_with(crate::stack::SubgraphsOptions {
+        workers: 1,
+        ..Default::default()
+    })
+    .await;
+    let url = stack.pipeline_url();
+    let (text_in, text_out) = text_datasets(&stack.dataset_url(), Some("abc")).await;
+    let slow = json!([{ "name": "duration", "value": "60" }]);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let run = create_run(
+            &url,
+            "example00",
+            &text_in,
+            &text_out,
+            slow.clone(),
+            json!(null),
+        )
+        .await;
+        ids.push(run["id"].as_str().expect("run id").to_string());
+    }
+    wait_status(&url, &ids[0], &["RUNNING"], Duration::from_secs(20)).await;
+    let pending = ids.pop().unwrap_or_default();
+    let running = ids.pop().unwrap_or_default();
+    (stack, url, running, pending)
+}
