@@ -47,6 +47,10 @@ pub struct GatewayConfig {
     pub plan_cache_size: u64,
     /// Seconds a `graphql-transport-ws` client has to send `connection_init`.
     pub ws_init_timeout_secs: u64,
+    /// Seconds between keep-alives on an initialised WebSocket: `ping`
+    /// (`graphql-transport-ws`, closing a client that left the previous one
+    /// unanswered) or `ka` (legacy). 0 turns them off.
+    pub ws_keepalive_secs: u64,
     /// Watch the config file and the SDL files it names; rebuild on change.
     pub hot_reload: bool,
     /// Attempts to introspect a subgraph at start-up before giving up.
@@ -69,6 +73,7 @@ impl Default for GatewayConfig {
             introspection: true,
             plan_cache_size: 1_000,
             ws_init_timeout_secs: 10,
+            ws_keepalive_secs: 10,
             hot_reload: true,
             introspection_attempts: 10,
             worker_threads: 0,

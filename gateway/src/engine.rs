@@ -56,6 +56,12 @@ pub struct SubgraphClient {
     plain: Option<(PlainClient, hyper::Uri)>,
 }
 
+/// Test builds only (feature `fault-injection`): an operation of this name
+/// panics where it is prepared, so end-to-end tests can drive what the
+/// gateway does about its own bugs (HTTP 500, WebSocket close 4500).
+#[cfg(feature = "fault-injection")]
+pub const FAULT_OPERATION: &str = "__gatewayPanic";
+
 pub struct Engine {
     pub supergraph: Arc<Supergraph>,
     pub clients: Vec<SubgraphClient>,
@@ -200,6 +206,10 @@ impl Engine {
         query: &str,
         operation_name: Option<&str>,
     ) -> Result<Arc<PreparedOperation>, RequestError> {
+        #[cfg(feature = "fault-injection")]
+        if operation_name == Some(FAULT_OPERATION) {
+            panic!("fault injection: operation `{FAULT_OPERATION}`");
+        }
         let mut h = ahash::AHasher::default();
         query.hash(&mut h);
         let key = (h.finish(), operation_name.map(str::to_owned));

@@ -18,6 +18,7 @@ use stitching::{
     execute::{error, Response as GqlResponse},
     RequestError,
 };
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
     engine::{GraphQLRequest, Outcome},
@@ -25,11 +26,34 @@ use crate::{
 };
 
 pub fn router(state: Arc<AppState>) -> Router {
+    let counters = state.metrics.clone();
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(state)
+        // A bug in one request answers that request with a 500 instead of
+        // dropping the client's connection (and its other requests).
+        .layer(CatchPanicLayer::custom(move |panic| {
+            counters.internal_errors.fetch_add(1, Relaxed);
+            internal_error(panic)
+        }))
+}
+
+/// The answer to a request whose handler panicked: the panic is logged, the
+/// client gets a GraphQL error without the gateway's internals.
+fn internal_error(panic: Box<dyn std::any::Any + Send>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a non-string panic");
+    tracing::error!(panic = what, "a request handler panicked");
+    http_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL_SERVER_ERROR",
+        "internal server error: the gateway failed on this request and logged why",
+    )
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {

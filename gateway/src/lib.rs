@@ -34,6 +34,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
     pub ws_init_timeout: Duration,
+    /// `None`: no keep-alives.
+    pub ws_keepalive: Option<Duration>,
     pub shutdown: CancellationToken,
     /// Serialises reloads: one rebuild at a time.
     reload_lock: tokio::sync::Mutex<()>,
@@ -126,6 +128,7 @@ pub async fn start_on(
         metrics,
         max_body_bytes: g.max_body_bytes,
         ws_init_timeout: Duration::from_secs(g.ws_init_timeout_secs),
+        ws_keepalive: (g.ws_keepalive_secs > 0).then(|| Duration::from_secs(g.ws_keepalive_secs)),
         shutdown: CancellationToken::new(),
         reload_lock: tokio::sync::Mutex::new(()),
     });

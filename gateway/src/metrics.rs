@@ -64,6 +64,8 @@ pub struct SubgraphMetrics {
 pub struct Metrics {
     pub requests: AtomicU64,
     pub request_errors: AtomicU64,
+    /// Gateway bugs caught: panicked HTTP handlers and WebSocket operations.
+    pub internal_errors: AtomicU64,
     pub latency: Histogram,
     pub subscriptions_active: AtomicU64,
     pub reloads: AtomicU64,
@@ -103,6 +105,12 @@ impl Metrics {
             out,
             "gateway_request_errors_total {}",
             self.request_errors.load(Relaxed)
+        );
+        out.push_str("# HELP gateway_internal_errors_total Gateway bugs caught (a panicked request or WebSocket operation).\n# TYPE gateway_internal_errors_total counter\n");
+        let _ = writeln!(
+            out,
+            "gateway_internal_errors_total {}",
+            self.internal_errors.load(Relaxed)
         );
         out.push_str("# HELP gateway_request_duration_seconds Request latency.\n# TYPE gateway_request_duration_seconds histogram\n");
         self.latency

@@ -10,7 +10,9 @@
 //! accepted and passed on to the subgraphs' `connection_init`; any other
 //! payload is refused (4403 Forbidden; legacy: `connection_error`, then
 //! close 4403). A missing `connection_init` closes with 4408 after
-//! `ws_init_timeout` in both protocols.
+//! `ws_init_timeout` in both protocols. Keep-alives every `ws_keepalive`:
+//! `ping` (a client that leaves one unanswered for a whole period is
+//! dropped, which stops its subscriptions upstream) or legacy `ka`.
 
 mod operation;
 mod protocol;
@@ -32,8 +34,6 @@ use protocol::{ClientMessage, Close, Protocol};
 
 /// Messages an operation may queue for its connection before it waits.
 const OUT_BUFFER: usize = 16;
-/// Legacy keep-alive interval.
-const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// How long a closing connection waits for its subscriptions to stop upstream.
 const STOP_WAIT: Duration = Duration::from_secs(2);
 
@@ -79,6 +79,8 @@ struct Connection {
     by_id: HashMap<String, (tokio::task::Id, CancellationToken)>,
     /// Task -> client operation id, for tasks whose messages still go out.
     by_task: HashMap<tokio::task::Id, String>,
+    /// A `ping` went out and its `pong` has not come back.
+    awaiting_pong: bool,
 }
 
 /// What to do after a client message.
@@ -105,11 +107,13 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, head
         tasks: JoinSet::new(),
         by_id: HashMap::new(),
         by_task: HashMap::new(),
+        awaiting_pong: false,
     };
     let init_deadline = tokio::time::sleep(conn.state.ws_init_timeout);
     tokio::pin!(init_deadline);
-    let mut keep_alive =
-        tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+    let keep_alive_on = conn.state.ws_keepalive.is_some();
+    let period = conn.state.ws_keepalive.unwrap_or(Duration::from_secs(3600));
+    let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let close: Option<Close> = loop {
         // Client messages before outgoing events, so a busy stream cannot
@@ -118,9 +122,19 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, head
             biased;
             _ = conn.cancel.cancelled() => break Some(Close::GoingAway),
             _ = &mut init_deadline, if conn.shared.is_none() => break Some(Close::InitTimeout),
-            _ = keep_alive.tick(), if protocol == Protocol::LegacyWs && conn.shared.is_some() => {
-                Step::Reply(protocol::ka())
-            }
+            _ = keep_alive.tick(), if keep_alive_on && conn.shared.is_some() => match protocol {
+                Protocol::LegacyWs => Step::Reply(protocol::ka()),
+                // A client that cannot answer a ping in a whole period is gone
+                // (half-open TCP): free its subscriptions upstream.
+                Protocol::TransportWs if conn.awaiting_pong => {
+                    tracing::debug!("WebSocket client left a ping unanswered; disconnecting");
+                    break None;
+                }
+                Protocol::TransportWs => {
+                    conn.awaiting_pong = true;
+                    Step::Reply(protocol::ping())
+                }
+            },
             msg = stream.next() => match msg {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
                 Some(Ok(Message::Text(text))) => conn.handle(text.as_str()),
@@ -138,6 +152,7 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, head
                     Ok((id, ())) => id,
                     Err(e) if e.is_panic() => {
                         tracing::error!(error = %e, "a WebSocket operation panicked");
+                        conn.state.metrics.internal_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         break Some(Close::Internal);
                     }
                     Err(e) => e.id(),
@@ -163,6 +178,7 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, head
                 if !send(&mut sink, &conn.cancel, protocol::ack()).await {
                     break None;
                 }
+                keep_alive.reset();
                 // Legacy: a keep-alive right after the ack, as subscriptions-transport-ws does.
                 if protocol == Protocol::LegacyWs
                     && !send(&mut sink, &conn.cancel, protocol::ka()).await
@@ -243,7 +259,10 @@ impl Connection {
                 Step::Ack
             }
             ClientMessage::Ping(payload) => Step::Reply(protocol::pong(payload.as_deref())),
-            ClientMessage::Pong => Step::Continue,
+            ClientMessage::Pong => {
+                self.awaiting_pong = false;
+                Step::Continue
+            }
             ClientMessage::Terminate => Step::Close(Close::Normal),
             ClientMessage::Complete { id } => {
                 if let Some((task, token)) = self.by_id.remove(&id) {

@@ -375,6 +375,125 @@ async fn graphql_transport_ws_close_codes() {
 }
 
 #[tokio::test]
+async fn graphql_transport_ws_pings_and_drops_a_client_that_stops_answering() {
+    let p = Platform::start_with(SubgraphsOptions::default(), "ws_keepalive_secs = 1").await;
+    let run = start_run(&p, "30").await;
+    let mut c = WsClient::ready(&p.ws_url(), Protocol::GraphqlTransportWs).await;
+    c.answer_pings = false;
+    c.subscribe("events", EVENTS, json!({ "id": run })).await;
+    wait_active(&p, 1).await;
+    let ping = Received::Json(json!({ "type": "ping" }));
+    // Answered pings keep the connection and its subscription.
+    for _ in 0..2 {
+        let started = Instant::now();
+        loop {
+            match c.recv(Duration::from_secs(3)).await {
+                Received::Json(m) if m["id"] == "events" => {}
+                other => {
+                    assert_eq!(other, ping);
+                    break;
+                }
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        c.send(json!({ "type": "pong" })).await;
+    }
+    assert_eq!(active_subscriptions(&p).await, 1);
+    // A ping left unanswered for a whole period: the gateway drops the
+    // client and stops its subscription upstream.
+    let started = Instant::now();
+    let mut pings = 0;
+    loop {
+        match c.recv(Duration::from_secs(5)).await {
+            Received::Json(m) if m["id"] == "events" => {}
+            Received::Json(m) if m == json!({ "type": "ping" }) => pings += 1,
+            Received::Closed(_) => break,
+            other => panic!("expected the gateway to drop the client, got {other:?}"),
+        }
+    }
+    assert_eq!(pings, 1, "one unanswered ping before the drop");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_active(&p, 0).await;
+    p.stop().await;
+}
+
+/// A gateway bug (here a panic injected by the test-only `fault-injection`
+/// feature) ends only the socket it happened on, with 4500 in
+/// `graphql-transport-ws`; its subscriptions stop upstream and other clients,
+/// over WebSocket and HTTP, go on. Over HTTP the same bug is a 500.
+#[tokio::test]
+async fn a_gateway_bug_closes_its_socket_with_4500_and_nothing_else() {
+    let p = Platform::start().await;
+    let run = start_run(&p, "30").await;
+    let t = Protocol::GraphqlTransportWs;
+    let mut victim = WsClient::ready(&p.ws_url(), t).await;
+    let mut bystander = WsClient::ready(&p.ws_url(), t).await;
+    victim
+        .subscribe("events", EVENTS, json!({ "id": run }))
+        .await;
+    bystander
+        .subscribe("events", EVENTS, json!({ "id": run }))
+        .await;
+    wait_active(&p, 2).await;
+
+    victim
+        .send(json!({ "id": "bug", "type": "subscribe", "payload": {
+            "query": "subscription __gatewayPanic { pipelineEvents(id: \"x\") { status } }",
+            "operationName": "__gatewayPanic",
+        } }))
+        .await;
+    assert_eq!(
+        victim.expect_close(SECOND).await,
+        (4500, "Internal server error".into())
+    );
+    wait_active(&p, 1).await;
+
+    // Over HTTP: a 500 with a GraphQL error that does not leak the panic.
+    let resp = e2e::client::http()
+        .post(p.url())
+        .json(&json!({ "query": "query __gatewayPanic { __typename }", "operationName": "__gatewayPanic" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 500);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "INTERNAL_SERVER_ERROR",
+        "{body}"
+    );
+    assert!(!body.to_string().contains("fault injection"), "{body}");
+    assert_eq!(
+        metric(&p.metrics().await, "gateway_internal_errors_total"),
+        2
+    );
+
+    // The other socket still works: its subscription and a query on it.
+    bystander
+        .subscribe("q", "{ pipelineTemplates { name } }", json!({}))
+        .await;
+    let m = loop {
+        let m = bystander.recv_op(SECOND).await;
+        if m["id"] == "q" {
+            break m;
+        }
+    };
+    assert_eq!(m["type"], "next", "{m}");
+    assert!(m["payload"]["data"]["pipelineTemplates"].is_array(), "{m}");
+    assert_eq!(active_subscriptions(&p).await, 1);
+    bystander.close().await;
+    wait_active(&p, 0).await;
+    p.stop().await;
+}
+
+#[tokio::test]
 async fn legacy_graphql_ws_keep_alive_errors_and_refusal() {
     let p = Platform::start().await;
     let url = p.ws_url();

@@ -42,10 +42,12 @@ pub enum Received {
     Timeout,
 }
 
-/// A raw GraphQL-over-WebSocket client: nothing automatic but answering `ping`.
+/// A raw GraphQL-over-WebSocket client: nothing automatic but answering
+/// `ping` (unless `answer_pings` is turned off, when `recv` returns them).
 pub struct WsClient {
     ws: Ws,
     pub protocol: Protocol,
+    pub answer_pings: bool,
 }
 
 impl WsClient {
@@ -87,7 +89,11 @@ impl WsClient {
             .await
             .unwrap_or_else(|e| panic!("WebSocket connect to {url} failed: {e}"));
         assert_eq!(chosen, protocol.name(), "server chose another subprotocol");
-        WsClient { ws, protocol }
+        WsClient {
+            ws,
+            protocol,
+            answer_pings: true,
+        }
     }
 
     /// `open` + `connection_init` with `payload`, waiting for `connection_ack`.
@@ -151,7 +157,7 @@ impl WsClient {
                 Message::Text(t) => {
                     let v: Value = serde_json::from_str(t.as_str())
                         .unwrap_or_else(|e| panic!("WebSocket message is not JSON ({e}): {t}"));
-                    if v["type"] == "ping" {
+                    if v["type"] == "ping" && self.answer_pings {
                         self.send(json!({ "type": "pong" })).await;
                         continue;
                     }

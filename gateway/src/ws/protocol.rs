@@ -224,6 +224,10 @@ pub fn ack() -> String {
     encode::<()>("connection_ack", None, None)
 }
 
+pub fn ping() -> String {
+    encode::<()>("ping", None, None)
+}
+
 pub fn pong(payload: Option<&RawValue>) -> String {
     encode("pong", None, payload)
 }
@@ -359,6 +363,7 @@ mod tests {
     #[test]
     fn server_messages() {
         assert_eq!(ack(), r#"{"type":"connection_ack"}"#);
+        assert_eq!(ping(), r#"{"type":"ping"}"#);
         assert_eq!(complete("1"), r#"{"type":"complete","id":"1"}"#);
         let r = serde_json::json!({"data": {"a": 1}});
         assert_eq!(
