@@ -11,7 +11,7 @@ use e2e::{
 };
 use serde_json::{json, Value};
 
-const CONTRACT: &str = include_str!("../../../shared/contract/public.graphql");
+const CONTRACT: &str = include_str!("../../contract/public.graphql");
 
 /// A completed `example01` run over the platform; returns (run id, text_in id, text_out id).
 async fn finished_run(p: &Platform) -> (String, String, String) {
