@@ -41,6 +41,10 @@ pub struct GatewayConfig {
     pub max_root_fields: usize,
     /// Most lexical tokens in one document.
     pub max_tokens: usize,
+    /// Most field selections once every fragment spread is expanded in place
+    /// (a few hundred tokens of fragments spreading each other twice expand
+    /// to millions).
+    pub max_fields: usize,
     /// Whether `__schema`/`__type` are answered.
     pub introspection: bool,
     /// Operations kept planned (parse + validate + plan), by document hash.
@@ -70,6 +74,7 @@ impl Default for GatewayConfig {
             max_aliases: 30,
             max_root_fields: 20,
             max_tokens: 15_000,
+            max_fields: 10_000,
             introspection: true,
             plan_cache_size: 1_000,
             ws_init_timeout_secs: 10,

@@ -193,6 +193,7 @@ impl Engine {
                 max_aliases: g.max_aliases,
                 max_root_fields: g.max_root_fields,
                 max_tokens: g.max_tokens,
+                max_fields: g.max_fields,
                 introspection: g.introspection,
             },
             cache: moka::sync::Cache::new(g.plan_cache_size),

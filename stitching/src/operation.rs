@@ -3,6 +3,8 @@
 //! specification, check request limits, plan. The result is what the
 //! gateway caches by document hash and operation name.
 
+use std::collections::HashMap;
+
 use apollo_compiler::{
     executable::{Selection, SelectionSet},
     parser::Parser,
@@ -25,6 +27,8 @@ pub struct Limits {
     pub max_aliases: usize,
     pub max_root_fields: usize,
     pub max_tokens: usize,
+    /// Field selections once every fragment spread is expanded in place.
+    pub max_fields: usize,
     pub introspection: bool,
 }
 
@@ -35,6 +39,7 @@ impl Default for Limits {
             max_aliases: 30,
             max_root_fields: 20,
             max_tokens: 15_000,
+            max_fields: 10_000,
             introspection: true,
         }
     }
@@ -167,8 +172,18 @@ pub fn prepare(
         )])
     })?;
 
-    let mut stats = Stats::default();
-    count(&document, &op.selection_set, 1, &mut stats, &mut Vec::new());
+    let stats = Counter {
+        doc: &document,
+        fragments: HashMap::new(),
+        stack: Vec::new(),
+    }
+    .set(&op.selection_set);
+    if stats.fields > limits.max_fields {
+        return Err(RequestError::Limit(format!(
+            "the operation selects {} fields once its fragments are expanded; this gateway allows at most {} (spread each fragment once per selection set)",
+            stats.fields, limits.max_fields
+        )));
+    }
     if stats.depth > limits.max_depth {
         return Err(RequestError::Limit(format!(
             "the operation is {} levels deep; this gateway allows at most {}",
@@ -209,45 +224,79 @@ pub fn coerce_variables(
         .map_err(|e| RequestError::Variables(e.message().to_string()))
 }
 
-#[derive(Default)]
+/// Size of a selection set with every fragment spread expanded in place:
+/// what planning and shaping walk.
+#[derive(Clone, Copy, Default)]
 struct Stats {
+    /// Levels of fields: 1 for leaves only.
     depth: usize,
     aliases: usize,
+    fields: usize,
 }
 
-fn count<'d>(
+impl Stats {
+    fn add(&mut self, other: Stats, depth_offset: usize) {
+        self.depth = self.depth.max(other.depth.saturating_add(depth_offset));
+        self.aliases = self.aliases.saturating_add(other.aliases);
+        self.fields = self.fields.saturating_add(other.fields);
+    }
+}
+
+/// Counts each fragment once and reuses its figures at every spread, so a
+/// document whose fragments spread each other twice per level (`fragment F0
+/// { ...F1 ...F1 }`, 2^N expanded fields) costs linear time to measure, and
+/// the exponential figure it yields is what refuses it.
+struct Counter<'d> {
     doc: &'d ExecutableDocument,
-    set: &'d SelectionSet,
-    depth: usize,
-    stats: &mut Stats,
-    fragments: &mut Vec<&'d str>,
-) {
-    for sel in &set.selections {
-        match sel {
-            Selection::Field(f) => {
-                if f.alias.is_some() {
-                    stats.aliases += 1;
+    fragments: HashMap<&'d str, Stats>,
+    /// Fragments being counted (validation rejects cycles; this guards anyway).
+    stack: Vec<&'d str>,
+}
+
+impl<'d> Counter<'d> {
+    fn set(&mut self, set: &'d SelectionSet) -> Stats {
+        let mut stats = Stats::default();
+        for sel in &set.selections {
+            match sel {
+                Selection::Field(f) => {
+                    stats.fields = stats.fields.saturating_add(1);
+                    if f.alias.is_some() {
+                        stats.aliases = stats.aliases.saturating_add(1);
+                    }
+                    stats.depth = stats.depth.max(1);
+                    if !f.selection_set.selections.is_empty() {
+                        let below = self.set(&f.selection_set);
+                        stats.add(below, 1);
+                    }
                 }
-                if !f.selection_set.selections.is_empty() {
-                    stats.depth = stats.depth.max(depth + 1);
-                    count(doc, &f.selection_set, depth + 1, stats, fragments);
-                } else {
-                    stats.depth = stats.depth.max(depth);
+                Selection::InlineFragment(i) => {
+                    let inner = self.set(&i.selection_set);
+                    stats.add(inner, 0);
                 }
-            }
-            Selection::InlineFragment(i) => count(doc, &i.selection_set, depth, stats, fragments),
-            Selection::FragmentSpread(s) => {
-                // Validation rejects cycles; the stack guards anyway.
-                if fragments.contains(&s.fragment_name.as_str()) {
-                    continue;
-                }
-                if let Some(f) = doc.fragments.get(&s.fragment_name) {
-                    fragments.push(s.fragment_name.as_str());
-                    count(doc, &f.selection_set, depth, stats, fragments);
-                    fragments.pop();
+                Selection::FragmentSpread(s) => {
+                    let inner = self.fragment(s.fragment_name.as_str());
+                    stats.add(inner, 0);
                 }
             }
         }
+        stats
+    }
+
+    fn fragment(&mut self, name: &'d str) -> Stats {
+        if let Some(s) = self.fragments.get(name) {
+            return *s;
+        }
+        if self.stack.contains(&name) {
+            return Stats::default();
+        }
+        let Some(f) = self.doc.fragments.get(name) else {
+            return Stats::default();
+        };
+        self.stack.push(name);
+        let stats = self.set(&f.selection_set);
+        self.stack.pop();
+        self.fragments.insert(name, stats);
+        stats
     }
 }
 
@@ -282,6 +331,7 @@ mod tests {
             max_aliases: 1,
             max_root_fields: 1,
             max_tokens: 20,
+            max_fields: 10_000,
             introspection: false,
         };
         assert_eq!(
@@ -315,6 +365,49 @@ mod tests {
             "INTROSPECTION_DISABLED"
         );
         assert_eq!(code("{ __typename pipelines { total } }", &closed), "OK");
+    }
+
+    #[test]
+    fn fragments_spreading_each_other_twice_are_measured_expanded() {
+        // 2^40 fields once expanded, in a few hundred tokens: refused at once.
+        let mut bomb = String::from("{ pipelines { items { ...F0 } } }");
+        for i in 0..40 {
+            bomb.push_str(&format!(
+                " fragment F{i} on Pipeline {{ ...F{} ...F{} }}",
+                i + 1,
+                i + 1
+            ));
+        }
+        bomb.push_str(" fragment F40 on Pipeline { id }");
+        let started = std::time::Instant::now();
+        let err = prepare(&supergraph(), &bomb, None, &Limits::default()).unwrap_err();
+        assert_eq!(err.code(), "REQUEST_LIMIT_EXCEEDED");
+        assert!(
+            err.to_string()
+                .contains("fields once its fragments are expanded"),
+            "{err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // Depth and aliases count through fragments too.
+        let deep = Limits {
+            max_depth: 3,
+            ..Limits::default()
+        };
+        let q = "{ pipelines { ...P } } fragment P on PipelinePage { items { tags { key } } }";
+        assert_eq!(code(q, &deep), "REQUEST_LIMIT_EXCEEDED");
+        let few = Limits {
+            max_aliases: 2,
+            ..Limits::default()
+        };
+        let q = "{ pipelines { ...P ...Q } } fragment P on PipelinePage { a: total b: total } fragment Q on PipelinePage { ...P }";
+        assert_eq!(code(q, &few), "REQUEST_LIMIT_EXCEEDED");
+        assert_eq!(
+            code(
+                "{ pipelines { ...P } } fragment P on PipelinePage { a: total b: total }",
+                &few
+            ),
+            "OK"
+        );
     }
 
     #[test]

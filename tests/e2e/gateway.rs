@@ -453,6 +453,67 @@ async fn request_limits_and_disabled_introspection() {
         .query("{ __schema { queryType { name } } }", json!({}))
         .await;
     assert_eq!(error_codes(&intro), ["INTROSPECTION_DISABLED"], "{intro}");
+    // Fragments spreading each other twice per level: 2^40 fields expanded,
+    // a few hundred bytes of document, refused before any work.
+    let mut bomb = String::from("{ pipelineTemplates { ...F0 } }");
+    for i in 0..40 {
+        bomb.push_str(&format!(
+            " fragment F{i} on PipelineTemplate {{ ...F{n} ...F{n} }}",
+            n = i + 1
+        ));
+    }
+    bomb.push_str(" fragment F40 on PipelineTemplate { name }");
+    let resp = p.query(&bomb, json!({})).await;
+    assert_eq!(error_codes(&resp), ["REQUEST_LIMIT_EXCEEDED"], "{resp}");
+    assert_eq!(p.subgraph_requests("pipeline").await, 0);
+    p.stop().await;
+}
+
+/// What fragment colocation (Relay, Apollo Client) sends: one field selected
+/// by several fragments with different subfields gets all of them, even when
+/// each selection is a separate delegation; a fragment spread twice is
+/// fetched once.
+#[tokio::test]
+async fn one_field_selected_by_several_fragments_gets_every_subfield() {
+    let p = Platform::start().await;
+    let (run, _, _) = finished_run(&p).await;
+    let q = r#"query($id: ID!) { ...A ...B ...A }
+      fragment A on Query { pipeline(id: $id) { id status datasets { id } } }
+      fragment B on Query { pipeline(id: $id) { name datasets { name } logs(limit: 1) { items { level } } logs(limit: 1) { items { message } } } }"#;
+    let resp = p.query(q, json!({ "id": run })).await;
+    assert!(resp.get("errors").is_none(), "{resp}");
+    let r = &data(&resp)["pipeline"];
+    assert_eq!(r["id"], run.as_str());
+    assert_eq!(r["status"], "SUCCESS");
+    assert_eq!(r["name"], "example01");
+    let sets = r["datasets"].as_array().expect("datasets");
+    assert_eq!(sets.len(), 2, "{r}");
+    for d in sets {
+        assert!(d["id"].is_string() && d["name"].is_string(), "{r}");
+    }
+    let line = &r["logs"]["items"][0];
+    assert!(
+        line["level"].is_string() && line["message"].is_string(),
+        "{r}"
+    );
+    p.stop().await;
+}
+
+/// A variable with a default may stand where a non-null value is expected
+/// (`@skip(if: Boolean!)`); the subgraph must see the default too.
+#[tokio::test]
+async fn defaulted_variables_reach_the_subgraph_with_their_default() {
+    let p = Platform::start().await;
+    let (run, _, _) = finished_run(&p).await;
+    let q = r#"query($id: ID!, $hide: Boolean = false) { pipeline(id: $id) { id tags @skip(if: $hide) { key value } } }"#;
+    let resp = p.query(q, json!({ "id": run })).await;
+    assert!(resp.get("errors").is_none(), "{resp}");
+    assert_eq!(
+        data(&resp)["pipeline"]["tags"],
+        json!([{ "key": "team", "value": "a" }])
+    );
+    let resp = p.query(q, json!({ "id": run, "hide": true })).await;
+    assert!(data(&resp)["pipeline"].get("tags").is_none(), "{resp}");
     p.stop().await;
 }
 
@@ -464,6 +525,12 @@ async fn mutations_through_the_gateway_run_in_order() {
     let d = data(&resp);
     assert_eq!(d["a"]["name"], "a");
     assert_eq!(d["b"]["name"], "b");
+    // Two identical mutation fields are two effects, not one deduplicated call.
+    let twice = r#"mutation { a: createDataset(dataset: {name: "same", type: "t"}) { id } b: createDataset(dataset: {name: "same", type: "t"}) { id } }"#;
+    let resp = p.query(twice, json!({})).await;
+    let d = data(&resp);
+    assert!(d["a"]["id"].is_string(), "{resp}");
+    assert_ne!(d["a"]["id"], d["b"]["id"], "{resp}");
     let id = d["b"]["id"].as_str().unwrap();
     upload_text(&p.url(), id, "via gateway").await;
     let resp = gql(

@@ -336,7 +336,8 @@ pub fn build(
             value::write(data, &path, empty_answer(node));
             continue;
         }
-        // Identical delegations go out once: same remote path, arguments and selection.
+        // Identical delegations go out once: same remote path, arguments and
+        // selection. Not mutations: two identical mutation fields are two effects.
         let mut signature = format!("{:p}|{}", Arc::as_ptr(&node.delegation), node.selection);
         for args in &seg_args {
             signature.push('|');
@@ -344,7 +345,8 @@ pub fn build(
                 let _ = write!(signature, "{k}={v};");
             }
         }
-        if let Some(i) = dedup.get(&signature) {
+        let dedupe = delegation.operation != OperationType::Mutation;
+        if let Some(i) = dedup.get(&signature).filter(|_| dedupe) {
             builders[*i].call.targets.push(Target {
                 path,
                 key: KeyRef::Whole,
@@ -370,7 +372,9 @@ pub fn build(
             }
             args_vars.push(vars);
         }
-        dedup.insert(signature, call_index);
+        if dedupe {
+            dedup.insert(signature, call_index);
+        }
         builders.push(CallBuilder {
             call: Call {
                 alias: format!("_{call_index}"),
@@ -757,6 +761,25 @@ mod tests {
             ));
         }
         out
+    }
+
+    #[test]
+    fn defaults_go_along_and_identical_mutations_both_run() {
+        let out = documents(
+            "query($id: ID!, $hide: Boolean = false) { pipeline(id: $id) { id tags @skip(if: $hide) { key } } }",
+            json!({"id": "1"}),
+            &[],
+        );
+        assert!(out.contains("$c_hide: Boolean = false"), "{out}");
+        let out = documents(
+            r#"mutation { a: cancelPipeline(id: "1") { id } b: cancelPipeline(id: "1") { id } }"#,
+            json!({}),
+            &[],
+        );
+        assert!(
+            out.contains("_0: cancelPipeline") && out.contains("_1: cancelPipeline"),
+            "{out}"
+        );
     }
 
     #[test]

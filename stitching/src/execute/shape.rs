@@ -71,10 +71,13 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         condition == runtime || self.req.supergraph.schema.is_subtype(condition, runtime)
     }
 
+    /// CollectFields of the specification: a fragment spread a second time
+    /// in the same collection adds nothing (`visited`).
     fn collect(
         &self,
         sets: &[&'a SelectionSet],
         runtime: &str,
+        visited: &mut Vec<&'a Name>,
         out: &mut IndexMap<&'a Name, Vec<&'a Node<Field>>>,
     ) {
         let vars: &JsonMap = self.req.variables;
@@ -93,18 +96,21 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                                 .as_ref()
                                 .is_none_or(|c| self.applies(c, runtime))
                         {
-                            self.collect(&[&inline.selection_set], runtime, out);
+                            self.collect(&[&inline.selection_set], runtime, visited, out);
                         }
                     }
                     Selection::FragmentSpread(spread) => {
-                        if !included(&spread.directives, vars) {
+                        if !included(&spread.directives, vars)
+                            || visited.contains(&&spread.fragment_name)
+                        {
                             continue;
                         }
+                        visited.push(&spread.fragment_name);
                         if let Some(fragment) =
                             self.req.document.fragments.get(&spread.fragment_name)
                         {
                             if self.applies(fragment.type_condition(), runtime) {
-                                self.collect(&[&fragment.selection_set], runtime, out);
+                                self.collect(&[&fragment.selection_set], runtime, visited, out);
                             }
                         }
                     }
@@ -125,7 +131,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
             }
         }
         let mut fields = IndexMap::new();
-        self.collect(sets, type_name, &mut fields);
+        self.collect(sets, type_name, &mut Vec::new(), &mut fields);
         let collected: Collected<'a> = Rc::new(fields.into_iter().collect());
         if sets.len() == 1 {
             self.memo

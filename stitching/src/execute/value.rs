@@ -2,6 +2,7 @@
 
 use apollo_compiler::{
     ast::Value as AstValue,
+    response::serde_json_bytes::map::Entry,
     response::{JsonMap, JsonValue, ResponseDataPathSegment},
     Name,
 };
@@ -48,6 +49,8 @@ pub fn get_mut<'v>(mut v: &'v mut JsonValue, path: &[PathSeg]) -> Option<&'v mut
 
 /// Sets the value at `path` (its parent must be an object) and returns it in
 /// place, so the caller can look below it without walking from the root again.
+/// A slot already written (the same response key delegated twice with
+/// different selections, e.g. from two fragments) is merged into, not replaced.
 pub fn write<'v>(
     data: &'v mut JsonValue,
     path: &[PathSeg],
@@ -58,11 +61,44 @@ pub fn write<'v>(
     };
     match get_mut(data, parent) {
         Some(JsonValue::Object(m)) => {
-            let slot = m.entry(last.as_str()).or_insert(JsonValue::Null);
-            *slot = value;
+            let slot = match m.entry(last.as_str()) {
+                Entry::Occupied(o) => {
+                    let slot = o.into_mut();
+                    merge(slot, value);
+                    slot
+                }
+                Entry::Vacant(v) => v.insert(value),
+            };
             Some(&*slot)
         }
         _ => None,
+    }
+}
+
+/// Merges a second answer for the same field into the first: objects key by
+/// key, lists item by item (the first answer's length and order stand, so
+/// paths already taken into it stay valid); a null on either side is null
+/// (that half failed, and its error is reported).
+fn merge(into: &mut JsonValue, value: JsonValue) {
+    match (into, value) {
+        (JsonValue::Object(a), JsonValue::Object(b)) => {
+            for (k, v) in b {
+                match a.get_mut(k.as_str()) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        a.insert(k, v);
+                    }
+                }
+            }
+        }
+        (JsonValue::Array(a), JsonValue::Array(b)) => {
+            for (x, y) in a.iter_mut().zip(b) {
+                merge(x, y);
+            }
+        }
+        (into, JsonValue::Null) => *into = JsonValue::Null,
+        // Leaves (the same scalar twice) or a null first: the first answer stands.
+        _ => {}
     }
 }
 
@@ -192,5 +228,26 @@ mod tests {
         );
         write(&mut data, &[key("a"), key("nope"), key("y")], json!(3));
         assert_eq!(data, json!({"a": [{"x": 1, "y": 2}]}));
+    }
+
+    #[test]
+    fn a_second_answer_for_a_key_merges_into_the_first() {
+        let mut data = json!({});
+        write(
+            &mut data,
+            &[key("p")],
+            json!({"id": "1", "l": [{"a": 1}, {"a": 2}], "o": null}),
+        );
+        write(
+            &mut data,
+            &[key("p")],
+            json!({"name": "n", "l": [{"b": 1}, {"b": 2}], "o": {"x": 1}}),
+        );
+        assert_eq!(
+            data,
+            json!({"p": {"id": "1", "l": [{"a": 1, "b": 1}, {"a": 2, "b": 2}], "o": null, "name": "n"}})
+        );
+        write(&mut data, &[key("p")], json!(null));
+        assert_eq!(data, json!({"p": null}));
     }
 }

@@ -68,7 +68,7 @@ pub struct FetchNode {
     pub require_keys: Vec<String>,
     /// The remote selection set text (`{ ... }`), empty for leaf fields.
     pub selection: String,
-    /// Client variables `selection` uses: `(name, remote type)`.
+    /// Client variables `selection` uses: `(name, remote type and default)`.
     pub variables: Vec<(Name, String)>,
     pub children: Vec<Arc<FetchNode>>,
 }
@@ -112,6 +112,11 @@ struct Planner<'a> {
     doc: &'a Valid<ExecutableDocument>,
     op: &'a Operation,
     next_id: usize,
+    /// Fragments already spread into the selection set being rendered, with
+    /// the type and conditions they were spread under: spreading one again
+    /// there adds nothing (the specification's CollectFields), and skipping it
+    /// keeps `...F ...F` chains from doubling the remote document per level.
+    visited: Vec<(Name, Name, Vec<Condition>)>,
 }
 
 /// Plans operation `name` (or the only one) of a validated document.
@@ -129,6 +134,7 @@ pub fn plan(
         doc,
         op,
         next_id: 0,
+        visited: Vec::new(),
     };
     let root_type = op.selection_set.ty.clone();
     let mut root = Vec::new();
@@ -210,6 +216,17 @@ impl<'a> Planner<'a> {
                             else {
                                 continue;
                             };
+                            if spread.directives.is_empty() {
+                                let key = (
+                                    spread.fragment_name.clone(),
+                                    root_type.clone(),
+                                    conditions.clone(),
+                                );
+                                if self.visited.contains(&key) {
+                                    continue;
+                                }
+                                self.visited.push(key);
+                            }
                             (&spread.directives, &fragment.selection_set)
                         }
                         Selection::Field(_) => continue,
@@ -294,6 +311,7 @@ impl<'a> Planner<'a> {
             out.push_str(": __typename");
         }
         let mut required: Vec<Name> = Vec::new();
+        let outer = std::mem::take(&mut self.visited);
         self.render_selections(
             sg,
             set,
@@ -306,6 +324,7 @@ impl<'a> Planner<'a> {
             &mut required,
             out,
         );
+        self.visited = outer;
         push_requirements(out, &required);
         if out.len() == start {
             // Everything here is delegated elsewhere; a selection set cannot be empty.
@@ -411,6 +430,17 @@ impl<'a> Planner<'a> {
                     let Some(fragment) = self.doc.fragments.get(&spread.fragment_name) else {
                         continue;
                     };
+                    if spread.directives.is_empty() {
+                        let key = (
+                            spread.fragment_name.clone(),
+                            parent_type.clone(),
+                            conditions.clone(),
+                        );
+                        if self.visited.contains(&key) {
+                            continue;
+                        }
+                        self.visited.push(key);
+                    }
                     let cond = fragment.type_condition().clone();
                     self.render_fragment(
                         sg,
@@ -541,12 +571,19 @@ impl<'a> Planner<'a> {
                 out.push_str("$c_");
                 out.push_str(v);
                 if !variables.iter().any(|(n, _)| n == v) {
+                    // The default goes along: a nullable variable with a
+                    // default may stand where a non-null value is expected.
                     let ty = self
                         .op
                         .variables
                         .iter()
                         .find(|d| d.name == *v)
-                        .map(|d| remote_type_string(&d.ty, sg))
+                        .map(|d| match &d.default_value {
+                            Some(default) => {
+                                format!("{} = {default}", remote_type_string(&d.ty, sg))
+                            }
+                            None => remote_type_string(&d.ty, sg),
+                        })
                         .unwrap_or_else(|| "String".into());
                     variables.push((v.clone(), ty));
                 }
