@@ -47,7 +47,8 @@ pub struct GatewayConfig {
     pub max_fields: usize,
     /// Whether `__schema`/`__type` are answered.
     pub introspection: bool,
-    /// Operations kept planned (parse + validate + plan), by document hash.
+    /// Operations kept planned (parse + validate + plan), by document; a
+    /// document counts once per 4 KiB of its text.
     pub plan_cache_size: u64,
     /// Seconds a `graphql-transport-ws` client has to send `connection_init`.
     pub ws_init_timeout_secs: u64,

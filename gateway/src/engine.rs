@@ -3,7 +3,6 @@
 //! so requests in flight finish on the old one and cached plans go with it.
 
 use std::{
-    hash::{Hash, Hasher},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -67,7 +66,12 @@ pub struct Engine {
     pub clients: Vec<SubgraphClient>,
     pub limits: Limits,
     pub config: Arc<LoadedConfig>,
-    cache: moka::sync::Cache<(u64, Option<String>), Arc<PreparedOperation>>,
+    /// (document hash, operation name) -> (document text, its plan). The
+    /// text is compared on a hit: a hash collision must not hand one
+    /// client's plan to another document.
+    cache: moka::sync::Cache<(u64, Option<String>), (Arc<str>, Arc<PreparedOperation>)>,
+    /// Seeded per engine, so collisions cannot be prepared offline.
+    hasher: ahash::RandomState,
 }
 
 /// A client's GraphQL request, from a POST body or GET parameters.
@@ -196,7 +200,15 @@ impl Engine {
                 max_fields: g.max_fields,
                 introspection: g.introspection,
             },
-            cache: moka::sync::Cache::new(g.plan_cache_size),
+            cache: moka::sync::Cache::builder()
+                .max_capacity(g.plan_cache_size)
+                // A large document holds a large AST: it counts once per
+                // 4 KiB, so huge distinct documents cannot pin gigabytes.
+                .weigher(|_, (text, _): &(Arc<str>, _)| {
+                    u32::try_from(1 + text.len() / 4096).unwrap_or(u32::MAX)
+                })
+                .build(),
+            hasher: ahash::RandomState::new(),
             config,
         })
     }
@@ -211,11 +223,14 @@ impl Engine {
         if operation_name == Some(FAULT_OPERATION) {
             panic!("fault injection: operation `{FAULT_OPERATION}`");
         }
-        let mut h = ahash::AHasher::default();
-        query.hash(&mut h);
-        let key = (h.finish(), operation_name.map(str::to_owned));
-        if let Some(p) = self.cache.get(&key) {
-            return Ok(p);
+        let key = (
+            self.hasher.hash_one(query),
+            operation_name.map(str::to_owned),
+        );
+        if let Some((text, p)) = self.cache.get(&key) {
+            if *text == *query {
+                return Ok(p);
+            }
         }
         let prepared = Arc::new(stitching::prepare(
             &self.supergraph,
@@ -223,8 +238,14 @@ impl Engine {
             operation_name,
             &self.limits,
         )?);
-        self.cache.insert(key, prepared.clone());
+        self.cache.insert(key, (Arc::from(query), prepared.clone()));
         Ok(prepared)
+    }
+
+    /// The plan cache's entries and their total weight (one per 4 KiB of document).
+    pub fn plan_cache_usage(&self) -> (u64, u64) {
+        self.cache.run_pending_tasks();
+        (self.cache.entry_count(), self.cache.weighted_size())
     }
 
     /// Runs a query or mutation.
@@ -247,14 +268,10 @@ impl Engine {
         let op = prepared.operation();
         match op.operation_type {
             apollo_compiler::ast::OperationType::Subscription => {
-                return Outcome::Refused(RequestError::OperationNotAllowed(
-                    "subscriptions run over WebSocket: connect to this URL with graphql-transport-ws".into(),
-                ))
+                return Outcome::Refused(RequestError::SubscriptionOverHttp)
             }
             apollo_compiler::ast::OperationType::Mutation if !allow_mutation => {
-                return Outcome::Refused(RequestError::OperationNotAllowed(
-                    "mutations are not allowed over GET: send them with POST".into(),
-                ))
+                return Outcome::Refused(RequestError::MutationOverGet)
             }
             _ => {}
         }

@@ -92,10 +92,7 @@ fn http_error(status: StatusCode, code: &str, message: impl Into<String>) -> Res
 
 fn respond(outcome: Outcome, graphql_response: bool, state: &AppState, start: Instant) -> Response {
     // A mutation over GET is refused with 405, as GraphQL over HTTP says.
-    let not_allowed = matches!(
-        &outcome,
-        Outcome::Refused(RequestError::OperationNotAllowed(_))
-    );
+    let not_allowed = matches!(&outcome, Outcome::Refused(RequestError::MutationOverGet));
     let (body, refused) = match outcome {
         Outcome::Refused(e) => (GqlResponse::from_errors(e.to_graphql_errors()), true),
         Outcome::Executed(r) => (r, false),

@@ -81,10 +81,12 @@ pub enum RequestError {
     /// Not a GraphQL request at all (e.g. no `query`).
     #[error("{0}")]
     BadRequest(String),
-    /// An operation type the transport does not carry (a mutation over GET,
-    /// a subscription over HTTP).
-    #[error("{0}")]
-    OperationNotAllowed(String),
+    /// GraphQL over HTTP: GET must not change anything (HTTP 405).
+    #[error("mutations are not allowed over GET: send them with POST")]
+    MutationOverGet,
+    /// A subscription sent as a plain HTTP request.
+    #[error("subscriptions run over WebSocket: connect to this URL with the graphql-transport-ws subprotocol")]
+    SubscriptionOverHttp,
 }
 
 impl RequestError {
@@ -97,7 +99,9 @@ impl RequestError {
             RequestError::Plan(p) => p.code(),
             RequestError::Variables(_) => "BAD_USER_INPUT",
             RequestError::BadRequest(_) => "BAD_REQUEST",
-            RequestError::OperationNotAllowed(_) => "OPERATION_NOT_ALLOWED",
+            RequestError::MutationOverGet | RequestError::SubscriptionOverHttp => {
+                "OPERATION_NOT_ALLOWED"
+            }
         }
     }
 

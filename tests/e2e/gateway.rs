@@ -363,6 +363,21 @@ async fn graphql_over_http() {
         .await
         .unwrap();
     assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    // A subscription over HTTP: refused with a pointer to WebSocket (not a 405:
+    // no method would do).
+    let sub = json!({"query": "subscription { pipelineEvents(id: \"x\") { status } }"});
+    let r = c
+        .post(&url)
+        .header("accept", "application/graphql-response+json")
+        .json(&sub)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(error_codes(&body), ["OPERATION_NOT_ALLOWED"], "{body}");
+    assert!(body.to_string().contains("WebSocket"), "{body}");
     // graphql-response+json: 400 for validation errors; application/json: 200.
     let bad = json!({"query": "{ nope }"});
     let r = c
@@ -592,6 +607,14 @@ async fn plans_are_cached_by_document_and_dropped_with_the_schema() {
         !std::sync::Arc::ptr_eq(&a1, &b),
         "another operation: another plan"
     );
+    assert_eq!(engine.plan_cache_usage(), (2, 2));
+    // A large document weighs by its size (one per 4 KiB).
+    let big = format!(
+        "{{ pipelineTemplate(name: \"{}\") {{ name }} }}",
+        "x".repeat(40 * 1024)
+    );
+    engine.prepare(&big, None).unwrap();
+    assert_eq!(engine.plan_cache_usage(), (3, 2 + 11));
     p.gateway.reload().await.unwrap();
     let fresh = p.gateway.state.engine();
     assert!(
