@@ -61,6 +61,9 @@ pub struct SubgraphClient {
 #[cfg(feature = "fault-injection")]
 pub const FAULT_OPERATION: &str = "__gatewayPanic";
 
+/// Document hash and operation name.
+type PlanKey = (u64, Option<String>);
+
 pub struct Engine {
     pub supergraph: Arc<Supergraph>,
     pub clients: Vec<SubgraphClient>,
@@ -69,7 +72,7 @@ pub struct Engine {
     /// (document hash, operation name) -> (document text, its plan). The
     /// text is compared on a hit: a hash collision must not hand one
     /// client's plan to another document.
-    cache: moka::sync::Cache<(u64, Option<String>), (Arc<str>, Arc<PreparedOperation>)>,
+    cache: moka::sync::Cache<PlanKey, (Arc<str>, Arc<PreparedOperation>)>,
     /// Seeded per engine, so collisions cannot be prepared offline.
     hasher: ahash::RandomState,
 }
