@@ -56,6 +56,9 @@ pub struct GatewayConfig {
     /// (`graphql-transport-ws`, closing a client that left the previous one
     /// unanswered) or `ka` (legacy). 0 turns them off.
     pub ws_keepalive_secs: u64,
+    /// Operations one WebSocket connection may run at once (each
+    /// subscription holds an upstream connection).
+    pub ws_max_operations: usize,
     /// Watch the config file and the SDL files it names; rebuild on change.
     pub hot_reload: bool,
     /// Attempts to introspect a subgraph at start-up before giving up.
@@ -80,6 +83,7 @@ impl Default for GatewayConfig {
             plan_cache_size: 1_000,
             ws_init_timeout_secs: 10,
             ws_keepalive_secs: 10,
+            ws_max_operations: 100,
             hot_reload: true,
             introspection_attempts: 10,
             worker_threads: 0,

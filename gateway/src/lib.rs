@@ -36,6 +36,7 @@ pub struct AppState {
     pub ws_init_timeout: Duration,
     /// `None`: no keep-alives.
     pub ws_keepalive: Option<Duration>,
+    pub ws_max_operations: usize,
     pub shutdown: CancellationToken,
     /// Serialises reloads: one rebuild at a time.
     reload_lock: tokio::sync::Mutex<()>,
@@ -129,6 +130,7 @@ pub async fn start_on(
         max_body_bytes: g.max_body_bytes,
         ws_init_timeout: Duration::from_secs(g.ws_init_timeout_secs),
         ws_keepalive: (g.ws_keepalive_secs > 0).then(|| Duration::from_secs(g.ws_keepalive_secs)),
+        ws_max_operations: g.ws_max_operations,
         shutdown: CancellationToken::new(),
         reload_lock: tokio::sync::Mutex::new(()),
     });

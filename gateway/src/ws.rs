@@ -34,6 +34,8 @@ use protocol::{ClientMessage, Close, Protocol};
 
 /// Messages an operation may queue for its connection before it waits.
 const OUT_BUFFER: usize = 16;
+/// How long a write may block when keep-alives are off (else: their interval).
+const STALL_WITHOUT_KEEPALIVE: Duration = Duration::from_secs(30);
 /// How long a closing connection waits for its subscriptions to stop upstream.
 const STOP_WAIT: Duration = Duration::from_secs(2);
 
@@ -62,7 +64,7 @@ pub fn upgrade(state: Arc<AppState>, upgrade: WebSocketUpgrade, headers: &Header
         .protocols([protocol.name()])
         .read_buffer_size(8 * 1024)
         .write_buffer_size(0)
-        .max_message_size(16 << 20)
+        .max_message_size(state.max_body_bytes)
         .on_upgrade(move |socket| serve(state, socket, protocol, headers))
 }
 
@@ -95,7 +97,7 @@ enum Step {
 }
 
 async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, headers: HeaderMap) {
-    let (mut sink, mut stream) = socket.split();
+    let (sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Outgoing>(OUT_BUFFER);
     let mut conn = Connection {
         cancel: state.shutdown.child_token(),
@@ -108,6 +110,11 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, head
         by_id: HashMap::new(),
         by_task: HashMap::new(),
         awaiting_pong: false,
+    };
+    let mut writer = Writer {
+        sink,
+        cancel: conn.cancel.clone(),
+        stall: conn.state.ws_keepalive.unwrap_or(STALL_WITHOUT_KEEPALIVE),
     };
     let init_deadline = tokio::time::sleep(conn.state.ws_init_timeout);
     tokio::pin!(init_deadline);
@@ -142,7 +149,7 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, head
                 Some(Ok(_)) => Step::Continue,
             },
             Some(out) = rx.recv() => {
-                if conn.by_task.contains_key(&out.task) && !send(&mut sink, &conn.cancel, out.text).await {
+                if conn.by_task.contains_key(&out.task) && !writer.send(out.text).await {
                     break None;
                 }
                 continue;
@@ -159,7 +166,7 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, head
                 };
                 // Its last messages were queued before it ended: deliver them first.
                 while let Ok(out) = rx.try_recv() {
-                    if conn.by_task.contains_key(&out.task) && !send(&mut sink, &conn.cancel, out.text).await {
+                    if conn.by_task.contains_key(&out.task) && !writer.send(out.text).await {
                         break;
                     }
                 }
@@ -170,25 +177,23 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, head
         match step {
             Step::Continue => {}
             Step::Reply(text) => {
-                if !send(&mut sink, &conn.cancel, text).await {
+                if !writer.send(text).await {
                     break None;
                 }
             }
             Step::Ack => {
-                if !send(&mut sink, &conn.cancel, protocol::ack()).await {
+                if !writer.send(protocol::ack()).await {
                     break None;
                 }
                 keep_alive.reset();
                 // Legacy: a keep-alive right after the ack, as subscriptions-transport-ws does.
-                if protocol == Protocol::LegacyWs
-                    && !send(&mut sink, &conn.cancel, protocol::ka()).await
-                {
+                if protocol == Protocol::LegacyWs && !writer.send(protocol::ka()).await {
                     break None;
                 }
             }
             Step::Close(c) => break Some(c),
             Step::ReplyClose(text, c) => {
-                let _ = send(&mut sink, &conn.cancel, text).await;
+                let _ = writer.send(text).await;
                 break Some(c);
             }
         }
@@ -199,7 +204,8 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, head
             code: c.code(),
             reason: c.reason().into(),
         };
-        let _ = tokio::time::timeout(STOP_WAIT, sink.send(Message::Close(Some(frame)))).await;
+        let _ =
+            tokio::time::timeout(STOP_WAIT, writer.sink.send(Message::Close(Some(frame)))).await;
     }
     drop(rx);
     // Let each subscription stop its upstream stream, then drop the rest.
@@ -210,17 +216,27 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, head
     conn.tasks.abort_all();
 }
 
-/// Sends one message; gives up when the gateway shuts down, so a client
-/// that stopped reading cannot hold the connection open past shutdown.
-async fn send(
-    sink: &mut SplitSink<WebSocket, Message>,
-    cancel: &CancellationToken,
-    text: String,
-) -> bool {
-    tokio::select! {
-        biased;
-        _ = cancel.cancelled() => false,
-        r = sink.send(Message::Text(text.into())) => r.is_ok(),
+/// The connection's outgoing half.
+struct Writer {
+    sink: SplitSink<WebSocket, Message>,
+    cancel: CancellationToken,
+    /// A write blocked this long means the client stopped reading.
+    stall: Duration,
+}
+
+impl Writer {
+    /// Sends one message; `false` (drop the client) when the socket failed,
+    /// the gateway shuts down, or the client has not read for `stall`: its
+    /// subscriptions would otherwise hold their upstream streams until TCP
+    /// gives up, and keep-alives cannot go out behind a blocked write.
+    async fn send(&mut self, text: String) -> bool {
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => false,
+            r = tokio::time::timeout(self.stall, self.sink.send(Message::Text(text.into()))) => {
+                matches!(r, Ok(Ok(())))
+            }
+        }
     }
 }
 
@@ -283,6 +299,19 @@ impl Connection {
                         )),
                     };
                 };
+                if self.by_id.len() >= self.state.ws_max_operations && !self.by_id.contains_key(&id)
+                {
+                    let message = format!(
+                        "this connection already runs {} operations (the gateway's ws_max_operations): complete one before starting another, or open another connection",
+                        self.by_id.len()
+                    );
+                    return Step::Reply(protocol::error(
+                        &id,
+                        &[
+                            serde_json::json!({ "message": message, "extensions": { "code": "TOO_MANY_OPERATIONS" } }),
+                        ],
+                    ));
+                }
                 if self.by_id.contains_key(&id) {
                     match self.protocol {
                         Protocol::TransportWs => return Step::Close(Close::SubscriberExists(id)),

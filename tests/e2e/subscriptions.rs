@@ -494,6 +494,73 @@ async fn a_gateway_bug_closes_its_socket_with_4500_and_nothing_else() {
 }
 
 #[tokio::test]
+async fn one_connection_runs_at_most_ws_max_operations() {
+    let p = Platform::start_with(SubgraphsOptions::default(), "ws_max_operations = 2").await;
+    for protocol in Protocol::ALL {
+        let mut c = WsClient::ready(&p.ws_url(), protocol).await;
+        c.subscribe("1", LOGS, json!({ "id": "quiet-1" })).await;
+        c.subscribe("2", LOGS, json!({ "id": "quiet-2" })).await;
+        c.subscribe("3", LOGS, json!({ "id": "quiet-3" })).await;
+        let m = c.recv_op(SECOND).await;
+        assert_eq!(
+            (m["type"].as_str(), m["id"].as_str()),
+            (Some("error"), Some("3")),
+            "{m}"
+        );
+        let first = m["payload"].get(0).unwrap_or(&m["payload"]);
+        assert_eq!(first["extensions"]["code"], "TOO_MANY_OPERATIONS", "{m}");
+        wait_active(&p, 2).await;
+        // Completing one makes room.
+        c.complete("1").await;
+        wait_active(&p, 1).await;
+        c.subscribe("3", LOGS, json!({ "id": "quiet-3" })).await;
+        wait_active(&p, 2).await;
+        c.close().await;
+        wait_active(&p, 0).await;
+    }
+    p.stop().await;
+}
+
+/// A client that stops reading while its subscription streams is dropped
+/// once a write has been blocked for a keep-alive interval; its upstream
+/// subscription stops.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped() {
+    let p = Platform::start_with(SubgraphsOptions::default(), "ws_keepalive_secs = 1").await;
+    let mut reader = WsClient::ready(&p.ws_url(), Protocol::GraphqlTransportWs).await;
+    let mut stuck = WsClient::ready(&p.ws_url(), Protocol::GraphqlTransportWs).await;
+    reader.subscribe("r", LOGS, json!({ "id": "flood" })).await;
+    stuck.subscribe("s", LOGS, json!({ "id": "flood" })).await;
+    wait_active(&p, 2).await;
+    // About 12 MB of events, more than the loopback socket buffers hold.
+    let line = "x".repeat(9_000);
+    let log = e2e::client::http();
+    for batch in 0..12 {
+        let entries: Vec<Value> = (0..100)
+            .map(|i| json!({ "pipelineId": "flood", "level": "INFO", "message": format!("{batch}-{i} {line}") }))
+            .collect();
+        let resp = e2e::client::gql_with(
+            &log,
+            &p.subgraphs.log_url(),
+            "mutation($e: [LogEntryInput!]!) { ingestLogs(entries: $e) }",
+            json!({ "e": entries }),
+        )
+        .await;
+        assert_eq!(resp["data"]["ingestLogs"], 100, "{resp}");
+    }
+    // The reading client gets every line; the stuck one is let go.
+    for _ in 0..1200 {
+        let m = reader.recv_op(SECOND).await;
+        assert_eq!(m["type"], "next", "{m}");
+    }
+    wait_active(&p, 1).await;
+    reader.close().await;
+    wait_active(&p, 0).await;
+    drop(stuck);
+    p.stop().await;
+}
+
+#[tokio::test]
 async fn legacy_graphql_ws_keep_alive_errors_and_refusal() {
     let p = Platform::start().await;
     let url = p.ws_url();
