@@ -64,13 +64,23 @@ pub async fn watch(state: Arc<AppState>) {
         }
         // Let a writer finish before reading.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let _ = reload(&state).await;
-        // The new config may name other files; keep watching the ones the
-        // serving engine's config names (the last good one).
-        files = state.engine().config.watched_files();
-        if let Some(p) = &state.engine().config.path {
+        let failed = reload(&state).await.is_err();
+        // Watch what the serving config names and, after a failure, what the
+        // failed one names too: fixing a file only it added must reload.
+        let serving = state.engine().config.clone();
+        files = serving.watched_files();
+        if let Some(p) = &serving.path {
             if !files.contains(p) {
                 files.push(p.clone());
+            }
+            if failed {
+                if let Ok(attempted) = config::load(p) {
+                    for f in attempted.watched_files() {
+                        if !files.contains(&f) {
+                            files.push(f);
+                        }
+                    }
+                }
             }
         }
         last = stamps(&files);

@@ -195,6 +195,46 @@ async fn issue_4_a_subgraph_added_by_config_alone() {
         3
     );
 
+    // The config names a new SDL file that is broken: that reload fails, and
+    // fixing only the new file (the config untouched) reloads.
+    let sdl2 = p.config_dir.path().join("fans.graphql");
+    let fans = |path: &str| {
+        format!("extend type Pipeline {{ fans: [User!]! @delegate(path: \"{path}(pipelineId: $fields:id)\") }}")
+    };
+    std::fs::write(&sdl2, fans("nope")).unwrap();
+    let failed = |m: &str| metric(m, "gateway_schema_reloads_total{result=\"failed\"}");
+    let failed_before = failed(&p.metrics().await);
+    let two_files = with_file.replace(
+        &format!("stitching_files = [\"{}\"]", sdl.display()),
+        &format!(
+            "stitching_files = [\"{}\", \"{}\"]",
+            sdl.display(),
+            sdl2.display()
+        ),
+    );
+    assert_ne!(two_files, with_file);
+    std::fs::write(&config, &two_files).unwrap();
+    eventually(Duration::from_secs(10), "the failed reload", || async {
+        (failed(&p.metrics().await) > failed_before).then_some(())
+    })
+    .await;
+    std::fs::write(&sdl2, fans("watchers")).unwrap();
+    let resp = eventually(
+        Duration::from_secs(10),
+        "the fixed new SDL file",
+        || async {
+            let r = p
+                .query("{ pipelines { items { fans { name } } } }", json!({}))
+                .await;
+            r.get("data").is_some_and(|d| !d.is_null()).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(
+        data(&resp)["pipelines"]["items"].as_array().unwrap().len(),
+        3
+    );
+
     users.stop().await;
     p.stop().await;
 }
