@@ -20,7 +20,7 @@ use super::{
 use crate::{
     directives::path::PathValue,
     plan::{BoolOrVariable, Condition, FetchNode, REQUIRE_PREFIX, TYPENAME_ALIAS},
-    schema::SubgraphId,
+    schema::{Subgraph, SubgraphId},
 };
 
 /// A delegated field waiting for its parent object at `parent`.
@@ -224,12 +224,8 @@ pub fn build(
                 .get(TYPENAME_ALIAS)
                 .and_then(|v| v.as_str())
                 .unwrap_or("");
-            if req
-                .supergraph
-                .subgraphs
-                .iter()
-                .all(|s| s.public_type(runtime) != guard.as_str())
-            {
+            // Already the public name (see `public_typenames`).
+            if runtime != guard.as_str() {
                 continue;
             }
         }
@@ -530,7 +526,8 @@ pub fn merge_body(
     body: JsonValue,
     next: &mut Vec<Pending>,
 ) {
-    let service = req.supergraph.subgraphs[subgraph].name.as_str();
+    let sg = &req.supergraph.subgraphs[subgraph];
+    let service = sg.name.as_str();
     let (mut remote_data, remote_errors) = match body {
         JsonValue::Object(mut m) => (m.remove("data"), m.remove("errors")),
         _ => {
@@ -555,7 +552,10 @@ pub fn merge_body(
             .and_then(|d| d.as_object_mut())
             .and_then(|m| m.remove(call.alias.as_str()))
             .unwrap_or(JsonValue::Null);
-        let answer = descend(answer, &call.node.delegation.path[1..]);
+        let mut answer = descend(answer, &call.node.delegation.path[1..]);
+        if sg.has_renames() {
+            public_typenames(&mut answer, sg);
+        }
         let n = call.targets.len();
         let mut answer = Some(answer);
         for (i, t) in call.targets.iter().enumerate() {
@@ -585,6 +585,28 @@ pub fn merge_body(
                 }));
             }
         }
+    }
+}
+
+/// Runtime types (`_stitch_t`) renamed to their public names by the subgraph
+/// that answered: another subgraph may use the same name for another type.
+fn public_typenames(v: &mut JsonValue, sg: &Subgraph) {
+    match v {
+        JsonValue::Object(m) => {
+            for (k, v) in m.iter_mut() {
+                match v {
+                    JsonValue::String(t) if k.as_str() == TYPENAME_ALIAS => {
+                        let public = sg.public_type(t.as_str());
+                        if public != t.as_str() {
+                            *t = public.to_owned().into();
+                        }
+                    }
+                    _ => public_typenames(v, sg),
+                }
+            }
+        }
+        JsonValue::Array(items) => items.iter_mut().for_each(|i| public_typenames(i, sg)),
+        _ => {}
     }
 }
 
@@ -761,6 +783,29 @@ mod tests {
             ));
         }
         out
+    }
+
+    #[test]
+    fn runtime_types_are_renamed_by_the_subgraph_that_answered() {
+        use crate::testing::spec;
+        let mut a = spec("a", "type Query { item: Item } type Item { x: Int }", "");
+        a.rename_types = vec![("Item".into(), "AItem".into())];
+        let b = spec(
+            "b",
+            "type Query { things: [Thing!]! } union Thing = Item | Other type Item { y: Int } type Other { z: Int }",
+            "",
+        );
+        let sg = crate::build(&[a, b]).unwrap_or_else(|e| panic!("{e}"));
+        let answer = json!([{"_stitch_t": "Item", "y": 1}, {"_stitch_t": "Other", "z": 2}]);
+        let mut from_b = answer.clone();
+        public_typenames(&mut from_b, &sg.subgraphs[1]);
+        assert_eq!(from_b, answer, "b's Item is the public Item");
+        let mut from_a = json!({"_stitch_t": "Item", "nested": [{"_stitch_t": "Item"}]});
+        public_typenames(&mut from_a, &sg.subgraphs[0]);
+        assert_eq!(
+            from_a,
+            json!({"_stitch_t": "AItem", "nested": [{"_stitch_t": "AItem"}]})
+        );
     }
 
     #[test]

@@ -272,17 +272,12 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                             return null(self, path, out);
                         };
                         let supergraph = self.req.supergraph;
+                        // `_stitch_t` already holds the public name: merging
+                        // renamed it by the subgraph that answered.
                         let runtime: &str = if supergraph.is_abstract(name) {
-                            let remote = obj
-                                .get(TYPENAME_ALIAS)
+                            obj.get(TYPENAME_ALIAS)
                                 .and_then(|v| v.as_str())
-                                .unwrap_or(name.as_str());
-                            supergraph
-                                .subgraphs
-                                .iter()
-                                .map(|s| s.public_type(remote))
-                                .find(|p| *p != remote)
-                                .unwrap_or(remote)
+                                .unwrap_or(name.as_str())
                         } else {
                             name.as_str()
                         };

@@ -57,6 +57,11 @@ impl Subgraph {
         self.public_to_remote.get(public).unwrap_or(public)
     }
 
+    /// Some of this subgraph's types have other public names.
+    pub fn has_renames(&self) -> bool {
+        !self.remote_to_public.is_empty()
+    }
+
     /// The public name for a subgraph type.
     pub fn public_type<'a>(&'a self, remote: &'a str) -> &'a str {
         self.remote_to_public
