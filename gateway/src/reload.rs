@@ -49,22 +49,54 @@ fn stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
         .collect()
 }
 
-/// Polls the watched files (portable, no inotify limits) and reloads on change.
-pub async fn watch(state: Arc<AppState>) {
-    let mut files = state.engine().config.watched_files();
-    let mut last = stamps(&files);
+/// First wait before retrying a reload that could not reach a subgraph.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+/// Longest wait between such retries.
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Polls the watched files (portable, no inotify limits) and reloads on
+/// change. A reload that failed because a subgraph's schema could not be
+/// loaded (a new subgraph not up yet) is retried with backoff, so the new
+/// config takes effect once the subgraph comes up, without another edit.
+///
+/// The files are stamped when this is called, not when the task first runs,
+/// so an edit made right after start-up is not taken as the starting state.
+pub fn watch(state: Arc<AppState>) -> impl std::future::Future<Output = ()> {
+    let files = state.engine().config.watched_files();
+    let last = stamps(&files);
+    watch_from(state, files, last)
+}
+
+async fn watch_from(
+    state: Arc<AppState>,
+    mut files: Vec<PathBuf>,
+    mut last: Vec<Option<(SystemTime, u64)>>,
+) {
+    let mut retry: Option<(tokio::time::Instant, Duration)> = None;
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(300)) => {}
         }
         let now = stamps(&files);
-        if now == last {
+        let due = retry.is_some_and(|(at, _)| tokio::time::Instant::now() >= at);
+        if now == last && !due {
             continue;
         }
         // Let a writer finish before reading.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let failed = reload(&state).await.is_err();
+        let result = reload(&state).await;
+        retry = match &result {
+            Err(GatewayError::SubgraphSchema { .. }) => {
+                let wait = match retry {
+                    Some((_, wait)) if due => (wait * 2).min(RETRY_MAX),
+                    _ => RETRY_FIRST,
+                };
+                tracing::info!(retry_in = ?wait, "will retry the reload");
+                Some((tokio::time::Instant::now() + wait, wait))
+            }
+            _ => None,
+        };
         // Watch what the serving config names and, after a failure, what the
         // failed one names too: fixing a file only it added must reload.
         let serving = state.engine().config.clone();
@@ -73,7 +105,7 @@ pub async fn watch(state: Arc<AppState>) {
             if !files.contains(p) {
                 files.push(p.clone());
             }
-            if failed {
+            if result.is_err() {
                 if let Ok(attempted) = config::load(p) {
                     for f in attempted.watched_files() {
                         if !files.contains(&f) {

@@ -16,7 +16,7 @@ use e2e::{
     platform::{eventually, metric, Platform},
 };
 use serde_json::json;
-use subgraphs::common::{graphql_router, spawn_service};
+use subgraphs::common::{graphql_router, spawn_service, RunningService};
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -48,6 +48,28 @@ impl Query {
     }
 }
 
+/// The users service on `listener`, and its count of `watchers` calls.
+fn users_service(listener: TcpListener) -> (RunningService, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let schema = Schema::build(
+        Query {
+            calls: calls.clone(),
+        },
+        EmptyMutation,
+        EmptySubscription,
+    )
+    .finish();
+    let token = CancellationToken::new();
+    let service = spawn_service(
+        listener,
+        graphql_router(schema, token.clone()),
+        token,
+        TaskTracker::new(),
+    )
+    .expect("start the users service");
+    (service, calls)
+}
+
 #[tokio::test]
 async fn issue_4_a_subgraph_added_by_config_alone() {
     let p = Platform::start().await;
@@ -65,24 +87,7 @@ async fn issue_4_a_subgraph_added_by_config_alone() {
     }
 
     // The users service, written for this test, on an ephemeral port.
-    let calls = Arc::new(AtomicUsize::new(0));
-    let schema = Schema::build(
-        Query {
-            calls: calls.clone(),
-        },
-        EmptyMutation,
-        EmptySubscription,
-    )
-    .finish();
-    let token = CancellationToken::new();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let users = spawn_service(
-        listener,
-        graphql_router(schema, token.clone()),
-        token,
-        TaskTracker::new(),
-    )
-    .unwrap();
+    let (users, calls) = users_service(TcpListener::bind("127.0.0.1:0").await.unwrap());
 
     let config = p.config_path();
     let mut text = std::fs::read_to_string(&config).unwrap();
@@ -241,6 +246,40 @@ async fn issue_4_a_subgraph_added_by_config_alone() {
 
 /// The gateway's process entry (`gateway::cli::run`, what `gateway` runs),
 /// built by cargo with this test binary.
+/// A config entry for a subgraph that is not up yet: the reload fails, is
+/// retried with backoff, and takes effect once the subgraph answers.
+#[tokio::test]
+async fn a_subgraph_added_before_it_is_up_is_picked_up_when_it_comes_up() {
+    let p = Platform::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let config = p.config_path();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "[[subgraphs]]\nname = \"users\"\nurl = \"http://127.0.0.1:{port}/graphql\"\nhide = [\"Query.watchers\"]\n"
+    ));
+    std::fs::write(&config, &text).unwrap();
+    eventually(Duration::from_secs(10), "the failed reload", || async {
+        let m = p.metrics().await;
+        (metric(&m, "gateway_schema_reloads_total{result=\"failed\"}") >= 1).then_some(())
+    })
+    .await;
+    let resp = p.query("{ user(id: \"1\") { name } }", json!({})).await;
+    assert!(resp["errors"].is_array(), "not served yet: {resp}");
+
+    let (users, _) = users_service(TcpListener::bind(("127.0.0.1", port)).await.unwrap());
+    let resp = eventually(Duration::from_secs(20), "the retried reload", || async {
+        let r = p.query("{ user(id: \"1\") { name } }", json!({})).await;
+        r.get("data").is_some_and(|d| !d.is_null()).then_some(r)
+    })
+    .await;
+    assert_eq!(data(&resp)["user"]["name"], "user-1");
+    users.stop().await;
+    p.stop().await;
+}
+
 fn gateway_binary() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_BIN_EXE_gateway-under-test"))
 }
