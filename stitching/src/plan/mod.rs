@@ -11,7 +11,7 @@ use std::{fmt, sync::Arc};
 
 use apollo_compiler::{
     ast::{OperationType, Value},
-    executable::{DirectiveList, Field, Operation, Selection, SelectionSet},
+    executable::{DirectiveList, Field, FragmentSpread, Operation, Selection, SelectionSet},
     validation::Valid,
     ExecutableDocument, Name, Node,
 };
@@ -172,6 +172,30 @@ fn conditions_of(directives: &DirectiveList) -> Vec<Condition> {
 }
 
 impl<'a> Planner<'a> {
+    /// Whether `spread` adds anything to the selection set being rendered:
+    /// `false` when the same fragment was already spread there under the same
+    /// type and conditions. Spreads with their own directives always count.
+    fn first_spread(
+        &mut self,
+        spread: &FragmentSpread,
+        parent_type: &Name,
+        conditions: &[Condition],
+    ) -> bool {
+        if !spread.directives.is_empty() {
+            return true;
+        }
+        let key = (
+            spread.fragment_name.clone(),
+            parent_type.clone(),
+            conditions.to_vec(),
+        );
+        if self.visited.contains(&key) {
+            return false;
+        }
+        self.visited.push(key);
+        true
+    }
+
     fn root_fields(
         &mut self,
         set: &SelectionSet,
@@ -216,16 +240,8 @@ impl<'a> Planner<'a> {
                             else {
                                 continue;
                             };
-                            if spread.directives.is_empty() {
-                                let key = (
-                                    spread.fragment_name.clone(),
-                                    root_type.clone(),
-                                    conditions.clone(),
-                                );
-                                if self.visited.contains(&key) {
-                                    continue;
-                                }
-                                self.visited.push(key);
+                            if !self.first_spread(spread, root_type, conditions) {
+                                continue;
                             }
                             (&spread.directives, &fragment.selection_set)
                         }
@@ -430,16 +446,8 @@ impl<'a> Planner<'a> {
                     let Some(fragment) = self.doc.fragments.get(&spread.fragment_name) else {
                         continue;
                     };
-                    if spread.directives.is_empty() {
-                        let key = (
-                            spread.fragment_name.clone(),
-                            parent_type.clone(),
-                            conditions.clone(),
-                        );
-                        if self.visited.contains(&key) {
-                            continue;
-                        }
-                        self.visited.push(key);
+                    if !self.first_spread(spread, parent_type, conditions) {
+                        continue;
                     }
                     let cond = fragment.type_condition().clone();
                     self.render_fragment(
