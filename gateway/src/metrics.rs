@@ -94,65 +94,88 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        out.push_str("# HELP gateway_requests_total GraphQL requests received.\n# TYPE gateway_requests_total counter\n");
-        let _ = writeln!(
-            out,
-            "gateway_requests_total {}",
-            self.requests.load(Relaxed)
+        let value = |out: &mut String, name, help, kind, v: &AtomicU64| {
+            header(out, name, help, kind);
+            let _ = writeln!(out, "{name} {}", v.load(Relaxed));
+        };
+        for (name, help, v) in [
+            (
+                "gateway_requests_total",
+                "GraphQL requests received.",
+                &self.requests,
+            ),
+            (
+                "gateway_request_errors_total",
+                "Requests refused before execution.",
+                &self.request_errors,
+            ),
+            (
+                "gateway_internal_errors_total",
+                "Gateway bugs caught (a panicked request or WebSocket operation).",
+                &self.internal_errors,
+            ),
+        ] {
+            value(&mut out, name, help, "counter", v);
+        }
+        header(
+            &mut out,
+            "gateway_request_duration_seconds",
+            "Request latency.",
+            "histogram",
         );
-        out.push_str("# HELP gateway_request_errors_total Requests refused before execution.\n# TYPE gateway_request_errors_total counter\n");
-        let _ = writeln!(
-            out,
-            "gateway_request_errors_total {}",
-            self.request_errors.load(Relaxed)
-        );
-        out.push_str("# HELP gateway_internal_errors_total Gateway bugs caught (a panicked request or WebSocket operation).\n# TYPE gateway_internal_errors_total counter\n");
-        let _ = writeln!(
-            out,
-            "gateway_internal_errors_total {}",
-            self.internal_errors.load(Relaxed)
-        );
-        out.push_str("# HELP gateway_request_duration_seconds Request latency.\n# TYPE gateway_request_duration_seconds histogram\n");
         self.latency
             .write(&mut out, "gateway_request_duration_seconds", "");
-        out.push_str("# HELP gateway_subscriptions_active Open client subscriptions.\n# TYPE gateway_subscriptions_active gauge\n");
-        let _ = writeln!(
-            out,
-            "gateway_subscriptions_active {}",
-            self.subscriptions_active.load(Relaxed)
+        value(
+            &mut out,
+            "gateway_subscriptions_active",
+            "Open client subscriptions.",
+            "gauge",
+            &self.subscriptions_active,
         );
-        out.push_str("# HELP gateway_schema_reloads_total Schema reloads (ok / failed).\n# TYPE gateway_schema_reloads_total counter\n");
-        let _ = writeln!(
-            out,
-            "gateway_schema_reloads_total{{result=\"ok\"}} {}",
-            self.reloads.load(Relaxed)
+        header(
+            &mut out,
+            "gateway_schema_reloads_total",
+            "Schema reloads (ok / failed).",
+            "counter",
         );
-        let _ = writeln!(
-            out,
-            "gateway_schema_reloads_total{{result=\"failed\"}} {}",
-            self.reload_failures.load(Relaxed)
-        );
+        for (result, v) in [("ok", &self.reloads), ("failed", &self.reload_failures)] {
+            let _ = writeln!(
+                out,
+                "gateway_schema_reloads_total{{result=\"{result}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
         let list = match self.subgraphs.read() {
             Ok(l) => l,
             Err(p) => p.into_inner(),
         };
-        out.push_str("# HELP subgraph_requests_total Requests sent to each subgraph.\n# TYPE subgraph_requests_total counter\n");
-        for (name, m) in list.iter() {
-            let _ = writeln!(
-                out,
-                "subgraph_requests_total{{subgraph=\"{name}\"}} {}",
-                m.requests.load(Relaxed)
-            );
+        for (metric, help, v) in [
+            (
+                "subgraph_requests_total",
+                "Requests sent to each subgraph.",
+                (|m| &m.requests) as fn(&SubgraphMetrics) -> &AtomicU64,
+            ),
+            (
+                "subgraph_errors_total",
+                "Failed requests to each subgraph (timeout, unreachable, bad answer).",
+                |m| &m.errors,
+            ),
+        ] {
+            header(&mut out, metric, help, "counter");
+            for (name, m) in list.iter() {
+                let _ = writeln!(
+                    out,
+                    "{metric}{{subgraph=\"{name}\"}} {}",
+                    v(m).load(Relaxed)
+                );
+            }
         }
-        out.push_str("# HELP subgraph_errors_total Failed requests to each subgraph (timeout, unreachable, bad answer).\n# TYPE subgraph_errors_total counter\n");
-        for (name, m) in list.iter() {
-            let _ = writeln!(
-                out,
-                "subgraph_errors_total{{subgraph=\"{name}\"}} {}",
-                m.errors.load(Relaxed)
-            );
-        }
-        out.push_str("# HELP subgraph_request_duration_seconds Latency of requests to each subgraph.\n# TYPE subgraph_request_duration_seconds histogram\n");
+        header(
+            &mut out,
+            "subgraph_request_duration_seconds",
+            "Latency of requests to each subgraph.",
+            "histogram",
+        );
         for (name, m) in list.iter() {
             m.latency.write(
                 &mut out,
@@ -162,4 +185,9 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of one metric.
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
