@@ -91,6 +91,29 @@ impl Default for GatewayConfig {
     }
 }
 
+/// Which directives a subgraph's schema speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// `@schema`/`@delegate` stitching SDL; schema by introspection.
+    #[default]
+    Stitching,
+    /// Apollo Federation subgraph; schema from `{ _service { sdl } }`.
+    Federation,
+    /// Composite Schemas source schema; schema from `schema_file` or `schema_url`.
+    Composite,
+}
+
+impl From<Dialect> for stitching::schema::Dialect {
+    fn from(d: Dialect) -> Self {
+        match d {
+            Dialect::Stitching => stitching::schema::Dialect::Stitching,
+            Dialect::Federation => stitching::schema::Dialect::Federation,
+            Dialect::Composite => stitching::schema::Dialect::Composite,
+        }
+    }
+}
+
 /// `[[subgraphs]]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,6 +122,17 @@ pub struct SubgraphConfig {
     pub name: String,
     /// GraphQL over HTTP endpoint.
     pub url: String,
+    /// The directives the subgraph's schema speaks.
+    #[serde(default)]
+    pub dialect: Dialect,
+    /// A URL that answers `GET` with the subgraph's SDL (instead of
+    /// introspection or `_service`).
+    #[serde(default)]
+    pub schema_url: Option<String>,
+    /// The subgraph takes one request with a list of variable sets and
+    /// answers JSON lines (draft variable batching; Composite lookups).
+    #[serde(default)]
+    pub variable_batching: bool,
     /// WebSocket endpoint for subscriptions; defaults to `url` with `ws://`/`wss://`.
     #[serde(default)]
     pub ws_url: Option<String>,
@@ -299,6 +333,29 @@ fn check(loaded: &LoadedConfig, text: &str, file: &str) -> Result<(), GatewayErr
                 s.name,
                 s.ws_url()
             )),
+        }
+        if let Some(u) = &s.schema_url {
+            if !url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+                problems.push(format!(
+                    "{}subgraph `{}`: schema_url = \"{u}\" is not an http(s) URL",
+                    at("schema_url"),
+                    s.name
+                ));
+            }
+            if s.schema_file.is_some() {
+                problems.push(format!(
+                    "{}subgraph `{}`: set `schema_file` or `schema_url`, not both",
+                    at("schema_url"),
+                    s.name
+                ));
+            }
+        }
+        if s.dialect == Dialect::Composite && s.schema_file.is_none() && s.schema_url.is_none() {
+            problems.push(format!(
+                "{}subgraph `{}`: a composite subgraph needs its source schema: set `schema_file` or `schema_url` (introspection does not carry @lookup/@key)",
+                at("dialect"),
+                s.name
+            ));
         }
         if s.timeout_ms == 0 {
             problems.push(format!(

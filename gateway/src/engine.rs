@@ -137,6 +137,8 @@ impl Engine {
             }
             specs.push(SubgraphSpec {
                 name: s.name.clone(),
+                dialect: s.dialect.into(),
+                variable_batching: s.variable_batching,
                 schema_sdl: sdl,
                 schema_origin: origin,
                 stitching,
@@ -470,9 +472,19 @@ async fn load_schema(
     }
     let mut delay = Duration::from_millis(200);
     let mut last = String::new();
+    let origin = match (&s.schema_url, s.dialect) {
+        (Some(u), _) => format!("{u} (schema_url)"),
+        (None, crate::config::Dialect::Federation) => format!("_service {{ sdl }} of {}", s.url),
+        (None, _) => format!("introspection of {}", s.url),
+    };
     for attempt in 1..=attempts.max(1) {
-        match introspect(s, http).await {
-            Ok(sdl) => return Ok((sdl, format!("introspection of {}", s.url))),
+        let fetched = match (&s.schema_url, s.dialect) {
+            (Some(u), _) => fetch_sdl(s, u, http).await,
+            (None, crate::config::Dialect::Federation) => service_sdl(s, http).await,
+            (None, _) => introspect(s, http).await,
+        };
+        match fetched {
+            Ok(sdl) => return Ok((sdl, origin)),
             Err(e) => {
                 last = e;
                 if attempt < attempts {
@@ -486,10 +498,53 @@ async fn load_schema(
     Err(GatewayError::SubgraphSchema {
         subgraph: s.name.clone(),
         message: format!(
-            "introspection of {} failed after {attempts} attempts: {last}; start the subgraph, or set `schema_file` so the gateway can start without it",
-            s.url
+            "{origin} failed after {attempts} attempts: {last}; start the subgraph, or set `schema_file` so the gateway can start without it"
         ),
     })
+}
+
+/// A Federation subgraph's SDL with its directives (introspection drops them).
+async fn service_sdl(s: &SubgraphConfig, http: &reqwest::Client) -> Result<String, String> {
+    let mut rb = http
+        .post(&s.url)
+        .timeout(s.timeout())
+        .json(&serde_json::json!({ "query": "{ _service { sdl } }" }));
+    for (k, v) in &s.headers {
+        rb = rb.header(k, v);
+    }
+    let resp = rb.send().await.map_err(|e| root_cause(&e))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp
+        .json()
+        .await
+        .map_err(|e| format!("HTTP {status}: {e}"))?;
+    if let Some(errors) = body.get("errors") {
+        return Err(format!(
+            "the subgraph answered errors to `{{ _service {{ sdl }} }}` (is it a Federation subgraph?): {errors}"
+        ));
+    }
+    body.pointer("/data/_service/sdl")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| "the answer has no `data._service.sdl`".into())
+}
+
+/// SDL served as text at `url` (a Composite source schema endpoint).
+async fn fetch_sdl(
+    s: &SubgraphConfig,
+    url: &str,
+    http: &reqwest::Client,
+) -> Result<String, String> {
+    let mut rb = http.get(url).timeout(s.timeout());
+    for (k, v) in &s.headers {
+        rb = rb.header(k, v);
+    }
+    let resp = rb.send().await.map_err(|e| root_cause(&e))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("GET {url} answered HTTP {status}"));
+    }
+    resp.text().await.map_err(|e| root_cause(&e))
 }
 
 async fn introspect(s: &SubgraphConfig, http: &reqwest::Client) -> Result<String, String> {

@@ -75,8 +75,7 @@ pub fn spec(name: &str, sdl: &str, stitching: &str) -> SubgraphSpec {
         } else {
             vec![(format!("{name}-stitching.graphql"), stitching.into())]
         },
-        hide: Vec::new(),
-        rename_types: Vec::new(),
+        ..Default::default()
     }
 }
 

@@ -1,6 +1,7 @@
 //! `@schema(name:)` and `@delegate(path:, batch:)` read from stitching SDL.
 
 pub mod path;
+pub mod selection_map;
 
 use apollo_compiler::{
     ast::{self, Definition},
@@ -25,10 +26,23 @@ pub struct StitchedField {
     pub location: Option<String>,
 }
 
+/// `extend type T @delegate(path: "...")`: how the entry's subgraph (or
+/// `@schema(name:)`'s) fetches an entity of `T` by the `$fields:` the path reads.
+#[derive(Clone, Debug)]
+pub struct StitchedEntity {
+    pub type_name: Name,
+    pub subgraph: SubgraphId,
+    pub path: Vec<Segment>,
+    pub path_text: String,
+    pub batch: bool,
+    pub location: Option<String>,
+}
+
 /// What one stitching document contributes.
 #[derive(Default)]
 pub struct ReadDocument {
     pub fields: Vec<StitchedField>,
+    pub entities: Vec<StitchedEntity>,
     pub new_types: Vec<ExtendedType>,
     pub errors: Vec<BuildError>,
 }
@@ -55,6 +69,89 @@ fn string_arg(d: &ast::Directive, name: &str) -> Option<Result<String, ()>> {
         })
 }
 
+fn subgraph_arg(
+    d: &ast::Directive,
+    arg: &str,
+    subgraph_names: &[&str],
+) -> Option<Result<SubgraphId, String>> {
+    match string_arg(d, arg)? {
+        Ok(name) => Some(
+            subgraph_names
+                .iter()
+                .position(|n| *n == name)
+                .ok_or_else(|| {
+                    format!(
+                        "@{}({arg}: \"{name}\") names no configured subgraph; known: {}",
+                        d.name,
+                        subgraph_names.join(", ")
+                    )
+                }),
+        ),
+        Err(()) => Some(Err(format!("@{}({arg}:) must be a string", d.name))),
+    }
+}
+
+/// Type-level `@delegate`: the type's entity resolver in one subgraph.
+fn read_entity(
+    type_name: &Name,
+    directives: &ast::DirectiveList,
+    owner: SubgraphId,
+    subgraph_names: &[&str],
+    sources: &SourceMap,
+    out: &mut ReadDocument,
+) {
+    let Some(d) = directives.get("delegate") else {
+        return;
+    };
+    let loc = d.location().and_then(|s| location(s, sources));
+    let mut error = |message: String| {
+        out.errors.push(BuildError::new(
+            K::StitchingSdl,
+            loc.clone(),
+            format!("`extend type {type_name}`: {message}"),
+        ))
+    };
+    let mut subgraph = owner;
+    for arg in ["schema"] {
+        if let Some(r) = directives
+            .get(arg)
+            .and_then(|s| subgraph_arg(s, "name", subgraph_names))
+            .or_else(|| subgraph_arg(d, arg, subgraph_names))
+        {
+            match r {
+                Ok(id) => subgraph = id,
+                Err(m) => return error(m),
+            }
+        }
+    }
+    let path_text = match string_arg(d, "path") {
+        Some(Ok(p)) => p,
+        _ => return error("a type-level @delegate needs `path:`, e.g. @delegate(path: \"productsByIds(ids: $fields:id)\", batch: true)".into()),
+    };
+    let batch = matches!(
+        d.arguments
+            .iter()
+            .find(|a| a.name == "batch")
+            .map(|a| a.value.as_ref()),
+        Some(ast::Value::Boolean(true))
+    );
+    match path::parse_path(&path_text) {
+        Ok(path) => out.entities.push(StitchedEntity {
+            type_name: type_name.clone(),
+            subgraph,
+            path,
+            path_text,
+            batch,
+            location: loc,
+        }),
+        Err(e) => out.errors.push(BuildError::new(
+            K::DelegatePath,
+            loc,
+            format!("`extend type {type_name}` @delegate(path: \"{path_text}\"): {e}"),
+        )),
+    }
+}
+
 /// Reads a stitching document of subgraph `owner` (fields default to it).
 pub fn read_document(doc: &ast::Document, owner: &str, subgraph_names: &[&str]) -> ReadDocument {
     let mut out = ReadDocument::default();
@@ -62,7 +159,17 @@ pub fn read_document(doc: &ast::Document, owner: &str, subgraph_names: &[&str]) 
     let owner_id = subgraph_names.iter().position(|n| *n == owner).unwrap_or(0);
     for def in &doc.definitions {
         let (type_name, fields, is_new) = match def {
-            Definition::ObjectTypeExtension(e) => (e.name.clone(), &e.fields, false),
+            Definition::ObjectTypeExtension(e) => {
+                read_entity(
+                    &e.name,
+                    &e.directives,
+                    owner_id,
+                    subgraph_names,
+                    &doc.sources,
+                    &mut out,
+                );
+                (e.name.clone(), &e.fields, false)
+            }
             Definition::ObjectTypeDefinition(d) => (d.name.clone(), &d.fields, true),
             Definition::ScalarTypeDefinition(d) => {
                 out.new_types

@@ -27,8 +27,9 @@ pub enum PathValue {
     Object(Vec<(String, PathValue)>),
     /// `$arguments:NAME`: an argument of the field being resolved.
     Argument(String),
-    /// `$fields:NAME`: a field of the parent object.
-    Field(String),
+    /// `$fields:NAME` or `$fields:a.b.c`: a field of the parent object, or a
+    /// field below one (lists on the way are walked).
+    Field(Vec<String>),
     /// `$variables:NAME`: a variable of the client's operation.
     Variable(String),
 }
@@ -65,7 +66,7 @@ enum Token {
     Int(i64),
     Float(f64),
     Str(String),
-    Ref(RefKind, String),
+    Ref(RefKind, Vec<String>),
     Punct(char),
 }
 
@@ -151,7 +152,18 @@ impl<'a> Lexer<'a> {
         if name.is_empty() {
             return self.err(self.pos, "expected a name after `:`");
         }
-        Ok(Token::Ref(kind, name))
+        let mut names = vec![name];
+        // `$fields:owner.id`: inside parentheses a dot after a reference can
+        // only continue it (segments are separated outside them).
+        while kind == RefKind::Fields && self.peek_char() == Some('.') {
+            self.pos += 1;
+            let next = self.name();
+            if next.is_empty() {
+                return self.err(self.pos, "expected a field name after `.` in `$fields:`");
+            }
+            names.push(next);
+        }
+        Ok(Token::Ref(kind, names))
     }
 
     fn number(&mut self) -> Result<Token, PathError> {
@@ -344,9 +356,9 @@ impl Parser {
             Token::Int(i) => PathValue::Int(i),
             Token::Float(f) => PathValue::Float(f),
             Token::Str(s) => PathValue::String(s),
-            Token::Ref(RefKind::Arguments, n) => PathValue::Argument(n),
+            Token::Ref(RefKind::Arguments, n) => PathValue::Argument(n.join(".")),
             Token::Ref(RefKind::Fields, n) => PathValue::Field(n),
-            Token::Ref(RefKind::Variables, n) => PathValue::Variable(n),
+            Token::Ref(RefKind::Variables, n) => PathValue::Variable(n.join(".")),
             Token::Name(n) => match n.as_str() {
                 "true" => PathValue::Bool(true),
                 "false" => PathValue::Bool(false),
@@ -432,7 +444,7 @@ impl fmt::Display for PathValue {
                 f.write_str("}")
             }
             PathValue::Argument(n) => write!(f, "$arguments:{n}"),
-            PathValue::Field(n) => write!(f, "$fields:{n}"),
+            PathValue::Field(n) => write!(f, "$fields:{}", n.join(".")),
             PathValue::Variable(n) => write!(f, "$variables:{n}"),
         }
     }
@@ -500,7 +512,7 @@ mod tests {
             args[3].1,
             PathValue::List(vec![PathValue::Object(vec![
                 ("key".into(), PathValue::String("k.1".into())),
-                ("value".into(), PathValue::Field("v".into())),
+                ("value".into(), PathValue::Field(vec!["v".into()])),
             ])])
         );
         assert_eq!(args[4].1, PathValue::Enum("ERROR".into()));
@@ -508,6 +520,23 @@ mod tests {
         assert_eq!(args[6].1, PathValue::Null);
         assert!(args[3].1.has_refs());
         assert!(!args[0].1.has_refs());
+    }
+
+    #[test]
+    fn field_references_may_name_a_nested_path() {
+        let p = parse_path("owner(id: $fields:owner.id, o: {k: $fields:a.b.c}).pets").unwrap();
+        let args = p[0].arguments.as_ref().unwrap();
+        assert_eq!(
+            args[0].1,
+            PathValue::Field(vec!["owner".into(), "id".into()])
+        );
+        assert_eq!(
+            show(&p),
+            "owner(id: $fields:owner.id, o: {k: $fields:a.b.c}).pets"
+        );
+        assert_eq!(p[1].name, "pets");
+        let e = parse_path("a(x: $fields:owner.)").unwrap_err();
+        assert!(e.message.contains("after `.`"), "{e}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! Runs a plan: level by level, one request per subgraph per level,
-//! identical delegations once, different subgraphs concurrently; then
-//! shapes the merged data into the client's response.
+//! Runs a plan: wave by wave, one request per subgraph per wave, identical
+//! inputs once, different subgraphs concurrently; then shapes the merged
+//! data into the client's response.
 
-mod batch;
+mod fetch;
+mod merge;
 mod shape;
 mod value;
 
@@ -131,28 +132,7 @@ pub async fn execute(req: &Request<'_>, transport: &dyn Transport) -> Response {
     if req.plan.has_introspection {
         ex.introspect();
     }
-    match req.plan.operation_type {
-        OperationType::Mutation => {
-            // Serial: each run of consecutive root fields of one subgraph goes
-            // out as one request and completes (all levels) before the next.
-            let mut i = 0;
-            let roots = &req.plan.root;
-            while i < roots.len() {
-                let sg = roots[i].subgraph();
-                let mut j = i;
-                while j < roots.len() && roots[j].subgraph() == sg {
-                    j += 1;
-                }
-                let group = roots[i..j].iter().map(batch::Pending::root).collect();
-                ex.run(group).await;
-                i = j;
-            }
-        }
-        _ => {
-            let all = req.plan.root.iter().map(batch::Pending::root).collect();
-            ex.run(all).await;
-        }
-    }
+    ex.run(&req.plan.waves).await;
     ex.finish()
 }
 
@@ -161,7 +141,7 @@ pub async fn execute(req: &Request<'_>, transport: &dyn Transport) -> Response {
 pub struct SubscriptionStart {
     pub subgraph: SubgraphId,
     pub request: SubgraphRequest,
-    pub(crate) call: batch::Call,
+    pub(crate) calls: Vec<fetch::CallOut>,
 }
 
 /// Prepares the upstream subscription of a subscription plan (one root field).
@@ -169,35 +149,27 @@ pub struct SubscriptionStart {
 // only add an allocation on that path.
 #[allow(clippy::result_large_err)]
 pub fn subscription_start(req: &Request<'_>) -> Result<SubscriptionStart, GraphQLError> {
-    let Some(root) = req.plan.root.first() else {
+    let Some(first) = req.plan.waves.first() else {
         return Err(error("a subscription must select one field", "BAD_REQUEST"));
     };
+    let subgraph = req.plan.fetches[first[0]].subgraph;
     let mut data = JsonValue::Object(JsonMap::new());
-    let mut errors = Vec::new();
-    let mut built = batch::build(
-        req,
-        &mut data,
-        &mut errors,
-        root.subgraph(),
-        vec![batch::Pending::root(root)],
-    );
-    match (built.request.take(), built.calls.pop()) {
-        (Some(request), Some(call)) => Ok(SubscriptionStart {
-            subgraph: root.subgraph(),
+    let built = fetch::build(req, &mut data, subgraph, first);
+    match built.request {
+        Some(request) => Ok(SubscriptionStart {
+            subgraph,
             request,
-            call,
+            calls: built.calls,
         }),
-        _ => Err(errors.pop().unwrap_or_else(|| {
-            error(
-                "the subscription resolves to null without a call",
-                "BAD_REQUEST",
-            )
-        })),
+        None => Err(error(
+            "the subscription resolves to null without a call",
+            "BAD_REQUEST",
+        )),
     }
 }
 
 /// Turns one upstream event (`{data, errors}` of the remote subscription) into
-/// the client's event, running delegated fields of the event through the same
+/// the client's event, running the rest of the plan for it through the same
 /// batched execution as queries.
 pub async fn subscription_event(
     req: &Request<'_>,
@@ -206,17 +178,15 @@ pub async fn subscription_event(
     transport: &dyn Transport,
 ) -> Response {
     let mut ex = Execution::new(req, transport);
-    let mut next = Vec::new();
-    batch::merge_body(
+    merge::merge_body(
         req,
         &mut ex.data,
         &mut ex.errors,
         start.subgraph,
-        std::slice::from_ref(&start.call),
+        &start.calls,
         event,
-        &mut next,
     );
-    ex.run(next).await;
+    ex.run(req.plan.waves.get(1..).unwrap_or(&[])).await;
     ex.finish()
 }
 
@@ -258,27 +228,21 @@ impl<'r, 'a> Execution<'r, 'a> {
         }
     }
 
-    /// Runs fetches level by level until no delegation is left.
-    async fn run(&mut self, mut frontier: Vec<batch::Pending>) {
-        while !frontier.is_empty() {
-            // One request per subgraph for this level, in first-seen order.
-            let mut groups: Vec<(SubgraphId, Vec<batch::Pending>)> = Vec::new();
-            for p in frontier.drain(..) {
-                let sg = p.node.subgraph();
+    /// Runs the waves in order: one request per subgraph per wave.
+    async fn run(&mut self, waves: &[Vec<usize>]) {
+        for wave in waves {
+            // One request per subgraph for this wave, in first-seen order.
+            let mut groups: Vec<(SubgraphId, Vec<usize>)> = Vec::new();
+            for &id in wave {
+                let sg = self.req.plan.fetches[id].subgraph;
                 match groups.iter_mut().find(|(s, _)| *s == sg) {
-                    Some((_, v)) => v.push(p),
-                    None => groups.push((sg, vec![p])),
+                    Some((_, v)) => v.push(id),
+                    None => groups.push((sg, vec![id])),
                 }
             }
             let mut builds = Vec::with_capacity(groups.len());
-            for (sg, pendings) in groups {
-                builds.push(batch::build(
-                    self.req,
-                    &mut self.data,
-                    &mut self.errors,
-                    sg,
-                    pendings,
-                ));
+            for (sg, ids) in groups {
+                builds.push(fetch::build(self.req, &mut self.data, sg, &ids));
             }
             let transport = self.transport;
             let fetches = builds.iter_mut().map(|b| {
@@ -292,25 +256,22 @@ impl<'r, 'a> Execution<'r, 'a> {
                 }
             });
             let results = futures::future::join_all(fetches).await;
-            let mut next = Vec::new();
             for (b, result) in builds.into_iter().zip(results) {
                 let Some(result) = result else { continue };
                 match result.and_then(|body| {
                     JsonValue::from_bytes(body).map_err(|e| FetchError::Malformed(e.to_string()))
                 }) {
-                    Ok(body) => batch::merge_body(
+                    Ok(body) => merge::merge_body(
                         self.req,
                         &mut self.data,
                         &mut self.errors,
                         b.subgraph,
                         &b.calls,
                         body,
-                        &mut next,
                     ),
-                    Err(e) => batch::fail(self.req, &mut self.errors, b.subgraph, &b.calls, &e),
+                    Err(e) => merge::fail(self.req, &mut self.errors, b.subgraph, &b.calls, &e),
                 }
             }
-            frontier = next;
         }
     }
 

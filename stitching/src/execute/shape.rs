@@ -185,10 +185,12 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
 
     fn null_error(&mut self, path: &[PathSeg], parent_type: &str, field: &Name) {
         let p = to_error_path(path);
-        let covered = self
-            .errors
-            .iter()
-            .any(|e| e.path.len() >= p.len() && e.path[..p.len()] == p[..]);
+        // An error at this path, below it, or at a parent that failed
+        // (an entity fetch) already says why the value is missing.
+        let covered = self.errors.iter().any(|e| {
+            let n = e.path.len().min(p.len());
+            !e.path.is_empty() && e.path[..n] == p[..n]
+        });
         if !covered {
             let mut e = error(
                 format!("Cannot return null for non-nullable field {parent_type}.{field}"),

@@ -1,5 +1,6 @@
 //! Paths into the response data and conversions of argument values.
 
+use crate::plan::{PathStep, TYPENAME_ALIAS};
 use apollo_compiler::{
     ast::Value as AstValue,
     response::serde_json_bytes::map::Entry,
@@ -79,7 +80,7 @@ pub fn write<'v>(
 /// key, lists item by item (the first answer's length and order stand, so
 /// paths already taken into it stay valid); a null on either side is null
 /// (that half failed, and its error is reported).
-fn merge(into: &mut JsonValue, value: JsonValue) {
+pub(crate) fn merge(into: &mut JsonValue, value: JsonValue) {
     match (into, value) {
         (JsonValue::Object(a), JsonValue::Object(b)) => {
             for (k, v) in b {
@@ -102,38 +103,58 @@ fn merge(into: &mut JsonValue, value: JsonValue) {
     }
 }
 
-fn rec(v: &JsonValue, path: &mut Vec<PathSeg>, rel: &[Name], out: &mut Vec<Vec<PathSeg>>) {
-    match v {
-        JsonValue::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                path.push(PathSeg::Index(i));
-                rec(item, path, rel, out);
-                path.pop();
-            }
-        }
-        JsonValue::Object(m) => match rel.split_first() {
-            None => out.push(path.clone()),
-            Some((key, rest)) => {
-                if let Some(child) = m.get(key.as_str()) {
-                    path.push(PathSeg::Key(key.clone()));
-                    rec(child, path, rest, out);
+/// Absolute paths of the objects a fetch's path leads to from the data
+/// root, lists walked; `is_a(condition, runtime)` filters type steps by the
+/// objects' `_stitch_t`.
+pub fn collect_parents(
+    data: &JsonValue,
+    steps: &[PathStep],
+    is_a: &dyn Fn(&str, &str) -> bool,
+    out: &mut Vec<Vec<PathSeg>>,
+) {
+    fn walk(
+        v: &JsonValue,
+        path: &mut Vec<PathSeg>,
+        steps: &[PathStep],
+        is_a: &dyn Fn(&str, &str) -> bool,
+        out: &mut Vec<Vec<PathSeg>>,
+    ) {
+        match v {
+            JsonValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(PathSeg::Index(i));
+                    walk(item, path, steps, is_a, out);
                     path.pop();
                 }
             }
-        },
-        _ => {}
+            JsonValue::Object(m) => match steps.split_first() {
+                None => out.push(path.clone()),
+                Some((PathStep::Type(t), rest)) => {
+                    let runtime = m.get(TYPENAME_ALIAS).and_then(|v| v.as_str());
+                    if runtime.is_some_and(|r| is_a(t, r)) {
+                        walk(v, path, rest, is_a, out);
+                    }
+                }
+                Some((PathStep::Key(k), rest)) => {
+                    if let Some(child) = m.get(k.as_str()) {
+                        path.push(PathSeg::Key(k.clone()));
+                        walk(child, path, rest, is_a, out);
+                        path.pop();
+                    }
+                }
+            },
+            _ => {}
+        }
     }
+    walk(data, &mut Vec::new(), steps, is_a, out);
 }
 
-/// Absolute paths of the objects found by following `rel` (response keys)
-/// from `value`, which stands at `base`, walking through lists.
-pub fn collect_objects_in(
-    value: &JsonValue,
-    base: &[PathSeg],
-    rel: &[Name],
-    out: &mut Vec<Vec<PathSeg>>,
-) {
-    rec(value, &mut base.to_vec(), rel, out);
+/// Merges an entity's answer into the object at `path` (not into a null:
+/// that parent failed and its error is reported).
+pub fn merge_at(data: &mut JsonValue, path: &[PathSeg], value: JsonValue) {
+    if let Some(slot @ JsonValue::Object(_)) = get_mut(data, path) {
+        merge(slot, value);
+    }
 }
 
 /// A client argument value with variables substituted; `None` when it is a
@@ -186,27 +207,38 @@ mod tests {
     }
 
     #[test]
-    fn collects_objects_through_lists() {
-        let data =
-            json!({"a": {"items": [{"b": {"x": 1}}, {"b": null}, {"b": [{"x": 2}, {"x": 3}]}]}});
+    fn collects_parents_through_lists_and_type_steps() {
+        let data = json!({"a": {"items": [
+            {"b": {"x": 1, "_stitch_t": "X"}},
+            {"b": null},
+            {"b": [{"x": 2, "_stitch_t": "Y"}, {"x": 3, "_stitch_t": "X"}]}
+        ]}});
+        let steps = [
+            PathStep::Key(Name::new("a").unwrap()),
+            PathStep::Key(Name::new("items").unwrap()),
+            PathStep::Key(Name::new("b").unwrap()),
+        ];
         let mut out = Vec::new();
-        collect_objects_in(
-            get(&data, &[key("a")]).unwrap(),
-            &[key("a")],
-            &[Name::new("items").unwrap(), Name::new("b").unwrap()],
-            &mut out,
+        collect_parents(&data, &steps, &|c, r| c == r, &mut out);
+        assert_eq!(out.len(), 3);
+        assert_eq!(
+            out[1],
+            vec![
+                key("a"),
+                key("items"),
+                PathSeg::Index(2),
+                key("b"),
+                PathSeg::Index(0)
+            ]
         );
+        let mut typed = steps.to_vec();
+        typed.push(PathStep::Type(Name::new("X").unwrap()));
+        let mut out = Vec::new();
+        collect_parents(&data, &typed, &|c, r| c == r, &mut out);
         assert_eq!(
             out,
             vec![
                 vec![key("a"), key("items"), PathSeg::Index(0), key("b")],
-                vec![
-                    key("a"),
-                    key("items"),
-                    PathSeg::Index(2),
-                    key("b"),
-                    PathSeg::Index(0)
-                ],
                 vec![
                     key("a"),
                     key("items"),

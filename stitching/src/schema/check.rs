@@ -2,28 +2,24 @@
 //! each segment, each argument and its type, each `$fields:` against the
 //! parent type, each `$arguments:` against the field.
 
-use std::collections::HashMap;
-
 use apollo_compiler::{
     ast::{FieldDefinition, Type},
     schema::ExtendedType,
-    validation::Valid,
     Name, Schema,
 };
 
-use super::{Delegation, Subgraph, SubgraphId};
+use super::{fieldset::FieldSet, merge::ROOTS, Call, Subgraph};
 use crate::directives::path::PathValue;
 
 struct Ctx<'a> {
-    public: &'a Valid<Schema>,
+    /// The composed schema, `@inaccessible` fields included: a `$fields:`
+    /// may read a field clients cannot see.
+    full: &'a Schema,
     sg: &'a Subgraph,
-    subgraphs: &'a [Subgraph],
-    owners: &'a [SubgraphId],
-    delegations: &'a HashMap<(Name, Name), Delegation>,
     type_name: &'a Name,
     field: &'a FieldDefinition,
     problems: Vec<String>,
-    requires: Vec<Name>,
+    requires: FieldSet,
 }
 
 fn depth(ty: &Type) -> usize {
@@ -119,7 +115,10 @@ impl Ctx<'_> {
                     )),
                 }
             }
-            PathValue::Field(n) => self.check_field_ref(n, expected, &named, at),
+            PathValue::Field(n) => {
+                let n = n.clone();
+                self.check_field_ref(&n, expected, &named, at)
+            }
             PathValue::Variable(_) => {}
             scalar => {
                 let ok = match remote_ty {
@@ -151,101 +150,95 @@ impl Ctx<'_> {
         }
     }
 
-    fn check_field_ref(&mut self, n: &str, expected: &Type, named: &str, at: &str) {
-        if !self.requires.iter().any(|r| r == n) {
-            if let Ok(name) = Name::new(n) {
-                self.requires.push(name);
-            }
-        }
-        let is_root = [
-            apollo_compiler::ast::OperationType::Query,
-            apollo_compiler::ast::OperationType::Mutation,
-            apollo_compiler::ast::OperationType::Subscription,
-        ]
-        .iter()
-        .any(|op| self.public.root_operation(*op) == Some(self.type_name));
+    /// `$fields:a.b.c`: each name a field of the type before it (lists
+    /// walked); the leaf's type fits where the value goes.
+    fn check_field_ref(&mut self, path: &[String], expected: &Type, named: &str, at: &str) {
+        let shown = path.join(".");
+        let is_root = ROOTS
+            .iter()
+            .any(|(op, _)| self.full.root_operation(*op) == Some(self.type_name));
         if is_root {
             self.problems.push(format!(
-                "`$fields:{n}`: `{}` is a root type; root fields have no parent object to read fields from",
+                "`$fields:{shown}`: `{}` is a root type; root fields have no parent object to read fields from",
                 self.type_name
             ));
             return;
         }
-        let Ok(parent_field) = self.public.type_field(self.type_name, n) else {
-            self.problems.push(format!(
-                "`$fields:{n}`: type `{}` has no field `{n}`",
-                self.type_name
-            ));
-            return;
-        };
-        if self
-            .delegations
-            .contains_key(&(self.type_name.clone(), parent_field.name.clone()))
-        {
-            self.problems.push(format!(
-                "`$fields:{n}`: `{}.{n}` is itself stitched; read a field that the parent's own subgraph serves",
-                self.type_name
-            ));
-            return;
-        }
-        let served = self.owners.iter().any(|id| {
-            let sg = &self.subgraphs[*id];
-            sg.schema
-                .type_field(sg.remote_type(self.type_name), n)
-                .is_ok()
-        });
-        if !served {
-            self.problems.push(format!(
-                "`$fields:{n}`: no subgraph that defines `{}` serves its field `{n}`",
-                self.type_name
-            ));
-        }
-        if !parent_field.arguments.is_empty()
-            && parent_field
+        let mut owner = self.type_name.clone();
+        let mut have = 0;
+        let mut leaf: Option<Type> = None;
+        let mut names = Vec::with_capacity(path.len());
+        for (i, n) in path.iter().enumerate() {
+            let Ok(def) = self.full.type_field(&owner, n) else {
+                self.problems.push(format!(
+                    "`$fields:{shown}`: type `{owner}` has no field `{n}`"
+                ));
+                return;
+            };
+            if def
                 .arguments
                 .iter()
                 .any(|a| a.ty.is_non_null() && a.default_value.is_none())
-        {
-            self.problems.push(format!(
-                "`$fields:{n}`: `{}.{n}` takes required arguments",
-                self.type_name
-            ));
+            {
+                self.problems.push(format!(
+                    "`$fields:{shown}`: `{owner}.{n}` takes required arguments"
+                ));
+            }
+            have += depth(&def.ty);
+            let ty = def.ty.clone();
+            if let Ok(name) = Name::new(n) {
+                names.push(name);
+            }
+            let is_leaf = i + 1 == path.len();
+            let composite = matches!(
+                self.full.types.get(ty.inner_named_type()),
+                Some(ExtendedType::Object(_) | ExtendedType::Interface(_) | ExtendedType::Union(_))
+            );
+            if is_leaf && composite {
+                self.problems.push(format!(
+                    "`$fields:{shown}` ends at `{owner}.{n}` of type `{ty}`; name a scalar below it, e.g. `$fields:{shown}.id`"
+                ));
+                return;
+            }
+            owner = ty.inner_named_type().clone();
+            leaf = Some(ty);
         }
-        let public_named = parent_field.ty.inner_named_type().as_str().to_owned();
-        let (have, want) = (depth(&parent_field.ty), depth(expected));
+        self.requires.add_path(&names);
+        let Some(leaf) = leaf else { return };
+        let public_named = leaf.inner_named_type().as_str().to_owned();
+        let want = depth(expected);
         // A scalar key may feed a list argument, and a list key is flattened into a batch.
         let item_depth_ok = have == want || have + 1 == want || have == want + 1;
         if !same_named(&public_named, named) || !item_depth_ok {
+            let shape = if have > 0 {
+                format!("a list of `{leaf}`")
+            } else {
+                format!("`{leaf}`")
+            };
             self.problems.push(format!(
-                "{at} expects `{expected}` but `$fields:{n}` is `{}`",
-                parent_field.ty
+                "{at} expects `{expected}` but `$fields:{shown}` is {shape}"
             ));
         }
     }
 }
 
-/// Checks one delegation and fills in its argument types and requirements.
+/// Checks one call (a stitched field's, or a stitching entity path) and
+/// fills in its argument types and requirements.
 pub(super) fn check_delegation(
-    public: &Valid<Schema>,
+    full: &Schema,
     subgraphs: &[Subgraph],
-    type_owners: &HashMap<Name, Vec<SubgraphId>>,
-    delegations: &HashMap<(Name, Name), Delegation>,
     type_name: &Name,
     field: &FieldDefinition,
-    d: &mut Delegation,
+    d: &mut Call,
 ) -> Result<(), Vec<String>> {
     let sg = &subgraphs[d.subgraph];
-    let no_owners = Vec::new();
     let mut ctx = Ctx {
-        public,
+        full,
         sg,
-        subgraphs,
-        owners: type_owners.get(type_name).unwrap_or(&no_owners),
-        delegations,
         type_name,
         field,
         problems: Vec::new(),
-        requires: Vec::new(),
+        requires: FieldSet::default(),
     };
     let op_name = format!("{:?}", d.operation).to_lowercase();
     let Some(root) = sg.schema.root_operation(d.operation) else {

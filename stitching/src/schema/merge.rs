@@ -1,222 +1,186 @@
-//! Merging subgraph schemas and stitching SDL into the public schema.
+//! Subgraph schemas (any dialect) + stitching SDL -> one public schema and
+//! the model the planner reads, in named stages:
+//!
+//! 1. `read_sources`: each subgraph's SDL, its dialect directives, renames, hides;
+//! 2. `read_stitching`: stitched fields, entity paths and new types;
+//! 3. `merge_types`: every type of every subgraph into one definition;
+//! 4. `add_stitched_fields`;
+//! 5. `public_schema`: `@inaccessible` removed, unreachable types pruned, validated;
+//! 6. `resolve::model`: field sources, entity resolvers, delegations;
+//! 7. `satisfy::check`: sharing, externals, overrides, satisfiability.
 
-use std::{
-    collections::{HashMap, HashSet, VecDeque},
-    sync::Arc,
-};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use apollo_compiler::{
     ast::{self, OperationType, Type},
+    collections::IndexMap,
     parser::SourceMap,
     schema::{Component, ComponentName, ComponentOrigin, ExtendedType},
+    validation::Valid,
     Name, Node, Schema,
 };
 
 use super::{
-    check::check_delegation, diagnostics, BuildError, BuildErrorKind as K, BuildErrors, Delegation,
-    Subgraph, SubgraphId, SubgraphSpec, Supergraph,
+    diagnostics, resolve, satisfy,
+    source::{self, Source},
+    BuildError, BuildErrorKind as K, BuildErrors, Dialect, Subgraph, SubgraphId, SubgraphSpec,
+    Supergraph,
 };
-use crate::directives::{self, StitchedField};
+use crate::directives::{self, StitchedEntity, StitchedField};
 
-const ROOTS: [(OperationType, &str); 3] = [
+pub(crate) const ROOTS: [(OperationType, &str); 3] = [
     (OperationType::Query, "Query"),
     (OperationType::Mutation, "Mutation"),
     (OperationType::Subscription, "Subscription"),
 ];
 
-/// Builds the stitched schema, reporting every problem at once.
+/// Builds the composed schema, reporting every problem at once.
 pub fn build(specs: &[SubgraphSpec]) -> Result<Supergraph, BuildErrors> {
     let mut errors: Vec<BuildError> = Vec::new();
-    let mut subgraphs: Vec<Subgraph> = Vec::new();
-    let mut hidden: Vec<HashSet<String>> = Vec::new();
+    let (sources, subgraphs) = read_sources(specs, &mut errors);
+    let stitching = read_stitching(specs, &mut errors);
+    let mut merged = merge_types(&sources, &subgraphs, &stitching, &mut errors);
+    add_stitched_fields(&mut merged, &stitching, &mut errors);
+    let full = merged.schema;
+    let Some(schema) = public_schema(&full, &sources, &subgraphs, &mut errors) else {
+        return Err(BuildErrors(errors));
+    };
+    let model = resolve::model(
+        &resolve::Inputs {
+            full: &full,
+            public: &schema,
+            sources: &sources,
+            subgraphs: &subgraphs,
+            owners: &merged.owners,
+            stitching: &stitching,
+        },
+        &mut errors,
+    );
+    satisfy::check(
+        &schema,
+        &model,
+        &sources,
+        &subgraphs,
+        &merged.conflicted,
+        &mut errors,
+    );
+    if !errors.is_empty() {
+        return Err(BuildErrors(errors));
+    }
+    let implementers = schema.implementers_map();
+    Ok(Supergraph {
+        schema,
+        implementers,
+        subgraphs,
+        model,
+    })
+}
 
-    // 1. Each subgraph's own schema, and its type renames.
+// ---- 1. sources -------------------------------------------------------------
+
+fn read_sources(
+    specs: &[SubgraphSpec],
+    errors: &mut Vec<BuildError>,
+) -> (Vec<Source>, Vec<Subgraph>) {
+    let mut sources = Vec::new();
+    let mut subgraphs = Vec::new();
     for spec in specs {
-        let schema = match Schema::parse_and_validate(spec.schema_sdl.as_str(), &spec.schema_origin)
-        {
-            Ok(s) => s,
-            Err(e) => {
-                for (loc, msg) in diagnostics(&e.errors) {
-                    errors.push(BuildError::new(
-                        K::SubgraphSchema,
-                        loc,
-                        format!("subgraph `{}`: its schema is invalid: {msg}", spec.name),
-                    ));
-                }
-                // Keep going with what parsed, so the other problems are reported too.
-                match e.partial.validate() {
-                    Ok(s) => s,
-                    Err(_) => apollo_compiler::validation::Valid::assume_valid(Schema::new()),
-                }
-            }
-        };
-        let mut public_to_remote = HashMap::new();
-        let mut remote_to_public = HashMap::new();
-        for (op, public) in ROOTS {
-            if let Some(remote) = schema.root_operation(op) {
-                if remote != public {
-                    remote_to_public.insert(remote.clone(), Name::new_static_unchecked(public));
-                }
-            }
-        }
-        for (remote, public) in &spec.rename_types {
-            let (Ok(r), Ok(p)) = (Name::new(remote), Name::new(public)) else {
-                errors.push(BuildError::new(
-                    K::UnknownRename,
-                    None,
-                    format!("subgraph `{}`: `{remote}` -> `{public}` is not a valid rename: both must be GraphQL names", spec.name),
-                ));
-                continue;
-            };
-            if !schema.types.contains_key(&r) {
-                errors.push(BuildError::new(
-                    K::UnknownRename,
-                    None,
-                    format!(
-                        "subgraph `{}` has no type `{remote}` to rename; check `rename_types`",
-                        spec.name
-                    ),
-                ));
-                continue;
-            }
-            remote_to_public.insert(r, p);
-        }
-        for (r, p) in &remote_to_public {
-            public_to_remote.insert(p.clone(), r.clone());
-        }
-        let mut hide = HashSet::new();
-        for h in &spec.hide {
-            let exists = match h.split_once('.') {
-                Some((t, f)) => schema
-                    .types
-                    .get(t)
-                    .is_some_and(|ty| type_fields(ty).contains(&f)),
-                None => schema.types.contains_key(h.as_str()),
-            };
-            if !exists {
-                errors.push(BuildError::new(
-                    K::UnknownHide,
-                    None,
-                    format!(
-                        "subgraph `{}` has no `{h}` to hide; `hide` takes `Type` or `Type.field` as the subgraph names them",
-                        spec.name
-                    ),
-                ));
-            }
-            hide.insert(h.clone());
-        }
-        hidden.push(hide);
+        let source = source::read(spec, errors);
+        let (public_to_remote, remote_to_public) = renames(spec, &source.schema, errors);
+        check_hides(spec, &source.schema, errors);
         subgraphs.push(Subgraph {
             name: spec.name.clone(),
-            schema,
+            dialect: spec.dialect,
+            schema: source.schema.clone(),
             public_to_remote,
             remote_to_public,
+            variable_batching: spec.variable_batching,
         });
+        sources.push(source);
     }
+    (sources, subgraphs)
+}
 
-    // 2. Merge the types.
-    let mut public = Schema::new();
-    let mut type_owners: HashMap<Name, Vec<SubgraphId>> = HashMap::new();
-    let mut delegations: HashMap<(Name, Name), Delegation> = HashMap::new();
-    let mut root_field_owner: HashMap<(Name, Name), SubgraphId> = HashMap::new();
-    for (id, sg) in subgraphs.iter().enumerate() {
-        let root_kinds: HashMap<&Name, OperationType> = ROOTS
-            .iter()
-            .filter_map(|(op, _)| sg.schema.root_operation(*op).map(|n| (n, *op)))
-            .collect();
-        for (name, ty) in &sg.schema.types {
-            if ty.is_built_in() || name.starts_with("__") || hidden[id].contains(name.as_str()) {
-                continue;
-            }
-            let public_name = Name::new_unchecked(sg.public_type(name));
-            let renamed = rename_type(ty, &public_name, sg, &hidden[id], name);
-            if let Some(op) = root_kinds.get(name) {
-                // Root types: union of fields; a field name in two subgraphs is a conflict.
-                let ExtendedType::Object(obj) = &renamed else {
-                    continue;
-                };
-                if obj.fields.is_empty() {
-                    continue;
-                }
-                let entry = public.types.entry(public_name.clone()).or_insert_with(|| {
-                    let mut empty = obj.as_ref().clone();
-                    empty.fields.clear();
-                    empty.description = None;
-                    ExtendedType::Object(Node::new(empty))
-                });
-                let ExtendedType::Object(target) = entry else {
-                    continue;
-                };
-                set_root(&mut public.schema_definition, *op, &public_name);
-                for (fname, fdef) in &obj.fields {
-                    let key = (public_name.clone(), fname.clone());
-                    if let Some(other) = root_field_owner.get(&key) {
-                        errors.push(BuildError::new(
-                            K::RootFieldConflict,
-                            None,
-                            format!(
-                                "`{public_name}.{fname}` is defined by subgraphs `{}` and `{}`; hide one of them (`hide = [\"{}.{fname}\"]`)",
-                                subgraphs[*other].name, sg.name, name
-                            ),
-                        ));
-                        continue;
-                    }
-                    root_field_owner.insert(key.clone(), id);
-                    target.make_mut().fields.insert(fname.clone(), fdef.clone());
-                    delegations.insert(
-                        key,
-                        Delegation {
-                            subgraph: id,
-                            operation: *op,
-                            path: vec![crate::directives::path::Segment {
-                                name: fname.to_string(),
-                                arguments: None,
-                            }],
-                            argument_types: Vec::new(),
-                            batch: false,
-                            requires: Vec::new(),
-                            origin: format!("subgraph `{}`", sg.name),
-                        },
-                    );
-                }
-                continue;
-            }
-            match public.types.get(&public_name) {
-                None => {
-                    public.types.insert(public_name.clone(), renamed);
-                    type_owners.entry(public_name).or_default().push(id);
-                }
-                Some(existing) => {
-                    if fingerprint(existing) == fingerprint(&renamed) {
-                        type_owners.entry(public_name).or_default().push(id);
-                    } else {
-                        let first = type_owners
-                            .get(&public_name)
-                            .and_then(|o| o.first())
-                            .map(|i| subgraphs[*i].name.as_str())
-                            .unwrap_or("?");
-                        errors.push(BuildError::new(
-                            K::TypeConflict,
-                            None,
-                            format!(
-                                "type `{public_name}` is defined differently by subgraphs `{first}` and `{}`:\n      {first}: {}\n      {}: {}\n    make the definitions identical, rename one (`rename_types = {{ {name} = \"{}{public_name}\" }}` in the `{}` entry), or hide it",
-                                sg.name,
-                                fingerprint(existing),
-                                sg.name,
-                                fingerprint(&renamed),
-                                capitalize(&sg.name),
-                                sg.name,
-                            ),
-                        ));
-                    }
-                }
+/// Root types get the public root names; `rename_types` the configured ones.
+fn renames(
+    spec: &SubgraphSpec,
+    schema: &Schema,
+    errors: &mut Vec<BuildError>,
+) -> (HashMap<Name, Name>, HashMap<Name, Name>) {
+    let mut remote_to_public = HashMap::new();
+    for (op, public) in ROOTS {
+        if let Some(remote) = schema.root_operation(op) {
+            if remote != public {
+                remote_to_public.insert(remote.clone(), Name::new_static_unchecked(public));
             }
         }
     }
+    for (remote, public) in &spec.rename_types {
+        let (Ok(r), Ok(p)) = (Name::new(remote), Name::new(public)) else {
+            errors.push(BuildError::new(
+                K::UnknownRename,
+                None,
+                format!("subgraph `{}`: `{remote}` -> `{public}` is not a valid rename: both must be GraphQL names", spec.name),
+            ));
+            continue;
+        };
+        if !schema.types.contains_key(&r) {
+            errors.push(BuildError::new(
+                K::UnknownRename,
+                None,
+                format!(
+                    "subgraph `{}` has no type `{remote}` to rename; check `rename_types`",
+                    spec.name
+                ),
+            ));
+            continue;
+        }
+        remote_to_public.insert(r, p);
+    }
+    let public_to_remote = remote_to_public
+        .iter()
+        .map(|(r, p)| (p.clone(), r.clone()))
+        .collect();
+    (public_to_remote, remote_to_public)
+}
 
-    // 3. Stitching SDL: new fields with @delegate/@schema, and any new types.
-    let mut sources: SourceMap = public.sources.clone();
-    let mut stitched: Vec<(StitchedField, String)> = Vec::new();
+fn check_hides(spec: &SubgraphSpec, schema: &Schema, errors: &mut Vec<BuildError>) {
+    for h in &spec.hide {
+        let exists = match h.split_once('.') {
+            Some((t, f)) => schema
+                .types
+                .get(t)
+                .is_some_and(|ty| type_fields(ty).contains(&f)),
+            None => schema.types.contains_key(h.as_str()),
+        };
+        if !exists {
+            errors.push(BuildError::new(
+                K::UnknownHide,
+                None,
+                format!(
+                    "subgraph `{}` has no `{h}` to hide; `hide` takes `Type` or `Type.field` as the subgraph names them",
+                    spec.name
+                ),
+            ));
+        }
+    }
+}
+
+// ---- 2. stitching SDL ---------------------------------------------------------
+
+/// What every stitching document contributes.
+#[derive(Default)]
+pub(crate) struct Stitching {
+    pub fields: Vec<StitchedField>,
+    pub entities: Vec<StitchedEntity>,
+    /// New types, with the subgraph whose entry declared them.
+    pub new_types: Vec<(SubgraphId, ExtendedType)>,
+    pub sources: SourceMap,
+}
+
+fn read_stitching(specs: &[SubgraphSpec], errors: &mut Vec<BuildError>) -> Stitching {
+    let mut out = Stitching::default();
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     for (id, spec) in specs.iter().enumerate() {
         for (origin, text) in &spec.stitching {
             let doc = match ast::Document::parse(text.as_str(), origin) {
@@ -232,33 +196,635 @@ pub fn build(specs: &[SubgraphSpec]) -> Result<Supergraph, BuildErrors> {
                     continue;
                 }
             };
-            Arc::make_mut(&mut sources).extend(doc.sources.iter().map(|(k, v)| (*k, v.clone())));
-            let read = directives::read_document(
-                &doc,
-                &spec.name,
-                &specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-            );
+            std::sync::Arc::make_mut(&mut out.sources)
+                .extend(doc.sources.iter().map(|(k, v)| (*k, v.clone())));
+            let read = directives::read_document(&doc, &spec.name, &names);
             errors.extend(read.errors);
-            for def in read.new_types {
-                let name = def.name().clone();
-                if public.types.contains_key(&name) {
-                    errors.push(BuildError::new(
-                        K::StitchingSdl,
-                        def.location().and_then(|l| directives::location(l, &sources)),
-                        format!("type `{name}` is already defined by a subgraph; use `extend type {name}` to add fields"),
-                    ));
-                    continue;
-                }
-                public.types.insert(name.clone(), def);
-                type_owners.entry(name).or_default().push(id);
+            out.fields.extend(read.fields);
+            out.entities.extend(read.entities);
+            out.new_types
+                .extend(read.new_types.into_iter().map(|t| (id, t)));
+        }
+    }
+    out
+}
+
+// ---- 3. types -------------------------------------------------------------------
+
+pub(crate) struct Merged {
+    pub schema: Schema,
+    /// Public type -> the subgraphs that define it.
+    pub owners: HashMap<Name, Vec<SubgraphId>>,
+    /// Types whose definitions conflict (reported); later checks skip them.
+    pub conflicted: HashSet<Name>,
+}
+
+/// One subgraph's definition of a public type.
+struct Def<'a> {
+    subgraph: SubgraphId,
+    remote: &'a Name,
+    ty: ExtendedType,
+}
+
+struct TypeMerge<'a> {
+    sources: &'a [Source],
+    subgraphs: &'a [Subgraph],
+    errors: &'a mut Vec<BuildError>,
+    /// Types some subgraph can fetch by key: their definitions may differ.
+    entities: HashSet<Name>,
+}
+
+fn merge_types(
+    sources: &[Source],
+    subgraphs: &[Subgraph],
+    stitching: &Stitching,
+    errors: &mut Vec<BuildError>,
+) -> Merged {
+    let mut defs: IndexMap<Name, Vec<Def<'_>>> = IndexMap::default();
+    let mut public = Schema::new();
+    for (id, (source, sg)) in sources.iter().zip(subgraphs).enumerate() {
+        let root_kinds: HashMap<&Name, OperationType> = ROOTS
+            .iter()
+            .filter_map(|(op, _)| sg.schema.root_operation(*op).map(|n| (n, *op)))
+            .collect();
+        for (name, ty) in &sg.schema.types {
+            if ty.is_built_in() || name.starts_with("__") || source.hidden.contains(name.as_str()) {
+                continue;
             }
-            for field in read.fields {
-                stitched.push((field, spec.name.clone()));
+            let public_name = Name::new_unchecked(sg.public_type(name));
+            if let Some(op) = root_kinds.get(name) {
+                set_root(&mut public.schema_definition, *op, &public_name);
+            }
+            let renamed = rename_type(ty, &public_name, sg, source, name);
+            defs.entry(public_name).or_default().push(Def {
+                subgraph: id,
+                remote: name,
+                ty: renamed,
+            });
+        }
+    }
+    let mut entities: HashSet<Name> = stitching
+        .entities
+        .iter()
+        .map(|e| e.type_name.clone())
+        .collect();
+    for (source, sg) in sources.iter().zip(subgraphs) {
+        for k in &source.keys {
+            entities.insert(Name::new_unchecked(sg.public_type(&k.type_name)));
+        }
+        for ((t, fname), f) in &source.flags {
+            if f.lookup.is_some() {
+                // A lookup makes its return type an entity.
+                if let Ok(field) = sg.schema.type_field(t, fname) {
+                    entities.insert(Name::new_unchecked(
+                        sg.public_type(field.ty.inner_named_type()),
+                    ));
+                }
             }
         }
     }
-    for (field, _) in &stitched {
-        let Some(ty) = public.types.get_mut(&field.type_name) else {
+    let mut m = TypeMerge {
+        sources,
+        subgraphs,
+        errors,
+        entities,
+    };
+    let mut owners: HashMap<Name, Vec<SubgraphId>> = HashMap::new();
+    let mut conflicted = HashSet::new();
+    for (name, list) in defs {
+        owners.insert(name.clone(), list.iter().map(|d| d.subgraph).collect());
+        let is_root = ROOTS
+            .iter()
+            .any(|(op, _)| public.root_operation(*op) == Some(&name));
+        match m.merge(&name, &list, is_root) {
+            Some(ty) => {
+                public.types.insert(name, ty);
+            }
+            None => {
+                conflicted.insert(name.clone());
+                // Keep the first definition so the rest of the build reports
+                // its own problems, not knock-on ones.
+                public.types.insert(name, list[0].ty.clone());
+            }
+        }
+    }
+    for (id, ty) in &stitching.new_types {
+        let name = ty.name().clone();
+        if public.types.contains_key(&name) {
+            m.errors.push(BuildError::new(
+                K::StitchingSdl,
+                ty.location().and_then(|l| directives::location(l, &stitching.sources)),
+                format!("type `{name}` is already defined by a subgraph; use `extend type {name}` to add fields"),
+            ));
+            continue;
+        }
+        public.types.insert(name.clone(), ty.clone());
+        owners.entry(name).or_default().push(*id);
+    }
+    Merged {
+        schema: public,
+        owners,
+        conflicted,
+    }
+}
+
+impl TypeMerge<'_> {
+    fn name(&self, id: SubgraphId) -> &str {
+        &self.subgraphs[id].name
+    }
+
+    fn stitching_only(&self, list: &[Def<'_>]) -> bool {
+        list.iter()
+            .all(|d| self.subgraphs[d.subgraph].dialect == Dialect::Stitching)
+    }
+
+    /// One definition for a public type, or `None` after reporting a conflict.
+    fn merge(&mut self, name: &Name, list: &[Def<'_>], is_root: bool) -> Option<ExtendedType> {
+        let first = &list[0];
+        if let Some(other) = list.iter().find(|d| kind(&d.ty) != kind(&first.ty)) {
+            self.errors.push(BuildError::new(
+                K::TypeKindMismatch,
+                None,
+                format!(
+                    "`{name}` is {} in subgraph `{}` but {} in subgraph `{}`; a type has one kind everywhere (rename one with `rename_types`)",
+                    kind(&first.ty),
+                    self.name(first.subgraph),
+                    kind(&other.ty),
+                    self.name(other.subgraph)
+                ),
+            ));
+            return None;
+        }
+        if is_root {
+            return self.merge_root(name, list);
+        }
+        let same = list
+            .iter()
+            .all(|d| fingerprint(&d.ty) == fingerprint(&first.ty));
+        if same {
+            return Some(first.ty.clone());
+        }
+        if self.stitching_only(list) && !self.entities.contains(name) {
+            let other = list
+                .iter()
+                .find(|d| fingerprint(&d.ty) != fingerprint(&first.ty))
+                .unwrap_or(first);
+            self.type_conflict(name, first, other);
+            return None;
+        }
+        match &first.ty {
+            ExtendedType::Object(_) | ExtendedType::Interface(_) => {
+                self.merge_object_like(name, list)
+            }
+            ExtendedType::Union(u) => {
+                let mut u = u.as_ref().clone();
+                for d in &list[1..] {
+                    if let ExtendedType::Union(x) = &d.ty {
+                        u.members.extend(x.members.iter().cloned());
+                    }
+                }
+                Some(ExtendedType::Union(Node::new(u)))
+            }
+            ExtendedType::Enum(e) => {
+                let values = |t: &ExtendedType| -> Vec<Name> {
+                    match t {
+                        ExtendedType::Enum(e) => {
+                            let mut v: Vec<Name> = e.values.keys().cloned().collect();
+                            v.sort();
+                            v
+                        }
+                        _ => Vec::new(),
+                    }
+                };
+                let mine = values(&first.ty);
+                if let Some(other) = list.iter().find(|d| values(&d.ty) != mine) {
+                    self.errors.push(BuildError::new(
+                        K::EnumValuesMismatch,
+                        None,
+                        format!(
+                            "enum `{name}` has values [{}] in subgraph `{}` but [{}] in subgraph `{}`; make them equal, or mark the extra values @inaccessible",
+                            join(&mine),
+                            self.name(first.subgraph),
+                            join(&values(&other.ty)),
+                            self.name(other.subgraph)
+                        ),
+                    ));
+                    return None;
+                }
+                Some(ExtendedType::Enum(e.clone()))
+            }
+            ExtendedType::InputObject(_) => self.merge_input(name, list),
+            ExtendedType::Scalar(_) => Some(first.ty.clone()),
+        }
+    }
+
+    fn type_conflict(&mut self, name: &Name, first: &Def<'_>, other: &Def<'_>) {
+        let (a, b) = (self.name(first.subgraph), self.name(other.subgraph));
+        let message = format!(
+            "type `{name}` is defined differently by subgraphs `{a}` and `{b}`:\n      {a}: {}\n      {b}: {}\n    make the definitions identical, rename one (`rename_types = {{ {} = \"{}{name}\" }}` in the `{b}` entry), or hide it",
+            fingerprint(&first.ty),
+            fingerprint(&other.ty),
+            other.remote,
+            capitalize(b),
+        );
+        self.errors
+            .push(BuildError::new(K::TypeConflict, None, message));
+    }
+
+    /// Root types: the union of fields; a field in two subgraphs must be
+    /// shareable in both (and is a conflict if a stitching subgraph is one).
+    fn merge_root(&mut self, name: &Name, list: &[Def<'_>]) -> Option<ExtendedType> {
+        let mut target: Option<Node<apollo_compiler::schema::ObjectType>> = None;
+        let mut owner: HashMap<Name, SubgraphId> = HashMap::new();
+        for d in list {
+            let ExtendedType::Object(obj) = &d.ty else {
+                continue;
+            };
+            let t = target.get_or_insert_with(|| {
+                let mut empty = obj.as_ref().clone();
+                empty.fields.clear();
+                empty.description = None;
+                Node::new(empty)
+            });
+            for (fname, fdef) in &obj.fields {
+                if let Some(first) = owner.get(fname) {
+                    let stitching = [*first, d.subgraph]
+                        .iter()
+                        .any(|s| self.subgraphs[*s].dialect == Dialect::Stitching);
+                    let shareable = name != "Subscription"
+                        && [(*first, None), (d.subgraph, Some(d.remote))]
+                            .iter()
+                            .all(|(s, remote)| self.shareable(*s, remote.unwrap_or(name), fname));
+                    if stitching {
+                        self.errors.push(BuildError::new(
+                            K::RootFieldConflict,
+                            None,
+                            format!(
+                                "`{name}.{fname}` is defined by subgraphs `{}` and `{}`; hide one of them (`hide = [\"{}.{fname}\"]`)",
+                                self.name(*first),
+                                self.name(d.subgraph),
+                                d.remote
+                            ),
+                        ));
+                    } else if !shareable {
+                        self.sharing_error(name, fname, *first, d.subgraph);
+                    }
+                    continue;
+                }
+                owner.insert(fname.clone(), d.subgraph);
+                t.make_mut().fields.insert(fname.clone(), fdef.clone());
+            }
+        }
+        let t = target?;
+        if t.fields.is_empty() {
+            return None;
+        }
+        Some(ExtendedType::Object(t))
+    }
+
+    fn sharing_error(&mut self, type_name: &Name, field: &Name, a: SubgraphId, b: SubgraphId) {
+        self.errors.push(BuildError::new(
+            K::FieldSharing,
+            None,
+            format!(
+                "`{type_name}.{field}` is resolved by subgraphs `{}` and `{}` but is not @shareable in both; mark it @shareable where it is defined, or @external (Federation) / @override it",
+                self.name(a),
+                self.name(b)
+            ),
+        ));
+    }
+
+    /// Whether subgraph `id` marks `remote_type.field` shareable (or its
+    /// dialect shares fields freely: stitching, Federation 1).
+    fn shareable(&self, id: SubgraphId, remote_type: &str, field: &str) -> bool {
+        let source = &self.sources[id];
+        if self.subgraphs[id].dialect == Dialect::Stitching {
+            return true;
+        }
+        source.shareable_types.contains(remote_type)
+            || source
+                .flags(remote_type, field)
+                .is_some_and(|f| f.shareable || f.external || f.override_from.is_some())
+            || source.keys.iter().any(|k| {
+                k.type_name == remote_type
+                    && k.fields
+                        .text
+                        .split(|c: char| !(c == '_' || c.is_ascii_alphanumeric()))
+                        .any(|w| w == field)
+            })
+    }
+
+    /// Objects and interfaces: the union of fields, each field's type the
+    /// least restrictive of its definitions, arguments in every definition.
+    fn merge_object_like(&mut self, name: &Name, list: &[Def<'_>]) -> Option<ExtendedType> {
+        let mut fields: IndexMap<Name, Vec<(SubgraphId, Component<ast::FieldDefinition>, bool)>> =
+            IndexMap::default();
+        let mut interfaces: Vec<ComponentName> = Vec::new();
+        let mut description = None;
+        for d in list {
+            let (fs, imps, desc) = match &d.ty {
+                ExtendedType::Object(o) => (&o.fields, &o.implements_interfaces, &o.description),
+                ExtendedType::Interface(i) => (&i.fields, &i.implements_interfaces, &i.description),
+                _ => continue,
+            };
+            if description.is_none() {
+                description = desc.clone();
+            }
+            for i in imps {
+                if !interfaces.contains(i) {
+                    interfaces.push(i.clone());
+                }
+            }
+            for (fname, fdef) in fs {
+                let external = self.sources[d.subgraph]
+                    .flags(d.remote, fname)
+                    .is_some_and(|f| f.external);
+                fields
+                    .entry(fname.clone())
+                    .or_default()
+                    .push((d.subgraph, fdef.clone(), external));
+            }
+        }
+        let mut ok = true;
+        let mut merged: IndexMap<Name, Component<ast::FieldDefinition>> = IndexMap::default();
+        for (fname, defs) in fields {
+            // External definitions do not shape the public field.
+            let base: Vec<&(SubgraphId, Component<ast::FieldDefinition>, bool)> =
+                defs.iter().filter(|d| !d.2).collect();
+            let base = if base.is_empty() {
+                defs.iter().collect()
+            } else {
+                base
+            };
+            let mut field = base[0].1.clone();
+            for other in &base[1..] {
+                match least_restrictive(&field.ty, &other.1.ty) {
+                    Some(t) => field.make_mut().ty = t,
+                    None => {
+                        ok = false;
+                        self.errors.push(BuildError::new(
+                            K::OutputFieldTypes,
+                            None,
+                            format!(
+                                "`{name}.{fname}` is `{}` in subgraph `{}` but `{}` in subgraph `{}`; the types must differ at most in nullability",
+                                base[0].1.ty,
+                                self.name(base[0].0),
+                                other.1.ty,
+                                self.name(other.0)
+                            ),
+                        ));
+                    }
+                }
+                if !self.merge_arguments(name, &fname, &mut field, other) {
+                    ok = false;
+                }
+            }
+            merged.insert(fname, field);
+        }
+        if !ok {
+            return None;
+        }
+        Some(match &list[0].ty {
+            ExtendedType::Interface(i) => {
+                let mut i = i.as_ref().clone();
+                i.fields = merged;
+                i.implements_interfaces = interfaces.into_iter().collect();
+                i.description = description;
+                ExtendedType::Interface(Node::new(i))
+            }
+            ExtendedType::Object(o) => {
+                let mut o = o.as_ref().clone();
+                o.fields = merged;
+                o.implements_interfaces = interfaces.into_iter().collect();
+                o.description = description;
+                ExtendedType::Object(Node::new(o))
+            }
+            other => other.clone(),
+        })
+    }
+
+    /// Arguments in every definition stay (non-null if any definition says
+    /// so); one required somewhere but missing elsewhere is an error.
+    fn merge_arguments(
+        &mut self,
+        type_name: &Name,
+        field_name: &Name,
+        field: &mut Component<ast::FieldDefinition>,
+        other: &(SubgraphId, Component<ast::FieldDefinition>, bool),
+    ) -> bool {
+        let mut ok = true;
+        let other_args = &other.1.arguments;
+        let mine = field.arguments.clone();
+        let mut kept = Vec::new();
+        for a in &mine {
+            match other_args.iter().find(|o| o.name == a.name) {
+                Some(o) => {
+                    if a.ty.inner_named_type() != o.ty.inner_named_type()
+                        || list_depth(&a.ty) != list_depth(&o.ty)
+                    {
+                        ok = false;
+                        self.errors.push(BuildError::new(
+                            K::ArgumentTypes,
+                            None,
+                            format!(
+                                "argument `{}` of `{type_name}.{field_name}` is `{}` in one subgraph and `{}` in subgraph `{}`",
+                                a.name, a.ty, o.ty, self.name(other.0)
+                            ),
+                        ));
+                        continue;
+                    }
+                    let mut a = a.clone();
+                    if o.ty.is_non_null() && !a.ty.is_non_null() {
+                        a.make_mut().ty = Node::new(o.ty.as_ref().clone());
+                    }
+                    kept.push(a);
+                }
+                None if a.ty.is_non_null() && a.default_value.is_none() => {
+                    ok = false;
+                    self.errors.push(BuildError::new(
+                        K::ArgumentTypes,
+                        None,
+                        format!(
+                            "`{type_name}.{field_name}` requires argument `{}`, which subgraph `{}` does not declare",
+                            a.name,
+                            self.name(other.0)
+                        ),
+                    ));
+                }
+                None => {}
+            }
+        }
+        for o in other_args {
+            if o.ty.is_non_null()
+                && o.default_value.is_none()
+                && !mine.iter().any(|a| a.name == o.name)
+            {
+                ok = false;
+                self.errors.push(BuildError::new(
+                    K::ArgumentTypes,
+                    None,
+                    format!(
+                        "`{type_name}.{field_name}` requires argument `{}` in subgraph `{}`, which other subgraphs do not declare",
+                        o.name,
+                        self.name(other.0)
+                    ),
+                ));
+            }
+        }
+        field.make_mut().arguments = kept;
+        ok
+    }
+
+    /// Input objects: the fields every definition has, each non-null if any
+    /// definition says so; a required field missing somewhere is an error.
+    fn merge_input(&mut self, name: &Name, list: &[Def<'_>]) -> Option<ExtendedType> {
+        let ExtendedType::InputObject(first) = &list[0].ty else {
+            return None;
+        };
+        let mut ok = true;
+        let mut out = first.as_ref().clone();
+        let all: Vec<&apollo_compiler::schema::InputObjectType> = list
+            .iter()
+            .filter_map(|d| match &d.ty {
+                ExtendedType::InputObject(i) => Some(i.as_ref()),
+                _ => None,
+            })
+            .collect();
+        let mut names: Vec<Name> = Vec::new();
+        for i in &all {
+            for f in i.fields.keys() {
+                if !names.contains(f) {
+                    names.push(f.clone());
+                }
+            }
+        }
+        let mut fields = IndexMap::default();
+        for fname in names {
+            let defs: Vec<(usize, &Component<ast::InputValueDefinition>)> = all
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| t.fields.get(&fname).map(|f| (i, f)))
+                .collect();
+            if defs.len() < all.len() {
+                if let Some((i, _)) = defs.iter().find(|(_, f)| f.ty.is_non_null()) {
+                    ok = false;
+                    let missing = (0..all.len())
+                        .find(|j| !defs.iter().any(|(k, _)| k == j))
+                        .unwrap_or(0);
+                    self.errors.push(BuildError::new(
+                        K::InputMissingRequired,
+                        None,
+                        format!(
+                            "input `{name}`: field `{fname}` is required in subgraph `{}` but missing in subgraph `{}`",
+                            self.name(list[*i].subgraph),
+                            self.name(list[missing].subgraph)
+                        ),
+                    ));
+                }
+                continue;
+            }
+            let mut field = defs[0].1.clone();
+            for (i, other) in &defs[1..] {
+                if field.ty.inner_named_type() != other.ty.inner_named_type()
+                    || list_depth(&field.ty) != list_depth(&other.ty)
+                {
+                    ok = false;
+                    self.errors.push(BuildError::new(
+                        K::InputFieldTypes,
+                        None,
+                        format!(
+                            "input `{name}`: field `{fname}` is `{}` in subgraph `{}` but `{}` in subgraph `{}`",
+                            field.ty,
+                            self.name(list[0].subgraph),
+                            other.ty,
+                            self.name(list[*i].subgraph)
+                        ),
+                    ));
+                    continue;
+                }
+                if let (Some(a), Some(b)) = (&field.default_value, &other.default_value) {
+                    if a != b {
+                        ok = false;
+                        self.errors.push(BuildError::new(
+                            K::InputDefaultMismatch,
+                            None,
+                            format!(
+                                "input `{name}`: field `{fname}` defaults to `{a}` in one subgraph and `{b}` in subgraph `{}`",
+                                self.name(list[*i].subgraph)
+                            ),
+                        ));
+                    }
+                }
+                if other.ty.is_non_null() && !field.ty.is_non_null() {
+                    field.make_mut().ty = other.ty.clone();
+                }
+            }
+            fields.insert(fname, field);
+        }
+        if !ok {
+            return None;
+        }
+        out.fields = fields;
+        Some(ExtendedType::InputObject(Node::new(out)))
+    }
+}
+
+fn join(names: &[Name]) -> String {
+    names
+        .iter()
+        .map(|n| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn kind(ty: &ExtendedType) -> &'static str {
+    match ty {
+        ExtendedType::Scalar(_) => "a scalar",
+        ExtendedType::Object(_) => "an object type",
+        ExtendedType::Interface(_) => "an interface",
+        ExtendedType::Union(_) => "a union",
+        ExtendedType::Enum(_) => "an enum",
+        ExtendedType::InputObject(_) => "an input type",
+    }
+}
+
+fn list_depth(ty: &Type) -> usize {
+    match ty {
+        Type::Named(_) | Type::NonNullNamed(_) => 0,
+        Type::List(i) | Type::NonNullList(i) => 1 + list_depth(i),
+    }
+}
+
+/// The output type both definitions fit: same named type and list shape,
+/// nullable where either is.
+fn least_restrictive(a: &Type, b: &Type) -> Option<Type> {
+    match (a, b) {
+        (Type::Named(x) | Type::NonNullNamed(x), Type::Named(y) | Type::NonNullNamed(y))
+            if x == y =>
+        {
+            Some(if a.is_non_null() && b.is_non_null() {
+                Type::NonNullNamed(x.clone())
+            } else {
+                Type::Named(x.clone())
+            })
+        }
+        (Type::List(x) | Type::NonNullList(x), Type::List(y) | Type::NonNullList(y)) => {
+            let inner = least_restrictive(x, y)?;
+            Some(if a.is_non_null() && b.is_non_null() {
+                Type::NonNullList(Box::new(inner))
+            } else {
+                Type::List(Box::new(inner))
+            })
+        }
+        _ => None,
+    }
+}
+
+// ---- 4. stitched fields --------------------------------------------------------------
+
+fn add_stitched_fields(merged: &mut Merged, stitching: &Stitching, errors: &mut Vec<BuildError>) {
+    for field in &stitching.fields {
+        let Some(ty) = merged.schema.types.get_mut(&field.type_name) else {
             errors.push(BuildError::new(
                 K::StitchingSdl,
                 field.location.clone(),
@@ -295,123 +861,98 @@ pub fn build(specs: &[SubgraphSpec]) -> Result<Supergraph, BuildErrors> {
             ));
             continue;
         }
-        fields.insert(
-            field.definition.name.clone(),
-            Component::new(field.definition.as_ref().clone()).to_owned_origin(),
-        );
+        let mut component = Component::new(field.definition.as_ref().clone());
+        component.origin = ComponentOrigin::Definition;
+        fields.insert(field.definition.name.clone(), component);
     }
+    for e in &stitching.entities {
+        if !merged.schema.types.contains_key(&e.type_name) {
+            errors.push(BuildError::new(
+                K::StitchingSdl,
+                e.location.clone(),
+                format!(
+                    "`extend type {}` @delegate: no subgraph defines a type `{}`",
+                    e.type_name, e.type_name
+                ),
+            ));
+        }
+    }
+}
 
-    // 4. Types nobody can reach (e.g. inputs of hidden fields) are not shown.
+// ---- 5. public schema ---------------------------------------------------------------
+
+/// `@inaccessible` members (hidden wherever any subgraph marks them) are
+/// removed, unreachable types pruned, and the result validated.
+fn public_schema(
+    full: &Schema,
+    sources: &[Source],
+    subgraphs: &[Subgraph],
+    errors: &mut Vec<BuildError>,
+) -> Option<Valid<Schema>> {
+    let mut public = full.clone();
+    let mut hidden: HashSet<String> = HashSet::new();
+    for (source, sg) in sources.iter().zip(subgraphs) {
+        for h in &source.inaccessible {
+            let (t, rest) = match h.split_once('.') {
+                Some((t, rest)) => (t, Some(rest)),
+                None => (h.as_str(), None),
+            };
+            let t = sg.public_type(t);
+            hidden.insert(match rest {
+                Some(r) => format!("{t}.{r}"),
+                None => t.to_owned(),
+            });
+        }
+    }
+    if !hidden.is_empty() {
+        remove_inaccessible(&mut public, &hidden);
+    }
     prune_unreachable(&mut public);
-    public.sources = sources;
-
-    let schema = match public.validate() {
-        Ok(s) => s,
+    match public.validate() {
+        Ok(s) => Some(s),
         Err(e) => {
             for (loc, msg) in diagnostics(&e.errors) {
                 errors.push(BuildError::new(
                     K::PublicSchema,
                     loc,
-                    format!("the stitched schema is invalid: {msg}"),
+                    format!("the composed schema is invalid: {msg}"),
                 ));
             }
-            return Err(BuildErrors(errors));
+            None
         }
-    };
+    }
+}
 
-    // 5. Check every delegation path against the subgraph it goes to.
-    for (field, _) in stitched {
-        let Some(def) = schema.types.get(&field.type_name).and_then(|t| match t {
-            ExtendedType::Object(o) => o.fields.get(&field.definition.name).cloned(),
-            _ => None,
-        }) else {
-            continue;
-        };
-        let mut delegation = Delegation {
-            subgraph: field.subgraph,
-            operation: ROOTS
-                .iter()
-                .find(|(op, _)| schema.root_operation(*op) == Some(&field.type_name))
-                .map(|(op, _)| *op)
-                .unwrap_or(OperationType::Query),
-            path: field.path.clone(),
-            argument_types: Vec::new(),
-            batch: field.batch,
-            requires: Vec::new(),
-            origin: field.location.clone().unwrap_or_default(),
-        };
-        match check_delegation(
-            &schema,
-            &subgraphs,
-            &type_owners,
-            &delegations,
-            &field.type_name,
-            &def,
-            &mut delegation,
-        ) {
-            Ok(()) => {
-                delegations.insert(
-                    (field.type_name.clone(), field.definition.name.clone()),
-                    delegation,
-                );
-            }
-            Err(problems) => {
-                for p in problems {
-                    errors.push(BuildError::new(
-                        K::DelegatePath,
-                        field.location.clone(),
-                        format!(
-                            "`{}.{}` @delegate(path: \"{}\"): {p}",
-                            field.type_name, field.definition.name, field.path_text
-                        ),
-                    ));
+fn remove_inaccessible(schema: &mut Schema, hidden: &HashSet<String>) {
+    schema.types.retain(|n, _| !hidden.contains(n.as_str()));
+    for (name, ty) in schema.types.iter_mut() {
+        let is_hidden = |member: &str| hidden.contains(&format!("{name}.{member}"));
+        match ty {
+            ExtendedType::Object(o) => {
+                let o = o.make_mut();
+                o.fields.retain(|f, _| !is_hidden(f));
+                for (fname, f) in o.fields.iter_mut() {
+                    f.make_mut()
+                        .arguments
+                        .retain(|a| !hidden.contains(&format!("{name}.{fname}({})", a.name)));
                 }
             }
-        }
-    }
-    // Root fields pass the client's arguments through: record their remote types.
-    for ((t, f), d) in delegations.iter_mut() {
-        if d.argument_types.is_empty() {
-            let sg = &subgraphs[d.subgraph];
-            let remote_root = sg.schema.root_operation(d.operation);
-            if let Some(def) = remote_root.and_then(|r| sg.schema.type_field(r, f).ok()) {
-                d.argument_types = vec![def
-                    .arguments
-                    .iter()
-                    .map(|a| (a.name.to_string(), a.ty.to_string()))
-                    .collect()];
-            } else if !t.is_empty() {
-                d.argument_types = vec![HashMap::new()];
+            ExtendedType::Interface(i) => {
+                let i = i.make_mut();
+                i.fields.retain(|f, _| !is_hidden(f));
             }
+            ExtendedType::Enum(e) => e.make_mut().values.retain(|v, _| !is_hidden(v)),
+            ExtendedType::InputObject(i) => i.make_mut().fields.retain(|f, _| !is_hidden(f)),
+            ExtendedType::Union(u) => u
+                .make_mut()
+                .members
+                .retain(|m| !hidden.contains(m.as_str())),
+            ExtendedType::Scalar(_) => {}
         }
     }
-
-    if !errors.is_empty() {
-        return Err(BuildErrors(errors));
-    }
-    let implementers = schema.implementers_map();
-    Ok(Supergraph {
-        schema,
-        implementers,
-        subgraphs,
-        delegations: delegations
-            .into_iter()
-            .map(|(k, v)| (k, Arc::new(v)))
-            .collect(),
-        type_owners,
-    })
 }
 
-trait OwnedOrigin {
-    fn to_owned_origin(self) -> Self;
-}
-
-impl<T> OwnedOrigin for Component<T> {
-    fn to_owned_origin(mut self) -> Self {
-        self.origin = ComponentOrigin::Definition;
-        self
-    }
-}
+// ---- helpers ---------------------------------------------------------------------------------
 
 fn capitalize(s: &str) -> String {
     let mut c = s.chars();
@@ -467,15 +1008,20 @@ fn rename_type(
     ty: &ExtendedType,
     public_name: &Name,
     sg: &Subgraph,
-    hide: &HashSet<String>,
+    source: &Source,
     remote_name: &Name,
 ) -> ExtendedType {
-    let hidden = |f: &Name| hide.contains(&format!("{remote_name}.{f}"));
+    let hidden = |f: &Name| source.hidden.contains(&format!("{remote_name}.{f}"));
     let field = |f: &Component<ast::FieldDefinition>| -> Component<ast::FieldDefinition> {
         let mut f = f.clone();
         let m = f.make_mut();
         m.ty = map_type(&m.ty, sg);
         m.directives.0.retain(keep_directive);
+        // `@require` arguments are the gateway's to fill: clients never see them.
+        if let Some(flags) = source.flags(remote_name, &m.name) {
+            m.arguments
+                .retain(|a| !flags.require_args.iter().any(|(n, _)| *n == a.name));
+        }
         for a in &mut m.arguments {
             let a = a.make_mut();
             a.ty = Node::new(map_type(&a.ty, sg));
@@ -620,7 +1166,7 @@ fn fingerprint(ty: &ExtendedType) -> String {
     }
 }
 
-fn prune_unreachable(schema: &mut Schema) {
+pub(crate) fn prune_unreachable(schema: &mut Schema) {
     let mut seen: HashSet<Name> = HashSet::new();
     let mut queue: VecDeque<Name> = VecDeque::new();
     for (op, _) in ROOTS {
@@ -688,7 +1234,7 @@ mod tests {
         // Tag and DateTime come from two subgraphs and merge into one.
         assert_eq!(sdl.matches("type Tag {").count(), 1);
         assert_eq!(sdl.matches("scalar DateTime").count(), 1);
-        assert_eq!(sg.type_owners["Tag"], vec![0, 1]);
+        assert_eq!(sg.model.types["Tag"].owners, vec![0, 1]);
         // QueryRoot/MutationRoot become Query/Mutation; hidden fields are gone.
         assert!(sdl.contains("type Query {"), "{sdl}");
         assert!(
@@ -702,12 +1248,12 @@ mod tests {
         assert!(!sdl.contains("@delegate") && !sdl.contains("@schema"));
         let d = sg.delegation("Pipeline", "datasets").unwrap();
         assert!(d.batch);
-        assert_eq!(d.requires, ["datasetIds"]);
+        assert_eq!(d.requires.to_string(), "datasetIds");
         assert_eq!(sg.subgraphs[d.subgraph].name, "dataset");
         assert_eq!(d.argument_types[0]["ids"], "[ID!]!");
-        let root = sg.delegation("Query", "pipeline").unwrap();
-        assert_eq!(root.path[0].to_string(), "pipeline");
-        assert_eq!(root.argument_types[0]["id"], "ID!");
+        let root = sg.model.field("Query", "pipeline").unwrap();
+        assert_eq!(root.sources[0].subgraph, 0);
+        assert!(root.delegation.is_none());
     }
 
     #[test]

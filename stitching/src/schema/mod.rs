@@ -5,30 +5,56 @@
 //! (`BuildErrors`), each naming the subgraph, type, field, file and line.
 
 mod check;
+pub mod fieldset;
 pub mod introspection;
 mod merge;
+pub mod model;
+mod resolve;
+mod satisfy;
+mod source;
 
-use std::{collections::HashMap, fmt, sync::Arc};
+use std::{collections::HashMap, fmt};
 
 use apollo_compiler::{
-    ast::OperationType,
     schema::{ExtendedType, Implementers},
     validation::Valid,
     Name, Schema,
 };
 
-use crate::directives::path::Segment;
-
 pub use merge::build;
+pub use model::{Call, EntityResolver, FieldModel, FieldSource, Model, ResolverKind, TypeModel};
 
 /// Index of a subgraph in `Supergraph::subgraphs`.
 pub type SubgraphId = usize;
+
+/// Which directives a subgraph's schema speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// `@schema`/`@delegate` in the gateway's stitching SDL.
+    #[default]
+    Stitching,
+    /// Apollo Federation v1/v2 subgraphs (`@key`, `_entities`).
+    Federation,
+    /// GraphQL Composite Schemas source schemas (`@lookup`, `@is`, `@require`).
+    Composite,
+}
+
+impl Dialect {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Stitching => "stitching",
+            Dialect::Federation => "federation",
+            Dialect::Composite => "composite",
+        }
+    }
+}
 
 /// What the caller knows about one subgraph: its schema and how it is stitched in.
 #[derive(Clone, Debug, Default)]
 pub struct SubgraphSpec {
     pub name: String,
-    /// The subgraph's own schema as SDL (from introspection or a file).
+    pub dialect: Dialect,
+    /// The subgraph's own schema as SDL (from introspection, `_service { sdl }`, or a file).
     pub schema_sdl: String,
     /// Where `schema_sdl` came from, for error messages (a file path, or "introspection of URL").
     pub schema_origin: String,
@@ -38,17 +64,23 @@ pub struct SubgraphSpec {
     pub hide: Vec<String>,
     /// The subgraph's type name -> the public name.
     pub rename_types: Vec<(String, String)>,
+    /// The subgraph takes one operation with a list of variable sets and
+    /// answers JSON lines (the draft variable batching of GraphQL over HTTP).
+    pub variable_batching: bool,
 }
 
 /// A subgraph as the planner and executor see it.
 #[derive(Debug)]
 pub struct Subgraph {
     pub name: String,
+    pub dialect: Dialect,
+    /// Its schema without dialect directives.
     pub schema: Valid<Schema>,
     /// public type name -> subgraph type name, only where they differ.
     pub public_to_remote: HashMap<Name, Name>,
     /// subgraph type name -> public type name, only where they differ.
     pub remote_to_public: HashMap<Name, Name>,
+    pub variable_batching: bool,
 }
 
 impl Subgraph {
@@ -69,45 +101,27 @@ impl Subgraph {
             .map(|n| n.as_str())
             .unwrap_or(remote)
     }
+
+    /// Whether the subgraph knows a public type (under its own name).
+    pub fn has_type(&self, public: &Name) -> bool {
+        self.schema.types.contains_key(self.remote_type(public))
+    }
 }
 
-/// How a delegated field is fetched: from which subgraph, along which path.
-#[derive(Clone, Debug)]
-pub struct Delegation {
-    pub subgraph: SubgraphId,
-    /// Query for nested fields; the root's own kind for root fields.
-    pub operation: OperationType,
-    pub path: Vec<Segment>,
-    /// Per segment, the declared type of each remote argument (`name -> "[ID!]!"`),
-    /// used to declare the variables that carry argument values.
-    pub argument_types: Vec<HashMap<String, String>>,
-    /// List-key batching: one call with every parent's key, mapped back by position.
-    pub batch: bool,
-    /// Names of parent fields the path reads with `$fields:`.
-    pub requires: Vec<Name>,
-    /// Where the directive was written (`file:line`), or the subgraph for root fields.
-    pub origin: String,
-}
-
-/// The stitched schema: what clients see, plus where each field comes from.
+/// The composed schema: what clients see, plus where each field comes from.
 /// Immutable once built; a config change builds a new one.
 #[derive(Debug)]
 pub struct Supergraph {
     pub schema: Valid<Schema>,
     pub implementers: apollo_compiler::collections::HashMap<Name, Implementers>,
     pub subgraphs: Vec<Subgraph>,
-    /// `(type, field)` -> delegation, for root fields and stitched fields.
-    pub delegations: HashMap<(Name, Name), Arc<Delegation>>,
-    /// Public type -> the subgraphs that define it.
-    pub type_owners: HashMap<Name, Vec<SubgraphId>>,
+    pub model: Model,
 }
 
 impl Supergraph {
-    pub fn delegation(&self, type_name: &str, field: &str) -> Option<&Arc<Delegation>> {
-        // A tuple key of `Name`s cannot be borrowed as `(&str, &str)`; building
-        // the key is two cheap `Name` clones (interned or Arc-backed strings).
-        let key = (Name::new(type_name).ok()?, Name::new(field).ok()?);
-        self.delegations.get(&key)
+    /// The stitched field `type.field`, if it is one.
+    pub fn delegation(&self, type_name: &str, field: &str) -> Option<&std::sync::Arc<Call>> {
+        self.model.field(type_name, field)?.delegation.as_ref()
     }
 
     pub fn subgraph_id(&self, name: &str) -> Option<SubgraphId> {
@@ -122,7 +136,7 @@ impl Supergraph {
         )
     }
 
-    /// The public SDL, e.g. for `printSchema`-style tooling and snapshot tests.
+    /// The public SDL, e.g. for `gateway compose` and snapshot tests.
     pub fn sdl(&self) -> String {
         self.schema.to_string()
     }
@@ -138,6 +152,8 @@ pub struct BuildError {
     pub message: String,
 }
 
+/// The kind of a composition problem. Codes are the Composite Schemas
+/// spec's where it names one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BuildErrorKind {
     SubgraphSchema,
@@ -148,19 +164,68 @@ pub enum BuildErrorKind {
     StitchingSdl,
     DelegatePath,
     PublicSchema,
+    DirectiveInvalid,
+    TypeKindMismatch,
+    EnumValuesMismatch,
+    OutputFieldTypes,
+    InputFieldTypes,
+    ArgumentTypes,
+    InputMissingRequired,
+    InputDefaultMismatch,
+    FieldSharing,
+    ExternalMissingOnBase,
+    ExternalTypeMismatch,
+    KeyInvalidFields,
+    KeyInvalidType,
+    RequiresMissingExternal,
+    RequireInvalidFields,
+    ProvidesMissingExternal,
+    ProvidesInvalidFields,
+    OverrideFromSelf,
+    OverrideSourceHasOverride,
+    LookupReturnsList,
+    LookupWithoutArguments,
+    IsInvalidFields,
+    Unsatisfiable,
+    Cycle,
 }
 
 impl BuildError {
     pub fn code(&self) -> &'static str {
+        use BuildErrorKind as K;
         match self.kind {
-            BuildErrorKind::SubgraphSchema => "SUBGRAPH_SCHEMA_INVALID",
-            BuildErrorKind::TypeConflict => "TYPE_CONFLICT",
-            BuildErrorKind::RootFieldConflict => "ROOT_FIELD_CONFLICT",
-            BuildErrorKind::UnknownHide => "UNKNOWN_HIDDEN_ELEMENT",
-            BuildErrorKind::UnknownRename => "UNKNOWN_RENAMED_TYPE",
-            BuildErrorKind::StitchingSdl => "STITCHING_SDL_INVALID",
-            BuildErrorKind::DelegatePath => "DELEGATE_PATH_INVALID",
-            BuildErrorKind::PublicSchema => "PUBLIC_SCHEMA_INVALID",
+            K::SubgraphSchema => "SUBGRAPH_SCHEMA_INVALID",
+            K::TypeConflict => "TYPE_CONFLICT",
+            K::RootFieldConflict => "ROOT_FIELD_CONFLICT",
+            K::UnknownHide => "UNKNOWN_HIDDEN_ELEMENT",
+            K::UnknownRename => "UNKNOWN_RENAMED_TYPE",
+            K::StitchingSdl => "STITCHING_SDL_INVALID",
+            K::DelegatePath => "DELEGATE_PATH_INVALID",
+            K::PublicSchema => "PUBLIC_SCHEMA_INVALID",
+            K::DirectiveInvalid => "INVALID_DIRECTIVE_ARGUMENT",
+            K::TypeKindMismatch => "TYPE_KIND_MISMATCH",
+            K::EnumValuesMismatch => "ENUM_VALUES_MISMATCH",
+            K::OutputFieldTypes => "OUTPUT_FIELD_TYPES_NOT_MERGEABLE",
+            K::InputFieldTypes => "INPUT_FIELD_TYPES_NOT_MERGEABLE",
+            K::ArgumentTypes => "FIELD_ARGUMENT_TYPES_NOT_MERGEABLE",
+            K::InputMissingRequired => "INPUT_WITH_MISSING_REQUIRED_FIELDS",
+            K::InputDefaultMismatch => "INPUT_FIELD_DEFAULT_MISMATCH",
+            K::FieldSharing => "INVALID_FIELD_SHARING",
+            K::ExternalMissingOnBase => "EXTERNAL_MISSING_ON_BASE",
+            K::ExternalTypeMismatch => "EXTERNAL_TYPE_MISMATCH",
+            K::KeyInvalidFields => "KEY_INVALID_FIELDS",
+            K::KeyInvalidType => "KEY_FIELDS_SELECT_INVALID_TYPE",
+            K::RequiresMissingExternal => "REQUIRES_FIELDS_MISSING_EXTERNAL",
+            K::RequireInvalidFields => "REQUIRE_INVALID_FIELDS",
+            K::ProvidesMissingExternal => "PROVIDES_FIELDS_MISSING_EXTERNAL",
+            K::ProvidesInvalidFields => "PROVIDES_INVALID_FIELDS",
+            K::OverrideFromSelf => "OVERRIDE_FROM_SELF",
+            K::OverrideSourceHasOverride => "OVERRIDE_SOURCE_HAS_OVERRIDE",
+            K::LookupReturnsList => "LOOKUP_RETURNS_LIST",
+            K::LookupWithoutArguments => "LOOKUP_MUST_HAVE_ARGUMENTS",
+            K::IsInvalidFields => "IS_INVALID_FIELDS",
+            K::Unsatisfiable => "UNSATISFIABLE_QUERY_PATH",
+            K::Cycle => "REQUIREMENT_CYCLE",
         }
     }
 

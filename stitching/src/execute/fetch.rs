@@ -1,0 +1,845 @@
+//! One wave's fetches to one subgraph -> one request, in stages:
+//! `parents` (the objects each fetch serves, per its path and conditions),
+//! `inputs` (what it reads from each: keys, requirements, arguments),
+//! distinct inputs once, and the document: aliased root fields
+//! (`_stitch_N`), renamed variables (`$aN_S_NAME`, `$rN`, client `$c_NAME`).
+
+use std::{fmt::Write, sync::Arc};
+
+use ahash::HashMap;
+use apollo_compiler::{
+    ast::OperationType,
+    response::{serde_json_bytes::ByteString, JsonMap, JsonValue},
+    Name,
+};
+
+use super::{
+    value::{ast_to_json, collect_parents, get, PathSeg},
+    Request, SubgraphRequest,
+};
+use crate::{
+    directives::path::{PathValue, Segment},
+    plan::{
+        selection::{operation_keyword, Renderer, CLIENT_VARIABLE_PREFIX},
+        BoolOrVariable, Condition, FetchKind, FetchNode, InputField,
+    },
+    schema::{Call, ResolverKind, SubgraphId},
+};
+
+/// Alias prefix of the calls of a remote request.
+pub const CALL_PREFIX: &str = "_stitch_";
+
+/// Which item of a call's answer a target takes.
+#[derive(Clone, Debug)]
+pub(crate) enum KeyRef {
+    /// The whole answer.
+    Whole,
+    /// The answer's item at this index (batches, `_entities`).
+    One(usize),
+    /// These items, in order (`None` for a null key item): a list-valued key.
+    Many(Vec<Option<usize>>),
+    /// The answer's value under this key (a root field).
+    Key(Name),
+}
+
+/// Where one call's answer goes.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub path: Vec<PathSeg>,
+    pub key: KeyRef,
+    /// Merged into the object at `path` (entities, root fields), or written
+    /// at `path` (a stitched field's value).
+    pub merge: bool,
+}
+
+/// One root field of a remote request and where its answer goes.
+#[derive(Debug)]
+pub(crate) struct CallOut {
+    /// `None`: the fetch's root fields themselves (client response keys).
+    pub alias: Option<String>,
+    /// The path segments after the first, to descend into the answer.
+    pub descend: Vec<Name>,
+    pub targets: Vec<Target>,
+}
+
+/// The request for one subgraph in one wave, and how to read its answer.
+pub struct Built {
+    pub subgraph: SubgraphId,
+    pub request: Option<SubgraphRequest>,
+    pub(crate) calls: Vec<CallOut>,
+}
+
+pub(crate) fn condition_holds(c: &Condition, variables: &JsonMap) -> bool {
+    let value = |b: &BoolOrVariable| match b {
+        BoolOrVariable::Bool(b) => *b,
+        BoolOrVariable::Variable(v) => variables
+            .get(v.as_str())
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+    };
+    match c {
+        Condition::Skip(b) => !value(b),
+        Condition::Include(b) => value(b),
+    }
+}
+
+/// The answer of a field whose `$fields:` key is null: null, or `[]` for a non-null list.
+fn empty_answer(node: &FetchNode) -> JsonValue {
+    match node.field_type() {
+        Some(ty) if ty.is_list() && ty.is_non_null() => JsonValue::Array(Vec::new()),
+        _ => JsonValue::Null,
+    }
+}
+
+/// The values a fetch reads from one parent, by field name. `None` when a
+/// value it needs is missing (a parent that failed, or a null key).
+fn project(parent: &JsonMap, inputs: &[InputField], allow_null: bool) -> Option<JsonMap> {
+    let mut out = JsonMap::with_capacity(inputs.len());
+    for i in inputs {
+        let v = parent.get(i.key.as_str())?;
+        let v = if i.selection.is_empty() {
+            if v.is_null() && !allow_null {
+                return None;
+            }
+            v.clone()
+        } else {
+            project_value(v, &i.selection, allow_null)?
+        };
+        out.insert(i.name.as_str(), v);
+    }
+    Some(out)
+}
+
+fn project_value(v: &JsonValue, inputs: &[InputField], allow_null: bool) -> Option<JsonValue> {
+    match v {
+        JsonValue::Object(m) => project(m, inputs, allow_null).map(JsonValue::Object),
+        JsonValue::Array(items) => items
+            .iter()
+            .map(|i| project_value(i, inputs, allow_null))
+            .collect::<Option<Vec<_>>>()
+            .map(JsonValue::Array),
+        JsonValue::Null if allow_null => Some(JsonValue::Null),
+        _ => None,
+    }
+}
+
+/// The value of `$fields:a.b` in a projection, lists walked.
+fn field_value(repr: &JsonMap, path: &[String]) -> Option<JsonValue> {
+    fn walk(v: &JsonValue, path: &[String]) -> JsonValue {
+        let Some((first, rest)) = path.split_first() else {
+            return v.clone();
+        };
+        match v {
+            JsonValue::Object(m) => m
+                .get(first.as_str())
+                .map(|x| walk(x, rest))
+                .unwrap_or(JsonValue::Null),
+            JsonValue::Array(items) => {
+                JsonValue::Array(items.iter().map(|i| walk(i, path)).collect())
+            }
+            _ => JsonValue::Null,
+        }
+    }
+    let (first, rest) = path.split_first()?;
+    Some(walk(repr.get(first.as_str())?, rest))
+}
+
+enum Resolved {
+    Value(JsonValue),
+    /// A `$arguments:`/`$variables:` reference with no value: leave the argument out.
+    Absent,
+    /// A `$fields:` reference that is null: the field is null, no call.
+    NullKey,
+}
+
+/// What path values are resolved against.
+struct ArgContext<'a> {
+    repr: &'a JsonMap,
+    node: &'a FetchNode,
+    variables: &'a JsonMap,
+}
+
+fn resolve(pv: &PathValue, cx: &ArgContext<'_>) -> Resolved {
+    match pv {
+        PathValue::Null => Resolved::Value(JsonValue::Null),
+        PathValue::Bool(b) => Resolved::Value(JsonValue::Bool(*b)),
+        PathValue::Int(i) => Resolved::Value(JsonValue::from(*i)),
+        PathValue::Float(f) => Resolved::Value(
+            serde_json::Number::from_f64(*f)
+                .map(JsonValue::Number)
+                .unwrap_or(JsonValue::Null),
+        ),
+        PathValue::String(s) | PathValue::Enum(s) => {
+            Resolved::Value(JsonValue::String(s.as_str().into()))
+        }
+        PathValue::List(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                match resolve(item, cx) {
+                    Resolved::Value(v) => out.push(v),
+                    Resolved::Absent => out.push(JsonValue::Null),
+                    Resolved::NullKey => return Resolved::NullKey,
+                }
+            }
+            Resolved::Value(JsonValue::Array(out))
+        }
+        PathValue::Object(fields) => {
+            let mut m = JsonMap::new();
+            for (k, v) in fields {
+                match resolve(v, cx) {
+                    Resolved::Value(v) => {
+                        m.insert(k.as_str(), v);
+                    }
+                    Resolved::Absent => {}
+                    Resolved::NullKey => return Resolved::NullKey,
+                }
+            }
+            Resolved::Value(JsonValue::Object(m))
+        }
+        PathValue::Argument(name) => {
+            let FetchKind::Field {
+                arguments,
+                definition,
+                ..
+            } = &cx.node.kind
+            else {
+                return Resolved::Absent;
+            };
+            let value = match arguments.iter().find(|a| a.name == name.as_str()) {
+                Some(a) => ast_to_json(&a.value, cx.variables),
+                None => definition
+                    .arguments
+                    .iter()
+                    .find(|a| a.name == name.as_str())
+                    .and_then(|d| d.default_value.as_ref())
+                    .and_then(|d| ast_to_json(d, cx.variables)),
+            };
+            value.map(Resolved::Value).unwrap_or(Resolved::Absent)
+        }
+        PathValue::Variable(name) => cx
+            .variables
+            .get(name.as_str())
+            .cloned()
+            .map(Resolved::Value)
+            .unwrap_or(Resolved::Absent),
+        PathValue::Field(path) => match field_value(cx.repr, path) {
+            None | Some(JsonValue::Null) => Resolved::NullKey,
+            Some(v) => Resolved::Value(v),
+        },
+    }
+}
+
+/// A batch key or a call signature for deduplication.
+#[derive(PartialEq, Eq, Hash)]
+enum KeyText {
+    Str(ByteString),
+    Json(String),
+}
+
+fn key_text(k: &JsonValue) -> KeyText {
+    match k {
+        // Keys are nearly always IDs: a string key is its own (refcounted) text.
+        JsonValue::String(s) => KeyText::Str(s.clone()),
+        other => KeyText::Json(other.to_string()),
+    }
+}
+
+/// One request's document under construction.
+struct Doc<'r, 'a> {
+    req: &'r Request<'a>,
+    subgraph: SubgraphId,
+    operation: Option<OperationType>,
+    decls: String,
+    variables: JsonMap,
+    body: String,
+    calls: Vec<CallOut>,
+    declared: Vec<Name>,
+    /// Identical calls (same call, arguments, selection) go out once.
+    signatures: HashMap<String, usize>,
+    /// Batched calls by call, selection and arguments.
+    batches: HashMap<String, Batch>,
+}
+
+/// A batched call collecting its keys across the fetches of a wave.
+struct Batch {
+    call: usize,
+    fetch: usize,
+    keys: Vec<JsonValue>,
+    index: HashMap<KeyText, usize>,
+}
+
+impl<'r, 'a> Doc<'r, 'a> {
+    fn next_alias(&self) -> String {
+        format!("{CALL_PREFIX}{}", self.calls.len())
+    }
+
+    fn declare(&mut self, name: &str, ty: &str, value: JsonValue) {
+        let _ = write!(self.decls, "${name}: {ty}, ");
+        self.variables.insert(name, value);
+    }
+
+    /// The client variables a fetch's selection uses, declared once.
+    fn client_variables(&mut self, node: &FetchNode) {
+        for (name, ty) in &node.variables {
+            if self.declared.contains(name) {
+                continue;
+            }
+            self.declared.push(name.clone());
+            let _ = write!(self.decls, "${CLIENT_VARIABLE_PREFIX}{name}: {ty}, ");
+            if let Some(v) = self.req.variables.get(name.as_str()) {
+                self.variables.insert(
+                    format!("{CLIENT_VARIABLE_PREFIX}{name}").as_str(),
+                    v.clone(),
+                );
+            }
+        }
+    }
+
+    /// Writes `alias: a(x: $v) { b(y: $w) { <selection> } }` for a call.
+    fn write_call(
+        &mut self,
+        alias: &str,
+        path: &[Segment],
+        args: &[Vec<(String, String)>],
+        selection: &str,
+    ) {
+        let _ = write!(self.body, " {alias}: ");
+        for (si, seg) in path.iter().enumerate() {
+            self.body.push_str(&seg.name);
+            if let Some(vars) = args.get(si).filter(|v| !v.is_empty()) {
+                self.body.push('(');
+                for (i, (name, var)) in vars.iter().enumerate() {
+                    if i > 0 {
+                        self.body.push_str(", ");
+                    }
+                    let _ = write!(self.body, "{name}: ${var}");
+                }
+                self.body.push(')');
+            }
+            if si + 1 < path.len() {
+                self.body.push_str(" { ");
+            }
+        }
+        if !selection.is_empty() {
+            self.body.push(' ');
+            self.body.push_str(selection);
+        }
+        for _ in 1..path.len() {
+            self.body.push_str(" }");
+        }
+    }
+
+    /// Declares one variable per argument of each segment.
+    fn call_variables(
+        &mut self,
+        call: &Call,
+        n: usize,
+        seg_args: Vec<Vec<(String, JsonValue)>>,
+    ) -> Vec<Vec<(String, String)>> {
+        let mut out = Vec::with_capacity(seg_args.len());
+        for (si, args) in seg_args.into_iter().enumerate() {
+            let mut vars = Vec::with_capacity(args.len());
+            for (name, v) in args {
+                let var = format!("a{n}_{si}_{name}");
+                let ty = call
+                    .argument_types
+                    .get(si)
+                    .and_then(|m| m.get(&name))
+                    .map(|s| s.as_str())
+                    .unwrap_or("String")
+                    .to_owned();
+                self.declare(&var, &ty, v);
+                vars.push((name, var));
+            }
+            out.push(vars);
+        }
+        out
+    }
+
+    fn finish(self) -> Built {
+        if self.calls.is_empty() {
+            return Built {
+                subgraph: self.subgraph,
+                request: None,
+                calls: Vec::new(),
+            };
+        }
+        let operation = self.operation.unwrap_or(OperationType::Query);
+        let mut query = String::with_capacity(self.body.len() + self.decls.len() + 16);
+        query.push_str(operation_keyword(operation));
+        if !self.decls.is_empty() {
+            query.push('(');
+            query.push_str(self.decls.trim_end_matches([',', ' ']));
+            query.push(')');
+        }
+        query.push_str(" {");
+        query.push_str(&self.body);
+        query.push_str(" }");
+        Built {
+            subgraph: self.subgraph,
+            request: Some(SubgraphRequest {
+                operation,
+                query,
+                variables: self.variables,
+            }),
+            calls: self.calls,
+        }
+    }
+}
+
+/// Builds this wave's request to `subgraph` from its fetches. Stitched
+/// fields whose `$fields:` key is null are written to `data` at once.
+pub(crate) fn build(
+    req: &Request<'_>,
+    data: &mut JsonValue,
+    subgraph: SubgraphId,
+    fetches: &[usize],
+) -> Built {
+    let mut doc = Doc {
+        req,
+        subgraph,
+        operation: None,
+        decls: String::new(),
+        variables: JsonMap::new(),
+        body: String::new(),
+        calls: Vec::new(),
+        declared: Vec::new(),
+        signatures: HashMap::default(),
+        batches: HashMap::default(),
+    };
+    let variables: &JsonMap = req.variables;
+    for &id in fetches {
+        let node = &req.plan.fetches[id];
+        if !node
+            .conditions
+            .iter()
+            .all(|c| condition_holds(c, variables))
+        {
+            continue;
+        }
+        doc.operation.get_or_insert(node.operation());
+        match &node.kind {
+            FetchKind::Root { .. } => root_fields(&mut doc, node),
+            FetchKind::Entity {
+                resolver,
+                remote_type,
+            } => {
+                let parents = parents(req, data, node);
+                match &resolver.kind {
+                    ResolverKind::Entities => entities(&mut doc, data, node, remote_type, parents),
+                    ResolverKind::Call(call) => {
+                        calls(&mut doc, data, node, call, parents, true);
+                    }
+                }
+            }
+            FetchKind::Field { call, .. } => {
+                let parents = parents(req, data, node);
+                calls(&mut doc, data, node, call, parents, false);
+            }
+        }
+    }
+    finish_batches(&mut doc);
+    doc.finish()
+}
+
+/// The objects a fetch serves.
+fn parents(req: &Request<'_>, data: &JsonValue, node: &FetchNode) -> Vec<Vec<PathSeg>> {
+    let schema = &req.supergraph.schema;
+    let mut out = Vec::new();
+    collect_parents(
+        data,
+        &node.path,
+        &|condition, runtime| condition == runtime || schema.is_subtype(condition, runtime),
+        &mut out,
+    );
+    out
+}
+
+fn root_fields(doc: &mut Doc<'_, '_>, node: &FetchNode) {
+    doc.client_variables(node);
+    // `{ a b { c } }`: its fields join the document's top level.
+    let inner = node
+        .rendered
+        .strip_prefix('{')
+        .and_then(|s| s.strip_suffix('}'))
+        .unwrap_or(&node.rendered);
+    doc.body.push_str(inner.trim_end());
+    let mut keys = Vec::new();
+    top_keys(&node.selection, &mut keys);
+    doc.calls.push(CallOut {
+        alias: None,
+        descend: Vec::new(),
+        targets: keys
+            .into_iter()
+            .map(|k| Target {
+                path: vec![PathSeg::Key(k.clone())],
+                key: KeyRef::Key(k),
+                merge: false,
+            })
+            .collect(),
+    });
+}
+
+/// The response keys at the top of a selection (inside condition-only fragments too).
+fn top_keys(set: &crate::plan::selection::SelectionSet, out: &mut Vec<Name>) {
+    use crate::plan::selection::Selection;
+    for item in &set.items {
+        match item {
+            Selection::Field(f) => {
+                if !out.contains(&f.response_key) {
+                    out.push(f.response_key.clone());
+                }
+            }
+            Selection::InlineFragment(i) => top_keys(&i.selection, out),
+        }
+    }
+}
+
+/// Federation: one `_entities` call with every distinct representation.
+fn entities(
+    doc: &mut Doc<'_, '_>,
+    data: &JsonValue,
+    node: &FetchNode,
+    remote_type: &Name,
+    parents: Vec<Vec<PathSeg>>,
+) {
+    let mut reps: Vec<JsonValue> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::default();
+    let mut targets = Vec::new();
+    for path in parents {
+        let Some(JsonValue::Object(parent)) = get(data, &path) else {
+            continue;
+        };
+        let Some(mut repr) = project(parent, &node.requires, false) else {
+            continue;
+        };
+        repr.insert("__typename", JsonValue::String(remote_type.as_str().into()));
+        let repr = JsonValue::Object(repr);
+        let text = repr.to_string();
+        let i = *index.entry(text).or_insert_with(|| {
+            reps.push(repr);
+            reps.len() - 1
+        });
+        targets.push(Target {
+            path,
+            key: KeyRef::One(i),
+            merge: true,
+        });
+    }
+    if reps.is_empty() {
+        return;
+    }
+    doc.client_variables(node);
+    let alias = doc.next_alias();
+    let var = format!("r{}", doc.calls.len());
+    doc.declare(&var, "[_Any!]!", JsonValue::Array(reps));
+    let _ = write!(
+        doc.body,
+        " {alias}: _entities(representations: ${var}) {{ ... on {remote_type} {} }}",
+        node.rendered
+    );
+    doc.calls.push(CallOut {
+        alias: Some(alias),
+        descend: Vec::new(),
+        targets,
+    });
+}
+
+/// Calls along a path: stitched fields (`merge == false`) and lookups of
+/// entities (`merge == true`), batched or one per distinct input.
+fn calls(
+    doc: &mut Doc<'_, '_>,
+    data: &mut JsonValue,
+    node: &FetchNode,
+    call: &Arc<Call>,
+    parents: Vec<Vec<PathSeg>>,
+    merge: bool,
+) {
+    let variables: &JsonMap = doc.req.variables;
+    let empty = JsonMap::new();
+    for parent_path in parents {
+        let repr = match get(data, &parent_path) {
+            Some(JsonValue::Object(parent)) => match project(parent, &node.requires, true) {
+                Some(r) => r,
+                None => continue,
+            },
+            _ => continue,
+        };
+        let mut path = parent_path.clone();
+        if let FetchKind::Field { response_key, .. } = &node.kind {
+            path.push(PathSeg::Key(response_key.clone()));
+        }
+        let cx = ArgContext {
+            repr: if node.requires.is_empty() {
+                &empty
+            } else {
+                &repr
+            },
+            node,
+            variables,
+        };
+        if call.batch {
+            batch_key(doc, data, node, call, &cx, path, merge);
+            continue;
+        }
+        // One call per distinct set of arguments.
+        let mut seg_args: Vec<Vec<(String, JsonValue)>> = Vec::with_capacity(call.path.len());
+        let mut null_key = false;
+        for (si, seg) in call.path.iter().enumerate() {
+            let mut args = Vec::new();
+            match &seg.arguments {
+                // No parentheses on the last segment: the client's arguments pass through.
+                None if si + 1 == call.path.len() => {
+                    if let FetchKind::Field { arguments, .. } = &node.kind {
+                        for a in arguments {
+                            if let Some(v) = ast_to_json(&a.value, variables) {
+                                args.push((a.name.to_string(), v));
+                            }
+                        }
+                    }
+                }
+                None => {}
+                Some(list) => {
+                    for (name, pv) in list {
+                        match resolve(pv, &cx) {
+                            Resolved::Value(v) => args.push((name.clone(), v)),
+                            Resolved::Absent => {}
+                            Resolved::NullKey => null_key = true,
+                        }
+                    }
+                }
+            }
+            seg_args.push(args);
+        }
+        if null_key {
+            if !merge {
+                super::value::write(data, &path, empty_answer(node));
+            }
+            continue;
+        }
+        let per_entity = node.selection.has_required_arguments();
+        let mut signature = format!("{:p}|{}", Arc::as_ptr(call), node.rendered);
+        for args in &seg_args {
+            signature.push('|');
+            for (k, v) in args {
+                let _ = write!(signature, "{k}={v};");
+            }
+        }
+        if per_entity {
+            let _ = write!(signature, "|{}", JsonValue::Object(repr.clone()));
+        }
+        // Not mutations: two identical mutation fields are two effects.
+        let dedupe = call.operation != OperationType::Mutation;
+        let target = Target {
+            path,
+            key: KeyRef::Whole,
+            merge,
+        };
+        if let Some(i) = doc.signatures.get(&signature).filter(|_| dedupe) {
+            doc.calls[*i].targets.push(target);
+            continue;
+        }
+        doc.client_variables(node);
+        let n = doc.calls.len();
+        let alias = doc.next_alias();
+        let vars = doc.call_variables(call, n, seg_args);
+        let selection = if per_entity {
+            render_per_entity(doc, node, n, &repr)
+        } else {
+            node.rendered.clone()
+        };
+        doc.write_call(&alias, &call.path, &vars, &selection);
+        if dedupe {
+            doc.signatures.insert(signature, n);
+        }
+        doc.calls.push(CallOut {
+            alias: Some(alias),
+            descend: descend_names(call),
+            targets: vec![target],
+        });
+    }
+}
+
+fn descend_names(call: &Call) -> Vec<Name> {
+    call.path[1..]
+        .iter()
+        .filter_map(|s| Name::new(&s.name).ok())
+        .collect()
+}
+
+/// Renders a selection whose fields take per-entity arguments (Composite
+/// `@require`), each in its own variable.
+fn render_per_entity(doc: &mut Doc<'_, '_>, node: &FetchNode, n: usize, repr: &JsonMap) -> String {
+    let mut renderer = Renderer {
+        subgraph: &doc.req.supergraph.subgraphs[node.subgraph],
+        operation: doc.req.operation,
+        variables: Vec::new(),
+    };
+    let mut values: Vec<(String, JsonValue)> = Vec::new();
+    let cx = ArgContext {
+        repr,
+        node,
+        variables: doc.req.variables,
+    };
+    let mut out = String::new();
+    renderer.set(
+        &node.selection,
+        &mut |name, pv| {
+            let var = format!("q{n}_{name}");
+            let value = match resolve(pv, &cx) {
+                Resolved::Value(v) => v,
+                _ => JsonValue::Null,
+            };
+            values.push((var.clone(), value));
+            var
+        },
+        &mut out,
+    );
+    let types = required_argument_types(doc, node);
+    for (var, value) in values {
+        let name = var.split_once('_').map(|(_, n)| n).unwrap_or("");
+        let ty = types
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.clone())
+            .unwrap_or_else(|| "String".into());
+        doc.declare(&var, &ty, value);
+    }
+    out
+}
+
+/// The subgraph's types of the per-entity arguments of a fetch's fields.
+fn required_argument_types(doc: &Doc<'_, '_>, node: &FetchNode) -> Vec<(String, String)> {
+    let sg = &doc.req.supergraph.subgraphs[node.subgraph];
+    let FetchKind::Entity { remote_type, .. } = &node.kind else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in &node.selection.items {
+        if let crate::plan::selection::Selection::Field(f) = item {
+            if let Ok(def) = sg.schema.type_field(remote_type, &f.name) {
+                for a in &def.arguments {
+                    out.push((a.name.to_string(), a.ty.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Adds one parent's key to its batched call. A null key writes the field
+/// as null (or `[]`) without a call.
+fn batch_key(
+    doc: &mut Doc<'_, '_>,
+    data: &mut JsonValue,
+    node: &FetchNode,
+    call: &Arc<Call>,
+    cx: &ArgContext<'_>,
+    path: Vec<PathSeg>,
+    merge: bool,
+) {
+    let key = call
+        .batch_key()
+        .and_then(|p| field_value(cx.repr, p))
+        .unwrap_or(JsonValue::Null);
+    if key.is_null() {
+        if !merge {
+            super::value::write(data, &path, empty_answer(node));
+        }
+        return;
+    }
+    // Same call, selection and other arguments: one call, whatever the fetch.
+    let mut signature = format!("{:p}|{}", Arc::as_ptr(call), node.rendered);
+    if let FetchKind::Field { arguments, .. } = &node.kind {
+        for a in arguments {
+            let _ = write!(signature, "|{}={}", a.name, a.value);
+        }
+    }
+    let entry = doc.batches.entry(signature).or_insert_with(|| {
+        let n = doc.calls.len();
+        doc.calls.push(CallOut {
+            alias: Some(format!("{CALL_PREFIX}{n}")),
+            descend: descend_names(call),
+            targets: Vec::new(),
+        });
+        Batch {
+            call: n,
+            fetch: node.id,
+            keys: Vec::new(),
+            index: HashMap::default(),
+        }
+    });
+    let Batch {
+        call: n,
+        keys,
+        index,
+        ..
+    } = entry;
+    let mut intern = |k: &JsonValue| -> usize {
+        let text = key_text(k);
+        if let Some(i) = index.get(&text) {
+            return *i;
+        }
+        keys.push(k.clone());
+        index.insert(text, keys.len() - 1);
+        keys.len() - 1
+    };
+    let key = match &key {
+        JsonValue::Array(items) => KeyRef::Many(
+            items
+                .iter()
+                .map(|k| if k.is_null() { None } else { Some(intern(k)) })
+                .collect(),
+        ),
+        k => KeyRef::One(intern(k)),
+    };
+    let n = *n;
+    doc.calls[n].targets.push(Target { path, key, merge });
+}
+
+/// Writes the batched calls once every fetch of the wave added its keys.
+fn finish_batches(doc: &mut Doc<'_, '_>) {
+    let mut ready: Vec<Batch> = doc.batches.drain().map(|(_, b)| b).collect();
+    ready.sort_by_key(|b| b.call);
+    let variables: &JsonMap = doc.req.variables;
+    let empty = JsonMap::new();
+    for b in ready {
+        let node = &doc.req.plan.fetches[b.fetch];
+        let call = match &node.kind {
+            FetchKind::Field { call, .. } => call.clone(),
+            FetchKind::Entity { resolver, .. } => match &resolver.kind {
+                ResolverKind::Call(call) => call.clone(),
+                ResolverKind::Entities => continue,
+            },
+            FetchKind::Root { .. } => continue,
+        };
+        doc.client_variables(node);
+        let cx = ArgContext {
+            repr: &empty,
+            node,
+            variables,
+        };
+        let last = call.path.len() - 1;
+        let mut seg_args = Vec::with_capacity(call.path.len());
+        for (si, seg) in call.path.iter().enumerate() {
+            let mut args = Vec::new();
+            for (name, pv) in seg.arguments.iter().flatten() {
+                let v = if si == last && matches!(pv, PathValue::Field(_)) {
+                    // List keys were interned item by item: the list is flat.
+                    JsonValue::Array(b.keys.clone())
+                } else {
+                    match resolve(pv, &cx) {
+                        Resolved::Value(v) => v,
+                        _ => continue,
+                    }
+                };
+                args.push((name.clone(), v));
+            }
+            seg_args.push(args);
+        }
+        let vars = doc.call_variables(&call, b.call, seg_args);
+        let alias = format!("{CALL_PREFIX}{}", b.call);
+        let selection = node.rendered.clone();
+        doc.write_call(&alias, &call.path, &vars, &selection);
+    }
+}

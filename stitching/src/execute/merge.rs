@@ -1,0 +1,268 @@
+//! A subgraph's answer -> the merged data: each call's value to its
+//! targets (merged into entities, written at stitched fields), errors with
+//! the client's paths and `extensions.service`.
+
+use apollo_compiler::{
+    response::{GraphQLError, JsonMap, JsonValue, ResponseDataPathSegment},
+    Name,
+};
+
+use super::{
+    error,
+    fetch::{CallOut, KeyRef},
+    value::{self, to_error_path, PathSeg},
+    FetchError, Request,
+};
+use crate::{
+    plan::TYPENAME_ALIAS,
+    schema::{Subgraph, SubgraphId},
+};
+
+/// Follows the path segments after the first (`a.b.c`: `b`, then `c`), through lists.
+fn descend(v: JsonValue, names: &[Name]) -> JsonValue {
+    let Some((first, rest)) = names.split_first() else {
+        return v;
+    };
+    match v {
+        JsonValue::Object(mut m) => {
+            descend(m.remove(first.as_str()).unwrap_or(JsonValue::Null), rest)
+        }
+        JsonValue::Array(items) => {
+            JsonValue::Array(items.into_iter().map(|i| descend(i, names)).collect())
+        }
+        other => other,
+    }
+}
+
+fn item(list: Option<&JsonValue>, i: usize) -> JsonValue {
+    match list {
+        Some(JsonValue::Array(items)) => items.get(i).cloned().unwrap_or(JsonValue::Null),
+        _ => JsonValue::Null,
+    }
+}
+
+/// Maps a response body onto the data.
+pub(crate) fn merge_body(
+    req: &Request<'_>,
+    data: &mut JsonValue,
+    errors: &mut Vec<GraphQLError>,
+    subgraph: SubgraphId,
+    calls: &[CallOut],
+    body: JsonValue,
+) {
+    let sg = &req.supergraph.subgraphs[subgraph];
+    let service = sg.name.as_str();
+    let (mut remote_data, remote_errors) = match body {
+        JsonValue::Object(mut m) => (m.remove("data"), m.remove("errors")),
+        _ => {
+            fail(
+                req,
+                errors,
+                subgraph,
+                calls,
+                &FetchError::Malformed("not a JSON object".into()),
+            );
+            return;
+        }
+    };
+    if let Some(JsonValue::Array(list)) = remote_errors {
+        for e in list {
+            map_error(e, service, calls, errors);
+        }
+    }
+    for call in calls {
+        let answer = match &call.alias {
+            Some(alias) => remote_data
+                .as_mut()
+                .and_then(|d| d.as_object_mut())
+                .and_then(|m| m.remove(alias.as_str()))
+                .unwrap_or(JsonValue::Null),
+            None => match remote_data.as_mut() {
+                Some(JsonValue::Object(m)) => {
+                    // Root fields: the whole data, less the other calls' answers.
+                    let mut own = JsonMap::new();
+                    let keys: Vec<_> = m
+                        .keys()
+                        .filter(|k| !k.as_str().starts_with(super::fetch::CALL_PREFIX))
+                        .cloned()
+                        .collect();
+                    for k in keys {
+                        if let Some(v) = m.remove(k.as_str()) {
+                            own.insert(k, v);
+                        }
+                    }
+                    JsonValue::Object(own)
+                }
+                _ => JsonValue::Null,
+            },
+        };
+        let mut answer = descend(answer, &call.descend);
+        if sg.has_renames() {
+            public_typenames(&mut answer, sg);
+        }
+        deliver(data, call, answer);
+    }
+}
+
+/// Hands each target its part of a call's answer.
+fn deliver(data: &mut JsonValue, call: &CallOut, answer: JsonValue) {
+    let n = call.targets.len();
+    let mut answer = Some(answer);
+    for (i, t) in call.targets.iter().enumerate() {
+        let value = match &t.key {
+            // The last target takes the value; the others clone it.
+            KeyRef::Whole if i + 1 == n => answer.take().unwrap_or(JsonValue::Null),
+            KeyRef::Whole => answer.clone().unwrap_or(JsonValue::Null),
+            KeyRef::One(k) => item(answer.as_ref(), *k),
+            KeyRef::Key(k) => match answer.as_mut() {
+                Some(JsonValue::Object(m)) => m.remove(k.as_str()).unwrap_or(JsonValue::Null),
+                _ => JsonValue::Null,
+            },
+            KeyRef::Many(ks) => JsonValue::Array(
+                ks.iter()
+                    .map(|k| {
+                        k.map(|k| item(answer.as_ref(), k))
+                            .unwrap_or(JsonValue::Null)
+                    })
+                    .collect(),
+            ),
+        };
+        if t.merge {
+            value::merge_at(data, &t.path, value);
+        } else {
+            value::write(data, &t.path, value);
+        }
+    }
+}
+
+/// Runtime types (`_stitch_t`) renamed to their public names by the subgraph
+/// that answered: another subgraph may use the same name for another type.
+pub(crate) fn public_typenames(v: &mut JsonValue, sg: &Subgraph) {
+    match v {
+        JsonValue::Object(m) => {
+            for (k, v) in m.iter_mut() {
+                match v {
+                    JsonValue::String(t) if k.as_str() == TYPENAME_ALIAS => {
+                        let public = sg.public_type(t.as_str());
+                        if public != t.as_str() {
+                            *t = public.to_owned().into();
+                        }
+                    }
+                    _ => public_typenames(v, sg),
+                }
+            }
+        }
+        JsonValue::Array(items) => items.iter_mut().for_each(|i| public_typenames(i, sg)),
+        _ => {}
+    }
+}
+
+fn segments(path: &[JsonValue]) -> Vec<ResponseDataPathSegment> {
+    path.iter()
+        .filter_map(|v| match v {
+            JsonValue::String(s) => Name::new(s.as_str())
+                .ok()
+                .map(ResponseDataPathSegment::Field),
+            JsonValue::Number(n) => n
+                .as_u64()
+                .map(|i| ResponseDataPathSegment::ListIndex(i as usize)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A remote error, its path rewritten to the client's, `extensions.service` added.
+fn map_error(e: JsonValue, service: &str, calls: &[CallOut], out: &mut Vec<GraphQLError>) {
+    let JsonValue::Object(mut m) = e else { return };
+    let message = m
+        .remove("message")
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "subgraph error".into());
+    let mut extensions = match m.remove("extensions") {
+        Some(JsonValue::Object(x)) => x,
+        _ => JsonMap::new(),
+    };
+    extensions.insert("service", JsonValue::String(service.into()));
+    let remote_path: Vec<JsonValue> = match m.remove("path") {
+        Some(JsonValue::Array(p)) => p,
+        _ => Vec::new(),
+    };
+    let make = |path: Vec<ResponseDataPathSegment>| GraphQLError {
+        message: message.clone(),
+        locations: Vec::new(),
+        path,
+        extensions: extensions.clone(),
+    };
+    let alias = remote_path.first().and_then(|v| v.as_str());
+    let Some(call) = alias.and_then(|a| calls.iter().find(|c| c.alias.as_deref() == Some(a)))
+    else {
+        // Root fields answer under the client's own keys.
+        let is_root = calls.iter().any(|c| c.alias.is_none());
+        out.push(make(if is_root {
+            segments(&remote_path)
+        } else {
+            Vec::new()
+        }));
+        return;
+    };
+    let rest = segments(&remote_path[(1 + call.descend.len()).min(remote_path.len())..]);
+    for t in &call.targets {
+        let base = to_error_path(&t.path);
+        match &t.key {
+            KeyRef::Whole | KeyRef::Key(_) => {
+                out.push(make(base.into_iter().chain(rest.iter().cloned()).collect()))
+            }
+            _ if rest.is_empty() => out.push(make(base)),
+            KeyRef::One(k) => {
+                if let Some(ResponseDataPathSegment::ListIndex(i)) = rest.first() {
+                    if i == k {
+                        out.push(make(
+                            base.into_iter().chain(rest[1..].iter().cloned()).collect(),
+                        ));
+                    }
+                }
+            }
+            KeyRef::Many(ks) => {
+                if let Some(ResponseDataPathSegment::ListIndex(i)) = rest.first() {
+                    for (pos, k) in ks.iter().enumerate() {
+                        if *k == Some(*i) {
+                            let mut p = base.clone();
+                            p.push(ResponseDataPathSegment::ListIndex(pos));
+                            p.extend(rest[1..].iter().cloned());
+                            out.push(make(p));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A failed request: every place it would have answered gets an error.
+pub(crate) fn fail(
+    req: &Request<'_>,
+    errors: &mut Vec<GraphQLError>,
+    subgraph: SubgraphId,
+    calls: &[CallOut],
+    e: &FetchError,
+) {
+    let service = req.supergraph.subgraphs[subgraph].name.as_str();
+    let mut push = |path: Vec<PathSeg>| {
+        let path = to_error_path(&path);
+        if errors.iter().any(|x| {
+            x.path == path && x.extensions.get("service").and_then(|s| s.as_str()) == Some(service)
+        }) {
+            return;
+        }
+        let mut err = error(format!("subgraph `{service}` {e}"), e.code());
+        err.extensions
+            .insert("service", JsonValue::String(service.into()));
+        err.path = path;
+        errors.push(err);
+    };
+    for call in calls {
+        for t in &call.targets {
+            push(t.path.clone());
+        }
+    }
+}
