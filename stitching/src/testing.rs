@@ -102,3 +102,55 @@ pub fn build_err(specs: &[SubgraphSpec]) -> BuildErrors {
         Err(e) => e,
     }
 }
+
+/// A stitching subgraph: its schema and the stitching SDL of its entry.
+pub fn stitching(name: &str, sdl: &str, stitching: &str) -> SubgraphSpec {
+    spec(name, sdl, stitching)
+}
+
+/// A Federation subgraph from its SDL (`@link` optional).
+pub fn federation(name: &str, sdl: &str) -> SubgraphSpec {
+    SubgraphSpec {
+        dialect: crate::schema::Dialect::Federation,
+        ..spec(name, sdl, "")
+    }
+}
+
+/// A Composite Schemas source schema.
+pub fn composite(name: &str, sdl: &str) -> SubgraphSpec {
+    SubgraphSpec {
+        dialect: crate::schema::Dialect::Composite,
+        ..spec(name, sdl, "")
+    }
+}
+
+/// A composed graph for planner tests.
+pub struct Graph(pub Supergraph);
+
+impl Graph {
+    pub fn new(specs: Vec<SubgraphSpec>) -> Graph {
+        match build(&specs) {
+            Ok(s) => Graph(s),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// The plan of `query`, as `Display` prints it.
+    pub fn plan(&self, query: &str) -> String {
+        match crate::prepare(&self.0, query, None, &crate::Limits::default()) {
+            Ok(p) => p.plan.display(&self.0).to_string(),
+            Err(e) => panic!("{e}: {:?}", e.to_graphql_errors()),
+        }
+    }
+}
+
+/// `planner!(a: federation(SDL), b: stitching(SDL, STITCHING))`: a graph
+/// of subgraphs named after the keys, for `.plan(query)`.
+macro_rules! planner {
+    ($($name:ident: $dialect:ident($($arg:expr),+ $(,)?)),+ $(,)?) => {
+        $crate::testing::Graph::new(vec![
+            $($crate::testing::$dialect(stringify!($name), $($arg),+)),+
+        ])
+    };
+}
+pub(crate) use planner;

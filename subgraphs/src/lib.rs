@@ -4,5 +4,6 @@
 
 pub mod common;
 pub mod dataset;
+pub mod federation;
 pub mod log;
 pub mod pipeline;

@@ -1,5 +1,6 @@
 mod dataset;
 mod failures;
+mod federation;
 mod gateway;
 mod log;
 mod pipeline;

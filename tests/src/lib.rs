@@ -1,6 +1,7 @@
 //! Test support for the end-to-end tests: real clients and in-process services.
 
 pub mod client;
+pub mod federation;
 pub mod pipeline_support;
 pub mod platform;
 pub mod stack;

@@ -108,6 +108,10 @@ struct Planner<'a> {
     /// Fragments already spread into a node under some conditions: spreading
     /// one again there adds nothing (the specification's CollectFields).
     spread: Vec<(Name, NodeId, Vec<Condition>)>,
+    /// Per object position (its path's keys), the response keys in use and
+    /// the field (and whether it has arguments) each holds: a required field
+    /// keeps its own name unless that key holds something else there.
+    keys: HashMap<Vec<Name>, HashMap<Name, (Name, bool)>>,
 }
 
 /// Plans operation `name` (or the only one) of a validated document.
@@ -130,6 +134,7 @@ pub fn plan(
         has_introspection: false,
         touched: Vec::new(),
         spread: Vec::new(),
+        keys: HashMap::new(),
     };
     p.plan_root()?;
     Ok(p.finish())
@@ -271,17 +276,17 @@ impl<'a> Planner<'a> {
         child
     }
 
-    /// The response key for a required field: the field's own name when the
-    /// node already selects exactly it, else a reserved alias.
-    fn requirement_key(&self, node: NodeId, name: &Name) -> Name {
-        let plain = self.nodes[node].items.iter().any(|i| {
-            matches!(i, Item::Field { key, name: n, arguments, conditions, .. }
-                if key == name && n == name && arguments.is_empty() && conditions.is_empty())
-        });
-        if plain {
-            name.clone()
-        } else {
-            Name::new_unchecked(&format!("{REQUIRE_PREFIX}{name}"))
+    /// The response key for a required field at `pos`: its own name unless
+    /// that key holds another field (or arguments) there.
+    fn requirement_key(&mut self, pos: &Pos, name: &Name) -> Name {
+        let keys = self.keys.entry(object_key(&pos.path)).or_default();
+        match keys.get(name) {
+            Some((field, args)) if field == name && !args => name.clone(),
+            Some(_) => Name::new_unchecked(&format!("{REQUIRE_PREFIX}{name}")),
+            None => {
+                keys.insert(name.clone(), (name.clone(), false));
+                name.clone()
+            }
         }
     }
 
@@ -460,9 +465,35 @@ impl<'a> Planner<'a> {
                 .is_some_and(|fm| self.is_local(pos, fm, name))
     }
 
+    /// Records the response keys a client set uses at a position, fragments included.
+    fn note_keys(&mut self, pos: &Pos, set: &'a ClientSet, seen: &mut Vec<&'a Name>) {
+        for sel in &set.selections {
+            match sel {
+                Sel::Field(f) => {
+                    self.keys
+                        .entry(object_key(&pos.path))
+                        .or_default()
+                        .entry(f.response_key().clone())
+                        .or_insert_with(|| (f.name.clone(), !f.arguments.is_empty()));
+                }
+                Sel::InlineFragment(i) => self.note_keys(pos, &i.selection_set, seen),
+                Sel::FragmentSpread(s) => {
+                    if seen.contains(&&s.fragment_name) {
+                        continue;
+                    }
+                    seen.push(&s.fragment_name);
+                    if let Some(f) = self.doc.fragments.get(&s.fragment_name) {
+                        self.note_keys(pos, &f.selection_set, seen);
+                    }
+                }
+            }
+        }
+    }
+
     /// Places a client selection set: fields the subgraph resolves here
     /// first (so requirements find them), then the others and fragments.
     fn plan_set(&mut self, pos: &Pos, set: &'a ClientSet) -> Result<(), PlanError> {
+        self.note_keys(pos, set, &mut Vec::new());
         for sel in &set.selections {
             if let Sel::Field(f) = sel {
                 if self.field_is_local(pos, &f.name) {
@@ -557,9 +588,7 @@ impl<'a> Planner<'a> {
             conditions: with(&pos.conditions, &conds),
             ..pos.clone()
         };
-        if self.sg.is_abstract(tc) {
-            self.ensure_typename(child);
-        }
+        // The object's `_stitch_t` is already selected where it starts.
         self.plan_set(&inner, set)
     }
 
@@ -860,7 +889,7 @@ impl<'a> Planner<'a> {
         let mut out = Vec::new();
         for f in &set.fields {
             let key = if pos.fetch.is_some() {
-                self.requirement_key(pos.node, &f.name)
+                self.requirement_key(pos, &f.name)
             } else {
                 f.name.clone()
             };
@@ -1115,6 +1144,17 @@ fn waves(fetches: &[Builder]) -> Vec<Vec<usize>> {
         out.extend(by_level.into_iter().filter(|w| !w.is_empty()));
     }
     out
+}
+
+/// An object position's identity: its path's response keys (type steps
+/// narrow, they do not change the object).
+fn object_key(path: &[PathStep]) -> Vec<Name> {
+    path.iter()
+        .filter_map(|s| match s {
+            PathStep::Key(k) => Some(k.clone()),
+            PathStep::Type(_) => None,
+        })
+        .collect()
 }
 
 fn client_req(f: &Node<Field>) -> FieldReq<'_> {

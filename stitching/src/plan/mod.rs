@@ -21,6 +21,9 @@ use apollo_compiler::{
 pub use build::plan;
 use selection::SelectionSet;
 
+#[cfg(test)]
+mod tests;
+
 use crate::schema::{Call, EntityResolver, SubgraphId, Supergraph};
 
 /// Alias prefix of fields fetched only because another fetch needs them.

@@ -489,20 +489,6 @@ fn remove_machinery(schema: &mut Schema, dialect: Dialect) {
         .retain(|name, _| !types.contains(&name.as_str()));
 }
 
-/// Whether the subgraph's query type has no fields left (a Federation
-/// subgraph that only extends entities): apollo-compiler refuses an empty
-/// object type, so it is dropped.
-fn drop_empty_query(schema: &mut Schema) {
-    let Some(q) = schema.schema_definition.query.clone() else {
-        return;
-    };
-    let empty = matches!(schema.types.get(q.as_str()), Some(ExtendedType::Object(o)) if o.fields.is_empty());
-    if empty {
-        schema.types.shift_remove(q.as_str());
-        schema.schema_definition.make_mut().query = None;
-    }
-}
-
 /// Reads one subgraph's SDL. Problems go to `errors`; what could be read is
 /// returned so the other problems are found too.
 pub(crate) fn read(spec: &SubgraphSpec, errors: &mut Vec<BuildError>) -> Source {
@@ -539,11 +525,12 @@ pub(crate) fn read(spec: &SubgraphSpec, errors: &mut Vec<BuildError>) -> Source 
         internal,
         ..
     } = reader;
+    let mut hidden: HashSet<String> = spec.hide.iter().cloned().collect();
+    hidden.extend(internal);
     if spec.dialect != Dialect::Stitching {
         strip_directives(&mut schema);
         remove_machinery(&mut schema, spec.dialect);
-        drop_empty_query(&mut schema);
-        ensure_query(&mut schema);
+        ensure_query(&mut schema, &mut hidden);
     }
     let schema = match schema.validate() {
         Ok(s) => s,
@@ -556,8 +543,6 @@ pub(crate) fn read(spec: &SubgraphSpec, errors: &mut Vec<BuildError>) -> Source 
             }
         }
     };
-    let mut hidden: HashSet<String> = spec.hide.iter().cloned().collect();
-    hidden.extend(internal);
     Source {
         schema,
         flags: out_flags,
@@ -568,15 +553,46 @@ pub(crate) fn read(spec: &SubgraphSpec, errors: &mut Vec<BuildError>) -> Source 
     }
 }
 
-/// A schema needs a query type to validate; a subgraph that only extends
-/// entities gets an empty-named placeholder that nothing reaches.
-fn ensure_query(schema: &mut Schema) {
-    if schema.schema_definition.query.is_some() {
-        return;
+/// The hidden field of the query type a subgraph without root fields gets:
+/// a schema needs a query type with a field to be valid.
+const PLACEHOLDER: &str = "_stitch_placeholder";
+
+/// Gives a subgraph that only extends entities (its `_entities` and
+/// `_service` removed) a query type, hidden from the public graph.
+fn ensure_query(schema: &mut Schema, hidden: &mut HashSet<String>) {
+    let name = schema
+        .schema_definition
+        .query
+        .as_ref()
+        .map(|n| n.name.clone())
+        .unwrap_or_else(|| Name::new_static_unchecked("Query"));
+    let ty = schema.types.entry(name.clone()).or_insert_with(|| {
+        ExtendedType::Object(Node::new(apollo_compiler::schema::ObjectType {
+            description: None,
+            name: name.clone(),
+            implements_interfaces: Default::default(),
+            directives: Default::default(),
+            fields: Default::default(),
+        }))
+    });
+    if let ExtendedType::Object(o) = ty {
+        if o.fields.is_empty() {
+            let field = ast::FieldDefinition {
+                description: None,
+                name: Name::new_static_unchecked(PLACEHOLDER),
+                arguments: Vec::new(),
+                ty: ast::Type::Named(Name::new_static_unchecked("Boolean")),
+                directives: Default::default(),
+            };
+            o.make_mut().fields.insert(
+                field.name.clone(),
+                apollo_compiler::schema::Component::new(field),
+            );
+            hidden.insert(format!("{name}.{PLACEHOLDER}"));
+        }
     }
-    if let Some(ExtendedType::Object(_)) = schema.types.get("Query") {
-        schema.schema_definition.make_mut().query =
-            Some(ComponentName::from(Name::new_static_unchecked("Query")));
+    if schema.schema_definition.query.is_none() {
+        schema.schema_definition.make_mut().query = Some(ComponentName::from(name));
     }
 }
 

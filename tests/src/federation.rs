@@ -1,0 +1,162 @@
+//! The four Federation subgraphs of the public gateway benchmark, started
+//! in-process, their `[[subgraphs]]` entries, the benchmark's `TestQuery`,
+//! and its expected answer worked out from the subgraphs' data tables by a
+//! plain nested walk (no gateway involved).
+
+use serde_json::{json, Value};
+use subgraphs::federation::{
+    self, accounts::USERS, inventory::shipping_estimate, inventory::IN_STOCK, products::PRODUCTS,
+    reviews::REVIEWS, FederationConfig, RunningFederation,
+};
+use tokio::net::TcpListener;
+
+/// The benchmark's fragment-heavy operation.
+pub const TEST_QUERY: &str = r#"fragment User on User {
+  id
+  username
+  name
+}
+
+fragment Review on Review {
+  id
+  body
+}
+
+fragment Product on Product {
+  inStock
+  name
+  price
+  shippingEstimate
+  upc
+  weight
+}
+
+query TestQuery {
+  users {
+    ...User
+    reviews {
+      ...Review
+      product {
+        ...Product
+        reviews {
+          ...Review
+          author {
+            ...User
+            reviews {
+              ...Review
+              product {
+                ...Product
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  topProducts {
+    ...Product
+    reviews {
+      ...Review
+      author {
+        ...User
+        reviews {
+          ...Review
+          product {
+            ...Product
+          }
+        }
+      }
+    }
+  }
+}"#;
+
+/// Starts the four subgraphs on an ephemeral port, `delay_ms` before each answer.
+pub async fn start(delay_ms: u64) -> RunningFederation {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    federation::start_counted(
+        FederationConfig {
+            listen: listener.local_addr().expect("addr").to_string(),
+            delay_ms,
+        },
+        listener,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("start the federation subgraphs: {e}"))
+}
+
+/// `[[subgraphs]]` entries for the four, `dialect = "federation"`.
+pub fn entries(running: &RunningFederation) -> String {
+    federation::NAMES
+        .iter()
+        .map(|name| {
+            format!(
+                "[[subgraphs]]\nname = \"{name}\"\nurl = \"{}\"\ndialect = \"federation\"\ntimeout_ms = 5000\npropagate_headers = [\"authorization\"]\n\n",
+                running.url(name)
+            )
+        })
+        .collect()
+}
+
+fn product(upc: &str) -> Value {
+    let p = PRODUCTS.iter().find(|p| p.0 == upc).expect("known upc");
+    let in_stock = IN_STOCK.iter().find(|s| s.0 == upc).map(|s| s.1);
+    json!({
+        "inStock": in_stock,
+        "name": p.1,
+        "price": p.2,
+        "shippingEstimate": shipping_estimate(Some(p.2), Some(p.3)),
+        "upc": p.0,
+        "weight": p.3,
+    })
+}
+
+fn with(mut v: Value, key: &str, value: Value) -> Value {
+    if let Value::Object(m) = &mut v {
+        m.insert(key.to_owned(), value);
+    }
+    v
+}
+
+fn review(r: &(&str, &str, &str)) -> Value {
+    json!({"id": r.0, "body": r.2})
+}
+
+/// Every review is by user 1, and every user has reviews 1 and 2.
+fn author() -> Value {
+    let u = USERS[0];
+    let reviews: Vec<Value> = REVIEWS[..2]
+        .iter()
+        .map(|r| with(review(r), "product", product(r.1)))
+        .collect();
+    json!({"id": u.0, "username": u.2, "name": u.1, "reviews": reviews})
+}
+
+fn product_reviews(upc: &str) -> Vec<Value> {
+    REVIEWS
+        .iter()
+        .filter(|r| r.1 == upc)
+        .map(|r| with(review(r), "author", author()))
+        .collect()
+}
+
+/// What `TEST_QUERY` must answer.
+pub fn expected_response() -> Value {
+    let users: Vec<Value> = USERS
+        .iter()
+        .map(|u| {
+            let reviews: Vec<Value> = REVIEWS[..2]
+                .iter()
+                .map(|r| {
+                    let p = with(product(r.1), "reviews", Value::Array(product_reviews(r.1)));
+                    with(review(r), "product", p)
+                })
+                .collect();
+            json!({"id": u.0, "username": u.2, "name": u.1, "reviews": reviews})
+        })
+        .collect();
+    let top: Vec<Value> = PRODUCTS[..5]
+        .iter()
+        .map(|p| with(product(p.0), "reviews", Value::Array(product_reviews(p.0))))
+        .collect();
+    json!({"data": {"users": users, "topProducts": top}})
+}
