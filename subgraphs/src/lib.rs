@@ -7,3 +7,4 @@ pub mod dataset;
 pub mod federation;
 pub mod log;
 pub mod pipeline;
+pub mod ratings;

@@ -3,6 +3,7 @@ mod failures;
 mod federation;
 mod gateway;
 mod log;
+mod mixed;
 mod pipeline;
 mod reload;
 mod runs;

@@ -160,3 +160,50 @@ pub fn expected_response() -> Value {
         .collect();
     json!({"data": {"users": users, "topProducts": top}})
 }
+
+/// Starts the Composite Schemas `ratings` subgraph on an ephemeral port.
+pub async fn start_ratings() -> subgraphs::common::RunningService {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    subgraphs::ratings::start(
+        subgraphs::ratings::RatingsConfig {
+            listen: listener.local_addr().expect("addr").to_string(),
+        },
+        listener,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("start the ratings subgraph: {e}"))
+}
+
+/// The stitched field that crosses dialects: a Federation `User`'s runs,
+/// from the stitching `pipeline` subgraph, by the user's `username`.
+pub const USER_PIPELINES: &str = r#"extend type User {
+  pipelines(limit: Int! = 10): PipelinePage!
+    @schema(name: "pipeline")
+    @delegate(path: "pipelines(limit: $arguments:limit, filter: {tag: {key: \"owner\", value: $fields:username}})")
+}
+"#;
+
+/// `[[subgraphs]]` entries of the four Federation subgraphs (accounts
+/// carrying the cross-dialect stitched field) and the Composite `ratings`.
+pub fn mixed_entries(
+    fed: &RunningFederation,
+    ratings: &subgraphs::common::RunningService,
+    variable_batching: bool,
+) -> String {
+    let mut out = String::new();
+    for name in federation::NAMES {
+        out.push_str(&format!(
+            "[[subgraphs]]\nname = \"{name}\"\nurl = \"{}\"\ndialect = \"federation\"\ntimeout_ms = 5000\n",
+            fed.url(name)
+        ));
+        if name == "accounts" {
+            out.push_str(&format!("stitching = '''\n{USER_PIPELINES}'''\n"));
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "[[subgraphs]]\nname = \"ratings\"\nurl = \"http://{0}/graphql\"\ndialect = \"composite\"\nschema_url = \"http://{0}/schema.graphql\"\nvariable_batching = {variable_batching}\ntimeout_ms = 5000\n\n",
+        ratings.addr
+    ));
+    out
+}

@@ -15,7 +15,7 @@ use apollo_compiler::{
 
 use super::{
     value::{ast_to_json, collect_parents, get, PathSeg},
-    Request, SubgraphRequest,
+    BatchedOperation, FetchError, Request, SubgraphRequest,
 };
 use crate::{
     directives::path::{PathValue, Segment},
@@ -67,6 +67,9 @@ pub struct Built {
     pub subgraph: SubgraphId,
     pub request: Option<SubgraphRequest>,
     pub(crate) calls: Vec<CallOut>,
+    /// Variable batching: per request of the batch, the call alias of each
+    /// variable set's answer (`None`: a plain document, answered whole).
+    pub(crate) unbatch: Vec<Option<Vec<String>>>,
 }
 
 pub(crate) fn condition_holds(c: &Condition, variables: &JsonMap) -> bool {
@@ -258,6 +261,15 @@ struct Doc<'r, 'a> {
     signatures: HashMap<String, usize>,
     /// Batched calls by call, selection and arguments.
     batches: HashMap<String, Batch>,
+    /// Variable batching: lookups sent as one document each with a list of
+    /// variable sets, and the call alias each set's answer belongs to.
+    vsets: Vec<VariableBatch>,
+}
+
+struct VariableBatch {
+    query: String,
+    sets: Vec<JsonValue>,
+    aliases: Vec<String>,
 }
 
 /// A batched call collecting its keys across the fetches of a wave.
@@ -362,7 +374,11 @@ impl<'r, 'a> Doc<'r, 'a> {
                 subgraph: self.subgraph,
                 request: None,
                 calls: Vec::new(),
+                unbatch: Vec::new(),
             };
+        }
+        if !self.vsets.is_empty() {
+            return self.finish_batched();
         }
         let operation = self.operation.unwrap_or(OperationType::Query);
         let mut query = String::with_capacity(self.body.len() + self.decls.len() + 16);
@@ -381,8 +397,52 @@ impl<'r, 'a> Doc<'r, 'a> {
                 operation,
                 query,
                 variables: self.variables,
+                batch: Vec::new(),
             }),
             calls: self.calls,
+            unbatch: Vec::new(),
+        }
+    }
+
+    /// Variable batching: each lookup is one document with its list of
+    /// variable sets; whatever else the wave asks is one more plain request.
+    fn finish_batched(mut self) -> Built {
+        let mut batch = Vec::new();
+        let mut unbatch = Vec::new();
+        for v in std::mem::take(&mut self.vsets) {
+            batch.push(BatchedOperation {
+                query: v.query,
+                variables: JsonValue::Array(v.sets),
+            });
+            unbatch.push(Some(v.aliases));
+        }
+        if !self.body.is_empty() {
+            let operation = self.operation.unwrap_or(OperationType::Query);
+            let mut query = String::from(operation_keyword(operation));
+            if !self.decls.is_empty() {
+                query.push('(');
+                query.push_str(self.decls.trim_end_matches([',', ' ']));
+                query.push(')');
+            }
+            query.push_str(" {");
+            query.push_str(&self.body);
+            query.push_str(" }");
+            batch.push(BatchedOperation {
+                query,
+                variables: JsonValue::Object(std::mem::take(&mut self.variables)),
+            });
+            unbatch.push(None);
+        }
+        Built {
+            subgraph: self.subgraph,
+            request: Some(SubgraphRequest {
+                operation: OperationType::Query,
+                query: String::new(),
+                variables: JsonMap::new(),
+                batch,
+            }),
+            calls: self.calls,
+            unbatch,
         }
     }
 }
@@ -406,6 +466,7 @@ pub(crate) fn build(
         declared: Vec::new(),
         signatures: HashMap::default(),
         batches: HashMap::default(),
+        vsets: Vec::new(),
     };
     let variables: &JsonMap = req.variables;
     for &id in fetches {
@@ -427,6 +488,11 @@ pub(crate) fn build(
                 let parents = parents(req, data, node);
                 match &resolver.kind {
                     ResolverKind::Entities => entities(&mut doc, data, node, remote_type, parents),
+                    ResolverKind::Call(call)
+                        if !call.batch && req.supergraph.subgraphs[subgraph].variable_batching =>
+                    {
+                        variable_sets(&mut doc, data, node, call, parents);
+                    }
                     ResolverKind::Call(call) => {
                         calls(&mut doc, data, node, call, parents, true);
                     }
@@ -842,4 +908,237 @@ fn finish_batches(doc: &mut Doc<'_, '_>) {
         let selection = node.rendered.clone();
         doc.write_call(&alias, &call.path, &vars, &selection);
     }
+}
+
+/// Variable batching: one document for a lookup, one variable set per
+/// distinct input (the key, and per-entity arguments).
+fn variable_sets(
+    doc: &mut Doc<'_, '_>,
+    data: &JsonValue,
+    node: &FetchNode,
+    call: &Arc<Call>,
+    parents: Vec<Vec<PathSeg>>,
+) {
+    let variables: &JsonMap = doc.req.variables;
+    let required_types = required_argument_types(doc, node);
+    let mut index: HashMap<String, usize> = HashMap::default();
+    let mut sets: Vec<JsonValue> = Vec::new();
+    let mut aliases: Vec<String> = Vec::new();
+    let mut call_of: Vec<usize> = Vec::new();
+    for path in parents {
+        let Some(JsonValue::Object(parent)) = get(data, &path) else {
+            continue;
+        };
+        let Some(repr) = project(parent, &node.requires, true) else {
+            continue;
+        };
+        let cx = ArgContext {
+            repr: &repr,
+            node,
+            variables,
+        };
+        let mut set = JsonMap::new();
+        let mut null_key = false;
+        for (si, seg) in call.path.iter().enumerate() {
+            for (name, pv) in seg.arguments.iter().flatten() {
+                match resolve(pv, &cx) {
+                    Resolved::Value(v) => {
+                        set.insert(format!("a{si}_{name}").as_str(), v);
+                    }
+                    Resolved::Absent => {}
+                    Resolved::NullKey => null_key = true,
+                }
+            }
+        }
+        if null_key {
+            continue;
+        }
+        let mut render = Renderer {
+            subgraph: &doc.req.supergraph.subgraphs[node.subgraph],
+            operation: doc.req.operation,
+            variables: Vec::new(),
+        };
+        let mut unused = String::new();
+        render.set(
+            &node.selection,
+            &mut |name, pv| {
+                if let Resolved::Value(v) = resolve(pv, &cx) {
+                    set.insert(format!("q_{name}").as_str(), v);
+                }
+                format!("q_{name}")
+            },
+            &mut unused,
+        );
+        let text = JsonValue::Object(set.clone()).to_string();
+        let i = match index.get(&text) {
+            Some(i) => *i,
+            None => {
+                let n = doc.calls.len();
+                let alias = format!("{CALL_PREFIX}{n}");
+                doc.calls.push(CallOut {
+                    alias: Some(alias.clone()),
+                    descend: descend_names(call),
+                    targets: Vec::new(),
+                });
+                sets.push(JsonValue::Object(set));
+                aliases.push(alias);
+                call_of.push(n);
+                index.insert(text, sets.len() - 1);
+                sets.len() - 1
+            }
+        };
+        doc.calls[call_of[i]].targets.push(Target {
+            path,
+            key: KeyRef::Whole,
+            merge: true,
+        });
+    }
+    if sets.is_empty() {
+        return;
+    }
+    // The document: variables typed as the subgraph declares them; client
+    // variables the selection uses go into every set.
+    let mut decls = String::new();
+    let mut render = Renderer {
+        subgraph: &doc.req.supergraph.subgraphs[node.subgraph],
+        operation: doc.req.operation,
+        variables: Vec::new(),
+    };
+    let mut selection = String::new();
+    render.set(
+        &node.selection,
+        &mut |name, _| format!("q_{name}"),
+        &mut selection,
+    );
+    for (si, seg) in call.path.iter().enumerate() {
+        for (name, _) in seg.arguments.iter().flatten() {
+            let ty = call
+                .argument_types
+                .get(si)
+                .and_then(|m| m.get(name))
+                .map(|s| s.as_str())
+                .unwrap_or("String");
+            let _ = write!(decls, "$a{si}_{name}: {ty}, ");
+        }
+    }
+    for (name, ty) in &required_types {
+        if selection.contains(&format!("$q_{name}")) {
+            let _ = write!(decls, "$q_{name}: {ty}, ");
+        }
+    }
+    for (name, ty) in &render.variables {
+        let _ = write!(decls, "${CLIENT_VARIABLE_PREFIX}{name}: {ty}, ");
+        if let Some(v) = variables.get(name.as_str()) {
+            for s in sets.iter_mut() {
+                if let JsonValue::Object(m) = s {
+                    m.insert(
+                        format!("{CLIENT_VARIABLE_PREFIX}{name}").as_str(),
+                        v.clone(),
+                    );
+                }
+            }
+        }
+    }
+    let mut query = String::from("query");
+    if !decls.is_empty() {
+        query.push('(');
+        query.push_str(decls.trim_end_matches([',', ' ']));
+        query.push(')');
+    }
+    query.push_str(" { _b: ");
+    for (si, seg) in call.path.iter().enumerate() {
+        query.push_str(&seg.name);
+        if let Some(args) = seg.arguments.as_ref().filter(|a| !a.is_empty()) {
+            query.push('(');
+            for (i, (name, _)) in args.iter().enumerate() {
+                if i > 0 {
+                    query.push_str(", ");
+                }
+                let _ = write!(query, "{name}: $a{si}_{name}");
+            }
+            query.push(')');
+        }
+        query.push_str(if si + 1 < call.path.len() { " { " } else { " " });
+    }
+    query.push_str(&selection);
+    for _ in 1..call.path.len() {
+        query.push_str(" }");
+    }
+    query.push_str(" }");
+    doc.vsets.push(VariableBatch {
+        query,
+        sets,
+        aliases,
+    });
+}
+
+/// The answer as one `{data, errors}`: a plain body as it is; JSON lines of
+/// a batched request gathered under each variable set's call alias.
+pub(crate) fn parse_answer(built: &Built, body: bytes::Bytes) -> Result<JsonValue, FetchError> {
+    if built.unbatch.is_empty() {
+        return JsonValue::from_bytes(body).map_err(|e| FetchError::Malformed(e.to_string()));
+    }
+    let text = std::str::from_utf8(&body).map_err(|e| FetchError::Malformed(e.to_string()))?;
+    let mut data = JsonMap::new();
+    let mut errors: Vec<JsonValue> = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let JsonValue::Object(mut m) =
+            JsonValue::from_bytes(bytes::Bytes::copy_from_slice(line.as_bytes()))
+                .map_err(|e| FetchError::Malformed(format!("a JSON line: {e}")))?
+        else {
+            return Err(FetchError::Malformed(
+                "a JSON line that is not an object".into(),
+            ));
+        };
+        let request = m.get("requestIndex").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+        let variable = m.get("variableIndex").and_then(|v| v.as_u64());
+        let Some(plan) = built.unbatch.get(request) else {
+            continue;
+        };
+        let line_data = m.remove("data");
+        let line_errors = match m.remove("errors") {
+            Some(JsonValue::Array(list)) => list,
+            _ => Vec::new(),
+        };
+        match plan {
+            None => {
+                if let Some(JsonValue::Object(d)) = line_data {
+                    data.extend(d);
+                }
+                errors.extend(line_errors);
+            }
+            Some(aliases) => {
+                // A line without `variableIndex` answers every set.
+                let targets: Vec<&String> = match variable {
+                    Some(i) => aliases.get(i as usize).into_iter().collect(),
+                    None => aliases.iter().collect(),
+                };
+                for alias in targets {
+                    let value = line_data
+                        .as_ref()
+                        .and_then(|d| d.get("_b"))
+                        .cloned()
+                        .unwrap_or(JsonValue::Null);
+                    data.insert(alias.as_str(), value);
+                    for e in &line_errors {
+                        let mut e = e.clone();
+                        if let Some(JsonValue::Array(p)) =
+                            e.as_object_mut().and_then(|o| o.get_mut("path"))
+                        {
+                            if p.first().and_then(|v| v.as_str()) == Some("_b") {
+                                p[0] = JsonValue::String(alias.as_str().into());
+                            }
+                        }
+                        errors.push(e);
+                    }
+                }
+            }
+        }
+    }
+    let mut out = JsonMap::new();
+    out.insert("data", JsonValue::Object(data));
+    if !errors.is_empty() {
+        out.insert("errors", JsonValue::Array(errors));
+    }
+    Ok(JsonValue::Object(out))
 }

@@ -26,17 +26,39 @@ use crate::{
 };
 pub use value::{PathSeg, ResponsePath};
 
-/// A request to one subgraph: a document and its variables.
+/// A request to one subgraph: a document and its variables, or (variable
+/// batching) several documents, each with a list of variable sets.
 #[derive(Clone, Debug)]
 pub struct SubgraphRequest {
     pub operation: OperationType,
     pub query: String,
     pub variables: JsonMap,
+    /// Non-empty: the body is this list of requests instead (`variables` a
+    /// list where there are several sets), answered as JSON lines.
+    pub batch: Vec<BatchedOperation>,
+}
+
+/// One request of a batched body.
+#[derive(Clone, Debug)]
+pub struct BatchedOperation {
+    pub query: String,
+    /// One set, or a list of sets (one result line each).
+    pub variables: JsonValue,
 }
 
 impl Serialize for SubgraphRequest {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
+        use serde::ser::{SerializeMap, SerializeSeq};
+        if !self.batch.is_empty() {
+            let mut seq = s.serialize_seq(Some(self.batch.len()))?;
+            for op in &self.batch {
+                seq.serialize_element(&serde_json::json!({
+                    "query": op.query,
+                    "variables": op.variables,
+                }))?;
+            }
+            return seq.end();
+        }
         let mut m = s.serialize_map(Some(2))?;
         m.serialize_entry("query", &self.query)?;
         m.serialize_entry("variables", &self.variables)?;
@@ -258,9 +280,7 @@ impl<'r, 'a> Execution<'r, 'a> {
             let results = futures::future::join_all(fetches).await;
             for (b, result) in builds.into_iter().zip(results) {
                 let Some(result) = result else { continue };
-                match result.and_then(|body| {
-                    JsonValue::from_bytes(body).map_err(|e| FetchError::Malformed(e.to_string()))
-                }) {
+                match result.and_then(|body| fetch::parse_answer(&b, body)) {
                     Ok(body) => merge::merge_body(
                         self.req,
                         &mut self.data,

@@ -442,12 +442,11 @@ impl<'a> Planner<'a> {
         let Some(src) = fm.source(pos.subgraph) else {
             return false;
         };
-        if src.external
-            && !pos
-                .provides
-                .as_ref()
-                .is_some_and(|p| p.below(name).is_some())
-        {
+        let provided = pos
+            .provides
+            .as_ref()
+            .is_some_and(|p| p.below(name).is_some());
+        if src.external && !provided {
             return false;
         }
         match &src.requires {

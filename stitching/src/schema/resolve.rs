@@ -141,15 +141,17 @@ fn parse_fieldset(
     }
 }
 
+/// A directive whose field set is being checked: its name, its argument, and
+/// the code of its problems.
+type Checked<'a> = (&'a str, &'a Spanned, K);
+
 /// Whether each top-level field of `set` is `@external` in the subgraph.
 fn check_external(
     source: &Source,
     sg: &Subgraph,
     remote_type: &Name,
     set: &FieldSet,
-    what: &str,
-    text: &Spanned,
-    kind: K,
+    (what, text, kind): Checked<'_>,
     errors: &mut Vec<BuildError>,
 ) {
     if sg.dialect != Dialect::Federation {
@@ -213,9 +215,7 @@ fn field_source(
                 sg,
                 remote_type,
                 &set,
-                "@requires",
-                text,
-                K::RequiresMissingExternal,
+                ("@requires", text, K::RequiresMissingExternal),
                 errors,
             );
             out.requires = Some(Arc::new(set));
@@ -266,9 +266,7 @@ fn field_source(
                 sg,
                 target,
                 &set,
-                "@provides",
-                text,
-                K::ProvidesMissingExternal,
+                ("@provides", text, K::ProvidesMissingExternal),
                 errors,
             );
             out.provides = Some(Arc::new(set));

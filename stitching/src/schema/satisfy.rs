@@ -31,7 +31,7 @@ pub(crate) fn check(
     sharing(model, sources, subgraphs, &roots, errors);
     externals(model, subgraphs, errors);
     cycles(model, errors);
-    let producers = producers(model, subgraphs);
+    let producers = producers(model, sources, subgraphs);
     let reach = Reach { model };
     let mut names: Vec<&Name> = model.types.keys().collect();
     names.sort();
@@ -168,22 +168,37 @@ impl Reach<'_> {
     }
 }
 
-/// Per subgraph, the public types it can return: reachable from its roots
-/// through its own fields, or entered through one of its entity resolvers.
-fn producers(model: &Model, subgraphs: &[Subgraph]) -> Vec<HashSet<Name>> {
+/// Per subgraph, the public types it can return to the planner: reachable
+/// through its fields from its public root fields, or from the fields of
+/// the entities it resolves by key (an entity fetched by key merges into an
+/// object another subgraph returned, so it does not count itself).
+fn producers(model: &Model, sources: &[Source], subgraphs: &[Subgraph]) -> Vec<HashSet<Name>> {
     subgraphs
         .iter()
         .enumerate()
         .map(|(id, sg)| {
+            let hidden = &sources[id].hidden;
             let mut queue: VecDeque<Name> = VecDeque::new();
+            let push_fields = |t: &Name, queue: &mut VecDeque<Name>, all: bool| {
+                let fields = match sg.schema.types.get(t) {
+                    Some(ExtendedType::Object(o)) => o.fields.values().collect::<Vec<_>>(),
+                    Some(ExtendedType::Interface(i)) => i.fields.values().collect(),
+                    _ => Vec::new(),
+                };
+                for f in fields {
+                    if all || !hidden.contains(&format!("{t}.{}", f.name)) {
+                        queue.push_back(f.ty.inner_named_type().clone());
+                    }
+                }
+            };
             for (op, _) in ROOTS {
                 if let Some(r) = sg.schema.root_operation(op) {
-                    queue.push_back(r.clone());
+                    push_fields(r, &mut queue, false);
                 }
             }
             for r in &model.resolvers {
                 if r.subgraph == id {
-                    queue.push_back(sg.remote_type(&r.type_name).clone());
+                    push_fields(sg.remote_type(&r.type_name), &mut queue, true);
                 }
             }
             let mut seen: HashSet<Name> = HashSet::new();
@@ -191,28 +206,21 @@ fn producers(model: &Model, subgraphs: &[Subgraph]) -> Vec<HashSet<Name>> {
                 if !seen.insert(t.clone()) {
                     continue;
                 }
-                let fields = match sg.schema.types.get(&t) {
-                    Some(ExtendedType::Object(o)) => o.fields.values().collect::<Vec<_>>(),
-                    Some(ExtendedType::Interface(i)) => {
-                        let mut v: Vec<_> = i.fields.values().collect();
+                match sg.schema.types.get(&t) {
+                    Some(ExtendedType::Interface(_)) => {
                         for (n, ty) in &sg.schema.types {
                             if matches!(ty, ExtendedType::Object(_)) && sg.schema.is_subtype(&t, n)
                             {
                                 queue.push_back(n.clone());
                             }
                         }
-                        v.shrink_to_fit();
-                        v
                     }
                     Some(ExtendedType::Union(u)) => {
                         queue.extend(u.members.iter().map(|m| m.name.clone()));
-                        Vec::new()
                     }
-                    _ => Vec::new(),
-                };
-                for f in fields {
-                    queue.push_back(f.ty.inner_named_type().clone());
+                    _ => {}
                 }
+                push_fields(&t, &mut queue, true);
             }
             seen.into_iter()
                 .map(|n| Name::new_unchecked(sg.public_type(&n)))
