@@ -4,31 +4,50 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+use clap::{Parser, Subcommand};
 
-fn config_path() -> anyhow::Result<PathBuf> {
-    let mut args = std::env::args().skip(1);
-    let mut path = PathBuf::from("config.toml");
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--config" | "-c" => path = args.next().context("--config needs a file path")?.into(),
-            "--help" | "-h" => {
-                println!("usage: gateway [--config config.toml]");
-                std::process::exit(0);
-            }
-            other => {
-                anyhow::bail!("unknown argument `{other}`; usage: gateway [--config config.toml]")
-            }
-        }
-    }
-    Ok(path)
+/// A GraphQL gateway: one endpoint over remote subgraphs that speak
+/// `@delegate` stitching, Apollo Federation or Composite Schemas.
+#[derive(Debug, Parser)]
+#[command(name = "gateway", version, about, long_about = None)]
+struct Cli {
+    /// The config file (`[gateway]` and `[[subgraphs]]`).
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "GATEWAY_CONFIG",
+        default_value = "config.toml"
+    )]
+    config: PathBuf,
+    /// Address to listen on, overriding `[gateway] listen`.
+    #[arg(long, global = true, env = "GATEWAY_LISTEN")]
+    listen: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-/// The whole `gateway` binary: arguments, config, runtime, signals.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the graph (what `gateway` alone does).
+    Serve,
+    /// Load every subgraph's schema, compose them and print every problem,
+    /// without serving. Exit code 1 when there is one.
+    Check,
+    /// Print the composed public schema (SDL) without serving, so a change
+    /// can be reviewed before it ships.
+    Compose,
+}
+
+/// The whole `gateway` binary: arguments, config, runtime, signals. Errors
+/// come back as one clear message (the binary prints it, no backtrace).
 pub fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
     init_tracing();
-    let path = config_path()?;
-    let loaded = crate::load(&path)?;
+    let mut loaded = crate::load(&cli.config)?;
+    if let Some(listen) = cli.listen {
+        loaded.config.gateway.listen = listen;
+    }
     let runtime = match loaded.config.gateway.worker_threads {
         1 => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -41,7 +60,38 @@ pub fn run() -> anyhow::Result<()> {
             .enable_all()
             .build()?,
     };
-    runtime.block_on(serve(loaded))
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => runtime.block_on(serve(loaded)),
+        Command::Check => runtime.block_on(check(loaded)),
+        Command::Compose => runtime.block_on(compose(loaded)),
+    }
+}
+
+/// Composition once, with two attempts per unreachable subgraph.
+async fn composed(loaded: &crate::LoadedConfig) -> anyhow::Result<stitching::Supergraph> {
+    let http = crate::http_client()?;
+    Ok(crate::engine::compose(loaded, &http, 2).await?)
+}
+
+async fn check(loaded: crate::LoadedConfig) -> anyhow::Result<()> {
+    let supergraph = composed(&loaded).await?;
+    let types = supergraph
+        .schema
+        .types
+        .iter()
+        .filter(|(n, t)| !t.is_built_in() && !n.starts_with("__"))
+        .count();
+    println!(
+        "ok: {} subgraphs compose into {types} public types",
+        supergraph.subgraphs.len()
+    );
+    Ok(())
+}
+
+async fn compose(loaded: crate::LoadedConfig) -> anyhow::Result<()> {
+    let supergraph = composed(&loaded).await?;
+    print!("{}", supergraph.sdl());
+    Ok(())
 }
 
 async fn serve(loaded: crate::LoadedConfig) -> anyhow::Result<()> {
@@ -85,12 +135,19 @@ async fn shutdown_signal() {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Logs go to stderr (stdout is `compose`'s SDL), coloured only on a terminal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
         tracing_subscriber::fmt()
             .json()
+            .with_writer(std::io::stderr)
             .with_env_filter(filter)
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .with_env_filter(filter)
+            .init();
     }
 }

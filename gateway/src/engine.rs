@@ -98,58 +98,14 @@ pub enum Outcome {
 }
 
 impl Engine {
-    /// Loads every subgraph's schema, builds the stitched schema and the clients.
+    /// Loads every subgraph's schema, builds the composed schema and the clients.
     pub async fn build(
         config: Arc<LoadedConfig>,
         http: &reqwest::Client,
         metrics: &Metrics,
         introspection_attempts: u32,
     ) -> Result<Engine, GatewayError> {
-        let mut specs = Vec::new();
-        let fetches = config
-            .config
-            .subgraphs
-            .iter()
-            .map(|s| load_schema(&config, s, http, introspection_attempts));
-        let schemas = futures::future::join_all(fetches).await;
-        for (s, schema) in config.config.subgraphs.iter().zip(schemas) {
-            let (sdl, origin) = schema?;
-            let mut stitching = Vec::new();
-            if let Some(inline) = &s.stitching {
-                let origin = format!(
-                    "{} [[subgraphs]] `{}` stitching",
-                    config
-                        .path
-                        .as_ref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_else(|| "config".into()),
-                    s.name
-                );
-                stitching.push((origin, inline.clone()));
-            }
-            for f in &s.stitching_files {
-                let p = config.resolve(f);
-                let text = std::fs::read_to_string(&p).map_err(|e| GatewayError::Config {
-                    file: p.display().to_string(),
-                    message: format!("cannot read stitching SDL of subgraph `{}`: {e}", s.name),
-                })?;
-                stitching.push((p.display().to_string(), text));
-            }
-            specs.push(SubgraphSpec {
-                name: s.name.clone(),
-                dialect: s.dialect.into(),
-                variable_batching: s.variable_batching,
-                schema_sdl: sdl,
-                schema_origin: origin,
-                stitching,
-                hide: s.hide.clone(),
-                rename_types: s
-                    .rename_types
-                    .iter()
-                    .map(|(a, b)| (a.clone(), b.clone()))
-                    .collect(),
-            });
-        }
+        let specs = load_specs(&config, http, introspection_attempts).await?;
         let supergraph = stitching::build(&specs)?;
         let mut clients = Vec::new();
         for s in &config.config.subgraphs {
@@ -303,6 +259,84 @@ impl Engine {
         };
         Outcome::Executed(execute::execute(&req, &transport).await)
     }
+}
+
+/// Every subgraph's schema (file, `schema_url`, `_service` or introspection)
+/// and stitching SDL, as the composition takes them.
+pub async fn load_specs(
+    config: &LoadedConfig,
+    http: &reqwest::Client,
+    introspection_attempts: u32,
+) -> Result<Vec<SubgraphSpec>, GatewayError> {
+    let mut specs = Vec::new();
+    let fetches = config
+        .config
+        .subgraphs
+        .iter()
+        .map(|s| load_schema(config, s, http, introspection_attempts));
+    let schemas = futures::future::join_all(fetches).await;
+    let mut failed: Vec<GatewayError> = Vec::new();
+    let mut loaded = Vec::new();
+    for (s, schema) in config.config.subgraphs.iter().zip(schemas) {
+        match schema {
+            Ok(x) => loaded.push((s, x)),
+            Err(e) => failed.push(e),
+        }
+    }
+    match failed.len() {
+        0 => {}
+        1 => return Err(failed.remove(0)),
+        _ => return Err(GatewayError::Schemas(failed)),
+    }
+    for (s, (sdl, origin)) in loaded {
+        let mut stitching = Vec::new();
+        if let Some(inline) = s.stitching.as_ref().filter(|t| !t.trim().is_empty()) {
+            let origin = format!(
+                "{} [[subgraphs]] `{}` stitching",
+                config
+                    .path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "config".into()),
+                s.name
+            );
+            stitching.push((origin, inline.clone()));
+        }
+        for f in &s.stitching_files {
+            let p = config.resolve(f);
+            let text = std::fs::read_to_string(&p).map_err(|e| GatewayError::Config {
+                file: p.display().to_string(),
+                message: format!("cannot read stitching SDL of subgraph `{}`: {e}", s.name),
+            })?;
+            stitching.push((p.display().to_string(), text));
+        }
+        specs.push(SubgraphSpec {
+            name: s.name.clone(),
+            dialect: s.dialect.into(),
+            variable_batching: s.variable_batching,
+            schema_sdl: sdl,
+            schema_origin: origin,
+            stitching,
+            hide: s.hide.clone(),
+            rename_types: s
+                .rename_types
+                .iter()
+                .map(|(a, b)| (a.clone(), b.clone()))
+                .collect(),
+        });
+    }
+    Ok(specs)
+}
+
+/// Loads the subgraphs' schemas and composes them, without serving
+/// (`gateway check` and `gateway compose`).
+pub async fn compose(
+    config: &LoadedConfig,
+    http: &reqwest::Client,
+    introspection_attempts: u32,
+) -> Result<Supergraph, GatewayError> {
+    let specs = load_specs(config, http, introspection_attempts).await?;
+    Ok(stitching::build(&specs)?)
 }
 
 /// Sends subgraph requests over pooled keep-alive HTTP connections, with the

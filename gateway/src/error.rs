@@ -8,8 +8,11 @@ pub enum GatewayError {
     Config { file: String, message: String },
     #[error("cannot load the schema of subgraph `{subgraph}`: {message}")]
     SubgraphSchema { subgraph: String, message: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Stitching(#[from] BuildErrors),
+    /// Several subgraphs' schemas could not be loaded.
+    #[error("{} subgraphs' schemas could not be loaded:\n  - {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  - "))]
+    Schemas(Vec<GatewayError>),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -21,7 +24,9 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
             GatewayError::Config { .. } => "CONFIG_INVALID",
-            GatewayError::SubgraphSchema { .. } => "SUBGRAPH_SCHEMA_UNAVAILABLE",
+            GatewayError::SubgraphSchema { .. } | GatewayError::Schemas(_) => {
+                "SUBGRAPH_SCHEMA_UNAVAILABLE"
+            }
             GatewayError::Stitching(_) => "STITCHING_INVALID",
             GatewayError::Listen { .. } => "LISTEN_FAILED",
         }

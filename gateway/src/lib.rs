@@ -91,7 +91,7 @@ impl RunningGateway {
 }
 
 /// Shared HTTP client: pooled keep-alive connections to every subgraph.
-fn http_client() -> Result<reqwest::Client, GatewayError> {
+pub(crate) fn http_client() -> Result<reqwest::Client, GatewayError> {
     reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .pool_idle_timeout(Duration::from_secs(90))

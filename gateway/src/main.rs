@@ -5,6 +5,10 @@ use mimalloc::MiMalloc;
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-fn main() -> anyhow::Result<()> {
-    gateway::cli::run()
+fn main() {
+    // One clear line, never a backtrace (also under RUST_BACKTRACE=1).
+    if let Err(e) = gateway::cli::run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
 }

@@ -87,7 +87,7 @@ async fn watch_from(
         tokio::time::sleep(Duration::from_millis(100)).await;
         let result = reload(&state).await;
         retry = match &result {
-            Err(GatewayError::SubgraphSchema { .. }) => {
+            Err(GatewayError::SubgraphSchema { .. } | GatewayError::Schemas(_)) => {
                 let wait = match retry {
                     Some((_, wait)) if due => (wait * 2).min(RETRY_MAX),
                     _ => RETRY_FIRST,

@@ -1,3 +1,4 @@
+mod cli;
 mod dataset;
 mod failures;
 mod federation;

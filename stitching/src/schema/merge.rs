@@ -232,6 +232,8 @@ struct TypeMerge<'a> {
     errors: &'a mut Vec<BuildError>,
     /// Types some subgraph can fetch by key: their definitions may differ.
     entities: HashSet<Name>,
+    /// Types whose definitions conflict: reported, merged as far as they go.
+    conflicted: HashSet<Name>,
 }
 
 fn merge_types(
@@ -288,9 +290,9 @@ fn merge_types(
         subgraphs,
         errors,
         entities,
+        conflicted: HashSet::new(),
     };
     let mut owners: HashMap<Name, Vec<SubgraphId>> = HashMap::new();
-    let mut conflicted = HashSet::new();
     for (name, list) in defs {
         owners.insert(name.clone(), list.iter().map(|d| d.subgraph).collect());
         let is_root = ROOTS
@@ -301,7 +303,7 @@ fn merge_types(
                 public.types.insert(name, ty);
             }
             None => {
-                conflicted.insert(name.clone());
+                m.conflicted.insert(name.clone());
                 // Keep the first definition so the rest of the build reports
                 // its own problems, not knock-on ones.
                 public.types.insert(name, list[0].ty.clone());
@@ -324,7 +326,7 @@ fn merge_types(
     Merged {
         schema: public,
         owners,
-        conflicted,
+        conflicted: m.conflicted,
     }
 }
 
@@ -562,6 +564,8 @@ impl TypeMerge<'_> {
                     Some(t) => field.make_mut().ty = t,
                     None => {
                         ok = false;
+                        // The first definition's type stands, so the rest
+                        // of the build still sees the field.
                         self.errors.push(BuildError::new(
                             K::OutputFieldTypes,
                             None,
@@ -582,7 +586,7 @@ impl TypeMerge<'_> {
             merged.insert(fname, field);
         }
         if !ok {
-            return None;
+            self.conflicted.insert(name.clone());
         }
         Some(match &list[0].ty {
             ExtendedType::Interface(i) => {
@@ -762,7 +766,9 @@ impl TypeMerge<'_> {
             fields.insert(fname, field);
         }
         if !ok {
-            return None;
+            // Reported; the first definition stands for the rest of the build.
+            self.conflicted.insert(name.clone());
+            return Some(list[0].ty.clone());
         }
         out.fields = fields;
         Some(ExtendedType::InputObject(Node::new(out)))
@@ -910,6 +916,9 @@ fn public_schema(
     prune_unreachable(&mut public);
     match public.validate() {
         Ok(s) => Some(s),
+        // Knock-on effects of problems already reported: go on, so every
+        // other problem is found too (the build fails anyway).
+        Err(e) if !errors.is_empty() => Some(Valid::assume_valid(e.partial)),
         Err(e) => {
             for (loc, msg) in diagnostics(&e.errors) {
                 errors.push(BuildError::new(
@@ -1027,6 +1036,9 @@ fn rename_type(
             a.ty = Node::new(map_type(&a.ty, sg));
             a.directives.0.retain(keep_directive);
         }
+        // Fields from `extend type` (Federation subgraphs) print with the
+        // type itself: the public schema has one definition per type.
+        f.origin = ComponentOrigin::Definition;
         f
     };
     let names = |set: &apollo_compiler::collections::IndexSet<ComponentName>| {
@@ -1065,6 +1077,9 @@ fn rename_type(
             e.name = public_name.clone();
             e.directives.0.clear();
             e.values.retain(|k, _| !hidden(k));
+            for v in e.values.values_mut() {
+                v.origin = ComponentOrigin::Definition;
+            }
             ExtendedType::Enum(Node::new(e))
         }
         ExtendedType::InputObject(i) => {
@@ -1080,6 +1095,7 @@ fn rename_type(
                     let m = v.make_mut();
                     m.ty = Node::new(map_type(&m.ty, sg));
                     m.directives.0.retain(keep_directive);
+                    v.origin = ComponentOrigin::Definition;
                     (k.clone(), v)
                 })
                 .collect();

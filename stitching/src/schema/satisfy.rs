@@ -373,3 +373,107 @@ fn cycles(model: &Model, errors: &mut Vec<BuildError>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{build_err, composite, federation};
+
+    const LINK: &str = r#"extend schema @link(url: "https://specs.apollo.dev/federation/v2.5", import: ["@key", "@external", "@requires", "@shareable", "@provides"])"#;
+
+    #[test]
+    fn every_composition_problem_is_reported_at_once_with_code_and_place() {
+        let a = format!(
+            r#"{LINK}
+type Query {{ products: [Product] }}
+type Product @key(fields: "upc nope") {{
+  upc: String!
+  name: String
+  price: Int
+  size: Size
+  weight: Int
+}}
+enum Size {{ S M L }}
+input Filter {{ min: Int! }}
+type Box {{ label: String }}
+"#
+        );
+        let b = format!(
+            r#"{LINK}
+type Query {{ box(filter: Filter): Box }}
+type Product @key(fields: "upc") {{
+  upc: String!
+  name: String
+  price: String
+  estimate: Int @requires(fields: "weight")
+  weight: Int
+}}
+enum Size {{ S M }}
+input Filter {{ max: Int! }}
+type Box {{ label: String orphan: Review }}
+type Review {{ id: ID! }}
+"#
+        );
+        let c = r#"
+type Query { reviewById(id: ID!): [Review] @lookup }
+type Review { id: ID! stars: Int }
+"#;
+        let errors = build_err(&[federation("a", &a), federation("b", &b), composite("c", c)]);
+        let text = errors.to_string();
+        let has = |code: &str, needle: &str| {
+            assert!(
+                errors
+                    .0
+                    .iter()
+                    .any(|e| e.code() == code && e.to_string().contains(needle)),
+                "no {code} with `{needle}` in:\n{text}"
+            )
+        };
+        has("KEY_INVALID_FIELDS", "a.graphql:3:");
+        has("KEY_INVALID_FIELDS", "nope");
+        has(
+            "OUTPUT_FIELD_TYPES_NOT_MERGEABLE",
+            "`Product.price` is `Int` in subgraph `a` but `String` in subgraph `b`",
+        );
+        has("ENUM_VALUES_MISMATCH", "enum `Size`");
+        has("INPUT_WITH_MISSING_REQUIRED_FIELDS", "input `Filter`");
+        has("REQUIRES_FIELDS_MISSING_EXTERNAL", "b.graphql:");
+        has(
+            "REQUIRES_FIELDS_MISSING_EXTERNAL",
+            "`Product.weight`, which is not @external",
+        );
+        has(
+            "INVALID_FIELD_SHARING",
+            "`Product.name` is resolved by subgraphs",
+        );
+        has("LOOKUP_RETURNS_LIST", "c.graphql:2:");
+        assert!(errors.0.len() >= 9, "{text}");
+    }
+
+    #[test]
+    fn a_field_no_plan_can_reach_is_unsatisfiable() {
+        let a = format!(
+            r#"{LINK}
+type Query {{ users: [User] }}
+type User {{ id: ID! @shareable name: String }}
+"#
+        );
+        let b = format!(
+            r#"{LINK}
+type Query {{ me: User }}
+type User @key(fields: "id") {{ id: ID! @shareable email: String }}
+"#
+        );
+        let errors = build_err(&[federation("a", &a), federation("b", &b)]);
+        let text = errors.to_string();
+        // `b`'s users reach `name` nowhere: `a` has no key to fetch them by.
+        // (`a`'s users reach `email` through `b`'s key.)
+        assert_eq!(errors.0.len(), 1, "{text}");
+        assert!(
+            errors.0[0].code() == "UNSATISFIABLE_QUERY_PATH"
+                && text.contains(
+                    "`User.name` cannot be resolved for a `User` that subgraph `b` returns"
+                ),
+            "{text}"
+        );
+    }
+}
