@@ -47,7 +47,7 @@ pub struct FederationConfig {
 
 mod defaults {
     pub fn listen() -> String {
-        "127.0.0.1:4010".into()
+        "127.0.0.1:4020".into()
     }
 }
 

@@ -109,7 +109,7 @@ pub struct RatingsConfig {
 
 mod defaults {
     pub fn listen() -> String {
-        "127.0.0.1:4020".into()
+        "127.0.0.1:4030".into()
     }
 }
 
