@@ -537,12 +537,17 @@ async fn load_schema(
     })
 }
 
-/// A Federation subgraph's SDL with its directives (introspection drops them).
-async fn service_sdl(s: &SubgraphConfig, http: &reqwest::Client) -> Result<String, String> {
+/// Posts a query to a subgraph with its configured headers; the answer's
+/// body, or why there is none (its errors included).
+async fn post_query(
+    s: &SubgraphConfig,
+    http: &reqwest::Client,
+    query: &str,
+) -> Result<serde_json::Value, String> {
     let mut rb = http
         .post(&s.url)
         .timeout(s.timeout())
-        .json(&serde_json::json!({ "query": "{ _service { sdl } }" }));
+        .json(&serde_json::json!({ "query": query }));
     for (k, v) in &s.headers {
         rb = rb.header(k, v);
     }
@@ -552,11 +557,19 @@ async fn service_sdl(s: &SubgraphConfig, http: &reqwest::Client) -> Result<Strin
         .json()
         .await
         .map_err(|e| format!("HTTP {status}: {e}"))?;
-    if let Some(errors) = body.get("errors") {
-        return Err(format!(
-            "the subgraph answered errors to `{{ _service {{ sdl }} }}` (is it a Federation subgraph?): {errors}"
-        ));
+    match body.get("errors") {
+        Some(errors) => Err(format!("the subgraph answered errors: {errors}")),
+        None => Ok(body),
     }
+}
+
+/// A Federation subgraph's SDL with its directives (introspection drops them).
+async fn service_sdl(s: &SubgraphConfig, http: &reqwest::Client) -> Result<String, String> {
+    let body = post_query(s, http, "{ _service { sdl } }")
+        .await
+        .map_err(|e| {
+            format!("{e} (to `{{ _service {{ sdl }} }}`: is it a Federation subgraph?)")
+        })?;
     body.pointer("/data/_service/sdl")
         .and_then(|v| v.as_str())
         .map(str::to_owned)
@@ -582,22 +595,7 @@ async fn fetch_sdl(
 }
 
 async fn introspect(s: &SubgraphConfig, http: &reqwest::Client) -> Result<String, String> {
-    let mut rb = http
-        .post(&s.url)
-        .timeout(s.timeout())
-        .json(&serde_json::json!({ "query": INTROSPECTION_QUERY }));
-    for (k, v) in &s.headers {
-        rb = rb.header(k, v);
-    }
-    let resp = rb.send().await.map_err(|e| root_cause(&e))?;
-    let status = resp.status();
-    let body: serde_json::Value = resp
-        .json()
-        .await
-        .map_err(|e| format!("HTTP {status}: {e}"))?;
-    if let Some(errors) = body.get("errors") {
-        return Err(format!("the subgraph answered errors: {errors}"));
-    }
+    let body = post_query(s, http, INTROSPECTION_QUERY).await?;
     let data = body.get("data").ok_or("the answer has no `data`")?;
     sdl_from_introspection(data)
 }

@@ -1,12 +1,10 @@
 //! The gateway over real subgraphs: the contract, every stitched field,
 //! batching read from the metrics, partial results, GraphQL over HTTP.
 
-use std::time::Duration;
-
 use apollo_compiler::{schema::ExtendedType, Schema};
 use e2e::{
     client::{data, error_codes, gql, http},
-    pipeline_support::{create_run, text_datasets, upload_text, wait_status},
+    pipeline_support::upload_text,
     platform::Platform,
 };
 use serde_json::{json, Value};
@@ -15,19 +13,8 @@ const CONTRACT: &str = include_str!("../../contract/public.graphql");
 
 /// A completed `example01` run over the platform; returns (run id, text_in id, text_out id).
 async fn finished_run(p: &Platform) -> (String, String, String) {
-    let (input, output) = text_datasets(&p.subgraphs.dataset_url(), Some("hello")).await;
-    let run = create_run(
-        &p.url(),
-        "example01",
-        &input,
-        &output,
-        json!([]),
-        json!([{"key": "team", "value": "a"}]),
-    )
-    .await;
-    let id = run["id"].as_str().expect("run id").to_string();
-    wait_status(&p.url(), &id, &["SUCCESS"], Duration::from_secs(20)).await;
-    (id, input, output)
+    let tags = json!([{"key": "team", "value": "a"}]);
+    e2e::pipeline_support::finished_run(&p.url(), &p.subgraphs.dataset_url(), tags).await
 }
 
 fn describe(schema: &Schema, name: &str) -> String {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use e2e::{
     client::data,
     federation::{self, mixed_entries},
-    pipeline_support::{create_run, text_datasets, wait_status},
+    pipeline_support::finished_run,
     platform::{eventually, metric, Platform},
 };
 use serde_json::{json, Value};
@@ -93,18 +93,8 @@ fn check_mixed(resp: &Value, run: &str) {
 #[tokio::test]
 async fn three_dialects_in_one_graph_added_by_config_alone() {
     let p = Platform::start().await;
-    let (input, output) = text_datasets(&p.subgraphs.dataset_url(), Some("hi")).await;
-    let run = create_run(
-        &p.url(),
-        "example01",
-        &input,
-        &output,
-        json!([]),
-        json!([{"key": "owner", "value": "urigo"}]),
-    )
-    .await;
-    let run = run["id"].as_str().expect("run id").to_string();
-    wait_status(&p.url(), &run, &["SUCCESS"], Duration::from_secs(20)).await;
+    let owner = json!([{"key": "owner", "value": "urigo"}]);
+    let (run, _, _) = finished_run(&p.url(), &p.subgraphs.dataset_url(), owner).await;
     let fed = federation::start(0).await;
     let ratings = federation::start_ratings().await;
 

@@ -70,18 +70,19 @@ query TestQuery {
   }
 }"#;
 
+/// An ephemeral port and its address.
+async fn bind() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    (listener, addr)
+}
+
 /// Starts the four subgraphs on an ephemeral port, `delay_ms` before each answer.
 pub async fn start(delay_ms: u64) -> RunningFederation {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    federation::start_counted(
-        FederationConfig {
-            listen: listener.local_addr().expect("addr").to_string(),
-            delay_ms,
-        },
-        listener,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("start the federation subgraphs: {e}"))
+    let (listener, listen) = bind().await;
+    federation::start_counted(FederationConfig { listen, delay_ms }, listener)
+        .await
+        .unwrap_or_else(|e| panic!("start the federation subgraphs: {e}"))
 }
 
 /// `[[subgraphs]]` entries for the four, `dialect = "federation"`.
@@ -163,15 +164,10 @@ pub fn expected_response() -> Value {
 
 /// Starts the Composite Schemas `ratings` subgraph on an ephemeral port.
 pub async fn start_ratings() -> subgraphs::common::RunningService {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    subgraphs::ratings::start(
-        subgraphs::ratings::RatingsConfig {
-            listen: listener.local_addr().expect("addr").to_string(),
-        },
-        listener,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("start the ratings subgraph: {e}"))
+    let (listener, listen) = bind().await;
+    subgraphs::ratings::start(subgraphs::ratings::RatingsConfig { listen }, listener)
+        .await
+        .unwrap_or_else(|e| panic!("start the ratings subgraph: {e}"))
 }
 
 /// The stitched field that crosses dialects: a Federation `User`'s runs,

@@ -269,3 +269,21 @@ pub async fn one_worker_two_slow_runs() -> (Subgraphs, String, String, String) {
     let running = ids.pop().unwrap_or_default();
     (stack, url, running, pending)
 }
+
+/// An `example01` run with `tags`, created through `url` (the gateway or
+/// the pipeline subgraph) over fresh datasets, finished: `(run, input, output)`.
+pub async fn finished_run(url: &str, dataset_url: &str, tags: Value) -> (String, String, String) {
+    let (input, output) = text_datasets(dataset_url, Some("hello")).await;
+    let run = create_run(
+        url,
+        "example01",
+        &input,
+        &output,
+        serde_json::json!([]),
+        tags,
+    )
+    .await;
+    let id = run["id"].as_str().expect("run id").to_string();
+    wait_status(url, &id, &["SUCCESS"], std::time::Duration::from_secs(20)).await;
+    (id, input, output)
+}

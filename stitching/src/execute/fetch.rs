@@ -381,16 +381,7 @@ impl<'r, 'a> Doc<'r, 'a> {
             return self.finish_batched();
         }
         let operation = self.operation.unwrap_or(OperationType::Query);
-        let mut query = String::with_capacity(self.body.len() + self.decls.len() + 16);
-        query.push_str(operation_keyword(operation));
-        if !self.decls.is_empty() {
-            query.push('(');
-            query.push_str(self.decls.trim_end_matches([',', ' ']));
-            query.push(')');
-        }
-        query.push_str(" {");
-        query.push_str(&self.body);
-        query.push_str(" }");
+        let query = self.document(operation);
         Built {
             subgraph: self.subgraph,
             request: Some(SubgraphRequest {
@@ -402,6 +393,21 @@ impl<'r, 'a> Doc<'r, 'a> {
             calls: self.calls,
             unbatch: Vec::new(),
         }
+    }
+
+    /// `query($v: T, ...) { <calls> }`
+    fn document(&self, operation: OperationType) -> String {
+        let mut query = String::with_capacity(self.body.len() + self.decls.len() + 16);
+        query.push_str(operation_keyword(operation));
+        if !self.decls.is_empty() {
+            query.push('(');
+            query.push_str(self.decls.trim_end_matches([',', ' ']));
+            query.push(')');
+        }
+        query.push_str(" {");
+        query.push_str(&self.body);
+        query.push_str(" }");
+        query
     }
 
     /// Variable batching: each lookup is one document with its list of
@@ -417,16 +423,7 @@ impl<'r, 'a> Doc<'r, 'a> {
             unbatch.push(Some(v.aliases));
         }
         if !self.body.is_empty() {
-            let operation = self.operation.unwrap_or(OperationType::Query);
-            let mut query = String::from(operation_keyword(operation));
-            if !self.decls.is_empty() {
-                query.push('(');
-                query.push_str(self.decls.trim_end_matches([',', ' ']));
-                query.push(')');
-            }
-            query.push_str(" {");
-            query.push_str(&self.body);
-            query.push_str(" }");
+            let query = self.document(self.operation.unwrap_or(OperationType::Query));
             batch.push(BatchedOperation {
                 query,
                 variables: JsonValue::Object(std::mem::take(&mut self.variables)),
@@ -611,6 +608,64 @@ fn entities(
     });
 }
 
+/// Each segment's arguments for one parent; `None` when a `$fields:` key
+/// is null (the field is then null, or `[]`, without a call).
+fn call_arguments(
+    call: &Call,
+    node: &FetchNode,
+    cx: &ArgContext<'_>,
+) -> Option<Vec<Vec<(String, JsonValue)>>> {
+    let mut seg_args = Vec::with_capacity(call.path.len());
+    for (si, seg) in call.path.iter().enumerate() {
+        let mut args = Vec::new();
+        match &seg.arguments {
+            // No parentheses on the last segment: the client's arguments pass through.
+            None if si + 1 == call.path.len() => {
+                if let FetchKind::Field { arguments, .. } = &node.kind {
+                    for a in arguments {
+                        if let Some(v) = ast_to_json(&a.value, cx.variables) {
+                            args.push((a.name.to_string(), v));
+                        }
+                    }
+                }
+            }
+            None => {}
+            Some(list) => {
+                for (name, pv) in list {
+                    match resolve(pv, cx) {
+                        Resolved::Value(v) => args.push((name.clone(), v)),
+                        Resolved::Absent => {}
+                        Resolved::NullKey => return None,
+                    }
+                }
+            }
+        }
+        seg_args.push(args);
+    }
+    Some(seg_args)
+}
+
+/// What makes two calls identical: the call, its selection, its arguments
+/// (and the entity, where fields take per-entity arguments).
+fn call_signature(
+    call: &Arc<Call>,
+    node: &FetchNode,
+    seg_args: &[Vec<(String, JsonValue)>],
+    per_entity: Option<&JsonMap>,
+) -> String {
+    let mut signature = format!("{:p}|{}", Arc::as_ptr(call), node.rendered);
+    for args in seg_args {
+        signature.push('|');
+        for (k, v) in args {
+            let _ = write!(signature, "{k}={v};");
+        }
+    }
+    if let Some(repr) = per_entity {
+        let _ = write!(signature, "|{}", JsonValue::Object(repr.clone()));
+    }
+    signature
+}
+
 /// Calls along a path: stitched fields (`merge == false`) and lookups of
 /// entities (`merge == true`), batched or one per distinct input.
 fn calls(
@@ -623,6 +678,7 @@ fn calls(
 ) {
     let variables: &JsonMap = doc.req.variables;
     let empty = JsonMap::new();
+    let per_entity = node.selection.has_required_arguments();
     for parent_path in parents {
         let repr = match get(data, &parent_path) {
             Some(JsonValue::Object(parent)) => match project(parent, &node.requires, true) {
@@ -631,7 +687,7 @@ fn calls(
             },
             _ => continue,
         };
-        let mut path = parent_path.clone();
+        let mut path = parent_path;
         if let FetchKind::Field { response_key, .. } = &node.kind {
             path.push(PathSeg::Key(response_key.clone()));
         }
@@ -648,59 +704,20 @@ fn calls(
             batch_key(doc, data, node, call, &cx, path, merge);
             continue;
         }
-        // One call per distinct set of arguments.
-        let mut seg_args: Vec<Vec<(String, JsonValue)>> = Vec::with_capacity(call.path.len());
-        let mut null_key = false;
-        for (si, seg) in call.path.iter().enumerate() {
-            let mut args = Vec::new();
-            match &seg.arguments {
-                // No parentheses on the last segment: the client's arguments pass through.
-                None if si + 1 == call.path.len() => {
-                    if let FetchKind::Field { arguments, .. } = &node.kind {
-                        for a in arguments {
-                            if let Some(v) = ast_to_json(&a.value, variables) {
-                                args.push((a.name.to_string(), v));
-                            }
-                        }
-                    }
-                }
-                None => {}
-                Some(list) => {
-                    for (name, pv) in list {
-                        match resolve(pv, &cx) {
-                            Resolved::Value(v) => args.push((name.clone(), v)),
-                            Resolved::Absent => {}
-                            Resolved::NullKey => null_key = true,
-                        }
-                    }
-                }
-            }
-            seg_args.push(args);
-        }
-        if null_key {
+        let Some(seg_args) = call_arguments(call, node, &cx) else {
             if !merge {
                 super::value::write(data, &path, empty_answer(node));
             }
             continue;
-        }
-        let per_entity = node.selection.has_required_arguments();
-        let mut signature = format!("{:p}|{}", Arc::as_ptr(call), node.rendered);
-        for args in &seg_args {
-            signature.push('|');
-            for (k, v) in args {
-                let _ = write!(signature, "{k}={v};");
-            }
-        }
-        if per_entity {
-            let _ = write!(signature, "|{}", JsonValue::Object(repr.clone()));
-        }
-        // Not mutations: two identical mutation fields are two effects.
-        let dedupe = call.operation != OperationType::Mutation;
+        };
+        let signature = call_signature(call, node, &seg_args, per_entity.then_some(&repr));
         let target = Target {
             path,
             key: KeyRef::Whole,
             merge,
         };
+        // Not mutations: two identical mutation fields are two effects.
+        let dedupe = call.operation != OperationType::Mutation;
         if let Some(i) = doc.signatures.get(&signature).filter(|_| dedupe) {
             doc.calls[*i].targets.push(target);
             continue;
@@ -919,8 +936,6 @@ fn variable_sets(
     call: &Arc<Call>,
     parents: Vec<Vec<PathSeg>>,
 ) {
-    let variables: &JsonMap = doc.req.variables;
-    let required_types = required_argument_types(doc, node);
     let mut index: HashMap<String, usize> = HashMap::default();
     let mut sets: Vec<JsonValue> = Vec::new();
     let mut aliases: Vec<String> = Vec::new();
@@ -929,46 +944,9 @@ fn variable_sets(
         let Some(JsonValue::Object(parent)) = get(data, &path) else {
             continue;
         };
-        let Some(repr) = project(parent, &node.requires, true) else {
+        let Some(set) = variable_set(doc, node, call, parent) else {
             continue;
         };
-        let cx = ArgContext {
-            repr: &repr,
-            node,
-            variables,
-        };
-        let mut set = JsonMap::new();
-        let mut null_key = false;
-        for (si, seg) in call.path.iter().enumerate() {
-            for (name, pv) in seg.arguments.iter().flatten() {
-                match resolve(pv, &cx) {
-                    Resolved::Value(v) => {
-                        set.insert(format!("a{si}_{name}").as_str(), v);
-                    }
-                    Resolved::Absent => {}
-                    Resolved::NullKey => null_key = true,
-                }
-            }
-        }
-        if null_key {
-            continue;
-        }
-        let mut render = Renderer {
-            subgraph: &doc.req.supergraph.subgraphs[node.subgraph],
-            operation: doc.req.operation,
-            variables: Vec::new(),
-        };
-        let mut unused = String::new();
-        render.set(
-            &node.selection,
-            &mut |name, pv| {
-                if let Resolved::Value(v) = resolve(pv, &cx) {
-                    set.insert(format!("q_{name}").as_str(), v);
-                }
-                format!("q_{name}")
-            },
-            &mut unused,
-        );
         let text = JsonValue::Object(set.clone()).to_string();
         let i = match index.get(&text) {
             Some(i) => *i,
@@ -996,9 +974,76 @@ fn variable_sets(
     if sets.is_empty() {
         return;
     }
-    // The document: variables typed as the subgraph declares them; client
-    // variables the selection uses go into every set.
-    let mut decls = String::new();
+    let (query, client) = lookup_document(doc, node, call);
+    // Client variables the selection uses go into every set.
+    for name in client {
+        if let Some(v) = doc.req.variables.get(name.as_str()) {
+            for s in sets.iter_mut() {
+                if let JsonValue::Object(m) = s {
+                    m.insert(
+                        format!("{CLIENT_VARIABLE_PREFIX}{name}").as_str(),
+                        v.clone(),
+                    );
+                }
+            }
+        }
+    }
+    doc.vsets.push(VariableBatch {
+        query,
+        sets,
+        aliases,
+    });
+}
+
+/// One parent's variables: the lookup's arguments (`a<segment>_<name>`) and
+/// per-entity arguments of the selection (`q_<name>`); `None` for a null key.
+fn variable_set(
+    doc: &Doc<'_, '_>,
+    node: &FetchNode,
+    call: &Call,
+    parent: &JsonMap,
+) -> Option<JsonMap> {
+    let repr = project(parent, &node.requires, true)?;
+    let cx = ArgContext {
+        repr: &repr,
+        node,
+        variables: doc.req.variables,
+    };
+    let mut set = JsonMap::new();
+    for (si, seg) in call.path.iter().enumerate() {
+        for (name, pv) in seg.arguments.iter().flatten() {
+            match resolve(pv, &cx) {
+                Resolved::Value(v) => {
+                    set.insert(format!("a{si}_{name}").as_str(), v);
+                }
+                Resolved::Absent => {}
+                Resolved::NullKey => return None,
+            }
+        }
+    }
+    let mut render = Renderer {
+        subgraph: &doc.req.supergraph.subgraphs[node.subgraph],
+        operation: doc.req.operation,
+        variables: Vec::new(),
+    };
+    let mut unused = String::new();
+    render.set(
+        &node.selection,
+        &mut |name, pv| {
+            if let Resolved::Value(v) = resolve(pv, &cx) {
+                set.insert(format!("q_{name}").as_str(), v);
+            }
+            format!("q_{name}")
+        },
+        &mut unused,
+    );
+    Some(set)
+}
+
+/// The lookup's document, `{ _b: lookup(...) { <selection> } }`, with its
+/// variables typed as the subgraph declares them, and the client variables
+/// it uses.
+fn lookup_document(doc: &Doc<'_, '_>, node: &FetchNode, call: &Call) -> (String, Vec<Name>) {
     let mut render = Renderer {
         subgraph: &doc.req.supergraph.subgraphs[node.subgraph],
         operation: doc.req.operation,
@@ -1010,6 +1055,7 @@ fn variable_sets(
         &mut |name, _| format!("q_{name}"),
         &mut selection,
     );
+    let mut decls = String::new();
     for (si, seg) in call.path.iter().enumerate() {
         for (name, _) in seg.arguments.iter().flatten() {
             let ty = call
@@ -1021,23 +1067,13 @@ fn variable_sets(
             let _ = write!(decls, "$a{si}_{name}: {ty}, ");
         }
     }
-    for (name, ty) in &required_types {
+    for (name, ty) in required_argument_types(doc, node) {
         if selection.contains(&format!("$q_{name}")) {
             let _ = write!(decls, "$q_{name}: {ty}, ");
         }
     }
     for (name, ty) in &render.variables {
         let _ = write!(decls, "${CLIENT_VARIABLE_PREFIX}{name}: {ty}, ");
-        if let Some(v) = variables.get(name.as_str()) {
-            for s in sets.iter_mut() {
-                if let JsonValue::Object(m) = s {
-                    m.insert(
-                        format!("{CLIENT_VARIABLE_PREFIX}{name}").as_str(),
-                        v.clone(),
-                    );
-                }
-            }
-        }
     }
     let mut query = String::from("query");
     if !decls.is_empty() {
@@ -1065,11 +1101,10 @@ fn variable_sets(
         query.push_str(" }");
     }
     query.push_str(" }");
-    doc.vsets.push(VariableBatch {
+    (
         query,
-        sets,
-        aliases,
-    });
+        render.variables.into_iter().map(|(n, _)| n).collect(),
+    )
 }
 
 /// The answer as one `{data, errors}`: a plain body as it is; JSON lines of

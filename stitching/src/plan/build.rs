@@ -86,6 +86,24 @@ struct Pos {
     conditions: Vec<Condition>,
 }
 
+impl Pos {
+    /// The operation's root in `subgraph`, held by `fetch` (none for a
+    /// stitched root field, whose call is its own fetch).
+    fn root(fetch: Option<usize>, node: NodeId, subgraph: SubgraphId, ty: Name) -> Pos {
+        Pos {
+            fetch,
+            node,
+            subgraph,
+            path: Vec::new(),
+            ty,
+            provides: None,
+            satisfied: None,
+            entity_root: false,
+            conditions: Vec::new(),
+        }
+    }
+}
+
 /// A field to place: the client's, or one a requirement names.
 struct FieldReq<'d> {
     key: Name,
@@ -360,32 +378,13 @@ impl<'a> Planner<'a> {
             let fm = fm.clone();
             match &fm.delegation {
                 Some(call) => {
-                    let pos = Pos {
-                        fetch: None,
-                        node: usize::MAX,
-                        subgraph,
-                        path: Vec::new(),
-                        ty: root_ty.clone(),
-                        provides: None,
-                        satisfied: None,
-                        entity_root: false,
-                        conditions: Vec::new(),
-                    };
+                    let pos = Pos::root(None, usize::MAX, subgraph, root_ty.clone());
                     self.plan_delegated(&pos, &req, &fm, call.clone())?;
                 }
                 None => {
                     let fetch = self.root_fetch(subgraph);
-                    let pos = Pos {
-                        fetch: Some(fetch),
-                        node: self.fetches[fetch].root,
-                        subgraph,
-                        path: Vec::new(),
-                        ty: root_ty.clone(),
-                        provides: None,
-                        satisfied: None,
-                        entity_root: false,
-                        conditions: Vec::new(),
-                    };
+                    let node = self.fetches[fetch].root;
+                    let pos = Pos::root(Some(fetch), node, subgraph, root_ty.clone());
                     self.plan_local(&pos, &req, &fm)?;
                 }
             }

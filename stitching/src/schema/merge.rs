@@ -242,49 +242,9 @@ fn merge_types(
     stitching: &Stitching,
     errors: &mut Vec<BuildError>,
 ) -> Merged {
-    let mut defs: IndexMap<Name, Vec<Def<'_>>> = IndexMap::default();
     let mut public = Schema::new();
-    for (id, (source, sg)) in sources.iter().zip(subgraphs).enumerate() {
-        let root_kinds: HashMap<&Name, OperationType> = ROOTS
-            .iter()
-            .filter_map(|(op, _)| sg.schema.root_operation(*op).map(|n| (n, *op)))
-            .collect();
-        for (name, ty) in &sg.schema.types {
-            if ty.is_built_in() || name.starts_with("__") || source.hidden.contains(name.as_str()) {
-                continue;
-            }
-            let public_name = Name::new_unchecked(sg.public_type(name));
-            if let Some(op) = root_kinds.get(name) {
-                set_root(&mut public.schema_definition, *op, &public_name);
-            }
-            let renamed = rename_type(ty, &public_name, sg, source, name);
-            defs.entry(public_name).or_default().push(Def {
-                subgraph: id,
-                remote: name,
-                ty: renamed,
-            });
-        }
-    }
-    let mut entities: HashSet<Name> = stitching
-        .entities
-        .iter()
-        .map(|e| e.type_name.clone())
-        .collect();
-    for (source, sg) in sources.iter().zip(subgraphs) {
-        for k in &source.keys {
-            entities.insert(Name::new_unchecked(sg.public_type(&k.type_name)));
-        }
-        for ((t, fname), f) in &source.flags {
-            if f.lookup.is_some() {
-                // A lookup makes its return type an entity.
-                if let Ok(field) = sg.schema.type_field(t, fname) {
-                    entities.insert(Name::new_unchecked(
-                        sg.public_type(field.ty.inner_named_type()),
-                    ));
-                }
-            }
-        }
-    }
+    let defs = definitions(sources, subgraphs, &mut public);
+    let entities = entity_types(sources, subgraphs, stitching);
     let mut m = TypeMerge {
         sources,
         subgraphs,
@@ -328,6 +288,67 @@ fn merge_types(
         owners,
         conflicted: m.conflicted,
     }
+}
+
+/// Every subgraph's definition of every public type, in subgraph order; the
+/// public root types are named as they are found.
+fn definitions<'s>(
+    sources: &'s [Source],
+    subgraphs: &'s [Subgraph],
+    public: &mut Schema,
+) -> IndexMap<Name, Vec<Def<'s>>> {
+    let mut defs: IndexMap<Name, Vec<Def<'_>>> = IndexMap::default();
+    for (id, (source, sg)) in sources.iter().zip(subgraphs).enumerate() {
+        let root_kinds: HashMap<&Name, OperationType> = ROOTS
+            .iter()
+            .filter_map(|(op, _)| sg.schema.root_operation(*op).map(|n| (n, *op)))
+            .collect();
+        for (name, ty) in &sg.schema.types {
+            if ty.is_built_in() || name.starts_with("__") || source.hidden.contains(name.as_str()) {
+                continue;
+            }
+            let public_name = Name::new_unchecked(sg.public_type(name));
+            if let Some(op) = root_kinds.get(name) {
+                set_root(&mut public.schema_definition, *op, &public_name);
+            }
+            let renamed = rename_type(ty, &public_name, sg, source, name);
+            defs.entry(public_name).or_default().push(Def {
+                subgraph: id,
+                remote: name,
+                ty: renamed,
+            });
+        }
+    }
+    defs
+}
+
+/// Types some subgraph fetches by key (a `@key`, a `@lookup`, a type-level
+/// `@delegate`): their definitions may differ between subgraphs.
+fn entity_types(
+    sources: &[Source],
+    subgraphs: &[Subgraph],
+    stitching: &Stitching,
+) -> HashSet<Name> {
+    let mut entities: HashSet<Name> = stitching
+        .entities
+        .iter()
+        .map(|e| e.type_name.clone())
+        .collect();
+    for (source, sg) in sources.iter().zip(subgraphs) {
+        for k in &source.keys {
+            entities.insert(Name::new_unchecked(sg.public_type(&k.type_name)));
+        }
+        for ((t, fname), f) in &source.flags {
+            if f.lookup.is_some() {
+                if let Ok(field) = sg.schema.type_field(t, fname) {
+                    entities.insert(Name::new_unchecked(
+                        sg.public_type(field.ty.inner_named_type()),
+                    ));
+                }
+            }
+        }
+    }
+    entities
 }
 
 impl TypeMerge<'_> {
@@ -727,43 +748,12 @@ impl TypeMerge<'_> {
                 }
                 continue;
             }
-            let mut field = defs[0].1.clone();
-            for (i, other) in &defs[1..] {
-                if field.ty.inner_named_type() != other.ty.inner_named_type()
-                    || list_depth(&field.ty) != list_depth(&other.ty)
-                {
-                    ok = false;
-                    self.errors.push(BuildError::new(
-                        K::InputFieldTypes,
-                        None,
-                        format!(
-                            "input `{name}`: field `{fname}` is `{}` in subgraph `{}` but `{}` in subgraph `{}`",
-                            field.ty,
-                            self.name(list[0].subgraph),
-                            other.ty,
-                            self.name(list[*i].subgraph)
-                        ),
-                    ));
-                    continue;
+            match self.merge_input_field(name, &fname, &defs, list) {
+                Some(field) => {
+                    fields.insert(fname, field);
                 }
-                if let (Some(a), Some(b)) = (&field.default_value, &other.default_value) {
-                    if a != b {
-                        ok = false;
-                        self.errors.push(BuildError::new(
-                            K::InputDefaultMismatch,
-                            None,
-                            format!(
-                                "input `{name}`: field `{fname}` defaults to `{a}` in one subgraph and `{b}` in subgraph `{}`",
-                                self.name(list[*i].subgraph)
-                            ),
-                        ));
-                    }
-                }
-                if other.ty.is_non_null() && !field.ty.is_non_null() {
-                    field.make_mut().ty = other.ty.clone();
-                }
+                None => ok = false,
             }
-            fields.insert(fname, field);
         }
         if !ok {
             // Reported; the first definition stands for the rest of the build.
@@ -772,6 +762,55 @@ impl TypeMerge<'_> {
         }
         out.fields = fields;
         Some(ExtendedType::InputObject(Node::new(out)))
+    }
+
+    /// One input field in every definition: same type shape, equal defaults,
+    /// non-null if any says so; `None` after reporting a conflict.
+    fn merge_input_field(
+        &mut self,
+        name: &Name,
+        fname: &Name,
+        defs: &[(usize, &Component<ast::InputValueDefinition>)],
+        list: &[Def<'_>],
+    ) -> Option<Component<ast::InputValueDefinition>> {
+        let mut ok = true;
+        let mut field = defs[0].1.clone();
+        for (i, other) in &defs[1..] {
+            if field.ty.inner_named_type() != other.ty.inner_named_type()
+                || list_depth(&field.ty) != list_depth(&other.ty)
+            {
+                ok = false;
+                self.errors.push(BuildError::new(
+                    K::InputFieldTypes,
+                    None,
+                    format!(
+                        "input `{name}`: field `{fname}` is `{}` in subgraph `{}` but `{}` in subgraph `{}`",
+                        field.ty,
+                        self.name(list[0].subgraph),
+                        other.ty,
+                        self.name(list[*i].subgraph)
+                    ),
+                ));
+                continue;
+            }
+            if let (Some(a), Some(b)) = (&field.default_value, &other.default_value) {
+                if a != b {
+                    ok = false;
+                    self.errors.push(BuildError::new(
+                        K::InputDefaultMismatch,
+                        None,
+                        format!(
+                            "input `{name}`: field `{fname}` defaults to `{a}` in one subgraph and `{b}` in subgraph `{}`",
+                            self.name(list[*i].subgraph)
+                        ),
+                    ));
+                }
+            }
+            if other.ty.is_non_null() && !field.ty.is_non_null() {
+                field.make_mut().ty = other.ty.clone();
+            }
+        }
+        ok.then_some(field)
     }
 }
 

@@ -222,34 +222,7 @@ fn field_source(
         }
     }
     if !flags.require_args.is_empty() {
-        let mut set = out.requires.as_deref().cloned().unwrap_or_default();
-        for (arg, text) in &flags.require_args {
-            match parse_map(&text.text) {
-                Ok(alternatives) => {
-                    let value = alternatives.into_iter().next().unwrap_or(PathValue::Null);
-                    add_refs(&value, &mut set);
-                    out.require_args.push((arg.clone(), value));
-                }
-                Err(e) => errors.push(BuildError::new(
-                    K::RequireInvalidFields,
-                    text.location.clone(),
-                    format!(
-                        "subgraph `{}`: `{remote_type}.{field}({arg}:)` @require(field: \"{}\"): {e}",
-                        sg.name, text.text
-                    ),
-                )),
-            }
-        }
-        check_refs_exist(
-            inp.full,
-            public_type,
-            &set,
-            &format!("`{public_type}.{field}` @require"),
-            text_loc(&flags.require_args),
-            K::RequireInvalidFields,
-            errors,
-        );
-        out.requires = Some(Arc::new(set));
+        require_args(inp, sg, public_type, field, flags, &mut out, errors);
     }
     if let Some(text) = &flags.provides {
         let target = def.ty.inner_named_type();
@@ -273,6 +246,48 @@ fn field_source(
         }
     }
     Some(out)
+}
+
+/// Composite `@require` arguments: each argument's value and the fields
+/// of the parent it reads, added to the source's requirements.
+fn require_args(
+    inp: &Inputs<'_>,
+    sg: &Subgraph,
+    public_type: &Name,
+    field: &Name,
+    flags: &FieldFlags,
+    out: &mut FieldSource,
+    errors: &mut Vec<BuildError>,
+) {
+    let remote_type = sg.remote_type(public_type);
+    let mut set = out.requires.as_deref().cloned().unwrap_or_default();
+    for (arg, text) in &flags.require_args {
+        match parse_map(&text.text) {
+            Ok(alternatives) => {
+                let value = alternatives.into_iter().next().unwrap_or(PathValue::Null);
+                add_refs(&value, &mut set);
+                out.require_args.push((arg.clone(), value));
+            }
+            Err(e) => errors.push(BuildError::new(
+                K::RequireInvalidFields,
+                text.location.clone(),
+                format!(
+                    "subgraph `{}`: `{remote_type}.{field}({arg}:)` @require(field: \"{}\"): {e}",
+                    sg.name, text.text
+                ),
+            )),
+        }
+    }
+    check_refs_exist(
+        inp.full,
+        public_type,
+        &set,
+        &format!("`{public_type}.{field}` @require"),
+        text_loc(&flags.require_args),
+        K::RequireInvalidFields,
+        errors,
+    );
+    out.requires = Some(Arc::new(set));
 }
 
 fn text_loc(args: &[(Name, Spanned)]) -> Option<String> {
@@ -611,136 +626,175 @@ fn path_to(schema: &Schema, target: &Name) -> Option<Vec<Name>> {
 fn composite_lookups(inp: &Inputs<'_>, model: &mut Model, errors: &mut Vec<BuildError>) {
     for (id, (source, sg)) in inp.sources.iter().zip(inp.subgraphs).enumerate() {
         for ((parent, field), flags) in &source.flags {
-            let Some(args) = &flags.lookup else {
-                continue;
-            };
-            let where_ = format!("subgraph `{}`: @lookup `{parent}.{field}`", sg.name);
-            let Ok(def) = sg.schema.type_field(parent, field) else {
-                continue;
-            };
-            if def.ty.is_list() {
-                errors.push(BuildError::new(K::LookupReturnsList, flags.location.clone(), format!("{where_} returns a list (`{}`); a lookup returns one entity (the gateway batches the calls)", def.ty)));
+            if flags.lookup.is_none() {
                 continue;
             }
-            if args.is_empty() {
-                errors.push(BuildError::new(
-                    K::LookupWithoutArguments,
-                    flags.location.clone(),
-                    format!("{where_} has no arguments; its arguments are the entity's key"),
-                ));
-                continue;
-            }
-            let Some(prefix) = path_to(&sg.schema, parent) else {
-                errors.push(BuildError::new(K::LookupWithoutArguments, flags.location.clone(), format!("{where_} cannot be reached from the query type through fields without arguments")));
-                continue;
+            let lookup = Lookup {
+                inp,
+                id,
+                sg,
+                parent,
+                field,
+                flags,
+                at: format!("subgraph `{}`: @lookup `{parent}.{field}`", sg.name),
             };
-            // Each argument's map, and its alternatives (`{ id } | { sku }`).
-            let mut per_arg: Vec<(Name, Vec<PathValue>)> = Vec::new();
-            let mut ok = true;
-            for (arg, map) in args {
-                let parsed = match map {
-                    Some(m) => parse_map(&m.text).map_err(|e| (m.location.clone(), e.to_string())),
-                    None => Ok(vec![PathValue::Field(vec![arg.to_string()])]),
-                };
-                match parsed {
-                    Ok(alts) => per_arg.push((arg.clone(), alts)),
-                    Err((loc, e)) => {
-                        ok = false;
-                        errors.push(BuildError::new(
-                            K::IsInvalidFields,
-                            loc.or(flags.location.clone()),
-                            format!("{where_}: @is on argument `{arg}`: {e}"),
-                        ));
-                    }
-                }
-            }
-            if !ok {
-                continue;
-            }
-            let remote_return = def.ty.inner_named_type();
-            let entity_types: Vec<Name> = match sg.schema.types.get(remote_return) {
-                Some(ExtendedType::Object(_)) => vec![remote_return.clone()],
-                Some(ExtendedType::Interface(_) | ExtendedType::Union(_)) => sg
-                    .schema
-                    .types
-                    .iter()
-                    .filter(|(n, t)| {
-                        matches!(t, ExtendedType::Object(_))
-                            && sg.schema.is_subtype(remote_return, n)
-                    })
-                    .map(|(n, _)| n.clone())
-                    .collect(),
-                _ => Vec::new(),
-            };
-            let argument_types: HashMap<String, String> = def
-                .arguments
+            lookup.resolvers(model, errors);
+        }
+    }
+}
+
+/// One `@lookup` field being turned into entity resolvers.
+struct Lookup<'a> {
+    inp: &'a Inputs<'a>,
+    id: SubgraphId,
+    sg: &'a Subgraph,
+    parent: &'a Name,
+    field: &'a Name,
+    flags: &'a FieldFlags,
+    /// How errors name it.
+    at: String,
+}
+
+impl Lookup<'_> {
+    fn error(&self, kind: K, location: Option<String>, message: String) -> BuildError {
+        BuildError::new(
+            kind,
+            location.or_else(|| self.flags.location.clone()),
+            format!("{}{message}", self.at),
+        )
+    }
+
+    fn resolvers(&self, model: &mut Model, errors: &mut Vec<BuildError>) {
+        let Ok(def) = self.sg.schema.type_field(self.parent, self.field) else {
+            return;
+        };
+        if def.ty.is_list() {
+            let message = format!(" returns a list (`{}`); a lookup returns one entity (the gateway batches the calls)", def.ty);
+            return errors.push(self.error(K::LookupReturnsList, None, message));
+        }
+        let Some(per_arg) = self.arguments(errors) else {
+            return;
+        };
+        let Some(prefix) = path_to(&self.sg.schema, self.parent) else {
+            let message =
+                " cannot be reached from the query type through fields without arguments".into();
+            return errors.push(self.error(K::LookupWithoutArguments, None, message));
+        };
+        let argument_types: HashMap<String, String> = def
+            .arguments
+            .iter()
+            .map(|a| (a.name.to_string(), a.ty.to_string()))
+            .collect();
+        let mut types = vec![HashMap::new(); prefix.len()];
+        types.push(argument_types);
+        let entity_types = self.entity_types(def.ty.inner_named_type());
+        // Alternatives of an argument with several; the others take their first.
+        let n_alts = per_arg.iter().map(|(_, a)| a.len()).max().unwrap_or(1);
+        for alt in 0..n_alts {
+            let arguments: Vec<(String, PathValue)> = per_arg
                 .iter()
-                .map(|a| (a.name.to_string(), a.ty.to_string()))
+                .map(|(n, alts)| {
+                    let v = alts.get(alt).or(alts.first()).cloned();
+                    (n.to_string(), v.unwrap_or(PathValue::Null))
+                })
                 .collect();
-            // Alternatives of the first argument with alternatives; the
-            // others take their first.
-            let n_alts = per_arg.iter().map(|(_, a)| a.len()).max().unwrap_or(1);
-            for alt in 0..n_alts {
-                let arguments: Vec<(String, PathValue)> = per_arg
-                    .iter()
-                    .map(|(n, alts)| {
-                        (
-                            n.to_string(),
-                            alts.get(alt)
-                                .or(alts.first())
-                                .cloned()
-                                .unwrap_or(PathValue::Null),
-                        )
-                    })
-                    .collect();
-                let mut key = FieldSet::default();
-                for (_, v) in &arguments {
-                    add_refs(v, &mut key);
-                }
-                let mut path: Vec<Segment> = prefix
-                    .iter()
-                    .map(|n| Segment {
-                        name: n.to_string(),
-                        arguments: Some(Vec::new()),
-                    })
-                    .collect();
-                path.push(Segment {
-                    name: field.to_string(),
-                    arguments: Some(arguments),
-                });
-                let mut types = vec![HashMap::new(); prefix.len()];
-                types.push(argument_types.clone());
-                for remote in &entity_types {
-                    let public = Name::new_unchecked(sg.public_type(remote));
-                    if !check_refs_exist(
-                        inp.full,
-                        &public,
-                        &key,
-                        &where_,
-                        flags.location.clone(),
-                        K::IsInvalidFields,
-                        errors,
-                    ) {
-                        continue;
-                    }
-                    let call = Call {
-                        subgraph: id,
-                        operation: OperationType::Query,
-                        path: path.clone(),
-                        argument_types: types.clone(),
-                        batch: false,
-                        requires: key.clone(),
-                        origin: flags.location.clone().unwrap_or_else(|| where_.clone()),
-                    };
+            let mut key = FieldSet::default();
+            for (_, v) in &arguments {
+                add_refs(v, &mut key);
+            }
+            let mut path: Vec<Segment> = prefix
+                .iter()
+                .map(|n| Segment {
+                    name: n.to_string(),
+                    arguments: Some(Vec::new()),
+                })
+                .collect();
+            path.push(Segment {
+                name: self.field.to_string(),
+                arguments: Some(arguments),
+            });
+            let call = Arc::new(Call {
+                subgraph: self.id,
+                operation: OperationType::Query,
+                path,
+                argument_types: types.clone(),
+                batch: false,
+                requires: key.clone(),
+                origin: self
+                    .flags
+                    .location
+                    .clone()
+                    .unwrap_or_else(|| self.at.clone()),
+            });
+            for remote in &entity_types {
+                let public = Name::new_unchecked(self.sg.public_type(remote));
+                let location = self.flags.location.clone();
+                if check_refs_exist(
+                    self.inp.full,
+                    &public,
+                    &key,
+                    &self.at,
+                    location,
+                    K::IsInvalidFields,
+                    errors,
+                ) {
                     push_resolver(
                         model,
-                        id,
+                        self.id,
                         public,
                         key.clone(),
-                        ResolverKind::Call(Arc::new(call)),
+                        ResolverKind::Call(call.clone()),
                     );
                 }
             }
+        }
+    }
+
+    /// Each argument's map (its `@is`, or the field of its own name) and
+    /// the map's alternatives (`{ id } | { sku }`); `None` after errors.
+    fn arguments(&self, errors: &mut Vec<BuildError>) -> Option<Vec<(Name, Vec<PathValue>)>> {
+        let args = self.flags.lookup.as_deref().unwrap_or(&[]);
+        if args.is_empty() {
+            let message = " has no arguments; its arguments are the entity's key".into();
+            errors.push(self.error(K::LookupWithoutArguments, None, message));
+            return None;
+        }
+        let mut per_arg = Vec::new();
+        let mut ok = true;
+        for (arg, map) in args {
+            let parsed = match map {
+                Some(m) => parse_map(&m.text).map_err(|e| (m.location.clone(), e.to_string())),
+                None => Ok(vec![PathValue::Field(vec![arg.to_string()])]),
+            };
+            match parsed {
+                Ok(alts) => per_arg.push((arg.clone(), alts)),
+                Err((loc, e)) => {
+                    ok = false;
+                    errors.push(self.error(
+                        K::IsInvalidFields,
+                        loc,
+                        format!(": @is on argument `{arg}`: {e}"),
+                    ));
+                }
+            }
+        }
+        ok.then_some(per_arg)
+    }
+
+    /// The object types a lookup returning `remote` may return.
+    fn entity_types(&self, remote: &Name) -> Vec<Name> {
+        let schema = &self.sg.schema;
+        match schema.types.get(remote) {
+            Some(ExtendedType::Object(_)) => vec![remote.clone()],
+            Some(ExtendedType::Interface(_) | ExtendedType::Union(_)) => schema
+                .types
+                .iter()
+                .filter(|(n, t)| {
+                    matches!(t, ExtendedType::Object(_)) && schema.is_subtype(remote, n)
+                })
+                .map(|(n, _)| n.clone())
+                .collect(),
+            _ => Vec::new(),
         }
     }
 }

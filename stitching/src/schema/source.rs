@@ -123,62 +123,70 @@ fn directive_names(schema: &Schema, dialect: Dialect) -> HashMap<String, &'stati
             continue;
         }
         linked = true;
-        // Without `import`, directives are namespaced: `@federation__key`.
-        let namespace = link
-            .specified_argument_by_name("as")
-            .and_then(|v| v.as_str())
-            .unwrap_or(if url.contains("/federation/") {
-                "federation"
-            } else {
-                "composite"
-            })
-            .to_owned();
-        for k in known {
-            names.insert(format!("{namespace}__{k}"), k);
-        }
-        let imports = link
-            .specified_argument_by_name("import")
-            .and_then(|v| v.as_list())
-            .unwrap_or(&[]);
-        for import in imports {
-            let (from, to) = match import.as_ref() {
-                ast::Value::String(s) => (s.as_str(), s.as_str()),
-                ast::Value::Object(fields) => {
-                    let get = |k: &str| {
-                        fields
-                            .iter()
-                            .find(|(n, _)| n == k)
-                            .and_then(|(_, v)| v.as_str())
-                    };
-                    match (get("name"), get("as")) {
-                        (Some(n), Some(a)) => (n, a),
-                        (Some(n), None) => (n, n),
-                        _ => continue,
-                    }
-                }
-                _ => continue,
-            };
-            let (Some(from), Some(to)) = (from.strip_prefix('@'), to.strip_prefix('@')) else {
-                continue;
-            };
-            if let Some(k) = known.iter().find(|k| **k == from) {
-                names.insert(to.to_owned(), k);
-            }
-        }
+        link_names(link, url, known, &mut names);
     }
-    if !linked {
-        // Federation 1 and plain source schemas write the directives bare.
-        for k in known {
-            names.insert((*k).to_owned(), k);
-        }
-    } else {
-        // `@link` may leave a directive out of `import` and still use it bare
-        // when the subgraph defines it; bare names never hurt.
-        for k in known {
+    // Federation 1 and plain source schemas write the directives bare; with
+    // `@link`, a directive left out of `import` may still be used bare when
+    // the subgraph defines it, and bare names never hurt.
+    for k in known {
+        if linked {
             names.entry((*k).to_owned()).or_insert(k);
+        } else {
+            names.insert((*k).to_owned(), k);
         }
     }
     names
+}
+
+/// The names one `@link` gives the spec's directives: `@namespace__key`
+/// for all, and each `import` under its own name or its `as:`.
+fn link_names(
+    link: &apollo_compiler::schema::Component<ast::Directive>,
+    url: &str,
+    known: &[&'static str],
+    names: &mut HashMap<String, &'static str>,
+) {
+    let namespace = link
+        .specified_argument_by_name("as")
+        .and_then(|v| v.as_str())
+        .unwrap_or(if url.contains("/federation/") {
+            "federation"
+        } else {
+            "composite"
+        })
+        .to_owned();
+    for k in known {
+        names.insert(format!("{namespace}__{k}"), k);
+    }
+    let imports = link
+        .specified_argument_by_name("import")
+        .and_then(|v| v.as_list())
+        .unwrap_or(&[]);
+    for import in imports {
+        let (from, to) = match import.as_ref() {
+            ast::Value::String(s) => (s.as_str(), s.as_str()),
+            ast::Value::Object(fields) => {
+                let get = |k: &str| {
+                    fields
+                        .iter()
+                        .find(|(n, _)| n == k)
+                        .and_then(|(_, v)| v.as_str())
+                };
+                match (get("name"), get("as")) {
+                    (Some(n), Some(a)) => (n, a),
+                    (Some(n), None) => (n, n),
+                    _ => continue,
+                }
+            }
+            _ => continue,
+        };
+        let (Some(from), Some(to)) = (from.strip_prefix('@'), to.strip_prefix('@')) else {
+            continue;
+        };
+        if let Some(k) = known.iter().find(|k| **k == from) {
+            names.insert(to.to_owned(), k);
+        }
+    }
 }
 
 /// Types and fields a Federation subgraph serves for the router only.
@@ -396,6 +404,17 @@ fn keep_directive(name: &str) -> bool {
     matches!(name, "deprecated" | "specifiedBy" | "oneOf")
 }
 
+fn strip_field(f: &mut apollo_compiler::schema::Component<ast::FieldDefinition>) {
+    let f = f.make_mut();
+    f.directives.0.retain(|d| keep_directive(&d.name));
+    for a in &mut f.arguments {
+        a.make_mut()
+            .directives
+            .0
+            .retain(|d| keep_directive(&d.name));
+    }
+}
+
 /// Removes every directive application but the standard ones, and every
 /// directive definition that is not built in.
 fn strip_directives(schema: &mut Schema) {
@@ -420,24 +439,12 @@ fn strip_directives(schema: &mut Schema) {
             ExtendedType::Object(o) => {
                 let o = o.make_mut();
                 o.directives.0.retain(|d| keep_directive(&d.name));
-                for f in o.fields.values_mut() {
-                    let f = f.make_mut();
-                    strip_ast(&mut f.directives);
-                    for a in &mut f.arguments {
-                        strip_ast(&mut a.make_mut().directives);
-                    }
-                }
+                o.fields.values_mut().for_each(strip_field);
             }
             ExtendedType::Interface(o) => {
                 let o = o.make_mut();
                 o.directives.0.retain(|d| keep_directive(&d.name));
-                for f in o.fields.values_mut() {
-                    let f = f.make_mut();
-                    strip_ast(&mut f.directives);
-                    for a in &mut f.arguments {
-                        strip_ast(&mut a.make_mut().directives);
-                    }
-                }
+                o.fields.values_mut().for_each(strip_field);
             }
             ExtendedType::Union(u) => u
                 .make_mut()
