@@ -5,6 +5,8 @@
 mod fetch;
 mod merge;
 mod shape;
+#[cfg(test)]
+mod tests;
 mod value;
 
 use std::time::Duration;

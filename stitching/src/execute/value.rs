@@ -150,8 +150,13 @@ pub fn collect_parents(
 }
 
 /// Merges an entity's answer into the object at `path` (not into a null:
-/// that parent failed and its error is reported).
+/// that parent failed and its error is reported). A null answer adds
+/// nothing: the fields it would have brought stay missing (null, with the
+/// subgraph's error), the parent's own fields stay.
 pub fn merge_at(data: &mut JsonValue, path: &[PathSeg], value: JsonValue) {
+    if value.is_null() {
+        return;
+    }
     if let Some(slot @ JsonValue::Object(_)) = get_mut(data, path) {
         merge(slot, value);
     }

@@ -1,0 +1,225 @@
+//! Executor tests without a network: each wave's requests are built,
+//! recorded and answered from a script, then merged.
+
+use apollo_compiler::response::{serde_json_bytes::json, JsonMap, JsonValue};
+
+use super::{fetch, merge, Request};
+use crate::{
+    coerce_variables, prepare, schema::SubgraphId, testing::supergraph, Limits, Supergraph,
+};
+
+/// Runs `query` wave by wave; answers are taken in request order.
+fn run(sg: &Supergraph, query: &str, variables: JsonValue, answers: &[JsonValue]) -> String {
+    let prepared = prepare(sg, query, None, &Limits::default()).unwrap();
+    let vars: JsonMap = match variables {
+        JsonValue::Object(m) => m,
+        _ => JsonMap::new(),
+    };
+    let vars = coerce_variables(sg, &prepared, &vars).unwrap();
+    let req = Request {
+        supergraph: sg,
+        document: &prepared.document,
+        operation: prepared.operation(),
+        plan: &prepared.plan,
+        variables: &vars,
+    };
+    let mut data = JsonValue::Object(JsonMap::new());
+    let mut errors = Vec::new();
+    let mut out = String::new();
+    let mut answers = answers.iter();
+    for (w, wave) in prepared.plan.waves.iter().enumerate() {
+        let mut groups: Vec<(SubgraphId, Vec<usize>)> = Vec::new();
+        for &id in wave {
+            let s = prepared.plan.fetches[id].subgraph;
+            match groups.iter_mut().find(|(g, _)| *g == s) {
+                Some((_, v)) => v.push(id),
+                None => groups.push((s, vec![id])),
+            }
+        }
+        for (s, ids) in groups {
+            let built = fetch::build(&req, &mut data, s, &ids);
+            let Some(request) = &built.request else {
+                continue;
+            };
+            out.push_str(&format!(
+                "wave {w} -> {}\n{}\n",
+                sg.subgraphs[s].name,
+                serde_json::to_string(request).unwrap()
+            ));
+            let answer = answers.next().cloned().unwrap_or(json!({"data": {}}));
+            merge::merge_body(&req, &mut data, &mut errors, s, &built.calls, answer);
+        }
+    }
+    out.push_str(&format!(
+        "data: {}\n",
+        serde_json::to_string(&data).unwrap()
+    ));
+    if !errors.is_empty() {
+        out.push_str(&format!(
+            "errors: {}\n",
+            serde_json::to_string(&errors).unwrap()
+        ));
+    }
+    out
+}
+
+#[test]
+fn defaults_go_along_and_identical_mutations_both_run() {
+    let sg = supergraph();
+    let out = run(
+        &sg,
+        "query($id: ID!, $hide: Boolean = false) { pipeline(id: $id) { id tags @skip(if: $hide) { key } } }",
+        json!({"id": "1"}),
+        &[],
+    );
+    assert!(out.contains("$c_hide: Boolean = false"), "{out}");
+    let out = run(
+        &sg,
+        r#"mutation { a: cancelPipeline(id: "1") { id } b: cancelPipeline(id: "1") { id } }"#,
+        json!({}),
+        &[],
+    );
+    assert!(
+        out.contains("a: cancelPipeline") && out.contains("b: cancelPipeline"),
+        "{out}"
+    );
+}
+
+#[test]
+fn identical_keys_go_out_once_and_batches_map_back_by_position() {
+    let answers = [
+        json!({"data": {"pipelines": {"items": [
+            {"id": "p1", "datasetIds": ["d1", "d2"], "dataCatalog": [{"datasetId": "d1"}, {"datasetId": "d2"}]},
+            {"id": "p2", "datasetIds": ["d2"], "dataCatalog": [{"datasetId": "d2"}, {"datasetId": null}]}
+        ]}}}),
+        json!({"data": {
+            "_stitch_0": [{"name": "one", "producedByPipelineId": "p1"}, {"name": "two", "producedByPipelineId": null}],
+            "_stitch_1": [{"id": "d1"}, {"id": "d2"}]
+        }}),
+        json!({"data": {"_stitch_0": [{"name": "run one"}]}}),
+    ];
+    insta::assert_snapshot!(run(
+        &supergraph(),
+        "{ pipelines(limit: 2) { items { id dataCatalog { dataset { name producedBy { name } } } datasets { id } } } }",
+        json!({}),
+        &answers
+    ), @r#"
+    wave 0 -> pipeline
+    {"query":"query { pipelines(limit: 2) { items { id dataCatalog { datasetId } datasetIds } } }","variables":{}}
+    wave 1 -> dataset
+    {"query":"query($a0_0_ids: [ID!]!, $a1_0_ids: [ID!]!) { _stitch_0: datasetsByIds(ids: $a0_0_ids) { name producedByPipelineId } _stitch_1: datasetsByIds(ids: $a1_0_ids) { id } }","variables":{"a0_0_ids":["d1","d2"],"a1_0_ids":["d1","d2"]}}
+    wave 2 -> pipeline
+    {"query":"query($a0_0_ids: [ID!]!) { _stitch_0: pipelinesByIds(ids: $a0_0_ids) { name } }","variables":{"a0_0_ids":["p1"]}}
+    data: {"pipelines":{"items":[{"dataCatalog":[{"datasetId":"d1","dataset":{"name":"one","producedByPipelineId":"p1","producedBy":{"name":"run one"}}},{"datasetId":"d2","dataset":{"name":"two","producedByPipelineId":null,"producedBy":null}}],"datasetIds":["d1","d2"],"id":"p1","datasets":[{"id":"d1"},{"id":"d2"}]},{"dataCatalog":[{"datasetId":"d2","dataset":{"name":"two","producedByPipelineId":null,"producedBy":null}},{"datasetId":null,"dataset":null}],"datasetIds":["d2"],"id":"p2","datasets":[{"id":"d2"}]}]}}
+    "#);
+}
+
+#[test]
+fn calls_per_parent_with_renamed_variables_and_client_error_paths() {
+    let answers = [
+        json!({"data": {"pipelines": {"items": [{"id": "p1"}, {"id": "p2"}, {"id": "p1"}]}}}),
+        json!({"data": {"_stitch_0": {"items": [{"message": "a"}]}, "_stitch_1": null},
+               "errors": [{"message": "boom", "path": ["_stitch_1", "items"], "extensions": {"code": "X"}}]}),
+    ];
+    let g = crate::testing::Graph::new(vec![
+        crate::testing::spec("pipeline", crate::testing::PIPELINE, ""),
+        crate::testing::spec(
+            "log",
+            crate::testing::LOG,
+            "extend type Pipeline { logs(limit: Int! = 100): LogPage! @delegate(path: \"pipelineLogs(pipelineId: $fields:id, limit: $arguments:limit)\") }",
+        ),
+    ]);
+    insta::assert_snapshot!(run(
+        &g.0,
+        "query($n: Int!) { pipelines { items { id logs(limit: $n) { items { message } } } } }",
+        json!({"n": 3}),
+        &answers
+    ), @r#"
+    wave 0 -> pipeline
+    {"query":"query { pipelines { items { id } } }","variables":{}}
+    wave 1 -> log
+    {"query":"query($a0_0_pipelineId: ID!, $a0_0_limit: Int!, $a1_0_pipelineId: ID!, $a1_0_limit: Int!) { _stitch_0: pipelineLogs(pipelineId: $a0_0_pipelineId, limit: $a0_0_limit) { items { message } } _stitch_1: pipelineLogs(pipelineId: $a1_0_pipelineId, limit: $a1_0_limit) { items { message } } }","variables":{"a0_0_pipelineId":"p1","a0_0_limit":3,"a1_0_pipelineId":"p2","a1_0_limit":3}}
+    data: {"pipelines":{"items":[{"id":"p1","logs":{"items":[{"message":"a"}]}},{"id":"p2","logs":null},{"id":"p1","logs":{"items":[{"message":"a"}]}}]}}
+    errors: [{"message":"boom","path":["pipelines","items",1,"logs","items"],"extensions":{"code":"X","service":"log"}}]
+    "#);
+}
+
+const PRODUCTS: &str = r#"
+extend schema @link(url: "https://specs.apollo.dev/federation/v2.5", import: ["@key"])
+type Query { topProducts: [Product] }
+type Product @key(fields: "upc") { upc: String! name: String }
+"#;
+const INVENTORY: &str = r#"
+extend schema @link(url: "https://specs.apollo.dev/federation/v2.5", import: ["@key"])
+type Product @key(fields: "upc") { upc: String! inStock: Boolean }
+"#;
+
+#[test]
+fn entities_go_out_once_per_representation_and_errors_reach_every_parent() {
+    let g = crate::testing::Graph::new(vec![
+        crate::testing::federation("products", PRODUCTS),
+        crate::testing::federation("inventory", INVENTORY),
+    ]);
+    let answers = [
+        json!({"data": {"topProducts": [{"upc": "1", "name": "a"}, {"upc": "2", "name": "b"}, {"upc": "1", "name": "a"}]}}),
+        json!({"data": {"_stitch_0": [{"inStock": true}, null]},
+               "errors": [{"message": "gone", "path": ["_stitch_0", 1, "inStock"]}]}),
+    ];
+    insta::assert_snapshot!(run(&g.0, "{ topProducts { name inStock } }", json!({}), &answers), @r#"
+    wave 0 -> products
+    {"query":"query { topProducts { name upc } }","variables":{}}
+    wave 1 -> inventory
+    {"query":"query($r0: [_Any!]!) { _stitch_0: _entities(representations: $r0) { ... on Product { inStock } } }","variables":{"r0":[{"upc":"1","__typename":"Product"},{"upc":"2","__typename":"Product"}]}}
+    data: {"topProducts":[{"name":"a","upc":"1","inStock":true},{"name":"b","upc":"2"},{"name":"a","upc":"1","inStock":true}]}
+    errors: [{"message":"gone","path":["topProducts",1,"inStock"],"extensions":{"service":"inventory"}}]
+    "#);
+}
+
+#[test]
+fn runtime_types_are_renamed_by_the_subgraph_that_answered() {
+    use crate::testing::spec;
+    let mut a = spec("a", "type Query { item: Item } type Item { x: Int }", "");
+    a.rename_types = vec![("Item".into(), "AItem".into())];
+    let b = spec(
+        "b",
+        "type Query { things: [Thing!]! } union Thing = Item | Other type Item { y: Int } type Other { z: Int }",
+        "",
+    );
+    let sg = crate::build(&[a, b]).unwrap_or_else(|e| panic!("{e}"));
+    let answer = json!([{"_stitch_t": "Item", "y": 1}, {"_stitch_t": "Other", "z": 2}]);
+    let mut from_b = answer.clone();
+    merge::public_typenames(&mut from_b, &sg.subgraphs[1]);
+    assert_eq!(from_b, answer, "b's Item is the public Item");
+    let mut from_a = json!({"_stitch_t": "Item", "nested": [{"_stitch_t": "Item"}]});
+    merge::public_typenames(&mut from_a, &sg.subgraphs[0]);
+    assert_eq!(
+        from_a,
+        json!({"_stitch_t": "AItem", "nested": [{"_stitch_t": "AItem"}]})
+    );
+}
+
+#[test]
+fn json_lines_of_a_batch_are_gathered_under_each_sets_call() {
+    let built = fetch::Built {
+        subgraph: 0,
+        request: None,
+        calls: Vec::new(),
+        unbatch: vec![Some(vec!["_stitch_0".into(), "_stitch_1".into()]), None],
+    };
+    let body = concat!(
+        r#"{"requestIndex":0,"variableIndex":1,"data":{"_b":{"rating":2}}}"#,
+        "\n",
+        r#"{"requestIndex":1,"data":{"top":[1]}}"#,
+        "\n",
+        r#"{"requestIndex":0,"variableIndex":0,"data":{"_b":null},"errors":[{"message":"no","path":["_b"]}]}"#,
+        "\n"
+    );
+    let v = fetch::parse_answer(&built, bytes::Bytes::from(body)).unwrap();
+    assert_eq!(
+        v,
+        json!({
+            "data": {"_stitch_1": {"rating": 2}, "top": [1], "_stitch_0": null},
+            "errors": [{"message": "no", "path": ["_stitch_0"]}]
+        })
+    );
+}
