@@ -20,6 +20,10 @@ use crate::{
     schema::{diagnostics, Supergraph},
 };
 
+/// Aliases the planner gives its own fields start with this: a client
+/// alias may not, so no client field can pass for one.
+const RESERVED_PREFIX: &str = "_stitch_";
+
 /// Limits a client request must stay within.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -176,12 +180,19 @@ pub fn prepare(
         )])
     })?;
 
-    let stats = Counter {
+    let mut counter = Counter {
         doc: &document,
+        reserved: None,
         fragments: HashMap::new(),
         stack: Vec::new(),
+    };
+    let stats = counter.set(&op.selection_set);
+    if let Some(alias) = counter.reserved {
+        return Err(RequestError::Validation(vec![error(
+            format!("the alias `{alias}` starts with `{RESERVED_PREFIX}`, which this gateway keeps for its own fields; choose another alias"),
+            "GRAPHQL_VALIDATION_FAILED",
+        )]));
     }
-    .set(&op.selection_set);
     if stats.fields > limits.max_fields {
         return Err(RequestError::Limit(format!(
             "the operation selects {} fields once its fragments are expanded; this gateway allows at most {} (spread each fragment once per selection set)",
@@ -252,6 +263,8 @@ impl Stats {
 /// the exponential figure it yields is what refuses it.
 struct Counter<'d> {
     doc: &'d ExecutableDocument,
+    /// The first alias that takes the gateway's reserved prefix.
+    reserved: Option<apollo_compiler::Name>,
     fragments: HashMap<&'d str, Stats>,
     /// Fragments being counted (validation rejects cycles; this guards anyway).
     stack: Vec<&'d str>,
@@ -264,8 +277,11 @@ impl<'d> Counter<'d> {
             match sel {
                 Selection::Field(f) => {
                     stats.fields = stats.fields.saturating_add(1);
-                    if f.alias.is_some() {
+                    if let Some(alias) = &f.alias {
                         stats.aliases = stats.aliases.saturating_add(1);
+                        if alias.starts_with(RESERVED_PREFIX) && self.reserved.is_none() {
+                            self.reserved = Some(alias.clone());
+                        }
                     }
                     stats.depth = stats.depth.max(1);
                     if !f.selection_set.selections.is_empty() {
@@ -412,6 +428,24 @@ mod tests {
             ),
             "OK"
         );
+    }
+
+    #[test]
+    fn the_planners_aliases_cannot_be_forged() {
+        let l = Limits::default();
+        for q in [
+            "{ pipeline(id: \"1\") { _stitch_t: name } }",
+            "{ _stitch_0: pipelines { total } }",
+            "{ pipelines { ...F } } fragment F on PipelinePage { _stitch_f_x: total }",
+        ] {
+            let err = prepare(&supergraph(), q, None, &l).unwrap_err();
+            assert_eq!(err.code(), "GRAPHQL_VALIDATION_FAILED", "{q}");
+            assert!(
+                err.to_graphql_errors()[0].message.contains("`_stitch_`"),
+                "{q}"
+            );
+        }
+        assert_eq!(code("{ stitch: pipelines { total } }", &l), "OK");
     }
 
     #[test]

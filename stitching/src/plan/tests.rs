@@ -373,3 +373,67 @@ extend type User {
     }
     ");
 }
+
+#[test]
+fn compound_several_and_unresolvable_keys() {
+    // `orders` knows a customer by a compound key; `crm` resolves customers
+    // by `id` or by `email` (inaccessible to clients, still a key);
+    // `billing` only references them (`resolvable: false`).
+    let orders = r#"
+extend schema @link(url: "https://specs.apollo.dev/federation/v2.5", import: ["@key", "@shareable"])
+type Query { orders: [Order] }
+type Order { id: ID! customer: Customer invoice: Invoice }
+type Customer @key(fields: "region { code } number") { region: Region! number: Int! }
+type Region @shareable { code: String! }
+type Invoice @key(fields: "id", resolvable: false) { id: ID! }
+"#;
+    let crm = r#"
+extend schema @link(url: "https://specs.apollo.dev/federation/v2.5", import: ["@key", "@inaccessible", "@shareable"])
+type Customer @key(fields: "region { code } number") @key(fields: "email") {
+  region: Region! number: Int! email: String! @inaccessible name: String
+}
+type Region @shareable { code: String! }
+"#;
+    let billing = r#"
+extend schema @link(url: "https://specs.apollo.dev/federation/v2.5", import: ["@key"])
+type Invoice @key(fields: "id") { id: ID! total: Int }
+"#;
+    let g =
+        planner!(orders: federation(orders), crm: federation(crm), billing: federation(billing));
+    assert!(!g.0.sdl().contains("email"), "inaccessible: {}", g.0.sdl());
+    insta::assert_snapshot!(g.plan("{ orders { customer { name } invoice { total } } }"), @"
+    Query {
+      Parallel {
+        #0 orders { orders { customer { region { code } number } invoice { id } } }
+      }
+      Parallel {
+        #1 crm at orders.customer _entities(Customer) requires { region { code } number } { name } after #0
+        #2 billing at orders.invoice _entities(Invoice) requires { id } { total } after #0
+      }
+    }
+    ");
+}
+
+#[test]
+fn a_lookup_with_key_alternatives_takes_the_key_the_parent_has() {
+    let catalog = r#"
+type Query { bySku: [Item] }
+type Item @key(fields: "sku") { sku: String! }
+"#;
+    let stock = r#"
+type Query { item(by: ItemBy! @is(field: "{ id } | { sku }")): Item @lookup @internal }
+input ItemBy @oneOf { id: ID sku: String }
+type Item @key(fields: "id") @key(fields: "sku") { id: ID sku: String! @shareable count: Int }
+"#;
+    let g = planner!(catalog: composite(catalog), stock: composite(stock));
+    insta::assert_snapshot!(g.plan("{ bySku { sku count } }"), @"
+    Query {
+      Parallel {
+        #0 catalog { bySku { sku } }
+      }
+      Parallel {
+        #1 stock at bySku lookup item(by: {sku: $fields:sku}) requires { sku } { count } after #0
+      }
+    }
+    ");
+}

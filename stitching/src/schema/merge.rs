@@ -356,6 +356,15 @@ impl TypeMerge<'_> {
         &self.subgraphs[id].name
     }
 
+    /// `file:line:column` of a definition in subgraph `id`'s SDL.
+    fn at(
+        &self,
+        id: SubgraphId,
+        span: Option<apollo_compiler::parser::SourceSpan>,
+    ) -> Option<String> {
+        span.and_then(|s| directives::location(s, &self.subgraphs[id].schema.sources))
+    }
+
     fn stitching_only(&self, list: &[Def<'_>]) -> bool {
         list.iter()
             .all(|d| self.subgraphs[d.subgraph].dialect == Dialect::Stitching)
@@ -367,7 +376,7 @@ impl TypeMerge<'_> {
         if let Some(other) = list.iter().find(|d| kind(&d.ty) != kind(&first.ty)) {
             self.errors.push(BuildError::new(
                 K::TypeKindMismatch,
-                None,
+                self.at(other.subgraph, other.ty.location()),
                 format!(
                     "`{name}` is {} in subgraph `{}` but {} in subgraph `{}`; a type has one kind everywhere (rename one with `rename_types`)",
                     kind(&first.ty),
@@ -423,7 +432,7 @@ impl TypeMerge<'_> {
                 if let Some(other) = list.iter().find(|d| values(&d.ty) != mine) {
                     self.errors.push(BuildError::new(
                         K::EnumValuesMismatch,
-                        None,
+                        self.at(other.subgraph, other.ty.location()),
                         format!(
                             "enum `{name}` has values [{}] in subgraph `{}` but [{}] in subgraph `{}`; make them equal, or mark the extra values @inaccessible",
                             join(&mine),
@@ -450,8 +459,9 @@ impl TypeMerge<'_> {
             other.remote,
             capitalize(b),
         );
+        let at = self.at(other.subgraph, other.ty.location());
         self.errors
-            .push(BuildError::new(K::TypeConflict, None, message));
+            .push(BuildError::new(K::TypeConflict, at, message));
     }
 
     /// Root types: the union of fields; a field in two subgraphs must be
@@ -490,7 +500,8 @@ impl TypeMerge<'_> {
                             ),
                         ));
                     } else if !shareable {
-                        self.sharing_error(name, fname, *first, d.subgraph);
+                        let at = self.at(d.subgraph, fdef.location());
+                        self.sharing_error(name, fname, *first, d.subgraph, at);
                     }
                     continue;
                 }
@@ -505,10 +516,17 @@ impl TypeMerge<'_> {
         Some(ExtendedType::Object(t))
     }
 
-    fn sharing_error(&mut self, type_name: &Name, field: &Name, a: SubgraphId, b: SubgraphId) {
+    fn sharing_error(
+        &mut self,
+        type_name: &Name,
+        field: &Name,
+        a: SubgraphId,
+        b: SubgraphId,
+        at: Option<String>,
+    ) {
         self.errors.push(BuildError::new(
             K::FieldSharing,
-            None,
+            at,
             format!(
                 "`{type_name}.{field}` is resolved by subgraphs `{}` and `{}` but is not @shareable in both; mark it @shareable where it is defined, or @external (Federation) / @override it",
                 self.name(a),
@@ -589,7 +607,7 @@ impl TypeMerge<'_> {
                         // of the build still sees the field.
                         self.errors.push(BuildError::new(
                             K::OutputFieldTypes,
-                            None,
+                            self.at(other.0, other.1.location()),
                             format!(
                                 "`{name}.{fname}` is `{}` in subgraph `{}` but `{}` in subgraph `{}`; the types must differ at most in nullability",
                                 base[0].1.ty,
@@ -650,7 +668,7 @@ impl TypeMerge<'_> {
                         ok = false;
                         self.errors.push(BuildError::new(
                             K::ArgumentTypes,
-                            None,
+                            self.at(other.0, o.location()),
                             format!(
                                 "argument `{}` of `{type_name}.{field_name}` is `{}` in one subgraph and `{}` in subgraph `{}`",
                                 a.name, a.ty, o.ty, self.name(other.0)
@@ -668,7 +686,7 @@ impl TypeMerge<'_> {
                     ok = false;
                     self.errors.push(BuildError::new(
                         K::ArgumentTypes,
-                        None,
+                        self.at(other.0, other.1.location()),
                         format!(
                             "`{type_name}.{field_name}` requires argument `{}`, which subgraph `{}` does not declare",
                             a.name,
@@ -687,7 +705,7 @@ impl TypeMerge<'_> {
                 ok = false;
                 self.errors.push(BuildError::new(
                     K::ArgumentTypes,
-                    None,
+                    self.at(other.0, o.location()),
                     format!(
                         "`{type_name}.{field_name}` requires argument `{}` in subgraph `{}`, which other subgraphs do not declare",
                         o.name,
@@ -731,14 +749,14 @@ impl TypeMerge<'_> {
                 .filter_map(|(i, t)| t.fields.get(&fname).map(|f| (i, f)))
                 .collect();
             if defs.len() < all.len() {
-                if let Some((i, _)) = defs.iter().find(|(_, f)| f.ty.is_non_null()) {
+                if let Some((i, f)) = defs.iter().find(|(_, f)| f.ty.is_non_null()) {
                     ok = false;
                     let missing = (0..all.len())
                         .find(|j| !defs.iter().any(|(k, _)| k == j))
                         .unwrap_or(0);
                     self.errors.push(BuildError::new(
                         K::InputMissingRequired,
-                        None,
+                        self.at(list[*i].subgraph, f.location()),
                         format!(
                             "input `{name}`: field `{fname}` is required in subgraph `{}` but missing in subgraph `{}`",
                             self.name(list[*i].subgraph),
@@ -782,7 +800,7 @@ impl TypeMerge<'_> {
                 ok = false;
                 self.errors.push(BuildError::new(
                     K::InputFieldTypes,
-                    None,
+                    self.at(list[*i].subgraph, other.location()),
                     format!(
                         "input `{name}`: field `{fname}` is `{}` in subgraph `{}` but `{}` in subgraph `{}`",
                         field.ty,
@@ -798,7 +816,7 @@ impl TypeMerge<'_> {
                     ok = false;
                     self.errors.push(BuildError::new(
                         K::InputDefaultMismatch,
-                        None,
+                        self.at(list[*i].subgraph, other.location()),
                         format!(
                             "input `{name}`: field `{fname}` defaults to `{a}` in one subgraph and `{b}` in subgraph `{}`",
                             self.name(list[*i].subgraph)

@@ -49,9 +49,13 @@ pub(crate) fn check(
             fields.sort_by_key(|(n, _)| *n);
             for (f, fm) in fields {
                 if !reach.field(s, type_name, fm, 0) {
+                    let at = fm
+                        .sources
+                        .first()
+                        .and_then(|src| field_location(&subgraphs[src.subgraph], type_name, f));
                     errors.push(BuildError::new(
                         K::Unsatisfiable,
-                        None,
+                        at,
                         unsatisfiable(model, subgraphs, s, type_name, f, fm),
                     ));
                 }
@@ -95,6 +99,15 @@ fn unsatisfiable(
             )
         }
     )
+}
+
+/// `file:line:column` of a public type's field in a subgraph's SDL.
+fn field_location(sg: &Subgraph, type_name: &Name, field: &Name) -> Option<String> {
+    let def = sg
+        .schema
+        .type_field(sg.remote_type(type_name), field)
+        .ok()?;
+    crate::directives::location(def.location()?, &sg.schema.sources)
 }
 
 /// Whether a subgraph can resolve a field where it holds the parent, or
@@ -286,7 +299,7 @@ fn sharing(
                 let other = resolving.iter().copied().find(|&s| s != bad).unwrap_or(bad);
                 errors.push(BuildError::new(
                     K::FieldSharing,
-                    None,
+                    field_location(&subgraphs[bad], t, f),
                     format!(
                         "`{t}.{f}` is resolved by subgraphs `{}` and `{}` but is not @shareable in `{}`; mark it @shareable in every subgraph that resolves it, or @external / @override it",
                         subgraphs[bad].name, subgraphs[other].name, subgraphs[bad].name
@@ -314,9 +327,10 @@ fn externals(model: &Model, subgraphs: &[Subgraph], errors: &mut Vec<BuildError>
                     .iter()
                     .map(|s| subgraphs[s.subgraph].name.as_str())
                     .collect();
+                let at = field_location(&subgraphs[fm.sources[0].subgraph], t, f);
                 errors.push(BuildError::new(
                     K::ExternalMissingOnBase,
-                    None,
+                    at,
                     format!(
                         "`{t}.{f}` is @external in {} but no subgraph resolves it; define it without @external in the subgraph that owns it",
                         names.join(", ")

@@ -401,7 +401,7 @@ impl Reader<'_> {
 }
 
 fn keep_directive(name: &str) -> bool {
-    matches!(name, "deprecated" | "specifiedBy" | "oneOf")
+    matches!(name, "deprecated" | "specifiedBy")
 }
 
 fn strip_field(f: &mut apollo_compiler::schema::Component<ast::FieldDefinition>) {
