@@ -29,9 +29,9 @@ type Product @key(fields: "upc") { upc: String! reviews: [Review] }
 "#;
 
 const ACCOUNTS: &str = r#"
-extend schema @link(url: "https://specs.apollo.dev/federation/v2.5", import: ["@key"])
+extend schema @link(url: "https://specs.apollo.dev/federation/v2.5", import: ["@key", "@shareable"])
 type Query { me: User users: [User] }
-type User @key(fields: "id") { id: ID! name: String username: String }
+type User @key(fields: "id") { id: ID! name: String username: String @shareable }
 "#;
 
 #[test]

@@ -251,6 +251,7 @@ fn sharing(
     roots: &[&Name],
     errors: &mut Vec<BuildError>,
 ) {
+    let provided = provided_fields(model);
     let mut types: Vec<&Name> = model.types.keys().collect();
     types.sort();
     for t in types {
@@ -261,10 +262,11 @@ fn sharing(
         let mut fields: Vec<(&Name, &FieldModel)> = tm.fields.iter().collect();
         fields.sort_by_key(|(n, _)| *n);
         for (f, fm) in fields {
+            // An external field a subgraph `@provides` is resolved there too.
             let resolving: Vec<SubgraphId> = fm
                 .sources
                 .iter()
-                .filter(|s| !s.external)
+                .filter(|s| !s.external || provided.contains(&(s.subgraph, t.clone(), f.clone())))
                 .map(|s| s.subgraph)
                 .collect();
             if resolving.len() < 2 {
@@ -275,7 +277,10 @@ fn sharing(
                 .copied()
                 .filter(|&s| {
                     let sg = &subgraphs[s];
-                    if sg.dialect == Dialect::Stitching {
+                    // A stitching subgraph shares freely; an external field
+                    // is the provider's to mark, not its own.
+                    let external = fm.source(s).is_some_and(|src| src.external);
+                    if sg.dialect == Dialect::Stitching || external {
                         return false;
                     }
                     let source = &sources[s];
@@ -308,6 +313,28 @@ fn sharing(
             }
         }
     }
+}
+
+/// `(subgraph, type, field)` for each field a `@provides` names: top level
+/// of the providing field's type (nested ones are rare and not counted).
+fn provided_fields(model: &Model) -> HashSet<(SubgraphId, Name, Name)> {
+    let mut out = HashSet::new();
+    for tm in model.types.values() {
+        for fm in tm.fields.values() {
+            for src in &fm.sources {
+                if let Some(p) = &src.provides {
+                    for f in &p.fields {
+                        out.insert((
+                            src.subgraph,
+                            fm.ty.inner_named_type().clone(),
+                            f.name.clone(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// An `@external` field must be resolved by some other subgraph.
@@ -488,6 +515,36 @@ type User @key(fields: "id") {{ id: ID! @shareable email: String }}
                     "`User.name` cannot be resolved for a `User` that subgraph `b` returns"
                 ),
             "{text}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod provides_tests {
+    use crate::testing::{build_err, federation};
+
+    #[test]
+    fn a_provided_field_must_be_shareable_where_it_is_owned() {
+        let accounts = r#"
+extend schema @link(url: "https://specs.apollo.dev/federation/v2.5", import: ["@key"])
+type Query { me: User }
+type User @key(fields: "id") { id: ID! username: String }
+"#;
+        let reviews = r#"
+extend schema @link(url: "https://specs.apollo.dev/federation/v2.5", import: ["@key", "@external", "@provides"])
+type Query { reviews: [Review] }
+type Review { body: String author: User @provides(fields: "username") }
+type User @key(fields: "id") { id: ID! username: String @external }
+"#;
+        let errors = build_err(&[
+            federation("accounts", accounts),
+            federation("reviews", reviews),
+        ]);
+        assert!(
+            errors.0.iter().any(|e| e.code() == "INVALID_FIELD_SHARING"
+                && e.to_string()
+                    .contains("`User.username` is resolved by subgraphs `accounts` and `reviews`")),
+            "{errors}"
         );
     }
 }

@@ -6,6 +6,8 @@ use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema, SimpleObje
 pub struct User {
     id: ID,
     name: Option<String>,
+    /// `reviews` provides it with a review's author (Federation 2 wants it shareable).
+    #[graphql(shareable)]
     username: Option<String>,
     birthday: Option<i32>,
 }
