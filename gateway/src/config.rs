@@ -63,6 +63,14 @@ pub struct GatewayConfig {
     pub hot_reload: bool,
     /// Attempts to introspect a subgraph at start-up before giving up.
     pub introspection_attempts: u32,
+    /// Identical subgraph queries in flight at once go out once and share
+    /// the answer (the key covers subgraph, URL, headers sent and body).
+    pub dedupe_subgraph_requests: bool,
+    /// Identical client requests (body and headers) in flight at once are
+    /// executed once and share the answer.
+    pub dedupe_client_requests: bool,
+    /// Requests in flight to one subgraph host at most (HTTP/1.1: connections).
+    pub max_connections_per_host: usize,
     /// Runtime worker threads: 0 = one per core; 1 = a single-threaded
     /// runtime, which saves the cross-thread wake-ups of every request when
     /// the gateway shares a small machine with its subgraphs.
@@ -86,6 +94,9 @@ impl Default for GatewayConfig {
             ws_max_operations: 100,
             hot_reload: true,
             introspection_attempts: 10,
+            dedupe_subgraph_requests: true,
+            dedupe_client_requests: false,
+            max_connections_per_host: 100,
             worker_threads: 0,
         }
     }
@@ -133,6 +144,9 @@ pub struct SubgraphConfig {
     /// answers JSON lines (draft variable batching; Composite lookups).
     #[serde(default)]
     pub variable_batching: bool,
+    /// Talk HTTP/2 without TLS (h2c, prior knowledge) to this subgraph.
+    #[serde(default)]
+    pub http2: bool,
     /// WebSocket endpoint for subscriptions; defaults to `url` with `ws://`/`wss://`.
     #[serde(default)]
     pub ws_url: Option<String>,

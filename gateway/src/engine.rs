@@ -7,7 +7,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use apollo_compiler::response::{JsonMap, JsonValue};
+use apollo_compiler::{
+    ast::OperationType,
+    response::{JsonMap, JsonValue},
+};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
@@ -21,25 +24,8 @@ use crate::{
     config::{LoadedConfig, SubgraphConfig},
     error::GatewayError,
     metrics::{Metrics, SubgraphMetrics},
+    upstream::{PlainClient, Upstream},
 };
-
-/// A pooled keep-alive HTTP/1.1 client without TLS: the hot path to `http://`
-/// subgraphs skips reqwest's layers (URL re-parsing, connector and client
-/// clones per request); `https://` subgraphs go through reqwest.
-type PlainClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    http_body_util::Full<Bytes>,
->;
-
-fn plain_client() -> PlainClient {
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(connector)
-}
 
 /// How requests reach one subgraph.
 pub struct SubgraphClient {
@@ -51,8 +37,9 @@ pub struct SubgraphClient {
     pub propagate: Vec<HeaderName>,
     pub headers: HeaderMap,
     pub metrics: Arc<SubgraphMetrics>,
-    /// For `http://` subgraphs: the plain client and the parsed URI.
-    plain: Option<(PlainClient, hyper::Uri)>,
+    /// For `http://` subgraphs: the pooled client (HTTP/1.1 or h2c), the
+    /// parsed URI, and the cap on concurrent requests to its host.
+    plain: Option<(PlainClient, hyper::Uri, Arc<tokio::sync::Semaphore>)>,
 }
 
 /// Test builds only (feature `fault-injection`): an operation of this name
@@ -66,6 +53,10 @@ type PlanKey = (u64, Option<String>);
 
 pub struct Engine {
     pub supergraph: Arc<Supergraph>,
+    /// Connections and in-flight work shared with the engines before and after.
+    pub upstream: Arc<Upstream>,
+    /// Identical subgraph queries in flight go out once.
+    pub dedupe: bool,
     pub clients: Vec<SubgraphClient>,
     pub limits: Limits,
     pub config: Arc<LoadedConfig>,
@@ -103,6 +94,7 @@ impl Engine {
         config: Arc<LoadedConfig>,
         http: &reqwest::Client,
         metrics: &Metrics,
+        upstream: &Arc<Upstream>,
         introspection_attempts: u32,
     ) -> Result<Engine, GatewayError> {
         let specs = load_specs(&config, http, introspection_attempts).await?;
@@ -146,12 +138,18 @@ impl Engine {
                     .starts_with("http://")
                     .then(|| s.url.parse::<hyper::Uri>().ok())
                     .flatten()
-                    .map(|uri| (plain_client(), uri)),
+                    .map(|uri| {
+                        let host = uri.authority().map(|a| a.as_str()).unwrap_or("");
+                        let limit = upstream.host_limit(host);
+                        (upstream.client(s.http2), uri, limit)
+                    }),
             });
         }
         let g = &config.config.gateway;
         Ok(Engine {
             supergraph: Arc::new(supergraph),
+            upstream: upstream.clone(),
+            dedupe: g.dedupe_subgraph_requests,
             clients,
             limits: Limits {
                 max_depth: g.max_depth,
@@ -355,41 +353,44 @@ impl Transport for HttpTransport<'_> {
     ) -> BoxFuture<'a, Result<Bytes, FetchError>> {
         Box::pin(async move {
             let c = &self.engine.clients[subgraph];
-            let body =
-                serde_json::to_vec(&request).map_err(|e| FetchError::Malformed(e.to_string()))?;
-            let start = Instant::now();
-            c.metrics
-                .requests
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let result = match &c.plain {
-                Some((client, uri)) => self.send_plain(c, client, uri, body).await,
-                None => self.send_reqwest(c, body).await,
+            let body = Bytes::from(
+                serde_json::to_vec(&request).map_err(|e| FetchError::Malformed(e.to_string()))?,
+            );
+            let headers = self.outgoing_headers(c);
+            let dedupe = self.engine.dedupe && request.operation == OperationType::Query;
+            let key = dedupe.then(|| dedupe_key(c, &headers, &body));
+            let work = self.exchange(c, headers, body);
+            let Some(key) = key else {
+                return work.await;
             };
-            c.metrics.latency.observe(start.elapsed());
-            if let Err(e) = &result {
+            let (result, joined) = self.engine.upstream.fetches.run(key, work).await;
+            if joined {
                 c.metrics
-                    .errors
+                    .dedup_hits
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(subgraph = %c.name, error = %e, "subgraph request failed");
             }
             result
         })
     }
 }
 
+/// What makes two subgraph requests the same: the subgraph, its URL, every
+/// header sent (propagated ones included) and the body.
+fn dedupe_key(c: &SubgraphClient, headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = vec![c.name.as_bytes(), c.url.as_str().as_bytes()];
+    for (k, v) in headers {
+        parts.push(k.as_str().as_bytes());
+        parts.push(v.as_bytes());
+    }
+    parts.push(body);
+    crate::upstream::key(parts)
+}
+
 impl HttpTransport<'_> {
-    async fn send_plain(
-        &self,
-        c: &SubgraphClient,
-        client: &PlainClient,
-        uri: &hyper::Uri,
-        body: Vec<u8>,
-    ) -> Result<Bytes, FetchError> {
-        use http_body_util::BodyExt;
-        let mut req = hyper::Request::new(http_body_util::Full::new(Bytes::from(body)));
-        *req.method_mut() = hyper::Method::POST;
-        *req.uri_mut() = uri.clone();
-        let h = req.headers_mut();
+    /// The headers of a request to `c`: its configured ones over the
+    /// client's propagated ones.
+    fn outgoing_headers(&self, c: &SubgraphClient) -> HeaderMap {
+        let mut h = HeaderMap::with_capacity(4 + c.headers.len());
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(
             ACCEPT,
@@ -403,51 +404,97 @@ impl HttpTransport<'_> {
         for (k, v) in &c.headers {
             h.insert(k.clone(), v.clone());
         }
-        let exchange = async {
-            let resp = client
-                .request(req)
-                .await
-                .map_err(|e| FetchError::Unavailable(root_cause(&e)))?;
-            let status = resp.status();
-            let is_json = resp
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.contains("json"));
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| FetchError::Unavailable(root_cause(&e)))?
-                .to_bytes();
-            accept(status, is_json, body)
-        };
-        tokio::time::timeout(c.timeout, exchange)
-            .await
-            .map_err(|_| FetchError::Timeout(c.timeout))?
+        h
     }
 
-    async fn send_reqwest(&self, c: &SubgraphClient, body: Vec<u8>) -> Result<Bytes, FetchError> {
-        let mut rb = self
-            .http
-            .post(c.url.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(
-                ACCEPT,
-                "application/graphql-response+json, application/json",
-            )
-            .timeout(c.timeout)
-            .body(body);
-        for h in &c.propagate {
-            for v in self.headers.get_all(h) {
-                rb = rb.header(h, v);
+    /// One request to `c`, owning what it needs (callers may share it),
+    /// with the subgraph's timeout and metrics.
+    fn exchange(
+        &self,
+        c: &SubgraphClient,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> BoxFuture<'static, Result<Bytes, FetchError>> {
+        let metrics = c.metrics.clone();
+        let name = c.name.clone();
+        let timeout = c.timeout;
+        let send: BoxFuture<'static, Result<Bytes, FetchError>> = match &c.plain {
+            Some((client, uri, limit)) => Box::pin(send_plain(
+                client.clone(),
+                uri.clone(),
+                limit.clone(),
+                headers,
+                body,
+                timeout,
+            )),
+            None => {
+                let rb = self
+                    .http
+                    .post(c.url.clone())
+                    .headers(headers)
+                    .timeout(timeout)
+                    .body(body);
+                Box::pin(send(rb, timeout))
             }
-        }
-        for (k, v) in &c.headers {
-            rb = rb.header(k, v);
-        }
-        send(rb, c.timeout).await
+        };
+        Box::pin(async move {
+            let start = Instant::now();
+            metrics
+                .requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let result = send.await;
+            metrics.latency.observe(start.elapsed());
+            if let Err(e) = &result {
+                metrics
+                    .errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(subgraph = %name, error = %e, "subgraph request failed");
+            }
+            result
+        })
     }
+}
+
+/// A request over the pooled plain client, at most `limit` at once per host.
+async fn send_plain(
+    client: PlainClient,
+    uri: hyper::Uri,
+    limit: Arc<tokio::sync::Semaphore>,
+    headers: HeaderMap,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<Bytes, FetchError> {
+    use http_body_util::BodyExt;
+    let exchange = async {
+        let _permit = limit
+            .acquire_owned()
+            .await
+            .map_err(|e| FetchError::Unavailable(e.to_string()))?;
+        let mut req = hyper::Request::new(http_body_util::Full::new(body));
+        *req.method_mut() = hyper::Method::POST;
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers;
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| FetchError::Unavailable(root_cause(&e)))?;
+        let status = resp.status();
+        let is_json = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("json"));
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| FetchError::Unavailable(root_cause(&e)))?
+            .to_bytes();
+        accept(status, is_json, body)
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| FetchError::Timeout(timeout))?
 }
 
 async fn send(rb: reqwest::RequestBuilder, timeout: Duration) -> Result<Bytes, FetchError> {

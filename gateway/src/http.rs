@@ -90,7 +90,34 @@ fn http_error(status: StatusCode, code: &str, message: impl Into<String>) -> Res
     (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
+/// A finished answer to a GraphQL request, cheap to clone so identical
+/// client requests in flight can share it (`dedupe_client_requests`).
+#[derive(Clone)]
+pub struct Answer {
+    status: StatusCode,
+    content_type: &'static str,
+    body: bytes::Bytes,
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let ctype = [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type),
+        )];
+        if self.status == StatusCode::METHOD_NOT_ALLOWED {
+            let allow = (header::ALLOW, HeaderValue::from_static("POST"));
+            return (self.status, ctype, [allow], self.body).into_response();
+        }
+        (self.status, ctype, self.body).into_response()
+    }
+}
+
 fn respond(outcome: Outcome, graphql_response: bool, state: &AppState, start: Instant) -> Response {
+    answer(outcome, graphql_response, state, start).into_response()
+}
+
+fn answer(outcome: Outcome, graphql_response: bool, state: &AppState, start: Instant) -> Answer {
     // A mutation over GET is refused with 405, as GraphQL over HTTP says.
     let not_allowed = matches!(&outcome, Outcome::Refused(RequestError::MutationOverGet));
     let (body, refused) = match outcome {
@@ -104,11 +131,13 @@ fn respond(outcome: Outcome, graphql_response: bool, state: &AppState, start: In
     let bytes = match serde_json::to_vec(&body) {
         Ok(b) => b,
         Err(e) => {
-            return http_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL_SERVER_ERROR",
-                e.to_string(),
-            )
+            let body =
+                GqlResponse::from_errors(vec![error(e.to_string(), "INTERNAL_SERVER_ERROR")]);
+            return Answer {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                content_type: "application/json",
+                body: serde_json::to_vec(&body).unwrap_or_default().into(),
+            };
         }
     };
     let (status, ctype) = if graphql_response {
@@ -121,23 +150,15 @@ fn respond(outcome: Outcome, graphql_response: bool, state: &AppState, start: In
     } else {
         (StatusCode::OK, "application/json")
     };
-    if not_allowed {
-        return (
-            StatusCode::METHOD_NOT_ALLOWED,
-            [
-                (header::CONTENT_TYPE, HeaderValue::from_static(ctype)),
-                (header::ALLOW, HeaderValue::from_static("POST")),
-            ],
-            bytes,
-        )
-            .into_response();
+    Answer {
+        status: if not_allowed {
+            StatusCode::METHOD_NOT_ALLOWED
+        } else {
+            status
+        },
+        content_type: ctype,
+        body: bytes.into(),
     }
-    (
-        status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(ctype))],
-        bytes,
-    )
-        .into_response()
 }
 
 async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Response {
@@ -180,16 +201,58 @@ async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Respo
             )
         }
     };
+    let graphql_response = wants_graphql_response(&parts.headers);
     let engine = state.engine();
+    if let Some(inbound) = state
+        .inbound
+        .as_ref()
+        .filter(|_| is_query(&engine, &request))
+    {
+        let key = client_request_key(&bytes, &parts.headers);
+        let shared = state.clone();
+        let headers = parts.headers;
+        let work: futures::future::BoxFuture<'static, Answer> = Box::pin(async move {
+            let outcome = engine.execute(&shared.http, &request, &headers, true).await;
+            answer(outcome, graphql_response, &shared, start)
+        });
+        let (answer, joined) = inbound.run(key, work).await;
+        if joined {
+            state.metrics.dedup_hits.fetch_add(1, Relaxed);
+        }
+        return answer.into_response();
+    }
     let outcome = engine
         .execute(&state.http, &request, &parts.headers, true)
         .await;
-    respond(
-        outcome,
-        wants_graphql_response(&parts.headers),
-        &state,
-        start,
-    )
+    respond(outcome, graphql_response, &state, start)
+}
+
+/// Only queries are shared between identical client requests: a mutation
+/// sent twice is two effects.
+fn is_query(engine: &crate::Engine, request: &GraphQLRequest) -> bool {
+    let Some(query) = request.query.as_deref() else {
+        return false;
+    };
+    engine
+        .prepare(query, request.operation_name.as_deref())
+        .is_ok_and(|p| p.operation().operation_type == apollo_compiler::ast::OperationType::Query)
+}
+
+/// Two client requests are the same when their bodies and headers are
+/// (but for headers that name the request itself, like `x-request-id`).
+fn client_request_key(body: &[u8], headers: &HeaderMap) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = vec![body];
+    for (k, v) in headers {
+        if matches!(
+            k.as_str(),
+            "x-request-id" | "traceparent" | "tracestate" | "content-length"
+        ) {
+            continue;
+        }
+        parts.push(k.as_str().as_bytes());
+        parts.push(v.as_bytes());
+    }
+    crate::upstream::key(parts)
 }
 
 fn too_large(max: usize) -> Response {

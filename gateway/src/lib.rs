@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod reload;
+pub mod upstream;
 pub mod ws;
 
 use std::{
@@ -31,6 +32,10 @@ use metrics::Metrics;
 pub struct AppState {
     engine: RwLock<Arc<Engine>>,
     pub http: reqwest::Client,
+    /// Subgraph connections and in-flight work; engines come and go, these stay.
+    pub upstream: Arc<upstream::Upstream>,
+    /// `dedupe_client_requests`: identical client requests in flight share one answer.
+    pub inbound: Option<upstream::Inflight<http::Answer>>,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
     pub ws_init_timeout: Duration,
@@ -122,10 +127,20 @@ pub async fn start_on(
     let metrics = Arc::new(Metrics::default());
     let g = loaded.config.gateway.clone();
     let config = Arc::new(loaded);
-    let engine = Engine::build(config.clone(), &http, &metrics, g.introspection_attempts).await?;
+    let upstream = Arc::new(upstream::Upstream::new(g.max_connections_per_host));
+    let engine = Engine::build(
+        config.clone(),
+        &http,
+        &metrics,
+        &upstream,
+        g.introspection_attempts,
+    )
+    .await?;
     let state = Arc::new(AppState {
         engine: RwLock::new(Arc::new(engine)),
         http,
+        upstream,
+        inbound: g.dedupe_client_requests.then(upstream::Inflight::default),
         metrics,
         max_body_bytes: g.max_body_bytes,
         ws_init_timeout: Duration::from_secs(g.ws_init_timeout_secs),

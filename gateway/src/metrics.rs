@@ -55,6 +55,8 @@ impl Histogram {
 pub struct SubgraphMetrics {
     pub requests: AtomicU64,
     pub errors: AtomicU64,
+    /// Queries answered by an identical request already in flight.
+    pub dedup_hits: AtomicU64,
     pub latency: Histogram,
 }
 
@@ -70,6 +72,8 @@ pub struct Metrics {
     pub subscriptions_active: AtomicU64,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
+    /// Client requests answered by an identical one in flight.
+    pub dedup_hits: AtomicU64,
     subgraphs: std::sync::RwLock<Vec<(String, std::sync::Arc<SubgraphMetrics>)>>,
 }
 
@@ -113,6 +117,11 @@ impl Metrics {
                 "gateway_internal_errors_total",
                 "Gateway bugs caught (a panicked request or WebSocket operation).",
                 &self.internal_errors,
+            ),
+            (
+                "gateway_dedup_hits_total",
+                "Client requests answered by an identical one in flight (dedupe_client_requests).",
+                &self.dedup_hits,
             ),
         ] {
             value(&mut out, name, help, "counter", v);
@@ -159,6 +168,11 @@ impl Metrics {
                 "subgraph_errors_total",
                 "Failed requests to each subgraph (timeout, unreachable, bad answer).",
                 |m| &m.errors,
+            ),
+            (
+                "subgraph_dedup_hits_total",
+                "Subgraph queries not sent: an identical one was in flight and its answer shared.",
+                |m| &m.dedup_hits,
             ),
         ] {
             header(&mut out, metric, help, "counter");

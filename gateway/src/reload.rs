@@ -20,7 +20,14 @@ pub async fn reload(state: &Arc<AppState>) -> Result<(), GatewayError> {
             None => current.config.as_ref().clone(),
         };
         // A reload must not hang on a subgraph that is down: few attempts.
-        Engine::build(Arc::new(loaded), &state.http, &state.metrics, 2).await
+        Engine::build(
+            Arc::new(loaded),
+            &state.http,
+            &state.metrics,
+            &state.upstream,
+            2,
+        )
+        .await
     }
     .await;
     match result {

@@ -621,3 +621,25 @@ async fn plans_are_cached_by_document_and_dropped_with_the_schema() {
     );
     p.stop().await;
 }
+
+#[tokio::test]
+async fn identical_mutations_in_flight_all_run() {
+    // Both kinds of deduplication on: still every mutation is its own effect.
+    let p = Platform::start_with(Default::default(), "dedupe_client_requests = true").await;
+    let q =
+        r#"mutation { createDataset(dataset: {name: "same", type: "text.TextDataset"}) { id } }"#;
+    let answers = futures::future::join_all((0..5).map(|_| p.query(q, json!({})))).await;
+    let mut ids: Vec<String> = answers
+        .iter()
+        .map(|a| {
+            data(a)["createDataset"]["id"]
+                .as_str()
+                .expect("id")
+                .to_string()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 5);
+    p.stop().await;
+}

@@ -85,13 +85,14 @@ pub async fn start(delay_ms: u64) -> RunningFederation {
         .unwrap_or_else(|e| panic!("start the federation subgraphs: {e}"))
 }
 
-/// `[[subgraphs]]` entries for the four, `dialect = "federation"`.
-pub fn entries(running: &RunningFederation) -> String {
+/// `[[subgraphs]]` entries for the four, `dialect = "federation"`, over
+/// HTTP/1.1 or h2c.
+pub fn entries(running: &RunningFederation, http2: bool) -> String {
     federation::NAMES
         .iter()
         .map(|name| {
             format!(
-                "[[subgraphs]]\nname = \"{name}\"\nurl = \"{}\"\ndialect = \"federation\"\ntimeout_ms = 5000\npropagate_headers = [\"authorization\"]\n\n",
+                "[[subgraphs]]\nname = \"{name}\"\nurl = \"{}\"\ndialect = \"federation\"\ntimeout_ms = 5000\nhttp2 = {http2}\npropagate_headers = [\"authorization\"]\n\n",
                 running.url(name)
             )
         })
