@@ -8,27 +8,61 @@
 #   scripts/bench.sh                          # 20 s per phase after 3 s warm-up
 #   scripts/bench.sh --duration 10 --warmup 2 # a quicker run
 #   scripts/bench.sh --write ...              # also put the report into BENCHMARKS.md
+#   scripts/bench.sh --peers                  # against Hive Router and graphql-tools instead
 #
-# Every other option goes to `bench all` (see `target/release/bench --help`).
+# `--peers` installs the peers first, cached under target/peers: Hive Router
+# (crates.io, pinned) and the graphql-tools stitching gateway (npm, from
+# bench/peers/package-lock.json). CI does not run it.
+#
+# Every other option goes to `bench all` / `bench peers` (`target/release/bench --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 write=0
+peers=0
 args=()
 for a in "$@"; do
-    if [ "$a" = "--write" ]; then write=1; else args+=("$a"); fi
+    case "$a" in
+        --write) write=1 ;;
+        --peers) peers=1 ;;
+        *) args+=("$a") ;;
+    esac
 done
+
+HIVE_VERSION=0.2.0
+install_peers() {
+    local dir=target/peers
+    mkdir -p "$dir/npm"
+    if [ ! -x "$dir/hive-router-$HIVE_VERSION/bin/hive_router" ]; then
+        echo "bench: installing Hive Router $HIVE_VERSION from crates.io (once; takes a while)" >&2
+        # Without the graphiql feature its build script fetches an npm package the registry does not serve.
+        cargo install "hive-router@$HIVE_VERSION" --locked --features graphiql \
+            --root "$dir/hive-router-$HIVE_VERSION"
+    fi
+    command -v node >/dev/null || { echo "bench: --peers needs Node.js (apt-get install nodejs npm)" >&2; exit 1; }
+    cp bench/peers/package.json bench/peers/package-lock.json bench/peers/*.mjs "$dir/npm/"
+    if ! cmp -s bench/peers/package-lock.json "$dir/npm/.installed-lock" 2>/dev/null; then
+        echo "bench: installing the graphql-tools gateway from npm" >&2
+        (cd "$dir/npm" && npm ci --no-audit --no-fund --loglevel=error)
+        cp bench/peers/package-lock.json "$dir/npm/.installed-lock"
+    fi
+}
 
 # 1,000 WebSocket subscriptions: two sockets each in the gateway.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+if [ "$peers" = 1 ]; then
+    install_peers
+fi
 cargo build --release -p gateway -p subgraphs -p bench
 
 report=target/bench-report.md
 rm -f "$report"
 status=0
+command=all
+[ "$peers" = 1 ] && command=peers
 BENCH_COMMAND="scripts/bench.sh${*:+ $*}" \
-    target/release/bench all --bin-dir target/release --markdown-out "$report" ${args[@]+"${args[@]}"} ||
+    target/release/bench "$command" --bin-dir target/release --markdown-out "$report" ${args[@]+"${args[@]}"} ||
     status=$?
 
 # A failed scenario is in the report too: record it rather than hide it.

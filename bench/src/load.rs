@@ -55,6 +55,9 @@ pub struct Load {
     pub connections: usize,
     pub duration: Duration,
     pub bodies: Arc<Vec<String>>,
+    /// Send `Authorization: Bearer bench-<n>`, a different value on every
+    /// request, so that no deduplication can answer one from another.
+    pub unique_auth: bool,
 }
 
 pub fn client(connections: usize) -> anyhow::Result<reqwest::Client> {
@@ -85,7 +88,7 @@ pub async fn interleaved(
                 continue;
             };
             let t = Instant::now();
-            let outcome = send(client, url, body).await;
+            let outcome = send(client, url, body, None).await;
             r.latencies_us
                 .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
             r.requests += 1;
@@ -114,13 +117,15 @@ pub async fn run(client: &reqwest::Client, load: &Load) -> anyhow::Result<LoadRe
         let url = load.url.clone();
         let bodies = load.bodies.clone();
         let counter = counter.clone();
+        let unique_auth = load.unique_auth;
         tasks.push(tokio::spawn(async move {
             let mut r = LoadResult::default();
             while Instant::now() < deadline {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 let Some(body) = pick(&bodies, n) else { break };
                 let t = Instant::now();
-                let outcome = send(&client, &url, body).await;
+                let auth = unique_auth.then(|| format!("Bearer bench-{n}"));
+                let outcome = send(&client, &url, body, auth).await;
                 r.latencies_us
                     .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
                 r.requests += 1;
@@ -156,11 +161,20 @@ fn pick(bodies: &[String], n: u64) -> Option<&String> {
     bodies.get((n.wrapping_mul(7919) % bodies.len() as u64) as usize)
 }
 
-pub async fn send(client: &reqwest::Client, url: &str, body: &str) -> Result<(), String> {
-    let resp = client
+pub async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    body: &str,
+    authorization: Option<String>,
+) -> Result<(), String> {
+    let mut rb = client
         .post(url)
         .header("content-type", "application/json")
-        .body(body.to_string())
+        .body(body.to_string());
+    if let Some(auth) = authorization {
+        rb = rb.header("authorization", auth);
+    }
+    let resp = rb
         .send()
         .await
         .map_err(|e| format!("request failed: {e}"))?;

@@ -8,6 +8,7 @@
 mod gql;
 mod load;
 mod options;
+mod peers;
 mod procstat;
 mod report;
 mod scenarios;
@@ -27,19 +28,37 @@ use report::Report;
 
 fn main() -> anyhow::Result<()> {
     let command = options::parse(std::env::args().skip(1))?;
-    let options = match command {
+    let (options, peers) = match command {
         Command::Help => {
             println!("{}", options::USAGE);
             return Ok(());
         }
-        Command::All(o) => *o,
+        Command::All(o) => (*o, false),
+        Command::Peers(o) => (*o, true),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(options.threads)
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
+    if peers {
+        return runtime.block_on(peers_report(options));
+    }
     runtime.block_on(all(options))
+}
+
+/// `bench peers`: the comparison with the leading gateways.
+async fn peers_report(options: Options) -> anyhow::Result<()> {
+    let markdown = tokio::time::timeout(MAX_RUN, peers::run(&options))
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the run took longer than {MAX_RUN:?}")))?;
+    println!("{markdown}");
+    if let Some(path) = &options.markdown_out {
+        std::fs::write(path, &markdown)
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+        eprintln!("bench: report written to {}", path.display());
+    }
+    Ok(())
 }
 
 /// Everything: start the stack, seed, run the scenarios, report, stop.

@@ -7,6 +7,14 @@ use anyhow::{bail, Context};
 
 pub const USAGE: &str = "\
 usage: bench all [options]
+       bench peers [options]
+
+`peers` runs the same work through our gateway and the leading peers, in
+alternating rounds on this machine: the four Federation subgraphs of the
+gateway benchmark through Hive Router (TestQuery: identical requests, a
+unique Authorization per request, and that with 4 ms added per subgraph
+answer), and the three stitching subgraphs through a graphql-tools gateway
+(`nested`, `fanout`). scripts/bench.sh --peers installs the peers first.
 
 Starts target/<profile>/{pipeline,dataset,log,gateway} on free loopback ports,
 seeds the store, runs the scenarios and prints a Markdown report.
@@ -26,12 +34,16 @@ options:
   --sub-runs N             runs the subscriptions are spread over (default 10)
   --sub-lines N            lines emitted per run while subscribed (default 100)
   --scenarios LIST         any of root,nested,fanout,subscriptions (default: all)
+  --rounds N               peers: rounds of each side per workload (default 3)
+  --peers-dir DIR          peers: where scripts/bench.sh installed them (default: <root>/target/peers)
+  --workloads LIST         peers: any of federation,stitching (default: both)
   --markdown-out FILE      also write the report to FILE
   --keep                   keep the temp directory (configs, databases, logs)";
 
 pub enum Command {
     Help,
     All(Box<Options>),
+    Peers(Box<Options>),
 }
 
 #[derive(Clone, Debug)]
@@ -52,11 +64,15 @@ pub struct Options {
     pub scenarios: Vec<String>,
     pub markdown_out: Option<PathBuf>,
     pub keep: bool,
+    pub rounds: usize,
+    pub peers_dir: PathBuf,
+    pub workloads: Vec<String>,
     /// The command line as typed, for the report.
     pub command_line: String,
 }
 
 const SCENARIOS: [&str; 4] = ["root", "nested", "fanout", "subscriptions"];
+const WORKLOADS: [&str; 2] = ["federation", "stitching"];
 
 pub fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Command> {
     let args: Vec<String> = args.collect();
@@ -65,11 +81,13 @@ pub fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Command> {
         .collect::<Vec<_>>()
         .join(" ");
     let mut it = args.into_iter();
-    match it.next().as_deref() {
+    let peers = match it.next().as_deref() {
         None | Some("--help") | Some("-h") | Some("help") => return Ok(Command::Help),
-        Some("all") => {}
+        Some("all") => false,
+        Some("peers") => true,
         Some(other) => bail!("unknown command `{other}`\n{USAGE}"),
-    }
+    };
+    let mut peers_dir = None;
     let mut bin_dir = None;
     let mut root = None;
     let mut o = Options {
@@ -89,8 +107,17 @@ pub fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Command> {
         scenarios: SCENARIOS.iter().map(|s| s.to_string()).collect(),
         markdown_out: None,
         keep: false,
+        rounds: 3,
+        peers_dir: PathBuf::new(),
+        workloads: WORKLOADS.iter().map(|s| s.to_string()).collect(),
         command_line,
     };
+    if peers {
+        // Each side of each round: the harness's 50 connections, 10 s.
+        o.duration = Duration::from_secs(10);
+        o.warmup = Duration::from_secs(2);
+        o.connections = 50;
+    }
     while let Some(arg) = it.next() {
         let mut value = || {
             it.next()
@@ -125,6 +152,15 @@ pub fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Command> {
                 }
                 o.scenarios = list;
             }
+            "--rounds" => o.rounds = count(&arg, &value()?)?,
+            "--peers-dir" => peers_dir = Some(PathBuf::from(value()?)),
+            "--workloads" => {
+                let list: Vec<String> = value()?.split(',').map(|s| s.trim().to_string()).collect();
+                if let Some(bad) = list.iter().find(|s| !WORKLOADS.contains(&s.as_str())) {
+                    bail!("unknown workload `{bad}`: pick from {}", WORKLOADS.join(","));
+                }
+                o.workloads = list;
+            }
             "--markdown-out" => o.markdown_out = Some(PathBuf::from(value()?)),
             "--keep" => o.keep = true,
             other => bail!("unknown option `{other}`\n{USAGE}"),
@@ -149,7 +185,12 @@ pub fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Command> {
     if o.sub_runs > o.subscriptions {
         o.sub_runs = o.subscriptions.max(1);
     }
-    Ok(Command::All(Box::new(o)))
+    o.peers_dir = peers_dir.unwrap_or_else(|| o.root.join("target/peers"));
+    Ok(if peers {
+        Command::Peers(Box::new(o))
+    } else {
+        Command::All(Box::new(o))
+    })
 }
 
 fn secs(name: &str, v: &str) -> anyhow::Result<Duration> {

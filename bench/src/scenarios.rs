@@ -60,6 +60,7 @@ async fn measure(
         connections,
         duration: warmup,
         bodies,
+        unique_auth: false,
     };
     load::run(&client, &phase).await?;
     phase.duration = duration;

@@ -51,7 +51,7 @@ impl Proc {
         lines[lines.len().saturating_sub(15)..].join("\n")
     }
 
-    async fn stop(&mut self) -> anyhow::Result<()> {
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
         if self.child.try_wait()?.is_some() {
             return Ok(());
         }
@@ -99,7 +99,7 @@ pub struct Stack {
 
 /// A port the kernel just handed out; the small race until the child binds
 /// it is acceptable on a loopback-only benchmark.
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port")?;
     Ok(l.local_addr()?.port())
 }
@@ -204,7 +204,7 @@ database = "log.sqlite"
     out
 }
 
-fn spawn(
+pub fn spawn(
     name: &'static str,
     log_name: &str,
     bin_dir: &Path,
@@ -219,20 +219,31 @@ fn spawn(
             bin.display()
         );
     }
+    let mut cmd = Command::new(&bin);
+    cmd.arg("--config").arg(config).env("RUST_LOG", "warn");
+    spawn_command(name, log_name, cmd, dir, port)
+}
+
+/// Starts `cmd` in `dir` with its output in `<log_name>.log`, serving on `port`.
+pub fn spawn_command(
+    name: &'static str,
+    log_name: &str,
+    mut cmd: Command,
+    dir: &Path,
+    port: u16,
+) -> anyhow::Result<Proc> {
     let log = dir.join(format!("{log_name}.log"));
     let out =
         std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
     let err = out.try_clone()?;
-    let child = Command::new(&bin)
-        .arg("--config")
-        .arg(config)
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let child = cmd
         .current_dir(dir)
-        .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
         .spawn()
-        .with_context(|| format!("cannot start {}", bin.display()))?;
+        .with_context(|| format!("cannot start {program}"))?;
     Ok(Proc {
         name,
         pid: child.id(),
@@ -243,7 +254,7 @@ fn spawn(
 }
 
 /// Polls `/health` until it answers 200, the process exits, or the deadline.
-async fn wait_healthy(p: &mut Proc, within: Duration) -> anyhow::Result<()> {
+pub async fn wait_healthy(p: &mut Proc, within: Duration) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()?;

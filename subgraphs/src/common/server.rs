@@ -62,6 +62,9 @@ impl RunningService {
 struct AppState<Q, M, S> {
     schema: Schema<Q, M, S>,
     shutdown: CancellationToken,
+    /// GraphQL requests received (`/metrics`): benchmarks count a gateway's
+    /// subgraph calls where they land.
+    received: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<Q, M, S> Clone for AppState<Q, M, S> {
@@ -69,6 +72,7 @@ impl<Q, M, S> Clone for AppState<Q, M, S> {
         AppState {
             schema: self.schema.clone(),
             shutdown: self.shutdown.clone(),
+            received: self.received.clone(),
         }
     }
 }
@@ -89,7 +93,26 @@ where
             "/health",
             get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
         )
-        .with_state(AppState { schema, shutdown })
+        .route("/metrics", get(metrics::<Q, M, S>))
+        .with_state(AppState {
+            schema,
+            shutdown,
+            received: Default::default(),
+        })
+}
+
+async fn metrics<Q, M, S>(State(state): State<AppState<Q, M, S>>) -> Response
+where
+    Q: ObjectType + 'static,
+    M: ObjectType + 'static,
+    S: SubscriptionType + 'static,
+{
+    let n = state.received.load(std::sync::atomic::Ordering::Relaxed);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        format!("# HELP graphql_requests_received_total GraphQL requests over HTTP received.\n# TYPE graphql_requests_received_total counter\ngraphql_requests_received_total {n}\n"),
+    )
+        .into_response()
 }
 
 async fn graphql_post<Q, M, S>(
@@ -101,6 +124,9 @@ where
     M: ObjectType + 'static,
     S: SubscriptionType + 'static,
 {
+    state
+        .received
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     state.schema.execute(req.into_inner()).await.into()
 }
 
