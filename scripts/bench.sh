@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark in one command, on a fresh machine (Linux, Rust toolchain):
-# builds the gateway, the subgraphs and the load generator in release mode,
+# builds the gateway, the subgraphs and the load generator (profile
+# `production`: fat LTO),
 # then `bench all` starts the four processes on free loopback ports, seeds
 # the store, runs root / nested / fanout / subscriptions from its own
 # process and prints a Markdown report.
@@ -14,7 +15,7 @@
 # (crates.io, pinned) and the graphql-tools stitching gateway (npm, from
 # bench/peers/package-lock.json). CI does not run it.
 #
-# Every other option goes to `bench all` / `bench peers` (`target/release/bench --help`).
+# Every other option goes to `bench all` / `bench peers` (`target/production/bench --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,7 +55,8 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ "$peers" = 1 ]; then
     install_peers
 fi
-cargo build --release -p gateway -p subgraphs -p bench
+# The production profile: fat LTO, one codegen unit.
+cargo build --profile production -p gateway -p subgraphs -p bench
 
 report=target/bench-report.md
 rm -f "$report"
@@ -62,7 +64,7 @@ status=0
 command=all
 [ "$peers" = 1 ] && command=peers
 BENCH_COMMAND="scripts/bench.sh${*:+ $*}" \
-    target/release/bench "$command" --bin-dir target/release --markdown-out "$report" ${args[@]+"${args[@]}"} ||
+    target/production/bench "$command" --bin-dir target/production --markdown-out "$report" ${args[@]+"${args[@]}"} ||
     status=$?
 
 # A failed scenario is in the report too: record it rather than hide it.

@@ -20,7 +20,7 @@ Starts target/<profile>/{pipeline,dataset,log,gateway} on free loopback ports,
 seeds the store, runs the scenarios and prints a Markdown report.
 
 options:
-  --bin-dir DIR            where the four binaries are (default: <root>/target/release)
+  --bin-dir DIR            where the four binaries are (default: <root>/target/production)
   --root DIR               the workspace (for gateway/stitching/*.graphql; default: found from cwd)
   --duration SECS          measured seconds per scenario (default 20)
   --warmup SECS            warm-up seconds before each measurement (default 3)
@@ -174,7 +174,7 @@ pub fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Command> {
         .root
         .canonicalize()
         .with_context(|| format!("--root {}: no such directory", o.root.display()))?;
-    let bin_dir = bin_dir.unwrap_or_else(|| o.root.join("target/release"));
+    let bin_dir = bin_dir.unwrap_or_else(|| o.root.join("target/production"));
     // The children run in a temp directory: the path must not be relative.
     o.bin_dir = bin_dir.canonicalize().with_context(|| {
         format!(

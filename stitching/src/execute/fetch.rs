@@ -4,7 +4,11 @@
 //! distinct inputs once, and the document: aliased root fields
 //! (`_stitch_N`), renamed variables (`$aN_S_NAME`, `$rN`, client `$c_NAME`).
 
-use std::{fmt::Write, sync::Arc};
+use std::{
+    fmt::Write,
+    hash::{BuildHasher, Hasher},
+    sync::Arc,
+};
 
 use ahash::HashMap;
 use apollo_compiler::{
@@ -229,6 +233,52 @@ fn resolve(pv: &PathValue, cx: &ArgContext<'_>) -> Resolved {
             None | Some(JsonValue::Null) => Resolved::NullKey,
             Some(v) => Resolved::Value(v),
         },
+    }
+}
+
+/// Distinct JSON values in first-seen order, found again by hash (no
+/// serialising to compare them).
+#[derive(Default)]
+struct Distinct {
+    values: Vec<JsonValue>,
+    by_hash: HashMap<u64, Vec<usize>>,
+    hasher: ahash::RandomState,
+}
+
+impl Distinct {
+    /// The index of `v`, added if it is new.
+    fn index(&mut self, v: JsonValue) -> usize {
+        let mut h = self.hasher.build_hasher();
+        hash_value(&v, &mut h);
+        let bucket = self.by_hash.entry(h.finish()).or_default();
+        if let Some(i) = bucket.iter().find(|i| self.values[**i] == v) {
+            return *i;
+        }
+        self.values.push(v);
+        bucket.push(self.values.len() - 1);
+        self.values.len() - 1
+    }
+}
+
+/// Hashes a JSON value by its content (object keys in order).
+fn hash_value(v: &JsonValue, h: &mut impl std::hash::Hasher) {
+    use std::hash::Hash;
+    match v {
+        JsonValue::Null => 0u8.hash(h),
+        JsonValue::Bool(b) => (1u8, b).hash(h),
+        JsonValue::Number(n) => (2u8, n.to_string()).hash(h),
+        JsonValue::String(s) => (3u8, s.as_str()).hash(h),
+        JsonValue::Array(items) => {
+            (4u8, items.len()).hash(h);
+            items.iter().for_each(|i| hash_value(i, h));
+        }
+        JsonValue::Object(m) => {
+            (5u8, m.len()).hash(h);
+            for (k, v) in m.iter() {
+                k.as_str().hash(h);
+                hash_value(v, h);
+            }
+        }
     }
 }
 
@@ -566,9 +616,9 @@ fn entities(
     remote_type: &Name,
     parents: Vec<Vec<PathSeg>>,
 ) {
-    let mut reps: Vec<JsonValue> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::default();
+    let mut reps = Distinct::default();
     let mut targets = Vec::new();
+    let typename = JsonValue::String(remote_type.as_str().into());
     for path in parents {
         let Some(JsonValue::Object(parent)) = get(data, &path) else {
             continue;
@@ -576,26 +626,21 @@ fn entities(
         let Some(mut repr) = project(parent, &node.requires, false) else {
             continue;
         };
-        repr.insert("__typename", JsonValue::String(remote_type.as_str().into()));
-        let repr = JsonValue::Object(repr);
-        let text = repr.to_string();
-        let i = *index.entry(text).or_insert_with(|| {
-            reps.push(repr);
-            reps.len() - 1
-        });
+        repr.insert("__typename", typename.clone());
+        let i = reps.index(JsonValue::Object(repr));
         targets.push(Target {
             path,
             key: KeyRef::One(i),
             merge: true,
         });
     }
-    if reps.is_empty() {
+    if reps.values.is_empty() {
         return;
     }
     doc.client_variables(node);
     let alias = doc.next_alias();
     let var = format!("r{}", doc.calls.len());
-    doc.declare(&var, "[_Any!]!", JsonValue::Array(reps));
+    doc.declare(&var, "[_Any!]!", JsonValue::Array(reps.values));
     let _ = write!(
         doc.body,
         " {alias}: _entities(representations: ${var}) {{ ... on {remote_type} {} }}",

@@ -34,13 +34,6 @@ fn descend(v: JsonValue, names: &[Name]) -> JsonValue {
     }
 }
 
-fn item(list: Option<&JsonValue>, i: usize) -> JsonValue {
-    match list {
-        Some(JsonValue::Array(items)) => items.get(i).cloned().unwrap_or(JsonValue::Null),
-        _ => JsonValue::Null,
-    }
-}
-
 /// Maps a response body onto the data.
 pub(crate) fn merge_body(
     req: &Request<'_>,
@@ -104,26 +97,63 @@ pub(crate) fn merge_body(
     }
 }
 
-/// Hands each target its part of a call's answer.
+/// Hands each target its part of a call's answer, moving values out and
+/// cloning only a part several targets share (deduplicated inputs).
 fn deliver(data: &mut JsonValue, call: &CallOut, answer: JsonValue) {
     let n = call.targets.len();
     let mut answer = Some(answer);
+    // Items of a listed answer, and how many targets still want each.
+    let mut items: Vec<JsonValue> = Vec::new();
+    let mut wanted: Vec<u32> = Vec::new();
+    if call.targets.iter().any(|t| matches!(t.key, KeyRef::One(_) | KeyRef::Many(_))) {
+        if let Some(JsonValue::Array(list)) = answer.take() {
+            items = list;
+        }
+        wanted = vec![0; items.len()];
+        for t in &call.targets {
+            match &t.key {
+                KeyRef::One(k) => {
+                    if let Some(w) = wanted.get_mut(*k) {
+                        *w += 1;
+                    }
+                }
+                KeyRef::Many(ks) => {
+                    for k in ks.iter().flatten() {
+                        if let Some(w) = wanted.get_mut(*k) {
+                            *w += 1;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut take = |k: usize| -> JsonValue {
+        match (items.get_mut(k), wanted.get_mut(k)) {
+            (Some(v), Some(w)) => {
+                *w = w.saturating_sub(1);
+                if *w == 0 {
+                    std::mem::take(v)
+                } else {
+                    v.clone()
+                }
+            }
+            _ => JsonValue::Null,
+        }
+    };
     for (i, t) in call.targets.iter().enumerate() {
         let value = match &t.key {
             // The last target takes the value; the others clone it.
             KeyRef::Whole if i + 1 == n => answer.take().unwrap_or(JsonValue::Null),
             KeyRef::Whole => answer.clone().unwrap_or(JsonValue::Null),
-            KeyRef::One(k) => item(answer.as_ref(), *k),
+            KeyRef::One(k) => take(*k),
             KeyRef::Key(k) => match answer.as_mut() {
                 Some(JsonValue::Object(m)) => m.remove(k.as_str()).unwrap_or(JsonValue::Null),
                 _ => JsonValue::Null,
             },
             KeyRef::Many(ks) => JsonValue::Array(
                 ks.iter()
-                    .map(|k| {
-                        k.map(|k| item(answer.as_ref(), k))
-                            .unwrap_or(JsonValue::Null)
-                    })
+                    .map(|k| k.map(&mut take).unwrap_or(JsonValue::Null))
                     .collect(),
             ),
         };

@@ -111,12 +111,36 @@ pub trait Transport: Send + Sync {
     ) -> BoxFuture<'a, Result<Bytes, FetchError>>;
 }
 
+/// JSON text the gateway wrote itself (the shaper writes only serde_json
+/// output and GraphQL names): serialised as it is, with no second parse to
+/// check it.
+#[derive(Debug, Default)]
+pub struct RawJson(String);
+
+impl RawJson {
+    pub fn get(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for RawJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // How serde_json's own `RawValue` asks its serializer to write text
+        // as it is (the `raw_value` feature); other serializers see a string.
+        use serde::ser::SerializeStruct;
+        const TOKEN: &str = "$serde_json::private::RawValue";
+        let mut st = s.serialize_struct(TOKEN, 1)?;
+        st.serialize_field(TOKEN, &self.0)?;
+        st.end()
+    }
+}
+
 /// A GraphQL response as sent to the client.
 #[derive(Debug, Default, Serialize)]
 pub struct Response {
     #[serde(skip_serializing_if = "Option::is_none")]
     /// The shaped data, already JSON (see `shape`).
-    pub data: Option<Box<serde_json::value::RawValue>>,
+    pub data: Option<RawJson>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<GraphQLError>,
 }
@@ -299,21 +323,16 @@ impl<'r, 'a> Execution<'r, 'a> {
 
     fn finish(mut self) -> Response {
         let bytes = shape::shape(self.req, &self.data, &mut self.errors);
-        // The shaper writes only serde_json output and GraphQL names, so both
-        // checks pass; if they ever did not, the client gets an error, not a panic.
-        let data = String::from_utf8(bytes)
-            .map_err(|e| e.to_string())
-            .and_then(|text| {
-                serde_json::value::RawValue::from_string(text).map_err(|e| e.to_string())
-            });
-        match data {
-            Ok(raw) => Response {
-                data: Some(raw),
+        // The shaper writes only serde_json output and GraphQL names, so this
+        // holds; if it ever did not, the client gets an error, not a panic.
+        match String::from_utf8(bytes) {
+            Ok(text) => Response {
+                data: Some(RawJson(text)),
                 errors: self.errors,
             },
             Err(e) => {
                 self.errors.push(error(
-                    format!("the gateway wrote invalid JSON: {e}"),
+                    format!("the gateway wrote invalid UTF-8: {e}"),
                     "INTERNAL_SERVER_ERROR",
                 ));
                 Response {
@@ -322,6 +341,21 @@ impl<'r, 'a> Execution<'r, 'a> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod raw_json_tests {
+    #[test]
+    fn raw_json_is_written_as_it_is() {
+        let r = super::Response {
+            data: Some(super::RawJson(r#"{"a":[1,{"b":"\"x"}]}"#.into())),
+            errors: Vec::new(),
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"data":{"a":[1,{"b":"\"x"}]}}"#
+        );
     }
 }
 

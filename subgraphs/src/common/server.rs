@@ -172,6 +172,9 @@ where
         .await
     {
         Ok(request) => {
+            state
+                .received
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let request = request.into_inner();
             let is_mutation = request.query.trim_start().starts_with("mutation");
             if is_mutation {
