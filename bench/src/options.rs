@@ -157,7 +157,10 @@ pub fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Command> {
             "--workloads" => {
                 let list: Vec<String> = value()?.split(',').map(|s| s.trim().to_string()).collect();
                 if let Some(bad) = list.iter().find(|s| !WORKLOADS.contains(&s.as_str())) {
-                    bail!("unknown workload `{bad}`: pick from {}", WORKLOADS.join(","));
+                    bail!(
+                        "unknown workload `{bad}`: pick from {}",
+                        WORKLOADS.join(",")
+                    );
                 }
                 o.workloads = list;
             }

@@ -130,10 +130,16 @@ pub async fn run(o: &Options) -> anyhow::Result<String> {
         .join(format!("hive-router-{HIVE_VERSION}/bin/hive_router"));
     let npm_dir = o.peers_dir.join("npm");
     if o.workloads.iter().any(|w| w == "federation") && !hive.is_file() {
-        bail!("{} not found: install the peers with scripts/bench.sh --peers", hive.display());
+        bail!(
+            "{} not found: install the peers with scripts/bench.sh --peers",
+            hive.display()
+        );
     }
     if !npm_dir.join("node_modules").is_dir() {
-        bail!("{} has no node_modules: install the peers with scripts/bench.sh --peers", npm_dir.display());
+        bail!(
+            "{} has no node_modules: install the peers with scripts/bench.sh --peers",
+            npm_dir.display()
+        );
     }
     let mut results = Vec::new();
     let mut notes = Vec::new();
@@ -180,7 +186,14 @@ async fn federation_subgraphs(o: &Options, dir: &Path, delay_ms: u64) -> anyhow:
         &config,
         format!("[services.federation]\nlisten = \"127.0.0.1:{port}\"\ndelay_ms = {delay_ms}\n"),
     )?;
-    let mut p = spawn("federation", &format!("federation-{delay_ms}"), &o.bin_dir, dir, &config, port)?;
+    let mut p = spawn(
+        "federation",
+        &format!("federation-{delay_ms}"),
+        &o.bin_dir,
+        dir,
+        &config,
+        port,
+    )?;
     wait_healthy_at(&mut p, "/accounts/health").await?;
     Ok(p)
 }
@@ -195,7 +208,12 @@ async fn wait_healthy_at(p: &mut Proc, path: &str) -> anyhow::Result<()> {
 
 /// Our gateway over the four subgraphs, in its production configuration for
 /// this harness: `Authorization` propagated, identical requests shared.
-async fn our_federation_gateway(o: &Options, dir: &Path, fed: &Proc, tag: &str) -> anyhow::Result<Proc> {
+async fn our_federation_gateway(
+    o: &Options,
+    dir: &Path,
+    fed: &Proc,
+    tag: &str,
+) -> anyhow::Result<Proc> {
     let port = free_port()?;
     let mut text = format!(
         "[gateway]\nlisten = \"127.0.0.1:{port}\"\nhot_reload = false\ndedupe_client_requests = true\n\n"
@@ -209,7 +227,14 @@ async fn our_federation_gateway(o: &Options, dir: &Path, fed: &Proc, tag: &str) 
     }
     let config = dir.join(format!("gateway-{tag}.toml"));
     std::fs::write(&config, text)?;
-    let mut p = spawn("gateway", &format!("gateway-{tag}"), &o.bin_dir, dir, &config, port)?;
+    let mut p = spawn(
+        "gateway",
+        &format!("gateway-{tag}"),
+        &o.bin_dir,
+        dir,
+        &config,
+        port,
+    )?;
     wait_healthy(&mut p, Duration::from_secs(60)).await?;
     Ok(p)
 }
@@ -217,18 +242,32 @@ async fn our_federation_gateway(o: &Options, dir: &Path, fed: &Proc, tag: &str) 
 /// Hive Router over the supergraph Apollo's composition makes of the same
 /// subgraphs, with what the public benchmarks configure: inbound
 /// deduplication on, `Authorization` propagated to every subgraph.
-async fn hive_router(hive: &Path, node: &Path, npm: &Path, dir: &Path, fed: &Proc, tag: &str) -> anyhow::Result<Proc> {
+async fn hive_router(
+    hive: &Path,
+    node: &Path,
+    npm: &Path,
+    dir: &Path,
+    fed: &Proc,
+    tag: &str,
+) -> anyhow::Result<Proc> {
     let hive_dir = dir.join(format!("hive-{tag}"));
     std::fs::create_dir_all(&hive_dir)?;
     let supergraph = hive_dir.join("supergraph.graphql");
     let mut compose = Command::new(node);
-    compose.arg(npm.join("compose-supergraph.mjs")).arg(&supergraph);
+    compose
+        .arg(npm.join("compose-supergraph.mjs"))
+        .arg(&supergraph);
     for name in FED_NAMES {
         compose.arg(format!("{name}={}/{name}/graphql", fed.base));
     }
-    let out = compose.output().context("cannot run compose-supergraph.mjs")?;
+    let out = compose
+        .output()
+        .context("cannot run compose-supergraph.mjs")?;
     if !out.status.success() {
-        bail!("composing the supergraph failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "composing the supergraph failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let port = free_port()?;
     std::fs::write(
@@ -258,21 +297,57 @@ fn fed_counter(fed: &Proc) -> Counter {
     }
 }
 
-async fn federation(o: &Options, hive: &Path, node: &Path, npm: &Path) -> anyhow::Result<Vec<Comparison>> {
+async fn federation(
+    o: &Options,
+    hive: &Path,
+    node: &Path,
+    npm: &Path,
+) -> anyhow::Result<Vec<Comparison>> {
     let dir = temp_dir("federation")?;
     let mut out = Vec::new();
-    for (delay, modes) in [(0u64, vec![("identical requests", false), ("a unique Authorization per request", true)]), (4, vec![("a unique Authorization per request, 4 ms per subgraph answer", true)])] {
+    for (delay, modes) in [
+        (
+            0u64,
+            vec![
+                ("identical requests", false),
+                ("a unique Authorization per request", true),
+            ],
+        ),
+        (
+            4,
+            vec![(
+                "a unique Authorization per request, 4 ms per subgraph answer",
+                true,
+            )],
+        ),
+    ] {
         let mut fed = federation_subgraphs(o, &dir, delay).await?;
         let mut ours_p = our_federation_gateway(o, &dir, &fed, &format!("fed{delay}")).await?;
         let mut peer_p = hive_router(hive, node, npm, &dir, &fed, &format!("fed{delay}")).await?;
         let mut ours = Side::of("ours", &ours_p);
         let mut peer = Side::of(format!("Hive Router {HIVE_VERSION}"), &peer_p);
         let counter = fed_counter(&fed);
-        let body = Arc::new(vec![json!({"query": TEST_QUERY, "operationName": "TestQuery"}).to_string()]);
+        let body = Arc::new(vec![
+            json!({"query": TEST_QUERY, "operationName": "TestQuery"}).to_string(),
+        ]);
         for (mode, unique_auth) in modes {
-            let title = format!("Federation `TestQuery`, {mode} ({} connections)", o.connections);
+            let title = format!(
+                "Federation `TestQuery`, {mode} ({} connections)",
+                o.connections
+            );
             eprintln!("bench peers: {title}");
-            out.push(compare(o, &title, &mut ours, &mut peer, &body, unique_auth, &counter).await?);
+            out.push(
+                compare(
+                    o,
+                    &title,
+                    &mut ours,
+                    &mut peer,
+                    &body,
+                    unique_auth,
+                    &counter,
+                )
+                .await?,
+            );
         }
         for p in [&mut ours_p, &mut peer_p, &mut fed] {
             let _ = p.stop().await;
@@ -313,7 +388,10 @@ async fn stitching(o: &Options, node: &Path, npm: &Path) -> anyhow::Result<Vec<C
         let mut out = Vec::new();
         let fanout_n = 100;
         for (name, body) in [
-            ("`nested`", json!({"query": scenarios::NESTED_QUERY}).to_string()),
+            (
+                "`nested`",
+                json!({"query": scenarios::NESTED_QUERY}).to_string(),
+            ),
             (
                 "`fanout` (100 parents)",
                 json!({"query": scenarios::FANOUT_QUERY, "variables": {"n": fanout_n}}).to_string(),
@@ -459,7 +537,9 @@ async fn measure(
 // ---- report ---------------------------------------------------------------------------
 
 fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -506,15 +586,22 @@ fn markdown(o: &Options, node: &Path, results: &[Comparison], notes: &[String]) 
     out
 }
 
+/// A report row: its name, the figure, and the digits shown.
+type Row = (&'static str, fn(&Round) -> f64, usize);
+
 fn table(out: &mut String, c: &Comparison) {
     let _ = writeln!(out, "#### {}\n", c.title);
     if let Some(why) = &c.peer.skipped {
         let _ = writeln!(out, "{} was not timed: {why}.\n", c.peer.label);
     }
-    let _ = writeln!(out, "| | {} | {} | ours / peer |", c.ours.label, c.peer.label);
+    let _ = writeln!(
+        out,
+        "| | {} | {} | ours / peer |",
+        c.ours.label, c.peer.label
+    );
     let _ = writeln!(out, "| --- | ---: | ---: | ---: |");
     let kb = c.ours.answer_bytes as f64 / 1024.0;
-    let rows: [(&str, fn(&Round) -> f64, usize); 8] = [
+    let rows: [Row; 8] = [
         ("requests per second", |r| r.rps, 0),
         ("p50 (ms)", |r| r.p50, 2),
         ("p95 (ms)", |r| r.p95, 2),
@@ -522,12 +609,20 @@ fn table(out: &mut String, c: &Comparison) {
         ("gateway CPU per request (ms)", |r| r.cpu_ms, 3),
         ("requests per core-second", |r| r.per_core_second, 0),
         ("peak RSS (MiB)", |r| r.peak_mib, 1),
-        ("subgraph requests per request", |r| r.subgraph_per_request, 2),
+        (
+            "subgraph requests per request",
+            |r| r.subgraph_per_request,
+            2,
+        ),
     ];
     for (name, f, digits) in rows {
         let a = c.ours.med(f);
         let b = c.peer.med(f);
-        let _ = writeln!(out, "| {name} | {a:.digits$} | {b:.digits$} | {:.2} |", a / b);
+        let _ = writeln!(
+            out,
+            "| {name} | {a:.digits$} | {b:.digits$} | {:.2} |",
+            a / b
+        );
     }
     let cpu_per_kb = |f: &Figures| f.med(|r| r.cpu_ms) * 1000.0 / kb.max(1e-9);
     let _ = writeln!(
@@ -537,6 +632,12 @@ fn table(out: &mut String, c: &Comparison) {
         cpu_per_kb(&c.peer),
         cpu_per_kb(&c.ours) / cpu_per_kb(&c.peer)
     );
-    let errors: u64 = c.ours.rounds.iter().chain(&c.peer.rounds).map(|r| r.errors).sum();
+    let errors: u64 = c
+        .ours
+        .rounds
+        .iter()
+        .chain(&c.peer.rounds)
+        .map(|r| r.errors)
+        .sum();
     let _ = writeln!(out, "\nAnswer: {:.1} KB. Failed requests: {errors}.\n", kb);
 }

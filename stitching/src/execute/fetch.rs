@@ -18,7 +18,7 @@ use apollo_compiler::{
 };
 
 use super::{
-    value::{ast_to_json, collect_parents, get, PathSeg},
+    value::{ast_to_json, visit_parents},
     BatchedOperation, FetchError, Request, SubgraphRequest,
 };
 use crate::{
@@ -46,14 +46,17 @@ pub(crate) enum KeyRef {
     Key(Name),
 }
 
-/// Where one call's answer goes.
+/// Where one call's answer goes: a parent of a fetch, named by its
+/// ordinal in the fetch's walk of the data (`visit_parents`), so merging
+/// walks each fetch's path once instead of each parent's from the root.
 #[derive(Debug)]
 pub(crate) struct Target {
-    pub path: Vec<PathSeg>,
+    pub fetch: usize,
+    pub parent: usize,
     pub key: KeyRef,
-    /// Merged into the object at `path` (entities, root fields), or written
-    /// at `path` (a stitched field's value).
-    pub merge: bool,
+    /// Written under this key of the parent (a stitched field's value, a
+    /// root field), or, `None`, merged into the parent (an entity).
+    pub write: Option<Name>,
 }
 
 /// One root field of a remote request and where its answer goes.
@@ -314,6 +317,9 @@ struct Doc<'r, 'a> {
     /// Variable batching: lookups sent as one document each with a list of
     /// variable sets, and the call alias each set's answer belongs to.
     vsets: Vec<VariableBatch>,
+    /// Stitched fields whose `$fields:` key is null: `(fetch, parent)`,
+    /// answered null (or `[]`) without a call.
+    empties: Vec<(usize, usize)>,
 }
 
 struct VariableBatch {
@@ -502,6 +508,54 @@ pub(crate) fn build(
     subgraph: SubgraphId,
     fetches: &[usize],
 ) -> Built {
+    let (built, empties) = build_request(req, &*data, subgraph, fetches);
+    answer_empties(req, data, empties);
+    built
+}
+
+/// The fields whose `$fields:` key is null get their answer at once: null,
+/// or `[]` for a non-null list.
+fn answer_empties(req: &Request<'_>, data: &mut JsonValue, mut empties: Vec<(usize, usize)>) {
+    empties.sort_unstable();
+    let mut i = 0;
+    while i < empties.len() {
+        let fetch = empties[i].0;
+        let node = &req.plan.fetches[fetch];
+        let FetchKind::Field { response_key, .. } = &node.kind else {
+            i += 1;
+            continue;
+        };
+        let mut wanted = empties[i..]
+            .iter()
+            .take_while(|(f, _)| *f == fetch)
+            .map(|(_, p)| *p)
+            .peekable();
+        let schema = &req.supergraph.schema;
+        let is_a = |c: &str, r: &str| c == r || schema.is_subtype(c, r);
+        let mut count = 0;
+        super::value::visit_parents_mut(data, &node.path, &is_a, &mut 0, &mut |ordinal, obj| {
+            if wanted.peek() == Some(&ordinal) {
+                wanted.next();
+                count += 1;
+                super::value::write_key(obj, response_key, empty_answer(node));
+            }
+        });
+        i += empties[i..]
+            .iter()
+            .take_while(|(f, _)| *f == fetch)
+            .count()
+            .max(count);
+    }
+}
+
+/// Builds this wave's request to `subgraph` from its fetches (reading the
+/// data only), and which stitched fields answer empty without a call.
+fn build_request(
+    req: &Request<'_>,
+    data: &JsonValue,
+    subgraph: SubgraphId,
+    fetches: &[usize],
+) -> (Built, Vec<(usize, usize)>) {
     let mut doc = Doc {
         req,
         subgraph,
@@ -514,6 +568,7 @@ pub(crate) fn build(
         signatures: HashMap::default(),
         batches: HashMap::default(),
         vsets: Vec::new(),
+        empties: Vec::new(),
     };
     let variables: &JsonMap = req.variables;
     for &id in fetches {
@@ -526,44 +581,38 @@ pub(crate) fn build(
             continue;
         }
         doc.operation.get_or_insert(node.operation());
+        let parents = parents(req, data, node);
         match &node.kind {
             FetchKind::Root { .. } => root_fields(&mut doc, node),
             FetchKind::Entity {
                 resolver,
                 remote_type,
-            } => {
-                let parents = parents(req, data, node);
-                match &resolver.kind {
-                    ResolverKind::Entities => entities(&mut doc, data, node, remote_type, parents),
-                    ResolverKind::Call(call)
-                        if !call.batch && req.supergraph.subgraphs[subgraph].variable_batching =>
-                    {
-                        variable_sets(&mut doc, data, node, call, parents);
-                    }
-                    ResolverKind::Call(call) => {
-                        calls(&mut doc, data, node, call, parents, true);
-                    }
+            } => match &resolver.kind {
+                ResolverKind::Entities => entities(&mut doc, node, remote_type, parents),
+                ResolverKind::Call(call)
+                    if !call.batch && req.supergraph.subgraphs[subgraph].variable_batching =>
+                {
+                    variable_sets(&mut doc, node, call, parents);
                 }
-            }
-            FetchKind::Field { call, .. } => {
-                let parents = parents(req, data, node);
-                calls(&mut doc, data, node, call, parents, false);
-            }
+                ResolverKind::Call(call) => calls(&mut doc, node, call, parents, true),
+            },
+            FetchKind::Field { call, .. } => calls(&mut doc, node, call, parents, false),
         }
     }
     finish_batches(&mut doc);
-    doc.finish()
+    let empties = std::mem::take(&mut doc.empties);
+    (doc.finish(), empties)
 }
 
-/// The objects a fetch serves.
-fn parents(req: &Request<'_>, data: &JsonValue, node: &FetchNode) -> Vec<Vec<PathSeg>> {
+/// The objects a fetch serves, in the order targets name them.
+fn parents<'d>(req: &Request<'_>, data: &'d JsonValue, node: &FetchNode) -> Vec<&'d JsonMap> {
     let schema = &req.supergraph.schema;
     let mut out = Vec::new();
-    collect_parents(
+    visit_parents(
         data,
         &node.path,
         &|condition, runtime| condition == runtime || schema.is_subtype(condition, runtime),
-        &mut out,
+        &mut |obj| out.push(obj),
     );
     out
 }
@@ -585,9 +634,10 @@ fn root_fields(doc: &mut Doc<'_, '_>, node: &FetchNode) {
         targets: keys
             .into_iter()
             .map(|k| Target {
-                path: vec![PathSeg::Key(k.clone())],
-                key: KeyRef::Key(k),
-                merge: false,
+                fetch: node.id,
+                parent: 0,
+                key: KeyRef::Key(k.clone()),
+                write: Some(k),
             })
             .collect(),
     });
@@ -609,29 +659,21 @@ fn top_keys(set: &crate::plan::selection::SelectionSet, out: &mut Vec<Name>) {
 }
 
 /// Federation: one `_entities` call with every distinct representation.
-fn entities(
-    doc: &mut Doc<'_, '_>,
-    data: &JsonValue,
-    node: &FetchNode,
-    remote_type: &Name,
-    parents: Vec<Vec<PathSeg>>,
-) {
+fn entities(doc: &mut Doc<'_, '_>, node: &FetchNode, remote_type: &Name, parents: Vec<&JsonMap>) {
     let mut reps = Distinct::default();
     let mut targets = Vec::new();
     let typename = JsonValue::String(remote_type.as_str().into());
-    for path in parents {
-        let Some(JsonValue::Object(parent)) = get(data, &path) else {
-            continue;
-        };
+    for (ordinal, parent) in parents.into_iter().enumerate() {
         let Some(mut repr) = project(parent, &node.requires, false) else {
             continue;
         };
         repr.insert("__typename", typename.clone());
         let i = reps.index(JsonValue::Object(repr));
         targets.push(Target {
-            path,
+            fetch: node.id,
+            parent: ordinal,
             key: KeyRef::One(i),
-            merge: true,
+            write: None,
         });
     }
     if reps.values.is_empty() {
@@ -715,27 +757,22 @@ fn call_signature(
 /// entities (`merge == true`), batched or one per distinct input.
 fn calls(
     doc: &mut Doc<'_, '_>,
-    data: &mut JsonValue,
     node: &FetchNode,
     call: &Arc<Call>,
-    parents: Vec<Vec<PathSeg>>,
+    parents: Vec<&JsonMap>,
     merge: bool,
 ) {
     let variables: &JsonMap = doc.req.variables;
     let empty = JsonMap::new();
     let per_entity = node.selection.has_required_arguments();
-    for parent_path in parents {
-        let repr = match get(data, &parent_path) {
-            Some(JsonValue::Object(parent)) => match project(parent, &node.requires, true) {
-                Some(r) => r,
-                None => continue,
-            },
-            _ => continue,
+    let write = match &node.kind {
+        FetchKind::Field { response_key, .. } if !merge => Some(response_key.clone()),
+        _ => None,
+    };
+    for (ordinal, parent) in parents.into_iter().enumerate() {
+        let Some(repr) = project(parent, &node.requires, true) else {
+            continue;
         };
-        let mut path = parent_path;
-        if let FetchKind::Field { response_key, .. } = &node.kind {
-            path.push(PathSeg::Key(response_key.clone()));
-        }
         let cx = ArgContext {
             repr: if node.requires.is_empty() {
                 &empty
@@ -745,22 +782,23 @@ fn calls(
             node,
             variables,
         };
+        let target = Target {
+            fetch: node.id,
+            parent: ordinal,
+            key: KeyRef::Whole,
+            write: write.clone(),
+        };
         if call.batch {
-            batch_key(doc, data, node, call, &cx, path, merge);
+            batch_key(doc, node, call, &cx, target);
             continue;
         }
         let Some(seg_args) = call_arguments(call, node, &cx) else {
             if !merge {
-                super::value::write(data, &path, empty_answer(node));
+                doc.empties.push((node.id, ordinal));
             }
             continue;
         };
         let signature = call_signature(call, node, &seg_args, per_entity.then_some(&repr));
-        let target = Target {
-            path,
-            key: KeyRef::Whole,
-            merge,
-        };
         // Not mutations: two identical mutation fields are two effects.
         let dedupe = call.operation != OperationType::Mutation;
         if let Some(i) = doc.signatures.get(&signature).filter(|_| dedupe) {
@@ -859,20 +897,18 @@ fn required_argument_types(doc: &Doc<'_, '_>, node: &FetchNode) -> Vec<(String, 
 /// as null (or `[]`) without a call.
 fn batch_key(
     doc: &mut Doc<'_, '_>,
-    data: &mut JsonValue,
     node: &FetchNode,
     call: &Arc<Call>,
     cx: &ArgContext<'_>,
-    path: Vec<PathSeg>,
-    merge: bool,
+    mut target: Target,
 ) {
     let key = call
         .batch_key()
         .and_then(|p| field_value(cx.repr, p))
         .unwrap_or(JsonValue::Null);
     if key.is_null() {
-        if !merge {
-            super::value::write(data, &path, empty_answer(node));
+        if target.write.is_some() {
+            doc.empties.push((target.fetch, target.parent));
         }
         return;
     }
@@ -922,7 +958,8 @@ fn batch_key(
         k => KeyRef::One(intern(k)),
     };
     let n = *n;
-    doc.calls[n].targets.push(Target { path, key, merge });
+    target.key = key;
+    doc.calls[n].targets.push(target);
 }
 
 /// Writes the batched calls once every fetch of the wave added its keys.
@@ -976,19 +1013,15 @@ fn finish_batches(doc: &mut Doc<'_, '_>) {
 /// distinct input (the key, and per-entity arguments).
 fn variable_sets(
     doc: &mut Doc<'_, '_>,
-    data: &JsonValue,
     node: &FetchNode,
     call: &Arc<Call>,
-    parents: Vec<Vec<PathSeg>>,
+    parents: Vec<&JsonMap>,
 ) {
     let mut index: HashMap<String, usize> = HashMap::default();
     let mut sets: Vec<JsonValue> = Vec::new();
     let mut aliases: Vec<String> = Vec::new();
     let mut call_of: Vec<usize> = Vec::new();
-    for path in parents {
-        let Some(JsonValue::Object(parent)) = get(data, &path) else {
-            continue;
-        };
+    for (ordinal, parent) in parents.into_iter().enumerate() {
         let Some(set) = variable_set(doc, node, call, parent) else {
             continue;
         };
@@ -1011,9 +1044,10 @@ fn variable_sets(
             }
         };
         doc.calls[call_of[i]].targets.push(Target {
-            path,
+            fetch: node.id,
+            parent: ordinal,
             key: KeyRef::Whole,
-            merge: true,
+            write: None,
         });
     }
     if sets.is_empty() {

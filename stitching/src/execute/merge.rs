@@ -9,7 +9,7 @@ use apollo_compiler::{
 
 use super::{
     error,
-    fetch::{CallOut, KeyRef},
+    fetch::{CallOut, KeyRef, Target},
     value::{self, to_error_path, PathSeg},
     FetchError, Request,
 };
@@ -34,6 +34,29 @@ fn descend(v: JsonValue, names: &[Name]) -> JsonValue {
     }
 }
 
+/// The client paths of targets, worked out only when an error needs them.
+struct Paths<'d> {
+    req: &'d Request<'d>,
+    data: &'d JsonValue,
+    by_fetch: ahash::HashMap<usize, Vec<Vec<PathSeg>>>,
+}
+
+impl Paths<'_> {
+    fn of(&mut self, t: &Target) -> Vec<PathSeg> {
+        let (req, data) = (self.req, self.data);
+        let parents = self.by_fetch.entry(t.fetch).or_insert_with(|| {
+            let schema = &req.supergraph.schema;
+            let is_a = |c: &str, r: &str| c == r || schema.is_subtype(c, r);
+            value::parent_paths(data, &req.plan.fetches[t.fetch].path, &is_a)
+        });
+        let mut path = parents.get(t.parent).cloned().unwrap_or_default();
+        if let Some(k) = &t.write {
+            path.push(PathSeg::Key(k.clone()));
+        }
+        path
+    }
+}
+
 /// Maps a response body onto the data.
 pub(crate) fn merge_body(
     req: &Request<'_>,
@@ -50,6 +73,7 @@ pub(crate) fn merge_body(
         _ => {
             fail(
                 req,
+                data,
                 errors,
                 subgraph,
                 calls,
@@ -59,10 +83,16 @@ pub(crate) fn merge_body(
         }
     };
     if let Some(JsonValue::Array(list)) = remote_errors {
+        let mut paths = Paths {
+            req,
+            data,
+            by_fetch: Default::default(),
+        };
         for e in list {
-            map_error(e, service, calls, errors);
+            map_error(e, service, calls, &mut paths, errors);
         }
     }
+    let mut deliveries = Vec::new();
     for call in calls {
         let answer = match &call.alias {
             Some(alias) => remote_data
@@ -93,19 +123,60 @@ pub(crate) fn merge_body(
         if sg.has_renames() {
             public_typenames(&mut answer, sg);
         }
-        deliver(data, call, answer);
+        deliver(call, answer, &mut deliveries);
+    }
+    apply(req, data, deliveries);
+}
+
+/// A value for one parent: merged into it, or written under a key.
+struct Delivery {
+    fetch: usize,
+    parent: usize,
+    write: Option<Name>,
+    value: JsonValue,
+}
+
+/// Hands the values to their parents: one walk per fetch path, in the
+/// order the parents were found when the request was built.
+fn apply(req: &Request<'_>, data: &mut JsonValue, mut deliveries: Vec<Delivery>) {
+    deliveries.sort_by_key(|d| (d.fetch, d.parent));
+    let schema = &req.supergraph.schema;
+    let is_a = |c: &str, r: &str| c == r || schema.is_subtype(c, r);
+    let mut rest = deliveries.into_iter().peekable();
+    while let Some(first) = rest.peek() {
+        let fetch = first.fetch;
+        let mut group: Vec<Delivery> = Vec::new();
+        while rest.peek().is_some_and(|d| d.fetch == fetch) {
+            group.extend(rest.next());
+        }
+        let mut pending = group.into_iter().peekable();
+        let steps = &req.plan.fetches[fetch].path;
+        value::visit_parents_mut(data, steps, &is_a, &mut 0, &mut |ordinal, obj| {
+            while pending.peek().is_some_and(|d| d.parent == ordinal) {
+                if let Some(d) = pending.next() {
+                    match &d.write {
+                        Some(k) => value::write_key(obj, k, d.value),
+                        None => value::merge_into(obj, d.value),
+                    }
+                }
+            }
+        });
     }
 }
 
 /// Hands each target its part of a call's answer, moving values out and
 /// cloning only a part several targets share (deduplicated inputs).
-fn deliver(data: &mut JsonValue, call: &CallOut, answer: JsonValue) {
+fn deliver(call: &CallOut, answer: JsonValue, out: &mut Vec<Delivery>) {
     let n = call.targets.len();
     let mut answer = Some(answer);
     // Items of a listed answer, and how many targets still want each.
     let mut items: Vec<JsonValue> = Vec::new();
     let mut wanted: Vec<u32> = Vec::new();
-    if call.targets.iter().any(|t| matches!(t.key, KeyRef::One(_) | KeyRef::Many(_))) {
+    if call
+        .targets
+        .iter()
+        .any(|t| matches!(t.key, KeyRef::One(_) | KeyRef::Many(_)))
+    {
         if let Some(JsonValue::Array(list)) = answer.take() {
             items = list;
         }
@@ -157,11 +228,12 @@ fn deliver(data: &mut JsonValue, call: &CallOut, answer: JsonValue) {
                     .collect(),
             ),
         };
-        if t.merge {
-            value::merge_at(data, &t.path, value);
-        } else {
-            value::write(data, &t.path, value);
-        }
+        out.push(Delivery {
+            fetch: t.fetch,
+            parent: t.parent,
+            write: t.write.clone(),
+            value,
+        });
     }
 }
 
@@ -202,7 +274,13 @@ fn segments(path: &[JsonValue]) -> Vec<ResponseDataPathSegment> {
 }
 
 /// A remote error, its path rewritten to the client's, `extensions.service` added.
-fn map_error(e: JsonValue, service: &str, calls: &[CallOut], out: &mut Vec<GraphQLError>) {
+fn map_error(
+    e: JsonValue,
+    service: &str,
+    calls: &[CallOut],
+    paths: &mut Paths<'_>,
+    out: &mut Vec<GraphQLError>,
+) {
     let JsonValue::Object(mut m) = e else { return };
     let message = m
         .remove("message")
@@ -237,7 +315,7 @@ fn map_error(e: JsonValue, service: &str, calls: &[CallOut], out: &mut Vec<Graph
     };
     let rest = segments(&remote_path[(1 + call.descend.len()).min(remote_path.len())..]);
     for t in &call.targets {
-        let base = to_error_path(&t.path);
+        let base = to_error_path(&paths.of(t));
         match &t.key {
             KeyRef::Whole | KeyRef::Key(_) => {
                 out.push(make(base.into_iter().chain(rest.iter().cloned()).collect()))
@@ -271,6 +349,7 @@ fn map_error(e: JsonValue, service: &str, calls: &[CallOut], out: &mut Vec<Graph
 /// A failed request: every place it would have answered gets an error.
 pub(crate) fn fail(
     req: &Request<'_>,
+    data: &JsonValue,
     errors: &mut Vec<GraphQLError>,
     subgraph: SubgraphId,
     calls: &[CallOut],
@@ -290,9 +369,14 @@ pub(crate) fn fail(
         err.path = path;
         errors.push(err);
     };
+    let mut paths = Paths {
+        req,
+        data,
+        by_fetch: Default::default(),
+    };
     for call in calls {
         for t in &call.targets {
-            push(t.path.clone());
+            push(paths.of(t));
         }
     }
 }

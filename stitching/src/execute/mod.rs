@@ -315,7 +315,14 @@ impl<'r, 'a> Execution<'r, 'a> {
                         &b.calls,
                         body,
                     ),
-                    Err(e) => merge::fail(self.req, &mut self.errors, b.subgraph, &b.calls, &e),
+                    Err(e) => merge::fail(
+                        self.req,
+                        &self.data,
+                        &mut self.errors,
+                        b.subgraph,
+                        &b.calls,
+                        &e,
+                    ),
                 }
             }
         }
@@ -344,6 +351,17 @@ impl<'r, 'a> Execution<'r, 'a> {
     }
 }
 
+/// Client path of an error, for tests and logs.
+pub fn path_string(path: &[ResponseDataPathSegment]) -> String {
+    path.iter()
+        .map(|s| match s {
+            ResponseDataPathSegment::Field(n) => n.to_string(),
+            ResponseDataPathSegment::ListIndex(i) => i.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 #[cfg(test)]
 mod raw_json_tests {
     #[test]
@@ -357,15 +375,4 @@ mod raw_json_tests {
             r#"{"data":{"a":[1,{"b":"\"x"}]}}"#
         );
     }
-}
-
-/// Client path of an error, for tests and logs.
-pub fn path_string(path: &[ResponseDataPathSegment]) -> String {
-    path.iter()
-        .map(|s| match s {
-            ResponseDataPathSegment::Field(n) => n.to_string(),
-            ResponseDataPathSegment::ListIndex(i) => i.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(".")
 }

@@ -26,56 +26,6 @@ pub fn to_error_path(path: &[PathSeg]) -> Vec<ResponseDataPathSegment> {
         .collect()
 }
 
-pub fn get<'v>(mut v: &'v JsonValue, path: &[PathSeg]) -> Option<&'v JsonValue> {
-    for seg in path {
-        v = match (seg, v) {
-            (PathSeg::Key(k), JsonValue::Object(m)) => m.get(k.as_str())?,
-            (PathSeg::Index(i), JsonValue::Array(a)) => a.get(*i)?,
-            _ => return None,
-        };
-    }
-    Some(v)
-}
-
-pub fn get_mut<'v>(mut v: &'v mut JsonValue, path: &[PathSeg]) -> Option<&'v mut JsonValue> {
-    for seg in path {
-        v = match (seg, v) {
-            (PathSeg::Key(k), JsonValue::Object(m)) => m.get_mut(k.as_str())?,
-            (PathSeg::Index(i), JsonValue::Array(a)) => a.get_mut(*i)?,
-            _ => return None,
-        };
-    }
-    Some(v)
-}
-
-/// Sets the value at `path` (its parent must be an object) and returns it in
-/// place, so the caller can look below it without walking from the root again.
-/// A slot already written (the same response key delegated twice with
-/// different selections, e.g. from two fragments) is merged into, not replaced.
-pub fn write<'v>(
-    data: &'v mut JsonValue,
-    path: &[PathSeg],
-    value: JsonValue,
-) -> Option<&'v JsonValue> {
-    let Some((PathSeg::Key(last), parent)) = path.split_last() else {
-        return None;
-    };
-    match get_mut(data, parent) {
-        Some(JsonValue::Object(m)) => {
-            let slot = match m.entry(last.as_str()) {
-                Entry::Occupied(o) => {
-                    let slot = o.into_mut();
-                    merge(slot, value);
-                    slot
-                }
-                Entry::Vacant(v) => v.insert(value),
-            };
-            Some(&*slot)
-        }
-        _ => None,
-    }
-}
-
 /// Merges a second answer for the same field into the first: objects key by
 /// key, lists item by item (the first answer's length and order stand, so
 /// paths already taken into it stay valid); a null on either side is null
@@ -103,15 +53,13 @@ pub(crate) fn merge(into: &mut JsonValue, value: JsonValue) {
     }
 }
 
-/// Absolute paths of the objects a fetch's path leads to from the data
-/// root, lists walked; `is_a(condition, runtime)` filters type steps by the
-/// objects' `_stitch_t`.
-pub fn collect_parents(
+/// The client paths of a fetch's parents, by ordinal (the order of
+/// `visit_parents`): only errors need them, so only errors walk for them.
+pub fn parent_paths(
     data: &JsonValue,
     steps: &[PathStep],
     is_a: &dyn Fn(&str, &str) -> bool,
-    out: &mut Vec<Vec<PathSeg>>,
-) {
+) -> Vec<Vec<PathSeg>> {
     fn walk(
         v: &JsonValue,
         path: &mut Vec<PathSeg>,
@@ -146,19 +94,97 @@ pub fn collect_parents(
             _ => {}
         }
     }
-    walk(data, &mut Vec::new(), steps, is_a, out);
+    let mut out = Vec::new();
+    walk(data, &mut Vec::new(), steps, is_a, &mut out);
+    out
 }
 
-/// Merges an entity's answer into the object at `path` (not into a null:
-/// that parent failed and its error is reported). A null answer adds
-/// nothing: the fields it would have brought stay missing (null, with the
-/// subgraph's error), the parent's own fields stay.
-pub fn merge_at(data: &mut JsonValue, path: &[PathSeg], value: JsonValue) {
-    if value.is_null() {
-        return;
+/// Calls `f` with each parent object a fetch's path leads to from the data
+/// root, in a fixed order (the ordinal a target names): lists walked,
+/// type steps filtered by `_stitch_t`. With no steps, the root itself.
+pub fn visit_parents<'v>(
+    data: &'v JsonValue,
+    steps: &[PathStep],
+    is_a: &dyn Fn(&str, &str) -> bool,
+    f: &mut dyn FnMut(&'v JsonMap),
+) {
+    match data {
+        JsonValue::Array(items) => items.iter().for_each(|i| visit_parents(i, steps, is_a, f)),
+        JsonValue::Object(m) => match steps.split_first() {
+            None => f(m),
+            Some((PathStep::Type(t), rest)) => {
+                let runtime = m.get(TYPENAME_ALIAS).and_then(|v| v.as_str());
+                if runtime.is_some_and(|r| is_a(t, r)) {
+                    visit_parents(data, rest, is_a, f);
+                }
+            }
+            Some((PathStep::Key(k), rest)) => {
+                if let Some(child) = m.get(k.as_str()) {
+                    visit_parents(child, rest, is_a, f);
+                }
+            }
+        },
+        _ => {}
     }
-    if let Some(slot @ JsonValue::Object(_)) = get_mut(data, path) {
-        merge(slot, value);
+}
+
+/// The same walk as `visit_parents`, mutably, with each parent's ordinal.
+pub fn visit_parents_mut(
+    data: &mut JsonValue,
+    steps: &[PathStep],
+    is_a: &dyn Fn(&str, &str) -> bool,
+    ordinal: &mut usize,
+    f: &mut dyn FnMut(usize, &mut JsonMap),
+) {
+    match data {
+        JsonValue::Array(items) => {
+            for i in items.iter_mut() {
+                visit_parents_mut(i, steps, is_a, ordinal, f);
+            }
+        }
+        JsonValue::Object(m) => match steps.split_first() {
+            None => {
+                f(*ordinal, m);
+                *ordinal += 1;
+            }
+            Some((PathStep::Type(t), rest)) => {
+                let runtime = m.get(TYPENAME_ALIAS).and_then(|v| v.as_str());
+                if runtime.is_some_and(|r| is_a(t, r)) {
+                    visit_parents_mut(data, rest, is_a, ordinal, f);
+                }
+            }
+            Some((PathStep::Key(k), rest)) => {
+                if let Some(child) = m.get_mut(k.as_str()) {
+                    visit_parents_mut(child, rest, is_a, ordinal, f);
+                }
+            }
+        },
+        _ => {}
+    }
+}
+
+/// Writes `value` under `key`; a slot already written (the same response
+/// key delegated twice with different selections) is merged into.
+pub fn write_key(obj: &mut JsonMap, key: &str, value: JsonValue) {
+    match obj.entry(key) {
+        Entry::Occupied(o) => merge(o.into_mut(), value),
+        Entry::Vacant(v) => {
+            v.insert(value);
+        }
+    }
+}
+
+/// Merges an entity's answer into a parent object (a null answer adds nothing).
+pub fn merge_into(obj: &mut JsonMap, value: JsonValue) {
+    if let JsonValue::Object(more) = value {
+        for (k, v) in more {
+            match obj.get_mut(k.as_str()) {
+                Some(existing) => merge(existing, v),
+                None => {
+                    obj.insert(k, v);
+                }
+            }
+        }
     }
 }
 
@@ -223,9 +249,11 @@ mod tests {
             PathStep::Key(Name::new("items").unwrap()),
             PathStep::Key(Name::new("b").unwrap()),
         ];
-        let mut out = Vec::new();
-        collect_parents(&data, &steps, &|c, r| c == r, &mut out);
+        let out = parent_paths(&data, &steps, &|c, r| c == r);
         assert_eq!(out.len(), 3);
+        let mut visited = 0;
+        visit_parents(&data, &steps, &|c, r| c == r, &mut |_| visited += 1);
+        assert_eq!(visited, 3);
         assert_eq!(
             out[1],
             vec![
@@ -238,8 +266,7 @@ mod tests {
         );
         let mut typed = steps.to_vec();
         typed.push(PathStep::Type(Name::new("X").unwrap()));
-        let mut out = Vec::new();
-        collect_parents(&data, &typed, &|c, r| c == r, &mut out);
+        let out = parent_paths(&data, &typed, &|c, r| c == r);
         assert_eq!(
             out,
             vec![
@@ -256,35 +283,41 @@ mod tests {
     }
 
     #[test]
-    fn writes_into_objects_only() {
-        let mut data = json!({"a": [{"x": 1}]});
-        write(
-            &mut data,
-            &[key("a"), PathSeg::Index(0), key("y")],
-            json!(2),
+    fn writes_and_merges_into_the_parents_a_walk_finds() {
+        let mut data = json!({"a": [{"x": 1}, {"x": 2}], "b": 3});
+        let steps = [PathStep::Key(Name::new("a").unwrap())];
+        let mut seen = Vec::new();
+        visit_parents_mut(&mut data, &steps, &|c, r| c == r, &mut 0, &mut |i, obj| {
+            seen.push(i);
+            write_key(obj, "y", json!(i));
+            merge_into(obj, json!({"z": true}));
+            merge_into(obj, json!(null));
+        });
+        assert_eq!(seen, [0, 1]);
+        assert_eq!(
+            data,
+            json!({"a": [{"x": 1, "y": 0, "z": true}, {"x": 2, "y": 1, "z": true}], "b": 3})
         );
-        write(&mut data, &[key("a"), key("nope"), key("y")], json!(3));
-        assert_eq!(data, json!({"a": [{"x": 1, "y": 2}]}));
     }
 
     #[test]
     fn a_second_answer_for_a_key_merges_into_the_first() {
-        let mut data = json!({});
-        write(
+        let mut data = JsonMap::new();
+        write_key(
             &mut data,
-            &[key("p")],
+            "p",
             json!({"id": "1", "l": [{"a": 1}, {"a": 2}], "o": null}),
         );
-        write(
+        write_key(
             &mut data,
-            &[key("p")],
+            "p",
             json!({"name": "n", "l": [{"b": 1}, {"b": 2}], "o": {"x": 1}}),
         );
         assert_eq!(
-            data,
+            JsonValue::Object(data.clone()),
             json!({"p": {"id": "1", "l": [{"a": 1, "b": 1}, {"a": 2, "b": 2}], "o": null, "name": "n"}})
         );
-        write(&mut data, &[key("p")], json!(null));
-        assert_eq!(data, json!({"p": null}));
+        write_key(&mut data, "p", json!(null));
+        assert_eq!(JsonValue::Object(data), json!({"p": null}));
     }
 }
