@@ -144,7 +144,7 @@ pub async fn run(o: &Options) -> anyhow::Result<String> {
     let mut results = Vec::new();
     let mut notes = Vec::new();
     if o.workloads.iter().any(|w| w == "federation") {
-        match federation(o, &hive, &node, &npm_dir).await {
+        match federation(o, &hive, &node, &npm_dir, &mut notes).await {
             Ok(mut r) => results.append(&mut r),
             Err(e) => notes.push(format!("The federation workload failed: {e:#}")),
         }
@@ -302,6 +302,7 @@ async fn federation(
     hive: &Path,
     node: &Path,
     npm: &Path,
+    notes: &mut Vec<String>,
 ) -> anyhow::Result<Vec<Comparison>> {
     let dir = temp_dir("federation")?;
     let mut out = Vec::new();
@@ -326,6 +327,19 @@ async fn federation(
         let mut peer_p = hive_router(hive, node, npm, &dir, &fed, &format!("fed{delay}")).await?;
         let mut ours = Side::of("ours", &ours_p);
         let mut peer = Side::of(format!("Hive Router {HIVE_VERSION}"), &peer_p);
+        if delay == 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let idle = |pid| {
+                procstat::status(pid)
+                    .map(|m| procstat::mib(m.rss_kib))
+                    .unwrap_or(f64::NAN)
+            };
+            notes.push(format!(
+                "Idle RSS after start, before any request: ours {:.1} MiB, Hive Router {:.1} MiB.",
+                idle(ours.pid),
+                idle(peer.pid)
+            ));
+        }
         let counter = fed_counter(&fed);
         let body = Arc::new(vec![
             json!({"query": TEST_QUERY, "operationName": "TestQuery"}).to_string(),
