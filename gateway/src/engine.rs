@@ -479,11 +479,7 @@ async fn send_plain(
             .await
             .map_err(|e| FetchError::Unavailable(root_cause(&e)))?;
         let status = resp.status();
-        let is_json = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("json"));
+        let is_json = is_json(resp.headers());
         let body = resp
             .into_body()
             .collect()
@@ -507,13 +503,16 @@ async fn send(rb: reqwest::RequestBuilder, timeout: Duration) -> Result<Bytes, F
     };
     let resp = rb.send().await.map_err(map)?;
     let status = resp.status();
-    let is_json = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("json"));
+    let is_json = is_json(resp.headers());
     let body = resp.bytes().await.map_err(map)?;
     accept(status, is_json, body)
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"))
 }
 
 /// GraphQL over HTTP answers 4xx with a GraphQL body for request errors: those
