@@ -93,12 +93,7 @@ async fn identical_subgraph_queries_in_flight_go_out_once() {
         1,
         "one request for eight"
     );
-    let page = reqwest::get(format!("http://{}/metrics", gateway.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = e2e::platform::metrics_page(gateway.addr).await;
     assert_eq!(
         e2e::platform::metric(&page, "subgraph_dedup_hits_total{subgraph=\"products\"}"),
         7
@@ -126,12 +121,7 @@ async fn identical_client_requests_share_one_execution_when_configured() {
     let same: Vec<String> = (0..6).map(|_| "Bearer same".to_string()).collect();
     let answers = concurrently(&gateway.url(), TEST_QUERY, &same).await;
     assert!(answers.iter().all(|a| *a == expected_response()));
-    let page = reqwest::get(format!("http://{}/metrics", gateway.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = e2e::platform::metrics_page(gateway.addr).await;
     assert_eq!(e2e::platform::metric(&page, "gateway_dedup_hits_total"), 5);
     gateway.stop().await;
     fed.service.stop().await;

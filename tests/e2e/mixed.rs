@@ -55,12 +55,7 @@ fn delta(after: &[(String, u64)], before: &[(String, u64)]) -> Vec<String> {
 
 /// Requests the ratings subgraph answered as batches.
 async fn batched(ratings: &subgraphs::common::RunningService) -> u64 {
-    let page = reqwest::get(format!("http://{}/metrics", ratings.addr))
-        .await
-        .expect("ratings metrics")
-        .text()
-        .await
-        .expect("body");
+    let page = e2e::platform::metrics_page(ratings.addr).await;
     metric(&page, "ratings_requests_total{mode=\"batched\"}")
 }
 

@@ -90,13 +90,7 @@ impl Platform {
 
     /// `/metrics` of the gateway.
     pub async fn metrics(&self) -> String {
-        let url = format!("http://{}/metrics", self.gateway.addr);
-        reqwest::get(url)
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics body")
+        metrics_page(self.gateway.addr).await
     }
 
     /// `subgraph_requests_total{subgraph="NAME"}` from `/metrics`.
@@ -126,6 +120,16 @@ pub async fn start_gateway(path: &std::path::Path) -> Result<RunningGateway, Gat
 }
 
 /// Reads one sample of a Prometheus text page (0 when absent).
+/// The `/metrics` page of a gateway or subgraph server at `addr`.
+pub async fn metrics_page(addr: std::net::SocketAddr) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body")
+}
+
 pub fn metric(page: &str, sample: &str) -> u64 {
     page.lines()
         .find_map(|l| {
