@@ -71,6 +71,12 @@ pub struct GatewayConfig {
     pub dedupe_client_requests: bool,
     /// Requests in flight to one subgraph host at most (HTTP/1.1: connections).
     pub max_connections_per_host: usize,
+    /// Milliseconds one client request may take in all: each subgraph call
+    /// gets at most what is left, and a request past it answers 504
+    /// (`GATEWAY_TIMEOUT`) with the data complete by then. 0: no deadline.
+    pub request_timeout_ms: u64,
+    /// Seconds a subgraph may fail every request before `/ready` answers 503.
+    pub ready_unreachable_secs: u64,
     /// Runtime worker threads: 0 = one per core; 1 = a single-threaded
     /// runtime, which saves the cross-thread wake-ups of every request when
     /// the gateway shares a small machine with its subgraphs.
@@ -97,6 +103,8 @@ impl Default for GatewayConfig {
             dedupe_subgraph_requests: true,
             dedupe_client_requests: false,
             max_connections_per_host: 100,
+            request_timeout_ms: 30_000,
+            ready_unreachable_secs: 30,
             worker_threads: 0,
         }
     }
@@ -174,11 +182,86 @@ pub struct SubgraphConfig {
     /// Headers always set on requests to this subgraph.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Largest answer read from this subgraph, in bytes; a larger one is
+    /// an error at its fields (`SUBGRAPH_RESPONSE_TOO_LARGE`).
+    #[serde(default = "defaults::max_response_bytes")]
+    pub max_response_bytes: usize,
+    /// `[subgraphs.breaker]`
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    /// `[subgraphs.retry]`
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// `[subgraphs.breaker]`: stop calling a subgraph that keeps failing, so
+/// its fields fail at once (`SUBGRAPH_CIRCUIT_OPEN`) instead of after its
+/// timeout, and let it recover without load.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    pub enabled: bool,
+    /// Failures (timeouts, refused connections, 5xx, 429) per request, over
+    /// the window, at which the breaker opens.
+    pub failure_rate: f64,
+    /// Requests in the window before the rate counts.
+    pub min_requests: u32,
+    pub window_secs: u64,
+    /// Milliseconds the breaker stays open before it lets probes through.
+    pub cooldown_ms: u64,
+    /// Probes that must succeed in a row to close it again (one failure reopens it).
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            enabled: true,
+            failure_rate: 0.5,
+            min_requests: 10,
+            window_secs: 10,
+            cooldown_ms: 5_000,
+            half_open_probes: 3,
+        }
+    }
+}
+
+/// `[subgraphs.retry]`: queries only (never mutations or subscriptions),
+/// on refused connections, 5xx and 429 (after its `Retry-After`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Tries in all, the first included: 1 turns retries off.
+    pub max_attempts: u32,
+    /// Milliseconds before the first retry; doubled each time, with jitter.
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// Retries allowed per request sent, over the last 10 s, so retries
+    /// cannot multiply the load on a subgraph that is down.
+    pub budget_ratio: f64,
+    /// Retries allowed per 10 s whatever the traffic (a quiet gateway still retries).
+    pub budget_min: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 3,
+            backoff_ms: 50,
+            max_backoff_ms: 2_000,
+            budget_ratio: 0.2,
+            budget_min: 10,
+        }
+    }
 }
 
 mod defaults {
     pub fn timeout_ms() -> u64 {
         10_000
+    }
+
+    pub fn max_response_bytes() -> usize {
+        50 * 1024 * 1024
     }
 }
 
@@ -375,6 +458,21 @@ fn check(loaded: &LoadedConfig, text: &str, file: &str) -> Result<(), GatewayErr
             problems.push(format!(
                 "{}subgraph `{}`: timeout_ms must be above 0",
                 at("timeout_ms"),
+                s.name
+            ));
+        }
+        let b = &s.breaker;
+        if !(b.failure_rate > 0.0 && b.failure_rate <= 1.0) || b.window_secs == 0 {
+            problems.push(format!(
+                "{}subgraph `{}`: [subgraphs.breaker] needs 0 < failure_rate <= 1 and window_secs above 0",
+                at("failure_rate"),
+                s.name
+            ));
+        }
+        if s.retry.max_attempts == 0 || s.retry.budget_ratio.is_nan() || s.retry.budget_ratio < 0.0 {
+            problems.push(format!(
+                "{}subgraph `{}`: [subgraphs.retry] max_attempts must be at least 1 (1: no retries) and budget_ratio at least 0",
+                at("max_attempts"),
                 s.name
             ));
         }

@@ -21,9 +21,10 @@ use stitching::{
 };
 
 use crate::{
-    config::{LoadedConfig, SubgraphConfig},
+    config::{BreakerConfig, LoadedConfig, RetryConfig, SubgraphConfig},
     error::GatewayError,
     metrics::{Metrics, SubgraphMetrics},
+    resilience::{backoff, SubgraphHealth},
     upstream::{PlainClient, Upstream},
 };
 
@@ -37,9 +38,31 @@ pub struct SubgraphClient {
     pub propagate: Vec<HeaderName>,
     pub headers: HeaderMap,
     pub metrics: Arc<SubgraphMetrics>,
+    /// Timeouts, caps, breaker and retries, shared with requests in flight.
+    pub policy: Arc<SubgraphPolicy>,
     /// For `http://` subgraphs: the pooled client (HTTP/1.1 or h2c), the
     /// parsed URI, and the cap on concurrent requests to its host.
-    plain: Option<(PlainClient, hyper::Uri, Arc<tokio::sync::Semaphore>)>,
+    plain: Option<Arc<PlainRoute>>,
+}
+
+/// An `http://` subgraph's pooled client, URI and per-host cap.
+struct PlainRoute {
+    client: PlainClient,
+    uri: hyper::Uri,
+    limit: Arc<tokio::sync::Semaphore>,
+}
+
+/// How requests to one subgraph are bounded and retried.
+pub struct SubgraphPolicy {
+    pub name: String,
+    pub timeout: Duration,
+    /// The client request's deadline, named in its error.
+    pub request_timeout: Duration,
+    pub max_response_bytes: usize,
+    pub breaker: BreakerConfig,
+    pub retry: RetryConfig,
+    /// Breaker, retry budget and reachability, kept across reloads.
+    pub health: Arc<SubgraphHealth>,
 }
 
 /// Test builds only (feature `fault-injection`): an operation of this name
@@ -133,6 +156,17 @@ impl Engine {
                     .collect(),
                 headers,
                 metrics: metrics.subgraph(&s.name),
+                policy: Arc::new(SubgraphPolicy {
+                    name: s.name.clone(),
+                    timeout: s.timeout(),
+                    request_timeout: Duration::from_millis(
+                        config.config.gateway.request_timeout_ms,
+                    ),
+                    max_response_bytes: s.max_response_bytes,
+                    breaker: s.breaker.clone(),
+                    retry: s.retry.clone(),
+                    health: upstream.health(&s.name, &s.breaker),
+                }),
                 plain: s
                     .url
                     .starts_with("http://")
@@ -141,7 +175,11 @@ impl Engine {
                     .map(|uri| {
                         let host = uri.authority().map(|a| a.as_str()).unwrap_or("");
                         let limit = upstream.host_limit(host);
-                        (upstream.client(s.http2), uri, limit)
+                        Arc::new(PlainRoute {
+                            client: upstream.client(s.http2),
+                            uri,
+                            limit,
+                        })
                     }),
             });
         }
@@ -215,6 +253,7 @@ impl Engine {
         headers: &HeaderMap,
         allow_mutation: bool,
     ) -> Outcome {
+        let started = Instant::now();
         let Some(query) = request.query.as_deref() else {
             return Outcome::Refused(RequestError::BadRequest(
                 "the request has no `query`: send {\"query\": \"{ ... }\"}".into(),
@@ -250,10 +289,13 @@ impl Engine {
             plan: &prepared.plan,
             variables: &variables,
         };
+        let g = &self.config.config.gateway;
         let transport = HttpTransport {
             engine: self,
             http,
             headers,
+            deadline: (g.request_timeout_ms > 0)
+                .then(|| started + Duration::from_millis(g.request_timeout_ms)),
         };
         Outcome::Executed(execute::execute(&req, &transport).await)
     }
@@ -338,11 +380,14 @@ pub async fn compose(
 }
 
 /// Sends subgraph requests over pooled keep-alive HTTP connections, with the
-/// subgraph's timeout, propagated and configured headers, and metrics.
+/// subgraph's timeout (at most what is left of the client request's
+/// deadline), breaker, retries, propagated and configured headers, and metrics.
 pub struct HttpTransport<'a> {
     pub engine: &'a Engine,
     pub http: &'a reqwest::Client,
     pub headers: &'a HeaderMap,
+    /// When the client request must be answered; `None`: no deadline.
+    pub deadline: Option<Instant>,
 }
 
 impl Transport for HttpTransport<'_> {
@@ -357,9 +402,9 @@ impl Transport for HttpTransport<'_> {
                 serde_json::to_vec(&request).map_err(|e| FetchError::Malformed(e.to_string()))?,
             );
             let headers = self.outgoing_headers(c);
-            let dedupe = self.engine.dedupe && request.operation == OperationType::Query;
-            let key = dedupe.then(|| dedupe_key(c, &headers, &body));
-            let work = self.exchange(c, headers, body);
+            let query = request.operation == OperationType::Query;
+            let key = (self.engine.dedupe && query).then(|| dedupe_key(c, &headers, &body));
+            let work = Box::pin(self.exchange(c, headers, body, query).run());
             let Some(key) = key else {
                 return work.await;
             };
@@ -407,121 +452,302 @@ impl HttpTransport<'_> {
         h
     }
 
-    /// One request to `c`, owning what it needs (callers may share it),
-    /// with the subgraph's timeout and metrics.
+    /// One request to `c`, owning what it needs (deduplicated callers share it).
     fn exchange(
         &self,
         c: &SubgraphClient,
         headers: HeaderMap,
         body: Bytes,
-    ) -> BoxFuture<'static, Result<Bytes, FetchError>> {
-        let metrics = c.metrics.clone();
-        let name = c.name.clone();
-        let timeout = c.timeout;
-        let send: BoxFuture<'static, Result<Bytes, FetchError>> = match &c.plain {
-            Some((client, uri, limit)) => Box::pin(send_plain(
-                client.clone(),
-                uri.clone(),
-                limit.clone(),
-                headers,
-                body,
-                timeout,
-            )),
-            None => {
-                let rb = self
-                    .http
-                    .post(c.url.clone())
+        query: bool,
+    ) -> Exchange {
+        let wire = match &c.plain {
+            Some(route) => Wire::Plain(route.clone()),
+            None => Wire::Reqwest {
+                client: self.http.clone(),
+                url: c.url.clone(),
+            },
+        };
+        Exchange {
+            policy: c.policy.clone(),
+            metrics: c.metrics.clone(),
+            wire,
+            headers,
+            body,
+            retry: query,
+            deadline: self.deadline,
+        }
+    }
+}
+
+/// How bytes reach a subgraph: the plain pooled client (`http://`) or reqwest (TLS).
+enum Wire {
+    Plain(Arc<PlainRoute>),
+    Reqwest {
+        client: reqwest::Client,
+        url: reqwest::Url,
+    },
+}
+
+/// A failed attempt, and how long the subgraph asked us to wait (`Retry-After`).
+struct Failure {
+    error: FetchError,
+    retry_after: Option<Duration>,
+}
+
+impl From<FetchError> for Failure {
+    fn from(error: FetchError) -> Self {
+        Failure {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+/// One subgraph request with its retries, owned so callers can share it.
+struct Exchange {
+    policy: Arc<SubgraphPolicy>,
+    metrics: Arc<SubgraphMetrics>,
+    wire: Wire,
+    headers: HeaderMap,
+    body: Bytes,
+    /// Queries may be retried; mutations never.
+    retry: bool,
+    deadline: Option<Instant>,
+}
+
+impl Exchange {
+    /// Attempts until one answers, the failure is final, the retry budget
+    /// is spent or the deadline is near.
+    async fn run(self) -> Result<Bytes, FetchError> {
+        let p = &self.policy;
+        let health = &p.health;
+        health.budget.sent(Instant::now());
+        let mut attempt = 1;
+        loop {
+            let now = Instant::now();
+            let left = self.deadline.map(|d| d.saturating_duration_since(now));
+            if left.is_some_and(|l| l.is_zero()) {
+                return Err(self.deadline_error());
+            }
+            let Some(permit) = health.breaker.admit(&p.breaker, now) else {
+                return Err(FetchError::CircuitOpen);
+            };
+            let timeout = left.map_or(p.timeout, |l| l.min(p.timeout));
+            let result = self.attempt(timeout).await;
+            let failure = match result {
+                Ok(body) => {
+                    permit.done(&p.breaker, true);
+                    health.reached(true, Instant::now());
+                    return Ok(body);
+                }
+                Err(f) => f,
+            };
+            let counts = counts_against(&failure.error);
+            permit.done(&p.breaker, !counts);
+            health.reached(!counts, Instant::now());
+            if matches!(failure.error, FetchError::Timeout(_)) && timeout < p.timeout {
+                return Err(self.deadline_error());
+            }
+            let wait = backoff(&p.retry, attempt, failure.retry_after);
+            let fits = self.deadline.is_none_or(|d| Instant::now() + wait < d);
+            if !(self.retry
+                && retryable(&failure.error)
+                && attempt < p.retry.max_attempts
+                && fits
+                && health.budget.withdraw(&p.retry, Instant::now()))
+            {
+                return Err(failure.error);
+            }
+            tracing::debug!(subgraph = %p.name, attempt, error = %failure.error, ?wait, "retrying a subgraph query");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    fn deadline_error(&self) -> FetchError {
+        FetchError::Deadline(
+            self.deadline
+                .map(|_| self.policy.request_timeout)
+                .unwrap_or_default(),
+        )
+    }
+
+    /// One request on the wire, with metrics.
+    async fn attempt(&self, timeout: Duration) -> Result<Bytes, Failure> {
+        let start = Instant::now();
+        self.metrics
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let max = self.policy.max_response_bytes;
+        let (headers, body) = (self.headers.clone(), self.body.clone());
+        let result = match &self.wire {
+            Wire::Plain(route) => send_plain(route, headers, body, timeout, max).await,
+            Wire::Reqwest { client, url } => {
+                let rb = client
+                    .post(url.clone())
                     .headers(headers)
                     .timeout(timeout)
                     .body(body);
-                Box::pin(send(rb, timeout))
+                send(rb, timeout, max).await
             }
         };
-        Box::pin(async move {
-            let start = Instant::now();
-            metrics
-                .requests
+        self.metrics.latency.observe(start.elapsed());
+        if let Err(f) = &result {
+            self.metrics
+                .errors
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let result = send.await;
-            metrics.latency.observe(start.elapsed());
-            if let Err(e) = &result {
-                metrics
-                    .errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(subgraph = %name, error = %e, "subgraph request failed");
-            }
-            result
-        })
+            tracing::warn!(subgraph = %self.policy.name, error = %f.error, "subgraph request failed");
+        }
+        result
     }
+}
+
+/// Failures that say the subgraph is in trouble (the breaker counts them);
+/// a 4xx or a malformed body is a problem with one request.
+fn counts_against(e: &FetchError) -> bool {
+    match e {
+        FetchError::Timeout(_) | FetchError::Unavailable(_) => true,
+        FetchError::Status { status, .. } => *status >= 500 || *status == 429,
+        _ => false,
+    }
+}
+
+/// Failures a retry may cure: no connection, 5xx, 429. Not a timeout: a
+/// hung subgraph would hold the client for every attempt.
+fn retryable(e: &FetchError) -> bool {
+    match e {
+        FetchError::Unavailable(_) => true,
+        FetchError::Status { status, .. } => *status >= 500 || *status == 429,
+        _ => false,
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from services and ignored).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
 }
 
 /// A request over the pooled plain client, at most `limit` at once per host.
 async fn send_plain(
-    client: PlainClient,
-    uri: hyper::Uri,
-    limit: Arc<tokio::sync::Semaphore>,
+    route: &PlainRoute,
     headers: HeaderMap,
     body: Bytes,
     timeout: Duration,
-) -> Result<Bytes, FetchError> {
+    max: usize,
+) -> Result<Bytes, Failure> {
     use http_body_util::BodyExt;
     let exchange = async {
-        let _permit = limit
-            .acquire_owned()
+        let _permit = route
+            .limit
+            .acquire()
             .await
             .map_err(|e| FetchError::Unavailable(e.to_string()))?;
         let mut req = hyper::Request::new(http_body_util::Full::new(body));
         *req.method_mut() = hyper::Method::POST;
-        *req.uri_mut() = uri;
+        *req.uri_mut() = route.uri.clone();
         *req.headers_mut() = headers;
-        let resp = client
+        let resp = route
+            .client
             .request(req)
             .await
             .map_err(|e| FetchError::Unavailable(root_cause(&e)))?;
         let status = resp.status();
-        let is_json = is_json(resp.headers());
-        let body = resp
-            .into_body()
+        let (json, wait) = (is_json(resp.headers()), retry_after(resp.headers()));
+        check_length(resp.headers(), max)?;
+        let body = http_body_util::Limited::new(resp.into_body(), max)
             .collect()
             .await
-            .map_err(|e| FetchError::Unavailable(root_cause(&e)))?
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    FetchError::TooLarge(max)
+                } else {
+                    FetchError::Unavailable(root_cause(&*e))
+                }
+            })?
             .to_bytes();
-        accept(status, is_json, body)
+        accept(status, json, body, wait)
     };
     tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| FetchError::Timeout(timeout))?
+        .map_err(|_| Failure::from(FetchError::Timeout(timeout)))?
 }
 
-async fn send(rb: reqwest::RequestBuilder, timeout: Duration) -> Result<Bytes, FetchError> {
+async fn send(
+    rb: reqwest::RequestBuilder,
+    timeout: Duration,
+    max: usize,
+) -> Result<Bytes, Failure> {
     let map = |e: reqwest::Error| {
-        if e.is_timeout() {
+        Failure::from(if e.is_timeout() {
             FetchError::Timeout(timeout)
         } else {
             FetchError::Unavailable(root_cause(&e))
-        }
+        })
     };
-    let resp = rb.send().await.map_err(map)?;
+    let mut resp = rb.send().await.map_err(map)?;
     let status = resp.status();
-    let is_json = is_json(resp.headers());
-    let body = resp.bytes().await.map_err(map)?;
-    accept(status, is_json, body)
+    let (json, wait) = (is_json(resp.headers()), retry_after(resp.headers()));
+    check_length(resp.headers(), max)?;
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(map)? {
+        if body.len() + chunk.len() > max {
+            return Err(FetchError::TooLarge(max).into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    accept(status, json, body.freeze(), wait)
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
+/// A declared length over the cap fails before a byte of the body is read.
+fn check_length(headers: &HeaderMap, max: usize) -> Result<(), FetchError> {
+    let declared = headers
+        .get(reqwest::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("json"))
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > max as u64 => Err(FetchError::TooLarge(max)),
+        _ => Ok(()),
+    }
 }
 
-/// GraphQL over HTTP answers 4xx with a GraphQL body for request errors: those
-/// bodies are used; other failures are the subgraph's.
-fn accept(status: reqwest::StatusCode, is_json: bool, body: Bytes) -> Result<Bytes, FetchError> {
-    if status.is_success() || (status.is_client_error() && is_json) {
+/// Whether a `Content-Type` is JSON: `application/json`, or a `+json`
+/// type such as `application/graphql-response+json`, parameters aside.
+pub fn is_json(headers: &HeaderMap) -> bool {
+    media_type(headers).is_some_and(|m| m == "application/json" || m.ends_with("+json"))
+}
+
+/// The media type of `Content-Type`, lower-cased, without parameters.
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    let m = v.split(';').next()?.trim().to_ascii_lowercase();
+    (!m.is_empty()).then_some(m)
+}
+
+/// A 2xx body is an answer; any other status is a failure that keeps a
+/// JSON body (its GraphQL errors reach the client at their paths).
+fn accept(
+    status: reqwest::StatusCode,
+    json: bool,
+    body: Bytes,
+    retry_after: Option<Duration>,
+) -> Result<Bytes, Failure> {
+    if status.is_success() {
         Ok(body)
     } else {
-        Err(FetchError::Status(status.as_u16()))
+        Err(Failure {
+            error: FetchError::Status {
+                status: status.as_u16(),
+                body: json.then_some(body),
+            },
+            retry_after,
+        })
     }
 }
 

@@ -30,6 +30,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(state)
         // A bug in one request answers that request with a 500 instead of
@@ -65,10 +66,54 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
     axum::Json(body).into_response()
 }
 
+/// Readiness: 503 while a subgraph has failed every request for longer than
+/// `ready_unreachable_secs` or its breaker is open; each subgraph's state in the body.
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let engine = state.engine();
+    let now = Instant::now();
+    let patience =
+        std::time::Duration::from_secs(engine.config.config.gateway.ready_unreachable_secs);
+    let mut ready = true;
+    let subgraphs: serde_json::Map<String, serde_json::Value> = engine
+        .clients
+        .iter()
+        .map(|c| {
+            let health = &c.policy.health;
+            let breaker = health.breaker.state();
+            let down = health.unreachable_for(now);
+            let failing = down.is_some_and(|d| d >= patience);
+            let status = if breaker == crate::resilience::BreakerState::Open || failing {
+                ready = false;
+                "unavailable"
+            } else if down.is_some() {
+                "degraded"
+            } else {
+                "ok"
+            };
+            let body = serde_json::json!({
+                "status": status,
+                "breaker": breaker.as_str(),
+                "failing_for_ms": down.map(|d| d.as_millis() as u64),
+            });
+            (c.name.clone(), body)
+        })
+        .collect();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "subgraphs": subgraphs,
+    });
+    (status, axum::Json(body)).into_response()
+}
+
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.metrics.render(&state.engine()),
     )
         .into_response()
 }
@@ -124,6 +169,11 @@ fn answer(outcome: Outcome, graphql_response: bool, state: &AppState, start: Ins
         Outcome::Refused(e) => (GqlResponse::from_errors(e.to_graphql_errors()), true),
         Outcome::Executed(r) => (r, false),
     };
+    // Past its deadline: 504 with the data complete by then.
+    let late = body
+        .errors
+        .iter()
+        .any(|e| e.extensions.get("code").and_then(|c| c.as_str()) == Some("GATEWAY_TIMEOUT"));
     if refused {
         state.metrics.request_errors.fetch_add(1, Relaxed);
     }
@@ -153,6 +203,8 @@ fn answer(outcome: Outcome, graphql_response: bool, state: &AppState, start: Ins
     Answer {
         status: if not_allowed {
             StatusCode::METHOD_NOT_ALLOWED
+        } else if late {
+            StatusCode::GATEWAY_TIMEOUT
         } else {
             status
         },
@@ -165,12 +217,8 @@ async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Respo
     let start = Instant::now();
     state.metrics.requests.fetch_add(1, Relaxed);
     let (parts, body) = req.into_parts();
-    let ctype = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ctype.starts_with("application/json") && !ctype.starts_with(GRAPHQL_RESPONSE) {
+    let ctype = crate::engine::media_type(&parts.headers).unwrap_or_default();
+    if ctype != "application/json" && ctype != GRAPHQL_RESPONSE {
         return http_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UNSUPPORTED_MEDIA_TYPE",

@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod reload;
+pub mod resilience;
 pub mod upstream;
 pub mod ws;
 

@@ -96,7 +96,9 @@ impl Metrics {
         m
     }
 
-    pub fn render(&self) -> String {
+    /// The text exposition; breaker and retry figures for the subgraphs
+    /// `engine` serves (a removed subgraph's go with it).
+    pub fn render(&self, engine: &crate::Engine) -> String {
         let mut out = String::with_capacity(4096);
         let value = |out: &mut String, name, help, kind, v: &AtomicU64| {
             header(out, name, help, kind);
@@ -197,6 +199,7 @@ impl Metrics {
                 &format!("subgraph=\"{name}\""),
             );
         }
+        resilience(&mut out, engine);
         out
     }
 }
@@ -204,4 +207,68 @@ impl Metrics {
 /// The `# HELP` and `# TYPE` lines of one metric.
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Circuit breaker state and transitions, retries and budget refusals.
+fn resilience(out: &mut String, engine: &crate::Engine) {
+    use crate::resilience::BreakerState;
+    let health = || engine.clients.iter().map(|c| (&c.name, &c.policy.health));
+    header(
+        out,
+        "subgraph_circuit_state",
+        "Circuit breaker per subgraph: 0 closed, 1 half-open, 2 open.",
+        "gauge",
+    );
+    for (name, h) in health() {
+        let v = match h.breaker.state() {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open => 2,
+        };
+        let _ = writeln!(out, "subgraph_circuit_state{{subgraph=\"{name}\"}} {v}");
+    }
+    header(
+        out,
+        "subgraph_circuit_transitions_total",
+        "Circuit breaker transitions per subgraph, by the state entered.",
+        "counter",
+    );
+    for (name, h) in health() {
+        for (to, v) in ["open", "half_open", "closed"]
+            .iter()
+            .zip(&h.breaker.transitions)
+        {
+            let _ = writeln!(
+                out,
+                "subgraph_circuit_transitions_total{{subgraph=\"{name}\",to=\"{to}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
+    }
+    for (metric, help, v) in [
+        (
+            "subgraph_circuit_rejected_total",
+            "Requests not sent because the subgraph's breaker was open.",
+            (|h| &h.breaker.rejected) as fn(&crate::resilience::SubgraphHealth) -> &AtomicU64,
+        ),
+        (
+            "subgraph_retries_total",
+            "Query retries sent to each subgraph.",
+            |h| &h.budget.retries,
+        ),
+        (
+            "subgraph_retry_budget_exhausted_total",
+            "Retries not sent because the subgraph's retry budget was spent.",
+            |h| &h.budget.exhausted,
+        ),
+    ] {
+        header(out, metric, help, "counter");
+        for (name, h) in health() {
+            let _ = writeln!(
+                out,
+                "{metric}{{subgraph=\"{name}\"}} {}",
+                v(h).load(Relaxed)
+            );
+        }
+    }
 }

@@ -32,6 +32,8 @@ pub async fn reload(state: &Arc<AppState>) -> Result<(), GatewayError> {
     .await;
     match result {
         Ok(engine) => {
+            let names: Vec<&str> = engine.clients.iter().map(|c| c.name.as_str()).collect();
+            state.upstream.retain_health(&names);
             state.swap(Arc::new(engine));
             state.metrics.reloads.fetch_add(1, Relaxed);
             tracing::info!("schema reloaded");

@@ -13,6 +13,8 @@ use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::Semaphore;
 
+use crate::{config::BreakerConfig, resilience::SubgraphHealth};
+
 /// A pooled client without TLS: the hot path to `http://` subgraphs skips
 /// reqwest's layers (URL re-parsing, connector and client clones per
 /// request); `https://` subgraphs go through reqwest.
@@ -144,6 +146,8 @@ pub struct Upstream {
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Identical subgraph queries in flight.
     pub fetches: Inflight<FetchResult>,
+    /// Breaker, retry budget and reachability per subgraph name.
+    health: Mutex<Vec<(String, Arc<SubgraphHealth>)>>,
 }
 
 impl Upstream {
@@ -154,7 +158,31 @@ impl Upstream {
             max_per_host: max_per_host.max(1),
             hosts: Mutex::new(HashMap::new()),
             fetches: Inflight::default(),
+            health: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The standing of subgraph `name`, created on first use.
+    pub fn health(&self, name: &str, cfg: &BreakerConfig) -> Arc<SubgraphHealth> {
+        let mut all = match self.health.lock() {
+            Ok(h) => h,
+            Err(p) => p.into_inner(),
+        };
+        if let Some((_, h)) = all.iter().find(|(n, _)| n == name) {
+            return h.clone();
+        }
+        let h = Arc::new(SubgraphHealth::new(cfg));
+        all.push((name.to_owned(), h.clone()));
+        h
+    }
+
+    /// Forgets subgraphs no longer configured (after a reload).
+    pub fn retain_health(&self, names: &[&str]) {
+        let mut all = match self.health.lock() {
+            Ok(h) => h,
+            Err(p) => p.into_inner(),
+        };
+        all.retain(|(n, _)| names.contains(&n.as_str()));
     }
 
     /// The pooled client for a subgraph (h2c or HTTP/1.1).

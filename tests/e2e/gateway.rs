@@ -398,14 +398,29 @@ async fn graphql_over_http() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("not a GraphQL request"));
+    // Media types match exactly: `application/jsonfoo` is not JSON.
+    for ctype in [
+        "text/plain",
+        "application/jsonfoo",
+        "application/json-patch+json",
+    ] {
+        let r = c
+            .post(&url)
+            .header("content-type", ctype)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 415, "{ctype}");
+    }
     let r = c
         .post(&url)
-        .header("content-type", "text/plain")
-        .body("{}")
+        .header("content-type", "Application/JSON; charset=utf-8")
+        .body(r#"{"query": "{ pipelineTemplates { name } }"}"#)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 415);
+    assert_eq!(r.status(), 200);
     let big = json!({"query": format!("{{ pipelineTemplates {{ name }} }} #{}", "x".repeat(3 * 1024 * 1024))});
     let r = c.post(&url).json(&big).send().await.unwrap();
     assert_eq!(r.status(), 413);

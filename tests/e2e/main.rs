@@ -7,6 +7,7 @@ mod log;
 mod mixed;
 mod pipeline;
 mod reload;
+mod resilience;
 mod runs;
 mod signed_urls;
 mod subscriptions;

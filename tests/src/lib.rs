@@ -1,5 +1,6 @@
 //! Test support for the end-to-end tests: real clients and in-process services.
 
+pub mod chaos;
 pub mod client;
 pub mod federation;
 pub mod pipeline_support;

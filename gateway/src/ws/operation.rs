@@ -273,6 +273,8 @@ impl Operation {
             engine: &self.engine,
             http: &s.http,
             headers: &s.headers,
+            // Each event is bounded by the subgraphs' own timeouts.
+            deadline: None,
         };
         loop {
             let text = match ws.next().await {

@@ -67,6 +67,8 @@ pub(crate) struct CallOut {
     /// The path segments after the first, to descend into the answer.
     pub descend: Vec<Name>,
     pub targets: Vec<Target>,
+    /// Root keys under `@skip`/`@include`: the answer may leave them out.
+    pub optional: Vec<Name>,
 }
 
 /// The request for one subgraph in one wave, and how to read its answer.
@@ -627,10 +629,12 @@ fn root_fields(doc: &mut Doc<'_, '_>, node: &FetchNode) {
         .unwrap_or(&node.rendered);
     doc.body.push_str(inner.trim_end());
     let mut keys = Vec::new();
-    top_keys(&node.selection, &mut keys);
+    let mut optional = Vec::new();
+    top_keys(&node.selection, false, &mut keys, &mut optional);
     doc.calls.push(CallOut {
         alias: None,
         descend: Vec::new(),
+        optional,
         targets: keys
             .into_iter()
             .map(|k| Target {
@@ -644,7 +648,13 @@ fn root_fields(doc: &mut Doc<'_, '_>, node: &FetchNode) {
 }
 
 /// The response keys at the top of a selection (inside condition-only fragments too).
-fn top_keys(set: &crate::plan::selection::SelectionSet, out: &mut Vec<Name>) {
+/// `optional`: the keys under a condition, which the answer may leave out.
+fn top_keys(
+    set: &crate::plan::selection::SelectionSet,
+    conditional: bool,
+    out: &mut Vec<Name>,
+    optional: &mut Vec<Name>,
+) {
     use crate::plan::selection::Selection;
     for item in &set.items {
         match item {
@@ -652,8 +662,17 @@ fn top_keys(set: &crate::plan::selection::SelectionSet, out: &mut Vec<Name>) {
                 if !out.contains(&f.response_key) {
                     out.push(f.response_key.clone());
                 }
+                if (conditional || !f.conditions.is_empty()) && !optional.contains(&f.response_key)
+                {
+                    optional.push(f.response_key.clone());
+                }
             }
-            Selection::InlineFragment(i) => top_keys(&i.selection, out),
+            Selection::InlineFragment(i) => top_keys(
+                &i.selection,
+                conditional || !i.conditions.is_empty(),
+                out,
+                optional,
+            ),
         }
     }
 }
@@ -692,6 +711,7 @@ fn entities(doc: &mut Doc<'_, '_>, node: &FetchNode, remote_type: &Name, parents
         alias: Some(alias),
         descend: Vec::new(),
         targets,
+        optional: Vec::new(),
     });
 }
 
@@ -822,6 +842,7 @@ fn calls(
             alias: Some(alias),
             descend: descend_names(call),
             targets: vec![target],
+            optional: Vec::new(),
         });
     }
 }
@@ -925,6 +946,7 @@ fn batch_key(
             alias: Some(format!("{CALL_PREFIX}{n}")),
             descend: descend_names(call),
             targets: Vec::new(),
+            optional: Vec::new(),
         });
         Batch {
             call: n,
@@ -1035,6 +1057,7 @@ fn variable_sets(
                     alias: Some(alias.clone()),
                     descend: descend_names(call),
                     targets: Vec::new(),
+                    optional: Vec::new(),
                 });
                 sets.push(JsonValue::Object(set));
                 aliases.push(alias);

@@ -57,7 +57,8 @@ impl Paths<'_> {
     }
 }
 
-/// Maps a response body onto the data.
+/// Maps a response body onto the data. A body that breaks the GraphQL
+/// response format fails every place it answers, with the reason.
 pub(crate) fn merge_body(
     req: &Request<'_>,
     data: &mut JsonValue,
@@ -68,64 +69,144 @@ pub(crate) fn merge_body(
 ) {
     let sg = &req.supergraph.subgraphs[subgraph];
     let service = sg.name.as_str();
-    let (mut remote_data, remote_errors) = match body {
-        JsonValue::Object(mut m) => (m.remove("data"), m.remove("errors")),
-        _ => {
+    let (remote_data, remote_errors) = match read_body(body) {
+        Ok(parts) => parts,
+        Err(why) => {
             fail(
                 req,
                 data,
                 errors,
                 subgraph,
                 calls,
-                &FetchError::Malformed("not a JSON object".into()),
+                &FetchError::Malformed(why),
             );
             return;
         }
     };
-    if let Some(JsonValue::Array(list)) = remote_errors {
-        let mut paths = Paths {
-            req,
-            data,
-            by_fetch: Default::default(),
-        };
-        for e in list {
-            map_error(e, service, calls, &mut paths, errors);
-        }
+    let mut paths = Paths {
+        req,
+        data,
+        by_fetch: Default::default(),
+    };
+    let had_errors = !remote_errors.is_empty();
+    for e in remote_errors {
+        map_error(e, service, calls, &mut paths, errors);
     }
+    let mut remote_data = remote_data;
     let mut deliveries = Vec::new();
     for call in calls {
-        let answer = match &call.alias {
-            Some(alias) => remote_data
-                .as_mut()
-                .and_then(|d| d.as_object_mut())
-                .and_then(|m| m.remove(alias.as_str()))
-                .unwrap_or(JsonValue::Null),
-            None => match remote_data.as_mut() {
-                Some(JsonValue::Object(m)) => {
-                    // Root fields: the whole data, less the other calls' answers.
-                    let mut own = JsonMap::new();
-                    let keys: Vec<_> = m
-                        .keys()
-                        .filter(|k| !k.as_str().starts_with(super::fetch::CALL_PREFIX))
-                        .cloned()
-                        .collect();
-                    for k in keys {
-                        if let Some(v) = m.remove(k.as_str()) {
-                            own.insert(k, v);
-                        }
-                    }
-                    JsonValue::Object(own)
-                }
-                _ => JsonValue::Null,
-            },
+        let answer = match (&call.alias, remote_data.as_mut()) {
+            (_, None) => Ok(JsonValue::Null),
+            (Some(alias), Some(m)) => m
+                .remove(alias.as_str())
+                .ok_or_else(|| format!("`data` lacks `{alias}`, which was asked for")),
+            // Root fields: the whole data, less the other calls' answers.
+            (None, Some(m)) => root_answer(call, m),
+        };
+        let answer = match answer {
+            Ok(a) => a,
+            Err(why) => {
+                fail_call(
+                    &mut paths,
+                    errors,
+                    service,
+                    call,
+                    &FetchError::Malformed(why),
+                );
+                JsonValue::Null
+            }
         };
         let mut answer = descend(answer, &call.descend);
         if sg.has_renames() {
             public_typenames(&mut answer, sg);
         }
+        if let Err(why) = check_shape(call, &answer, had_errors) {
+            fail_call(
+                &mut paths,
+                errors,
+                service,
+                call,
+                &FetchError::Malformed(why),
+            );
+        }
         deliver(call, answer, &mut deliveries);
     }
     apply(req, data, deliveries);
+}
+
+/// `data` (`None`: null, which errors explain) and `errors` of a body, or
+/// why the body is not a GraphQL response.
+fn read_body(body: JsonValue) -> Result<(Option<JsonMap>, Vec<JsonValue>), String> {
+    let JsonValue::Object(mut m) = body else {
+        return Err("not a JSON object".into());
+    };
+    let errors = match m.remove("errors") {
+        None | Some(JsonValue::Null) => Vec::new(),
+        Some(JsonValue::Array(list)) => list,
+        Some(_) => return Err("`errors` is not a list".into()),
+    };
+    match m.remove("data") {
+        Some(JsonValue::Object(d)) => Ok((Some(d), errors)),
+        None | Some(JsonValue::Null) if !errors.is_empty() => Ok((None, errors)),
+        None => Err("it has neither `data` nor `errors`".into()),
+        Some(JsonValue::Null) => Err("`data` is null and there are no errors".into()),
+        Some(_) => Err("`data` is not an object".into()),
+    }
+}
+
+/// The root fields a call asked for, each under its key; a missing key is
+/// an error (a field that failed is present as null).
+fn root_answer(call: &CallOut, m: &mut JsonMap) -> Result<JsonValue, String> {
+    let mut own = JsonMap::new();
+    let mut missing = Vec::new();
+    for t in &call.targets {
+        if let KeyRef::Key(k) = &t.key {
+            match m.remove(k.as_str()) {
+                Some(v) => {
+                    own.insert(k.as_str(), v);
+                }
+                None if call.optional.contains(k) => {}
+                None => missing.push(format!("`{k}`")),
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(JsonValue::Object(own))
+    } else {
+        Err(format!(
+            "`data` lacks {}, which was asked for",
+            missing.join(", ")
+        ))
+    }
+}
+
+/// A batched call (`_entities`, a list lookup) answers a list with one item
+/// per key; null only with errors that say why.
+fn check_shape(call: &CallOut, answer: &JsonValue, had_errors: bool) -> Result<(), String> {
+    let wanted = call
+        .targets
+        .iter()
+        .flat_map(|t| match &t.key {
+            KeyRef::One(k) => vec![*k],
+            KeyRef::Many(ks) => ks.iter().flatten().copied().collect(),
+            _ => Vec::new(),
+        })
+        .max();
+    let Some(last) = wanted else {
+        return Ok(());
+    };
+    let name = call.alias.as_deref().unwrap_or("the answer");
+    match answer {
+        JsonValue::Array(items) if items.len() > last => Ok(()),
+        JsonValue::Array(items) => Err(format!(
+            "`{name}` has {} items for {} keys",
+            items.len(),
+            last + 1
+        )),
+        JsonValue::Null if had_errors => Ok(()),
+        JsonValue::Null => Err(format!("`{name}` is null and there are no errors")),
+        _ => Err(format!("`{name}` is not a list")),
+    }
 }
 
 /// A value for one parent: merged into it, or written under a key.
@@ -304,13 +385,21 @@ fn map_error(
     let alias = remote_path.first().and_then(|v| v.as_str());
     let Some(call) = alias.and_then(|a| calls.iter().find(|c| c.alias.as_deref() == Some(a)))
     else {
-        // Root fields answer under the client's own keys.
-        let is_root = calls.iter().any(|c| c.alias.is_none());
-        out.push(make(if is_root {
-            segments(&remote_path)
+        if calls.iter().any(|c| c.alias.is_none()) {
+            // Root fields answer under the client's own keys.
+            out.push(make(segments(&remote_path)));
         } else {
-            Vec::new()
-        }));
+            // No path into this nested fetch: the error belongs to every
+            // field the fetch served, not to the request as a whole.
+            let mut seen = Vec::new();
+            for t in calls.iter().flat_map(|c| &c.targets) {
+                let p = to_error_path(&paths.of(t));
+                if !seen.contains(&p) {
+                    seen.push(p.clone());
+                    out.push(make(p));
+                }
+            }
+        }
         return;
     };
     let rest = segments(&remote_path[(1 + call.descend.len()).min(remote_path.len())..]);
@@ -356,27 +445,35 @@ pub(crate) fn fail(
     e: &FetchError,
 ) {
     let service = req.supergraph.subgraphs[subgraph].name.as_str();
-    let mut push = |path: Vec<PathSeg>| {
-        let path = to_error_path(&path);
-        if errors.iter().any(|x| {
-            x.path == path && x.extensions.get("service").and_then(|s| s.as_str()) == Some(service)
-        }) {
-            return;
-        }
-        let mut err = error(format!("subgraph `{service}` {e}"), e.code());
-        err.extensions
-            .insert("service", JsonValue::String(service.into()));
-        err.path = path;
-        errors.push(err);
-    };
     let mut paths = Paths {
         req,
         data,
         by_fetch: Default::default(),
     };
     for call in calls {
-        for t in &call.targets {
-            push(paths.of(t));
+        fail_call(&mut paths, errors, service, call, e);
+    }
+}
+
+/// An error at each place `call` would have answered (once per path and service).
+fn fail_call(
+    paths: &mut Paths<'_>,
+    errors: &mut Vec<GraphQLError>,
+    service: &str,
+    call: &CallOut,
+    e: &FetchError,
+) {
+    for t in &call.targets {
+        let path = to_error_path(&paths.of(t));
+        if errors.iter().any(|x| {
+            x.path == path && x.extensions.get("service").and_then(|s| s.as_str()) == Some(service)
+        }) {
+            continue;
         }
+        let mut err = error(format!("subgraph `{service}` {e}"), e.code());
+        err.extensions
+            .insert("service", JsonValue::String(service.into()));
+        err.path = path;
+        errors.push(err);
     }
 }

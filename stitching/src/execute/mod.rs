@@ -75,10 +75,20 @@ pub enum FetchError {
     Timeout(Duration),
     #[error("is unreachable: {0}")]
     Unavailable(String),
-    #[error("answered HTTP {0}")]
-    Status(u16),
+    /// A non-2xx answer; `body` when it was JSON (its GraphQL errors are
+    /// kept, at their paths).
+    #[error("answered HTTP {status}")]
+    Status { status: u16, body: Option<Bytes> },
     #[error("answered with a body that is not a GraphQL response: {0}")]
     Malformed(String),
+    #[error("answered more than {0} bytes (`max_response_bytes`)")]
+    TooLarge(usize),
+    /// The client request's deadline passed before this request could finish.
+    #[error("was not asked: the request's deadline of {} passed", humantime(*.0))]
+    Deadline(Duration),
+    /// The circuit breaker is open: the subgraph failed too often lately.
+    #[error("is failing; requests to it are paused (circuit breaker open)")]
+    CircuitOpen,
 }
 
 fn humantime(d: Duration) -> String {
@@ -94,8 +104,11 @@ impl FetchError {
         match self {
             FetchError::Timeout(_) => "SUBGRAPH_TIMEOUT",
             FetchError::Unavailable(_) => "SUBGRAPH_UNAVAILABLE",
-            FetchError::Status(_) => "SUBGRAPH_HTTP_ERROR",
+            FetchError::Status { .. } => "SUBGRAPH_HTTP_ERROR",
             FetchError::Malformed(_) => "SUBGRAPH_MALFORMED_RESPONSE",
+            FetchError::TooLarge(_) => "SUBGRAPH_RESPONSE_TOO_LARGE",
+            FetchError::Deadline(_) => "GATEWAY_TIMEOUT",
+            FetchError::CircuitOpen => "SUBGRAPH_CIRCUIT_OPEN",
         }
     }
 }
@@ -306,7 +319,10 @@ impl<'r, 'a> Execution<'r, 'a> {
             let results = futures::future::join_all(fetches).await;
             for (b, result) in builds.into_iter().zip(results) {
                 let Some(result) = result else { continue };
-                match result.and_then(|body| fetch::parse_answer(&b, body)) {
+                match result
+                    .or_else(graphql_error_body)
+                    .and_then(|body| fetch::parse_answer(&b, body))
+                {
                     Ok(body) => merge::merge_body(
                         self.req,
                         &mut self.data,
@@ -349,6 +365,24 @@ impl<'r, 'a> Execution<'r, 'a> {
             }
         }
     }
+}
+
+/// A non-2xx answer whose JSON body carries GraphQL errors is read as an
+/// answer (its errors, at their paths); any other failure stays one.
+fn graphql_error_body(e: FetchError) -> Result<Bytes, FetchError> {
+    if let FetchError::Status {
+        body: Some(body), ..
+    } = &e
+    {
+        #[derive(serde::Deserialize)]
+        struct Errors {
+            errors: Vec<serde::de::IgnoredAny>,
+        }
+        if serde_json::from_slice::<Errors>(body).is_ok_and(|b| !b.errors.is_empty()) {
+            return Ok(body.clone());
+        }
+    }
+    Err(e)
 }
 
 /// Client path of an error, for tests and logs.

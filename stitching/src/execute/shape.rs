@@ -239,12 +239,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         match ty {
             Type::List(inner) | Type::NonNullList(inner) => {
                 let JsonValue::Array(items) = raw else {
-                    let mut e = error(
-                        format!("expected a list for {parent_type}.{}, the subgraph sent something else", fs[0].name),
-                        "SUBGRAPH_INVALID_VALUE",
-                    );
-                    e.path = to_error_path(path);
-                    self.errors.push(e);
+                    self.invalid_value(path, parent_type, &fs[0].name, "a list");
                     return null(self, path, out);
                 };
                 out.push(b'[');
@@ -271,6 +266,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                         | ExtendedType::Union(_),
                     ) => {
                         let JsonValue::Object(obj) = raw else {
+                            self.invalid_value(path, parent_type, &fs[0].name, "an object");
                             return null(self, path, out);
                         };
                         let supergraph = self.req.supergraph;
@@ -295,7 +291,11 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                             Err(()) => propagate(out),
                         }
                     }
-                    _ => {
+                    leaf => {
+                        if let Some(expected) = misfit(name, leaf, raw) {
+                            self.invalid_value(path, parent_type, &fs[0].name, expected);
+                            return null(self, path, out);
+                        }
                         write_json(out, raw);
                         Ok(())
                     }
@@ -303,6 +303,55 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
             }
         }
     }
+
+    /// A subgraph value that does not fit its field's type: an error at its
+    /// path, naming the subgraph that serves the field when one alone does.
+    fn invalid_value(&mut self, path: &[PathSeg], parent_type: &str, field: &Name, expected: &str) {
+        let mut e = error(
+            format!("a subgraph sent a value that is not {expected} for {parent_type}.{field}"),
+            "SUBGRAPH_INVALID_VALUE",
+        );
+        e.path = to_error_path(path);
+        let sg = self.req.supergraph;
+        let served_by = sg.model.field(parent_type, field).and_then(|f| {
+            match (&f.delegation, f.sources.as_slice()) {
+                (Some(call), _) => Some(call.subgraph),
+                (None, [one]) => Some(one.subgraph),
+                _ => None,
+            }
+        });
+        if let Some(id) = served_by {
+            e.extensions.insert(
+                "service",
+                JsonValue::String(sg.subgraphs[id].name.as_str().into()),
+            );
+        }
+        self.errors.push(e);
+    }
+}
+
+/// What a leaf value should have been, when it is not what its type allows
+/// (custom scalars take any JSON).
+fn misfit(name: &str, ty: Option<&ExtendedType>, v: &JsonValue) -> Option<&'static str> {
+    let fits = match name {
+        "String" => v.is_string(),
+        "Boolean" => v.is_boolean(),
+        "Int" => v.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
+        "Float" => v.is_number(),
+        "ID" => v.is_string() || v.is_i64() || v.is_u64(),
+        _ => match ty {
+            Some(ExtendedType::Enum(e)) => v.as_str().is_some_and(|s| e.values.contains_key(s)),
+            _ => true,
+        },
+    };
+    (!fits).then_some(match (name, ty) {
+        ("String", _) => "a String",
+        ("Boolean", _) => "a Boolean",
+        ("Int", _) => "a 32-bit Int",
+        ("Float", _) => "a Float",
+        ("ID", _) => "an ID (string or integer)",
+        _ => "one of the enum's values",
+    })
 }
 
 fn write_json(out: &mut Vec<u8>, value: &JsonValue) {
@@ -366,5 +415,36 @@ mod tests {
             json!({"a": {"n": "x\"y", "_stitch_f_id": "1", "_stitch_t": "Pipeline"}}),
         );
         assert_eq!(out, r#"{"a":{"__typename":"Pipeline","n":"x\"y"}}"#);
+    }
+
+    #[test]
+    fn values_of_the_wrong_type_are_errors_at_their_path_not_passed_on() {
+        let (out, errors) = shaped(
+            "{ pipelines { total items { id name tags { key } } } }",
+            json!({"pipelines": {"total": "three", "items": [
+                {"id": {"x": 1}, "name": 7, "tags": "none"},
+                {"id": 12, "name": "ok", "tags": [{"key": "k"}, 5]}
+            ]}}),
+        );
+        assert_eq!(
+            out, "null",
+            "a non-null Int that is a string nulls its parents"
+        );
+        assert_eq!(errors[0], "a subgraph sent a value that is not a 32-bit Int for PipelinePage.total at pipelines.total");
+        let (out, errors) = shaped(
+            r#"{ a: pipeline(id: "1") { id name } b: pipeline(id: "2") { id tags { key } } }"#,
+            json!({
+                "a": {"id": 12, "name": 7},
+                "b": {"id": "p2", "tags": [{"key": "k"}, 5]}
+            }),
+        );
+        assert_eq!(out, r#"{"a":null,"b":null}"#);
+        assert_eq!(
+            errors,
+            [
+                "a subgraph sent a value that is not a String for Pipeline.name at a.name",
+                "a subgraph sent a value that is not an object for Pipeline.tags at b.tags.1",
+            ]
+        );
     }
 }

@@ -223,3 +223,132 @@ fn json_lines_of_a_batch_are_gathered_under_each_sets_call() {
         })
     );
 }
+
+/// The errors of a run, as `code at path (service)` lines.
+fn error_lines(out: &str) -> Vec<String> {
+    let Some(errors) = out.lines().find_map(|l| l.strip_prefix("errors: ")) else {
+        return Vec::new();
+    };
+    let errors: serde_json::Value = serde_json::from_str(errors).unwrap();
+    errors
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let path: Vec<String> = e["path"]
+                .as_array()
+                .map(|p| {
+                    p.iter()
+                        .map(|s| s.to_string().trim_matches('"').to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!(
+                "{} at {} ({})",
+                e["extensions"]["code"].as_str().unwrap_or("-"),
+                path.join("."),
+                e["extensions"]["service"].as_str().unwrap_or("-")
+            )
+        })
+        .collect()
+}
+
+const TWO_LEVELS: &str = "{ pipelines(limit: 2) { items { id datasets { id name } } } }";
+
+fn first_wave() -> JsonValue {
+    json!({"data": {"pipelines": {"items": [
+        {"id": "p1", "datasetIds": ["d1"]}, {"id": "p2", "datasetIds": ["d2"]}
+    ]}}})
+}
+
+#[test]
+fn malformed_answers_are_errors_at_the_fields_they_served() {
+    let sg = supergraph();
+    let at_both = [
+        "SUBGRAPH_MALFORMED_RESPONSE at pipelines.items.0.datasets (dataset)",
+        "SUBGRAPH_MALFORMED_RESPONSE at pipelines.items.1.datasets (dataset)",
+    ];
+    for (what, answer) in [
+        ("data null without errors", json!({"data": null})),
+        ("empty object", json!({})),
+        ("data without the call", json!({"data": {}})),
+        (
+            "errors not a list",
+            json!({"data": {"_stitch_0": []}, "errors": "boom"}),
+        ),
+        ("data not an object", json!({"data": [1]})),
+        (
+            "a batch that is not a list",
+            json!({"data": {"_stitch_0": {"id": "d1"}}}),
+        ),
+        (
+            "a batch too short",
+            json!({"data": {"_stitch_0": [{"id": "d1", "name": "one"}]}}),
+        ),
+        (
+            "a batch null without errors",
+            json!({"data": {"_stitch_0": null}}),
+        ),
+    ] {
+        let out = run(&sg, TWO_LEVELS, json!({}), &[first_wave(), answer]);
+        assert_eq!(error_lines(&out), at_both, "{what}:\n{out}");
+    }
+    // Root fields: a missing key is an error at that key, unless it was conditional.
+    let out = run(
+        &sg,
+        "{ pipelines { total } }",
+        json!({}),
+        &[json!({"data": {}})],
+    );
+    assert_eq!(
+        error_lines(&out),
+        ["SUBGRAPH_MALFORMED_RESPONSE at pipelines (pipeline)"]
+    );
+    let out = run(
+        &sg,
+        "query($s: Boolean = true) { pipelines @skip(if: $s) { total } }",
+        json!({}),
+        &[json!({"data": {}})],
+    );
+    assert_eq!(error_lines(&out), Vec::<String>::new(), "{out}");
+}
+
+#[test]
+fn null_data_with_errors_is_an_answer_not_a_malformed_one() {
+    let out = run(
+        &supergraph(),
+        TWO_LEVELS,
+        json!({}),
+        &[
+            first_wave(),
+            json!({"data": null, "errors": [{"message": "db down", "path": ["_stitch_0"]}]}),
+        ],
+    );
+    assert_eq!(
+        error_lines(&out),
+        [
+            "- at pipelines.items.0.datasets (dataset)",
+            "- at pipelines.items.1.datasets (dataset)"
+        ]
+    );
+}
+
+#[test]
+fn a_pathless_error_of_a_nested_fetch_lands_on_the_fields_it_served() {
+    let out = run(
+        &supergraph(),
+        TWO_LEVELS,
+        json!({}),
+        &[
+            first_wave(),
+            json!({"data": {"_stitch_0": null}, "errors": [{"message": "rate limited"}]}),
+        ],
+    );
+    assert_eq!(
+        error_lines(&out),
+        [
+            "- at pipelines.items.0.datasets (dataset)",
+            "- at pipelines.items.1.datasets (dataset)"
+        ]
+    );
+}

@@ -1,0 +1,391 @@
+//! A subgraph that hangs, refuses, fails or answers nonsense, behind the
+//! real gateway: the breaker, retries, the request deadline, and errors at
+//! the fields the failing subgraph served. The dataset subgraph sits behind
+//! a chaos proxy that counts what reaches it.
+
+use std::time::{Duration, Instant};
+
+use e2e::{
+    chaos::{Chaos, Fault},
+    client::{data, error_codes, gql, http},
+    pipeline_support::{create_run, dead_url, text_datasets},
+    platform::{metric, metrics_page, start_gateway, subgraph_entries},
+    stack::Subgraphs,
+};
+use gateway::RunningGateway;
+use serde_json::{json, Value};
+
+/// The stitched dataset under each catalog entry: one batched dataset call.
+const NESTED: &str = "{ pipelines { items { id dataCatalog { name dataset { id name } } } } }";
+const PIPELINES_ONLY: &str = "{ pipelines { items { id } } }";
+
+struct Rig {
+    subgraphs: Subgraphs,
+    chaos: Chaos,
+    gateway: RunningGateway,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    /// One run with two datasets; the gateway's dataset entry points at the
+    /// proxy, with `dataset_toml` appended to it and its timeout set.
+    async fn start(timeout_ms: u64, dataset_toml: &str, gateway_toml: &str) -> Rig {
+        let subgraphs = Subgraphs::start().await;
+        let (a, b) = text_datasets(&subgraphs.dataset_url(), Some("x")).await;
+        create_run(
+            &subgraphs.pipeline_url(),
+            "example00",
+            &a,
+            &b,
+            json!([]),
+            json!([]),
+        )
+        .await;
+        let chaos = Chaos::start(&subgraphs.dataset_url()).await;
+        let entries: Vec<String> = subgraph_entries(&subgraphs)
+            .split("[[subgraphs]]\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                if e.contains("name = \"dataset\"") {
+                    let e = e
+                        .replace(&subgraphs.dataset_url(), &chaos.url)
+                        .replace("timeout_ms = 3000", &format!("timeout_ms = {timeout_ms}"));
+                    format!("[[subgraphs]]\n{}\n{dataset_toml}\n\n", e.trim_end())
+                } else {
+                    format!("[[subgraphs]]\n{e}")
+                }
+            })
+            .collect();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("config.toml");
+        let text = format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\nhot_reload = false\n{gateway_toml}\n\n{}",
+            entries.concat()
+        );
+        std::fs::write(&path, text).expect("write config");
+        let gateway = start_gateway(&path).await.unwrap_or_else(|e| panic!("{e}"));
+        Rig {
+            subgraphs,
+            chaos,
+            gateway,
+            _dir: dir,
+        }
+    }
+
+    async fn query(&self, query: &str) -> Value {
+        gql(&self.gateway.url(), query, json!({})).await
+    }
+
+    async fn metric(&self, sample: &str) -> u64 {
+        metric(&metrics_page(self.gateway.addr).await, sample)
+    }
+
+    async fn ready(&self) -> (u16, Value) {
+        let resp = http()
+            .get(format!("http://{}/ready", self.gateway.addr))
+            .send()
+            .await
+            .expect("GET /ready");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("JSON body"))
+    }
+
+    async fn stop(self) {
+        self.gateway.stop().await;
+        self.subgraphs.stop().await;
+    }
+}
+
+/// `code at path (service)` for each error.
+fn placed(resp: &Value) -> Vec<String> {
+    let mut out: Vec<String> = resp["errors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            let path: Vec<String> = e["path"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|s| s.to_string().trim_matches('"').to_string())
+                .collect();
+            format!(
+                "{} at {} ({})",
+                e.pointer("/extensions/code")
+                    .and_then(Value::as_str)
+                    .unwrap_or("-"),
+                path.join("."),
+                e.pointer("/extensions/service")
+                    .and_then(Value::as_str)
+                    .unwrap_or("-")
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn at_both_datasets(code: &str) -> Vec<String> {
+    (0..2)
+        .map(|i| format!("{code} at pipelines.items.0.dataCatalog.{i}.dataset (dataset)"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_hung_subgraph_opens_the_breaker_then_its_fields_fail_at_once_until_it_recovers() {
+    let rig = Rig::start(
+        300,
+        "[subgraphs.breaker]\nmin_requests = 3\nfailure_rate = 0.5\ncooldown_ms = 800\nhalf_open_probes = 1\n[subgraphs.retry]\nmax_attempts = 1\n",
+        "",
+    )
+    .await;
+    assert_eq!(rig.query(NESTED).await.get("errors"), None);
+    rig.chaos.set(Fault::Hang);
+    for _ in 0..2 {
+        let resp = rig.query(NESTED).await;
+        assert_eq!(placed(&resp), at_both_datasets("SUBGRAPH_TIMEOUT"));
+    }
+    let sent = rig.chaos.requests();
+    // Open: no request goes out, and the answer does not wait for a timeout.
+    let t = Instant::now();
+    let resp = rig.query(NESTED).await;
+    assert!(
+        t.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(placed(&resp), at_both_datasets("SUBGRAPH_CIRCUIT_OPEN"));
+    assert!(data(&json!({"data": resp["data"]}))["pipelines"]["items"][0]["id"].is_string());
+    assert_eq!(rig.chaos.requests(), sent, "nothing sent while open");
+    // Fields of other subgraphs are untouched.
+    assert_eq!(rig.query(PIPELINES_ONLY).await.get("errors"), None);
+    let (status, body) = rig.ready().await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["subgraphs"]["dataset"]["breaker"], "open");
+    assert_eq!(body["subgraphs"]["pipeline"]["status"], "ok");
+    assert_eq!(
+        rig.metric("subgraph_circuit_state{subgraph=\"dataset\"}")
+            .await,
+        2
+    );
+    assert_eq!(
+        rig.metric("subgraph_circuit_transitions_total{subgraph=\"dataset\",to=\"open\"}")
+            .await,
+        1
+    );
+    assert!(
+        rig.metric("subgraph_circuit_rejected_total{subgraph=\"dataset\"}")
+            .await
+            >= 1
+    );
+    // After the cool-down a probe goes through; it succeeds and closes the breaker.
+    rig.chaos.set(Fault::Pass);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(rig.query(NESTED).await.get("errors"), None);
+    assert_eq!(rig.chaos.requests(), sent + 1);
+    let (status, body) = rig.ready().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["subgraphs"]["dataset"]["breaker"], "closed");
+    assert_eq!(
+        rig.metric("subgraph_circuit_transitions_total{subgraph=\"dataset\",to=\"closed\"}")
+            .await,
+        1
+    );
+    rig.stop().await;
+}
+
+fn unavailable(status: u16, retry_after: Option<u64>) -> Fault {
+    Fault::Status {
+        status,
+        retry_after,
+        json: None,
+    }
+}
+
+#[tokio::test]
+async fn queries_are_retried_on_5xx_429_and_refused_connections_within_a_budget_mutations_never() {
+    let ghost = dead_url().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sdl = dir.path().join("ghost.graphql");
+    std::fs::write(&sdl, "type Query { ghost: String }").expect("write SDL");
+    let ghost_entry = format!(
+        "[[subgraphs]]\nname = \"ghost\"\nurl = \"{ghost}\"\nschema_file = \"{}\"\n[subgraphs.retry]\nbackoff_ms = 10\n",
+        sdl.display()
+    );
+    let rig = Rig::start(
+        3_000,
+        &format!("[subgraphs.breaker]\nenabled = false\n[subgraphs.retry]\nmax_attempts = 3\nbackoff_ms = 20\nbudget_min = 3\nbudget_ratio = 0.0\n\n{ghost_entry}"),
+        "",
+    )
+    .await;
+    let sent = || rig.chaos.requests();
+
+    let before = sent();
+    rig.chaos.script([unavailable(503, None)]);
+    assert_eq!(rig.query(NESTED).await.get("errors"), None);
+    assert_eq!(sent() - before, 2, "one 503, one retry");
+
+    let before = sent();
+    rig.chaos.script([unavailable(429, Some(1))]);
+    let t = Instant::now();
+    assert_eq!(rig.query(NESTED).await.get("errors"), None);
+    assert!(
+        t.elapsed() >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+    assert_eq!(sent() - before, 2);
+
+    // A mutation is sent once, whatever the answer.
+    let before = sent();
+    rig.chaos.script([unavailable(503, None)]);
+    let resp = rig
+        .query(
+            "mutation { createDataset(dataset: {name: \"m\", type: \"text.TextDataset\"}) { id } }",
+        )
+        .await;
+    assert_eq!(error_codes(&resp), ["SUBGRAPH_HTTP_ERROR"]);
+    assert_eq!(sent() - before, 1, "mutations are never retried");
+
+    // Two retries spent of a budget of three: the third is the last.
+    let before = sent();
+    rig.chaos.set(unavailable(503, None));
+    let resp = rig.query(NESTED).await;
+    assert_eq!(placed(&resp), at_both_datasets("SUBGRAPH_HTTP_ERROR"));
+    assert_eq!(sent() - before, 2, "one retry left in the budget");
+    assert_eq!(
+        rig.metric("subgraph_retries_total{subgraph=\"dataset\"}")
+            .await,
+        3
+    );
+    assert_eq!(
+        rig.metric("subgraph_retry_budget_exhausted_total{subgraph=\"dataset\"}")
+            .await,
+        1
+    );
+
+    // Refused connections are retried too (the default budget).
+    let resp = rig.query("{ ghost }").await;
+    assert_eq!(error_codes(&resp), ["SUBGRAPH_UNAVAILABLE"]);
+    assert_eq!(
+        rig.metric("subgraph_retries_total{subgraph=\"ghost\"}")
+            .await,
+        2
+    );
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn the_request_deadline_bounds_every_level_of_a_hung_subgraph_and_answers_504() {
+    let rig = Rig::start(
+        3_000,
+        "[subgraphs.breaker]\nenabled = false\n",
+        "request_timeout_ms = 700",
+    )
+    .await;
+    rig.chaos.set(Fault::Hang);
+    let t = Instant::now();
+    let resp = http()
+        .post(rig.gateway.url())
+        .json(&json!({"query": NESTED}))
+        .send()
+        .await
+        .expect("POST");
+    let elapsed = t.elapsed();
+    assert_eq!(resp.status().as_u16(), 504);
+    let body: Value = resp.json().await.expect("JSON");
+    assert!(
+        elapsed >= Duration::from_millis(650) && elapsed < Duration::from_millis(1_500),
+        "answered after {elapsed:?}, not the subgraph's 3 s timeout"
+    );
+    assert_eq!(placed(&body), at_both_datasets("GATEWAY_TIMEOUT"));
+    // The data complete by then is there.
+    let item = &body["data"]["pipelines"]["items"][0];
+    assert!(item["id"].is_string(), "{body}");
+    assert_eq!(item["dataCatalog"][0]["dataset"], Value::Null);
+    rig.stop().await;
+}
+
+fn wrong_type(mut v: Value) -> Value {
+    if let Some(first) = v.pointer_mut("/data/_stitch_0/0") {
+        first["name"] = json!(42);
+    }
+    v
+}
+
+#[tokio::test]
+async fn malformed_and_failed_answers_become_errors_at_the_fields_that_subgraph_served() {
+    let rig = Rig::start(
+        2_000,
+        "max_response_bytes = 1048576\n[subgraphs.breaker]\nenabled = false\n[subgraphs.retry]\nmax_attempts = 1\n",
+        "",
+    )
+    .await;
+    let malformed = at_both_datasets("SUBGRAPH_MALFORMED_RESPONSE");
+    for (what, fault) in [
+        (
+            "data null without errors",
+            Fault::Body(json!({"data": null})),
+        ),
+        ("an empty object", Fault::Body(json!({}))),
+        ("data without the call", Fault::Body(json!({"data": {}}))),
+        (
+            "errors that is not a list",
+            Fault::Body(json!({"data": {}, "errors": "boom"})),
+        ),
+    ] {
+        rig.chaos.script([fault]);
+        let resp = rig.query(NESTED).await;
+        assert_eq!(placed(&resp), malformed, "{what}: {resp}");
+    }
+
+    rig.chaos.script([Fault::Rewrite(wrong_type)]);
+    let resp = rig.query(NESTED).await;
+    assert_eq!(
+        placed(&resp),
+        ["SUBGRAPH_INVALID_VALUE at pipelines.items.0.dataCatalog.0.dataset.name (dataset)"],
+        "{resp}"
+    );
+    assert_eq!(
+        resp["data"]["pipelines"]["items"][0]["dataCatalog"][0]["dataset"],
+        Value::Null
+    );
+
+    // A 500 with a GraphQL body: its errors, at the client's paths.
+    rig.chaos.script([Fault::Status {
+        status: 500,
+        retry_after: None,
+        json: Some(json!({"errors": [{"message": "db down", "path": ["_stitch_0", 1]}]})),
+    }]);
+    let resp = rig.query(NESTED).await;
+    assert_eq!(
+        placed(&resp),
+        ["- at pipelines.items.0.dataCatalog.1.dataset (dataset)"],
+        "{resp}"
+    );
+    assert_eq!(resp["errors"][0]["message"], "db down");
+
+    // An error without a path from a nested fetch lands on the fields it served.
+    rig.chaos.script([Fault::Body(
+        json!({"data": {"_stitch_0": null}, "errors": [{"message": "rate limited"}]}),
+    )]);
+    let resp = rig.query(NESTED).await;
+    assert_eq!(placed(&resp), at_both_datasets("-"), "{resp}");
+
+    // An answer that never ends is cut at `max_response_bytes`.
+    rig.chaos.script([Fault::Endless]);
+    let t = Instant::now();
+    let resp = rig.query(NESTED).await;
+    assert_eq!(
+        placed(&resp),
+        at_both_datasets("SUBGRAPH_RESPONSE_TOO_LARGE"),
+        "{resp}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(1_500),
+        "{:?}",
+        t.elapsed()
+    );
+    rig.stop().await;
+}
