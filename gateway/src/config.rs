@@ -45,6 +45,16 @@ pub struct GatewayConfig {
     /// (a few hundred tokens of fragments spreading each other twice expand
     /// to millions).
     pub max_fields: usize,
+    /// Most directive applications, fragments expanded.
+    pub max_directives: usize,
+    /// Most fields an operation may make the subgraphs resolve: a list
+    /// counts its `first`/`last`/`limit` argument (or `default_list_size`)
+    /// times its selection; checked with the request's variables. 0: off.
+    pub max_cost: u64,
+    /// The size a list without a `first`/`last`/`limit` argument counts as.
+    pub default_list_size: u64,
+    /// Validation errors reported at most; one more error says how many there were.
+    pub max_validation_errors: usize,
     /// Whether `__schema`/`__type` are answered.
     pub introspection: bool,
     /// Operations kept planned (parse + validate + plan), by document; a
@@ -85,15 +95,21 @@ pub struct GatewayConfig {
 
 impl Default for GatewayConfig {
     fn default() -> Self {
+        // Request limits default to the library's.
+        let l = stitching::Limits::default();
         GatewayConfig {
             listen: "127.0.0.1:4000".into(),
             max_body_bytes: 2 * 1024 * 1024,
-            max_depth: 15,
-            max_aliases: 30,
-            max_root_fields: 20,
-            max_tokens: 15_000,
-            max_fields: 10_000,
-            introspection: true,
+            max_depth: l.max_depth,
+            max_aliases: l.max_aliases,
+            max_root_fields: l.max_root_fields,
+            max_tokens: l.max_tokens,
+            max_fields: l.max_fields,
+            max_directives: l.max_directives,
+            max_cost: l.max_cost,
+            default_list_size: l.default_list_size,
+            max_validation_errors: l.max_validation_errors,
+            introspection: l.introspection,
             plan_cache_size: 1_000,
             ws_init_timeout_secs: 10,
             ws_keepalive_secs: 10,
@@ -469,7 +485,8 @@ fn check(loaded: &LoadedConfig, text: &str, file: &str) -> Result<(), GatewayErr
                 s.name
             ));
         }
-        if s.retry.max_attempts == 0 || s.retry.budget_ratio.is_nan() || s.retry.budget_ratio < 0.0 {
+        if s.retry.max_attempts == 0 || s.retry.budget_ratio.is_nan() || s.retry.budget_ratio < 0.0
+        {
             problems.push(format!(
                 "{}subgraph `{}`: [subgraphs.retry] max_attempts must be at least 1 (1: no retries) and budget_ratio at least 0",
                 at("max_attempts"),

@@ -195,6 +195,10 @@ impl Engine {
                 max_root_fields: g.max_root_fields,
                 max_tokens: g.max_tokens,
                 max_fields: g.max_fields,
+                max_directives: g.max_directives,
+                max_cost: g.max_cost,
+                default_list_size: g.default_list_size,
+                max_validation_errors: g.max_validation_errors,
                 introspection: g.introspection,
             },
             cache: moka::sync::Cache::builder()
@@ -239,6 +243,18 @@ impl Engine {
         Ok(prepared)
     }
 
+    /// The request's variables, coerced, for an operation whose cost they
+    /// keep within `max_cost` (they size its lists).
+    pub fn bind_variables(
+        &self,
+        prepared: &PreparedOperation,
+        variables: &JsonMap,
+    ) -> Result<apollo_compiler::validation::Valid<JsonMap>, RequestError> {
+        let variables = stitching::coerce_variables(&self.supergraph, prepared, variables)?;
+        stitching::check_cost(prepared, &variables, &self.limits)?;
+        Ok(variables)
+    }
+
     /// The plan cache's entries and their total weight (one per 4 KiB of document).
     pub fn plan_cache_usage(&self) -> (u64, u64) {
         self.cache.run_pending_tasks();
@@ -274,14 +290,11 @@ impl Engine {
             _ => {}
         }
         let empty = JsonMap::new();
-        let variables = match stitching::coerce_variables(
-            &self.supergraph,
-            &prepared,
-            request.variables.as_ref().unwrap_or(&empty),
-        ) {
-            Ok(v) => v,
-            Err(e) => return Outcome::Refused(e),
-        };
+        let variables =
+            match self.bind_variables(&prepared, request.variables.as_ref().unwrap_or(&empty)) {
+                Ok(v) => v,
+                Err(e) => return Outcome::Refused(e),
+            };
         let req = execute::Request {
             supergraph: &self.supergraph,
             document: &prepared.document,

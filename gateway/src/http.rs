@@ -239,6 +239,13 @@ async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Respo
         Ok(b) => b,
         Err(_) => return too_large(state.max_body_bytes),
     };
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return http_error(
+            StatusCode::BAD_REQUEST,
+            "BATCHING_NOT_SUPPORTED",
+            "the body is a JSON array: batched requests are not supported; send one {\"query\": ...} object per request",
+        );
+    }
     let request: GraphQLRequest = match serde_json::from_slice(&bytes) {
         Ok(r) => r,
         Err(e) => {

@@ -7,11 +7,13 @@
 
 pub mod directives;
 pub mod execute;
+pub mod limits;
 pub mod operation;
 pub mod plan;
 pub mod schema;
 #[cfg(test)]
 pub(crate) mod testing;
 
-pub use operation::{coerce_variables, prepare, Limits, PreparedOperation, RequestError};
+pub use limits::{LimitError, Limits};
+pub use operation::{check_cost, coerce_variables, prepare, PreparedOperation, RequestError};
 pub use schema::{build, BuildError, BuildErrors, Subgraph, SubgraphId, SubgraphSpec, Supergraph};

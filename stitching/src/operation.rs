@@ -3,10 +3,7 @@
 //! specification, check request limits, plan. The result is what the
 //! gateway caches by document hash and operation name.
 
-use std::collections::HashMap;
-
 use apollo_compiler::{
-    executable::{Selection, SelectionSet},
     parser::Parser,
     request::coerce_variable_values,
     response::{GraphQLError, JsonMap},
@@ -16,38 +13,14 @@ use apollo_compiler::{
 
 use crate::{
     execute::error,
+    limits::{self, LimitError, Limits},
     plan::{self, PlanError, QueryPlan},
-    schema::{diagnostics, Supergraph},
+    schema::Supergraph,
 };
 
 /// Aliases the planner gives its own fields start with this: a client
 /// alias may not, so no client field can pass for one.
 const RESERVED_PREFIX: &str = "_stitch_";
-
-/// Limits a client request must stay within.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    pub max_depth: usize,
-    pub max_aliases: usize,
-    pub max_root_fields: usize,
-    pub max_tokens: usize,
-    /// Field selections once every fragment spread is expanded in place.
-    pub max_fields: usize,
-    pub introspection: bool,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_depth: 15,
-            max_aliases: 30,
-            max_root_fields: 20,
-            max_tokens: 15_000,
-            max_fields: 10_000,
-            introspection: true,
-        }
-    }
-}
 
 /// A parsed, validated and planned operation.
 #[derive(Debug)]
@@ -74,8 +47,8 @@ pub enum RequestError {
     Parse(Vec<GraphQLError>),
     #[error("the operation is invalid against the schema")]
     Validation(Vec<GraphQLError>),
-    #[error("{0}")]
-    Limit(String),
+    #[error(transparent)]
+    Limit(LimitError),
     #[error("introspection is disabled on this gateway")]
     IntrospectionDisabled,
     #[error(transparent)]
@@ -121,101 +94,100 @@ impl RequestError {
                     e
                 })
                 .collect(),
+            RequestError::Limit(l) => vec![l.to_graphql_error(code)],
             other => vec![error(other.to_string(), code)],
         }
     }
 }
 
-fn to_errors(list: &apollo_compiler::validation::DiagnosticList) -> Vec<GraphQLError> {
-    list.iter().map(|d| d.to_json()).collect()
+/// The diagnostics as GraphQL errors, at most `max` of them and then one
+/// that says the rest were left out (graphql-js stops at 100 too).
+fn to_errors(list: &apollo_compiler::validation::DiagnosticList, max: usize) -> Vec<GraphQLError> {
+    let mut out: Vec<GraphQLError> = list.iter().take(max).map(|d| d.to_json()).collect();
+    if list.len() > max {
+        out.push(error(
+            format!(
+                "too many validation errors: {} found, the first {max} reported (`max_validation_errors`)",
+                list.len()
+            ),
+            "GRAPHQL_VALIDATION_FAILED",
+        ));
+    }
+    out
 }
 
-/// Parses, validates and plans `query`.
+/// Why a document did not parse: a limit (named), or its syntax errors.
+fn parse_failure(
+    errors: &apollo_compiler::validation::DiagnosticList,
+    limits: &Limits,
+    recursion: usize,
+) -> RequestError {
+    let messages: Vec<String> = errors.iter().map(|d| d.error.to_string()).collect();
+    if messages.iter().any(|m| m.contains("token limit")) {
+        RequestError::Limit(LimitError::new(
+            "max_tokens",
+            limits.max_tokens as u64,
+            None,
+            "the document has more lexical tokens than this gateway reads".into(),
+        ))
+    } else if messages.iter().any(|m| m.contains("recursion limit")) {
+        RequestError::Limit(LimitError::new(
+            "max_depth",
+            limits.max_depth as u64,
+            None,
+            format!("the document nests selections or values more than {recursion} levels deep"),
+        ))
+    } else {
+        RequestError::Parse(to_errors(errors, limits.max_validation_errors.max(1)))
+    }
+}
+
+/// Parses, validates and plans `query`: limits first (on the syntax tree,
+/// before any schema work), then validation, then the plan.
 pub fn prepare(
     supergraph: &Supergraph,
     query: &str,
     operation_name: Option<&str>,
     limits: &Limits,
 ) -> Result<PreparedOperation, RequestError> {
-    let document = Parser::new()
+    let max_errors = limits.max_validation_errors.max(1);
+    let recursion = limits.max_depth.saturating_mul(4).max(64);
+    let ast = Parser::new()
         .token_limit(limits.max_tokens)
-        .recursion_limit(limits.max_depth.saturating_mul(4).max(64))
-        .parse_executable(&supergraph.schema, query, "request.graphql")
-        .map_err(|e| {
-            let limit_hit = e
-                .errors
-                .iter()
-                .any(|d| d.error.to_string().contains("limit"));
-            let syntax = diagnostics(&e.errors)
-                .iter()
-                .any(|(_, m)| m.starts_with("syntax error"));
-            if limit_hit {
-                RequestError::Limit(format!(
-                    "the document is larger than this gateway accepts (at most {} tokens)",
-                    limits.max_tokens
-                ))
-            } else if syntax {
-                RequestError::Parse(to_errors(&e.errors))
-            } else {
-                // Building the document against the schema already found
-                // validation errors (unknown types, fields).
-                RequestError::Validation(to_errors(&e.errors))
-            }
-        })?;
-    let document = document.validate(&supergraph.schema).map_err(|e| {
-        let errors = to_errors(&e.errors);
-        let syntax = diagnostics(&e.errors)
-            .iter()
-            .any(|(_, m)| m.starts_with("syntax error"));
-        if syntax {
-            RequestError::Parse(errors)
-        } else {
-            RequestError::Validation(errors)
-        }
-    })?;
+        .recursion_limit(recursion)
+        .parse_ast(query, "request.graphql")
+        .map_err(|e| parse_failure(&e.errors, limits, recursion))?;
+    let (stats, reserved) = limits::measure(&ast, operation_name, RESERVED_PREFIX);
+    if let Some(alias) = reserved {
+        return Err(RequestError::Validation(vec![error(
+            format!("the alias `{alias}` starts with `{RESERVED_PREFIX}`, which this gateway keeps for its own fields; choose another alias"),
+            "GRAPHQL_VALIDATION_FAILED",
+        )]));
+    }
+    stats.check(limits).map_err(RequestError::Limit)?;
+    // Building first: an unknown field is reported as that, not also as
+    // the empty selection it leaves behind.
+    let invalid = |e: apollo_compiler::validation::WithErrors<ExecutableDocument>| {
+        RequestError::Validation(to_errors(&e.errors, max_errors))
+    };
+    let document = ast
+        .to_executable(&supergraph.schema)
+        .map_err(invalid)?
+        .validate(&supergraph.schema)
+        .map_err(invalid)?;
     let op = document.operations.get(operation_name).map_err(|e| {
         RequestError::Validation(vec![error(
             e.message().to_string(),
             "OPERATION_RESOLUTION_FAILURE",
         )])
     })?;
-
-    let mut counter = Counter {
-        doc: &document,
-        reserved: None,
-        fragments: HashMap::new(),
-        stack: Vec::new(),
-    };
-    let stats = counter.set(&op.selection_set);
-    if let Some(alias) = counter.reserved {
-        return Err(RequestError::Validation(vec![error(
-            format!("the alias `{alias}` starts with `{RESERVED_PREFIX}`, which this gateway keeps for its own fields; choose another alias"),
-            "GRAPHQL_VALIDATION_FAILED",
-        )]));
-    }
-    if stats.fields > limits.max_fields {
-        return Err(RequestError::Limit(format!(
-            "the operation selects {} fields once its fragments are expanded; this gateway allows at most {} (spread each fragment once per selection set)",
-            stats.fields, limits.max_fields
-        )));
-    }
-    if stats.depth > limits.max_depth {
-        return Err(RequestError::Limit(format!(
-            "the operation is {} levels deep; this gateway allows at most {}",
-            stats.depth, limits.max_depth
-        )));
-    }
-    if stats.aliases > limits.max_aliases {
-        return Err(RequestError::Limit(format!(
-            "the operation uses {} aliases; this gateway allows at most {}",
-            stats.aliases, limits.max_aliases
-        )));
-    }
     let root_fields = op.root_fields(&document).count();
     if root_fields > limits.max_root_fields {
-        return Err(RequestError::Limit(format!(
-            "the operation selects {root_fields} root fields; this gateway allows at most {}",
-            limits.max_root_fields
+        return Err(RequestError::Limit(LimitError::new(
+            "max_root_fields",
+            limits.max_root_fields as u64,
+            Some(root_fields as u64),
+            format!("the operation selects {root_fields} root fields"),
         )));
     }
     let plan = plan::plan(supergraph, &document, operation_name)?;
@@ -229,6 +201,38 @@ pub fn prepare(
     })
 }
 
+/// Refuses an operation whose cost, with these variables, is over
+/// `max_cost`: list sizes come from `first`/`last`/`limit` arguments,
+/// literal or variable, so the same document may pass or not.
+pub fn check_cost(
+    prepared: &PreparedOperation,
+    variables: &JsonMap,
+    limits: &Limits,
+) -> Result<(), RequestError> {
+    if limits.max_cost == 0 {
+        return Ok(());
+    }
+    let op = prepared.operation();
+    let cost = limits::cost(
+        &prepared.document,
+        &op.selection_set,
+        variables,
+        limits.default_list_size,
+    );
+    if cost > limits.max_cost {
+        return Err(RequestError::Limit(LimitError::new(
+            "max_cost",
+            limits.max_cost,
+            Some(cost),
+            format!(
+                "the operation may resolve {cost} fields (each list counted at its `first`/`last`/`limit` argument, or {} without one)",
+                limits.default_list_size
+            ),
+        )));
+    }
+    Ok(())
+}
+
 /// Coerces the request's variables for the prepared operation (defaults applied).
 pub fn coerce_variables(
     supergraph: &Supergraph,
@@ -237,87 +241,6 @@ pub fn coerce_variables(
 ) -> Result<Valid<JsonMap>, RequestError> {
     coerce_variable_values(&supergraph.schema, prepared.operation(), variables)
         .map_err(|e| RequestError::Variables(e.message().to_string()))
-}
-
-/// Size of a selection set with every fragment spread expanded in place:
-/// what planning and shaping walk.
-#[derive(Clone, Copy, Default)]
-struct Stats {
-    /// Levels of fields: 1 for leaves only.
-    depth: usize,
-    aliases: usize,
-    fields: usize,
-}
-
-impl Stats {
-    fn add(&mut self, other: Stats, depth_offset: usize) {
-        self.depth = self.depth.max(other.depth.saturating_add(depth_offset));
-        self.aliases = self.aliases.saturating_add(other.aliases);
-        self.fields = self.fields.saturating_add(other.fields);
-    }
-}
-
-/// Counts each fragment once and reuses its figures at every spread, so a
-/// document whose fragments spread each other twice per level (`fragment F0
-/// { ...F1 ...F1 }`, 2^N expanded fields) costs linear time to measure, and
-/// the exponential figure it yields is what refuses it.
-struct Counter<'d> {
-    doc: &'d ExecutableDocument,
-    /// The first alias that takes the gateway's reserved prefix.
-    reserved: Option<apollo_compiler::Name>,
-    fragments: HashMap<&'d str, Stats>,
-    /// Fragments being counted (validation rejects cycles; this guards anyway).
-    stack: Vec<&'d str>,
-}
-
-impl<'d> Counter<'d> {
-    fn set(&mut self, set: &'d SelectionSet) -> Stats {
-        let mut stats = Stats::default();
-        for sel in &set.selections {
-            match sel {
-                Selection::Field(f) => {
-                    stats.fields = stats.fields.saturating_add(1);
-                    if let Some(alias) = &f.alias {
-                        stats.aliases = stats.aliases.saturating_add(1);
-                        if alias.starts_with(RESERVED_PREFIX) && self.reserved.is_none() {
-                            self.reserved = Some(alias.clone());
-                        }
-                    }
-                    stats.depth = stats.depth.max(1);
-                    if !f.selection_set.selections.is_empty() {
-                        let below = self.set(&f.selection_set);
-                        stats.add(below, 1);
-                    }
-                }
-                Selection::InlineFragment(i) => {
-                    let inner = self.set(&i.selection_set);
-                    stats.add(inner, 0);
-                }
-                Selection::FragmentSpread(s) => {
-                    let inner = self.fragment(s.fragment_name.as_str());
-                    stats.add(inner, 0);
-                }
-            }
-        }
-        stats
-    }
-
-    fn fragment(&mut self, name: &'d str) -> Stats {
-        if let Some(s) = self.fragments.get(name) {
-            return *s;
-        }
-        if self.stack.contains(&name) {
-            return Stats::default();
-        }
-        let Some(f) = self.doc.fragments.get(name) else {
-            return Stats::default();
-        };
-        self.stack.push(name);
-        let stats = self.set(&f.selection_set);
-        self.stack.pop();
-        self.fragments.insert(name, stats);
-        stats
-    }
 }
 
 #[cfg(test)]
@@ -351,8 +274,8 @@ mod tests {
             max_aliases: 1,
             max_root_fields: 1,
             max_tokens: 20,
-            max_fields: 10_000,
             introspection: false,
+            ..Limits::default()
         };
         assert_eq!(
             code("{ pipelines { items { tags { key } } } }", &tight),
@@ -406,6 +329,10 @@ mod tests {
             err.to_string()
                 .contains("fields once its fragments are expanded"),
             "{err}"
+        );
+        assert_eq!(
+            err.to_graphql_errors()[0].extensions.get("limit"),
+            Some(&"max_fields".into())
         );
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
         // Depth and aliases count through fragments too.
@@ -464,6 +391,86 @@ mod tests {
         assert_eq!(
             coerce_variables(&sg, &p, &bad).unwrap_err().code(),
             "BAD_USER_INPUT"
+        );
+    }
+
+    fn limit_of(query: &str, limits: &Limits) -> String {
+        match prepare(&supergraph(), query, None, limits) {
+            Ok(_) => "OK".into(),
+            Err(RequestError::Limit(l)) => l.limit.into(),
+            Err(e) => e.code().into(),
+        }
+    }
+
+    #[test]
+    fn every_refusal_names_the_limit_that_fired() {
+        let l = Limits::default();
+        // Deeper than the parser goes: the depth limit, not a token count.
+        let deep = format!("{{ {} b {} }}", "a { ".repeat(80), "} ".repeat(80));
+        assert_eq!(limit_of(&deep, &l), "max_depth");
+        let many = format!("{{ {} }}", "pipelines { total } ".repeat(8_000));
+        assert_eq!(limit_of(&many, &l), "max_tokens");
+        let directives = format!(
+            "{{ pipelines {{ {} }} }}",
+            "total @include(if: true) ".repeat(60)
+        );
+        assert_eq!(limit_of(&directives, &l), "max_directives");
+        // Directives count through fragments, expanded.
+        let q = "{ pipelines { ...P ...P ...P } } fragment P on PipelinePage { total @skip(if: false) items @skip(if: false) { id } }";
+        let few = Limits {
+            max_directives: 5,
+            ..Limits::default()
+        };
+        assert_eq!(limit_of(q, &few), "max_directives");
+    }
+
+    #[test]
+    fn validation_errors_are_capped() {
+        let q = format!(
+            "{{ {} }}",
+            (0..300)
+                .map(|i| format!("f{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let err = prepare(&supergraph(), &q, None, &Limits::default()).unwrap_err();
+        let errors = err.to_graphql_errors();
+        assert_eq!(errors.len(), 101);
+        assert!(
+            errors[100]
+                .message
+                .contains("too many validation errors: 300 found"),
+            "{}",
+            errors[100].message
+        );
+    }
+
+    #[test]
+    fn cost_counts_lists_by_their_arguments_and_variables() {
+        let sg = supergraph();
+        let l = Limits {
+            max_cost: 1_000,
+            ..Limits::default()
+        };
+        let cost = |q: &str, vars: &str| -> Result<(), String> {
+            let p = prepare(&sg, q, None, &l).unwrap();
+            let vars: JsonMap = serde_json::from_str(vars).unwrap();
+            check_cost(&p, &vars, &l).map_err(|e| match e {
+                RequestError::Limit(l) => format!("{} {}", l.limit, l.actual.unwrap_or(0)),
+                other => other.to_string(),
+            })
+        };
+        // pipelines(limit: 5): 1 + 5 items x (1 + id + 10 tags x (1 + key)).
+        let q = "{ pipelines(limit: 5) { items { id tags { key } } } }";
+        assert_eq!(cost(q, "{}"), Ok(()));
+        let q = "query($n: Int) { pipelines(limit: $n) { items { id tags { key } } } }";
+        assert_eq!(cost(q, r#"{"n": 40}"#), Ok(()));
+        // 1 + 50 x (1 + 1 + 10 x 2) = 1101
+        assert_eq!(cost(q, r#"{"n": 50}"#), Err("max_cost 1101".into()));
+        // Introspection is the gateway's own work.
+        assert_eq!(
+            cost("{ __schema { types { fields { args { name } } } } }", "{}"),
+            Ok(())
         );
     }
 }

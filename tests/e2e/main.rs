@@ -3,6 +3,7 @@ mod dataset;
 mod failures;
 mod federation;
 mod gateway;
+mod hardening;
 mod log;
 mod mixed;
 mod pipeline;

@@ -129,7 +129,7 @@ impl Operation {
     async fn subscribe(&self, prepared: &PreparedOperation) {
         let empty = Default::default();
         let vars = self.request.variables.as_ref().unwrap_or(&empty);
-        let variables = match stitching::coerce_variables(&self.engine.supergraph, prepared, vars) {
+        let variables = match self.engine.bind_variables(prepared, vars) {
             Ok(v) => v,
             Err(e) => return self.send_error(&e.to_graphql_errors()).await,
         };
