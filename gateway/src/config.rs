@@ -87,6 +87,10 @@ pub struct GatewayConfig {
     pub request_timeout_ms: u64,
     /// Seconds a subgraph may fail every request before `/ready` answers 503.
     pub ready_unreachable_secs: u64,
+    /// Seconds connections get to finish their requests when the gateway stops.
+    pub shutdown_grace_secs: u64,
+    /// `[gateway.connections]`: connection cap and client timeouts.
+    pub connections: serve::ConnectionLimits,
     /// Runtime worker threads: 0 = one per core; 1 = a single-threaded
     /// runtime, which saves the cross-thread wake-ups of every request when
     /// the gateway shares a small machine with its subgraphs.
@@ -121,6 +125,8 @@ impl Default for GatewayConfig {
             max_connections_per_host: 100,
             request_timeout_ms: 30_000,
             ready_unreachable_secs: 30,
+            shutdown_grace_secs: 10,
+            connections: serve::ConnectionLimits::default(),
             worker_threads: 0,
         }
     }

@@ -237,7 +237,7 @@ async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Respo
     }
     let bytes = match axum::body::to_bytes(body, state.max_body_bytes).await {
         Ok(b) => b,
-        Err(_) => return too_large(state.max_body_bytes),
+        Err(e) => return unreadable_body(&e, state.max_body_bytes),
     };
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return http_error(
@@ -308,6 +308,29 @@ fn client_request_key(body: &[u8], headers: &HeaderMap) -> Vec<u8> {
         parts.push(v.as_bytes());
     }
     crate::upstream::key(parts)
+}
+
+/// A body that was too large, stalled (`body_read_timeout_ms`) or broke off.
+fn unreadable_body(e: &axum::Error, max: usize) -> Response {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return too_large(max);
+        }
+        if c.is::<serve::BodyStalled>() {
+            return http_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                c.to_string(),
+            );
+        }
+        cause = c.source();
+    }
+    http_error(
+        StatusCode::BAD_REQUEST,
+        "BAD_REQUEST",
+        format!("the request body could not be read: {e}"),
+    )
 }
 
 fn too_large(max: usize) -> Response {

@@ -70,6 +70,8 @@ pub struct RunningGateway {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
     server: JoinHandle<()>,
+    /// Open connections; `stop` waits for them (within the grace period).
+    tasks: tokio_util::task::TaskTracker,
     watcher: Option<JoinHandle<()>>,
 }
 
@@ -93,6 +95,9 @@ impl RunningGateway {
             w.abort();
         }
         let _ = self.server.await;
+        self.tasks.close();
+        self.tasks.wait().await;
+        tracing::info!("gateway stopped");
     }
 }
 
@@ -150,20 +155,20 @@ pub async fn start_on(
         shutdown: CancellationToken::new(),
         reload_lock: tokio::sync::Mutex::new(()),
     });
-    let addr = listener
-        .local_addr()
-        .map_err(|source| GatewayError::Listen {
-            addr: g.listen.clone(),
-            source,
-        })?;
     let app = http::router(state.clone());
-    let token = state.shutdown.clone();
-    let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned());
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "server stopped");
-        }
-    });
+    let serving = serve::Serving {
+        shutdown: state.shutdown.clone(),
+        tasks: tokio_util::task::TaskTracker::new(),
+        grace: Duration::from_secs(g.shutdown_grace_secs),
+        stats: state.metrics.connections.clone(),
+    };
+    let (addr, server) =
+        serve::spawn(listener, app, &g.connections, &serving).map_err(|source| {
+            GatewayError::Listen {
+                addr: g.listen.clone(),
+                source,
+            }
+        })?;
     let watcher = if g.hot_reload && config.path.is_some() {
         Some(tokio::spawn(reload::watch(state.clone())))
     } else {
@@ -174,6 +179,7 @@ pub async fn start_on(
         addr,
         state,
         server,
+        tasks: serving.tasks,
         watcher,
     })
 }

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub reload_failures: AtomicU64,
     /// Client requests answered by an identical one in flight.
     pub dedup_hits: AtomicU64,
+    /// Open, refused and timed-out client connections.
+    pub connections: std::sync::Arc<serve::ConnectionStats>,
     subgraphs: std::sync::RwLock<Vec<(String, std::sync::Arc<SubgraphMetrics>)>>,
 }
 
@@ -136,6 +138,29 @@ impl Metrics {
         );
         self.latency
             .write(&mut out, "gateway_request_duration_seconds", "");
+        let c = &self.connections;
+        for (name, help, kind, v) in [
+            (
+                "gateway_connections_open",
+                "Client connections open (WebSockets included).",
+                "gauge",
+                &c.open,
+            ),
+            (
+                "gateway_connections_refused_total",
+                "Client connections refused at `max_connections`.",
+                "counter",
+                &c.refused,
+            ),
+            (
+                "gateway_connections_timed_out_total",
+                "Client connections closed for idling or for slow headers.",
+                "counter",
+                &c.timed_out,
+            ),
+        ] {
+            value(&mut out, name, help, kind, v);
+        }
         value(
             &mut out,
             "gateway_subscriptions_active",

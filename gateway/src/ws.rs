@@ -143,6 +143,7 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, head
                 }
             },
             msg = stream.next() => match msg {
+                Some(Err(e)) if too_big(&e) => break Some(Close::TooBig(conn.state.max_body_bytes)),
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
                 Some(Ok(Message::Text(text))) => conn.handle(text.as_str()),
                 Some(Ok(Message::Binary(_))) => conn.violation("binary messages are not part of the protocol; send JSON text".into()),
@@ -214,6 +215,20 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, head
     })
     .await;
     conn.tasks.abort_all();
+}
+
+/// Whether a read failed on a message over `max_message_size`.
+fn too_big(e: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(tokio_tungstenite::tungstenite::Error::Capacity(_)) =
+            c.downcast_ref::<tokio_tungstenite::tungstenite::Error>()
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// The connection's outgoing half.

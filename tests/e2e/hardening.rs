@@ -1,12 +1,24 @@
-//! Hostile requests against the real gateway: every refusal names the limit
-//! that fired and costs no subgraph call; validation errors are capped; a
-//! batch body is told apart.
+//! Hostile clients against the real gateway and services: every refusal
+//! names the limit that fired and costs no subgraph call; validation errors
+//! are capped; a batch body is told apart; silent, slow and stalled
+//! connections are cut off, and the connection cap refuses clearly.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use e2e::{
-    client::{error_codes, http},
-    platform::Platform,
+    client::{error_codes, http, Protocol},
+    platform::{eventually, metric, Platform},
+    stack::{Subgraphs, SubgraphsOptions},
+    ws_support::WsClient,
 };
 use serde_json::{json, Value};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
 
 /// `extensions.limit` of each error.
 fn limits(resp: &Value) -> Vec<String> {
@@ -132,5 +144,178 @@ async fn a_json_array_body_is_told_batching_is_not_supported() {
         .as_str()
         .unwrap()
         .contains("not supported"));
+    p.stop().await;
+}
+
+/// Reads until the server closes the connection; what it sent, or `None`
+/// if it is still open after `within`.
+async fn read_until_closed(s: &mut TcpStream, within: Duration) -> Option<String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(String::from_utf8_lossy(&got).into_owned()),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A request that trickles its headers, a line every 150 ms, until the
+/// server hangs up; how long that took.
+async fn slow_headers(addr: SocketAddr) -> Duration {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let t = Instant::now();
+    let _ = s.write_all(b"POST /graphql HTTP/1.1\r\nHost: x\r\n").await;
+    for i in 0..100 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        if s.write_all(format!("X-Slow-{i}: y\r\n").as_bytes())
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let mut probe = [0u8; 1];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut probe)).await
+        {
+            break;
+        }
+    }
+    t.elapsed()
+}
+
+const TIGHT: &str = "[gateway.connections]\nmax_connections = 6\nheader_read_timeout_ms = 500\nbody_read_timeout_ms = 400\nidle_timeout_ms = 600";
+
+#[tokio::test]
+async fn silent_slow_and_stalled_clients_are_cut_off_and_the_cap_refuses_clearly() {
+    let p = Platform::start_with(Default::default(), TIGHT).await;
+    let addr = p.gateway.addr;
+    // Never a byte: closed once idle.
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    let slow = tokio::spawn(slow_headers(addr));
+    // A body that stops after a few bytes: 408, not a socket held forever.
+    let mut partial = TcpStream::connect(addr).await.expect("connect");
+    partial
+        .write_all(b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"query\"")
+        .await
+        .expect("write");
+    let answer = read_until_closed(&mut partial, Duration::from_secs(3))
+        .await
+        .expect("the stalled body is answered");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_read_timeout_ms"), "{answer}");
+    assert!(
+        read_until_closed(&mut silent, Duration::from_secs(3))
+            .await
+            .is_some(),
+        "a silent connection is closed"
+    );
+    let took = slow.await.expect("slow client");
+    assert!(
+        took < Duration::from_secs(3),
+        "slow headers held the socket for {took:?}"
+    );
+    assert!(metric(&p.metrics().await, "gateway_connections_timed_out_total") >= 2);
+
+    // At the cap, a clear 503; once the idle ones go, service resumes.
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        held.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut over = TcpStream::connect(addr).await.expect("connect");
+    let _ = over
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let refused = read_until_closed(&mut over, Duration::from_secs(2))
+        .await
+        .expect("refused and closed");
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("max_connections"), "{refused}");
+    drop(held);
+    eventually(Duration::from_secs(3), "a free slot", || async {
+        let r = http()
+            .get(format!("http://{addr}/health"))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    assert!(metric(&p.metrics().await, "gateway_connections_refused_total") >= 1);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn the_services_bound_bodies_and_cut_off_idle_clients_too() {
+    let http_config = subgraphs::common::HttpConfig {
+        max_body_bytes: 1 << 20,
+        connections: serve::ConnectionLimits {
+            idle_timeout_ms: 500,
+            ..Default::default()
+        },
+    };
+    let stack = Subgraphs::start_with(SubgraphsOptions {
+        http: http_config,
+        ..Default::default()
+    })
+    .await;
+    for url in [stack.pipeline_url(), stack.dataset_url(), stack.log_url()] {
+        let addr: SocketAddr = url
+            .trim_start_matches("http://")
+            .trim_end_matches("/graphql")
+            .parse()
+            .expect("address");
+        let mut silent = TcpStream::connect(addr).await.expect("connect");
+        assert!(
+            read_until_closed(&mut silent, Duration::from_secs(3))
+                .await
+                .is_some(),
+            "{url}: a silent connection is closed"
+        );
+        // A 200 MB body is refused on its declared length, unread.
+        let mut big = TcpStream::connect(addr).await.expect("connect");
+        big.write_all(b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 209715200\r\n\r\n{")
+            .await
+            .expect("write");
+        let mut head = [0u8; 12];
+        tokio::time::timeout(Duration::from_secs(2), big.read_exact(&mut head))
+            .await
+            .expect("answered at once")
+            .expect("read");
+        assert_eq!(&head, b"HTTP/1.1 413", "{url}");
+        // And a chunked one is cut at the limit, not read whole.
+        let mut chunked = TcpStream::connect(addr).await.expect("connect");
+        let _ = chunked
+            .write_all(b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await;
+        let chunk = format!("100000\r\n{}\r\n", " ".repeat(1 << 20));
+        for _ in 0..3 {
+            if chunked.write_all(chunk.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        let answer = read_until_closed(&mut chunked, Duration::from_secs(3)).await;
+        let answer = answer.unwrap_or_default();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{url}: {answer}");
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_websocket_message_over_the_limit_closes_with_1009() {
+    let p = Platform::start_with(Default::default(), "max_body_bytes = 4096").await;
+    for protocol in Protocol::ALL {
+        let mut c = WsClient::ready(&p.ws_url(), protocol).await;
+        c.send_text(&format!(
+            r#"{{"id": "1", "type": "subscribe", "payload": {{"query": "{{ pipelineTemplates {{ name }} }} #{}"}}}}"#,
+            "x".repeat(8192)
+        ))
+        .await;
+        let (code, reason) = c.expect_close(Duration::from_secs(3)).await;
+        assert_eq!(code, 1009, "{protocol:?}: {reason}");
+        assert!(reason.contains("max_body_bytes"), "{reason}");
+    }
     p.stop().await;
 }

@@ -220,6 +220,7 @@ async fn create_with_the_dataset_subgraph_down_is_an_upstream_error() {
         dataset_url: dead_url().await,
         log_url: stack.log_url(),
         log_buffer: 100,
+        http: Default::default(),
     })
     .await;
     let url = service.url();

@@ -62,9 +62,10 @@ fn users_service(listener: TcpListener) -> (RunningService, Arc<AtomicUsize>) {
     let token = CancellationToken::new();
     let service = spawn_service(
         listener,
-        graphql_router(schema, token.clone()),
+        graphql_router(schema, token.clone(), 1 << 20),
         token,
         TaskTracker::new(),
+        &Default::default(),
     )
     .expect("start the users service");
     (service, calls)
@@ -324,9 +325,10 @@ async fn issue_4_sighup_reloads_the_gateway_process() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let users = spawn_service(
         listener,
-        graphql_router(schema, token.clone()),
+        graphql_router(schema, token.clone(), 1 << 20),
         token,
         TaskTracker::new(),
+        &Default::default(),
     )
     .unwrap();
     std::fs::write(

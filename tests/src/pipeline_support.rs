@@ -220,6 +220,7 @@ pub async fn start_pipeline(stack: &Subgraphs, database: &Path, workers: usize) 
         dataset_url: stack.dataset_url(),
         log_url: stack.log_url(),
         log_buffer: 10_000,
+        http: Default::default(),
     })
     .await
 }

@@ -28,6 +28,8 @@ pub struct SubgraphsOptions {
     pub max_expires_in_sec: i64,
     /// Start the pipeline subgraph too (false: dataset and log only).
     pub with_pipeline: bool,
+    /// `[services.*.http]` of all three.
+    pub http: subgraphs::common::HttpConfig,
 }
 
 impl Default for SubgraphsOptions {
@@ -38,6 +40,7 @@ impl Default for SubgraphsOptions {
             max_upload_bytes: 1024 * 1024,
             max_expires_in_sec: 86_400,
             with_pipeline: true,
+            http: Default::default(),
         }
     }
 }
@@ -84,6 +87,7 @@ impl Subgraphs {
             signing_secret: SIGNING_SECRET.to_string(),
             max_expires_in_sec: options.max_expires_in_sec,
             max_upload_bytes: options.max_upload_bytes,
+            http: options.http.clone(),
         };
         let dataset = dataset::start(dataset_config, dataset_listener)
             .await
@@ -92,6 +96,7 @@ impl Subgraphs {
         let log_config = LogConfig {
             listen: log_addr.to_string(),
             database: dir.path().join("log.sqlite"),
+            http: options.http.clone(),
         };
         let log = log::start(log_config.clone(), log_listener)
             .await
@@ -105,6 +110,7 @@ impl Subgraphs {
                 dataset_url: dataset.url(),
                 log_url: log.url(),
                 log_buffer: options.log_buffer,
+                http: options.http.clone(),
             };
             Some(
                 pipeline::start(pipeline_config, pipeline_listener)

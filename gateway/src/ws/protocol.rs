@@ -154,6 +154,8 @@ pub enum Close {
     GoingAway,
     /// Legacy `connection_terminate`.
     Normal,
+    /// A client message over the size limit (the limit, in bytes).
+    TooBig(usize),
 }
 
 impl Close {
@@ -168,6 +170,7 @@ impl Close {
             Close::Internal => 4500,
             Close::GoingAway => 1001,
             Close::Normal => 1000,
+            Close::TooBig(_) => 1009,
         }
     }
 
@@ -188,6 +191,9 @@ impl Close {
             Close::Internal => "Internal server error".into(),
             Close::GoingAway => "the gateway is shutting down".into(),
             Close::Normal => String::new(),
+            Close::TooBig(max) => {
+                format!("a message is larger than {max} bytes (`max_body_bytes`)")
+            }
         };
         truncate(r, 123)
     }

@@ -17,7 +17,7 @@ use async_graphql::{
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 
-pub use server::{graphql_router, shutdown_signal, spawn_service, RunningService};
+pub use server::{graphql_router, shutdown_signal, spawn_service, HttpConfig, RunningService};
 
 /// Every error a subgraph returns to its clients. Mapped to a GraphQL error with
 /// `extensions.code` in exactly one place (`ErrorExtensions for ServiceError`, used through `GqlResultExt::gql`).

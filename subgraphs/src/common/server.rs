@@ -1,11 +1,10 @@
 //! The HTTP side every subgraph shares: `POST`/`GET /graphql`, WebSocket
 //! subscriptions on the same path (both subprotocols), GraphiQL, `/health`.
 //!
-//! We run our own accept loop instead of `axum::serve` so that `stop()` closes
-//! every open connection, keep-alive and WebSocket alike: tests that take a
-//! subgraph down must see it really go away.
+//! Connections go through the shared `serve` loop (cap, client timeouts);
+//! `stop()` closes every open one, keep-alive and WebSocket alike.
 
-use std::{convert::Infallible, net::SocketAddr};
+use std::net::SocketAddr;
 
 use async_graphql::{http::GraphiQLSource, ObjectType, Schema, SubscriptionType};
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
@@ -16,9 +15,27 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use hyper_util_compat::serve_connection;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// `[services.NAME.http]`: what one client may send or hold.
+#[derive(serde::Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest GraphQL request body, in bytes (larger: 413).
+    pub max_body_bytes: usize,
+    /// `[services.NAME.http.connections]`: connection cap and client timeouts.
+    pub connections: serve::ConnectionLimits,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_body_bytes: 2 * 1024 * 1024,
+            connections: serve::ConnectionLimits::default(),
+        }
+    }
+}
 
 /// A service started in-process; dropping it does not stop it, `stop()` does.
 pub struct RunningService {
@@ -77,8 +94,13 @@ impl<Q, M, S> Clone for AppState<Q, M, S> {
     }
 }
 
-/// The router of one subgraph over its async-graphql schema.
-pub fn graphql_router<Q, M, S>(schema: Schema<Q, M, S>, shutdown: CancellationToken) -> Router
+/// The router of one subgraph over its async-graphql schema; GraphQL
+/// bodies over `max_body_bytes` are refused (413) before they are read.
+pub fn graphql_router<Q, M, S>(
+    schema: Schema<Q, M, S>,
+    shutdown: CancellationToken,
+    max_body_bytes: usize,
+) -> Router
 where
     Q: ObjectType + 'static,
     M: ObjectType + 'static,
@@ -87,7 +109,11 @@ where
     Router::new()
         .route(
             "/graphql",
-            get(graphql_get::<Q, M, S>).post(graphql_post::<Q, M, S>),
+            get(graphql_get::<Q, M, S>)
+                .post(graphql_post::<Q, M, S>)
+                .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                    max_body_bytes,
+                )),
         )
         .route(
             "/health",
@@ -117,17 +143,46 @@ where
 
 async fn graphql_post<Q, M, S>(
     State(state): State<AppState<Q, M, S>>,
-    req: GraphQLRequest,
-) -> GraphQLResponse
+    req: Result<GraphQLRequest, async_graphql_axum::rejection::GraphQLRejection>,
+) -> Response
 where
     Q: ObjectType + 'static,
     M: ObjectType + 'static,
     S: SubscriptionType + 'static,
 {
+    let req = match req {
+        Ok(r) => r,
+        Err(rejection) => return unreadable(rejection),
+    };
     state
         .received
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    state.schema.execute(req.into_inner()).await.into()
+    GraphQLResponse::from(state.schema.execute(req.into_inner()).await).into_response()
+}
+
+/// A body over the limit is 413 and one that stalled 408, not a 400 that
+/// hides which limit fired.
+fn unreadable(rejection: async_graphql_axum::rejection::GraphQLRejection) -> Response {
+    if let async_graphql::ParseRequestError::Io(e) = &rejection.0 {
+        let mut cause = e.get_ref().map(|c| c as &(dyn std::error::Error + 'static));
+        while let Some(c) = cause {
+            // async-graphql keeps only the text of the body's error.
+            if c.is::<http_body_util::LengthLimitError>()
+                || c.to_string() == "length limit exceeded"
+            {
+                return (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is larger than this service accepts (`max_body_bytes`)",
+                )
+                    .into_response();
+            }
+            if c.is::<serve::BodyStalled>() {
+                return (StatusCode::REQUEST_TIMEOUT, c.to_string()).into_response();
+            }
+            cause = c.source();
+        }
+    }
+    rejection.into_response()
 }
 
 async fn graphql_get<Q, M, S>(State(state): State<AppState<Q, M, S>>, req: Request) -> Response
@@ -205,40 +260,22 @@ fn wants_html(headers: &HeaderMap) -> bool {
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled; then every
-/// connection is closed and tracked tasks are awaited by `RunningService::stop`.
+/// connection is closed at once (tests that take a subgraph down must see
+/// it really go away) and tracked tasks are awaited by `RunningService::stop`.
 pub fn spawn_service(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    connections: &serve::ConnectionLimits,
 ) -> std::io::Result<RunningService> {
-    let addr = listener.local_addr()?;
-    let accept_token = shutdown.clone();
-    let conn_tasks = tasks.clone();
-    let accept = tokio::spawn(async move {
-        loop {
-            let (stream, _) = tokio::select! {
-                _ = accept_token.cancelled() => break,
-                r = listener.accept() => match r {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = stream.set_nodelay(true);
-            let router = router.clone();
-            let token = accept_token.clone();
-            conn_tasks.spawn(async move {
-                tokio::select! {
-                    _ = serve_connection(stream, router) => {}
-                    _ = token.cancelled() => {}
-                }
-            });
-        }
-    });
+    let serving = serve::Serving {
+        shutdown: shutdown.clone(),
+        tasks: tasks.clone(),
+        grace: std::time::Duration::ZERO,
+        stats: Default::default(),
+    };
+    let (addr, accept) = serve::spawn(listener, router, connections, &serving)?;
     Ok(RunningService {
         addr,
         shutdown,
@@ -262,32 +299,4 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-}
-
-mod hyper_util_compat {
-    //! One HTTP/1.1 connection with upgrades (for WebSocket), served by axum's router.
-    use super::*;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use tower::ServiceExt;
-
-    pub async fn serve_connection(stream: tokio::net::TcpStream, router: Router) {
-        let service =
-            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let router = router.clone();
-                async move {
-                    let resp = router
-                        .oneshot(req.map(axum::body::Body::new))
-                        .await
-                        .unwrap_or_else(|e: Infallible| match e {});
-                    Ok::<_, Infallible>(resp)
-                }
-            });
-        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        if let Err(e) = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .await
-        {
-            tracing::debug!(error = %e, "connection closed with error");
-        }
-    }
 }

@@ -47,6 +47,9 @@ pub struct DatasetConfig {
     /// Largest upload accepted through a signed URL, in bytes (larger: 413).
     #[serde(default = "defaults::max_upload_bytes")]
     pub max_upload_bytes: u64,
+    /// `[services.dataset.http]`
+    #[serde(default)]
+    pub http: crate::common::HttpConfig,
 }
 
 mod defaults {
@@ -110,8 +113,13 @@ pub fn schema(service: Arc<DatasetService>) -> DatasetSchema {
 }
 
 /// `/graphql` (HTTP and WebSocket), `/health` and the content routes.
-pub fn router(service: Arc<DatasetService>, shutdown: CancellationToken) -> Router {
-    graphql_router(schema(service.clone()), shutdown).merge(content::routes(service))
+pub fn router(
+    service: Arc<DatasetService>,
+    shutdown: CancellationToken,
+    max_body_bytes: usize,
+) -> Router {
+    graphql_router(schema(service.clone()), shutdown, max_body_bytes)
+        .merge(content::routes(service))
 }
 
 /// Starts the service on `listener`.
@@ -119,12 +127,13 @@ pub async fn start(config: DatasetConfig, listener: TcpListener) -> ServiceResul
     let addr = listener.local_addr()?;
     let service = open_service(&config, addr)?;
     let shutdown = CancellationToken::new();
-    let router = router(service, shutdown.clone());
+    let router = router(service, shutdown.clone(), config.http.max_body_bytes);
     Ok(spawn_service(
         listener,
         router,
         shutdown,
         TaskTracker::new(),
+        &config.http.connections,
     )?)
 }
 

@@ -33,6 +33,9 @@ use crate::common::{graphql_router, spawn_service, RunningService, ServiceResult
 /// The subgraphs, in the order `/metrics` lists them.
 pub const NAMES: [&str; 4] = ["accounts", "products", "inventory", "reviews"];
 
+/// Largest request body of the benchmark subgraphs.
+const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
 /// `[services.federation]` in config.toml.
 #[derive(Deserialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
@@ -107,10 +110,10 @@ pub fn router(
 ) -> Router {
     let metrics = counters.clone();
     Router::new()
-        .nest("/accounts", graphql_router(accounts::schema(), shutdown.clone()))
-        .nest("/products", graphql_router(products::schema(), shutdown.clone()))
-        .nest("/inventory", graphql_router(inventory::schema(), shutdown.clone()))
-        .nest("/reviews", graphql_router(reviews::schema(), shutdown))
+        .nest("/accounts", graphql_router(accounts::schema(), shutdown.clone(), MAX_BODY_BYTES))
+        .nest("/products", graphql_router(products::schema(), shutdown.clone(), MAX_BODY_BYTES))
+        .nest("/inventory", graphql_router(inventory::schema(), shutdown.clone(), MAX_BODY_BYTES))
+        .nest("/reviews", graphql_router(reviews::schema(), shutdown, MAX_BODY_BYTES))
         .route(
             "/metrics",
             get(move || {
@@ -148,7 +151,14 @@ pub async fn start_counted(
     let counters = Arc::new(Counters::default());
     let shutdown = CancellationToken::new();
     let router = router(&config, counters.clone(), shutdown.clone());
-    let service = spawn_service(listener, router, shutdown, TaskTracker::new())?;
+    let http = crate::common::HttpConfig::default();
+    let service = spawn_service(
+        listener,
+        router,
+        shutdown,
+        TaskTracker::new(),
+        &http.connections,
+    )?;
     Ok(RunningFederation { service, counters })
 }
 

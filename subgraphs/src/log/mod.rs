@@ -32,6 +32,9 @@ pub struct LogConfig {
     pub listen: String,
     /// SQLite file; created and migrated on start.
     pub database: PathBuf,
+    /// `[services.log.http]`
+    #[serde(default)]
+    pub http: crate::common::HttpConfig,
 }
 
 mod defaults {
@@ -54,20 +57,25 @@ pub fn schema(service: Arc<LogService>) -> LogSchema {
 }
 
 /// `/graphql` (HTTP and WebSocket) and `/health`.
-pub fn router(service: Arc<LogService>, shutdown: CancellationToken) -> Router {
-    graphql_router(schema(service), shutdown)
+pub fn router(
+    service: Arc<LogService>,
+    shutdown: CancellationToken,
+    max_body_bytes: usize,
+) -> Router {
+    graphql_router(schema(service), shutdown, max_body_bytes)
 }
 
 /// Starts the service on `listener`.
 pub async fn start(config: LogConfig, listener: TcpListener) -> ServiceResult<RunningService> {
     let service = open_service(&config).await?;
     let shutdown = CancellationToken::new();
-    let router = router(service, shutdown.clone());
+    let router = router(service, shutdown.clone(), config.http.max_body_bytes);
     Ok(spawn_service(
         listener,
         router,
         shutdown,
         TaskTracker::new(),
+        &config.http.connections,
     )?)
 }
 

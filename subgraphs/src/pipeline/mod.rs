@@ -49,6 +49,9 @@ pub struct PipelineConfig {
     /// Log lines kept in memory while the log subgraph is unreachable.
     #[serde(default = "defaults::log_buffer")]
     pub log_buffer: usize,
+    /// `[services.pipeline.http]`
+    #[serde(default)]
+    pub http: crate::common::HttpConfig,
 }
 
 mod defaults {
@@ -138,9 +141,9 @@ pub async fn runner(
 }
 
 /// The service's HTTP routes over a runner.
-pub fn router(runner: Arc<Runner>) -> Router {
+pub fn router(runner: Arc<Runner>, max_body_bytes: usize) -> Router {
     let shutdown = runner.shutdown_token();
-    graphql_router(schema::build(runner), shutdown)
+    graphql_router(schema::build(runner), shutdown, max_body_bytes)
 }
 
 /// Starts the service on `listener`: migrates the database, fails runs a
@@ -157,7 +160,9 @@ pub async fn start(config: PipelineConfig, listener: TcpListener) -> ServiceResu
             return Err(e);
         }
     };
-    spawn_service(listener, router(runner), shutdown, tasks).map_err(ServiceError::from)
+    let http = &config.http;
+    let router = router(runner, http.max_body_bytes);
+    spawn_service(listener, router, shutdown, tasks, &http.connections).map_err(ServiceError::from)
 }
 
 impl crate::common::cli::ServiceConfig for PipelineConfig {

@@ -226,7 +226,8 @@ pub fn router(shutdown: CancellationToken) -> Router {
     let schema = schema();
     let served = std::sync::Arc::new(Served::default());
     let metrics = served.clone();
-    let plain = graphql_router(schema.clone(), shutdown);
+    let http = crate::common::HttpConfig::default();
+    let plain = graphql_router(schema.clone(), shutdown, http.max_body_bytes);
     let batch = Router::new()
         .route("/graphql", axum::routing::post(batched))
         .with_state(schema);
@@ -277,6 +278,7 @@ pub async fn start(_config: RatingsConfig, listener: TcpListener) -> ServiceResu
         router(shutdown.clone()),
         shutdown,
         TaskTracker::new(),
+        &crate::common::HttpConfig::default().connections,
     )?)
 }
 
