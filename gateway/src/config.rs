@@ -66,9 +66,11 @@ pub struct GatewayConfig {
     /// (`graphql-transport-ws`, closing a client that left the previous one
     /// unanswered) or `ka` (legacy). 0 turns them off.
     pub ws_keepalive_secs: u64,
-    /// Operations one WebSocket connection may run at once (each
-    /// subscription holds an upstream connection).
+    /// Operations one WebSocket connection may run at once.
     pub ws_max_operations: usize,
+    /// Distinct upstream subscriptions at once, over every subgraph (identical
+    /// client subscriptions share one); more are refused with an error.
+    pub max_upstream_subscriptions: usize,
     /// Watch the config file and the SDL files it names; rebuild on change.
     pub hot_reload: bool,
     /// Attempts to introspect a subgraph at start-up before giving up.
@@ -118,6 +120,7 @@ impl Default for GatewayConfig {
             ws_init_timeout_secs: 10,
             ws_keepalive_secs: 10,
             ws_max_operations: 100,
+            max_upstream_subscriptions: 10_000,
             hot_reload: true,
             introspection_attempts: 10,
             dedupe_subgraph_requests: true,

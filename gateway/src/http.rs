@@ -113,7 +113,7 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&state.engine()),
+        state.metrics.render(&state.engine(), &state.subscriptions),
     )
         .into_response()
 }

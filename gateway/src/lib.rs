@@ -43,6 +43,8 @@ pub struct AppState {
     /// `None`: no keep-alives.
     pub ws_keepalive: Option<Duration>,
     pub ws_max_operations: usize,
+    /// Upstream subscription sockets, shared by every client.
+    pub subscriptions: Arc<ws::upstream::Subscriptions>,
     pub shutdown: CancellationToken,
     /// Serialises reloads: one rebuild at a time.
     reload_lock: tokio::sync::Mutex<()>,
@@ -142,6 +144,7 @@ pub async fn start_on(
         g.introspection_attempts,
     )
     .await?;
+    let shutdown = CancellationToken::new();
     let state = Arc::new(AppState {
         engine: RwLock::new(Arc::new(engine)),
         http,
@@ -152,7 +155,17 @@ pub async fn start_on(
         ws_init_timeout: Duration::from_secs(g.ws_init_timeout_secs),
         ws_keepalive: (g.ws_keepalive_secs > 0).then(|| Duration::from_secs(g.ws_keepalive_secs)),
         ws_max_operations: g.ws_max_operations,
-        shutdown: CancellationToken::new(),
+        subscriptions: ws::upstream::Subscriptions::new(
+            g.max_upstream_subscriptions,
+            // A subscriber that takes no event for as long as a client
+            // write may stall is let go.
+            match g.ws_keepalive_secs {
+                0 => ws::STALL_WITHOUT_KEEPALIVE,
+                secs => Duration::from_secs(secs),
+            },
+            shutdown.clone(),
+        ),
+        shutdown,
         reload_lock: tokio::sync::Mutex::new(()),
     });
     let app = http::router(state.clone());

@@ -100,7 +100,11 @@ impl Metrics {
 
     /// The text exposition; breaker and retry figures for the subgraphs
     /// `engine` serves (a removed subgraph's go with it).
-    pub fn render(&self, engine: &crate::Engine) -> String {
+    pub fn render(
+        &self,
+        engine: &crate::Engine,
+        upstream: &crate::ws::upstream::Subscriptions,
+    ) -> String {
         let mut out = String::with_capacity(4096);
         let value = |out: &mut String, name, help, kind, v: &AtomicU64| {
             header(out, name, help, kind);
@@ -168,6 +172,20 @@ impl Metrics {
             "gauge",
             &self.subscriptions_active,
         );
+        value(
+            &mut out,
+            "gateway_upstream_sockets_open",
+            "WebSockets open to subgraphs (each carries many subscriptions).",
+            "gauge",
+            &upstream.sockets_open,
+        );
+        header(
+            &mut out,
+            "gateway_upstream_subscriptions",
+            "Distinct subscriptions open upstream (identical client subscriptions share one).",
+            "gauge",
+        );
+        let _ = writeln!(out, "gateway_upstream_subscriptions {}", upstream.live());
         header(
             &mut out,
             "gateway_schema_reloads_total",

@@ -16,6 +16,7 @@
 
 mod operation;
 mod protocol;
+pub mod upstream;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -35,7 +36,7 @@ use protocol::{ClientMessage, Close, Protocol};
 /// Messages an operation may queue for its connection before it waits.
 const OUT_BUFFER: usize = 16;
 /// How long a write may block when keep-alives are off (else: their interval).
-const STALL_WITHOUT_KEEPALIVE: Duration = Duration::from_secs(30);
+pub(crate) const STALL_WITHOUT_KEEPALIVE: Duration = Duration::from_secs(30);
 /// How long a closing connection waits for its subscriptions to stop upstream.
 const STOP_WAIT: Duration = Duration::from_secs(2);
 
@@ -286,6 +287,7 @@ impl Connection {
                     metrics: self.state.metrics.clone(),
                     headers: self.headers.take().unwrap_or_default(),
                     init_payload: payload,
+                    subscriptions: self.state.subscriptions.clone(),
                 }));
                 Step::Ack
             }

@@ -707,6 +707,17 @@ async fn a_subgraph_going_away_errors_only_its_subscriptions() {
     p.stop().await;
 }
 
+/// The `subscribe`/`complete` frames the gateway sent on upstream socket `n`.
+fn upstream_frames(proxy: &e2e::ws_support::TcpProxy, n: usize) -> Vec<Value> {
+    proxy
+        .client_sent(n)
+        .1
+        .iter()
+        .filter_map(|f| serde_json::from_str::<Value>(f).ok())
+        .filter(|v| v["type"] == "subscribe" || v["type"] == "complete")
+        .collect()
+}
+
 #[tokio::test]
 async fn the_upstream_subscription_stops_with_the_client() {
     let (p, proxy) =
@@ -721,16 +732,16 @@ async fn the_upstream_subscription_stops_with_the_client() {
     .await;
     c.init(json!({ "token": "abc" })).await;
     c.subscribe("a", LOGS, json!({ "id": run })).await;
-    c.subscribe("b", LOGS, json!({ "id": run })).await;
-    let mut got = std::collections::HashMap::<String, usize>::new();
-    while got.values().sum::<usize>() < 2 * lines.len() {
-        let m = c.recv_op(WAIT).await;
-        assert_eq!(m["type"], "next", "{m}");
-        *got.entry(m["id"].as_str().unwrap().to_string())
-            .or_default() += 1;
+    for _ in 0..lines.len() {
+        assert!(next_event(&mut c, "a").await.is_some());
     }
-    assert_eq!(got["a"], lines.len());
-    assert_eq!(proxy.open(), 2, "one upstream socket per subscription");
+    // The same subscription after `a` began its replay: an upstream
+    // subscription of its own (it must see every line), on the same socket.
+    c.subscribe("b", LOGS, json!({ "id": run })).await;
+    for _ in 0..lines.len() {
+        assert!(next_event(&mut c, "b").await.is_some());
+    }
+    assert_eq!(proxy.accepted(), 1, "one upstream socket for both");
     assert_eq!(active_subscriptions(&p).await, 2);
 
     // The handshake carried the propagated and configured headers; the
@@ -749,52 +760,37 @@ async fn the_upstream_subscription_stops_with_the_client() {
         init,
         json!({ "type": "connection_init", "payload": { "token": "abc" } })
     );
-    let subscribe: Value = serde_json::from_str(&frames[1]).unwrap();
-    assert_eq!(subscribe["type"], "subscribe");
+    let sent = upstream_frames(&proxy, 0);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!((&sent[0]["id"], &sent[1]["id"]), (&json!("0"), &json!("1")));
     assert!(
-        subscribe["payload"]["query"]
+        sent[0]["payload"]["query"]
             .as_str()
             .unwrap()
             .contains("logStream"),
-        "{subscribe}"
+        "{sent:?}"
     );
 
-    // `complete` from the client: `complete` upstream, and that socket closes.
+    // `complete` from the client: `complete` upstream for its id; the
+    // socket stays for the other.
     c.complete("a").await;
-    eventually(WAIT, "one upstream socket closed", || async {
-        (proxy.open() == 1).then_some(())
+    eventually(WAIT, "the upstream complete", || async {
+        upstream_frames(&proxy, 0)
+            .contains(&json!({ "type": "complete", "id": "0" }))
+            .then_some(())
     })
     .await;
     wait_active(&p, 1).await;
-    let stopped: Vec<usize> = (0..2)
-        .filter(|&n| {
-            proxy.client_sent(n).1.iter().any(|f| {
-                serde_json::from_str::<Value>(f)
-                    .is_ok_and(|v| v == json!({ "type": "complete", "id": "1" }))
-            })
-        })
-        .collect();
-    assert_eq!(
-        stopped.len(),
-        1,
-        "exactly one upstream subscription was completed"
-    );
+    assert_eq!(proxy.open(), 1);
 
     // The client vanishes without a close: the other upstream subscription
-    // is completed and its socket closes too.
+    // is completed and, with nothing left on it, the socket closes.
     c.abort();
-    eventually(WAIT, "every upstream socket closed", || async {
+    eventually(WAIT, "the upstream socket closed", || async {
         (proxy.open() == 0).then_some(())
     })
     .await;
-    for n in 0..2 {
-        let frames = proxy.client_sent(n).1;
-        assert!(
-            frames.iter().any(|f| serde_json::from_str::<Value>(f)
-                .is_ok_and(|v| v == json!({ "type": "complete", "id": "1" }))),
-            "upstream {n} was completed: {frames:?}"
-        );
-    }
+    assert!(upstream_frames(&proxy, 0).contains(&json!({ "type": "complete", "id": "1" })));
     wait_active(&p, 0).await;
 
     // Legacy `stop` does the same.
@@ -808,6 +804,120 @@ async fn the_upstream_subscription_stops_with_the_client() {
     })
     .await;
     c.close().await;
+    wait_active(&p, 0).await;
+    p.stop().await;
+}
+
+/// Ingests `n` log lines of `run` on the log subgraph directly.
+async fn ingest(p: &Platform, run: &str, n: usize) {
+    let entries: Vec<Value> = (0..n)
+        .map(|i| json!({ "pipelineId": run, "level": "INFO", "message": format!("line {i}") }))
+        .collect();
+    let resp = e2e::client::gql(
+        &p.subgraphs.log_url(),
+        "mutation($e: [LogEntryInput!]!) { ingestLogs(entries: $e) }",
+        json!({ "e": entries }),
+    )
+    .await;
+    assert_eq!(resp["data"]["ingestLogs"], n, "{resp}");
+}
+
+#[tokio::test]
+async fn many_clients_share_one_upstream_socket_and_identical_subscriptions_share_one_upstream_id()
+{
+    const CLIENTS: usize = 100;
+    let (p, proxy) = platform_with_log_proxy("", "").await;
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        let mut c = WsClient::ready(&p.ws_url(), Protocol::ALL[i % 2]).await;
+        // Half follow one run, half another: two upstream subscriptions.
+        let run = if i % 2 == 0 { "live-a" } else { "live-b" };
+        c.subscribe("s", LOGS, json!({ "id": run })).await;
+        clients.push((c, run));
+    }
+    wait_active(&p, CLIENTS as u64).await;
+    eventually(WAIT, "two upstream subscriptions", || async {
+        (metric(&p.metrics().await, "gateway_upstream_subscriptions") == 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        proxy.accepted(),
+        1,
+        "{CLIENTS} client subscriptions, one upstream socket"
+    );
+    assert_eq!(
+        metric(&p.metrics().await, "gateway_upstream_sockets_open"),
+        1
+    );
+    ingest(&p, "live-a", 3).await;
+    ingest(&p, "live-b", 2).await;
+    for (c, run) in clients.iter_mut() {
+        let n = if *run == "live-a" { 3 } else { 2 };
+        for i in 0..n {
+            let line = next_event(c, "s").await.expect("a line");
+            let line = &line["data"]["pipelineLogs"];
+            assert_eq!(line["pipelineId"], *run, "{line}");
+            assert_eq!(line["message"], format!("line {i}"));
+        }
+    }
+    let sent = upstream_frames(&proxy, 0);
+    assert_eq!(
+        sent.iter().filter(|f| f["type"] == "subscribe").count(),
+        2,
+        "identical subscriptions go upstream once: {sent:?}"
+    );
+    // Half the clients leave: both upstream subscriptions stay for the rest.
+    let rest = clients.split_off(CLIENTS / 2);
+    for (c, _) in clients {
+        c.close().await;
+    }
+    wait_active(&p, (CLIENTS / 2) as u64).await;
+    assert_eq!(
+        metric(&p.metrics().await, "gateway_upstream_subscriptions"),
+        2
+    );
+    for (c, _) in rest {
+        c.close().await;
+    }
+    eventually(WAIT, "the upstream socket closed", || async {
+        (proxy.open() == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        metric(&p.metrics().await, "gateway_upstream_subscriptions"),
+        0
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_subscriptions_are_capped_with_a_clear_refusal() {
+    let (p, _proxy) = platform_with_log_proxy("", "max_upstream_subscriptions = 2").await;
+    let mut c = WsClient::ready(&p.ws_url(), Protocol::GraphqlTransportWs).await;
+    for run in ["cap-1", "cap-2"] {
+        c.subscribe(run, LOGS, json!({ "id": run })).await;
+    }
+    wait_active(&p, 2).await;
+    eventually(WAIT, "two upstream subscriptions", || async {
+        (metric(&p.metrics().await, "gateway_upstream_subscriptions") == 2).then_some(())
+    })
+    .await;
+    c.subscribe("cap-3", LOGS, json!({ "id": "cap-3" })).await;
+    let m = c.recv_op(WAIT).await;
+    assert_eq!(
+        (m["type"].as_str(), m["id"].as_str()),
+        (Some("error"), Some("cap-3")),
+        "{m}"
+    );
+    assert!(m.to_string().contains("max_upstream_subscriptions"), "{m}");
+    // An identical subscription joins one already open: no new upstream one.
+    let mut d = WsClient::ready(&p.ws_url(), Protocol::GraphqlTransportWs).await;
+    d.subscribe("same", LOGS, json!({ "id": "cap-1" })).await;
+    ingest(&p, "cap-1", 1).await;
+    assert!(next_event(&mut d, "same").await.is_some());
+    assert!(next_event(&mut c, "cap-1").await.is_some());
+    c.close().await;
+    d.close().await;
     wait_active(&p, 0).await;
     p.stop().await;
 }
