@@ -11,6 +11,7 @@ mod options;
 mod peers;
 mod procstat;
 mod report;
+mod resilience;
 mod scenarios;
 mod seed;
 mod stack;
@@ -154,6 +155,12 @@ async fn run_scenarios(
         }
         .await;
         check("subscriptions", r, stack, report);
+    }
+    if want("resilience") {
+        eprintln!("bench: scenario resilience (a fresh gateway per phase)");
+        let r = resilience::run(options, stack).await;
+        let r = r.map(|v| report.resilience = Some(v));
+        check("resilience", r, stack, report);
     }
     Ok(failed)
 }

@@ -33,7 +33,7 @@ options:
   --subscriptions N        concurrent subscriptions (default 1000)
   --sub-runs N             runs the subscriptions are spread over (default 10)
   --sub-lines N            lines emitted per run while subscribed (default 100)
-  --scenarios LIST         any of root,nested,fanout,subscriptions (default: all)
+  --scenarios LIST         any of root,nested,fanout,subscriptions,resilience (default: all)
   --rounds N               peers: rounds of each side per workload (default 3)
   --peers-dir DIR          peers: where scripts/bench.sh installed them (default: <root>/target/peers)
   --workloads LIST         peers: any of federation,stitching (default: both)
@@ -71,7 +71,7 @@ pub struct Options {
     pub command_line: String,
 }
 
-const SCENARIOS: [&str; 4] = ["root", "nested", "fanout", "subscriptions"];
+const SCENARIOS: [&str; 5] = ["root", "nested", "fanout", "subscriptions", "resilience"];
 const WORKLOADS: [&str; 2] = ["federation", "stitching"];
 
 pub fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Command> {

@@ -6,6 +6,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use crate::{
     options::Options,
     procstat::mib,
+    resilience,
     scenarios::{Fanout, Measured, Nested, Root, FANOUT_QUERY, NESTED_QUERY, ROOT_QUERY},
     seed::SeedSummary,
     subscriptions::{self, Subs},
@@ -22,6 +23,7 @@ pub struct Report {
     pub nested: Option<Nested>,
     pub fanout: Option<Fanout>,
     pub subscriptions: Option<subscriptions::Outcome>,
+    pub resilience: Option<Vec<resilience::Phase>>,
     pub total_secs: f64,
     notes: Vec<String>,
 }
@@ -96,6 +98,7 @@ impl Report {
             nested: None,
             fanout: None,
             subscriptions: None,
+            resilience: None,
             total_secs: 0.0,
             notes: Vec::new(),
         }
@@ -121,6 +124,36 @@ impl Report {
             opt(m.peak_rss_kib.map(mib), 1),
             m.loadgen_cpu_percent,
         );
+    }
+
+    fn resilience(out: &mut String, phases: &[resilience::Phase]) {
+        let _ = writeln!(out, "### resilience: one subgraph hung\n");
+        let _ = writeln!(
+            out,
+            "The dataset subgraph behind a proxy that swallows requests (timeout {} ms); `{}` (touches it) and `{}` (does not), side by side, {} connections each.\n",
+            resilience::TIMEOUT_MS,
+            resilience::TOUCHING_QUERY,
+            resilience::OTHER_QUERY,
+            8
+        );
+        let _ = writeln!(
+            out,
+            "| phase | touching: requests | p50 ms | p99 ms | other: requests | p50 ms | p99 ms |\n| --- | --- | --- | --- | --- | --- | --- |"
+        );
+        for p in phases {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.2} | {:.2} | {} | {:.2} | {:.2} |",
+                p.name,
+                p.touching.requests,
+                p.touching.p50_ms(),
+                p.touching.p99_ms(),
+                p.other.requests,
+                p.other.p50_ms(),
+                p.other.p99_ms()
+            );
+        }
+        let _ = writeln!(out);
     }
 
     pub fn markdown(&self) -> String {
@@ -317,6 +350,10 @@ impl Report {
             }
         }
 
+        if let Some(phases) = &self.resilience {
+            Self::resilience(&mut out, phases);
+        }
+
         let _ = writeln!(out, "### Idle memory\n");
         let _ = writeln!(
             out,
@@ -387,6 +424,12 @@ impl Report {
         );
         if let Some(a) = s.active_metric {
             let _ = writeln!(out, "| `gateway_subscriptions_active` | {a:.0} |");
+        }
+        if let Some((sockets, subs)) = s.upstream {
+            let _ = writeln!(
+                out,
+                "| upstream WebSockets / distinct upstream subscriptions | {sockets:.0} / {subs:.0} |"
+            );
         }
         let _ = writeln!(out, "| lines emitted | {} per run, `ingestLogs` on the log subgraph in batches of 20, in {:.2} s |", s.lines_per_run, s.emit_secs);
         let _ = writeln!(

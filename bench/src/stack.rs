@@ -24,6 +24,14 @@ pub struct Proc {
 }
 
 impl Proc {
+    pub fn port(&self) -> u16 {
+        self.base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    }
+
     pub fn graphql(&self) -> String {
         format!("{}/graphql", self.base)
     }
@@ -92,7 +100,8 @@ pub struct Stack {
     pub gateway: Proc,
     keep: bool,
     bin_dir: PathBuf,
-    config: PathBuf,
+    /// The generated config; a scenario may rewrite it and restart the gateway.
+    pub config: PathBuf,
     gateway_port: u16,
     gateway_starts: u32,
 }

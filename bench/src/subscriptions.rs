@@ -52,6 +52,9 @@ pub struct Subs {
     pub connect_secs: f64,
     /// `gateway_subscriptions_active` once connected (gateway only).
     pub active_metric: Option<f64>,
+    /// Gateway only: its WebSockets to the log subgraph, and the distinct
+    /// subscriptions on them, once connected.
+    pub upstream: Option<(f64, f64)>,
     pub expected_events: u64,
     pub delivered: u64,
     pub lost: u64,
@@ -219,6 +222,13 @@ async fn scenario(o: &Options, stack: &Stack, via: Via, tag: &str) -> anyhow::Re
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut upstream = None;
+    if via == Via::Gateway {
+        let page = stack.gateway.metrics();
+        let sockets = gql::metric(&metrics_client, &page, "gateway_upstream_sockets_open").await?;
+        let subs = gql::metric(&metrics_client, &page, "gateway_upstream_subscriptions").await?;
+        upstream = sockets.zip(subs);
+    }
     let rss_subscribed_kib = procstat::status(gw)?.rss_kib;
     let cpu_before = procstat::cpu_secs(gw)?;
 
@@ -273,6 +283,7 @@ async fn scenario(o: &Options, stack: &Stack, via: Via, tag: &str) -> anyhow::Re
         connected,
         connect_secs,
         active_metric,
+        upstream,
         expected_events,
         delivered: total.delivered,
         lost,
@@ -297,6 +308,7 @@ fn empty(o: &Options, via: Via, errors: Vec<String>, peak_reset: bool) -> Subs {
         connected: 0,
         connect_secs: 0.0,
         active_metric: None,
+        upstream: None,
         expected_events: 0,
         delivered: 0,
         lost: 0,
