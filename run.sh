@@ -16,6 +16,10 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+# Dev mode: the sample secrets of config.toml are accepted (a production
+# config sets its own, e.g. `signing_secret = "${SIGNING_SECRET}"`).
+export STITCH_DEV=1
+
 for service in dataset log pipeline; do
   target/release/"$service" --config "$config" &
   pids+=($!)

@@ -6,8 +6,16 @@ use std::{collections::BTreeMap, time::Duration};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
+/// Every request carries the services' token (the gateway passes on only
+/// the headers its config names, so it never reaches a subgraph through it).
 pub fn client(pool: usize) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "x-service-token",
+        reqwest::header::HeaderValue::from_static(crate::stack::SERVICE_TOKEN),
+    );
     reqwest::Client::builder()
+        .default_headers(headers)
         .pool_max_idle_per_host(pool)
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(60))

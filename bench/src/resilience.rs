@@ -133,7 +133,11 @@ pub async fn run(o: &Options, stack: &mut Stack) -> anyhow::Result<Vec<Phase>> {
     let plan = [
         ("healthy", false, true),
         ("dataset hung, breaker off", true, false),
-        ("dataset hung, breaker on (open after the warm-up)", true, true),
+        (
+            "dataset hung, breaker on (open after the warm-up)",
+            true,
+            true,
+        ),
     ];
     let result = async {
         for (name, hang, breaker) in plan {

@@ -117,6 +117,9 @@ fn toml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// The services' `service_token`: the load generator ingests log lines itself.
+pub const SERVICE_TOKEN: &str = "bench-service-token";
+
 /// `[gateway] worker_threads` of the generated config (the report states it).
 pub const GATEWAY_WORKER_THREADS: usize = 1;
 
@@ -188,6 +191,7 @@ workers = 16
 dataset_url = "http://127.0.0.1:{dp}/graphql"
 log_url = "http://127.0.0.1:{lp}/graphql"
 log_buffer = 100000
+service_token = "{token}"
 
 [services.dataset]
 listen = "127.0.0.1:{dp}"
@@ -196,11 +200,14 @@ data_dir = "datasets"
 signing_secret = "bench-only-secret"
 max_expires_in_sec = 86400
 max_upload_bytes = 10485760
+service_token = "{token}"
 
 [services.log]
 listen = "127.0.0.1:{lp}"
 database = "log.sqlite"
+service_token = "{token}"
 "#,
+        token = SERVICE_TOKEN,
         gw = p.gateway,
         gw_threads = GATEWAY_WORKER_THREADS,
         pp = p.pipeline,

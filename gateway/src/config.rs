@@ -371,12 +371,17 @@ pub fn parse(
     dir: PathBuf,
     path: Option<PathBuf>,
 ) -> Result<LoadedConfig, GatewayError> {
-    let config: Config = toml::from_str(text).map_err(|e| GatewayError::Config {
+    // `${VAR}` in string values, from the environment; lines stay where they were.
+    let text = settings::interpolate_env(text, file).map_err(|e| GatewayError::Config {
+        file: file.to_string(),
+        message: e.to_string(),
+    })?;
+    let config: Config = toml::from_str(&text).map_err(|e| GatewayError::Config {
         file: file.to_string(),
         message: e.to_string(),
     })?;
     let loaded = LoadedConfig { path, dir, config };
-    check(&loaded, text, file)?;
+    check(&loaded, &text, file)?;
     Ok(loaded)
 }
 

@@ -134,3 +134,184 @@ async fn check_reports_every_problem_with_its_code_and_place() {
         "{err}"
     );
 }
+
+/// Runs the dataset service binary on `config` with `env`; its exit status
+/// and stderr, or `None` when it was still serving `/health` (then stopped).
+async fn dataset_process(
+    config: &std::path::Path,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Option<(i32, String)> {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_dataset-under-test"));
+    cmd.args(["--config", &config.display().to_string()])
+        .env_remove("STITCH_DEV")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn dataset");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            let out = child.wait_with_output().await.expect("output");
+            return Some((
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
+        }
+        let health = reqwest::get(format!("http://127.0.0.1:{port}/health")).await;
+        if health.is_ok_and(|r| r.status() == 200) {
+            let _ = child.kill().await;
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the dataset service neither served nor exited");
+}
+
+#[tokio::test]
+async fn secrets_come_from_the_environment_and_sample_ones_need_dev_mode() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let config = |secret: &str| {
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            format!("[services.dataset]\nlisten = \"127.0.0.1:{port}\"\ndatabase = \"d.sqlite\"\ndata_dir = \"d\"\nsigning_secret = \"{secret}\"\n"),
+        )
+        .expect("config");
+        path
+    };
+    let from_env = config("${E2E_DATASET_SECRET}");
+    let (code, err) = dataset_process(&from_env, port, &[])
+        .await
+        .expect("refused");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("E2E_DATASET_SECRET") && err.contains("services.dataset.signing_secret"),
+        "{err}"
+    );
+    assert!(!err.contains("backtrace"), "{err}");
+    assert_eq!(
+        dataset_process(&from_env, port, &[("E2E_DATASET_SECRET", "from-the-env")]).await,
+        None,
+        "starts with the secret from the environment"
+    );
+    let sample = config("change-me-in-production");
+    let (code, err) = dataset_process(&sample, port, &[]).await.expect("refused");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("sample value") && err.contains("STITCH_DEV"),
+        "{err}"
+    );
+    assert_eq!(
+        dataset_process(&sample, port, &[("STITCH_DEV", "1")]).await,
+        None,
+        "dev mode accepts the sample secret"
+    );
+}
+
+#[tokio::test]
+async fn gateway_config_values_come_from_the_environment() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        "[gateway]\nlisten = \"127.0.0.1:0\"\n\n[[subgraphs]]\nname = \"a\"\nurl = \"${E2E_SUBGRAPH_URL}\"\nschema_file = \"a.graphql\"\n",
+    )
+    .expect("config");
+    std::fs::write(dir.path().join("a.graphql"), "type Query { a: String }").expect("sdl");
+    let run = |env: Option<&'static str>| {
+        let path = path.display().to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = gateway();
+            cmd.args(["check", "--config", &path]);
+            if let Some(url) = env {
+                cmd.env("E2E_SUBGRAPH_URL", url);
+            }
+            cmd.output().expect("run gateway check")
+        })
+    };
+    let out = run(None).await.expect("join");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("E2E_SUBGRAPH_URL") && err.contains("subgraphs.url"),
+        "{err}"
+    );
+    let out = run(Some("http://127.0.0.1:9/graphql")).await.expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_made_and_mark_every_log_line_of_the_request() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let dead = e2e::pipeline_support::dead_url().await;
+    std::fs::write(dir.path().join("a.graphql"), "type Query { a: String }").expect("sdl");
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!("[gateway]\nlisten = \"127.0.0.1:{port}\"\n\n[[subgraphs]]\nname = \"a\"\nurl = \"{dead}\"\nschema_file = \"a.graphql\"\n[subgraphs.retry]\nmax_attempts = 1\n"),
+    )
+    .expect("config");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway-under-test"))
+        .args(["--config", &path.display().to_string()])
+        .env("LOG_FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn gateway");
+    let url = format!("http://127.0.0.1:{port}");
+    e2e::platform::eventually(
+        std::time::Duration::from_secs(20),
+        "the gateway",
+        || async {
+            let r = reqwest::get(format!("{url}/health")).await.ok()?;
+            (r.status() == 200).then_some(())
+        },
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(format!("{url}/graphql"))
+        .header("x-request-id", "e2e-req-42")
+        .json(&serde_json::json!({"query": "{ a }"}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.headers()["x-request-id"], "e2e-req-42");
+    let made = client
+        .get(format!("{url}/health"))
+        .send()
+        .await
+        .expect("GET");
+    let id = made.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert_eq!(id.len(), 32, "{id}");
+    let _ = child.kill().await;
+    let out = child.wait_with_output().await.expect("output");
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let failed: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("subgraph request failed"))
+        .collect();
+    assert!(!failed.is_empty(), "{logs}");
+    for line in failed {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+        assert_eq!(v["span"]["id"], "e2e-req-42", "{line}");
+    }
+}

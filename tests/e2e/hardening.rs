@@ -319,3 +319,85 @@ async fn a_websocket_message_over_the_limit_closes_with_1009() {
     }
     p.stop().await;
 }
+
+#[tokio::test]
+async fn storage_errors_and_oversized_list_filters_reveal_no_sql() {
+    let p = Platform::start().await;
+    // 40,000 statuses: more values than one SQLite statement holds.
+    let q = "query($s: [PipelineStatus!]) { pipelines(filter: {statuses: $s}) { total } }";
+    let many = vec!["SUCCESS"; 40_000];
+    let resp = p.query(q, json!({ "s": many })).await;
+    assert_eq!(error_codes(&resp), ["BAD_USER_INPUT"], "{resp}");
+    assert!(resp.to_string().contains("filter.statuses"), "{resp}");
+    let ok = p
+        .query(q, json!({ "s": ["SUCCESS", "SUCCESS", "FAILURE"] }))
+        .await;
+    assert_eq!(ok.get("errors"), None, "{ok}");
+
+    // A store that fails underneath: the client hears that, not the SQL.
+    let db = rusqlite::Connection::open(p.subgraphs.dir().join("dataset.sqlite")).expect("open");
+    db.execute_batch("DROP TABLE datasets").expect("drop");
+    let resp = p.query("{ datasets { total } }", json!({})).await;
+    assert_eq!(error_codes(&resp), ["INTERNAL_SERVER_ERROR"], "{resp}");
+    let text = resp.to_string().to_lowercase();
+    assert!(text.contains("internal storage error"), "{resp}");
+    for leak in ["sql", "no such table", "datasets", ".sqlite"] {
+        assert!(
+            !resp["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .contains(leak),
+            "`{leak}` reached the client: {resp}"
+        );
+    }
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn internal_mutations_need_the_service_token_and_write_nothing_without_it() {
+    let stack = Subgraphs::start_without_pipeline().await;
+    let ingest = "mutation($e: [LogEntryInput!]!) { ingestLogs(entries: $e) }";
+    let entry =
+        json!({ "e": [{ "pipelineId": "p1", "level": "INFO", "message": "real", "key": "p1:k" }] });
+    let lines = "{ pipelineLogs(pipelineId: \"p1\") { items { message } } }";
+    let bare = reqwest::Client::new();
+    let mut wrong = reqwest::header::HeaderMap::new();
+    wrong.insert("x-service-token", "guess".parse().expect("header"));
+    let wrong = reqwest::Client::builder()
+        .default_headers(wrong)
+        .build()
+        .expect("client");
+    for client in [&bare, &wrong] {
+        let resp = e2e::client::gql_with(client, &stack.log_url(), ingest, entry.clone()).await;
+        assert_eq!(error_codes(&resp), ["FORBIDDEN"], "{resp}");
+        assert!(resp.to_string().contains("x-service-token"), "{resp}");
+    }
+    let stored = e2e::client::gql(&stack.log_url(), lines, json!({})).await;
+    assert_eq!(
+        stored["data"]["pipelineLogs"]["items"],
+        json!([]),
+        "nothing written"
+    );
+    // The key was not claimed by the refused calls: the real line lands.
+    let resp = e2e::client::gql(&stack.log_url(), ingest, entry).await;
+    assert_eq!(resp["data"]["ingestLogs"], 1, "{resp}");
+
+    let id = e2e::pipeline_support::create_dataset(&stack.dataset_url(), "d").await;
+    let record = "mutation($id: ID!) { recordDatasetProducer(id: $id, pipelineId: \"p1\") { id } }";
+    let resp =
+        e2e::client::gql_with(&bare, &stack.dataset_url(), record, json!({ "id": id })).await;
+    assert_eq!(error_codes(&resp), ["FORBIDDEN"], "{resp}");
+    let d = e2e::client::gql(
+        &stack.dataset_url(),
+        "query($id: ID!) { dataset(id: $id) { producedByPipelineId } }",
+        json!({ "id": id }),
+    )
+    .await;
+    assert_eq!(
+        d["data"]["dataset"]["producedByPipelineId"],
+        Value::Null,
+        "{d}"
+    );
+    stack.stop().await;
+}

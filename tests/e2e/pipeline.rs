@@ -221,6 +221,7 @@ async fn create_with_the_dataset_subgraph_down_is_an_upstream_error() {
         log_url: stack.log_url(),
         log_buffer: 100,
         http: Default::default(),
+        service_token: Some(e2e::stack::SERVICE_TOKEN.into()),
     })
     .await;
     let url = service.url();

@@ -12,9 +12,17 @@ use tokio_tungstenite::{
 };
 
 /// A fresh HTTP client. Each `#[tokio::test]` has its own runtime, and pooled
-/// connections must not outlive the runtime that opened them, so no global client.
+/// connections must not outlive the runtime that opened them, so no global
+/// client. It sends the test services' token, as a trusted peer would
+/// (tests of the refusal use a client without it).
 pub fn http() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "x-service-token",
+        reqwest::header::HeaderValue::from_static(crate::stack::SERVICE_TOKEN),
+    );
     reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(Duration::from_secs(30))
         .build()
         .expect("build reqwest client")

@@ -221,6 +221,7 @@ pub async fn start_pipeline(stack: &Subgraphs, database: &Path, workers: usize) 
         log_url: stack.log_url(),
         log_buffer: 10_000,
         http: Default::default(),
+        service_token: Some(crate::stack::SERVICE_TOKEN.into()),
     })
     .await
 }

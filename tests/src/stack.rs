@@ -15,6 +15,9 @@ use tokio::net::TcpListener;
 /// URLs (e.g. a validly signed but expired one).
 pub const SIGNING_SECRET: &str = "e2e-test-signing-secret";
 
+/// The services' `service_token` in tests (internal mutations need it).
+pub const SERVICE_TOKEN: &str = "e2e-service-token";
+
 /// Knobs of [`Subgraphs::start_with`]; `..Default::default()` for the rest.
 #[derive(Clone, Debug)]
 pub struct SubgraphsOptions {
@@ -88,6 +91,7 @@ impl Subgraphs {
             max_expires_in_sec: options.max_expires_in_sec,
             max_upload_bytes: options.max_upload_bytes,
             http: options.http.clone(),
+            service_token: Some(SERVICE_TOKEN.into()),
         };
         let dataset = dataset::start(dataset_config, dataset_listener)
             .await
@@ -97,6 +101,7 @@ impl Subgraphs {
             listen: log_addr.to_string(),
             database: dir.path().join("log.sqlite"),
             http: options.http.clone(),
+            service_token: Some(SERVICE_TOKEN.into()),
         };
         let log = log::start(log_config.clone(), log_listener)
             .await
@@ -111,6 +116,7 @@ impl Subgraphs {
                 log_url: log.url(),
                 log_buffer: options.log_buffer,
                 http: options.http.clone(),
+                service_token: Some(SERVICE_TOKEN.into()),
             };
             Some(
                 pipeline::start(pipeline_config, pipeline_listener)

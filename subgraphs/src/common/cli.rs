@@ -23,8 +23,8 @@ pub trait ServiceConfig: DeserializeOwned {
     /// Makes relative paths relative to the config file's directory.
     fn resolve_paths(&mut self, config_dir: &Path);
 
-    /// Warnings worth a log line at start (e.g. an example secret).
-    fn warnings(&self) -> Vec<String> {
+    /// Its secrets, by config key: a sample value is refused outside dev mode.
+    fn secrets(&self) -> Vec<(&'static str, &str)> {
         Vec::new()
     }
 }
@@ -79,8 +79,9 @@ where
     let path = config_path(name)?;
     let mut config: C = load_service_config(&path, name)?;
     config.resolve_paths(path.parent().unwrap_or(Path::new("")));
-    for w in config.warnings() {
-        tracing::warn!("{w}");
+    for (key, value) in config.secrets() {
+        settings::check_secret(&format!("[services.{name}] {key}"), value)
+            .map_err(|e| anyhow!(e))?;
     }
     let listener = TcpListener::bind(config.listen()).await.with_context(|| {
         format!(

@@ -19,6 +19,47 @@ use serde::de::DeserializeOwned;
 
 pub use server::{graphql_router, shutdown_signal, spawn_service, HttpConfig, RunningService};
 
+/// The header services send each other's internal mutations with.
+pub const SERVICE_TOKEN_HEADER: &str = "x-service-token";
+
+/// The `x-service-token` a request carried (request data of every HTTP
+/// GraphQL request).
+#[derive(Clone, Default)]
+pub struct CallerToken(pub Option<String>);
+
+/// Internal mutations (`ingestLogs`, `recordDatasetProducer`) run only for
+/// callers that send the configured service token; without one configured
+/// they do not run at all.
+pub fn require_service_token(
+    ctx: &async_graphql::Context<'_>,
+    expected: Option<&str>,
+    action: &str,
+) -> ServiceResult<()> {
+    let Some(expected) = expected else {
+        return Err(ServiceError::Forbidden(format!(
+            "`{action}` is internal and this service has no `service_token` configured"
+        )));
+    };
+    let sent = ctx
+        .data_opt::<CallerToken>()
+        .and_then(|t| t.0.as_deref())
+        .unwrap_or("");
+    // Compared in constant time: the token is a secret.
+    let same = sent.len() == expected.len()
+        && sent
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(format!(
+            "`{action}` is internal: send the service token in `{SERVICE_TOKEN_HEADER}`"
+        )))
+    }
+}
+
 /// Every error a subgraph returns to its clients. Mapped to a GraphQL error with
 /// `extensions.code` in exactly one place (`ErrorExtensions for ServiceError`, used through `GqlResultExt::gql`).
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +77,9 @@ pub enum ServiceError {
     Upstream(String),
     #[error("storage error: {0}")]
     Storage(String),
+    /// The caller may not do this (e.g. an internal mutation without the service token).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl ServiceError {
@@ -46,6 +90,7 @@ impl ServiceError {
             ServiceError::Conflict(_) => "CONFLICT",
             ServiceError::Upstream(_) => "UPSTREAM_ERROR",
             ServiceError::Storage(_) => "INTERNAL_SERVER_ERROR",
+            ServiceError::Forbidden(_) => "FORBIDDEN",
         }
     }
 
@@ -59,12 +104,18 @@ impl ServiceError {
 }
 
 impl ErrorExtensions for ServiceError {
+    /// A storage error reaches the client as a generic message (its SQL
+    /// text, table names and file paths are logged, never sent).
     fn extend(&self) -> async_graphql::Error {
-        if let ServiceError::Storage(detail) = self {
-            tracing::error!(%detail, "storage error");
-        }
+        let message = match self {
+            ServiceError::Storage(detail) => {
+                tracing::error!(%detail, "storage error");
+                "internal storage error; the service logged the details".to_string()
+            }
+            other => other.to_string(),
+        };
         let code = self.code();
-        async_graphql::Error::new(self.to_string()).extend_with(|_, ext| ext.set("code", code))
+        async_graphql::Error::new(message).extend_with(|_, ext| ext.set("code", code))
     }
 }
 
@@ -120,6 +171,7 @@ pub fn check_limit(limit: i32, max: i32) -> ServiceResult<usize> {
 pub fn load_service_config<T: DeserializeOwned>(path: &Path, name: &str) -> anyhow::Result<T> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+    let text = settings::interpolate_env(&text, &path.display().to_string())?;
     parse_service_config(&text, name)
         .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
 }

@@ -143,6 +143,7 @@ where
 
 async fn graphql_post<Q, M, S>(
     State(state): State<AppState<Q, M, S>>,
+    headers: HeaderMap,
     req: Result<GraphQLRequest, async_graphql_axum::rejection::GraphQLRejection>,
 ) -> Response
 where
@@ -157,7 +158,12 @@ where
     state
         .received
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    GraphQLResponse::from(state.schema.execute(req.into_inner()).await).into_response()
+    let token = headers
+        .get(super::SERVICE_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let request = req.into_inner().data(super::CallerToken(token));
+    GraphQLResponse::from(state.schema.execute(request).await).into_response()
 }
 
 /// A body over the limit is 413 and one that stalled 408, not a 400 that

@@ -50,6 +50,10 @@ pub struct DatasetConfig {
     /// `[services.dataset.http]`
     #[serde(default)]
     pub http: crate::common::HttpConfig,
+    /// The token `recordDatasetProducer` callers (the pipeline service) must
+    /// send in `x-service-token`; without it that mutation is refused.
+    #[serde(default)]
+    pub service_token: Option<String>,
 }
 
 mod defaults {
@@ -104,6 +108,7 @@ pub fn open_service(
         updates: updates::Updates::new(service::UPDATE_BUFFER),
         max_expires_in_sec: config.max_expires_in_sec,
         max_upload_bytes: config.max_upload_bytes,
+        service_token: config.service_token.clone(),
     }))
 }
 
@@ -149,11 +154,9 @@ impl crate::common::cli::ServiceConfig for DatasetConfig {
         self.data_dir = crate::common::resolve_path(dir, &self.data_dir);
     }
 
-    fn warnings(&self) -> Vec<String> {
-        if self.signing_secret == "change-me-in-production" {
-            vec!["[services.dataset] signing_secret is the example value; set your own secret before exposing this service".into()]
-        } else {
-            Vec::new()
-        }
+    fn secrets(&self) -> Vec<(&'static str, &str)> {
+        let mut out = vec![("signing_secret", self.signing_secret.as_str())];
+        out.extend(self.service_token.as_deref().map(|t| ("service_token", t)));
+        out
     }
 }

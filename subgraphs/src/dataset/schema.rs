@@ -213,7 +213,14 @@ impl MutationRoot {
         id: ID,
         pipeline_id: ID,
     ) -> Result<Dataset> {
-        service(ctx).record_producer(&id, &pipeline_id).await.gql()
+        let service = service(ctx);
+        crate::common::require_service_token(
+            ctx,
+            service.service_token.as_deref(),
+            "recordDatasetProducer",
+        )
+        .gql()?;
+        service.record_producer(&id, &pipeline_id).await.gql()
     }
 }
 

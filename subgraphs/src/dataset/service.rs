@@ -31,6 +31,8 @@ pub struct DatasetService {
     pub updates: Updates,
     pub max_expires_in_sec: i64,
     pub max_upload_bytes: u64,
+    /// What `recordDatasetProducer` callers must send (`x-service-token`).
+    pub service_token: Option<String>,
 }
 
 /// A dataset as the client sent it, before validation.

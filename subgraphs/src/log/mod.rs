@@ -35,6 +35,10 @@ pub struct LogConfig {
     /// `[services.log.http]`
     #[serde(default)]
     pub http: crate::common::HttpConfig,
+    /// The token `ingestLogs` callers (the pipeline service) must send in
+    /// `x-service-token`; without it `ingestLogs` is refused.
+    #[serde(default)]
+    pub service_token: Option<String>,
 }
 
 mod defaults {
@@ -48,7 +52,11 @@ pub async fn open_service(config: &LogConfig) -> ServiceResult<Arc<LogService>> 
     use store::LogStore;
     let store = store::SqliteLogStore::open(&config.database)?;
     let last_id = store.last_id().await?;
-    Ok(Arc::new(LogService::new(store, last_id)))
+    Ok(Arc::new(LogService::new(
+        store,
+        last_id,
+        config.service_token.clone(),
+    )))
 }
 
 /// The GraphQL schema over `service`.
@@ -80,6 +88,14 @@ pub async fn start(config: LogConfig, listener: TcpListener) -> ServiceResult<Ru
 }
 
 impl crate::common::cli::ServiceConfig for LogConfig {
+    fn secrets(&self) -> Vec<(&'static str, &str)> {
+        self.service_token
+            .as_deref()
+            .map(|t| ("service_token", t))
+            .into_iter()
+            .collect()
+    }
+
     const NAME: &'static str = "log";
 
     fn listen(&self) -> &str {

@@ -143,6 +143,12 @@ impl MutationRoot {
     /// rejects the call). Returns how many were stored: entries whose `key`
     /// was already stored are skipped and not counted.
     async fn ingest_logs(&self, ctx: &Context<'_>, entries: Vec<LogEntryInput>) -> Result<i32> {
+        crate::common::require_service_token(
+            ctx,
+            service(ctx).service_token.as_deref(),
+            "ingestLogs",
+        )
+        .gql()?;
         let drafts = entries
             .into_iter()
             .map(|e| EntryDraft {

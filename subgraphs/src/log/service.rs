@@ -21,6 +21,8 @@ pub struct LogService {
     /// The highest stored rowid: a wake-up for live streams, which then read
     /// the store themselves, so a slow stream can never miss a line.
     pub last_id: watch::Sender<i64>,
+    /// What `ingestLogs` callers must send (`x-service-token`).
+    pub service_token: Option<String>,
 }
 
 /// A line as the client sent it.
@@ -77,10 +79,11 @@ fn validate(i: usize, e: EntryDraft, now: Timestamp) -> ServiceResult<NewLogLine
 }
 
 impl LogService {
-    pub fn new(store: SqliteLogStore, last_id: i64) -> LogService {
+    pub fn new(store: SqliteLogStore, last_id: i64, service_token: Option<String>) -> LogService {
         LogService {
             store,
             last_id: watch::Sender::new(last_id),
+            service_token,
         }
     }
 

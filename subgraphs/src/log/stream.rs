@@ -156,7 +156,7 @@ mod tests {
     async fn replays_then_follows_without_loss_for_a_slow_reader() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteLogStore::open(&dir.path().join("l.sqlite")).unwrap();
-        let service = Arc::new(LogService::new(store, 0));
+        let service = Arc::new(LogService::new(store, 0, None));
         let old = Timestamp::parse("2020-01-01T00:00:00Z").unwrap();
         service
             .ingest(vec![

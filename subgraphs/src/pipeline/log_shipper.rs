@@ -209,6 +209,9 @@ struct Inner {
     queue: Mutex<LogQueue>,
     notify: Notify,
     next_seq: std::sync::atomic::AtomicU64,
+    /// Random per process: keys of two processes (a restart, replicas)
+    /// never collide, and no other caller can guess one in advance.
+    nonce: String,
 }
 
 /// The handle runs log through; cheap to clone.
@@ -224,6 +227,7 @@ impl LogShipper {
                 queue: Mutex::new(LogQueue::new(capacity)),
                 notify: Notify::new(),
                 next_seq: std::sync::atomic::AtomicU64::new(1),
+                nonce: uuid::Uuid::new_v4().simple().to_string(),
             }),
         }
     }
@@ -234,7 +238,7 @@ impl LogShipper {
         self.inner.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a line of a run; its key is `{pipeline_id}:{sequence}`.
+    /// Queues a line of a run; its key is `{pipeline_id}:{process nonce}:{sequence}`.
     pub fn log(
         &self,
         pipeline_id: &str,
@@ -252,7 +256,7 @@ impl LogShipper {
             level,
             node,
             message.into(),
-            format!("{pipeline_id}:{seq}"),
+            format!("{pipeline_id}:{}:{seq}", self.inner.nonce),
         );
     }
 
@@ -514,5 +518,22 @@ mod tests {
             v,
             json!({"pipelineId": "p", "level": "INFO", "message": "m1", "node": null, "time": "t1", "key": "p:1"})
         );
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn keys_differ_between_processes_and_cannot_be_guessed() {
+        let (a, b) = (LogShipper::new(10), LogShipper::new(10));
+        a.log("run", Level::Info, None, "one");
+        b.log("run", Level::Info, None, "one");
+        let key = |s: &LogShipper| s.queue().batch(1).lines[0].key.clone();
+        let (ka, kb) = (key(&a), key(&b));
+        assert_ne!(ka, kb, "a restarted process must not reuse keys");
+        assert!(ka.starts_with("run:") && ka.ends_with(":1"), "{ka}");
+        assert!(ka.len() > "run::1".len() + 30, "{ka}");
     }
 }

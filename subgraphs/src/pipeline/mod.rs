@@ -52,6 +52,10 @@ pub struct PipelineConfig {
     /// `[services.pipeline.http]`
     #[serde(default)]
     pub http: crate::common::HttpConfig,
+    /// Sent in `x-service-token` with every call to the dataset and log
+    /// services (their internal mutations need it).
+    #[serde(default)]
+    pub service_token: Option<String>,
 }
 
 mod defaults {
@@ -102,7 +106,8 @@ pub async fn runner(
 ) -> ServiceResult<Arc<Runner>> {
     config.check()?;
     let store = store::SqlitePipelineStore::open(&config.database)?;
-    let http = peers::http_client().map_err(ServiceError::Storage)?;
+    let http =
+        peers::http_client(config.service_token.as_deref()).map_err(ServiceError::Storage)?;
     let logs = log_shipper::LogShipper::new(config.log_buffer);
     // On shutdown the runs stop first (each records and logs how it ended),
     // then the shipper delivers what is left: its stop waits for the runs.
@@ -166,6 +171,14 @@ pub async fn start(config: PipelineConfig, listener: TcpListener) -> ServiceResu
 }
 
 impl crate::common::cli::ServiceConfig for PipelineConfig {
+    fn secrets(&self) -> Vec<(&'static str, &str)> {
+        self.service_token
+            .as_deref()
+            .map(|t| ("service_token", t))
+            .into_iter()
+            .collect()
+    }
+
     const NAME: &'static str = "pipeline";
 
     fn listen(&self) -> &str {

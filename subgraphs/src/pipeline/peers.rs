@@ -107,9 +107,17 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// The HTTP client every peer call of the service shares.
-pub fn http_client() -> Result<reqwest::Client, String> {
+/// The HTTP client every peer call of the service shares; it carries the
+/// service token, when there is one.
+pub fn http_client(service_token: Option<&str>) -> Result<reqwest::Client, String> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = service_token {
+        let value = reqwest::header::HeaderValue::from_str(token)
+            .map_err(|_| "`service_token` is not a valid header value".to_string())?;
+        headers.insert(crate::common::SERVICE_TOKEN_HEADER, value);
+    }
     reqwest::Client::builder()
+        .default_headers(headers)
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .build()

@@ -22,6 +22,28 @@ pub const MAX_LIMIT: i32 = 1000;
 /// Longest id list of `pipelinesByIds`: the gateway sends every key of a
 /// response level in one call, which may exceed one page.
 pub const MAX_IDS: usize = 10_000;
+/// Entries of `filter.statuses` at most (there are five statuses).
+const MAX_STATUSES: usize = 100;
+
+/// A status filter without repeats; a list too long to be meant is refused
+/// before it reaches the store (whose statements hold at most 32,766 values).
+fn distinct_statuses(
+    mut statuses: Vec<PipelineStatus>,
+) -> crate::common::ServiceResult<Vec<PipelineStatus>> {
+    if statuses.len() > MAX_STATUSES {
+        return Err(ServiceError::bad_input(format!(
+            "`filter.statuses` has {} entries; the maximum is {MAX_STATUSES} (list each status once)",
+            statuses.len()
+        )));
+    }
+    let mut seen = Vec::with_capacity(statuses.len());
+    statuses.retain(|s| {
+        let new = !seen.contains(s);
+        seen.push(*s);
+        new
+    });
+    Ok(statuses)
+}
 
 pub fn build(runner: Arc<Runner>) -> PipelineSchema {
     Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
@@ -227,11 +249,12 @@ impl QueryRoot {
             .transpose()
             .gql()?;
         let filter = filter.unwrap_or_default();
+        let statuses = filter.statuses.map(distinct_statuses).transpose().gql()?;
         let query = ListQuery {
             limit,
             after,
             filter: ListFilter {
-                statuses: filter.statuses,
+                statuses,
                 name: filter.name,
                 tag: filter.tag.map(|t| t.into_tag()).transpose().gql()?,
             },
