@@ -69,6 +69,35 @@ async fn request_id(mut req: Request, next: axum::middleware::Next) -> Response 
     resp
 }
 
+/// What the gateway answers while its schema is being built: live, not
+/// ready, and every GraphQL request a 503 that says so.
+pub fn starting_router() -> Router {
+    let starting = || {
+        let mut resp = http_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "GATEWAY_STARTING",
+            "the gateway is starting: its schema is not built yet; retry shortly",
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        resp
+    };
+    Router::new()
+        .route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({ "status": "starting" })) }),
+        )
+        .route(
+            "/ready",
+            get(|| async {
+                let body = serde_json::json!({ "status": "starting", "subgraphs": {} });
+                (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body))
+            }),
+        )
+        .fallback(move || async move { starting() })
+        .layer(axum::middleware::from_fn(request_id))
+}
+
 /// The answer to a request whose handler panicked: the panic is logged, the
 /// client gets a GraphQL error without the gateway's internals.
 fn internal_error(panic: Box<dyn std::any::Any + Send>) -> Response {

@@ -126,6 +126,13 @@ pub async fn start(loaded: LoadedConfig) -> Result<RunningGateway, GatewayError>
     start_on(loaded, listener).await
 }
 
+/// Two handles on one listening socket.
+fn split_listener(listener: TcpListener) -> std::io::Result<(TcpListener, TcpListener)> {
+    let std = listener.into_std()?;
+    let other = std.try_clone()?;
+    Ok((TcpListener::from_std(std)?, TcpListener::from_std(other)?))
+}
+
 /// Loads the schema and serves on `listener` (tests bind port 0).
 pub async fn start_on(
     loaded: LoadedConfig,
@@ -136,14 +143,35 @@ pub async fn start_on(
     let g = loaded.config.gateway.clone();
     let config = Arc::new(loaded);
     let upstream = Arc::new(upstream::Upstream::new(g.max_connections_per_host));
-    let engine = Engine::build(
+    let listen_error = |source| GatewayError::Listen {
+        addr: g.listen.clone(),
+        source,
+    };
+    // While the schema is built (introspection retries may take a while),
+    // a second handle on the same socket answers `/health` and `/ready`
+    // instead of leaving clients in the backlog.
+    let (early, listener) = split_listener(listener).map_err(listen_error)?;
+    let starting = serve::Serving {
+        shutdown: CancellationToken::new(),
+        tasks: tokio_util::task::TaskTracker::new(),
+        grace: Duration::ZERO,
+        stats: metrics.connections.clone(),
+    };
+    let (_, early_accept) = serve::spawn(early, http::starting_router(), &g.connections, &starting)
+        .map_err(listen_error)?;
+    let built = Engine::build(
         config.clone(),
         &http,
         &metrics,
         &upstream,
         g.introspection_attempts,
     )
-    .await?;
+    .await;
+    starting.shutdown.cancel();
+    let _ = early_accept.await;
+    starting.tasks.close();
+    starting.tasks.wait().await;
+    let engine = built?;
     let shutdown = CancellationToken::new();
     let state = Arc::new(AppState {
         engine: RwLock::new(Arc::new(engine)),

@@ -9,7 +9,7 @@ use e2e::{
     chaos::{Chaos, Fault},
     client::{data, error_codes, gql, http},
     pipeline_support::{create_run, dead_url, text_datasets},
-    platform::{metric, metrics_page, start_gateway, subgraph_entries},
+    platform::{eventually, metric, metrics_page, start_gateway, subgraph_entries},
     stack::Subgraphs,
 };
 use gateway::RunningGateway;
@@ -388,4 +388,67 @@ async fn malformed_and_failed_answers_become_errors_at_the_fields_that_subgraph_
         t.elapsed()
     );
     rig.stop().await;
+}
+
+#[tokio::test]
+async fn while_the_schema_is_built_health_and_ready_answer_instead_of_hanging() {
+    let subgraphs = Subgraphs::start().await;
+    let chaos = Chaos::start(&subgraphs.dataset_url()).await;
+    chaos.set(unavailable(503, None));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("config.toml");
+    let entries = subgraph_entries(&subgraphs).replace(&subgraphs.dataset_url(), &chaos.url);
+    std::fs::write(
+        &path,
+        format!("[gateway]\nlisten = \"127.0.0.1:0\"\nhot_reload = false\n\n{entries}"),
+    )
+    .expect("write config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let loaded = gateway::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let starting = tokio::spawn(gateway::start_on(loaded, listener));
+    let base = format!("http://{addr}");
+    let health: Value = eventually(Duration::from_secs(5), "/health while starting", || async {
+        let r = http().get(format!("{base}/health")).send().await.ok()?;
+        r.json().await.ok()
+    })
+    .await;
+    assert_eq!(health["status"], "starting");
+    let ready = http()
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .expect("/ready");
+    assert_eq!(ready.status(), 503);
+    let early = http()
+        .post(format!("{base}/graphql"))
+        .json(&json!({"query": PIPELINES_ONLY}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(early.status(), 503);
+    let body: Value = early.json().await.expect("JSON");
+    assert_eq!(error_codes(&body), ["GATEWAY_STARTING"]);
+    assert!(
+        !starting.is_finished(),
+        "still introspecting the dataset subgraph"
+    );
+
+    chaos.set(Fault::Pass);
+    let gw = starting
+        .await
+        .expect("join")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ready = http()
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .expect("/ready");
+    assert_eq!(ready.status(), 200);
+    let resp = gql(&gw.url(), PIPELINES_ONLY, json!({})).await;
+    assert_eq!(resp.get("errors"), None, "{resp}");
+    gw.stop().await;
+    subgraphs.stop().await;
 }

@@ -383,13 +383,20 @@ pub mod cursor {
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Logs go to stderr, coloured only on a terminal; JSON lines on request.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
         let _ = tracing_subscriber::fmt()
             .json()
+            .with_writer(std::io::stderr)
             .with_env_filter(filter)
             .try_init();
     } else {
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .with_env_filter(filter)
+            .try_init();
     }
 }
 
