@@ -315,3 +315,61 @@ async fn request_ids_are_echoed_or_made_and_mark_every_log_line_of_the_request()
         assert_eq!(v["span"]["id"], "e2e-req-42", "{line}");
     }
 }
+
+#[tokio::test]
+async fn the_services_take_help_version_and_their_config_and_address_from_the_environment() {
+    let bin = env!("CARGO_BIN_EXE_dataset-under-test");
+    let out = std::process::Command::new(bin)
+        .arg("--help")
+        .output()
+        .expect("--help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for want in [
+        "--config <FILE>",
+        "--listen <ADDR>",
+        "DATASET_CONFIG",
+        "DATASET_LISTEN",
+    ] {
+        assert!(help.contains(want), "{want} not in:\n{help}");
+    }
+    let out = std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .expect("--version");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+
+    // The file says one port; DATASET_LISTEN wins; the file comes from DATASET_CONFIG.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port()
+    };
+    let (in_file, from_env) = (free(), free());
+    let path = dir.path().join("service.toml");
+    std::fs::write(
+        &path,
+        format!("[services.dataset]\nlisten = \"127.0.0.1:{in_file}\"\ndatabase = \"d.sqlite\"\ndata_dir = \"d\"\nsigning_secret = \"a-real-secret\"\n"),
+    )
+    .expect("config");
+    let mut child = tokio::process::Command::new(bin)
+        .env("DATASET_CONFIG", &path)
+        .env("DATASET_LISTEN", format!("127.0.0.1:{from_env}"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    e2e::platform::eventually(
+        std::time::Duration::from_secs(10),
+        "the service on DATASET_LISTEN",
+        || async {
+            let r = reqwest::get(format!("http://127.0.0.1:{from_env}/health"))
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(())
+        },
+    )
+    .await;
+    let _ = child.kill().await;
+}

@@ -1,4 +1,5 @@
-//! What every subgraph binary does: `NAME [--config config.toml]`, read
+//! What every subgraph binary does: `NAME [--config FILE] [--listen ADDR]`
+//! (clap; also `NAME_CONFIG` / `NAME_LISTEN`), read
 //! `[services.NAME]`, resolve its paths against the config file, listen,
 //! serve until Ctrl-C/SIGTERM. A bad config is one clear line, exit code 1.
 
@@ -7,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 
@@ -20,6 +21,9 @@ pub trait ServiceConfig: DeserializeOwned {
 
     fn listen(&self) -> &str;
 
+    /// For `--listen` / `NAME_LISTEN`, which win over the file.
+    fn listen_mut(&mut self) -> &mut String;
+
     /// Makes relative paths relative to the config file's directory.
     fn resolve_paths(&mut self, config_dir: &Path);
 
@@ -29,29 +33,50 @@ pub trait ServiceConfig: DeserializeOwned {
     }
 }
 
-fn config_path(name: &str) -> anyhow::Result<PathBuf> {
-    let usage = format!("usage: {name} [--config <config.toml>]");
-    let mut path = PathBuf::from("config.toml");
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--config" | "-c" => {
-                path = args
-                    .next()
-                    .map(PathBuf::from)
-                    .ok_or_else(|| anyhow!("--config needs a file path\n{usage}"))?
-            }
-            "-h" | "--help" => {
-                println!("{usage}");
-                std::process::exit(0);
-            }
-            other => match other.strip_prefix("--config=") {
-                Some(p) => path = PathBuf::from(p),
-                None => bail!("unknown argument `{other}`\n{usage}"),
-            },
-        }
+/// What the command line (or the environment) says.
+struct Args {
+    config: PathBuf,
+    listen: Option<String>,
+}
+
+/// `NAME [--config FILE] [--listen ADDR]`, with `NAME_CONFIG` and
+/// `NAME_LISTEN` from the environment; `--help` and `--version`.
+fn args(name: &'static str) -> Args {
+    use clap::{Arg, Command};
+    let upper = name.to_ascii_uppercase();
+    // clap keeps these for the life of the process: leaked once at start.
+    let env =
+        |suffix: &str| -> &'static str { Box::leak(format!("{upper}_{suffix}").into_boxed_str()) };
+    let about: &'static str = Box::leak(
+        format!("The {name} subgraph: reads [services.{name}] of the config file and serves GraphQL over HTTP and WebSocket.").into_boxed_str(),
+    );
+    let matches = Command::new(name)
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(about)
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .short('c')
+                .value_name("FILE")
+                .env(env("CONFIG"))
+                .default_value("config.toml")
+                .help("the config file; relative paths in it are relative to it"),
+        )
+        .arg(
+            Arg::new("listen")
+                .long("listen")
+                .value_name("ADDR")
+                .env(env("LISTEN"))
+                .help("the address to listen on, over the file's `listen`"),
+        )
+        .get_matches();
+    Args {
+        config: matches
+            .get_one::<String>("config")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("config.toml")),
+        listen: matches.get_one::<String>("listen").cloned(),
     }
-    Ok(path)
 }
 
 /// The whole `main` of a subgraph binary.
@@ -76,8 +101,14 @@ where
     Fut: Future<Output = ServiceResult<RunningService>>,
 {
     let name = C::NAME;
-    let path = config_path(name)?;
+    let Args {
+        config: path,
+        listen,
+    } = args(name);
     let mut config: C = load_service_config(&path, name)?;
+    if let Some(listen) = listen {
+        *config.listen_mut() = listen;
+    }
     config.resolve_paths(path.parent().unwrap_or(Path::new("")));
     for (key, value) in config.secrets() {
         settings::check_secret(&format!("[services.{name}] {key}"), value)

@@ -243,19 +243,33 @@ pub struct Db {
 }
 
 impl Db {
-    /// Opens (creating parent directories) and migrates with `schema` (idempotent SQL).
-    pub fn open(path: &Path, schema: &str) -> ServiceResult<Db> {
+    /// Opens (creating parent directories) and brings the schema to the last
+    /// of `migrations` (versioned by `PRAGMA user_version`, each step run
+    /// once, in a transaction). A database from a newer release is refused.
+    pub fn open(path: &Path, migrations: &[&'static str]) -> ServiceResult<Db> {
         if let Some(parent) = path.parent() {
             if !parent.as_os_str().is_empty() {
                 std::fs::create_dir_all(parent)?;
             }
         }
-        let conn = rusqlite::Connection::open(path)?;
+        let mut conn = rusqlite::Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(schema)?;
+        let steps: Vec<rusqlite_migration::M<'static>> = migrations
+            .iter()
+            .map(|sql| rusqlite_migration::M::up(sql))
+            .collect();
+        rusqlite_migration::Migrations::new(steps)
+            .to_latest(&mut conn)
+            .map_err(|e| {
+                ServiceError::Storage(format!(
+                    "cannot bring {} to schema version {}: {e}",
+                    path.display(),
+                    migrations.len()
+                ))
+            })?;
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -403,6 +417,35 @@ pub fn init_tracing() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_store_opens_after_a_column_is_added_and_a_newer_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        const V1: &str = "CREATE TABLE IF NOT EXISTS t (id TEXT PRIMARY KEY NOT NULL);";
+        const V2: &str = "ALTER TABLE t ADD COLUMN note TEXT NOT NULL DEFAULT 'none';";
+        let db = Db::open(&path, &[V1]).unwrap();
+        db.call(|c| Ok(c.execute("INSERT INTO t (id) VALUES ('a')", [])?))
+            .await
+            .unwrap();
+        drop(db);
+        // A database made before versioning (tables, user_version 0) opens as version 1.
+        let db = Db::open(&path, &[V1, V2]).unwrap();
+        let (note, version): (String, i64) = db
+            .call(|c| {
+                let note = c.query_row("SELECT note FROM t WHERE id = 'a'", [], |r| r.get(0))?;
+                let version = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+                Ok((note, version))
+            })
+            .await
+            .unwrap();
+        assert_eq!((note.as_str(), version), ("none", 2));
+        drop(db);
+        let Err(e) = Db::open(&path, &[V1]) else {
+            panic!("an older release must not open a newer database");
+        };
+        assert!(e.to_string().contains("schema version 1"), "{e}");
+    }
 
     #[derive(serde::Deserialize, Debug)]
     #[serde(deny_unknown_fields)]

@@ -10,7 +10,9 @@ use rusqlite::{params, OptionalExtension, Row};
 
 use crate::common::{cursor, Db, ServiceError, ServiceResult, Tag, Timestamp};
 
-pub const MIGRATION_SQL: &str = r#"
+/// Version 1: the schema as first released (idempotent, so databases made
+/// before versioning was added open as version 1).
+const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS datasets (
     id TEXT PRIMARY KEY NOT NULL,
     name TEXT NOT NULL,
@@ -24,6 +26,10 @@ CREATE TABLE IF NOT EXISTS datasets (
 );
 CREATE INDEX IF NOT EXISTS datasets_newest_first ON datasets (created_at DESC, id DESC);
 "#;
+
+/// Schema versions in order; a database is brought to the last one on
+/// open (`PRAGMA user_version` records where it is).
+const MIGRATIONS: &[&str] = &[SCHEMA_V1];
 
 /// A catalog record.
 #[derive(Clone, Debug, PartialEq)]
@@ -152,7 +158,7 @@ pub struct SqliteDatasetStore {
 impl SqliteDatasetStore {
     pub fn open(path: &std::path::Path) -> ServiceResult<SqliteDatasetStore> {
         Ok(SqliteDatasetStore {
-            db: Db::open(path, MIGRATION_SQL)?,
+            db: Db::open(path, MIGRATIONS)?,
         })
     }
 }

@@ -177,5 +177,9 @@ impl crate::common::cli::ServiceConfig for FederationConfig {
         &self.listen
     }
 
+    fn listen_mut(&mut self) -> &mut String {
+        &mut self.listen
+    }
+
     fn resolve_paths(&mut self, _: &std::path::Path) {}
 }

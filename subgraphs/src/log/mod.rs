@@ -102,6 +102,10 @@ impl crate::common::cli::ServiceConfig for LogConfig {
         &self.listen
     }
 
+    fn listen_mut(&mut self) -> &mut String {
+        &mut self.listen
+    }
+
     fn resolve_paths(&mut self, dir: &std::path::Path) {
         self.database = crate::common::resolve_path(dir, &self.database);
     }

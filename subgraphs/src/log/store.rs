@@ -12,7 +12,9 @@ use rusqlite::{params, Row};
 
 use crate::common::{cursor, Db, ServiceError, ServiceResult, Timestamp};
 
-pub const MIGRATION_SQL: &str = r#"
+/// Version 1: the schema as first released (idempotent, so databases made
+/// before versioning was added open as version 1).
+const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS logs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     pipeline_id TEXT NOT NULL,
@@ -25,6 +27,10 @@ CREATE TABLE IF NOT EXISTS logs (
 CREATE INDEX IF NOT EXISTS logs_by_pipeline_time ON logs (pipeline_id, time, id);
 CREATE INDEX IF NOT EXISTS logs_by_pipeline_id ON logs (pipeline_id, id);
 "#;
+
+/// Schema versions in order; a database is brought to the last one on
+/// open (`PRAGMA user_version` records where it is).
+const MIGRATIONS: &[&str] = &[SCHEMA_V1];
 
 /// Severity, ordered DEBUG < INFO < WARNING < ERROR.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -171,7 +177,7 @@ pub struct SqliteLogStore {
 impl SqliteLogStore {
     pub fn open(path: &std::path::Path) -> ServiceResult<SqliteLogStore> {
         Ok(SqliteLogStore {
-            db: Db::open(path, MIGRATION_SQL)?,
+            db: Db::open(path, MIGRATIONS)?,
         })
     }
 }

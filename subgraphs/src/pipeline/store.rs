@@ -118,7 +118,9 @@ pub struct RunPage {
     pub total: i64,
 }
 
-pub const MIGRATION_SQL: &str = "
+/// Version 1: the schema as first released (idempotent, so databases made
+/// before versioning was added open as version 1).
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS pipelines (
     id           TEXT PRIMARY KEY,
     name         TEXT NOT NULL,
@@ -134,6 +136,10 @@ CREATE TABLE IF NOT EXISTS pipelines (
 CREATE INDEX IF NOT EXISTS pipelines_newest ON pipelines (created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS pipelines_status ON pipelines (status);
 ";
+
+/// Schema versions in order; a database is brought to the last one on
+/// open (`PRAGMA user_version` records where it is).
+const MIGRATIONS: &[&str] = &[SCHEMA_V1];
 
 const COLUMNS: &str =
     "id, name, status, parameters, tags, data_catalog, created_at, started_at, finished_at, error";
@@ -204,7 +210,7 @@ pub struct SqlitePipelineStore {
 impl SqlitePipelineStore {
     pub fn open(path: &std::path::Path) -> ServiceResult<Self> {
         Ok(SqlitePipelineStore {
-            db: Db::open(path, MIGRATION_SQL)?,
+            db: Db::open(path, MIGRATIONS)?,
         })
     }
 }

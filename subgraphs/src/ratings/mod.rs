@@ -289,5 +289,9 @@ impl crate::common::cli::ServiceConfig for RatingsConfig {
         &self.listen
     }
 
+    fn listen_mut(&mut self) -> &mut String {
+        &mut self.listen
+    }
+
     fn resolve_paths(&mut self, _: &std::path::Path) {}
 }
