@@ -2,7 +2,7 @@
 //! run the very same process entry (arguments, runtime choice, SIGHUP reload,
 //! SIGTERM shutdown) from a test binary. `anyhow` stays on this edge.
 
-use std::path::PathBuf;
+use std::{io::Write, path::PathBuf};
 
 use clap::{Parser, Subcommand};
 
@@ -96,7 +96,9 @@ async fn compose(loaded: crate::LoadedConfig) -> anyhow::Result<()> {
 
 async fn serve(loaded: crate::LoadedConfig) -> anyhow::Result<()> {
     let running = crate::start(loaded).await?;
-    println!(
+    // The banner goes to stdout (logs are on stderr); a closed stdout is no reason to stop.
+    let _ = writeln!(
+        std::io::stdout(),
         "gateway: GraphiQL and GraphQL at http://{}/graphql",
         running.addr
     );
@@ -142,12 +144,16 @@ fn init_tracing() {
             .json()
             .with_writer(std::io::stderr)
             .with_env_filter(filter)
+            // A log write that fails (a closed pipe) is dropped, never
+            // reported with `eprintln!`, which would panic.
+            .log_internal_errors(false)
             .init();
     } else {
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_ansi(ansi)
             .with_env_filter(filter)
+            .log_internal_errors(false)
             .init();
     }
 }

@@ -373,3 +373,95 @@ async fn the_services_take_help_version_and_their_config_and_address_from_the_en
     .await;
     let _ = child.kill().await;
 }
+
+/// Sends `signal` (`TERM`, `HUP`) to a child process.
+fn signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("a running child").to_string();
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn with_no_one_reading_its_output_a_process_still_answers_reloads_and_stops() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port()
+    };
+    let (gw_port, ds_port) = (free(), free());
+    std::fs::write(dir.path().join("a.graphql"), "type Query { a: String }").expect("sdl");
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!("[gateway]\nlisten = \"127.0.0.1:{gw_port}\"\nhot_reload = false\n\n[[subgraphs]]\nname = \"a\"\nurl = \"http://127.0.0.1:9/graphql\"\nschema_file = \"a.graphql\"\n[subgraphs.retry]\nmax_attempts = 1\n\n[services.dataset]\nlisten = \"127.0.0.1:{ds_port}\"\ndatabase = \"d.sqlite\"\ndata_dir = \"d\"\nsigning_secret = \"a-real-secret\"\n"),
+    )
+    .expect("config");
+    let spawn = |bin: &str| {
+        let mut child = tokio::process::Command::new(bin)
+            .args(["--config", &path.display().to_string()])
+            // Every request logs: each write meets the closed pipes.
+            .env("RUST_LOG", "debug")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn");
+        // The readers go away: stdout and stderr are pipes nobody reads.
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        child
+    };
+    let mut gateway = spawn(env!("CARGO_BIN_EXE_gateway-under-test"));
+    let mut dataset = spawn(env!("CARGO_BIN_EXE_dataset-under-test"));
+    for port in [gw_port, ds_port] {
+        e2e::platform::eventually(
+            std::time::Duration::from_secs(20),
+            "the process",
+            || async {
+                let r = reqwest::get(format!("http://127.0.0.1:{port}/health"))
+                    .await
+                    .ok()?;
+                (r.status() == 200).then_some(())
+            },
+        )
+        .await;
+    }
+    let client = reqwest::Client::new();
+    for _ in 0..20 {
+        // The subgraph is down: the gateway logs a warning for each request.
+        let resp = client
+            .post(format!("http://127.0.0.1:{gw_port}/graphql"))
+            .json(&serde_json::json!({"query": "{ a }"}))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(resp.status(), 200);
+        let resp = client
+            .post(format!("http://127.0.0.1:{ds_port}/graphql"))
+            .json(&serde_json::json!({"query": "{ datasets { total } }"}))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(resp.status(), 200);
+    }
+    signal(&gateway, "HUP");
+    e2e::platform::eventually(std::time::Duration::from_secs(10), "a reload", || async {
+        let page = e2e::platform::metrics_page(format!("127.0.0.1:{gw_port}").parse().ok()?).await;
+        (e2e::platform::metric(&page, "gateway_schema_reloads_total{result=\"ok\"}") == 1)
+            .then_some(())
+    })
+    .await;
+    for child in [&mut gateway, &mut dataset] {
+        signal(child, "TERM");
+        let status = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())
+            .await
+            .expect("stopped on SIGTERM")
+            .expect("status");
+        assert!(status.success(), "{status}");
+    }
+}

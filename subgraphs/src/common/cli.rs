@@ -128,8 +128,9 @@ where
     let token = service.shutdown_token();
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("shutting down");
+        // Cancel first: a log write that fails must not change what happens.
         token.cancel();
+        tracing::info!("shutting down");
     });
     service.wait().await;
     Ok(())

@@ -404,12 +404,16 @@ pub fn init_tracing() {
             .json()
             .with_writer(std::io::stderr)
             .with_env_filter(filter)
+            // A log write that fails (a closed pipe) is dropped, never
+            // reported with `eprintln!`, which would panic.
+            .log_internal_errors(false)
             .try_init();
     } else {
         let _ = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_ansi(ansi)
             .with_env_filter(filter)
+            .log_internal_errors(false)
             .try_init();
     }
 }
