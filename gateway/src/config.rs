@@ -207,6 +207,11 @@ pub struct SubgraphConfig {
     /// Headers always set on requests to this subgraph.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Whether this subgraph's own GraphQL errors reach clients as they are
+    /// (else: a generic message with its name and the request id; the
+    /// original is logged).
+    #[serde(default = "defaults::include_subgraph_errors")]
+    pub include_subgraph_errors: bool,
     /// Largest answer read from this subgraph, in bytes; a larger one is
     /// an error at its fields (`SUBGRAPH_RESPONSE_TOO_LARGE`).
     #[serde(default = "defaults::max_response_bytes")]
@@ -283,6 +288,10 @@ impl Default for RetryConfig {
 mod defaults {
     pub fn timeout_ms() -> u64 {
         10_000
+    }
+
+    pub fn include_subgraph_errors() -> bool {
+        true
     }
 
     pub fn max_response_bytes() -> usize {

@@ -38,6 +38,8 @@ pub struct SubgraphClient {
     pub propagate: Vec<HeaderName>,
     pub headers: HeaderMap,
     pub metrics: Arc<SubgraphMetrics>,
+    /// `include_subgraph_errors`.
+    pub include_errors: bool,
     /// Timeouts, caps, breaker and retries, shared with requests in flight.
     pub policy: Arc<SubgraphPolicy>,
     /// For `http://` subgraphs: the pooled client (HTTP/1.1 or h2c), the
@@ -156,6 +158,7 @@ impl Engine {
                     .collect(),
                 headers,
                 metrics: metrics.subgraph(&s.name),
+                include_errors: s.include_subgraph_errors,
                 policy: Arc::new(SubgraphPolicy {
                     name: s.name.clone(),
                     timeout: s.timeout(),
@@ -310,7 +313,30 @@ impl Engine {
             deadline: (g.request_timeout_ms > 0)
                 .then(|| started + Duration::from_millis(g.request_timeout_ms)),
         };
-        Outcome::Executed(execute::execute(&req, &transport).await)
+        let mut response = execute::execute(&req, &transport).await;
+        self.client_errors(&mut response.errors, headers);
+        Outcome::Executed(response)
+    }
+
+    /// Gives an executed response's errors their client form (see `response`).
+    pub fn client_errors(
+        &self,
+        errors: &mut [apollo_compiler::response::GraphQLError],
+        headers: &HeaderMap,
+    ) {
+        if errors.is_empty() {
+            return;
+        }
+        let request_id = headers
+            .get(crate::http::REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        crate::response::client_errors(errors, request_id, |service| {
+            self.clients
+                .iter()
+                .find(|c| c.name == service)
+                .is_none_or(|c| c.include_errors)
+        });
     }
 }
 

@@ -42,11 +42,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn(request_id))
 }
 
-/// The id a request is known by in logs and in its answer.
-#[derive(Clone, Debug)]
-pub struct RequestId(pub String);
-
-const REQUEST_ID: &str = "x-request-id";
+pub(crate) const REQUEST_ID: &str = "x-request-id";
 
 /// Takes the client's `x-request-id` when it is a sane one (printable, at
 /// most 128 bytes), else makes one; every log line of the request carries
@@ -60,7 +56,11 @@ async fn request_id(mut req: Request, next: axum::middleware::Next) -> Response 
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    req.extensions_mut().insert(RequestId(id.clone()));
+    // Handlers and the engine read it from the headers too (WebSocket
+    // upgrades keep their request's headers).
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        req.headers_mut().insert(REQUEST_ID, v);
+    }
     let span = tracing::info_span!("request", id = %id);
     let mut resp = next.run(req).instrument(span).await;
     if let Ok(v) = HeaderValue::from_str(&id) {

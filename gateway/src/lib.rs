@@ -12,6 +12,7 @@ pub mod http;
 pub mod metrics;
 pub mod reload;
 pub mod resilience;
+pub mod response;
 pub mod upstream;
 pub mod ws;
 

@@ -452,3 +452,49 @@ async fn while_the_schema_is_built_health_and_ready_answer_instead_of_hanging() 
     gw.stop().await;
     subgraphs.stop().await;
 }
+
+#[tokio::test]
+async fn internal_details_stay_in_the_log_and_masked_subgraphs_say_only_who() {
+    let rig = Rig::start(
+        2_000,
+        "include_subgraph_errors = false\n[subgraphs.breaker]\nenabled = false\n[subgraphs.retry]\nmax_attempts = 1\n",
+        "",
+    )
+    .await;
+    // The dataset subgraph's own error: withheld, with its name and the request id.
+    rig.chaos.script([Fault::Body(json!({
+        "data": {"_stitch_0": null},
+        "errors": [{"message": "row 7 of table secrets is locked", "path": ["_stitch_0"], "extensions": {"code": "DB_LOCKED", "table": "secrets"}}]
+    }))]);
+    let resp = http()
+        .post(rig.gateway.url())
+        .header("x-request-id", "mask-1")
+        .json(&json!({"query": NESTED}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.headers()["x-request-id"], "mask-1");
+    let body: Value = resp.json().await.expect("JSON");
+    let text = body.to_string();
+    assert!(
+        !text.contains("secrets") && !text.contains("_stitch_"),
+        "{text}"
+    );
+    assert_eq!(placed(&body), at_both_datasets("SUBGRAPH_ERROR"));
+    assert_eq!(body["errors"][0]["extensions"]["requestId"], "mask-1");
+
+    // A transport failure: the client learns which subgraph and the request
+    // id, not the socket error or the address.
+    rig.chaos.script([Fault::Body(json!({"data": [1]}))]);
+    let body = rig.query(NESTED).await;
+    assert_eq!(
+        placed(&body),
+        at_both_datasets("SUBGRAPH_MALFORMED_RESPONSE")
+    );
+    assert!(!body.to_string().contains("not an object"), "{body}");
+    assert!(
+        body["errors"][0]["extensions"]["requestId"].is_string(),
+        "{body}"
+    );
+    rig.stop().await;
+}

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     protocol::{self, Protocol},
-    upstream::{Event, Feed, Subscriptions, Target},
+    upstream::{Event, Feed, SubscribeError, Subscriptions, Target},
 };
 use crate::{
     engine::{Engine, GraphQLRequest, HttpTransport, Outcome, SubgraphClient},
@@ -130,11 +130,7 @@ impl Operation {
         let client = &self.engine.clients[start.subgraph];
         let request = match serde_json::to_string(&start.request) {
             Ok(r) => r,
-            Err(e) => {
-                return self
-                    .send_error(&[unavailable(client, &e.to_string())])
-                    .await
-            }
+            Err(e) => return self.send_unavailable(client, &e.to_string()).await,
         };
         let subscribed = tokio::select! {
             biased;
@@ -143,7 +139,16 @@ impl Operation {
         };
         let mut feed = match subscribed {
             Ok(f) => f,
-            Err(why) => return self.send_error(&[unavailable(client, &why)]).await,
+            Err(SubscribeError::Unavailable(why)) => {
+                return self.send_unavailable(client, &why).await
+            }
+            Err(SubscribeError::AtCapacity(max)) => {
+                let e = error(
+                    format!("the gateway already holds {max} upstream subscriptions, its `max_upstream_subscriptions`; retry later"),
+                    "SUBSCRIPTION_LIMIT",
+                );
+                return self.send_error(&[e]).await;
+            }
         };
         // Cancelled: dropping the feed releases the upstream share.
         tokio::select! {
@@ -199,7 +204,9 @@ impl Operation {
         loop {
             match feed.next().await {
                 Event::Next(event) => {
-                    let response = execute::subscription_event(req, start, event, &transport).await;
+                    let mut response =
+                        execute::subscription_event(req, start, event, &transport).await;
+                    self.engine.client_errors(&mut response.errors, &s.headers);
                     if !self
                         .send(protocol::next(s.protocol, &self.id, &response))
                         .await
@@ -212,7 +219,7 @@ impl Operation {
                     self.send(protocol::complete(&self.id)).await;
                     return;
                 }
-                Event::Gone(why) => return self.send_error(&[unavailable(client, &why)]).await,
+                Event::Gone(why) => return self.send_unavailable(client, &why).await,
             }
         }
     }
@@ -230,17 +237,29 @@ impl Operation {
         }
     }
 
+    /// An `unavailable` error, in its client form.
+    async fn send_unavailable(&self, client: &SubgraphClient, why: &str) {
+        let mut errors = [unavailable(client, why)];
+        self.engine.client_errors(&mut errors, &self.shared.headers);
+        self.send_error(&errors).await;
+    }
+
     async fn send_error<P: serde::Serialize + ?Sized>(&self, errors: &P) {
         self.send(protocol::error(&self.id, &errors)).await;
     }
 }
 
+/// The subscription's subgraph cannot serve it: the client hears which
+/// one; why (internal URLs, socket errors) goes to the log.
 fn unavailable(client: &SubgraphClient, why: &str) -> apollo_compiler::response::GraphQLError {
-    error(
+    let mut e = error(
         format!(
-            "the subscription's source, the `{}` subgraph, is unavailable: {why}",
+            "the subscription's source, the `{}` subgraph, is unavailable",
             client.name
         ),
         "SUBGRAPH_UNAVAILABLE",
-    )
+    );
+    e.extensions.insert("service", client.name.as_str().into());
+    e.extensions.insert(execute::internal::DETAIL, why.into());
+    e
 }

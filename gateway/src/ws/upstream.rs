@@ -60,6 +60,15 @@ impl Target {
     }
 }
 
+/// Why a subscription could not join an upstream one.
+#[derive(Debug)]
+pub enum SubscribeError {
+    /// `max_upstream_subscriptions` are open (the limit): a client-safe refusal.
+    AtCapacity(usize),
+    /// The socket could not be opened or closed underneath (for the log).
+    Unavailable(String),
+}
+
 /// What a subscriber receives.
 #[derive(Clone, Debug)]
 pub enum Event {
@@ -75,7 +84,7 @@ enum Command {
     Subscribe {
         /// The `subscribe` payload as JSON text: identical ones are shared.
         request: String,
-        reply: oneshot::Sender<Result<(u64, mpsc::Receiver<Event>), String>>,
+        reply: oneshot::Sender<Result<(u64, mpsc::Receiver<Event>), SubscribeError>>,
     },
     /// A share of upstream subscription `id` ends (ids are never reused).
     Release { id: u64 },
@@ -150,7 +159,7 @@ impl Subscriptions {
         self: &Arc<Self>,
         target: Target,
         request: String,
-    ) -> Result<Feed, String> {
+    ) -> Result<Feed, SubscribeError> {
         let target = Arc::new(target);
         // A socket may close between lookup and command: one more try on a fresh one.
         let mut last = String::new();
@@ -177,7 +186,7 @@ impl Subscriptions {
                 Err(_) => last = "the upstream connection closed".into(),
             }
         }
-        Err(last)
+        Err(SubscribeError::Unavailable(last))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Handle>> {
@@ -303,7 +312,7 @@ impl SocketTask {
         self.rx.close();
         while let Ok(cmd) = self.rx.try_recv() {
             if let Command::Subscribe { reply, .. } = cmd {
-                let _ = reply.send(Err(why.clone()));
+                let _ = reply.send(Err(SubscribeError::Unavailable(why.clone())));
             }
         }
     }
@@ -345,10 +354,7 @@ impl SocketTask {
                 }
                 if self.pool.live.fetch_add(1, Relaxed) >= self.pool.max {
                     self.pool.live.fetch_sub(1, Relaxed);
-                    let _ = reply.send(Err(format!(
-                        "the gateway already holds {} upstream subscriptions, its `max_upstream_subscriptions`; retry later",
-                        self.pool.max
-                    )));
+                    let _ = reply.send(Err(SubscribeError::AtCapacity(self.pool.max)));
                     return Ok(());
                 }
                 let id = self.next_id;
@@ -357,7 +363,7 @@ impl SocketTask {
                 if let Err(e) = ws.send(Message::text(msg)).await {
                     self.pool.live.fetch_sub(1, Relaxed);
                     let why = e.to_string();
-                    let _ = reply.send(Err(why.clone()));
+                    let _ = reply.send(Err(SubscribeError::Unavailable(why.clone())));
                     return Err(why);
                 }
                 let (tx, rx) = mpsc::channel(FAN_OUT_BUFFER);

@@ -372,6 +372,7 @@ fn map_error(
         _ => JsonMap::new(),
     };
     extensions.insert("service", JsonValue::String(service.into()));
+    extensions.insert(super::internal::SUBGRAPH_ERROR, JsonValue::Bool(true));
     let remote_path: Vec<JsonValue> = match m.remove("path") {
         Some(JsonValue::Array(p)) => p,
         _ => Vec::new(),
@@ -470,9 +471,16 @@ fn fail_call(
         }) {
             continue;
         }
-        let mut err = error(format!("subgraph `{service}` {e}"), e.code());
+        let mut err = error(
+            format!("subgraph `{service}` {}", e.client_message()),
+            e.code(),
+        );
         err.extensions
             .insert("service", JsonValue::String(service.into()));
+        if let Some(detail) = e.detail() {
+            err.extensions
+                .insert(super::internal::DETAIL, JsonValue::String(detail.into()));
+        }
         err.path = path;
         errors.push(err);
     }

@@ -99,7 +99,36 @@ fn humantime(d: Duration) -> String {
     }
 }
 
+/// Extension keys the library leaves for the server's one place that turns
+/// errors into their client form: it removes both before anything is sent.
+pub mod internal {
+    /// Detail for the operator's log (transport errors, parser messages,
+    /// internal URLs); the error's message is already client-safe.
+    pub const DETAIL: &str = "_stitch_detail";
+    /// Marks a subgraph's own GraphQL error (`include_subgraph_errors`).
+    pub const SUBGRAPH_ERROR: &str = "_stitch_subgraph_error";
+}
+
 impl FetchError {
+    /// The message a client may see; what it leaves out is [`Self::detail`].
+    pub fn client_message(&self) -> String {
+        match self {
+            FetchError::Unavailable(_) => "is unreachable".into(),
+            FetchError::Malformed(_) => {
+                "answered with a body that is not a GraphQL response".into()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// What only the operator's log should hold.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            FetchError::Unavailable(d) | FetchError::Malformed(d) => Some(d),
+            _ => None,
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             FetchError::Timeout(_) => "SUBGRAPH_TIMEOUT",
@@ -354,10 +383,15 @@ impl<'r, 'a> Execution<'r, 'a> {
                 errors: self.errors,
             },
             Err(e) => {
-                self.errors.push(error(
-                    format!("the gateway wrote invalid UTF-8: {e}"),
+                let mut err = error(
+                    "the gateway failed to write this response",
                     "INTERNAL_SERVER_ERROR",
-                ));
+                );
+                err.extensions.insert(
+                    internal::DETAIL,
+                    JsonValue::String(format!("invalid UTF-8 in the shaped response: {e}").into()),
+                );
+                self.errors.push(err);
                 Response {
                     data: None,
                     errors: self.errors,

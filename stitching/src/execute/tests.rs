@@ -140,7 +140,7 @@ fn calls_per_parent_with_renamed_variables_and_client_error_paths() {
     wave 1 -> log
     {"query":"query($a0_0_pipelineId: ID!, $a0_0_limit: Int!, $a1_0_pipelineId: ID!, $a1_0_limit: Int!) { _stitch_0: pipelineLogs(pipelineId: $a0_0_pipelineId, limit: $a0_0_limit) { items { message } } _stitch_1: pipelineLogs(pipelineId: $a1_0_pipelineId, limit: $a1_0_limit) { items { message } } }","variables":{"a0_0_pipelineId":"p1","a0_0_limit":3,"a1_0_pipelineId":"p2","a1_0_limit":3}}
     data: {"pipelines":{"items":[{"id":"p1","logs":{"items":[{"message":"a"}]}},{"id":"p2","logs":null},{"id":"p1","logs":{"items":[{"message":"a"}]}}]}}
-    errors: [{"message":"boom","path":["pipelines","items",1,"logs","items"],"extensions":{"code":"X","service":"log"}}]
+    errors: [{"message":"boom","path":["pipelines","items",1,"logs","items"],"extensions":{"code":"X","service":"log","_stitch_subgraph_error":true}}]
     "#);
 }
 
@@ -171,7 +171,7 @@ fn entities_go_out_once_per_representation_and_errors_reach_every_parent() {
     wave 1 -> inventory
     {"query":"query($r0: [_Any!]!) { _stitch_0: _entities(representations: $r0) { ... on Product { inStock } } }","variables":{"r0":[{"upc":"1","__typename":"Product"},{"upc":"2","__typename":"Product"}]}}
     data: {"topProducts":[{"name":"a","upc":"1","inStock":true},{"name":"b","upc":"2"},{"name":"a","upc":"1","inStock":true}]}
-    errors: [{"message":"gone","path":["topProducts",1,"inStock"],"extensions":{"service":"inventory"}}]
+    errors: [{"message":"gone","path":["topProducts",1,"inStock"],"extensions":{"service":"inventory","_stitch_subgraph_error":true}}]
     "#);
 }
 
