@@ -67,11 +67,11 @@ pub struct SubgraphPolicy {
     pub health: Arc<SubgraphHealth>,
 }
 
-/// Test builds only (feature `fault-injection`): an operation of this name
-/// panics where it is prepared, so end-to-end tests can drive what the
-/// gateway does about its own bugs (HTTP 500, WebSocket close 4500).
-#[cfg(feature = "fault-injection")]
-pub const FAULT_OPERATION: &str = "__gatewayPanic";
+/// Called with each document and operation name before it is prepared.
+/// Only a process that embeds the gateway can set one (`start_on_with`):
+/// the end-to-end tests make it panic on a chosen operation, to drive what
+/// the gateway does about its own bugs. The binary never sets one.
+pub type PrepareHook = Arc<dyn Fn(&str, Option<&str>) + Send + Sync>;
 
 /// Document hash and operation name.
 type PlanKey = (u64, Option<String>);
@@ -91,6 +91,7 @@ pub struct Engine {
     cache: moka::sync::Cache<PlanKey, (Arc<str>, Arc<PreparedOperation>)>,
     /// Seeded per engine, so collisions cannot be prepared offline.
     hasher: ahash::RandomState,
+    hook: Option<PrepareHook>,
 }
 
 /// A client's GraphQL request, from a POST body or GET parameters.
@@ -121,6 +122,7 @@ impl Engine {
         metrics: &Metrics,
         upstream: &Arc<Upstream>,
         introspection_attempts: u32,
+        hook: Option<PrepareHook>,
     ) -> Result<Engine, GatewayError> {
         let specs = load_specs(&config, http, introspection_attempts).await?;
         let supergraph = stitching::build(&specs)?;
@@ -213,6 +215,7 @@ impl Engine {
                 })
                 .build(),
             hasher: ahash::RandomState::new(),
+            hook,
             config,
         })
     }
@@ -223,9 +226,8 @@ impl Engine {
         query: &str,
         operation_name: Option<&str>,
     ) -> Result<Arc<PreparedOperation>, RequestError> {
-        #[cfg(feature = "fault-injection")]
-        if operation_name == Some(FAULT_OPERATION) {
-            panic!("fault injection: operation `{FAULT_OPERATION}`");
+        if let Some(hook) = &self.hook {
+            hook(query, operation_name);
         }
         let key = (
             self.hasher.hash_one(query),

@@ -49,6 +49,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Serialises reloads: one rebuild at a time.
     reload_lock: tokio::sync::Mutex<()>,
+    /// Handed to every engine built (see `engine::PrepareHook`).
+    hook: Option<engine::PrepareHook>,
 }
 
 impl AppState {
@@ -139,6 +141,15 @@ pub async fn start_on(
     loaded: LoadedConfig,
     listener: TcpListener,
 ) -> Result<RunningGateway, GatewayError> {
+    start_on_with(loaded, listener, None).await
+}
+
+/// [`start_on`] with a hook on every document prepared (kept across reloads).
+pub async fn start_on_with(
+    loaded: LoadedConfig,
+    listener: TcpListener,
+    hook: Option<engine::PrepareHook>,
+) -> Result<RunningGateway, GatewayError> {
     let http = http_client()?;
     let metrics = Arc::new(Metrics::default());
     let g = loaded.config.gateway.clone();
@@ -166,6 +177,7 @@ pub async fn start_on(
         &metrics,
         &upstream,
         g.introspection_attempts,
+        hook.clone(),
     )
     .await;
     starting.shutdown.cancel();
@@ -196,6 +208,7 @@ pub async fn start_on(
         ),
         shutdown,
         reload_lock: tokio::sync::Mutex::new(()),
+        hook,
     });
     let app = http::router(state.clone());
     let serving = serve::Serving {

@@ -26,6 +26,7 @@ pub async fn reload(state: &Arc<AppState>) -> Result<(), GatewayError> {
             &state.metrics,
             &state.upstream,
             2,
+            state.hook.clone(),
         )
         .await
     }

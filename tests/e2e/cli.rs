@@ -302,6 +302,18 @@ async fn request_ids_are_echoed_or_made_and_mark_every_log_line_of_the_request()
         .expect("ascii")
         .to_string();
     assert_eq!(id.len(), 32, "{id}");
+    // The tests' fault hook exists only in the tests' in-process gateways:
+    // the binary, built with the whole workspace, answers the operation.
+    let fault = e2e::platform::FAULT_OPERATION;
+    let resp = client
+        .post(format!("{url}/graphql"))
+        .json(&serde_json::json!({"query": format!("query {fault} {{ __typename }}"), "operationName": fault}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.expect("JSON");
+    assert_eq!(body["data"]["__typename"], "Query", "{body}");
     let _ = child.kill().await;
     let out = child.wait_with_output().await.expect("output");
     let logs = String::from_utf8_lossy(&out.stderr);

@@ -425,8 +425,8 @@ async fn graphql_transport_ws_pings_and_drops_a_client_that_stops_answering() {
     p.stop().await;
 }
 
-/// A gateway bug (here a panic injected by the test-only `fault-injection`
-/// feature) ends only the socket it happened on, with 4500 in
+/// A gateway bug (here a panic injected by the tests' prepare hook, see
+/// `platform::FAULT_OPERATION`) ends only the socket it happened on, with 4500 in
 /// `graphql-transport-ws`; its subscriptions stop upstream and other clients,
 /// over WebSocket and HTTP, go on. Over HTTP the same bug is a 500.
 #[tokio::test]

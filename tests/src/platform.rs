@@ -112,11 +112,22 @@ impl Platform {
     }
 }
 
-/// Starts the gateway on an ephemeral port from a config file.
+/// An operation of this name panics where the in-process test gateway
+/// prepares it: a gateway bug on demand (HTTP 500, WebSocket close 4500).
+/// Only the tests' hook does this; the gateway binary has no such hook.
+pub const FAULT_OPERATION: &str = "__gatewayPanic";
+
+/// Starts the gateway on an ephemeral port from a config file, with the
+/// tests' fault hook.
 pub async fn start_gateway(path: &std::path::Path) -> Result<RunningGateway, GatewayError> {
     let loaded = gateway::load(path)?;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    gateway::start_on(loaded, listener).await
+    let hook: gateway::engine::PrepareHook = std::sync::Arc::new(|_, operation| {
+        if operation == Some(FAULT_OPERATION) {
+            panic!("fault injection: operation `{FAULT_OPERATION}`");
+        }
+    });
+    gateway::start_on_with(loaded, listener, Some(hook)).await
 }
 
 /// Reads one sample of a Prometheus text page (0 when absent).
