@@ -93,6 +93,10 @@ pub struct GatewayConfig {
     pub shutdown_grace_secs: u64,
     /// `[gateway.connections]`: connection cap and client timeouts.
     pub connections: serve::ConnectionLimits,
+    /// `[gateway.cors]`: which browser origins may call the gateway.
+    pub cors: CorsConfig,
+    /// `[gateway.csrf]`: refusing requests a browser sends without a preflight.
+    pub csrf: CsrfConfig,
     /// Runtime worker threads: 0 = one per core; 1 = a single-threaded
     /// runtime, which saves the cross-thread wake-ups of every request when
     /// the gateway shares a small machine with its subgraphs.
@@ -130,7 +134,68 @@ impl Default for GatewayConfig {
             ready_unreachable_secs: 30,
             shutdown_grace_secs: 10,
             connections: serve::ConnectionLimits::default(),
+            cors: CorsConfig::default(),
+            csrf: CsrfConfig::default(),
             worker_threads: 0,
+        }
+    }
+}
+
+/// `[gateway.cors]`: off (no CORS headers) until an origin is allowed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins allowed exactly, e.g. `"https://app.example.com"`.
+    pub allow_origins: Vec<String>,
+    /// Origins allowed by regular expression (whole origin), e.g.
+    /// `"^http://localhost(:[0-9]+)?$"`.
+    pub allow_origin_regex: Vec<String>,
+    /// Whether browsers may send cookies and `Authorization` (then origins
+    /// are echoed, never `*`).
+    pub allow_credentials: bool,
+    pub allow_methods: Vec<String>,
+    pub allow_headers: Vec<String>,
+    /// Seconds a browser may cache a preflight answer.
+    pub max_age_secs: u64,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        CorsConfig {
+            allow_origins: Vec::new(),
+            allow_origin_regex: Vec::new(),
+            allow_credentials: false,
+            allow_methods: vec!["GET".into(), "POST".into(), "OPTIONS".into()],
+            allow_headers: vec![
+                "content-type".into(),
+                "authorization".into(),
+                "x-request-id".into(),
+                "apollo-require-preflight".into(),
+                "x-apollo-operation-name".into(),
+            ],
+            max_age_secs: 600,
+        }
+    }
+}
+
+/// `[gateway.csrf]`: a request a browser could send cross-site without a
+/// preflight (a GET, or a POST with a simple content type) is refused
+/// unless it has a non-simple `Content-Type` or one of `required_headers`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CsrfConfig {
+    pub enabled: bool,
+    pub required_headers: Vec<String>,
+}
+
+impl Default for CsrfConfig {
+    fn default() -> Self {
+        CsrfConfig {
+            enabled: true,
+            required_headers: vec![
+                "x-apollo-operation-name".into(),
+                "apollo-require-preflight".into(),
+            ],
         }
     }
 }
@@ -420,6 +485,13 @@ fn check(loaded: &LoadedConfig, text: &str, file: &str) -> Result<(), GatewayErr
             "[gateway] listen = \"{}\" is not an address like 127.0.0.1:4000",
             c.gateway.listen
         ));
+    }
+    for r in &c.gateway.cors.allow_origin_regex {
+        if let Err(e) = regex::Regex::new(r) {
+            problems.push(format!(
+                "[gateway.cors] allow_origin_regex `{r}` is not a regular expression: {e}"
+            ));
+        }
     }
     if c.subgraphs.is_empty() {
         problems

@@ -27,7 +27,8 @@ use crate::{
 
 pub fn router(state: Arc<AppState>) -> Router {
     let counters = state.metrics.clone();
-    Router::new()
+    let cors = cors_layer(&state.engine().config.config.gateway.cors);
+    let router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -39,7 +40,76 @@ pub fn router(state: Arc<AppState>) -> Router {
             counters.internal_errors.fetch_add(1, Relaxed);
             internal_error(panic)
         }))
-        .layer(axum::middleware::from_fn(request_id))
+        .layer(axum::middleware::from_fn(request_id));
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// CORS from `[gateway.cors]` (read at start); `None` when no origin is allowed.
+fn cors_layer(c: &crate::config::CorsConfig) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if c.allow_origins.is_empty() && c.allow_origin_regex.is_empty() {
+        return None;
+    }
+    let exact: Vec<String> = c.allow_origins.clone();
+    // The config check has compiled each one already.
+    let patterns: Vec<regex::Regex> = c
+        .allow_origin_regex
+        .iter()
+        .filter_map(|r| regex::Regex::new(r).ok())
+        .collect();
+    let origin = AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+        origin
+            .to_str()
+            .is_ok_and(|o| exact.iter().any(|e| e == o) || patterns.iter().any(|p| p.is_match(o)))
+    });
+    let methods: Vec<axum::http::Method> = c
+        .allow_methods
+        .iter()
+        .filter_map(|m| m.parse().ok())
+        .collect();
+    let headers: Vec<axum::http::HeaderName> = c
+        .allow_headers
+        .iter()
+        .filter_map(|h| h.parse().ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(origin)
+            .allow_methods(methods)
+            .allow_headers(headers)
+            .allow_credentials(c.allow_credentials)
+            .expose_headers([axum::http::HeaderName::from_static(REQUEST_ID)])
+            .max_age(std::time::Duration::from_secs(c.max_age_secs)),
+    )
+}
+
+/// Whether a browser would have had to ask first (a preflight) before
+/// sending this request cross-site: a non-simple `Content-Type`, or one
+/// of the configured headers.
+fn preflighted(headers: &HeaderMap, required: &[String]) -> bool {
+    let simple = matches!(
+        crate::engine::media_type(headers).as_deref(),
+        None | Some("text/plain" | "application/x-www-form-urlencoded" | "multipart/form-data")
+    );
+    !simple || required.iter().any(|h| headers.contains_key(h.as_str()))
+}
+
+fn csrf_refusal(required: &[String]) -> Response {
+    http_error(
+        StatusCode::BAD_REQUEST,
+        "CSRF_PREVENTION",
+        format!(
+            "refused as a possible cross-site request forgery: a GET needs a `Content-Type` other than a form's, or one of the headers {} (any value)",
+            required
+                .iter()
+                .map(|h| format!("`{h}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
 }
 
 pub(crate) const REQUEST_ID: &str = "x-request-id";
@@ -424,6 +494,10 @@ async fn graphql_get(State(state): State<Arc<AppState>>, req: Request) -> Respon
         .is_some_and(|v| v.contains("text/html"));
     if wants_html && !params.contains_key("query") {
         return Html(GRAPHIQL).into_response();
+    }
+    let csrf = &state.engine().config.config.gateway.csrf;
+    if csrf.enabled && !preflighted(&headers, &csrf.required_headers) {
+        return csrf_refusal(&csrf.required_headers);
     }
     let start = Instant::now();
     state.metrics.requests.fetch_add(1, Relaxed);

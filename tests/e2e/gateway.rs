@@ -324,9 +324,10 @@ async fn graphql_over_http() {
     let p = Platform::start().await;
     let c = http();
     let url = p.url();
-    // GET for queries, with variables.
+    // GET for queries, with variables (and a header no cross-site form sends).
     let r = c
         .get(&url)
+        .header("apollo-require-preflight", "true")
         .query(&[
             (
                 "query",
@@ -342,9 +343,31 @@ async fn graphql_over_http() {
         r.json::<Value>().await.unwrap()["data"]["pipelineTemplate"]["name"],
         "example00"
     );
+    // Without it, a GET is what a cross-site page could make a browser send.
+    let r = c
+        .get(&url)
+        .query(&[("query", "{ pipelineTemplates { name } }")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "CSRF_PREVENTION",
+        "{body}"
+    );
+    let r = c
+        .get(&url)
+        .header("x-apollo-operation-name", "T")
+        .query(&[("query", "query T { pipelineTemplates { name } }")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     // A mutation over GET is refused.
     let r = c
         .get(&url)
+        .header("apollo-require-preflight", "true")
         .query(&[("query", "mutation { deletePipeline(id: \"x\") { id } }")])
         .send()
         .await
@@ -656,5 +679,69 @@ async fn identical_mutations_in_flight_all_run() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 5);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn cors_answers_preflights_for_allowed_origins_only() {
+    let p = Platform::start_with(
+        Default::default(),
+        "[gateway.cors]\nallow_origins = [\"https://app.example.com\"]\nallow_origin_regex = [\"^http://localhost(:[0-9]+)?$\"]\nallow_credentials = true",
+    )
+    .await;
+    let c = http();
+    let preflight = |origin: &'static str| {
+        c.request(reqwest::Method::OPTIONS, p.url())
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    for origin in ["http://localhost:5173", "https://app.example.com"] {
+        let r = preflight(origin).await.unwrap();
+        assert!(r.status().is_success(), "{origin}: {}", r.status());
+        let h = r.headers();
+        assert_eq!(h["access-control-allow-origin"], origin);
+        assert_eq!(h["access-control-allow-credentials"], "true");
+        assert!(h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST"));
+        assert!(h["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("content-type"));
+        assert_eq!(h["access-control-max-age"], "600");
+    }
+    let r = preflight("https://evil.example").await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    // The actual request carries the header too, and exposes the request id.
+    let r = c
+        .post(p.url())
+        .header("origin", "http://localhost:3000")
+        .json(&json!({"query": "{ pipelineTemplates { name } }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://localhost:3000"
+    );
+    assert!(r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .contains("x-request-id"));
+    p.stop().await;
+
+    // Off by default: no CORS header at all.
+    let p = Platform::start().await;
+    let r = c
+        .request(reqwest::Method::OPTIONS, p.url())
+        .header("origin", "http://localhost:5173")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
     p.stop().await;
 }
