@@ -94,7 +94,7 @@ pub struct GatewayConfig {
     /// `[gateway.connections]`: connection cap and client timeouts.
     pub connections: serve::ConnectionLimits,
     /// `[gateway.cors]`: which browser origins may call the gateway.
-    pub cors: CorsConfig,
+    pub cors: serve::CorsConfig,
     /// `[gateway.csrf]`: refusing requests a browser sends without a preflight.
     pub csrf: CsrfConfig,
     /// Runtime worker threads: 0 = one per core; 1 = a single-threaded
@@ -134,46 +134,9 @@ impl Default for GatewayConfig {
             ready_unreachable_secs: 30,
             shutdown_grace_secs: 10,
             connections: serve::ConnectionLimits::default(),
-            cors: CorsConfig::default(),
+            cors: serve::CorsConfig::default(),
             csrf: CsrfConfig::default(),
             worker_threads: 0,
-        }
-    }
-}
-
-/// `[gateway.cors]`: off (no CORS headers) until an origin is allowed.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CorsConfig {
-    /// Origins allowed exactly, e.g. `"https://app.example.com"`.
-    pub allow_origins: Vec<String>,
-    /// Origins allowed by regular expression (whole origin), e.g.
-    /// `"^http://localhost(:[0-9]+)?$"`.
-    pub allow_origin_regex: Vec<String>,
-    /// Whether browsers may send cookies and `Authorization` (then origins
-    /// are echoed, never `*`).
-    pub allow_credentials: bool,
-    pub allow_methods: Vec<String>,
-    pub allow_headers: Vec<String>,
-    /// Seconds a browser may cache a preflight answer.
-    pub max_age_secs: u64,
-}
-
-impl Default for CorsConfig {
-    fn default() -> Self {
-        CorsConfig {
-            allow_origins: Vec::new(),
-            allow_origin_regex: Vec::new(),
-            allow_credentials: false,
-            allow_methods: vec!["GET".into(), "POST".into(), "OPTIONS".into()],
-            allow_headers: vec![
-                "content-type".into(),
-                "authorization".into(),
-                "x-request-id".into(),
-                "apollo-require-preflight".into(),
-                "x-apollo-operation-name".into(),
-            ],
-            max_age_secs: 600,
         }
     }
 }
@@ -486,13 +449,7 @@ fn check(loaded: &LoadedConfig, text: &str, file: &str) -> Result<(), GatewayErr
             c.gateway.listen
         ));
     }
-    for r in &c.gateway.cors.allow_origin_regex {
-        if let Err(e) = regex::Regex::new(r) {
-            problems.push(format!(
-                "[gateway.cors] allow_origin_regex `{r}` is not a regular expression: {e}"
-            ));
-        }
-    }
+    problems.extend(c.gateway.cors.problems("[gateway.cors]"));
     if c.subgraphs.is_empty() {
         problems
             .push("no [[subgraphs]] entry: the gateway needs at least one subgraph".to_string());

@@ -27,7 +27,14 @@ use crate::{
 
 pub fn router(state: Arc<AppState>) -> Router {
     let counters = state.metrics.clone();
-    let cors = cors_layer(&state.engine().config.config.gateway.cors);
+    // Read at start: the layer is part of the router.
+    let cors = state
+        .engine()
+        .config
+        .config
+        .gateway
+        .cors
+        .layer(&[REQUEST_ID]);
     let router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/health", get(health))
@@ -45,45 +52,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     }
-}
-
-/// CORS from `[gateway.cors]` (read at start); `None` when no origin is allowed.
-fn cors_layer(c: &crate::config::CorsConfig) -> Option<tower_http::cors::CorsLayer> {
-    use tower_http::cors::{AllowOrigin, CorsLayer};
-    if c.allow_origins.is_empty() && c.allow_origin_regex.is_empty() {
-        return None;
-    }
-    let exact: Vec<String> = c.allow_origins.clone();
-    // The config check has compiled each one already.
-    let patterns: Vec<regex::Regex> = c
-        .allow_origin_regex
-        .iter()
-        .filter_map(|r| regex::Regex::new(r).ok())
-        .collect();
-    let origin = AllowOrigin::predicate(move |origin: &HeaderValue, _| {
-        origin
-            .to_str()
-            .is_ok_and(|o| exact.iter().any(|e| e == o) || patterns.iter().any(|p| p.is_match(o)))
-    });
-    let methods: Vec<axum::http::Method> = c
-        .allow_methods
-        .iter()
-        .filter_map(|m| m.parse().ok())
-        .collect();
-    let headers: Vec<axum::http::HeaderName> = c
-        .allow_headers
-        .iter()
-        .filter_map(|h| h.parse().ok())
-        .collect();
-    Some(
-        CorsLayer::new()
-            .allow_origin(origin)
-            .allow_methods(methods)
-            .allow_headers(headers)
-            .allow_credentials(c.allow_credentials)
-            .expose_headers([axum::http::HeaderName::from_static(REQUEST_ID)])
-            .max_age(std::time::Duration::from_secs(c.max_age_secs)),
-    )
 }
 
 /// Whether a browser would have had to ask first (a preflight) before

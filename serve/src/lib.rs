@@ -5,6 +5,7 @@
 //! flight. On stop, connections finish their requests within a grace
 //! period, then close.
 
+mod cors;
 mod io;
 
 use std::{
@@ -29,6 +30,7 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::ServiceExt;
 
+pub use cors::CorsConfig;
 pub use io::BodyStalled;
 use io::{Activity, ActivityIo, TimeoutBody};
 

@@ -367,3 +367,64 @@ async fn urls_of_deleted_datasets_give_404() {
         .is_none());
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_page_on_an_allowed_origin_may_upload_to_a_signed_url() {
+    let stack = Subgraphs::start_with(SubgraphsOptions {
+        dataset_cors: serve::CorsConfig {
+            allow_origin_regex: vec!["^http://localhost(:[0-9]+)?$".into()],
+            allow_methods: vec!["GET".into(), "PUT".into()],
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let url = stack.dataset_url();
+    let id = e2e::pipeline_support::create_dataset(&url, "upload").await;
+    let resp = e2e::client::gql(
+        &url,
+        "mutation($id: ID!) { createDatasetUploadUrl(id: $id) }",
+        json!({ "id": id }),
+    )
+    .await;
+    let upload = resp["data"]["createDatasetUploadUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let preflight = |origin: &'static str| {
+        http()
+            .request(reqwest::Method::OPTIONS, &upload)
+            .header("origin", origin)
+            .header("access-control-request-method", "PUT")
+            .send()
+    };
+    let ok = preflight("http://localhost:5173").await.unwrap();
+    assert!(ok.status().is_success(), "{}", ok.status());
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
+    assert!(ok.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("PUT"));
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert!(refused
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    // The upload itself, from that origin, carries the header too.
+    let put = http()
+        .put(&upload)
+        .header("origin", "http://localhost:5173")
+        .body("from a page")
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+    assert_eq!(
+        put.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
+    stack.stop().await;
+}

@@ -33,6 +33,8 @@ pub struct SubgraphsOptions {
     pub with_pipeline: bool,
     /// `[services.*.http]` of all three.
     pub http: subgraphs::common::HttpConfig,
+    /// `[services.dataset.cors]`.
+    pub dataset_cors: serve::CorsConfig,
 }
 
 impl Default for SubgraphsOptions {
@@ -44,6 +46,7 @@ impl Default for SubgraphsOptions {
             max_expires_in_sec: 86_400,
             with_pipeline: true,
             http: Default::default(),
+            dataset_cors: Default::default(),
         }
     }
 }
@@ -91,6 +94,7 @@ impl Subgraphs {
             max_expires_in_sec: options.max_expires_in_sec,
             max_upload_bytes: options.max_upload_bytes,
             http: options.http.clone(),
+            cors: options.dataset_cors.clone(),
             service_token: Some(SERVICE_TOKEN.into()),
         };
         let dataset = dataset::start(dataset_config, dataset_listener)

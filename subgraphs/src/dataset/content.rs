@@ -102,10 +102,14 @@ impl Drop for TempUpload {
 }
 
 /// `GET` and `PUT /content/{id}`.
-pub fn routes(service: Arc<DatasetService>) -> Router {
-    Router::new()
+pub fn routes(service: Arc<DatasetService>, cors: &serve::CorsConfig) -> Router {
+    let routes = Router::new()
         .route("/content/{id}", get(read_content).put(write_content))
-        .with_state(service)
+        .with_state(service);
+    match cors.layer(&[]) {
+        Some(layer) => routes.layer(layer),
+        None => routes,
+    }
 }
 
 fn plain(status: StatusCode, text: impl Into<String>) -> Response {

@@ -50,6 +50,10 @@ pub struct DatasetConfig {
     /// `[services.dataset.http]`
     #[serde(default)]
     pub http: crate::common::HttpConfig,
+    /// `[services.dataset.cors]`: browser apps that may use the signed
+    /// content URLs (uploads from a page); off by default.
+    #[serde(default)]
+    pub cors: serve::CorsConfig,
     /// The token `recordDatasetProducer` callers (the pipeline service) must
     /// send in `x-service-token`; without it that mutation is refused.
     #[serde(default)]
@@ -122,9 +126,10 @@ pub fn router(
     service: Arc<DatasetService>,
     shutdown: CancellationToken,
     max_body_bytes: usize,
+    cors: &serve::CorsConfig,
 ) -> Router {
     graphql_router(schema(service.clone()), shutdown, max_body_bytes)
-        .merge(content::routes(service))
+        .merge(content::routes(service, cors))
 }
 
 /// Starts the service on `listener`.
@@ -132,7 +137,12 @@ pub async fn start(config: DatasetConfig, listener: TcpListener) -> ServiceResul
     let addr = listener.local_addr()?;
     let service = open_service(&config, addr)?;
     let shutdown = CancellationToken::new();
-    let router = router(service, shutdown.clone(), config.http.max_body_bytes);
+    let router = router(
+        service,
+        shutdown.clone(),
+        config.http.max_body_bytes,
+        &config.cors,
+    );
     Ok(spawn_service(
         listener,
         router,
