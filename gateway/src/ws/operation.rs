@@ -6,7 +6,10 @@
 
 use std::sync::{atomic::Ordering::Relaxed, Arc};
 
-use apollo_compiler::ast::OperationType;
+use apollo_compiler::{
+    ast::OperationType,
+    response::{GraphQLError, JsonValue},
+};
 use axum::http::HeaderMap;
 use serde_json::value::RawValue;
 use stitching::{
@@ -214,7 +217,7 @@ impl Operation {
                         return;
                     }
                 }
-                Event::Error(errors) => return self.send_error(&errors).await,
+                Event::Error(errors) => return self.send_subgraph_errors(client, errors).await,
                 Event::Complete => {
                     self.send(protocol::complete(&self.id)).await;
                     return;
@@ -235,6 +238,36 @@ impl Operation {
             _ = self.cancel.cancelled() => false,
             r = self.tx.send(out) => r.is_ok(),
         }
+    }
+
+    /// The subgraph's own `error` message: its errors gain
+    /// `extensions.service` and take their client form like any other
+    /// subgraph error (masked when `include_subgraph_errors` is off).
+    async fn send_subgraph_errors(&self, client: &SubgraphClient, payload: JsonValue) {
+        let list = match payload {
+            JsonValue::Array(list) => list,
+            other => vec![other],
+        };
+        let mut errors: Vec<GraphQLError> = list
+            .into_iter()
+            .map(|e| {
+                let mut e: GraphQLError = apollo_compiler::response::serde_json_bytes::from_value(
+                    e,
+                )
+                .unwrap_or_else(|_| {
+                    error(
+                        "the subscription's source answered an error",
+                        "SUBGRAPH_ERROR",
+                    )
+                });
+                e.extensions.insert("service", client.name.as_str().into());
+                e.extensions
+                    .insert(execute::internal::SUBGRAPH_ERROR, true.into());
+                e
+            })
+            .collect();
+        self.engine.client_errors(&mut errors, &self.shared.headers);
+        self.send_error(&errors).await;
     }
 
     /// An `unavailable` error, in its client form.
