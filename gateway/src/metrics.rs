@@ -199,10 +199,16 @@ impl Metrics {
                 v.load(Relaxed)
             );
         }
-        let list = match self.subgraphs.read() {
+        let all = match self.subgraphs.read() {
             Ok(l) => l,
             Err(p) => p.into_inner(),
         };
+        // Counts survive a reload (kept by name), but only the subgraphs
+        // the current schema serves are shown: a removed one leaves.
+        let list: Vec<&(String, std::sync::Arc<SubgraphMetrics>)> = all
+            .iter()
+            .filter(|(name, _)| engine.clients.iter().any(|c| &c.name == name))
+            .collect();
         for (metric, help, v) in [
             (
                 "subgraph_requests_total",

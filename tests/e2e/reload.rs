@@ -91,7 +91,8 @@ async fn issue_4_a_subgraph_added_by_config_alone() {
     let (users, calls) = users_service(TcpListener::bind("127.0.0.1:0").await.unwrap());
 
     let config = p.config_path();
-    let mut text = std::fs::read_to_string(&config).unwrap();
+    let original = std::fs::read_to_string(&config).unwrap();
+    let mut text = original.clone();
     text.push_str(&format!(
         "[[subgraphs]]\nname = \"users\"\nurl = \"{}\"\nstitching = \"\"\"\nextend type Pipeline {{\n  watchers: [User!]! @delegate(path: \"watchers(pipelineId: $fields:id)\")\n}}\n\"\"\"\nhide = [\"Query.watchers\"]\n",
         users.url()
@@ -241,6 +242,16 @@ async fn issue_4_a_subgraph_added_by_config_alone() {
         3
     );
 
+    // The subgraph removed from the config leaves `/metrics` with it.
+    assert!(p.metrics().await.contains("subgraph=\"users\""));
+    std::fs::write(&config, &original).unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "users gone from /metrics",
+        || async { (!p.metrics().await.contains("subgraph=\"users\"")).then_some(()) },
+    )
+    .await;
+
     users.stop().await;
     p.stop().await;
 }
@@ -257,7 +268,8 @@ async fn a_subgraph_added_before_it_is_up_is_picked_up_when_it_comes_up() {
         .unwrap()
         .port();
     let config = p.config_path();
-    let mut text = std::fs::read_to_string(&config).unwrap();
+    let original = std::fs::read_to_string(&config).unwrap();
+    let mut text = original.clone();
     text.push_str(&format!(
         "[[subgraphs]]\nname = \"users\"\nurl = \"http://127.0.0.1:{port}/graphql\"\nhide = [\"Query.watchers\"]\n"
     ));
