@@ -1047,3 +1047,63 @@ async fn the_shared_test_client_follows_a_run_through_the_gateway() {
     wait_active(&p, 0).await;
     p.stop().await;
 }
+
+/// A subgraph that refuses a subscription (here its schema drifted from the
+/// SDL file the gateway was given; async-graphql answers with an event that
+/// holds the errors): they gain `extensions.service` and take their client
+/// form like HTTP ones, masked when `include_subgraph_errors` is off.
+#[tokio::test]
+async fn a_subgraphs_refusal_of_a_subscription_reaches_the_client_in_its_client_form() {
+    let subgraphs = e2e::stack::Subgraphs::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sdl = dir.path().join("dataset.graphql");
+    std::fs::write(
+        &sdl,
+        format!(
+            "{}\nextend type Subscription {{ ghostUpdates: String }}\n",
+            subgraphs::dataset::sdl()
+        ),
+    )
+    .expect("sdl");
+    let entries: String = e2e::platform::subgraph_entries(&subgraphs)
+        .split("[[subgraphs]]\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            if e.contains("name = \"dataset\"") {
+                format!(
+                    "[[subgraphs]]\n{}\nschema_file = \"{}\"\ninclude_subgraph_errors = false\n\n",
+                    e.trim_end(),
+                    sdl.display()
+                )
+            } else {
+                format!("[[subgraphs]]\n{e}")
+            }
+        })
+        .collect();
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!("[gateway]\nlisten = \"127.0.0.1:0\"\nhot_reload = false\n\n{entries}"),
+    )
+    .expect("config");
+    let gw = e2e::platform::start_gateway(&path)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut c = WsClient::ready(&gw.ws_url(), Protocol::GraphqlTransportWs).await;
+    c.subscribe("g", "subscription { ghostUpdates }", json!({}))
+        .await;
+    let m = c.recv_op(WAIT).await;
+    assert_eq!(m["id"], "g", "{m}");
+    let e = &m["payload"]["errors"][0];
+    assert_eq!(e["extensions"]["service"], "dataset", "{m}");
+    assert_eq!(e["extensions"]["code"], "SUBGRAPH_ERROR", "{m}");
+    let message = e["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("withheld") && !message.contains("ghostUpdates"),
+        "{m}"
+    );
+    assert!(!m.to_string().contains("_stitch_"), "{m}");
+    c.close().await;
+    gw.stop().await;
+    subgraphs.stop().await;
+}
