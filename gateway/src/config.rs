@@ -293,6 +293,8 @@ pub struct RetryConfig {
     pub max_attempts: u32,
     /// Milliseconds before the first retry; doubled each time, with jitter.
     pub backoff_ms: u64,
+    /// The longest wait before a retry; a `Retry-After` longer than this
+    /// means no retry.
     pub max_backoff_ms: u64,
     /// Retries allowed per request sent, over the last 10 s, so retries
     /// cannot multiply the load on a subgraph that is down.

@@ -590,7 +590,11 @@ impl Exchange {
                 return Err(self.deadline_error());
             }
             let wait = backoff(&p.retry, attempt, failure.retry_after);
-            let fits = self.deadline.is_none_or(|d| Instant::now() + wait < d);
+            // A `Retry-After` longer than `max_backoff_ms` is honoured by not
+            // retrying: the client is not held that long.
+            let fits = wait
+                <= Duration::from_millis(p.retry.max_backoff_ms.max(p.retry.backoff_ms))
+                && self.deadline.is_none_or(|d| Instant::now() + wait < d);
             if !(self.retry
                 && retryable(&failure.error)
                 && attempt < p.retry.max_attempts

@@ -237,6 +237,15 @@ async fn queries_are_retried_on_5xx_429_and_refused_connections_within_a_budget_
     );
     assert_eq!(sent() - before, 2);
 
+    // A `Retry-After` longer than `max_backoff_ms` (2 s): no retry, no wait.
+    let before = sent();
+    rig.chaos.script([unavailable(429, Some(30))]);
+    let t = Instant::now();
+    let resp = rig.query(NESTED).await;
+    assert_eq!(placed(&resp), at_both_datasets("SUBGRAPH_HTTP_ERROR"));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(sent() - before, 1);
+
     // A mutation is sent once, whatever the answer.
     let before = sent();
     rig.chaos.script([unavailable(503, None)]);
