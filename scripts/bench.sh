@@ -3,7 +3,7 @@
 # builds the gateway, the subgraphs and the load generator (profile
 # `production`: fat LTO),
 # then `bench all` starts the four processes on free loopback ports, seeds
-# the store, runs root / nested / fanout / subscriptions from its own
+# the store, runs root / nested / fanout / subscriptions / resilience from its own
 # process and prints a Markdown report.
 #
 #   scripts/bench.sh                          # 20 s per phase after 3 s warm-up
@@ -49,7 +49,8 @@ install_peers() {
     fi
 }
 
-# 1,000 WebSocket subscriptions: two sockets each in the gateway.
+# 1,000 WebSocket subscriptions: a socket each in the gateway (the gateway
+# raises its own limit; the load generator needs this one).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 if [ "$peers" = 1 ]; then
