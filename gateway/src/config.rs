@@ -89,6 +89,9 @@ pub struct GatewayConfig {
     pub request_timeout_ms: u64,
     /// Seconds a subgraph may fail every request before `/ready` answers 503.
     pub ready_unreachable_secs: u64,
+    /// Documents kept for automatic persisted queries
+    /// (`extensions.persistedQuery`); 0 turns the protocol off.
+    pub persisted_queries_cache_size: u64,
     /// Seconds connections get to finish their requests when the gateway stops.
     pub shutdown_grace_secs: u64,
     /// `[gateway.connections]`: connection cap and client timeouts.
@@ -133,6 +136,7 @@ impl Default for GatewayConfig {
             request_timeout_ms: 30_000,
             ready_unreachable_secs: 30,
             shutdown_grace_secs: 10,
+            persisted_queries_cache_size: 10_000,
             connections: serve::ConnectionLimits::default(),
             cors: serve::CorsConfig::default(),
             csrf: CsrfConfig::default(),

@@ -341,7 +341,7 @@ async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Respo
             "the body is a JSON array: batched requests are not supported; send one {\"query\": ...} object per request",
         );
     }
-    let request: GraphQLRequest = match serde_json::from_slice(&bytes) {
+    let mut request: GraphQLRequest = match serde_json::from_slice(&bytes) {
         Ok(r) => r,
         Err(e) => {
             return http_error(
@@ -352,6 +352,9 @@ async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Respo
         }
     };
     let graphql_response = wants_graphql_response(&parts.headers);
+    if let Err(refusal) = state.persisted.resolve(&mut request) {
+        return persisted_refusal(&refusal, graphql_response);
+    }
     let engine = state.engine();
     if let Some(inbound) = state
         .inbound
@@ -428,6 +431,23 @@ fn unreadable_body(e: &axum::Error, max: usize) -> Response {
     )
 }
 
+/// A persisted-query refusal: an unknown hash is 200 (clients then send
+/// the text); the others are request errors.
+fn persisted_refusal(refusal: &crate::persisted::Refusal, graphql_response: bool) -> Response {
+    let status = match refusal {
+        crate::persisted::Refusal::NotFound => StatusCode::OK,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let mut resp = http_error(status, refusal.code(), refusal.message());
+    if graphql_response {
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(GRAPHQL_RESPONSE),
+        );
+    }
+    resp
+}
+
 fn too_large(max: usize) -> Response {
     http_error(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -482,15 +502,31 @@ async fn graphql_get(State(state): State<Arc<AppState>>, req: Request) -> Respon
             }
         },
     };
-    let request = GraphQLRequest {
-        query: params.get("query").cloned(),
+    let extensions = match params.get("extensions").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => match serde_json::from_str(v) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                return http_error(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_REQUEST",
+                    format!("`extensions` is not JSON: {e}"),
+                )
+            }
+        },
+    };
+    let mut request = GraphQLRequest {
+        query: params.get("query").cloned().filter(|q| !q.is_empty()),
         operation_name: params
             .get("operationName")
             .cloned()
             .filter(|s| !s.is_empty()),
         variables,
-        extensions: None,
+        extensions,
     };
+    if let Err(refusal) = state.persisted.resolve(&mut request) {
+        return persisted_refusal(&refusal, wants_graphql_response(&headers));
+    }
     let engine = state.engine();
     let outcome = engine.execute(&state.http, &request, &headers, false).await;
     // A mutation over GET is refused with 405, as GraphQL over HTTP says.

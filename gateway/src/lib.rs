@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod persisted;
 pub mod reload;
 pub mod resilience;
 pub mod response;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub ws_max_operations: usize,
     /// Upstream subscription sockets, shared by every client.
     pub subscriptions: Arc<ws::upstream::Subscriptions>,
+    /// Automatic persisted queries, by hash; kept across reloads.
+    pub persisted: persisted::PersistedQueries,
     pub shutdown: CancellationToken,
     /// Serialises reloads: one rebuild at a time.
     reload_lock: tokio::sync::Mutex<()>,
@@ -196,6 +199,7 @@ pub async fn start_on_with(
         ws_init_timeout: Duration::from_secs(g.ws_init_timeout_secs),
         ws_keepalive: (g.ws_keepalive_secs > 0).then(|| Duration::from_secs(g.ws_keepalive_secs)),
         ws_max_operations: g.ws_max_operations,
+        persisted: persisted::PersistedQueries::new(g.persisted_queries_cache_size),
         subscriptions: ws::upstream::Subscriptions::new(
             g.max_upstream_subscriptions,
             // A subscriber that takes no event for as long as a client

@@ -745,3 +745,61 @@ async fn cors_answers_preflights_for_allowed_origins_only() {
     assert!(r.headers().get("access-control-allow-origin").is_none());
     p.stop().await;
 }
+
+#[tokio::test]
+async fn automatic_persisted_queries_by_hash_then_text_then_hash_alone() {
+    use sha2::{Digest, Sha256};
+    let p = Platform::start().await;
+    let c = http();
+    let query = "{ pipelineTemplates { name } }";
+    let hash = hex::encode(Sha256::digest(query.as_bytes()));
+    let ext = json!({"persistedQuery": {"version": 1, "sha256Hash": hash}});
+    let post = |body: Value| c.post(p.url()).json(&body).send();
+
+    // An unknown hash: 200 with PERSISTED_QUERY_NOT_FOUND, as clients expect.
+    let r = post(json!({"extensions": ext})).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_FOUND"
+    );
+    assert_eq!(body["errors"][0]["message"], "PersistedQueryNotFound");
+    // A text that does not match its hash is refused and not kept.
+    let r = post(json!({"query": "{ pipelines { total } }", "extensions": ext}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_HASH_MISMATCH"
+    );
+    // The text with its hash runs and is kept; then the hash alone runs it,
+    // over POST and over GET.
+    let with_text: Value = post(json!({"query": query, "extensions": ext}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let templates = data(&with_text)["pipelineTemplates"].clone();
+    assert!(templates.as_array().is_some_and(|t| !t.is_empty()));
+    let by_hash: Value = post(json!({"extensions": ext}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(data(&by_hash)["pipelineTemplates"], templates);
+    let r = c
+        .get(p.url())
+        .header("apollo-require-preflight", "true")
+        .query(&[("extensions", ext.to_string())])
+        .send()
+        .await
+        .unwrap();
+    let by_get: Value = r.json().await.unwrap();
+    assert_eq!(data(&by_get)["pipelineTemplates"], templates);
+    p.stop().await;
+}
