@@ -100,6 +100,9 @@ pub struct GatewayConfig {
     pub cors: serve::CorsConfig,
     /// `[gateway.csrf]`: refusing requests a browser sends without a preflight.
     pub csrf: CsrfConfig,
+    /// `[gateway.trusted_documents]`: operations known ahead, and whether
+    /// only they run.
+    pub trusted_documents: TrustedDocumentsConfig,
     /// Runtime worker threads: 0 = one per core; 1 = a single-threaded
     /// runtime, which saves the cross-thread wake-ups of every request when
     /// the gateway shares a small machine with its subgraphs.
@@ -140,6 +143,7 @@ impl Default for GatewayConfig {
             connections: serve::ConnectionLimits::default(),
             cors: serve::CorsConfig::default(),
             csrf: CsrfConfig::default(),
+            trusted_documents: TrustedDocumentsConfig::default(),
             worker_threads: 0,
         }
     }
@@ -163,6 +167,29 @@ impl Default for CsrfConfig {
                 "x-apollo-operation-name".into(),
                 "apollo-require-preflight".into(),
             ],
+        }
+    }
+}
+
+/// `[gateway.trusted_documents]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrustedDocumentsConfig {
+    /// Manifest files: Apollo's persisted-query manifest or Relay's
+    /// `{ id: text }` JSON; reloaded with the config.
+    pub manifests: Vec<PathBuf>,
+    /// Only the manifests' documents run (by id, hash or exact text).
+    pub safelist: bool,
+    /// In safelist mode, introspection-only operations run too.
+    pub allow_introspection: bool,
+}
+
+impl Default for TrustedDocumentsConfig {
+    fn default() -> Self {
+        TrustedDocumentsConfig {
+            manifests: Vec::new(),
+            safelist: false,
+            allow_introspection: true,
         }
     }
 }
@@ -378,6 +405,8 @@ impl LoadedConfig {
             out.extend(s.schema_file.iter().map(|p| self.resolve(p)));
             out.extend(s.stitching_files.iter().map(|p| self.resolve(p)));
         }
+        let td = &self.config.gateway.trusted_documents;
+        out.extend(td.manifests.iter().map(|p| self.resolve(p)));
         out
     }
 }

@@ -92,6 +92,8 @@ pub struct Engine {
     /// Seeded per engine, so collisions cannot be prepared offline.
     hasher: ahash::RandomState,
     hook: Option<PrepareHook>,
+    /// `[gateway.trusted_documents]`, loaded with the schema.
+    pub trusted: Option<crate::persisted::TrustedDocuments>,
 }
 
 /// A client's GraphQL request, from a POST body or GET parameters.
@@ -106,6 +108,9 @@ pub struct GraphQLRequest {
     pub variables: Option<JsonMap>,
     #[serde(default)]
     pub extensions: Option<JsonValue>,
+    /// A trusted document's id (`sha256:<hex>` or the manifest's id).
+    #[serde(default)]
+    pub document_id: Option<String>,
 }
 
 /// The outcome of one request: refused before execution, or executed.
@@ -189,7 +194,25 @@ impl Engine {
             });
         }
         let g = &config.config.gateway;
+        let td = &g.trusted_documents;
+        let trusted = if td.manifests.is_empty() && !td.safelist {
+            None
+        } else {
+            let files: Vec<_> = td.manifests.iter().map(|f| config.resolve(f)).collect();
+            Some(
+                crate::persisted::TrustedDocuments::load(
+                    &files,
+                    td.safelist,
+                    td.allow_introspection,
+                )
+                .map_err(|message| GatewayError::Config {
+                    file: "[gateway.trusted_documents]".into(),
+                    message,
+                })?,
+            )
+        };
         Ok(Engine {
+            trusted,
             supergraph: Arc::new(supergraph),
             upstream: upstream.clone(),
             dedupe: g.dedupe_subgraph_requests,

@@ -22,6 +22,8 @@ pub enum Refusal {
     Malformed(String),
     /// Automatic persisted queries are off here.
     NotSupported,
+    /// Safelist mode: the document is not one of the trusted documents.
+    NotInList,
 }
 
 impl Refusal {
@@ -31,6 +33,7 @@ impl Refusal {
             Refusal::HashMismatch => "PERSISTED_QUERY_HASH_MISMATCH",
             Refusal::Malformed(_) => "BAD_REQUEST",
             Refusal::NotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
+            Refusal::NotInList => "PERSISTED_QUERY_NOT_IN_LIST",
         }
     }
 
@@ -43,6 +46,9 @@ impl Refusal {
             }
             Refusal::Malformed(why) => why.clone(),
             Refusal::NotSupported => "PersistedQueryNotSupported".into(),
+            Refusal::NotInList => {
+                "this gateway runs only its trusted documents, and this is not one of them".into()
+            }
         }
     }
 }
@@ -156,4 +162,126 @@ mod tests {
             Err(Refusal::NotSupported)
         );
     }
+}
+
+/// Trusted documents: operations known ahead from manifest files (Apollo's
+/// persisted-query manifest, or Relay's `{ id: text }`). A request may name
+/// one by `documentId` or `extensions.persistedQuery.sha256Hash`; in safelist
+/// mode only these documents run.
+pub struct TrustedDocuments {
+    by_id: std::collections::HashMap<String, Arc<str>>,
+    bodies: std::collections::HashSet<Arc<str>>,
+    safelist: bool,
+    allow_introspection: bool,
+}
+
+impl TrustedDocuments {
+    /// Reads every manifest; the error names the file and what is wrong.
+    pub fn load(
+        files: &[std::path::PathBuf],
+        safelist: bool,
+        allow_introspection: bool,
+    ) -> Result<TrustedDocuments, String> {
+        let mut docs = TrustedDocuments {
+            by_id: Default::default(),
+            bodies: Default::default(),
+            safelist,
+            allow_introspection,
+        };
+        for f in files {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| format!("{} is not JSON: {e}", f.display()))?;
+            docs.add(&json)
+                .map_err(|why| format!("{}: {why}", f.display()))?;
+        }
+        Ok(docs)
+    }
+
+    fn add(&mut self, json: &serde_json::Value) -> Result<(), String> {
+        let entries: Vec<(String, String)> = match json.get("operations") {
+            // Apollo: {"format": "apollo-persisted-query-manifest", "operations": [{"id", "body"}]}
+            Some(serde_json::Value::Array(ops)) => ops
+                .iter()
+                .map(|op| {
+                    let id = op.get("id").and_then(|v| v.as_str());
+                    let body = op.get("body").and_then(|v| v.as_str());
+                    match (id, body) {
+                        (Some(i), Some(b)) => Ok((i.to_string(), b.to_string())),
+                        _ => Err("an operation without a string `id` and `body`".to_string()),
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+            // Relay: {"<id>": "<text>", ...}
+            _ => json
+                .as_object()
+                .ok_or("neither an Apollo manifest nor a Relay `{ id: text }` map")?
+                .iter()
+                .map(|(id, text)| match text.as_str() {
+                    Some(t) => Ok((id.clone(), t.to_string())),
+                    None => Err(format!("the document `{id}` is not a string")),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        for (id, body) in entries {
+            let body: Arc<str> = Arc::from(body);
+            self.bodies.insert(body.clone());
+            self.by_id.insert(id.to_ascii_lowercase(), body);
+        }
+        Ok(())
+    }
+
+    /// Fills in the text of a named document; in safelist mode refuses any
+    /// other text. Returns whether the request named a known document.
+    pub fn apply(&self, request: &mut GraphQLRequest) -> Result<bool, Refusal> {
+        let hash = request
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("persistedQuery"))
+            .and_then(|pq| pq.get("sha256Hash"))
+            .and_then(|h| h.as_str());
+        let id = request.document_id.as_deref().or(hash).map(|id| {
+            let id = id.strip_prefix("sha256:").unwrap_or(id);
+            id.to_ascii_lowercase()
+        });
+        if let Some(id) = id {
+            if let Some(text) = self.by_id.get(&id) {
+                if request.query.as_deref().is_some_and(|q| q != &**text) {
+                    return Err(Refusal::HashMismatch);
+                }
+                request.query = Some(text.to_string());
+                return Ok(true);
+            }
+            if request.document_id.is_some() {
+                return Err(Refusal::NotInList);
+            }
+        }
+        if !self.safelist {
+            return Ok(false);
+        }
+        match request.query.as_deref() {
+            Some(q) if self.bodies.contains(q) => Ok(true),
+            Some(q) if self.allow_introspection && introspection_only(q) => Ok(false),
+            // A hash this gateway does not know: the client may not register it.
+            _ => Err(Refusal::NotInList),
+        }
+    }
+}
+
+/// Whether every operation of the document selects only `__schema`,
+/// `__type` and `__typename` at its root.
+fn introspection_only(query: &str) -> bool {
+    use apollo_compiler::ast::{Definition, Selection};
+    let Ok(doc) = apollo_compiler::ast::Document::parse(query, "request.graphql") else {
+        return false;
+    };
+    doc.definitions.iter().all(|d| match d {
+        Definition::OperationDefinition(op) => op.selection_set.iter().all(|s| match s {
+            Selection::Field(f) => f.name.starts_with("__"),
+            _ => false,
+        }),
+        Definition::FragmentDefinition(_) => true,
+        _ => false,
+    })
 }

@@ -803,3 +803,119 @@ async fn automatic_persisted_queries_by_hash_then_text_then_hash_alone() {
     assert_eq!(data(&by_get)["pipelineTemplates"], templates);
     p.stop().await;
 }
+
+#[tokio::test]
+async fn trusted_documents_from_manifests_and_a_safelist() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let templates = "query Templates { pipelineTemplates { name } }";
+    let hash = hex::encode(Sha256::digest(templates.as_bytes()));
+    let apollo = dir.path().join("apollo.json");
+    std::fs::write(
+        &apollo,
+        json!({"format": "apollo-persisted-query-manifest", "version": 1, "operations": [
+            {"id": hash, "name": "Templates", "type": "query", "body": templates}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let relay = dir.path().join("relay.json");
+    std::fs::write(
+        &relay,
+        json!({"relay-total": "{ pipelines { total } }"}).to_string(),
+    )
+    .unwrap();
+    let p = Platform::start_with(
+        Default::default(),
+        &format!(
+            "[gateway.trusted_documents]\nmanifests = [\"{}\", \"{}\"]\nsafelist = true",
+            apollo.display(),
+            relay.display()
+        ),
+    )
+    .await;
+    let c = http();
+    let post = |body: Value| c.post(p.url()).json(&body).send();
+    let code = |v: &Value| {
+        v["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+
+    // By hash (Apollo Client's persisted queries), by documentId (Relay), by exact text.
+    let ext = json!({"persistedQuery": {"version": 1, "sha256Hash": hash}});
+    let by_hash: Value = post(json!({"extensions": ext}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(data(&by_hash)["pipelineTemplates"].is_array(), "{by_hash}");
+    let by_id: Value = post(json!({"documentId": "relay-total"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(data(&by_id)["pipelines"]["total"].is_number(), "{by_id}");
+    let by_text: Value = post(json!({"query": templates}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(data(&by_text)["pipelineTemplates"].is_array());
+    // Anything else is refused, registration through APQ included.
+    let other = "{ pipelines { items { id } } }";
+    let r = post(json!({"query": other})).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        code(&r.json().await.unwrap()),
+        "PERSISTED_QUERY_NOT_IN_LIST"
+    );
+    let other_hash = hex::encode(Sha256::digest(other.as_bytes()));
+    let r: Value = post(json!({"query": other, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": other_hash}}}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(code(&r), "PERSISTED_QUERY_NOT_IN_LIST");
+    let r: Value = post(json!({"documentId": "nope"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(code(&r), "PERSISTED_QUERY_NOT_IN_LIST");
+    // Introspection runs (allow_introspection), so tools still see the schema.
+    let intro: Value = post(json!({"query": "{ __schema { queryType { name } } }"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(data(&intro)["__schema"]["queryType"]["name"], "Query");
+    // A manifest edited on disk is reloaded with the config.
+    std::fs::write(
+        &relay,
+        json!({"relay-total": "{ pipelines { total } }", "relay-items": other}).to_string(),
+    )
+    .unwrap();
+    e2e::platform::eventually(
+        std::time::Duration::from_secs(10),
+        "the new trusted document",
+        || async {
+            let r: Value = post(json!({"documentId": "relay-items"}))
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            r.get("errors").is_none().then_some(())
+        },
+    )
+    .await;
+    p.stop().await;
+}
