@@ -123,47 +123,6 @@ fn parse(pq: &JsonValue) -> Result<String, Refusal> {
     Ok(hash)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use apollo_compiler::response::serde_json_bytes::json;
-
-    fn request(query: Option<&str>, hash: &str) -> GraphQLRequest {
-        GraphQLRequest {
-            query: query.map(str::to_owned),
-            extensions: Some(json!({"persistedQuery": {"version": 1, "sha256Hash": hash}})),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn unknown_hash_then_the_text_once_then_the_hash_alone() {
-        let pq = PersistedQueries::new(10);
-        let text = "{ __typename }";
-        let hash = hex::encode(Sha256::digest(text.as_bytes()));
-        assert_eq!(
-            pq.resolve(&mut request(None, &hash)),
-            Err(Refusal::NotFound)
-        );
-        assert_eq!(
-            pq.resolve(&mut request(Some("{ other }"), &hash)),
-            Err(Refusal::HashMismatch)
-        );
-        assert_eq!(pq.resolve(&mut request(Some(text), &hash)), Ok(()));
-        let mut by_hash = request(None, &hash.to_ascii_uppercase());
-        assert_eq!(pq.resolve(&mut by_hash), Ok(()));
-        assert_eq!(by_hash.query.as_deref(), Some(text));
-        assert!(matches!(
-            pq.resolve(&mut request(None, "abc")),
-            Err(Refusal::Malformed(_))
-        ));
-        assert_eq!(
-            PersistedQueries::new(0).resolve(&mut request(None, &hash)),
-            Err(Refusal::NotSupported)
-        );
-    }
-}
-
 /// Trusted documents: operations known ahead from manifest files (Apollo's
 /// persisted-query manifest, or Relay's `{ id: text }`). A request may name
 /// one by `documentId` or `extensions.persistedQuery.sha256Hash`; in safelist
@@ -284,4 +243,45 @@ fn introspection_only(query: &str) -> bool {
         Definition::FragmentDefinition(_) => true,
         _ => false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apollo_compiler::response::serde_json_bytes::json;
+
+    fn request(query: Option<&str>, hash: &str) -> GraphQLRequest {
+        GraphQLRequest {
+            query: query.map(str::to_owned),
+            extensions: Some(json!({"persistedQuery": {"version": 1, "sha256Hash": hash}})),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn unknown_hash_then_the_text_once_then_the_hash_alone() {
+        let pq = PersistedQueries::new(10);
+        let text = "{ __typename }";
+        let hash = hex::encode(Sha256::digest(text.as_bytes()));
+        assert_eq!(
+            pq.resolve(&mut request(None, &hash)),
+            Err(Refusal::NotFound)
+        );
+        assert_eq!(
+            pq.resolve(&mut request(Some("{ other }"), &hash)),
+            Err(Refusal::HashMismatch)
+        );
+        assert_eq!(pq.resolve(&mut request(Some(text), &hash)), Ok(()));
+        let mut by_hash = request(None, &hash.to_ascii_uppercase());
+        assert_eq!(pq.resolve(&mut by_hash), Ok(()));
+        assert_eq!(by_hash.query.as_deref(), Some(text));
+        assert!(matches!(
+            pq.resolve(&mut request(None, "abc")),
+            Err(Refusal::Malformed(_))
+        ));
+        assert_eq!(
+            PersistedQueries::new(0).resolve(&mut request(None, &hash)),
+            Err(Refusal::NotSupported)
+        );
+    }
 }
