@@ -352,7 +352,7 @@ async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Respo
         }
     };
     let graphql_response = wants_graphql_response(&parts.headers);
-    if let Err(refusal) = documents(&state, &mut request) {
+    if let Err(refusal) = state.documents(&mut request) {
         return persisted_refusal(&refusal, graphql_response);
     }
     let engine = state.engine();
@@ -429,21 +429,6 @@ fn unreadable_body(e: &axum::Error, max: usize) -> Response {
         "BAD_REQUEST",
         format!("the request body could not be read: {e}"),
     )
-}
-
-/// The request's document: a trusted one it names, or one from the
-/// automatic persisted queries; in safelist mode only trusted ones.
-fn documents(
-    state: &AppState,
-    request: &mut GraphQLRequest,
-) -> Result<(), crate::persisted::Refusal> {
-    let engine = state.engine();
-    if let Some(trusted) = &engine.trusted {
-        if trusted.apply(request)? {
-            return Ok(());
-        }
-    }
-    state.persisted.resolve(request)
 }
 
 /// A persisted-query refusal: an unknown hash is 200 (clients then send
@@ -540,7 +525,7 @@ async fn graphql_get(State(state): State<Arc<AppState>>, req: Request) -> Respon
         extensions,
         document_id: params.get("documentId").cloned().filter(|s| !s.is_empty()),
     };
-    if let Err(refusal) = documents(&state, &mut request) {
+    if let Err(refusal) = state.documents(&mut request) {
         return persisted_refusal(&refusal, wants_graphql_response(&headers));
     }
     let engine = state.engine();

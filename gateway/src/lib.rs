@@ -65,6 +65,22 @@ impl AppState {
         }
     }
 
+    /// The request's document, over HTTP and WebSocket alike: a trusted one
+    /// it names, or one from the automatic persisted queries; in safelist
+    /// mode only trusted ones.
+    pub(crate) fn documents(
+        &self,
+        request: &mut engine::GraphQLRequest,
+    ) -> Result<(), persisted::Refusal> {
+        let engine = self.engine();
+        if let Some(trusted) = &engine.trusted {
+            if trusted.apply(request)? {
+                return Ok(());
+            }
+        }
+        self.persisted.resolve(request)
+    }
+
     fn swap(&self, engine: Arc<Engine>) {
         match self.engine.write() {
             Ok(mut e) => *e = engine,

@@ -341,12 +341,22 @@ impl Connection {
                         }
                     }
                 }
+                // Trusted documents and persisted queries, as over HTTP.
+                let mut request = *request;
+                if let Err(refusal) = self.state.documents(&mut request) {
+                    return Step::Reply(protocol::error(
+                        &id,
+                        &[
+                            serde_json::json!({ "message": refusal.message(), "extensions": { "code": refusal.code() } }),
+                        ],
+                    ));
+                }
                 let cancel = self.cancel.child_token();
                 let op = Operation {
                     shared,
                     engine: self.state.engine(),
                     id: id.clone(),
-                    request: *request,
+                    request,
                     tx: self.tx.clone(),
                     cancel: cancel.clone(),
                 };

@@ -897,6 +897,31 @@ async fn trusted_documents_from_manifests_and_a_safelist() {
         .await
         .unwrap();
     assert_eq!(data(&intro)["__schema"]["queryType"]["name"], "Query");
+    // Over WebSocket the same rules hold.
+    let mut ws =
+        e2e::ws_support::WsClient::ready(&p.ws_url(), e2e::client::Protocol::GraphqlTransportWs)
+            .await;
+    ws.send(json!({"id": "t", "type": "subscribe", "payload": {"documentId": "relay-total"}}))
+        .await;
+    let m = ws.recv_op(std::time::Duration::from_secs(5)).await;
+    assert!(
+        m["payload"]["data"]["pipelines"]["total"].is_number(),
+        "{m}"
+    );
+    ws.send(json!({"id": "o", "type": "subscribe", "payload": {"query": other}}))
+        .await;
+    let m = loop {
+        let m = ws.recv_op(std::time::Duration::from_secs(5)).await;
+        if m["id"] == "o" {
+            break m;
+        }
+    };
+    assert_eq!(m["type"], "error", "{m}");
+    assert_eq!(
+        m["payload"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_IN_LIST",
+        "{m}"
+    );
+    ws.close().await;
     // A manifest edited on disk is reloaded with the config.
     std::fs::write(
         &relay,

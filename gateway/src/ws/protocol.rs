@@ -111,8 +111,13 @@ pub fn parse(protocol: Protocol, text: &str) -> Result<ClientMessage, String> {
                 .ok_or_else(|| format!("`{k}` needs a `payload` with the `query`"))?;
             let request: GraphQLRequest = serde_json::from_str(payload.get())
                 .map_err(|e| format!("the `{k}` payload is not a GraphQL request: {e}"))?;
-            if request.query.is_none() {
-                return Err(format!("the `{k}` payload has no `query` string"));
+            let named = request.document_id.is_some()
+                || request
+                    .extensions
+                    .as_ref()
+                    .is_some_and(|e| e.get("persistedQuery").is_some());
+            if request.query.is_none() && !named {
+                return Err(format!("the `{k}` payload has no `query` string (nor a `documentId` or persisted-query hash)"));
             }
             Ok(ClientMessage::Subscribe {
                 id,
