@@ -70,6 +70,8 @@ pub struct Metrics {
     pub internal_errors: AtomicU64,
     pub latency: Histogram,
     pub subscriptions_active: AtomicU64,
+    /// Client WebSocket connections open.
+    pub websockets_open: AtomicU64,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
     /// Client requests answered by an identical one in flight.
@@ -171,6 +173,13 @@ impl Metrics {
             "Open client subscriptions.",
             "gauge",
             &self.subscriptions_active,
+        );
+        value(
+            &mut out,
+            "gateway_websockets_open",
+            "Client WebSocket connections open.",
+            "gauge",
+            &self.websockets_open,
         );
         value(
             &mut out,

@@ -98,6 +98,7 @@ enum Step {
 }
 
 async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, headers: HeaderMap) {
+    let _open = OpenSocket::new(&state.metrics);
     let (sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Outgoing>(OUT_BUFFER);
     let mut conn = Connection {
@@ -230,6 +231,26 @@ fn too_big(e: &axum::Error) -> bool {
         cause = c.source();
     }
     false
+}
+
+/// Counts a client WebSocket in `gateway_websockets_open` while it lives.
+struct OpenSocket(Arc<crate::metrics::Metrics>);
+
+impl OpenSocket {
+    fn new(metrics: &Arc<crate::metrics::Metrics>) -> Self {
+        metrics
+            .websockets_open
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenSocket(metrics.clone())
+    }
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        self.0
+            .websockets_open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The connection's outgoing half.

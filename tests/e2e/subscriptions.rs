@@ -846,6 +846,10 @@ async fn many_clients_share_one_upstream_socket_and_identical_subscriptions_shar
         "{CLIENTS} client subscriptions, one upstream socket"
     );
     assert_eq!(
+        metric(&p.metrics().await, "gateway_websockets_open"),
+        CLIENTS as u64
+    );
+    assert_eq!(
         metric(&p.metrics().await, "gateway_upstream_sockets_open"),
         1
     );
