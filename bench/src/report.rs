@@ -194,10 +194,12 @@ impl Report {
             o.fanout_connections,
             o.threads,
             crate::stack::GATEWAY_WORKER_THREADS,
-            if o.bin_dir.ends_with("target/release") {
-                "release build (fat LTO)".to_string()
+            if o.bin_dir.ends_with("target/production") {
+                "the `production` profile (fat LTO, one codegen unit)".to_string()
+            } else if o.bin_dir.ends_with("target/release") {
+                "the `release` profile (thin LTO; not comparable with `production` runs)".to_string()
             } else {
-                format!("binaries from {} (not the release build: not comparable)", o.bin_dir.display())
+                format!("binaries from {} (not the benchmark's build: not comparable)", o.bin_dir.display())
             }
         );
         if let Some(s) = &self.seeded {
