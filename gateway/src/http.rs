@@ -431,6 +431,24 @@ fn unreadable_body(e: &axum::Error, max: usize) -> Response {
     )
 }
 
+/// A GET parameter holding JSON (`variables`, `extensions`); absent or empty: `None`.
+fn json_param<T: serde::de::DeserializeOwned>(
+    params: &std::collections::HashMap<String, String>,
+    name: &str,
+    what: &str,
+) -> Result<Option<T>, Response> {
+    match params.get(name).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => serde_json::from_str(v).map(Some).map_err(|e| {
+            http_error(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                format!("`{name}` is not {what}: {e}"),
+            )
+        }),
+    }
+}
+
 /// A persisted-query refusal: an unknown hash is 200 (clients then send
 /// the text); the others are request errors.
 fn persisted_refusal(refusal: &crate::persisted::Refusal, graphql_response: bool) -> Response {
@@ -489,31 +507,13 @@ async fn graphql_get(State(state): State<Arc<AppState>>, req: Request) -> Respon
     }
     let start = Instant::now();
     state.metrics.requests.fetch_add(1, Relaxed);
-    let variables = match params.get("variables").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(v) => match serde_json::from_str(v) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                return http_error(
-                    StatusCode::BAD_REQUEST,
-                    "BAD_REQUEST",
-                    format!("`variables` is not a JSON object: {e}"),
-                )
-            }
-        },
+    let variables = match json_param(&params, "variables", "a JSON object") {
+        Ok(v) => v,
+        Err(resp) => return resp,
     };
-    let extensions = match params.get("extensions").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(v) => match serde_json::from_str(v) {
-            Ok(e) => Some(e),
-            Err(e) => {
-                return http_error(
-                    StatusCode::BAD_REQUEST,
-                    "BAD_REQUEST",
-                    format!("`extensions` is not JSON: {e}"),
-                )
-            }
-        },
+    let extensions = match json_param(&params, "extensions", "JSON") {
+        Ok(v) => v,
+        Err(resp) => return resp,
     };
     let mut request = GraphQLRequest {
         query: params.get("query").cloned().filter(|q| !q.is_empty()),

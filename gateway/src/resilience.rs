@@ -343,6 +343,9 @@ pub struct SubgraphHealth {
     pub budget: RetryBudget,
     /// Since when every request has failed (`None`: the last one answered).
     failing_since: Mutex<Option<Instant>>,
+    /// Whether `failing_since` is set: a healthy subgraph's requests read
+    /// this and never take the lock.
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl SubgraphHealth {
@@ -351,11 +354,15 @@ impl SubgraphHealth {
             breaker: Breaker::new(cfg),
             budget: RetryBudget::default(),
             failing_since: Mutex::new(None),
+            failing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    /// Whether the subgraph answered (any HTTP answer counts) or not at all.
+    /// Whether a request answered (`ok`), or failed as the breaker counts it.
     pub fn reached(&self, ok: bool, now: Instant) {
+        if ok && !self.failing.load(Relaxed) {
+            return;
+        }
         let mut f = match self.failing_since.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -365,6 +372,7 @@ impl SubgraphHealth {
             (false, None) => *f = Some(now),
             (false, Some(_)) => {}
         }
+        self.failing.store(f.is_some(), Relaxed);
     }
 
     /// How long every request to it has failed.

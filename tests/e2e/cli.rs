@@ -173,10 +173,7 @@ async fn dataset_process(
 #[tokio::test]
 async fn secrets_come_from_the_environment_and_sample_ones_need_dev_mode() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = e2e::platform::free_port();
     let config = |secret: &str| {
         let path = dir.path().join("config.toml");
         std::fs::write(
@@ -254,10 +251,7 @@ async fn gateway_config_values_come_from_the_environment() {
 #[tokio::test]
 async fn request_ids_are_echoed_or_made_and_mark_every_log_line_of_the_request() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = e2e::platform::free_port();
     let dead = e2e::pipeline_support::dead_url().await;
     std::fs::write(dir.path().join("a.graphql"), "type Query { a: String }").expect("sdl");
     let path = dir.path().join("config.toml");
@@ -274,15 +268,7 @@ async fn request_ids_are_echoed_or_made_and_mark_every_log_line_of_the_request()
         .spawn()
         .expect("spawn gateway");
     let url = format!("http://127.0.0.1:{port}");
-    e2e::platform::eventually(
-        std::time::Duration::from_secs(20),
-        "the gateway",
-        || async {
-            let r = reqwest::get(format!("{url}/health")).await.ok()?;
-            (r.status() == 200).then_some(())
-        },
-    )
-    .await;
+    e2e::platform::wait_healthy(port, std::time::Duration::from_secs(20)).await;
     let client = reqwest::Client::new();
     let resp = client
         .post(format!("{url}/graphql"))
@@ -353,12 +339,7 @@ async fn the_services_take_help_version_and_their_config_and_address_from_the_en
 
     // The file says one port; DATASET_LISTEN wins; the file comes from DATASET_CONFIG.
     let dir = tempfile::tempdir().expect("temp dir");
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port()
-    };
+    let free = e2e::platform::free_port;
     let (in_file, from_env) = (free(), free());
     let path = dir.path().join("service.toml");
     std::fs::write(
@@ -372,17 +353,7 @@ async fn the_services_take_help_version_and_their_config_and_address_from_the_en
         .kill_on_drop(true)
         .spawn()
         .expect("spawn");
-    e2e::platform::eventually(
-        std::time::Duration::from_secs(10),
-        "the service on DATASET_LISTEN",
-        || async {
-            let r = reqwest::get(format!("http://127.0.0.1:{from_env}/health"))
-                .await
-                .ok()?;
-            (r.status() == 200).then_some(())
-        },
-    )
-    .await;
+    e2e::platform::wait_healthy(from_env, std::time::Duration::from_secs(10)).await;
     let _ = child.kill().await;
 }
 
@@ -399,12 +370,7 @@ fn signal(child: &tokio::process::Child, signal: &str) {
 #[tokio::test]
 async fn with_no_one_reading_its_output_a_process_still_answers_reloads_and_stops() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port()
-    };
+    let free = e2e::platform::free_port;
     let (gw_port, ds_port) = (free(), free());
     std::fs::write(dir.path().join("a.graphql"), "type Query { a: String }").expect("sdl");
     let path = dir.path().join("config.toml");
@@ -431,17 +397,7 @@ async fn with_no_one_reading_its_output_a_process_still_answers_reloads_and_stop
     let mut gateway = spawn(env!("CARGO_BIN_EXE_gateway-under-test"));
     let mut dataset = spawn(env!("CARGO_BIN_EXE_dataset-under-test"));
     for port in [gw_port, ds_port] {
-        e2e::platform::eventually(
-            std::time::Duration::from_secs(20),
-            "the process",
-            || async {
-                let r = reqwest::get(format!("http://127.0.0.1:{port}/health"))
-                    .await
-                    .ok()?;
-                (r.status() == 200).then_some(())
-            },
-        )
-        .await;
+        e2e::platform::wait_healthy(port, std::time::Duration::from_secs(20)).await;
     }
     let client = reqwest::Client::new();
     for _ in 0..20 {

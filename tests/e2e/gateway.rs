@@ -755,6 +755,11 @@ async fn automatic_persisted_queries_by_hash_then_text_then_hash_alone() {
     let hash = hex::encode(Sha256::digest(query.as_bytes()));
     let ext = json!({"persistedQuery": {"version": 1, "sha256Hash": hash}});
     let post = |body: Value| c.post(p.url()).json(&body).send();
+    let url = p.url();
+    let ask = |body: Value| {
+        let (c, url) = (&c, &url);
+        async move { e2e::client::post_json(c, url, &body).await }
+    };
 
     // An unknown hash: 200 with PERSISTED_QUERY_NOT_FOUND, as clients expect.
     let r = post(json!({"extensions": ext})).await.unwrap();
@@ -777,20 +782,10 @@ async fn automatic_persisted_queries_by_hash_then_text_then_hash_alone() {
     );
     // The text with its hash runs and is kept; then the hash alone runs it,
     // over POST and over GET.
-    let with_text: Value = post(json!({"query": query, "extensions": ext}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let with_text: Value = ask(json!({"query": query, "extensions": ext})).await;
     let templates = data(&with_text)["pipelineTemplates"].clone();
     assert!(templates.as_array().is_some_and(|t| !t.is_empty()));
-    let by_hash: Value = post(json!({"extensions": ext}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let by_hash: Value = ask(json!({"extensions": ext})).await;
     assert_eq!(data(&by_hash)["pipelineTemplates"], templates);
     let r = c
         .get(p.url())
@@ -836,6 +831,11 @@ async fn trusted_documents_from_manifests_and_a_safelist() {
     .await;
     let c = http();
     let post = |body: Value| c.post(p.url()).json(&body).send();
+    let url = p.url();
+    let ask = |body: Value| {
+        let (c, url) = (&c, &url);
+        async move { e2e::client::post_json(c, url, &body).await }
+    };
     let code = |v: &Value| {
         v["errors"][0]["extensions"]["code"]
             .as_str()
@@ -845,26 +845,11 @@ async fn trusted_documents_from_manifests_and_a_safelist() {
 
     // By hash (Apollo Client's persisted queries), by documentId (Relay), by exact text.
     let ext = json!({"persistedQuery": {"version": 1, "sha256Hash": hash}});
-    let by_hash: Value = post(json!({"extensions": ext}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let by_hash: Value = ask(json!({"extensions": ext})).await;
     assert!(data(&by_hash)["pipelineTemplates"].is_array(), "{by_hash}");
-    let by_id: Value = post(json!({"documentId": "relay-total"}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let by_id: Value = ask(json!({"documentId": "relay-total"})).await;
     assert!(data(&by_id)["pipelines"]["total"].is_number(), "{by_id}");
-    let by_text: Value = post(json!({"query": templates}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let by_text: Value = ask(json!({"query": templates})).await;
     assert!(data(&by_text)["pipelineTemplates"].is_array());
     // Anything else is refused, registration through APQ included.
     let other = "{ pipelines { items { id } } }";
@@ -875,27 +860,12 @@ async fn trusted_documents_from_manifests_and_a_safelist() {
         "PERSISTED_QUERY_NOT_IN_LIST"
     );
     let other_hash = hex::encode(Sha256::digest(other.as_bytes()));
-    let r: Value = post(json!({"query": other, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": other_hash}}}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = ask(json!({"query": other, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": other_hash}}})).await;
     assert_eq!(code(&r), "PERSISTED_QUERY_NOT_IN_LIST");
-    let r: Value = post(json!({"documentId": "nope"}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = ask(json!({"documentId": "nope"})).await;
     assert_eq!(code(&r), "PERSISTED_QUERY_NOT_IN_LIST");
     // Introspection runs (allow_introspection), so tools still see the schema.
-    let intro: Value = post(json!({"query": "{ __schema { queryType { name } } }"}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let intro: Value = ask(json!({"query": "{ __schema { queryType { name } } }"})).await;
     assert_eq!(data(&intro)["__schema"]["queryType"]["name"], "Query");
     // Over WebSocket the same rules hold.
     let mut ws =

@@ -36,9 +36,20 @@ pub async fn gql(url: &str, query: &str, variables: Value) -> Value {
 
 /// [`gql`] with a given client (to reuse connections within one test).
 pub async fn gql_with(client: &reqwest::Client, url: &str, query: &str, variables: Value) -> Value {
+    post_json(
+        client,
+        url,
+        &json!({ "query": query, "variables": variables }),
+    )
+    .await
+}
+
+/// POSTs any JSON body (persisted-query hashes, `documentId`...) and
+/// returns the response body, whatever the status.
+pub async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> Value {
     let resp = client
         .post(url)
-        .json(&json!({ "query": query, "variables": variables }))
+        .json(body)
         .send()
         .await
         .unwrap_or_else(|e| panic!("POST {url} failed: {e}"));

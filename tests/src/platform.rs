@@ -167,3 +167,22 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A loopback port the kernel just handed out, for a child process to bind.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Waits until a process on `port` answers `GET /health` with 200.
+pub async fn wait_healthy(port: u16, within: Duration) {
+    eventually(within, &format!("/health on port {port}"), || async {
+        let r = reqwest::get(format!("http://127.0.0.1:{port}/health"))
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await
+}

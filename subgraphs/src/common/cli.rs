@@ -33,6 +33,15 @@ pub trait ServiceConfig: DeserializeOwned {
     }
 }
 
+/// A service's `service_token`, as [`ServiceConfig::secrets`] lists it.
+pub fn service_token_secret(token: &Option<String>) -> Vec<(&'static str, &str)> {
+    token
+        .as_deref()
+        .map(|t| ("service_token", t))
+        .into_iter()
+        .collect()
+}
+
 /// What the command line (or the environment) says.
 struct Args {
     config: PathBuf,

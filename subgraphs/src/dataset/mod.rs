@@ -170,7 +170,9 @@ impl crate::common::cli::ServiceConfig for DatasetConfig {
 
     fn secrets(&self) -> Vec<(&'static str, &str)> {
         let mut out = vec![("signing_secret", self.signing_secret.as_str())];
-        out.extend(self.service_token.as_deref().map(|t| ("service_token", t)));
+        out.extend(crate::common::cli::service_token_secret(
+            &self.service_token,
+        ));
         out
     }
 }

@@ -89,11 +89,7 @@ pub async fn start(config: LogConfig, listener: TcpListener) -> ServiceResult<Ru
 
 impl crate::common::cli::ServiceConfig for LogConfig {
     fn secrets(&self) -> Vec<(&'static str, &str)> {
-        self.service_token
-            .as_deref()
-            .map(|t| ("service_token", t))
-            .into_iter()
-            .collect()
+        crate::common::cli::service_token_secret(&self.service_token)
     }
 
     const NAME: &'static str = "log";
