@@ -431,21 +431,18 @@ fn unreadable_body(e: &axum::Error, max: usize) -> Response {
     )
 }
 
-/// A GET parameter holding JSON (`variables`, `extensions`); absent or empty: `None`.
+/// A GET parameter holding JSON (`variables`, `extensions`); absent or
+/// empty: `None`; malformed: why.
 fn json_param<T: serde::de::DeserializeOwned>(
     params: &std::collections::HashMap<String, String>,
     name: &str,
     what: &str,
-) -> Result<Option<T>, Response> {
+) -> Result<Option<T>, String> {
     match params.get(name).filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(v) => serde_json::from_str(v).map(Some).map_err(|e| {
-            http_error(
-                StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
-                format!("`{name}` is not {what}: {e}"),
-            )
-        }),
+        Some(v) => serde_json::from_str(v)
+            .map(Some)
+            .map_err(|e| format!("`{name}` is not {what}: {e}")),
     }
 }
 
@@ -509,11 +506,11 @@ async fn graphql_get(State(state): State<Arc<AppState>>, req: Request) -> Respon
     state.metrics.requests.fetch_add(1, Relaxed);
     let variables = match json_param(&params, "variables", "a JSON object") {
         Ok(v) => v,
-        Err(resp) => return resp,
+        Err(why) => return http_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", why),
     };
     let extensions = match json_param(&params, "extensions", "JSON") {
         Ok(v) => v,
-        Err(resp) => return resp,
+        Err(why) => return http_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", why),
     };
     let mut request = GraphQLRequest {
         query: params.get("query").cloned().filter(|q| !q.is_empty()),
