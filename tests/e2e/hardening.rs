@@ -1,7 +1,8 @@
 //! Hostile clients against the real gateway and services: every refusal
 //! names the limit that fired and costs no subgraph call; validation errors
 //! are capped; a batch body is told apart; silent, slow and stalled
-//! connections are cut off, and the connection cap refuses clearly.
+//! connections are cut off, and the connection cap refuses clearly; run log
+//! lines survive a `kill -9` of the pipeline service.
 
 use std::{
     net::SocketAddr,
@@ -10,6 +11,10 @@ use std::{
 
 use e2e::{
     client::{error_codes, http, Protocol},
+    pipeline_support::{
+        assert_example01_log, create_run, log_summary, run_logs, text_datasets, wait_logs,
+        wait_status,
+    },
     platform::{eventually, metric, Platform},
     stack::{Subgraphs, SubgraphsOptions},
     ws_support::WsClient,
@@ -399,5 +404,103 @@ async fn internal_mutations_need_the_service_token_and_write_nothing_without_it(
         Value::Null,
         "{d}"
     );
+    stack.stop().await;
+}
+
+/// The pipeline service as a process of its own on `port`, its store in
+/// `dir`, talking to the stack's dataset and log subgraphs.
+fn pipeline_process(dir: &std::path::Path, port: u16, stack: &Subgraphs) -> tokio::process::Child {
+    let path = dir.join("pipeline.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[services.pipeline]\nlisten = \"127.0.0.1:{port}\"\ndatabase = \"pipeline.sqlite\"\ndataset_url = \"{}\"\nlog_url = \"{}\"\nservice_token = \"{}\"\n",
+            stack.dataset_url(),
+            stack.log_url(),
+            e2e::stack::SERVICE_TOKEN
+        ),
+    )
+    .expect("write pipeline config");
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_pipeline-under-test"))
+        .args(["--config", &path.display().to_string()])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the pipeline service")
+}
+
+#[tokio::test]
+async fn log_lines_survive_kill_9_of_the_pipeline_service_while_the_log_service_is_down() {
+    const WAIT: Duration = Duration::from_secs(20);
+    let mut stack = Subgraphs::start_without_pipeline().await;
+    let dataset = stack.dataset_url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = e2e::platform::free_port();
+    let url = format!("http://127.0.0.1:{port}/graphql");
+    stack.stop_log().await;
+    let mut pipeline = pipeline_process(dir.path(), port, &stack);
+    e2e::platform::wait_healthy(port, WAIT).await;
+
+    // One run finishes, one is RUNNING when the process dies: every line
+    // of both waits in the pipeline store only.
+    let (text_in, text_out) = text_datasets(&dataset, Some("hello")).await;
+    let done = create_run(
+        &url,
+        "example01",
+        &text_in,
+        &text_out,
+        json!(null),
+        json!(null),
+    )
+    .await;
+    let done = done["id"].as_str().expect("run id").to_string();
+    wait_status(&url, &done, &["SUCCESS"], WAIT).await;
+    let (slow_in, slow_out) = text_datasets(&dataset, Some("abc")).await;
+    let slow = json!([{ "name": "duration", "value": "60" }]);
+    let live = create_run(&url, "example00", &slow_in, &slow_out, slow, json!(null)).await;
+    let live = live["id"].as_str().expect("run id").to_string();
+    wait_status(&url, &live, &["RUNNING"], WAIT).await;
+    pipeline.kill().await.expect("SIGKILL the pipeline service");
+
+    stack.start_log().await;
+    let mut pipeline = pipeline_process(dir.path(), port, &stack);
+    e2e::platform::wait_healthy(port, WAIT).await;
+
+    let lines = wait_logs(&stack.log_url(), &done, WAIT, |l| l.len() >= 9).await;
+    assert_example01_log(&lines, &done);
+    let lines = wait_logs(&stack.log_url(), &live, WAIT, |l| {
+        l.last().is_some_and(|l| {
+            l["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("interrupted by restart")
+        })
+    })
+    .await;
+    let summary = log_summary(&lines);
+    let messages: Vec<&str> = summary.iter().map(|(_, _, m)| m.as_str()).collect();
+    assert_eq!(
+        messages[..2],
+        [
+            "run created from template example00; waiting for a worker",
+            "run started: template example00"
+        ],
+        "{summary:#?}"
+    );
+    // the node line may or may not have been committed before the kill
+    assert!(
+        messages[2..messages.len() - 1]
+            .iter()
+            .all(|m| m.starts_with("node ")),
+        "{summary:#?}"
+    );
+    assert_eq!(summary.last().map(|l| l.0.as_str()), Some("ERROR"));
+
+    // once: nothing more arrives
+    let counts = (lines.len(), run_logs(&stack.log_url(), &done).await.len());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(run_logs(&stack.log_url(), &live).await.len(), counts.0);
+    assert_eq!(run_logs(&stack.log_url(), &done).await.len(), counts.1);
+    assert_eq!(counts.1, 9);
+    pipeline.kill().await.expect("stop the pipeline service");
     stack.stop().await;
 }

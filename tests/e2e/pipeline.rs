@@ -709,23 +709,29 @@ async fn runs_left_live_by_a_crash_fail_on_restart() {
     let database = stack.dir().join("crashed-pipeline.sqlite");
     {
         // what a crashed process leaves behind
-        let store = SqlitePipelineStore::open(&database).unwrap();
+        let store = SqlitePipelineStore::open(&database, 100).unwrap();
         store
-            .insert(stored_run(
-                "crashed-running",
-                PipelineStatus::Running,
-                &text_in,
-                &text_out,
-            ))
+            .insert(
+                stored_run(
+                    "crashed-running",
+                    PipelineStatus::Running,
+                    &text_in,
+                    &text_out,
+                ),
+                vec![],
+            )
             .await
             .unwrap();
         store
-            .insert(stored_run(
-                "crashed-pending",
-                PipelineStatus::Pending,
-                &text_in,
-                &text_out,
-            ))
+            .insert(
+                stored_run(
+                    "crashed-pending",
+                    PipelineStatus::Pending,
+                    &text_in,
+                    &text_out,
+                ),
+                vec![],
+            )
             .await
             .unwrap();
         let mut done = stored_run(
@@ -735,7 +741,7 @@ async fn runs_left_live_by_a_crash_fail_on_restart() {
             &text_out,
         );
         done.finished_at = Some(subgraphs::pipeline::model::now());
-        store.insert(done).await.unwrap();
+        store.insert(done, vec![]).await.unwrap();
     }
     let service = start_pipeline(&stack, &database, 1).await;
     let url = service.url();

@@ -67,51 +67,6 @@ async fn occupy_worker(stack: &Subgraphs) -> String {
     id
 }
 
-/// The log lines of a successful example01 run, in order.
-fn assert_example01_log(lines: &[Value], pipeline_id: &str) {
-    let summary = log_summary(lines);
-    let expected_prefixes: Vec<(&str, Option<&str>, &str)> = vec![
-        (
-            "INFO",
-            None,
-            "run created from template example01; waiting for a worker",
-        ),
-        ("INFO", None, "run started: template example01"),
-        ("INFO", Some("uppercase"), "node uppercase started"),
-        ("INFO", Some("uppercase"), "node uppercase finished in "),
-        ("INFO", Some("reverse"), "node reverse started"),
-        ("INFO", Some("reverse"), "node reverse finished in "),
-        (
-            "INFO",
-            Some("append_timestamp"),
-            "node append_timestamp started",
-        ),
-        (
-            "INFO",
-            Some("append_timestamp"),
-            "node append_timestamp finished in ",
-        ),
-        ("INFO", None, "run succeeded in "),
-    ];
-    assert_eq!(summary.len(), expected_prefixes.len(), "{summary:#?}");
-    for ((level, node, message), (want_level, want_node, want_prefix)) in
-        summary.iter().zip(&expected_prefixes)
-    {
-        assert_eq!(level, want_level, "{summary:#?}");
-        assert_eq!(node.as_deref(), *want_node, "{summary:#?}");
-        assert!(
-            message.starts_with(want_prefix),
-            "{message} should start with {want_prefix}"
-        );
-    }
-    assert!(lines.iter().all(|l| l["pipelineId"] == pipeline_id));
-    let times: Vec<Timestamp> = lines
-        .iter()
-        .map(|l| Timestamp::parse(l["time"].as_str().unwrap()).unwrap())
-        .collect();
-    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
-}
-
 #[tokio::test]
 async fn example01_runs_end_to_end() {
     let stack = Subgraphs::start_with(SubgraphsOptions {

@@ -224,8 +224,8 @@ mod tests {
     #[tokio::test]
     async fn a_lagging_follower_rereads_the_run() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqlitePipelineStore::open(&dir.path().join("p.sqlite")).unwrap();
-        store.insert(run("p", Running)).await.unwrap();
+        let store = SqlitePipelineStore::open(&dir.path().join("p.sqlite"), 100).unwrap();
+        store.insert(run("p", Running), vec![]).await.unwrap();
         let store: Arc<dyn PipelineStore> = Arc::new(store);
         let bus = EventBus::with_capacity(2);
         let mut events = Box::pin(
@@ -245,6 +245,7 @@ mod tests {
                     to: Success,
                     at: Timestamp::now(),
                     error: None,
+                    log: vec![],
                 },
             )
             .await
@@ -258,8 +259,8 @@ mod tests {
     #[tokio::test]
     async fn following_a_finished_or_unknown_run() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqlitePipelineStore::open(&dir.path().join("p.sqlite")).unwrap();
-        store.insert(run("done", Cancelled)).await.unwrap();
+        let store = SqlitePipelineStore::open(&dir.path().join("p.sqlite"), 100).unwrap();
+        store.insert(run("done", Cancelled), vec![]).await.unwrap();
         let store: Arc<dyn PipelineStore> = Arc::new(store);
         let bus = EventBus::default();
         let events: Vec<_> = follow(&bus, store.clone(), "done".into(), CancellationToken::new())

@@ -4,13 +4,14 @@
 //!
 //! The flow: `schema` (resolvers) -> `validate` -> `runner` (create, execute,
 //! cancel, delete) -> `nodes` (what each node does) with `peers` (dataset
-//! subgraph), `log_shipper` (log subgraph), `events` (subscriptions) and
-//! `store` (SQLite) beside it.
+//! subgraph), `log_shipper` (log subgraph, from the `outbox`), `events`
+//! (subscriptions) and `store` (SQLite) beside it.
 
 pub mod events;
 pub mod log_shipper;
 pub mod model;
 pub mod nodes;
+pub mod outbox;
 pub mod peers;
 pub mod runner;
 pub mod schema;
@@ -46,7 +47,8 @@ pub struct PipelineConfig {
     pub dataset_url: String,
     /// The log subgraph's GraphQL endpoint: runs send their log lines to it.
     pub log_url: String,
-    /// Log lines kept in memory while the log subgraph is unreachable.
+    /// Log lines the store's outbox keeps while the log subgraph is
+    /// unreachable; beyond it the oldest are dropped (and that is reported).
     #[serde(default = "defaults::log_buffer")]
     pub log_buffer: usize,
     /// `[services.pipeline.http]`
@@ -80,7 +82,7 @@ impl PipelineConfig {
         }
         if self.log_buffer == 0 {
             return Err(ServiceError::bad_input(
-                "[services.pipeline] log_buffer = 0: the buffer must hold at least one log line",
+                "[services.pipeline] log_buffer = 0: the log outbox must hold at least one line",
             ));
         }
         for (key, url) in [
@@ -105,15 +107,19 @@ pub async fn runner(
     shutdown: &CancellationToken,
 ) -> ServiceResult<Arc<Runner>> {
     config.check()?;
-    let store = store::SqlitePipelineStore::open(&config.database)?;
+    let store: Arc<dyn store::PipelineStore> = Arc::new(store::SqlitePipelineStore::open(
+        &config.database,
+        config.log_buffer,
+    )?);
     let http =
         peers::http_client(config.service_token.as_deref()).map_err(ServiceError::Storage)?;
-    let logs = log_shipper::LogShipper::new(config.log_buffer);
+    let logs = log_shipper::LogShipper::default();
     // On shutdown the runs stop first (each records and logs how it ended),
     // then the shipper delivers what is left: its stop waits for the runs.
     let runs = TaskTracker::new();
     let shipper_stop = CancellationToken::new();
     logs.spawn(
+        store.clone(),
         peers::GraphqlClient::new(config.log_url.clone(), http.clone()),
         tasks,
         shipper_stop.clone(),
@@ -128,7 +134,7 @@ pub async fn runner(
         }
     });
     let runner = Runner::new(
-        Arc::new(store),
+        store,
         peers::DatasetClient::new(config.dataset_url.clone(), http),
         logs,
         config.workers,

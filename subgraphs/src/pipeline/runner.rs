@@ -2,7 +2,8 @@
 //! a bounded worker pool, cancel, delete, and recover after a crash.
 //!
 //! The store is the single source of truth for a run's status: every change
-//! is a compare-and-set there first, then an event and a log line.
+//! is a compare-and-set there, with its log lines in the same transaction,
+//! then an event.
 
 use std::{
     collections::HashMap,
@@ -15,9 +16,10 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
     events::{EventBus, PipelineEvent},
-    log_shipper::{Level, LogShipper},
+    log_shipper::{keyed_line, LogShipper},
     model::{now, PipelineInput, PipelineStatus, Run},
     nodes,
+    outbox::{Level, LogLine},
     peers::{DatasetClient, ReadError},
     store::{Deleted, Moved, PipelineStore, Transition},
     templates::{self, NodeSpec, Template},
@@ -30,7 +32,9 @@ pub const INTERRUPTED_BY_RESTART: &str = "interrupted by restart";
 
 /// How a run ended, as the worker saw it.
 enum Ending {
-    Success,
+    Success {
+        started_at: crate::common::Timestamp,
+    },
     Failure {
         node: Option<&'static str>,
         error: String,
@@ -85,19 +89,23 @@ impl Runner {
     /// Start-up: runs a previous process left PENDING or RUNNING never finish
     /// now, so they fail, visibly, instead of staying stuck.
     pub async fn recover(&self) -> ServiceResult<usize> {
+        let line = |run: &Run| {
+            keyed_line(
+                &run.id,
+                Level::Error,
+                None,
+                "run failed: interrupted by restart (the pipeline service stopped while this run was PENDING or RUNNING); create it again to rerun".into(),
+                format!("{}:interrupted", run.id),
+            )
+        };
         let failed = self
             .store
-            .fail_live(INTERRUPTED_BY_RESTART.into(), now())
+            .fail_live(INTERRUPTED_BY_RESTART.into(), now(), Box::new(line))
             .await?;
         for run in &failed {
             tracing::warn!(pipeline_id = %run.id, template = %run.name, "run interrupted by restart: marked FAILURE");
-            self.logs.log_keyed(
-                &run.id,
-                Level::Error,
-                "run failed: interrupted by restart (the pipeline service stopped while this run was PENDING or RUNNING); create it again to rerun",
-                format!("{}:interrupted", run.id),
-            );
         }
+        self.logs.wake();
         Ok(failed.len())
     }
 
@@ -133,9 +141,7 @@ impl Runner {
         }
 
         let run = Run::pending(valid, now());
-        self.store.insert(run.clone()).await?;
-        self.events.publish(PipelineEvent::current(&run));
-        self.logs.log(
+        let created = self.logs.line(
             &run.id,
             Level::Info,
             None,
@@ -144,6 +150,9 @@ impl Runner {
                 run.name
             ),
         );
+        self.store.insert(run.clone(), vec![created]).await?;
+        self.logs.wake();
+        self.events.publish(PipelineEvent::current(&run));
         let token = self.shutdown.child_token();
         self.live().insert(run.id.clone(), token.clone());
         let runner = self.clone();
@@ -167,21 +176,15 @@ impl Runner {
         if let Some(token) = self.live().remove(&id) {
             token.cancel();
         }
+        let line = self
+            .logs
+            .line(&id, Level::Info, None, "run cancelled by cancelPipeline");
+        let to = self.transition(PipelineStatus::Cancelled, None, vec![line]);
         match self
-            .move_to(
-                &id,
-                PipelineStatus::Cancelled,
-                None,
-                None,
-                "cancelled by cancelPipeline".into(),
-            )
+            .move_to(&id, to, None, "cancelled by cancelPipeline".into())
             .await?
         {
-            Moved::Done(run) => {
-                self.logs
-                    .log(&id, Level::Info, None, "run cancelled by cancelPipeline");
-                Ok(run)
-            }
+            Moved::Done(run) => Ok(run),
             Moved::Refused(run) => Err(finished_conflict(&run)),
             Moved::Missing => Err(ServiceError::not_found(format!(
                 "no pipeline run with id `{id}`"
@@ -201,21 +204,33 @@ impl Runner {
         }
     }
 
-    /// Records a status change, then tells followers.
+    /// A status change now, with the log lines it writes.
+    fn transition(
+        &self,
+        to: PipelineStatus,
+        error: Option<String>,
+        log: Vec<LogLine>,
+    ) -> Transition {
+        Transition {
+            to,
+            at: now(),
+            error,
+            log,
+        }
+    }
+
+    /// Records a status change (and its log lines), then tells followers.
     async fn move_to(
         &self,
         id: &str,
-        to: PipelineStatus,
-        error: Option<String>,
+        change: Transition,
         node: Option<&str>,
         message: String,
     ) -> ServiceResult<Moved> {
-        let at = now();
-        let moved = self
-            .store
-            .transition(id.to_string(), Transition { to, at, error })
-            .await?;
+        let (to, at) = (change.to, change.at);
+        let moved = self.store.transition(id.to_string(), change).await?;
         if let Moved::Done(_) = &moved {
+            self.logs.wake();
             self.events.publish(PipelineEvent {
                 pipeline_id: id.into(),
                 status: to,
@@ -227,9 +242,16 @@ impl Runner {
         Ok(moved)
     }
 
-    fn node_event(&self, run: &Run, node: &str, message: String) {
-        self.logs
-            .log(&run.id, Level::Info, Some(node), message.clone());
+    async fn node_event(&self, run: &Run, node: &str, message: String) {
+        let line = self
+            .logs
+            .line(&run.id, Level::Info, Some(node), message.clone());
+        match self.store.append_log(vec![line]).await {
+            Ok(()) => self.logs.wake(),
+            Err(e) => {
+                tracing::error!(pipeline_id = %run.id, node, error = %e, %message, "cannot store a run log line")
+            }
+        }
         self.events.publish(PipelineEvent {
             pipeline_id: run.id.clone().into(),
             status: PipelineStatus::Running,
@@ -264,17 +286,10 @@ impl Runner {
         }
         let template = templates::find(&run.name);
         let message = format!("run started: template {}", run.name);
-        match self
-            .move_to(
-                &run.id,
-                PipelineStatus::Running,
-                None,
-                None,
-                message.clone(),
-            )
-            .await
-        {
-            Ok(Moved::Done(_)) => {}
+        let line = self.logs.line(&run.id, Level::Info, None, message.clone());
+        let to = self.transition(PipelineStatus::Running, None, vec![line]);
+        let started_at = match self.move_to(&run.id, to, None, message).await {
+            Ok(Moved::Done(started)) => started.started_at.unwrap_or_else(now),
             // Cancelled (or removed) while it waited: nothing to do.
             Ok(_) => return None,
             Err(e) => {
@@ -283,15 +298,14 @@ impl Runner {
                     error: format!("cannot record the start of the run: {e}"),
                 })
             }
-        }
-        self.logs.log(&run.id, Level::Info, None, message);
+        };
         let Some(template) = template else {
             return Some(Ending::Failure {
                 node: None,
                 error: format!("template {} no longer exists", run.name),
             });
         };
-        Some(self.execute(run, template, token).await)
+        Some(self.execute(run, template, token, started_at).await)
     }
 
     /// Runs the nodes in order; intermediate values stay in memory.
@@ -300,13 +314,15 @@ impl Runner {
         run: &Run,
         template: &'static Template,
         token: &CancellationToken,
+        started_at: crate::common::Timestamp,
     ) -> Ending {
         let mut values: HashMap<&'static str, String> = HashMap::new();
         for node in template.nodes {
             if token.is_cancelled() {
                 return Ending::Stopped;
             }
-            self.node_event(run, node.name, format!("node {} started", node.name));
+            self.node_event(run, node.name, format!("node {} started", node.name))
+                .await;
             let started = Instant::now();
             match token
                 .run_until_cancelled(self.run_node(run, template, node, &mut values))
@@ -329,9 +345,10 @@ impl Runner {
                     node.name,
                     started.elapsed().as_millis()
                 ),
-            );
+            )
+            .await;
         }
-        Ending::Success
+        Ending::Success { started_at }
     }
 
     async fn run_node(
@@ -388,54 +405,64 @@ impl Runner {
         Ok(())
     }
 
-    /// Records how a run ended. A refused move means someone else (a
-    /// cancellation) already ended it, which is fine.
+    /// Records how a run ended, with its last log lines. A refused move
+    /// means someone else (a cancellation) already ended it, which is fine.
     async fn finish(&self, run: &Run, ending: Option<Ending>) {
         let Some(ending) = ending else { return };
-        let (to, error, node) = match ending {
-            Ending::Success => (PipelineStatus::Success, None, None),
-            Ending::Failure { node, error } => (PipelineStatus::Failure, Some(error), node),
-            // Cancelled by cancelPipeline: it records the status itself.
-            Ending::Stopped if !self.shutdown.is_cancelled() => return,
-            Ending::Stopped => (
-                PipelineStatus::Failure,
-                Some("interrupted by shutdown: the pipeline service stopped while this run was PENDING or RUNNING; create it again to rerun".to_string()),
-                None,
-            ),
-        };
-        let message = error.clone().unwrap_or_else(|| "run succeeded".into());
-        let ended = match self
-            .move_to(&run.id, to, error.clone(), node, message)
-            .await
-        {
-            Ok(Moved::Done(ended)) => ended,
-            Ok(_) => return,
-            Err(e) => {
-                tracing::error!(pipeline_id = %run.id, error = %e, "cannot record the end of a run");
-                return;
-            }
-        };
-        match error {
-            None => {
-                let ms = match (ended.started_at, ended.finished_at) {
-                    (Some(s), Some(f)) => (f.0 - s.0).num_milliseconds(),
-                    _ => 0,
-                };
-                self.logs.log(
+        let at = now();
+        let (to, error, node, log) = match ending {
+            Ending::Success { started_at } => {
+                let ms = (at.0 - started_at.0).num_milliseconds();
+                let line = self.logs.line(
                     &run.id,
                     Level::Info,
                     None,
                     format!("run succeeded in {ms} ms"),
                 );
+                (PipelineStatus::Success, None, None, vec![line])
             }
-            Some(error) => {
+            Ending::Failure { node, error } => {
+                let mut log = Vec::new();
                 if let Some(node) = node {
-                    self.logs
-                        .log(&run.id, Level::Error, Some(node), error.clone());
+                    log.push(
+                        self.logs
+                            .line(&run.id, Level::Error, Some(node), error.clone()),
+                    );
                 }
-                self.logs
-                    .log(&run.id, Level::Error, None, format!("run failed: {error}"));
-                tracing::warn!(pipeline_id = %run.id, %error, "run failed");
+                log.push(self.logs.line(
+                    &run.id,
+                    Level::Error,
+                    None,
+                    format!("run failed: {error}"),
+                ));
+                (PipelineStatus::Failure, Some(error), node, log)
+            }
+            // Cancelled by cancelPipeline: it records the status itself.
+            Ending::Stopped if !self.shutdown.is_cancelled() => return,
+            Ending::Stopped => {
+                let error = "interrupted by shutdown: the pipeline service stopped while this run was PENDING or RUNNING; create it again to rerun".to_string();
+                let line =
+                    self.logs
+                        .line(&run.id, Level::Error, None, format!("run failed: {error}"));
+                (PipelineStatus::Failure, Some(error), None, vec![line])
+            }
+        };
+        let message = error.clone().unwrap_or_else(|| "run succeeded".into());
+        let change = Transition {
+            to,
+            at,
+            error: error.clone(),
+            log,
+        };
+        match self.move_to(&run.id, change, node, message).await {
+            Ok(Moved::Done(_)) => {
+                if let Some(error) = error {
+                    tracing::warn!(pipeline_id = %run.id, %error, "run failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(pipeline_id = %run.id, error = %e, "cannot record the end of a run");
             }
         }
     }

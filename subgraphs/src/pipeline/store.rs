@@ -3,31 +3,50 @@
 //! Status changes are compare-and-set inside one transaction: a move the
 //! current status does not allow (see `PipelineStatus::can_move_to`) is
 //! refused, so a worker finishing late can never overwrite a cancellation.
+//! The log lines of a change are written in the same transaction (see
+//! `outbox`).
 
 use std::{future::Future, pin::Pin};
 
 use rusqlite::{types::Value, OptionalExtension, Row};
 
-use super::model::{PipelineStatus, Run};
+use super::{
+    model::{PipelineStatus, Run},
+    outbox::{self, Batch, LogLine},
+};
 use crate::common::{cursor, Db, ServiceError, ServiceResult, Tag, Timestamp};
 
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = ServiceResult<T>> + Send + 'a>>;
 
+/// The log line recovery writes for each run it fails.
+pub type LineFor = Box<dyn Fn(&Run) -> LogLine + Send>;
+
 /// The storage the service needs; `SqlitePipelineStore` is the one we ship.
 pub trait PipelineStore: Send + Sync + 'static {
-    /// Stores a new run (all of it or nothing).
-    fn insert(&self, run: Run) -> StoreFuture<'_, ()>;
+    /// Stores a new run and its first log lines (all of it or nothing).
+    fn insert(&self, run: Run, log: Vec<LogLine>) -> StoreFuture<'_, ()>;
     fn get(&self, id: String) -> StoreFuture<'_, Option<Run>>;
     /// One lookup for many ids: same order as `ids`, `None` for unknown ones.
     fn get_many(&self, ids: Vec<String>) -> StoreFuture<'_, Vec<Option<Run>>>;
     fn list(&self, query: ListQuery) -> StoreFuture<'_, RunPage>;
-    /// Moves a run to another status if its current one allows it.
+    /// Moves a run to another status if its current one allows it, with
+    /// the transition's log lines (written only if it moves).
     fn transition(&self, id: String, to: Transition) -> StoreFuture<'_, Moved>;
     /// Deletes a run that has finished.
     fn delete_finished(&self, id: String) -> StoreFuture<'_, Deleted>;
-    /// Marks every PENDING or RUNNING run FAILURE with `error`: start-up
-    /// recovery after a crash. Returns the runs it changed.
-    fn fail_live(&self, error: String, at: Timestamp) -> StoreFuture<'_, Vec<Run>>;
+    /// Marks every PENDING or RUNNING run FAILURE with `error`, logging
+    /// `line` of each: start-up recovery after a crash. Returns the runs it changed.
+    fn fail_live(&self, error: String, at: Timestamp, line: LineFor) -> StoreFuture<'_, Vec<Run>>;
+    /// Log lines that belong to no status change.
+    fn append_log(&self, log: Vec<LogLine>) -> StoreFuture<'_, ()>;
+    /// The outbox's next delivery (see `outbox::take`).
+    fn take_log(&self, max: usize) -> StoreFuture<'_, Batch>;
+    /// The log subgraph took `batch`.
+    fn ack_log(&self, batch: Batch) -> StoreFuture<'_, ()>;
+    /// Delivering the last batch failed.
+    fn release_log(&self) -> StoreFuture<'_, ()>;
+    /// Lines waiting in the outbox.
+    fn queued_log(&self) -> StoreFuture<'_, usize>;
 }
 
 /// A status change: `startedAt` is set when entering RUNNING, `finishedAt`
@@ -37,6 +56,7 @@ pub struct Transition {
     pub to: PipelineStatus,
     pub at: Timestamp,
     pub error: Option<String>,
+    pub log: Vec<LogLine>,
 }
 
 #[derive(Debug)]
@@ -139,7 +159,7 @@ CREATE INDEX IF NOT EXISTS pipelines_status ON pipelines (status);
 
 /// Schema versions in order; a database is brought to the last one on
 /// open (`PRAGMA user_version` records where it is).
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, outbox::SCHEMA_V2];
 
 const COLUMNS: &str =
     "id, name, status, parameters, tags, data_catalog, created_at, started_at, finished_at, error";
@@ -205,12 +225,15 @@ pub fn page_sql(query: &ListQuery) -> (String, Vec<Value>) {
 #[derive(Clone)]
 pub struct SqlitePipelineStore {
     db: Db,
+    /// Log lines the outbox keeps at most (`log_buffer`).
+    log_capacity: usize,
 }
 
 impl SqlitePipelineStore {
-    pub fn open(path: &std::path::Path) -> ServiceResult<Self> {
+    pub fn open(path: &std::path::Path, log_capacity: usize) -> ServiceResult<Self> {
         Ok(SqlitePipelineStore {
             db: Db::open(path, MIGRATIONS)?,
+            log_capacity,
         })
     }
 }
@@ -281,7 +304,8 @@ fn ts_text(t: Option<Timestamp>) -> Option<String> {
 }
 
 impl PipelineStore for SqlitePipelineStore {
-    fn insert(&self, run: Run) -> StoreFuture<'_, ()> {
+    fn insert(&self, run: Run, log: Vec<LogLine>) -> StoreFuture<'_, ()> {
+        let capacity = self.log_capacity;
         Box::pin(self.db.call(move |conn| {
             let tx = conn.transaction()?;
             tx.execute(
@@ -299,6 +323,7 @@ impl PipelineStore for SqlitePipelineStore {
                     run.error,
                 ],
             )?;
+            outbox::append(&tx, &log, capacity)?;
             tx.commit()?;
             Ok(())
         }))
@@ -354,6 +379,7 @@ impl PipelineStore for SqlitePipelineStore {
     }
 
     fn transition(&self, id: String, to: Transition) -> StoreFuture<'_, Moved> {
+        let capacity = self.log_capacity;
         Box::pin(self.db.call(move |conn| {
             let tx = conn.transaction()?;
             let Some(mut run) = select_one(&tx, &id)? else {
@@ -380,6 +406,7 @@ impl PipelineStore for SqlitePipelineStore {
                     run.error
                 ],
             )?;
+            outbox::append(&tx, &to.log, capacity)?;
             tx.commit()?;
             Ok(Moved::Done(run))
         }))
@@ -400,7 +427,8 @@ impl PipelineStore for SqlitePipelineStore {
         }))
     }
 
-    fn fail_live(&self, error: String, at: Timestamp) -> StoreFuture<'_, Vec<Run>> {
+    fn fail_live(&self, error: String, at: Timestamp, line: LineFor) -> StoreFuture<'_, Vec<Run>> {
+        let capacity = self.log_capacity;
         Box::pin(self.db.call(move |conn| {
             let tx = conn.transaction()?;
             let live: Vec<Run> = {
@@ -415,8 +443,7 @@ impl PipelineStore for SqlitePipelineStore {
                 "UPDATE pipelines SET status = 'FAILURE', finished_at = ?1, error = ?2 WHERE status IN ('PENDING', 'RUNNING')",
                 rusqlite::params![at_text, error],
             )?;
-            tx.commit()?;
-            Ok(live
+            let failed: Vec<Run> = live
                 .into_iter()
                 .map(|mut r| {
                     r.status = PipelineStatus::Failure;
@@ -424,8 +451,55 @@ impl PipelineStore for SqlitePipelineStore {
                     r.error = Some(error.clone());
                     r
                 })
-                .collect())
+                .collect();
+            let lines: Vec<LogLine> = failed.iter().map(line).collect();
+            outbox::append(&tx, &lines, capacity)?;
+            tx.commit()?;
+            Ok(failed)
         }))
+    }
+
+    fn append_log(&self, log: Vec<LogLine>) -> StoreFuture<'_, ()> {
+        let capacity = self.log_capacity;
+        Box::pin(self.db.call(move |conn| {
+            let tx = conn.transaction()?;
+            outbox::append(&tx, &log, capacity)?;
+            tx.commit()?;
+            Ok(())
+        }))
+    }
+
+    fn take_log(&self, max: usize) -> StoreFuture<'_, Batch> {
+        let capacity = self.log_capacity;
+        Box::pin(self.db.call(move |conn| {
+            let tx = conn.transaction()?;
+            let batch = outbox::take(&tx, max, capacity)?;
+            tx.commit()?;
+            Ok(batch)
+        }))
+    }
+
+    fn ack_log(&self, batch: Batch) -> StoreFuture<'_, ()> {
+        Box::pin(self.db.call(move |conn| {
+            let tx = conn.transaction()?;
+            outbox::ack(&tx, &batch)?;
+            tx.commit()?;
+            Ok(())
+        }))
+    }
+
+    fn release_log(&self) -> StoreFuture<'_, ()> {
+        let capacity = self.log_capacity;
+        Box::pin(self.db.call(move |conn| {
+            let tx = conn.transaction()?;
+            outbox::release(&tx, capacity)?;
+            tx.commit()?;
+            Ok(())
+        }))
+    }
+
+    fn queued_log(&self) -> StoreFuture<'_, usize> {
+        Box::pin(self.db.call(|conn| outbox::len(conn)))
     }
 }
 
@@ -472,7 +546,7 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, SqlitePipelineStore) {
         let dir = tempfile::tempdir().unwrap();
-        let s = SqlitePipelineStore::open(&dir.path().join("p.sqlite")).unwrap();
+        let s = SqlitePipelineStore::open(&dir.path().join("p.sqlite"), 100).unwrap();
         (dir, s)
     }
 
@@ -569,7 +643,7 @@ mod tests {
                 &[("team", "x"), ("env", "prod")],
             ),
         ] {
-            s.insert(r).await.unwrap();
+            s.insert(r, vec![]).await.unwrap();
         }
         let mut seen = Vec::new();
         let mut after = None;
@@ -629,10 +703,10 @@ mod tests {
     #[tokio::test]
     async fn get_many_keeps_order_and_nulls() {
         let (_dir, s) = store();
-        s.insert(run("a", "example00", Success, 1, &[]))
+        s.insert(run("a", "example00", Success, 1, &[]), vec![])
             .await
             .unwrap();
-        s.insert(run("b", "example00", Success, 2, &[]))
+        s.insert(run("b", "example00", Success, 2, &[]), vec![])
             .await
             .unwrap();
         let got = s
@@ -661,7 +735,7 @@ mod tests {
     #[tokio::test]
     async fn transitions_are_compare_and_set() {
         let (_dir, s) = store();
-        s.insert(run("a", "example00", Pending, 1, &[]))
+        s.insert(run("a", "example00", Pending, 1, &[]), vec![])
             .await
             .unwrap();
         let at = Timestamp::now();
@@ -669,6 +743,7 @@ mod tests {
             to,
             at,
             error: error.map(String::from),
+            log: vec![],
         };
         let Moved::Done(r) = s.transition("a".into(), t(Running, None)).await.unwrap() else {
             panic!()
@@ -695,10 +770,10 @@ mod tests {
     #[tokio::test]
     async fn delete_only_finished_runs() {
         let (_dir, s) = store();
-        s.insert(run("live", "example00", Running, 1, &[]))
+        s.insert(run("live", "example00", Running, 1, &[]), vec![])
             .await
             .unwrap();
-        s.insert(run("done", "example00", Failure, 2, &[]))
+        s.insert(run("done", "example00", Failure, 2, &[]), vec![])
             .await
             .unwrap();
         assert!(matches!(
@@ -718,17 +793,28 @@ mod tests {
     #[tokio::test]
     async fn live_runs_fail_on_recovery() {
         let (_dir, s) = store();
-        s.insert(run("p", "example00", Pending, 1, &[]))
+        s.insert(run("p", "example00", Pending, 1, &[]), vec![])
             .await
             .unwrap();
-        s.insert(run("r", "example00", Running, 2, &[]))
+        s.insert(run("r", "example00", Running, 2, &[]), vec![])
             .await
             .unwrap();
-        s.insert(run("ok", "example00", Success, 3, &[]))
+        s.insert(run("ok", "example00", Success, 3, &[]), vec![])
             .await
             .unwrap();
         let failed = s
-            .fail_live("interrupted by restart".into(), Timestamp::now())
+            .fail_live(
+                "interrupted by restart".into(),
+                Timestamp::now(),
+                Box::new(|r: &Run| LogLine {
+                    pipeline_id: r.id.clone(),
+                    level: outbox::Level::Error,
+                    message: "interrupted".into(),
+                    node: None,
+                    time: "t".into(),
+                    key: format!("{}:interrupted", r.id),
+                }),
+            )
             .await
             .unwrap();
         assert_eq!(ids(&failed), ["p", "r"]);
@@ -739,5 +825,66 @@ mod tests {
             assert!(r.finished_at.is_some());
         }
         assert_eq!(s.get("ok".into()).await.unwrap().unwrap().status, Success);
+        let keys: Vec<String> = s
+            .take_log(10)
+            .await
+            .unwrap()
+            .lines
+            .into_iter()
+            .map(|l| l.key)
+            .collect();
+        assert_eq!(keys, ["p:interrupted", "r:interrupted"]);
+    }
+
+    fn line(p: &str, message: &str) -> LogLine {
+        LogLine {
+            pipeline_id: p.into(),
+            level: outbox::Level::Info,
+            message: message.into(),
+            node: None,
+            time: "t".into(),
+            key: format!("{p}:{message}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn log_lines_are_written_with_the_change_or_not_at_all() {
+        let (_dir, s) = store();
+        s.insert(
+            run("a", "example00", Pending, 1, &[]),
+            vec![line("a", "created")],
+        )
+        .await
+        .unwrap();
+        // a duplicate id: neither the run nor its line is stored
+        assert!(s
+            .insert(
+                run("a", "example00", Pending, 1, &[]),
+                vec![line("a", "again")]
+            )
+            .await
+            .is_err());
+        let t = |to, message: &str| Transition {
+            to,
+            at: Timestamp::now(),
+            error: None,
+            log: vec![line("a", message)],
+        };
+        s.transition("a".into(), t(Cancelled, "cancelled"))
+            .await
+            .unwrap();
+        // refused: its line is not written
+        let refused = s
+            .transition("a".into(), t(Success, "succeeded"))
+            .await
+            .unwrap();
+        assert!(matches!(refused, Moved::Refused(_)));
+        s.append_log(vec![line("a", "later")]).await.unwrap();
+        let batch = s.take_log(10).await.unwrap();
+        let messages: Vec<&str> = batch.lines.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(messages, ["created", "cancelled", "later"]);
+        assert_eq!(s.queued_log().await.unwrap(), 3);
+        s.ack_log(batch).await.unwrap();
+        assert_eq!(s.queued_log().await.unwrap(), 0);
     }
 }
