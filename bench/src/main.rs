@@ -14,12 +14,13 @@ mod report;
 mod resilience;
 mod scenarios;
 mod seed;
+mod soak;
 mod stack;
 mod subscriptions;
 
 use std::time::{Duration, Instant};
 
-/// A hard bound on seeding plus scenarios, whatever the servers do.
+/// A hard bound on seeding plus scenarios (plus the soak), whatever the servers do.
 const MAX_RUN: Duration = Duration::from_secs(30 * 60);
 
 use anyhow::Context;
@@ -73,9 +74,10 @@ async fn all(options: Options) -> anyhow::Result<()> {
     );
     let mut stack = stack::Stack::start(&options).await?;
     eprintln!("bench: stack up in {}", stack.dir.display());
-    let result = tokio::time::timeout(MAX_RUN, run_scenarios(&options, &mut stack, &mut report))
+    let max_run = MAX_RUN + options.soak;
+    let result = tokio::time::timeout(max_run, run_scenarios(&options, &mut stack, &mut report))
         .await
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("the run took longer than {MAX_RUN:?}")));
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the run took longer than {max_run:?}")));
     let stopped = stack.stop().await;
     if let Err(e) = &result {
         report.note(format!("The run stopped early: {e:#}"));
@@ -161,6 +163,15 @@ async fn run_scenarios(
         let r = resilience::run(options, stack).await;
         let r = r.map(|v| report.resilience = Some(v));
         check("resilience", r, stack, report);
+    }
+    if want("soak") {
+        eprintln!(
+            "bench: scenario soak ({:?}, the dataset subgraph killed twice)",
+            options.soak
+        );
+        let r = soak::run(options, stack).await;
+        let r = r.map(|v| report.soak = Some(v));
+        check("soak", r, stack, report);
     }
     Ok(failed)
 }

@@ -33,7 +33,10 @@ options:
   --subscriptions N        concurrent subscriptions (default 1000)
   --sub-runs N             runs the subscriptions are spread over (default 10)
   --sub-lines N            lines emitted per run while subscribed (default 100)
-  --scenarios LIST         any of root,nested,fanout,subscriptions,resilience (default: all)
+  --scenarios LIST         any of root,nested,fanout,subscriptions,resilience,soak
+                           (default: all but soak)
+  --soak-secs SECS         soak: how long (default 300); the dataset subgraph is
+                           killed at 20 % and 60 % of it and restarted a tenth later
   --rounds N               peers: rounds of each side per workload (default 3)
   --peers-dir DIR          peers: where scripts/bench.sh installed them (default: <root>/target/peers)
   --workloads LIST         peers: any of federation,stitching (default: both)
@@ -62,6 +65,8 @@ pub struct Options {
     pub sub_runs: usize,
     pub sub_lines: usize,
     pub scenarios: Vec<String>,
+    /// How long the soak runs.
+    pub soak: Duration,
     pub markdown_out: Option<PathBuf>,
     pub keep: bool,
     pub rounds: usize,
@@ -71,7 +76,16 @@ pub struct Options {
     pub command_line: String,
 }
 
-const SCENARIOS: [&str; 5] = ["root", "nested", "fanout", "subscriptions", "resilience"];
+const SCENARIOS: [&str; 6] = [
+    "root",
+    "nested",
+    "fanout",
+    "subscriptions",
+    "resilience",
+    "soak",
+];
+/// The soak takes minutes: only when asked for.
+const OPT_IN: [&str; 1] = ["soak"];
 const WORKLOADS: [&str; 2] = ["federation", "stitching"];
 
 pub fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Command> {
@@ -104,7 +118,12 @@ pub fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Command> {
         subscriptions: 1000,
         sub_runs: 10,
         sub_lines: 100,
-        scenarios: SCENARIOS.iter().map(|s| s.to_string()).collect(),
+        scenarios: SCENARIOS
+            .iter()
+            .filter(|s| !OPT_IN.contains(s))
+            .map(|s| s.to_string())
+            .collect(),
+        soak: Duration::from_secs(300),
         markdown_out: None,
         keep: false,
         rounds: 3,
@@ -128,6 +147,7 @@ pub fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Command> {
             "--root" => root = Some(PathBuf::from(value()?)),
             "--duration" => o.duration = secs(&arg, &value()?)?,
             "--warmup" => o.warmup = secs(&arg, &value()?)?,
+            "--soak-secs" => o.soak = secs(&arg, &value()?)?,
             "--connections" => o.connections = count(&arg, &value()?)?,
             "--threads" => o.threads = count(&arg, &value()?)?,
             "--runs" => o.runs = count(&arg, &value()?)?,
@@ -260,6 +280,16 @@ mod tests {
         assert_eq!(o.connections, 64);
         assert_eq!(o.fanout, vec![1, 10]);
         assert_eq!(o.scenarios, vec!["root", "fanout"]);
+        assert_eq!(o.soak, Duration::from_secs(300));
+        let Command::All(o) = parse_args(&["all", "--root", root, "--bin-dir", root]).unwrap()
+        else {
+            panic!("expected `all`");
+        };
+        assert!(
+            !o.scenarios.iter().any(|s| s == "soak"),
+            "{:?}",
+            o.scenarios
+        );
         assert!(o.command_line.starts_with("bench all --root"));
     }
 

@@ -9,6 +9,7 @@ use crate::{
     resilience,
     scenarios::{Fanout, Measured, Nested, Root, FANOUT_QUERY, NESTED_QUERY, ROOT_QUERY},
     seed::SeedSummary,
+    soak::{self, Soak},
     subscriptions::{self, Subs},
 };
 
@@ -24,6 +25,7 @@ pub struct Report {
     pub fanout: Option<Fanout>,
     pub subscriptions: Option<subscriptions::Outcome>,
     pub resilience: Option<Vec<resilience::Phase>>,
+    pub soak: Option<Soak>,
     pub total_secs: f64,
     notes: Vec<String>,
 }
@@ -99,6 +101,7 @@ impl Report {
             fanout: None,
             subscriptions: None,
             resilience: None,
+            soak: None,
             total_secs: 0.0,
             notes: Vec::new(),
         }
@@ -151,6 +154,74 @@ impl Report {
                 p.other.requests,
                 p.other.p50_ms(),
                 p.other.p99_ms()
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    fn soak(out: &mut String, s: &Soak) {
+        let _ = writeln!(
+            out,
+            "### soak: {:.0} s, the dataset subgraph killed twice\n",
+            s.duration.as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "`{}` on 4 connections without pause; the dataset subgraph is killed (SIGKILL) and restarted on the same port and store. Each row is the 10 s before its time.\n",
+            resilience::TOUCHING_QUERY
+        );
+        let _ = writeln!(out, "| t (s) | dataset | requests | errors | gateway RSS (MiB) |\n| --- | --- | --- | --- | --- |");
+        for x in &s.samples {
+            let _ = writeln!(
+                out,
+                "| {:.0} | {} | {} | {} | {:.1} |",
+                x.at.as_secs_f64(),
+                if x.dataset_up { "up" } else { "**down**" },
+                x.requests,
+                x.errors,
+                mib(x.rss_kib)
+            );
+        }
+        let _ = writeln!(out, "\n| outage | killed at (s) | back at (s) | errors | answers whole again after restart (s) |\n| --- | --- | --- | --- | --- |");
+        for (i, o) in s.outages.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "| {} | {:.1} | {:.1} | {} | {:.1} |",
+                i + 1,
+                o.killed_at.as_secs_f64(),
+                o.restarted_at.as_secs_f64(),
+                o.errors,
+                o.recovered_after.as_secs_f64()
+            );
+        }
+        let growth = s.rss_growth();
+        let _ = writeln!(
+            out,
+            "\n- Requests {}, errors {} ({} outside the outages and their {} s recovery allowance): {}.",
+            s.requests,
+            s.errors,
+            s.errors_outside,
+            soak::RECOVERY_ALLOWANCE.as_secs(),
+            met(s.errors_outside == 0)
+        );
+        let _ = writeln!(
+            out,
+            "- Full recovery after each restart within {} s: {}.",
+            soak::RECOVERY_ALLOWANCE.as_secs(),
+            met(s.recovered())
+        );
+        let _ = writeln!(
+            out,
+            "- RSS flat (last sample / the one a minute in = {:.2}, at most {:.2}): {}.",
+            growth,
+            soak::RSS_GROWTH_LIMIT,
+            met(growth <= soak::RSS_GROWTH_LIMIT)
+        );
+        if let Some(e) = &s.first_error {
+            let _ = writeln!(
+                out,
+                "- First error: `{}`",
+                e.replace('`', "'").replace('\n', " ")
             );
         }
         let _ = writeln!(out);
@@ -354,6 +425,9 @@ impl Report {
 
         if let Some(phases) = &self.resilience {
             Self::resilience(&mut out, phases);
+        }
+        if let Some(s) = &self.soak {
+            Self::soak(&mut out, s);
         }
 
         let _ = writeln!(out, "### Idle memory\n");

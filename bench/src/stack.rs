@@ -59,6 +59,15 @@ impl Proc {
         lines[lines.len().saturating_sub(15)..].join("\n")
     }
 
+    /// SIGKILL: a crash, as the soak needs.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child
+            .kill()
+            .with_context(|| format!("cannot kill {} (pid {})", self.name, self.pid))?;
+        let _ = self.child.wait();
+        Ok(())
+    }
+
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         if self.child.try_wait()?.is_some() {
             return Ok(());
@@ -104,6 +113,7 @@ pub struct Stack {
     pub config: PathBuf,
     gateway_port: u16,
     gateway_starts: u32,
+    dataset_starts: u32,
 }
 
 /// A port the kernel just handed out; the small race until the child binds
@@ -359,6 +369,7 @@ impl Stack {
             config,
             gateway_port: ports.gateway,
             gateway_starts: 1,
+            dataset_starts: 1,
         })
     }
 
@@ -377,6 +388,23 @@ impl Stack {
             self.gateway_port,
         )?;
         wait_healthy(&mut self.gateway, Duration::from_secs(60)).await
+    }
+
+    /// A new dataset subgraph process on the same port, config and store
+    /// (after `dataset.kill()`).
+    pub async fn restart_dataset(&mut self) -> anyhow::Result<()> {
+        self.dataset_starts += 1;
+        let log_name = format!("dataset-{}", self.dataset_starts);
+        let port = self.dataset.port();
+        self.dataset = spawn(
+            "dataset",
+            &log_name,
+            &self.bin_dir,
+            &self.dir,
+            &self.config,
+            port,
+        )?;
+        wait_healthy(&mut self.dataset, Duration::from_secs(30)).await
     }
 
     /// Stops the gateway first (it holds connections to the others), then
