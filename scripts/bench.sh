@@ -10,6 +10,7 @@
 #   scripts/bench.sh --duration 10 --warmup 2 # a quicker run
 #   scripts/bench.sh --write ...              # also put the report into BENCHMARKS.md
 #   scripts/bench.sh --peers                  # against Hive Router and graphql-tools instead
+#   scripts/bench.sh --scenarios soak         # 5 min of load, a subgraph killed twice (opt-in)
 #
 # `--peers` installs the peers first, cached under target/peers: Hive Router
 # (crates.io, pinned) and the graphql-tools stitching gateway (npm, from

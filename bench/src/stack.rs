@@ -202,6 +202,8 @@ dataset_url = "http://127.0.0.1:{dp}/graphql"
 log_url = "http://127.0.0.1:{lp}/graphql"
 log_buffer = 100000
 service_token = "{token}"
+[services.pipeline.authorization]
+default = ["*"]
 
 [services.dataset]
 listen = "127.0.0.1:{dp}"
@@ -211,11 +213,15 @@ signing_secret = "bench-only-secret"
 max_expires_in_sec = 86400
 max_upload_bytes = 10485760
 service_token = "{token}"
+[services.dataset.authorization]
+default = ["*"]
 
 [services.log]
 listen = "127.0.0.1:{lp}"
 database = "log.sqlite"
 service_token = "{token}"
+[services.log.authorization]
+default = ["*"]
 "#,
         token = SERVICE_TOKEN,
         gw = p.gateway,

@@ -103,6 +103,8 @@ pub struct GatewayConfig {
     /// `[gateway.trusted_documents]`: operations known ahead, and whether
     /// only they run.
     pub trusted_documents: TrustedDocumentsConfig,
+    /// `[gateway.jwt]`: JWT authentication; absent: off.
+    pub jwt: Option<crate::auth::JwtConfig>,
     /// Runtime worker threads: 0 = one per core; 1 = a single-threaded
     /// runtime, which saves the cross-thread wake-ups of every request when
     /// the gateway shares a small machine with its subgraphs.
@@ -144,6 +146,7 @@ impl Default for GatewayConfig {
             cors: serve::CorsConfig::default(),
             csrf: CsrfConfig::default(),
             trusted_documents: TrustedDocumentsConfig::default(),
+            jwt: None,
             worker_threads: 0,
         }
     }
@@ -407,6 +410,13 @@ impl LoadedConfig {
         }
         let td = &self.config.gateway.trusted_documents;
         out.extend(td.manifests.iter().map(|p| self.resolve(p)));
+        let jwks = self
+            .config
+            .gateway
+            .jwt
+            .as_ref()
+            .and_then(|j| j.jwks_file.as_ref());
+        out.extend(jwks.map(|p| self.resolve(p)));
         out
     }
 }

@@ -94,6 +94,8 @@ pub struct Engine {
     hook: Option<PrepareHook>,
     /// `[gateway.trusted_documents]`, loaded with the schema.
     pub trusted: Option<crate::persisted::TrustedDocuments>,
+    /// `[gateway.jwt]`, with its keys.
+    pub auth: Option<Arc<crate::auth::Authenticator>>,
 }
 
 /// A client's GraphQL request, from a POST body or GET parameters.
@@ -131,6 +133,12 @@ impl Engine {
     ) -> Result<Engine, GatewayError> {
         let specs = load_specs(&config, http, introspection_attempts).await?;
         let supergraph = stitching::build(&specs)?;
+        let auth = crate::auth::Authenticator::build(&config, http).await?;
+        // Headers made from token claims go to every subgraph.
+        let forwarded: Vec<HeaderName> = auth
+            .iter()
+            .flat_map(|a| a.forwarded_headers().cloned())
+            .collect();
         let mut clients = Vec::new();
         for s in &config.config.subgraphs {
             let mut headers = HeaderMap::new();
@@ -162,7 +170,13 @@ impl Engine {
                     .propagate_headers
                     .iter()
                     .filter_map(|h| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok())
-                    .collect(),
+                    .chain(forwarded.iter().cloned())
+                    .fold(Vec::new(), |mut all, h| {
+                        if !all.contains(&h) {
+                            all.push(h);
+                        }
+                        all
+                    }),
                 headers,
                 metrics: metrics.subgraph(&s.name),
                 include_errors: s.include_subgraph_errors,
@@ -213,6 +227,7 @@ impl Engine {
         };
         Ok(Engine {
             trusted,
+            auth,
             supergraph: Arc::new(supergraph),
             upstream: upstream.clone(),
             dedupe: g.dedupe_subgraph_requests,

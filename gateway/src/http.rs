@@ -82,6 +82,32 @@ fn csrf_refusal(required: &[String]) -> Response {
 
 pub(crate) const REQUEST_ID: &str = "x-request-id";
 
+/// `[gateway.jwt]`: verifies the request's token and sets the headers made
+/// from its claims; a bad token, or none where one is required, is a 401.
+async fn authenticate(engine: &crate::Engine, headers: &mut HeaderMap) -> Result<(), Response> {
+    let Some(auth) = &engine.auth else {
+        return Ok(());
+    };
+    match auth.identify(headers, None).await {
+        Ok(identity) => {
+            auth.apply(identity.as_ref(), headers);
+            Ok(())
+        }
+        Err(e) => {
+            let mut resp = http_error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", e.message());
+            let challenge = match e {
+                crate::auth::AuthError::Missing(_) => "Bearer",
+                crate::auth::AuthError::Invalid(_) => "Bearer error=\"invalid_token\"",
+            };
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+            Err(resp)
+        }
+    }
+}
+
 /// Takes the client's `x-request-id` when it is a sane one (printable, at
 /// most 128 bytes), else makes one; every log line of the request carries
 /// it (a span), and so does the answer.
@@ -311,7 +337,7 @@ fn answer(outcome: Outcome, graphql_response: bool, state: &AppState, start: Ins
 async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let start = Instant::now();
     state.metrics.requests.fetch_add(1, Relaxed);
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let ctype = crate::engine::media_type(&parts.headers).unwrap_or_default();
     if ctype != "application/json" && ctype != GRAPHQL_RESPONSE {
         return http_error(
@@ -329,6 +355,9 @@ async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Respo
         if len > state.max_body_bytes {
             return too_large(state.max_body_bytes);
         }
+    }
+    if let Err(refused) = authenticate(&state.engine(), &mut parts.headers).await {
+        return refused;
     }
     let bytes = match axum::body::to_bytes(body, state.max_body_bytes).await {
         Ok(b) => b,
@@ -472,7 +501,7 @@ fn too_large(max: usize) -> Response {
 }
 
 async fn graphql_get(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let headers = req.headers().clone();
+    let mut headers = req.headers().clone();
     let is_upgrade = headers
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
@@ -501,6 +530,9 @@ async fn graphql_get(State(state): State<Arc<AppState>>, req: Request) -> Respon
     let csrf = &state.engine().config.config.gateway.csrf;
     if csrf.enabled && !preflighted(&headers, &csrf.required_headers) {
         return csrf_refusal(&csrf.required_headers);
+    }
+    if let Err(refused) = authenticate(&state.engine(), &mut headers).await {
+        return refused;
     }
     let start = Instant::now();
     state.metrics.requests.fetch_add(1, Relaxed);

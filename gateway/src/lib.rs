@@ -4,6 +4,7 @@
 //! `config` -> `engine` (schema, clients, plan cache) -> `http` / `ws`;
 //! `reload` swaps the engine when the config or its SDL files change.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod engine;

@@ -147,7 +147,7 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, head
             msg = stream.next() => match msg {
                 Some(Err(e)) if too_big(&e) => break Some(Close::TooBig(conn.state.max_body_bytes)),
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
-                Some(Ok(Message::Text(text))) => conn.handle(text.as_str()),
+                Some(Ok(Message::Text(text))) => conn.handle(text.as_str()).await,
                 Some(Ok(Message::Binary(_))) => conn.violation("binary messages are not part of the protocol; send JSON text".into()),
                 Some(Ok(_)) => Step::Continue,
             },
@@ -278,7 +278,27 @@ impl Writer {
 }
 
 impl Connection {
-    fn handle(&mut self, text: &str) -> Step {
+    /// `[gateway.jwt]`: the token in the upgrade request or the
+    /// `connection_init` payload; sets the headers made from its claims.
+    async fn authenticate(
+        &self,
+        headers: &mut HeaderMap,
+        payload: &serde_json::value::RawValue,
+    ) -> Result<(), String> {
+        let engine = self.state.engine();
+        let Some(auth) = &engine.auth else {
+            return Ok(());
+        };
+        let payload: Option<serde_json::Value> = serde_json::from_str(payload.get()).ok();
+        let identity = auth
+            .identify(headers, payload.as_ref())
+            .await
+            .map_err(|e| e.message().to_string())?;
+        auth.apply(identity.as_ref(), headers);
+        Ok(())
+    }
+
+    async fn handle(&mut self, text: &str) -> Step {
         let msg = match protocol::parse(self.protocol, text) {
             Ok(m) => m,
             Err(why) => return self.violation(why),
@@ -302,11 +322,21 @@ impl Connection {
                         ),
                     };
                 }
+                let mut headers = self.headers.take().unwrap_or_default();
+                if let Err(why) = self.authenticate(&mut headers, &payload).await {
+                    let close = Close::Unauthenticated(why.clone());
+                    return match self.protocol {
+                        Protocol::TransportWs => Step::Close(close),
+                        Protocol::LegacyWs => {
+                            Step::ReplyClose(protocol::connection_error(&why), close)
+                        }
+                    };
+                }
                 self.shared = Some(Arc::new(Shared {
                     protocol: self.protocol,
                     http: self.state.http.clone(),
                     metrics: self.state.metrics.clone(),
-                    headers: self.headers.take().unwrap_or_default(),
+                    headers,
                     init_payload: payload,
                     subscriptions: self.state.subscriptions.clone(),
                 }));

@@ -414,7 +414,7 @@ fn pipeline_process(dir: &std::path::Path, port: u16, stack: &Subgraphs) -> toki
     std::fs::write(
         &path,
         format!(
-            "[services.pipeline]\nlisten = \"127.0.0.1:{port}\"\ndatabase = \"pipeline.sqlite\"\ndataset_url = \"{}\"\nlog_url = \"{}\"\nservice_token = \"{}\"\n",
+            "[services.pipeline]\nlisten = \"127.0.0.1:{port}\"\ndatabase = \"pipeline.sqlite\"\ndataset_url = \"{}\"\nlog_url = \"{}\"\nservice_token = \"{}\"\n[services.pipeline.authorization]\ndefault = [\"*\"]\n",
             stack.dataset_url(),
             stack.log_url(),
             e2e::stack::SERVICE_TOKEN

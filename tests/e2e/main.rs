@@ -1,3 +1,4 @@
+mod auth;
 mod cli;
 mod dataset;
 mod failures;

@@ -222,6 +222,7 @@ async fn create_with_the_dataset_subgraph_down_is_an_upstream_error() {
         log_buffer: 100,
         http: Default::default(),
         service_token: Some(e2e::stack::SERVICE_TOKEN.into()),
+        authorization: subgraphs::common::rbac::Authorization::allow_all(),
     })
     .await;
     let url = service.url();

@@ -222,6 +222,7 @@ pub async fn start_pipeline(stack: &Subgraphs, database: &Path, workers: usize) 
         log_buffer: 10_000,
         http: Default::default(),
         service_token: Some(crate::stack::SERVICE_TOKEN.into()),
+        authorization: subgraphs::common::rbac::Authorization::allow_all(),
     })
     .await
 }

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use subgraphs::{
-    common::RunningService,
+    common::{rbac::Authorization, RunningService},
     dataset::{self, DatasetConfig},
     log::{self, LogConfig},
     pipeline::{self, PipelineConfig},
@@ -35,6 +35,8 @@ pub struct SubgraphsOptions {
     pub http: subgraphs::common::HttpConfig,
     /// `[services.dataset.cors]`.
     pub dataset_cors: serve::CorsConfig,
+    /// `[services.NAME.authorization]` of all three (default: everything allowed).
+    pub authorization: Authorization,
 }
 
 impl Default for SubgraphsOptions {
@@ -47,6 +49,7 @@ impl Default for SubgraphsOptions {
             with_pipeline: true,
             http: Default::default(),
             dataset_cors: Default::default(),
+            authorization: Authorization::allow_all(),
         }
     }
 }
@@ -96,6 +99,7 @@ impl Subgraphs {
             http: options.http.clone(),
             cors: options.dataset_cors.clone(),
             service_token: Some(SERVICE_TOKEN.into()),
+            authorization: only(&options.authorization, dataset::ACTIONS),
         };
         let dataset = dataset::start(dataset_config, dataset_listener)
             .await
@@ -106,6 +110,7 @@ impl Subgraphs {
             database: dir.path().join("log.sqlite"),
             http: options.http.clone(),
             service_token: Some(SERVICE_TOKEN.into()),
+            authorization: only(&options.authorization, log::ACTIONS),
         };
         let log = log::start(log_config.clone(), log_listener)
             .await
@@ -121,6 +126,7 @@ impl Subgraphs {
                 log_buffer: options.log_buffer,
                 http: options.http.clone(),
                 service_token: Some(SERVICE_TOKEN.into()),
+                authorization: only(&options.authorization, pipeline::ACTIONS),
             };
             Some(
                 pipeline::start(pipeline_config, pipeline_listener)
@@ -223,4 +229,11 @@ async fn bind() -> TcpListener {
     TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind an ephemeral port")
+}
+
+/// The rules of one service: `all` without the other services' actions.
+fn only(all: &Authorization, actions: &[&str]) -> Authorization {
+    let mut rules = all.clone();
+    rules.actions.retain(|a, _| actions.contains(&a.as_str()));
+    rules
 }

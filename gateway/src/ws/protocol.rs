@@ -151,6 +151,8 @@ pub enum Close {
     BadMessage(String),
     Unauthorized,
     Forbidden,
+    /// `[gateway.jwt]` refused the connection (why).
+    Unauthenticated(String),
     InitTimeout,
     SubscriberExists(String),
     TooManyInit,
@@ -168,7 +170,7 @@ impl Close {
         match self {
             Close::BadMessage(_) => 4400,
             Close::Unauthorized => 4401,
-            Close::Forbidden => 4403,
+            Close::Forbidden | Close::Unauthenticated(_) => 4403,
             Close::InitTimeout => 4408,
             Close::SubscriberExists(_) => 4409,
             Close::TooManyInit => 4429,
@@ -190,6 +192,7 @@ impl Close {
             Close::Forbidden => {
                 "Forbidden: the connection_init payload must be a JSON object".into()
             }
+            Close::Unauthenticated(why) => format!("Forbidden: {why}"),
             Close::InitTimeout => "Connection initialisation timeout".into(),
             Close::SubscriberExists(id) => format!("Subscriber for {id} already exists"),
             Close::TooManyInit => "Too many initialisation requests".into(),

@@ -3,6 +3,7 @@
 //! (`DateTime`, `Tag`, `TagInput`), so the gateway can merge them.
 
 pub mod cli;
+pub mod rbac;
 pub mod server;
 
 use std::{
@@ -40,24 +41,29 @@ pub fn require_service_token(
             "`{action}` is internal and this service has no `service_token` configured"
         )));
     };
-    let sent = ctx
-        .data_opt::<CallerToken>()
-        .and_then(|t| t.0.as_deref())
-        .unwrap_or("");
-    // Compared in constant time: the token is a secret.
-    let same = sent.len() == expected.len()
-        && sent
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
+    let none = CallerToken(None);
+    let sent = ctx.data_opt::<CallerToken>().unwrap_or(&none);
+    if token_matches(sent, Some(expected)) {
         Ok(())
     } else {
         Err(ServiceError::Forbidden(format!(
             "`{action}` is internal: send the service token in `{SERVICE_TOKEN_HEADER}`"
         )))
     }
+}
+
+/// Whether the caller sent the service token (compared in constant time:
+/// it is a secret); never when none is configured.
+pub fn token_matches(sent: &CallerToken, expected: Option<&str>) -> bool {
+    let (Some(sent), Some(expected)) = (sent.0.as_deref(), expected) else {
+        return false;
+    };
+    sent.len() == expected.len()
+        && sent
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 /// Every error a subgraph returns to its clients. Mapped to a GraphQL error with

@@ -162,7 +162,15 @@ where
         .get(super::SERVICE_TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let request = req.into_inner().data(super::CallerToken(token));
+    let groups = super::rbac::CallerGroups::from_header(
+        headers
+            .get(super::rbac::GROUPS_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let request = req
+        .into_inner()
+        .data(super::CallerToken(token))
+        .data(groups);
     GraphQLResponse::from(state.schema.execute(request).await).into_response()
 }
 
@@ -210,11 +218,26 @@ where
         };
         let schema = state.schema.clone();
         let shutdown = state.shutdown.clone();
+        // Who subscribes: the upgrade request's identity, as over HTTP.
+        let mut data = async_graphql::Data::default();
+        data.insert(super::rbac::CallerGroups::from_header(
+            parts
+                .headers
+                .get(super::rbac::GROUPS_HEADER)
+                .and_then(|v| v.to_str().ok()),
+        ));
+        data.insert(super::CallerToken(
+            parts
+                .headers
+                .get(super::SERVICE_TOKEN_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        ));
         return upgrade
             .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
             .on_upgrade(move |socket| async move {
                 tokio::select! {
-                    _ = GraphQLWebSocket::new(socket, schema, protocol).serve() => {}
+                    _ = GraphQLWebSocket::new(socket, schema, protocol).with_data(data).serve() => {}
                     _ = shutdown.cancelled() => {}
                 }
             })

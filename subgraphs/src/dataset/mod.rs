@@ -58,7 +58,22 @@ pub struct DatasetConfig {
     /// send in `x-service-token`; without it that mutation is refused.
     #[serde(default)]
     pub service_token: Option<String>,
+    /// `[services.dataset.authorization]`: which forwarded groups may do
+    /// each action (`read_dataset`, `create_dataset`, `delete_dataset`,
+    /// `create_upload_url`, `create_download_url`); without it only the other
+    /// services (with the service token) may.
+    #[serde(default)]
+    pub authorization: crate::common::rbac::Authorization,
 }
+
+/// The actions `[services.dataset.authorization]` names.
+pub const ACTIONS: &[&str] = &[
+    "read_dataset",
+    "create_dataset",
+    "delete_dataset",
+    "create_upload_url",
+    "create_download_url",
+];
 
 mod defaults {
     pub fn listen() -> String {
@@ -85,6 +100,7 @@ impl DatasetConfig {
         if self.max_upload_bytes < 1 {
             return bad("`max_upload_bytes` must be at least 1");
         }
+        self.authorization.check("dataset", ACTIONS)?;
         if let Some(url) = &self.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return bad("`public_url` must start with http:// or https://");
@@ -113,6 +129,10 @@ pub fn open_service(
         max_expires_in_sec: config.max_expires_in_sec,
         max_upload_bytes: config.max_upload_bytes,
         service_token: config.service_token.clone(),
+        authorization: config
+            .authorization
+            .clone()
+            .with_service_token(config.service_token.clone()),
     }))
 }
 

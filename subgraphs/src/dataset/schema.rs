@@ -1,5 +1,6 @@
 //! The dataset subgraph's GraphQL schema: thin resolvers over [`DatasetService`].
 
+use crate::common::rbac::Allowed;
 use std::sync::Arc;
 
 use async_graphql::{
@@ -20,6 +21,7 @@ pub type DatasetSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 /// Builds the schema over a running service.
 pub fn build(service: Arc<DatasetService>) -> DatasetSchema {
     Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .data(service.authorization.clone())
         .data(service)
         .finish()
 }
@@ -114,11 +116,13 @@ pub struct QueryRoot;
 #[Object(name = "Query")]
 impl QueryRoot {
     /// The dataset with this id, or null if there is none.
+    #[graphql(guard = "Allowed(\"read_dataset\")")]
     async fn dataset(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Dataset>> {
         service(ctx).get(&id).await.gql()
     }
 
     /// Datasets newest first (ties broken by id), `limit` 1 to 100 per page.
+    #[graphql(guard = "Allowed(\"read_dataset\")")]
     async fn datasets(
         &self,
         ctx: &Context<'_>,
@@ -145,6 +149,7 @@ impl QueryRoot {
     }
 
     /// Batch lookup (at most 10,000 ids): the result has the order of `ids`, null for unknown ids.
+    #[graphql(guard = "Allowed(\"read_dataset\")")]
     async fn datasets_by_ids(
         &self,
         ctx: &Context<'_>,
@@ -158,6 +163,7 @@ impl QueryRoot {
 
     /// A URL to download the content with a plain HTTP GET, valid for
     /// `expiresInSec` seconds (1 to the configured maximum).
+    #[graphql(guard = "Allowed(\"create_download_url\")")]
     async fn read_dataset_url(
         &self,
         ctx: &Context<'_>,
@@ -175,6 +181,7 @@ pub struct MutationRoot;
 
 #[Object(name = "Mutation")]
 impl MutationRoot {
+    #[graphql(guard = "Allowed(\"create_dataset\")")]
     async fn create_dataset(&self, ctx: &Context<'_>, dataset: DatasetInput) -> Result<Dataset> {
         service(ctx)
             .create(DatasetDraft {
@@ -189,6 +196,7 @@ impl MutationRoot {
 
     /// A URL to replace the content with a plain HTTP PUT of the bytes, valid
     /// for `expiresInSec` seconds (1 to the configured maximum).
+    #[graphql(guard = "Allowed(\"create_upload_url\")")]
     async fn create_dataset_upload_url(
         &self,
         ctx: &Context<'_>,
@@ -202,6 +210,7 @@ impl MutationRoot {
     }
 
     /// Deletes the record and its content; returns the deleted dataset. Unknown id: NOT_FOUND.
+    #[graphql(guard = "Allowed(\"delete_dataset\")")]
     async fn delete_dataset(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Dataset>> {
         service(ctx).delete(&id).await.gql().map(Some)
     }
@@ -232,6 +241,7 @@ impl SubscriptionRoot {
     /// to a run, and as it was when deleted; `id` null follows all datasets.
     /// A subscriber that falls too far behind gets an error event
     /// (`SUBSCRIBER_LAGGED`) saying how many updates it missed.
+    #[graphql(guard = "Allowed(\"read_dataset\")")]
     async fn dataset_updated(
         &self,
         ctx: &Context<'_>,

@@ -33,6 +33,8 @@ pub struct DatasetService {
     pub max_upload_bytes: u64,
     /// What `recordDatasetProducer` callers must send (`x-service-token`).
     pub service_token: Option<String>,
+    /// Who may do what (see `common::rbac`).
+    pub authorization: crate::common::rbac::Authorization,
 }
 
 /// A dataset as the client sent it, before validation.

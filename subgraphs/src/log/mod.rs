@@ -39,7 +39,15 @@ pub struct LogConfig {
     /// `x-service-token`; without it `ingestLogs` is refused.
     #[serde(default)]
     pub service_token: Option<String>,
+    /// `[services.log.authorization]`: which forwarded groups may do
+    /// each action (`read_logs`); without it only the other
+    /// services (with the service token) may.
+    #[serde(default)]
+    pub authorization: crate::common::rbac::Authorization,
 }
+
+/// The actions `[services.log.authorization]` names.
+pub const ACTIONS: &[&str] = &["read_logs"];
 
 mod defaults {
     pub fn listen() -> String {
@@ -50,13 +58,15 @@ mod defaults {
 /// Opens the database and builds the shared service state.
 pub async fn open_service(config: &LogConfig) -> ServiceResult<Arc<LogService>> {
     use store::LogStore;
+    config.authorization.check("log", ACTIONS)?;
     let store = store::SqliteLogStore::open(&config.database)?;
     let last_id = store.last_id().await?;
-    Ok(Arc::new(LogService::new(
-        store,
-        last_id,
-        config.service_token.clone(),
-    )))
+    let mut service = LogService::new(store, last_id, config.service_token.clone());
+    service.authorization = config
+        .authorization
+        .clone()
+        .with_service_token(config.service_token.clone());
+    Ok(Arc::new(service))
 }
 
 /// The GraphQL schema over `service`.

@@ -1,5 +1,6 @@
 //! The log subgraph's GraphQL schema: thin resolvers over [`LogService`].
 
+use crate::common::rbac::Allowed;
 use std::sync::Arc;
 
 use async_graphql::{Context, InputObject, Object, Result, Schema, SimpleObject, Subscription, ID};
@@ -16,6 +17,7 @@ pub type LogSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 pub fn build(service: Arc<LogService>) -> LogSchema {
     Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .data(service.authorization.clone())
         .data(service)
         .finish()
 }
@@ -92,6 +94,7 @@ pub struct QueryRoot;
 impl QueryRoot {
     /// The first page of each run's log (as `pipelineLogs` without a cursor),
     /// in the order of `pipelineIds`, in one read: at most 10,000 runs.
+    #[graphql(guard = "Allowed(\"read_logs\")")]
     async fn pipeline_log_pages(
         &self,
         ctx: &Context<'_>,
@@ -116,6 +119,7 @@ impl QueryRoot {
     /// A run's log lines oldest first (by `time`, then by arrival), `limit` 1
     /// to 1000 per page, only lines at `minLevel` or above
     /// (DEBUG < INFO < WARNING < ERROR) when given.
+    #[graphql(guard = "Allowed(\"read_logs\")")]
     async fn pipeline_logs(
         &self,
         ctx: &Context<'_>,
@@ -173,6 +177,7 @@ impl SubscriptionRoot {
     /// A run's log: first the lines already stored (oldest first), then each
     /// new line as it arrives, none dropped or repeated however slowly the
     /// subscriber reads. Only lines at `minLevel` or above when given.
+    #[graphql(guard = "Allowed(\"read_logs\")")]
     async fn log_stream(
         &self,
         ctx: &Context<'_>,

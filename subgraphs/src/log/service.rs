@@ -23,6 +23,9 @@ pub struct LogService {
     pub last_id: watch::Sender<i64>,
     /// What `ingestLogs` callers must send (`x-service-token`).
     pub service_token: Option<String>,
+    /// Who may read logs (see `common::rbac`); nobody but the other
+    /// services until the config says.
+    pub authorization: crate::common::rbac::Authorization,
 }
 
 /// A line as the client sent it.
@@ -84,6 +87,7 @@ impl LogService {
             store,
             last_id: watch::Sender::new(last_id),
             service_token,
+            authorization: Default::default(),
         }
     }
 

@@ -58,7 +58,21 @@ pub struct PipelineConfig {
     /// services (their internal mutations need it).
     #[serde(default)]
     pub service_token: Option<String>,
+    /// `[services.pipeline.authorization]`: which forwarded groups may do
+    /// each action (`read_pipeline`, `create_pipeline`, `cancel_pipeline`,
+    /// `delete_pipeline`); without it only the other
+    /// services (with the service token) may.
+    #[serde(default)]
+    pub authorization: crate::common::rbac::Authorization,
 }
+
+/// The actions `[services.pipeline.authorization]` names.
+pub const ACTIONS: &[&str] = &[
+    "read_pipeline",
+    "create_pipeline",
+    "cancel_pipeline",
+    "delete_pipeline",
+];
 
 mod defaults {
     pub fn listen() -> String {
@@ -80,6 +94,7 @@ impl PipelineConfig {
                 "[services.pipeline] workers = 0: at least one worker is needed to run pipelines",
             ));
         }
+        self.authorization.check("pipeline", ACTIONS)?;
         if self.log_buffer == 0 {
             return Err(ServiceError::bad_input(
                 "[services.pipeline] log_buffer = 0: the log outbox must hold at least one line",
@@ -140,6 +155,10 @@ pub async fn runner(
         config.workers,
         runs,
         shutdown.clone(),
+        config
+            .authorization
+            .clone()
+            .with_service_token(config.service_token.clone()),
     );
     let recovered = runner.recover().await?;
     if recovered > 0 {

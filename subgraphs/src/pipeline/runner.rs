@@ -54,6 +54,8 @@ pub struct Runner {
     shutdown: CancellationToken,
     /// Tokens of the runs this process has queued and not yet finished.
     live: Mutex<HashMap<String, CancellationToken>>,
+    /// Who may do what (see `common::rbac`).
+    pub authorization: crate::common::rbac::Authorization,
 }
 
 impl Runner {
@@ -64,6 +66,7 @@ impl Runner {
         workers: usize,
         tasks: TaskTracker,
         shutdown: CancellationToken,
+        authorization: crate::common::rbac::Authorization,
     ) -> Arc<Runner> {
         Arc::new(Runner {
             store,
@@ -74,6 +77,7 @@ impl Runner {
             tasks,
             shutdown,
             live: Mutex::new(HashMap::new()),
+            authorization,
         })
     }
 

@@ -1,6 +1,7 @@
 //! The GraphQL face of the service: types and resolvers. Resolvers only
 //! convert; the work is in `runner`, `store` and `events`.
 
+use crate::common::rbac::Allowed;
 use std::sync::Arc;
 
 use async_graphql::{Context, Object, Schema, SimpleObject, Subscription, ID};
@@ -47,6 +48,7 @@ fn distinct_statuses(
 
 pub fn build(runner: Arc<Runner>) -> PipelineSchema {
     Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .data(runner.authorization.clone())
         .data(runner)
         .finish()
 }
@@ -230,11 +232,13 @@ impl QueryRoot {
     }
 
     /// Null for an unknown id.
+    #[graphql(guard = "Allowed(\"read_pipeline\")")]
     async fn pipeline(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Pipeline>> {
         Ok(runner(ctx).store.get(id.0).await.gql()?.map(Pipeline))
     }
 
     /// Runs newest first (by `createdAt`, then `id`).
+    #[graphql(guard = "Allowed(\"read_pipeline\")")]
     async fn pipelines(
         &self,
         ctx: &Context<'_>,
@@ -268,7 +272,7 @@ impl QueryRoot {
     }
 
     /// One lookup for many ids: the same order as `ids`, null for unknown ones.
-    #[graphql(name = "pipelinesByIds")]
+    #[graphql(name = "pipelinesByIds", guard = "Allowed(\"read_pipeline\")")]
     async fn pipelines_by_ids(
         &self,
         ctx: &Context<'_>,
@@ -298,7 +302,7 @@ pub struct MutationRoot;
 #[Object(name = "Mutation")]
 impl MutationRoot {
     /// Validates, stores the run as PENDING and queues it; follow it with `pipelineEvents`.
-    #[graphql(name = "createPipeline")]
+    #[graphql(name = "createPipeline", guard = "Allowed(\"create_pipeline\")")]
     async fn create_pipeline(
         &self,
         ctx: &Context<'_>,
@@ -308,13 +312,13 @@ impl MutationRoot {
     }
 
     /// Stops a PENDING or RUNNING run: status CANCELLED.
-    #[graphql(name = "cancelPipeline")]
+    #[graphql(name = "cancelPipeline", guard = "Allowed(\"cancel_pipeline\")")]
     async fn cancel_pipeline(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Pipeline> {
         Ok(Pipeline(runner(ctx).cancel(id.0).await.gql()?))
     }
 
     /// Removes a finished run and returns it; a live run must be cancelled first.
-    #[graphql(name = "deletePipeline")]
+    #[graphql(name = "deletePipeline", guard = "Allowed(\"delete_pipeline\")")]
     async fn delete_pipeline(
         &self,
         ctx: &Context<'_>,
@@ -330,7 +334,7 @@ pub struct SubscriptionRoot;
 impl SubscriptionRoot {
     /// The run's current status, then each status change and node start and
     /// finish; completes after SUCCESS, FAILURE or CANCELLED.
-    #[graphql(name = "pipelineEvents")]
+    #[graphql(name = "pipelineEvents", guard = "Allowed(\"read_pipeline\")")]
     async fn pipeline_events(
         &self,
         ctx: &Context<'_>,
