@@ -1,0 +1,205 @@
+//! A real browser (Debian's Chromium, headless) calls the gateway, and
+//! uploads to a signed URL of the dataset service, from pages of other
+//! origins: the allowed origin gets through after the preflight, any other
+//! origin is blocked by the browser itself.
+
+use std::{process::Command, sync::OnceLock, time::Duration};
+
+use axum::{response::Html, routing::get, Router};
+use e2e::{platform::Platform, stack::SubgraphsOptions};
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+/// Installs Chromium when missing (once per test process); its path.
+fn chromium() -> &'static str {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/ensure-chromium.sh");
+        let status = Command::new(script)
+            .status()
+            .expect("run scripts/ensure-chromium.sh");
+        assert!(status.success(), "scripts/ensure-chromium.sh failed");
+    });
+    "chromium"
+}
+
+/// A page that POSTs a query to `gateway` with `Content-Type:
+/// application/json` and `Authorization` (so the browser asks first) and
+/// writes what came back, or the browser's error, into its body.
+fn page(gateway: &str) -> String {
+    format!(
+        r#"<!doctype html><html><body>waiting<script>
+fetch("{gateway}", {{
+  method: "POST",
+  headers: {{ "content-type": "application/json", "authorization": "Bearer browser" }},
+  body: JSON.stringify({{ query: "{{ pipelineTemplates {{ name }} }}" }}),
+}})
+  .then(r => r.json().then(body => ({{ status: r.status, body }})))
+  .catch(e => ({{ error: String(e) }}))
+  .then(out => {{ document.body.textContent = JSON.stringify(out); }});
+</script></body></html>"#
+    )
+}
+
+/// A page that PUTs `text` to a signed upload URL of the dataset service
+/// (a PUT: the browser asks first) and writes the status.
+fn upload_page(upload_url: &str, text: &str) -> String {
+    format!(
+        r#"<!doctype html><html><body>waiting<script>
+fetch("{upload_url}", {{ method: "PUT", headers: {{ "content-type": "text/plain" }}, body: "{text}" }})
+  .then(r => ({{ status: r.status }}))
+  .catch(e => ({{ error: String(e) }}))
+  .then(out => {{ document.body.textContent = JSON.stringify(out); }});
+</script></body></html>"#
+    )
+}
+
+/// Serves the query page on `/` and the upload page on `/upload`.
+fn serve_page(listener: TcpListener, html: String, upload: String) -> tokio::task::JoinHandle<()> {
+    let app = Router::new()
+        .route("/", get(move || async move { Html(html) }))
+        .route("/upload", get(move || async move { Html(upload) }));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+}
+
+/// Opens `url` in headless Chromium and reads the JSON the page wrote.
+async fn open_in_browser(url: String) -> Value {
+    let browser = chromium();
+    let profile = tempfile::tempdir().expect("profile dir");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            // Virtual time stands still while a fetch is pending.
+            .args(["--virtual-time-budget=10000", "--dump-dom", &url])
+            .output()
+            .expect("run chromium")
+    })
+    .await
+    .expect("chromium task");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let body = dom
+        .split_once("<body>")
+        .and_then(|(_, rest)| rest.split_once("</body>"))
+        .map(|(text, _)| {
+            text.trim()
+                .replace("&amp;", "&")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+        })
+        .unwrap_or_default();
+    serde_json::from_str(&body).unwrap_or_else(|e| {
+        panic!(
+            "the page wrote no JSON ({e}): {body}\nchromium stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[tokio::test]
+async fn a_browser_on_an_allowed_origin_reads_the_answer_and_another_origin_is_blocked() {
+    let allowed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let other = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let origin = |l: &TcpListener| format!("http://{}", l.local_addr().expect("addr"));
+    let (allowed_origin, other_origin) = (origin(&allowed), origin(&other));
+    let platform = Platform::start_with(
+        SubgraphsOptions {
+            dataset_cors: serve::CorsConfig {
+                allow_origins: vec![allowed_origin.clone()],
+                allow_methods: vec!["GET".into(), "PUT".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        &format!("[gateway.cors]\nallow_origins = [\"{allowed_origin}\"]\n"),
+    )
+    .await;
+    let gateway = platform.gateway.url();
+    let dataset_url = platform.subgraphs.dataset_url();
+    let mut uploads = Vec::new();
+    for name in ["from-allowed", "from-other"] {
+        let id = e2e::pipeline_support::create_dataset(&dataset_url, name).await;
+        let resp = e2e::client::gql(
+            &dataset_url,
+            "mutation($id: ID!) { createDatasetUploadUrl(id: $id) }",
+            serde_json::json!({ "id": id }),
+        )
+        .await;
+        let url = e2e::client::data(&resp)["createDatasetUploadUrl"]
+            .as_str()
+            .expect("upload URL")
+            .to_string();
+        uploads.push((id, url));
+    }
+    let pages = [
+        serve_page(
+            allowed,
+            page(&gateway),
+            upload_page(&uploads[0].1, "hello from a browser"),
+        ),
+        serve_page(
+            other,
+            page(&gateway),
+            upload_page(&uploads[1].1, "should not land"),
+        ),
+    ];
+
+    let got = tokio::time::timeout(Duration::from_secs(60), open_in_browser(allowed_origin.clone()))
+        .await
+        .expect("chromium finished");
+    assert_eq!(got["status"], 200, "{got}");
+    let names = got["body"]["data"]["pipelineTemplates"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(names.len(), 2, "{got}");
+
+    let got = tokio::time::timeout(
+        Duration::from_secs(60),
+        open_in_browser(other_origin.clone()),
+    )
+    .await
+    .expect("chromium finished");
+    assert!(
+        got["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Failed to fetch")),
+        "another origin must be blocked by the browser: {got}"
+    );
+
+    // Browser uploads to a signed URL: the allowed origin's lands; the
+    // other's preflight is refused, so its PUT is never sent.
+    let got = open_in_browser(format!("{allowed_origin}/upload")).await;
+    assert!(
+        got["status"]
+            .as_u64()
+            .is_some_and(|s| (200..300).contains(&s)),
+        "{got}"
+    );
+    let (status, text) = e2e::pipeline_support::read_text(&dataset_url, &uploads[0].0).await;
+    assert_eq!((status, text.as_str()), (200, "hello from a browser"));
+    let got = open_in_browser(format!("{other_origin}/upload")).await;
+    assert!(
+        got["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Failed to fetch")),
+        "{got}"
+    );
+    assert_eq!(
+        e2e::pipeline_support::read_text(&dataset_url, &uploads[1].0)
+            .await
+            .0,
+        404
+    );
+    for p in pages {
+        p.abort();
+    }
+    platform.stop().await;
+}
