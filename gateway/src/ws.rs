@@ -14,8 +14,8 @@
 //! `ping` (a client that leaves one unanswered for a whole period is
 //! dropped, which stops its subscriptions upstream) or legacy `ka`.
 
-mod operation;
-mod protocol;
+pub(crate) mod operation;
+pub(crate) mod protocol;
 pub mod upstream;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};

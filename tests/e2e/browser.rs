@@ -151,9 +151,12 @@ async fn a_browser_on_an_allowed_origin_reads_the_answer_and_another_origin_is_b
         ),
     ];
 
-    let got = tokio::time::timeout(Duration::from_secs(60), open_in_browser(allowed_origin.clone()))
-        .await
-        .expect("chromium finished");
+    let got = tokio::time::timeout(
+        Duration::from_secs(60),
+        open_in_browser(allowed_origin.clone()),
+    )
+    .await
+    .expect("chromium finished");
     assert_eq!(got["status"], 200, "{got}");
     let names = got["body"]["data"]["pipelineTemplates"]
         .as_array()

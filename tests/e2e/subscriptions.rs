@@ -1111,3 +1111,114 @@ async fn a_subgraphs_refusal_of_a_subscription_reaches_the_client_in_its_client_
     gw.stop().await;
     subgraphs.stop().await;
 }
+
+/// Installs the npm clients once per test process (scripts/ensure-node-clients.sh).
+fn node_clients() -> std::path::PathBuf {
+    static READY: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    READY.get_or_init(|| {
+        let status = std::process::Command::new(root.join("scripts/ensure-node-clients.sh"))
+            .status()
+            .expect("run scripts/ensure-node-clients.sh");
+        assert!(status.success(), "scripts/ensure-node-clients.sh failed");
+    });
+    root.join("tests/clients")
+}
+
+/// One operation through the `graphql-sse` npm client: each line it printed
+/// (`{next}`, `{complete}`, `{error}`, `{stopped}`); it stops after `limit` results.
+async fn graphql_sse(url: &str, body: Value, limit: Option<usize>) -> Vec<Value> {
+    let dir = node_clients();
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(dir.join("sse-subscribe.mjs"))
+        .arg(url)
+        .arg(body.to_string());
+    if let Some(n) = limit {
+        cmd.arg(n.to_string());
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.kill_on_drop(true).output())
+        .await
+        .expect("the graphql-sse client finished")
+        .expect("run node");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn subscriptions_over_server_sent_events_with_the_graphql_sse_client() {
+    let p = Platform::start().await;
+    let url = p.gateway.url();
+
+    // A run followed to its end: events, then `complete`.
+    let id = start_run(&p, "0.5").await;
+    let lines = graphql_sse(
+        &url,
+        json!({ "query": EVENTS, "variables": { "id": id } }),
+        None,
+    )
+    .await;
+    assert_eq!(
+        lines.last(),
+        Some(&json!({ "complete": true })),
+        "{lines:#?}"
+    );
+    let events: Vec<&Value> = lines
+        .iter()
+        .filter_map(|l| l.get("next"))
+        .map(|n| &n["data"]["pipelineEvents"])
+        .collect();
+    assert!(events.len() >= 2, "{lines:#?}");
+    assert_eq!(
+        events.last().map(|e| e["status"].clone()),
+        Some(json!("SUCCESS"))
+    );
+
+    // Live log lines, each completed with its run through the stitched
+    // graph; the client stops after two, and so does the upstream stream.
+    let id = start_run(&p, "1").await;
+    let lines = graphql_sse(
+        &url,
+        json!({ "query": LOGS_ENRICHED, "variables": { "id": id } }),
+        Some(2),
+    )
+    .await;
+    let logs: Vec<&Value> = lines
+        .iter()
+        .filter_map(|l| l.get("next"))
+        .map(|n| &n["data"]["pipelineLogs"])
+        .collect();
+    assert_eq!(logs.len(), 2, "{lines:#?}");
+    assert!(
+        logs.iter().all(|l| l["pipeline"]["name"] == "example00"),
+        "{logs:#?}"
+    );
+    wait_active(&p, 0).await;
+
+    // A query is one result; an invalid operation is its errors, then the end.
+    let lines = graphql_sse(
+        &url,
+        json!({ "query": "{ pipelineTemplates { name } }" }),
+        None,
+    )
+    .await;
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert_eq!(
+        lines[0]["next"]["data"]["pipelineTemplates"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    let lines = graphql_sse(&url, json!({ "query": "subscription { nope }" }), None).await;
+    assert_eq!(
+        lines[0]["next"]["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&json!({ "complete": true })),
+        "{lines:#?}"
+    );
+    p.stop().await;
+}
