@@ -384,8 +384,8 @@ async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Respo
     if let Err(refusal) = state.documents(&mut request) {
         return persisted_refusal(&refusal, graphql_response);
     }
-    if crate::sse::wanted(&parts.headers) {
-        return crate::sse::respond(&state, request, parts.headers);
+    if let Some(framing) = crate::streamed::wanted(&parts.headers) {
+        return crate::streamed::respond(&state, request, parts.headers, framing);
     }
     let engine = state.engine();
     if let Some(inbound) = state

@@ -15,7 +15,7 @@ pub mod persisted;
 pub mod reload;
 pub mod resilience;
 pub mod response;
-pub mod sse;
+pub mod streamed;
 pub mod upstream;
 pub mod ws;
 

@@ -10,6 +10,8 @@ const client = createClient({ url, singleConnection: false, retryAttempts: 0 });
 let seen = 0;
 const stop = client.subscribe(request, {
   next: (result) => {
+    // Results already on the wire when we stopped are not ours to count.
+    if (limit && seen >= Number(limit)) return;
     console.log(JSON.stringify({ next: result }));
     seen += 1;
     if (limit && seen >= Number(limit)) {

@@ -1125,20 +1125,19 @@ fn node_clients() -> std::path::PathBuf {
     root.join("tests/clients")
 }
 
-/// One operation through the `graphql-sse` npm client: each line it printed
-/// (`{next}`, `{complete}`, `{error}`, `{stopped}`); it stops after `limit` results.
-async fn graphql_sse(url: &str, body: Value, limit: Option<usize>) -> Vec<Value> {
+/// One operation through an npm client (`script` in tests/clients): each
+/// line it printed (`{next}`, `{complete}`, `{error}`, `{stopped}`); it stops
+/// after `limit` results.
+async fn node_client(script: &str, url: &str, body: Value, limit: Option<usize>) -> Vec<Value> {
     let dir = node_clients();
     let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(dir.join("sse-subscribe.mjs"))
-        .arg(url)
-        .arg(body.to_string());
+    cmd.arg(dir.join(script)).arg(url).arg(body.to_string());
     if let Some(n) = limit {
         cmd.arg(n.to_string());
     }
     let out = tokio::time::timeout(Duration::from_secs(60), cmd.kill_on_drop(true).output())
         .await
-        .expect("the graphql-sse client finished")
+        .expect("the npm client finished")
         .expect("run node");
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -1152,8 +1151,9 @@ async fn subscriptions_over_server_sent_events_with_the_graphql_sse_client() {
     let url = p.gateway.url();
 
     // A run followed to its end: events, then `complete`.
-    let id = start_run(&p, "0.5").await;
-    let lines = graphql_sse(
+    let id = start_run(&p, "2").await;
+    let lines = node_client(
+        "sse-subscribe.mjs",
         &url,
         json!({ "query": EVENTS, "variables": { "id": id } }),
         None,
@@ -1178,7 +1178,8 @@ async fn subscriptions_over_server_sent_events_with_the_graphql_sse_client() {
     // Live log lines, each completed with its run through the stitched
     // graph; the client stops after two, and so does the upstream stream.
     let id = start_run(&p, "1").await;
-    let lines = graphql_sse(
+    let lines = node_client(
+        "sse-subscribe.mjs",
         &url,
         json!({ "query": LOGS_ENRICHED, "variables": { "id": id } }),
         Some(2),
@@ -1197,7 +1198,8 @@ async fn subscriptions_over_server_sent_events_with_the_graphql_sse_client() {
     wait_active(&p, 0).await;
 
     // A query is one result; an invalid operation is its errors, then the end.
-    let lines = graphql_sse(
+    let lines = node_client(
+        "sse-subscribe.mjs",
         &url,
         json!({ "query": "{ pipelineTemplates { name } }" }),
         None,
@@ -1210,7 +1212,13 @@ async fn subscriptions_over_server_sent_events_with_the_graphql_sse_client() {
             .map(Vec::len),
         Some(2)
     );
-    let lines = graphql_sse(&url, json!({ "query": "subscription { nope }" }), None).await;
+    let lines = node_client(
+        "sse-subscribe.mjs",
+        &url,
+        json!({ "query": "subscription { nope }" }),
+        None,
+    )
+    .await;
     assert_eq!(
         lines[0]["next"]["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
         "{lines:#?}"
@@ -1218,6 +1226,63 @@ async fn subscriptions_over_server_sent_events_with_the_graphql_sse_client() {
     assert_eq!(
         lines.last(),
         Some(&json!({ "complete": true })),
+        "{lines:#?}"
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn multipart_subscriptions_with_apollo_client() {
+    let p = Platform::start().await;
+    let url = p.gateway.url();
+    let apollo =
+        |body: Value, limit: Option<usize>| node_client("apollo-subscribe.mjs", &url, body, limit);
+
+    let id = start_run(&p, "2").await;
+    let lines = apollo(json!({ "query": EVENTS, "variables": { "id": id } }), None).await;
+    assert_eq!(
+        lines.last(),
+        Some(&json!({ "complete": true })),
+        "{lines:#?}"
+    );
+    let events: Vec<&Value> = lines
+        .iter()
+        .filter_map(|l| l.get("next"))
+        .map(|n| &n["data"]["pipelineEvents"])
+        .collect();
+    assert!(events.len() >= 2, "{lines:#?}");
+    assert_eq!(
+        events.last().map(|e| e["status"].clone()),
+        Some(json!("SUCCESS"))
+    );
+
+    // Enriched live lines; Apollo Client unsubscribes after two, and the
+    // gateway stops the subscription upstream.
+    let id = start_run(&p, "1").await;
+    let lines = apollo(
+        json!({ "query": LOGS_ENRICHED, "variables": { "id": id } }),
+        Some(2),
+    )
+    .await;
+    let logs: Vec<&Value> = lines
+        .iter()
+        .filter_map(|l| l.get("next"))
+        .map(|n| &n["data"]["pipelineLogs"])
+        .collect();
+    assert_eq!(logs.len(), 2, "{lines:#?}");
+    assert!(
+        logs.iter().all(|l| l["pipeline"]["name"] == "example00"),
+        "{logs:#?}"
+    );
+    wait_active(&p, 0).await;
+
+    // Queries keep their plain JSON answers.
+    let lines = apollo(json!({ "query": "{ pipelineTemplates { name } }" }), None).await;
+    assert_eq!(
+        lines[0]["next"]["data"]["pipelineTemplates"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
         "{lines:#?}"
     );
     p.stop().await;
