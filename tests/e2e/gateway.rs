@@ -914,3 +914,104 @@ async fn trusted_documents_from_manifests_and_a_safelist() {
     .await;
     p.stop().await;
 }
+
+/// Runs tests/clients/apollo-persisted.mjs with `args`: its JSON lines.
+async fn apollo_persisted(args: &[&str]) -> Vec<Value> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let status = std::process::Command::new(root.join("scripts/ensure-node-clients.sh"))
+        .status()
+        .expect("run scripts/ensure-node-clients.sh");
+    assert!(status.success(), "scripts/ensure-node-clients.sh failed");
+    let out = tokio::process::Command::new("node")
+        .arg(root.join("tests/clients/apollo-persisted.mjs"))
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run node");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn sent_hash_only(lines: &[Value]) -> Vec<bool> {
+    lines
+        .iter()
+        .filter_map(|l| l["sent"]["hashOnly"].as_bool())
+        .collect()
+}
+
+#[tokio::test]
+async fn apollo_clients_persisted_queries_link_registers_then_sends_the_hash_only() {
+    let p = Platform::start().await;
+    let query = "{ pipelineTemplates { name } }";
+    // Twice, each with a fresh cache: the first asks with the hash, is told
+    // PERSISTED_QUERY_NOT_FOUND and sends the text; the second sends only the hash.
+    let lines = apollo_persisted(&["run", &p.url(), query, "2"]).await;
+    assert_eq!(sent_hash_only(&lines), [true, false, true], "{lines:#?}");
+    let results: Vec<&Value> = lines.iter().filter_map(|l| l.get("result")).collect();
+    assert_eq!(results.len(), 2, "{lines:#?}");
+    for r in results {
+        assert_eq!(
+            r["data"]["pipelineTemplates"].as_array().map(Vec::len),
+            Some(2),
+            "{r}"
+        );
+    }
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn apollo_client_runs_a_safelisted_document_by_its_hash_and_nothing_else() {
+    let known = "query Templates { pipelineTemplates { name } }";
+    let printed = apollo_persisted(&["hash", known]).await;
+    let (body, hash) = (
+        printed[0]["body"].as_str().expect("body"),
+        printed[0]["hash"].as_str().expect("hash"),
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifest = dir.path().join("persisted-query-manifest.json");
+    std::fs::write(
+        &manifest,
+        json!({"format": "apollo-persisted-query-manifest", "version": 1, "operations": [
+            {"id": hash, "name": "Templates", "type": "query", "body": body}
+        ]})
+        .to_string(),
+    )
+    .expect("manifest");
+    let p = Platform::start_with(
+        Default::default(),
+        &format!(
+            "[gateway.trusted_documents]\nmanifests = [\"{}\"]\nsafelist = true\nallow_introspection = false",
+            manifest.display()
+        ),
+    )
+    .await;
+    let lines = apollo_persisted(&["run", &p.url(), known, "1"]).await;
+    assert_eq!(sent_hash_only(&lines), [true], "{lines:#?}");
+    let result = lines
+        .iter()
+        .find_map(|l| l.get("result"))
+        .unwrap_or_else(|| panic!("no result: {lines:#?}"));
+    assert_eq!(
+        result["data"]["pipelineTemplates"].as_array().map(Vec::len),
+        Some(2),
+        "{lines:#?}"
+    );
+    // A document not in the manifest: Apollo Client sends its text after the
+    // hash, and the safelist refuses it.
+    let lines = apollo_persisted(&["run", &p.url(), "{ pipelines { total } }", "1"]).await;
+    let text = serde_json::to_string(&lines).expect("json");
+    assert!(
+        text.contains("PERSISTED_QUERY_NOT_IN_LIST") || text.contains("not in"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["result"]["data"]["pipelines"].is_null()),
+        "{lines:#?}"
+    );
+    p.stop().await;
+}

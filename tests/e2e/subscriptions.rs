@@ -526,7 +526,9 @@ async fn one_connection_runs_at_most_ws_max_operations() {
 /// subscription stops.
 #[tokio::test]
 async fn a_client_that_stops_reading_is_dropped() {
-    let p = Platform::start_with(SubgraphsOptions::default(), "ws_keepalive_secs = 1").await;
+    // Long enough that the reading client, busy parsing 12 MB on a loaded
+    // machine, still answers each ping within a period.
+    let p = Platform::start_with(SubgraphsOptions::default(), "ws_keepalive_secs = 3").await;
     let mut reader = WsClient::ready(&p.ws_url(), Protocol::GraphqlTransportWs).await;
     let mut stuck = WsClient::ready(&p.ws_url(), Protocol::GraphqlTransportWs).await;
     reader.subscribe("r", LOGS, json!({ "id": "flood" })).await;
