@@ -11,6 +11,7 @@ pub mod limits;
 pub mod operation;
 pub mod plan;
 pub mod schema;
+mod spec_rules;
 #[cfg(test)]
 pub(crate) mod testing;
 

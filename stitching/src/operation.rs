@@ -175,6 +175,11 @@ pub fn prepare(
         .map_err(invalid)?
         .validate(&supergraph.schema)
         .map_err(invalid)?;
+    let mut stricter = crate::spec_rules::check(&supergraph.schema, &document);
+    if !stricter.is_empty() {
+        stricter.truncate(max_errors);
+        return Err(RequestError::Validation(stricter));
+    }
     let op = document.operations.get(operation_name).map_err(|e| {
         RequestError::Validation(vec![error(
             e.message().to_string(),

@@ -14,3 +14,4 @@ mod resilience;
 mod runs;
 mod signed_urls;
 mod subscriptions;
+mod validation;
