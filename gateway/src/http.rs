@@ -10,7 +10,7 @@ use std::{
 use axum::{
     extract::{FromRequestParts, Query, Request, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
     routing::get,
     Router,
 };
@@ -40,6 +40,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .merge(crate::graphiql::routes())
         .with_state(state)
         // A bug in one request answers that request with a 500 instead of
         // dropping the client's connection (and its other requests).
@@ -528,7 +529,7 @@ async fn graphql_get(State(state): State<Arc<AppState>>, req: Request) -> Respon
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"));
     if wants_html && !params.contains_key("query") {
-        return Html(GRAPHIQL).into_response();
+        return crate::graphiql::page().into_response();
     }
     let csrf = &state.engine().config.config.gateway.csrf;
     if csrf.enabled && !preflighted(&headers, &csrf.required_headers) {
@@ -565,29 +566,3 @@ async fn graphql_get(State(state): State<Arc<AppState>>, req: Request) -> Respon
     // A mutation over GET is refused with 405, as GraphQL over HTTP says.
     respond(outcome, wants_graphql_response(&headers), &state, start)
 }
-
-/// GraphiQL over the stitched graph. Its scripts come from a CDN, as in
-/// async-graphql's and Apollo's pages; the gateway itself serves no assets.
-const GRAPHIQL: &str = r#"<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>GraphiQL - stitching gateway</title>
-  <link rel="stylesheet" href="https://unpkg.com/graphiql@3/graphiql.min.css">
-  <style>body { margin: 0; height: 100vh; } #graphiql { height: 100vh; }</style>
-</head>
-<body>
-  <div id="graphiql">Loading GraphiQL...</div>
-  <script crossorigin src="https://unpkg.com/react@18/umd/react.production.min.js"></script>
-  <script crossorigin src="https://unpkg.com/react-dom@18/umd/react-dom.production.min.js"></script>
-  <script crossorigin src="https://unpkg.com/graphiql@3/graphiql.min.js"></script>
-  <script>
-    const url = window.location.origin + '/graphql';
-    const wsUrl = url.replace(/^http/, 'ws');
-    const fetcher = GraphiQL.createFetcher({ url, subscriptionUrl: wsUrl });
-    ReactDOM.createRoot(document.getElementById('graphiql'))
-      .render(React.createElement(GraphiQL, { fetcher, defaultEditorToolbarOpen: true }));
-  </script>
-</body>
-</html>
-"#;

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod graphiql;
 pub mod http;
 pub mod metrics;
 pub mod persisted;

@@ -206,3 +206,191 @@ async fn a_browser_on_an_allowed_origin_reads_the_answer_and_another_origin_is_b
     }
     platform.stop().await;
 }
+
+/// A ChromeDriver process and one headless Chromium session, spoken to over
+/// the W3C WebDriver protocol.
+struct Driver {
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    process: tokio::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        chromium();
+        let port = e2e::platform::free_port();
+        let process = tokio::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chromedriver");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let profile = tempfile::tempdir().expect("profile dir");
+        let caps = serde_json::json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": { "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                format!("--user-data-dir={}", profile.path().display())
+            ] }
+        } } });
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let session = loop {
+            if let Ok(r) = http
+                .post(format!("{base}/session"))
+                .json(&caps)
+                .send()
+                .await
+            {
+                let v: Value = r.json().await.expect("session JSON");
+                match v["value"]["sessionId"].as_str() {
+                    Some(id) => break id.to_string(),
+                    None => panic!("no WebDriver session: {v}"),
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "chromedriver did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        Driver {
+            base,
+            session,
+            http,
+            process,
+            _profile: profile,
+        }
+    }
+
+    async fn go(&self, url: &str) {
+        self.http
+            .post(format!("{}/session/{}/url", self.base, self.session))
+            .json(&serde_json::json!({ "url": url }))
+            .send()
+            .await
+            .expect("navigate");
+    }
+
+    /// Runs `script` in the page; what it returns.
+    async fn run(&self, script: &str) -> Value {
+        let v: Value = self
+            .http
+            .post(format!(
+                "{}/session/{}/execute/sync",
+                self.base, self.session
+            ))
+            .json(&serde_json::json!({ "script": script, "args": [] }))
+            .send()
+            .await
+            .expect("execute")
+            .json()
+            .await
+            .expect("execute JSON");
+        v["value"].clone()
+    }
+
+    /// Polls `script` until it returns a string containing `want`.
+    async fn wait_for(&self, script: &str, want: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = self.run(script).await;
+            if let Some(text) = got.as_str().filter(|t| t.contains(want)) {
+                return text.to_string();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the page never showed `{want}`; last: {got}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Types `query` into GraphiQL's editor, runs it, and waits until the
+    /// result pane shows `want`.
+    async fn graphiql(&self, query: &str, want: &str) -> String {
+        let set = format!(
+            "document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue({}); return true;",
+            serde_json::to_string(query).expect("JSON string")
+        );
+        self.run(&set).await;
+        // GraphiQL parses the editor's text after a short pause in typing.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        self.run("document.querySelector('.graphiql-execute-button').click(); return true;")
+            .await;
+        self.wait_for(
+            "const r = document.querySelector('.result-window .CodeMirror'); return r ? r.CodeMirror.getValue() : '';",
+            want,
+        )
+        .await
+    }
+
+    async fn stop(mut self) {
+        let _ = self
+            .http
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send()
+            .await;
+        let _ = self.process.kill().await;
+    }
+}
+
+#[tokio::test]
+async fn graphiql_is_served_by_the_gateway_and_runs_a_query_and_a_subscription() {
+    let platform = Platform::start().await;
+    let base = platform
+        .gateway
+        .url()
+        .trim_end_matches("/graphql")
+        .to_string();
+    let driver = Driver::start().await;
+    // `/` leads to GraphiQL; every asset comes from the gateway itself.
+    driver.go(&format!("{base}/")).await;
+    driver
+        .wait_for(
+            "return document.querySelector('.graphiql-execute-button') ? 'ready' : document.body.innerText;",
+            "ready",
+        )
+        .await;
+    let sources = driver
+        .run("return Array.from(document.querySelectorAll('script[src], link[href]')).map(e => e.src || e.href).join(' ');")
+        .await;
+    let sources = sources.as_str().unwrap_or("");
+    assert!(
+        sources.split(' ').all(|s| s.starts_with(&base)),
+        "assets from elsewhere: {sources}"
+    );
+
+    // A stitched query.
+    let shown = driver
+        .graphiql("{ pipelineTemplates { name } }", "example01")
+        .await;
+    assert!(shown.contains("example00"), "{shown}");
+
+    // A subscription over WebSocket, followed to its end.
+    let (text_in, text_out) =
+        e2e::pipeline_support::text_datasets(&platform.subgraphs.dataset_url(), Some("hi")).await;
+    let run = e2e::pipeline_support::create_run(
+        &platform.subgraphs.pipeline_url(),
+        "example00",
+        &text_in,
+        &text_out,
+        serde_json::json!([{ "name": "duration", "value": "1" }]),
+        serde_json::json!(null),
+    )
+    .await;
+    let id = run["id"].as_str().expect("run id");
+    let shown = driver
+        .graphiql(
+            &format!("subscription Follow {{ pipelineEvents(id: \"{id}\") {{ status }} }}"),
+            "SUCCESS",
+        )
+        .await;
+    assert!(shown.contains("pipelineEvents"), "{shown}");
+    driver.stop().await;
+    platform.stop().await;
+}
