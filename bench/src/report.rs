@@ -278,52 +278,55 @@ impl Report {
                 s.secs, s.runs, s.succeeded, s.failed, s.unfinished, s.datasets, s.log_lines);
         }
 
-        let _ = writeln!(out, "### Figures\n");
-        let _ = writeln!(out, "| scenario | via | conns | requests | req/s | p50 ms | p99 ms | errors | subgraph requests per client request | gateway CPU µs/req | gateway peak RSS MiB | load generator CPU % |");
-        let _ = writeln!(
-            out,
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"
-        );
-        if let Some(r) = &self.root {
-            Self::row(&mut out, "root", "gateway", &r.gateway);
-            Self::row(&mut out, "root", "pipeline subgraph (direct)", &r.direct);
-            Self::row(
-                &mut out,
-                "root (concurrency 1, alternating)",
-                "gateway",
-                &r.gateway_c1,
+        // Only the scenarios that fill the table (a soak-only run has none).
+        if self.root.is_some() || self.nested.is_some() || self.fanout.is_some() {
+            let _ = writeln!(out, "### Figures\n");
+            let _ = writeln!(out, "| scenario | via | conns | requests | req/s | p50 ms | p99 ms | errors | subgraph requests per client request | gateway CPU µs/req | gateway peak RSS MiB | load generator CPU % |");
+            let _ = writeln!(
+                out,
+                "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"
             );
-            Self::row(
-                &mut out,
-                "root (concurrency 1, alternating)",
-                "pipeline subgraph (direct)",
-                &r.direct_c1,
-            );
-        }
-        if let Some(n) = &self.nested {
-            Self::row(&mut out, "nested", "gateway", &n.loaded);
-            Self::row(
-                &mut out,
-                "nested (concurrency 1, alternating with its subgraph calls)",
-                "gateway",
-                &n.gateway_c1,
-            );
-        }
-        if let Some(f) = &self.fanout {
-            for r in &f.rows {
+            if let Some(r) = &self.root {
+                Self::row(&mut out, "root", "gateway", &r.gateway);
+                Self::row(&mut out, "root", "pipeline subgraph (direct)", &r.direct);
                 Self::row(
                     &mut out,
-                    &format!("fanout N = {} ({} parents)", r.n, r.parents),
+                    "root (concurrency 1, alternating)",
                     "gateway",
-                    &r.measured,
+                    &r.gateway_c1,
+                );
+                Self::row(
+                    &mut out,
+                    "root (concurrency 1, alternating)",
+                    "pipeline subgraph (direct)",
+                    &r.direct_c1,
                 );
             }
-        }
-        let _ = writeln!(out);
-        let _ = writeln!(out, "Queries: root `{ROOT_QUERY}` (id varies per request over the seeded runs); nested `{NESTED_QUERY}`; fanout `{FANOUT_QUERY}`.\n");
-        let _ = writeln!(out, "CPU is the gateway process's user+sys time (`/proc/PID/stat`) over the measured phase divided by the requests served; peak RSS is its `VmHWM`, reset (`/proc/PID/clear_refs`) before each phase; load generator CPU is this process's own user+sys time over the phase in % of one core (near 100 x its threads would mean the load generator was the limit).\n");
-        if !self.peaks_reset() {
-            let _ = writeln!(out, "Note: the kernel refused to reset `VmHWM`, so some peaks above are the peak since the gateway started.\n");
+            if let Some(n) = &self.nested {
+                Self::row(&mut out, "nested", "gateway", &n.loaded);
+                Self::row(
+                    &mut out,
+                    "nested (concurrency 1, alternating with its subgraph calls)",
+                    "gateway",
+                    &n.gateway_c1,
+                );
+            }
+            if let Some(f) = &self.fanout {
+                for r in &f.rows {
+                    Self::row(
+                        &mut out,
+                        &format!("fanout N = {} ({} parents)", r.n, r.parents),
+                        "gateway",
+                        &r.measured,
+                    );
+                }
+            }
+            let _ = writeln!(out);
+            let _ = writeln!(out, "Queries: root `{ROOT_QUERY}` (id varies per request over the seeded runs); nested `{NESTED_QUERY}`; fanout `{FANOUT_QUERY}`.\n");
+            let _ = writeln!(out, "CPU is the gateway process's user+sys time (`/proc/PID/stat`) over the measured phase divided by the requests served; peak RSS is its `VmHWM`, reset (`/proc/PID/clear_refs`) before each phase; load generator CPU is this process's own user+sys time over the phase in % of one core (near 100 x its threads would mean the load generator was the limit).\n");
+            if !self.peaks_reset() {
+                let _ = writeln!(out, "Note: the kernel refused to reset `VmHWM`, so some peaks above are the peak since the gateway started.\n");
+            }
         }
 
         if let Some(r) = &self.root {
