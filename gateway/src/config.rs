@@ -228,6 +228,11 @@ pub struct SubgraphConfig {
     pub name: String,
     /// GraphQL over HTTP endpoint.
     pub url: String,
+    /// More endpoints of the same subgraph (its replicas): requests go
+    /// round-robin over `url` and these, and one that cannot be reached is
+    /// skipped until it answers again.
+    #[serde(default)]
+    pub replicas: Vec<String>,
     /// The directives the subgraph's schema speaks.
     #[serde(default)]
     pub dialect: Dialect,
@@ -534,6 +539,15 @@ fn check(loaded: &LoadedConfig, text: &str, file: &str) -> Result<(), GatewayErr
                 s.name,
                 s.url
             )),
+        }
+        for r in &s.replicas {
+            if !url::Url::parse(r).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+                problems.push(format!(
+                    "{}subgraph `{}`: replicas entry \"{r}\" is not an http(s) URL",
+                    at("replicas"),
+                    s.name
+                ));
+            }
         }
         match url::Url::parse(&s.ws_url()) {
             Ok(u) if matches!(u.scheme(), "ws" | "wss") => {}

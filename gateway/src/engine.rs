@@ -42,9 +42,63 @@ pub struct SubgraphClient {
     pub include_errors: bool,
     /// Timeouts, caps, breaker and retries, shared with requests in flight.
     pub policy: Arc<SubgraphPolicy>,
-    /// For `http://` subgraphs: the pooled client (HTTP/1.1 or h2c), the
+    /// Where requests go: `url`, then any `replicas`.
+    routes: Arc<Routes>,
+}
+
+/// One endpoint of a subgraph.
+struct Route {
+    url: reqwest::Url,
+    /// For `http://` endpoints: the pooled client (HTTP/1.1 or h2c), the
     /// parsed URI, and the cap on concurrent requests to its host.
     plain: Option<Arc<PlainRoute>>,
+    /// Skipped until then (ms since `Routes::epoch`) after it could not be reached.
+    down_until_ms: std::sync::atomic::AtomicU64,
+}
+
+/// A subgraph's endpoints, taken in turn; one that cannot be reached is
+/// skipped for `REPLICA_PAUSE`, then tried again (if it answers, it is back).
+struct Routes {
+    list: Vec<Route>,
+    next: std::sync::atomic::AtomicUsize,
+    epoch: Instant,
+}
+
+/// How long an endpoint that refused a connection is left out.
+const REPLICA_PAUSE: Duration = Duration::from_secs(2);
+
+impl Routes {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The next endpoint in turn that is not left out (all left out: the next in turn).
+    fn pick(&self) -> usize {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.list.len();
+        if n == 1 {
+            return 0;
+        }
+        let start = self.next.fetch_add(1, Relaxed) % n;
+        let now = self.now_ms();
+        (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| self.list[i].down_until_ms.load(Relaxed) <= now)
+            .unwrap_or(start)
+    }
+
+    fn outcome(&self, i: usize, unreachable: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.list.len() == 1 {
+            return;
+        }
+        let until = if unreachable {
+            self.now_ms() + REPLICA_PAUSE.as_millis() as u64
+        } else {
+            0
+        };
+        self.list[i].down_until_ms.store(until, Relaxed);
+    }
 }
 
 /// An `http://` subgraph's pooled client, URI and per-host cap.
@@ -191,20 +245,7 @@ impl Engine {
                     retry: s.retry.clone(),
                     health: upstream.health(&s.name, &s.breaker),
                 }),
-                plain: s
-                    .url
-                    .starts_with("http://")
-                    .then(|| s.url.parse::<hyper::Uri>().ok())
-                    .flatten()
-                    .map(|uri| {
-                        let host = uri.authority().map(|a| a.as_str()).unwrap_or("");
-                        let limit = upstream.host_limit(host);
-                        Arc::new(PlainRoute {
-                            client: upstream.client(s.http2),
-                            uri,
-                            limit,
-                        })
-                    }),
+                routes: Arc::new(routes(&config, s, upstream)?),
             });
         }
         let g = &config.config.gateway;
@@ -458,6 +499,48 @@ pub async fn compose(
     Ok(stitching::build(&specs)?)
 }
 
+/// `url` and `replicas` of a subgraph as its endpoints.
+fn routes(
+    config: &LoadedConfig,
+    s: &crate::config::SubgraphConfig,
+    upstream: &Arc<Upstream>,
+) -> Result<Routes, GatewayError> {
+    let mut list = Vec::new();
+    for address in std::iter::once(&s.url).chain(&s.replicas) {
+        let url = reqwest::Url::parse(address).map_err(|e| GatewayError::Config {
+            file: config
+                .path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "config".into()),
+            message: format!("subgraph `{}`: url `{address}`: {e}", s.name),
+        })?;
+        let plain = address
+            .starts_with("http://")
+            .then(|| address.parse::<hyper::Uri>().ok())
+            .flatten()
+            .map(|uri| {
+                let host = uri.authority().map(|a| a.as_str()).unwrap_or("");
+                let limit = upstream.host_limit(host);
+                Arc::new(PlainRoute {
+                    client: upstream.client(s.http2),
+                    uri,
+                    limit,
+                })
+            });
+        list.push(Route {
+            url,
+            plain,
+            down_until_ms: Default::default(),
+        });
+    }
+    Ok(Routes {
+        list,
+        next: Default::default(),
+        epoch: Instant::now(),
+    })
+}
+
 /// Sends subgraph requests over pooled keep-alive HTTP connections, with the
 /// subgraph's timeout (at most what is left of the client request's
 /// deadline), breaker, retries, propagated and configured headers, and metrics.
@@ -539,32 +622,17 @@ impl HttpTransport<'_> {
         body: Bytes,
         query: bool,
     ) -> Exchange {
-        let wire = match &c.plain {
-            Some(route) => Wire::Plain(route.clone()),
-            None => Wire::Reqwest {
-                client: self.http.clone(),
-                url: c.url.clone(),
-            },
-        };
         Exchange {
             policy: c.policy.clone(),
             metrics: c.metrics.clone(),
-            wire,
+            routes: c.routes.clone(),
+            http: self.http.clone(),
             headers,
             body,
             retry: query,
             deadline: self.deadline,
         }
     }
-}
-
-/// How bytes reach a subgraph: the plain pooled client (`http://`) or reqwest (TLS).
-enum Wire {
-    Plain(Arc<PlainRoute>),
-    Reqwest {
-        client: reqwest::Client,
-        url: reqwest::Url,
-    },
 }
 
 /// A failed attempt, and how long the subgraph asked us to wait (`Retry-After`).
@@ -586,7 +654,9 @@ impl From<FetchError> for Failure {
 struct Exchange {
     policy: Arc<SubgraphPolicy>,
     metrics: Arc<SubgraphMetrics>,
-    wire: Wire,
+    routes: Arc<Routes>,
+    /// For endpoints the plain client does not take (TLS).
+    http: reqwest::Client,
     headers: HeaderMap,
     body: Bytes,
     /// Queries may be retried; mutations never.
@@ -663,17 +733,23 @@ impl Exchange {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let max = self.policy.max_response_bytes;
         let (headers, body) = (self.headers.clone(), self.body.clone());
-        let result = match &self.wire {
-            Wire::Plain(route) => send_plain(route, headers, body, timeout, max).await,
-            Wire::Reqwest { client, url } => {
-                let rb = client
-                    .post(url.clone())
+        let i = self.routes.pick();
+        let route = &self.routes.list[i];
+        let result = match &route.plain {
+            Some(plain) => send_plain(plain, headers, body, timeout, max).await,
+            None => {
+                let rb = self
+                    .http
+                    .post(route.url.clone())
                     .headers(headers)
                     .timeout(timeout)
                     .body(body);
                 send(rb, timeout, max).await
             }
         };
+        let unreachable =
+            matches!(&result, Err(f) if matches!(f.error, FetchError::Unavailable(_)));
+        self.routes.outcome(i, unreachable);
         self.metrics.latency.observe(start.elapsed());
         if let Err(f) = &result {
             self.metrics

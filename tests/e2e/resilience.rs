@@ -507,3 +507,101 @@ async fn internal_details_stay_in_the_log_and_masked_subgraphs_say_only_who() {
     );
     rig.stop().await;
 }
+
+/// A second dataset service over the stack's store, on `listener`.
+async fn dataset_replica(
+    stack: &Subgraphs,
+    listener: tokio::net::TcpListener,
+) -> subgraphs::common::RunningService {
+    let config = subgraphs::dataset::DatasetConfig {
+        listen: listener.local_addr().expect("addr").to_string(),
+        database: stack.dir().join("dataset.sqlite"),
+        data_dir: stack.dir().join("datasets"),
+        public_url: None,
+        signing_secret: e2e::stack::SIGNING_SECRET.into(),
+        max_expires_in_sec: 86_400,
+        max_upload_bytes: 10 * 1024 * 1024,
+        http: Default::default(),
+        cors: Default::default(),
+        service_token: Some(e2e::stack::SERVICE_TOKEN.into()),
+        authorization: subgraphs::common::rbac::Authorization::allow_all(),
+    };
+    subgraphs::dataset::start(config, listener)
+        .await
+        .unwrap_or_else(|e| panic!("start the dataset replica: {e}"))
+}
+
+/// GraphQL requests a service has received (its `/metrics`).
+async fn received(url: &str) -> u64 {
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/graphql")
+        .parse()
+        .expect("service address");
+    metric(&metrics_page(addr).await, "graphql_requests_received_total")
+}
+
+#[tokio::test]
+async fn requests_go_round_robin_over_replicas_and_skip_one_that_is_down_until_it_is_back() {
+    let stack = Subgraphs::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let replica_addr = listener.local_addr().expect("addr");
+    let replica = dataset_replica(&stack, listener).await;
+    let replica_url = replica.url();
+    let primary_url = stack.dataset_url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let entries = subgraph_entries(&stack).replace(
+        &format!("url = \"{primary_url}\"\n"),
+        &format!("url = \"{primary_url}\"\nreplicas = [\"{replica_url}\"]\n"),
+    );
+    assert!(entries.contains("replicas"), "{entries}");
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!("[gateway]\nlisten = \"127.0.0.1:0\"\n\n{entries}"),
+    )
+    .expect("config");
+    let gw = start_gateway(&path).await.unwrap_or_else(|e| panic!("{e}"));
+    let ask = || async {
+        let resp = gql(&gw.url(), "{ datasets { total } }", json!({})).await;
+        assert!(resp.get("errors").is_none(), "{resp}");
+    };
+
+    // Both endpoints serve.
+    let before = (received(&primary_url).await, received(&replica_url).await);
+    for _ in 0..10 {
+        ask().await;
+    }
+    let after = (received(&primary_url).await, received(&replica_url).await);
+    assert!(
+        after.0 > before.0 && after.1 > before.1,
+        "{before:?} -> {after:?}"
+    );
+
+    // One goes away: every query still answers (the retry takes the other).
+    replica.stop().await;
+    for _ in 0..10 {
+        ask().await;
+    }
+
+    // It comes back on the same address: it gets requests again.
+    let listener = tokio::net::TcpListener::bind(replica_addr)
+        .await
+        .expect("rebind");
+    let replica = dataset_replica(&stack, listener).await;
+    let back = received(&replica_url).await;
+    eventually(
+        Duration::from_secs(10),
+        "the replica serves again",
+        || async {
+            ask().await;
+            (received(&replica_url).await > back + 1).then_some(())
+        },
+    )
+    .await;
+    replica.stop().await;
+    gw.stop().await;
+    stack.stop().await;
+}
