@@ -329,6 +329,21 @@ impl Driver {
         .await
     }
 
+    /// A Chrome DevTools command through ChromeDriver.
+    async fn cdp(&self, cmd: &str, params: Value) {
+        let resp = self
+            .http
+            .post(format!(
+                "{}/session/{}/goog/cdp/execute",
+                self.base, self.session
+            ))
+            .json(&serde_json::json!({ "cmd": cmd, "params": params }))
+            .send()
+            .await
+            .expect("cdp command");
+        assert!(resp.status().is_success(), "{cmd}: {}", resp.status());
+    }
+
     async fn stop(mut self) {
         let _ = self
             .http
@@ -391,6 +406,20 @@ async fn graphiql_is_served_by_the_gateway_and_runs_a_query_and_a_subscription()
         )
         .await;
     assert!(shown.contains("pipelineEvents"), "{shown}");
+
+    // A script that cannot load: the page says so instead of "Loading…".
+    driver.cdp("Network.enable", serde_json::json!({})).await;
+    driver
+        .cdp(
+            "Network.setBlockedURLs",
+            serde_json::json!({ "urls": ["*graphiql.min.js"] }),
+        )
+        .await;
+    driver.go(&format!("{base}/graphql")).await;
+    let shown = driver
+        .wait_for("return document.body.innerText;", "could not load GraphiQL")
+        .await;
+    assert!(!shown.contains("Loading"), "{shown}");
     driver.stop().await;
     platform.stop().await;
 }
