@@ -1015,3 +1015,56 @@ async fn apollo_client_runs_a_safelisted_document_by_its_hash_and_nothing_else()
     );
     p.stop().await;
 }
+
+/// `promtool check metrics` over `page`: its complaints (empty: none).
+async fn promtool_complaints(page: String) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let status = std::process::Command::new(root.join("scripts/ensure-promtool.sh"))
+        .status()
+        .expect("run scripts/ensure-promtool.sh");
+    assert!(status.success(), "scripts/ensure-promtool.sh failed");
+    let mut child = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    let mut stdin = child.stdin.take().expect("stdin");
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, page.as_bytes())
+        .await
+        .expect("write the page");
+    drop(stdin);
+    let out = child.wait_with_output().await.expect("promtool output");
+    let mut complaints = String::from_utf8_lossy(&out.stdout).to_string();
+    complaints.push_str(&String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() && complaints.trim().is_empty() {
+        complaints = format!("promtool exited with {}", out.status);
+    }
+    complaints.trim().to_string()
+}
+
+#[tokio::test]
+async fn the_metrics_pages_pass_promtool() {
+    let p = Platform::start().await;
+    // Traffic first, so every labelled series has samples.
+    let resp = gql(
+        &p.url(),
+        "{ pipelines { items { id dataCatalog { dataset { name } } logs { items { message } } } } }",
+        json!({}),
+    )
+    .await;
+    assert!(resp.get("errors").is_none(), "{resp}");
+    let gateway = promtool_complaints(p.metrics().await).await;
+    assert!(gateway.is_empty(), "the gateway's /metrics: {gateway}");
+    let dataset = p
+        .subgraphs
+        .dataset_url()
+        .trim_start_matches("http://")
+        .trim_end_matches("/graphql")
+        .parse()
+        .expect("address");
+    let service = promtool_complaints(e2e::platform::metrics_page(dataset).await).await;
+    assert!(service.is_empty(), "a service's /metrics: {service}");
+    p.stop().await;
+}
