@@ -171,6 +171,8 @@ pub struct Authenticator {
     /// The secret's and the JWKS file's keys.
     fixed: Vec<Key>,
     ring: RwLock<Arc<KeyRing>>,
+    /// A background refresh is under way.
+    refreshing: std::sync::atomic::AtomicBool,
     /// Single flight for JWKS refetches; holds when the last one started.
     fetching: tokio::sync::Mutex<Option<Instant>>,
     http: reqwest::Client,
@@ -249,6 +251,7 @@ impl Authenticator {
             })),
             // The first unknown `kid` refetches at once; later ones wait `MIN_REFETCH`.
             fetching: tokio::sync::Mutex::new(None),
+            refreshing: Default::default(),
             http: http.clone(),
             forwarded,
             config,
@@ -342,9 +345,19 @@ impl Authenticator {
             )));
         }
         let ring = self.ring();
-        if ring.fetched.elapsed() > Duration::from_secs(self.config.jwks_refresh_secs) {
+        let stale = ring.fetched.elapsed() > Duration::from_secs(self.config.jwks_refresh_secs);
+        // One background refresh at a time, however many requests see the keys stale.
+        if stale
+            && !self
+                .refreshing
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
             let me = self.clone();
-            tokio::spawn(async move { me.refetch(false).await });
+            tokio::spawn(async move {
+                me.refetch(false).await;
+                me.refreshing
+                    .store(false, std::sync::atomic::Ordering::Release);
+            });
         }
         let known = |ring: &KeyRing| {
             self.fixed

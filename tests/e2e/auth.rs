@@ -508,3 +508,44 @@ async fn the_services_authorize_each_action_by_the_groups_in_the_callers_token()
     .await;
     platform.stop().await;
 }
+
+#[tokio::test]
+async fn the_jwks_is_fetched_again_on_its_timer_so_a_replaced_key_takes_over() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let old = ed25519("main");
+    let keys = jwks(vec![old.jwk.clone()]).await;
+    let (probe_url, _calls, probe_task) = probe().await;
+    let gw = gateway(
+        dir.path(),
+        &probe_url,
+        &format!("jwks_url = \"{}\"\njwks_refresh_secs = 1\n", keys.url),
+    )
+    .await;
+    let url = gw.url();
+    let t = sign(&old, json!({"email": "old@example.com"}));
+    assert_eq!(whoami(&url, Some(&t), &[]).await.0, 200);
+
+    // The same key id now names another key; once the timer has run out,
+    // a request starts the refresh, and then the new key is the one that counts.
+    let new = ed25519("main");
+    *keys.keys.write().expect("jwks lock") = vec![new.jwk.clone()];
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let fetched = keys.fetches.load(Relaxed);
+    let _ = whoami(&url, Some(&t), &[]).await;
+    e2e::platform::eventually(
+        Duration::from_secs(10),
+        "the JWKS fetched again",
+        || async { (keys.fetches.load(Relaxed) > fetched).then_some(()) },
+    )
+    .await;
+    let fresh = sign(&new, json!({"email": "new@example.com"}));
+    e2e::platform::eventually(Duration::from_secs(10), "the new key accepted", || async {
+        (whoami(&url, Some(&fresh), &[]).await.0 == 200).then_some(())
+    })
+    .await;
+    let (status, resp, _) = whoami(&url, Some(&t), &[]).await;
+    assert_eq!(status, 401, "the replaced key still verifies: {resp}");
+    gw.stop().await;
+    probe_task.abort();
+    keys.task.abort();
+}
