@@ -1030,3 +1030,46 @@ async fn introspect(s: &SubgraphConfig, http: &reqwest::Client) -> Result<String
     let data = body.get("data").ok_or("the answer has no `data`")?;
     sdl_from_introspection(data)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes(n: usize) -> Routes {
+        Routes {
+            list: (0..n)
+                .map(|i| Route {
+                    url: reqwest::Url::parse(&format!("http://127.0.0.1:{}/graphql", 4000 + i))
+                        .unwrap(),
+                    plain: None,
+                    down_until_ms: Default::default(),
+                })
+                .collect(),
+            next: Default::default(),
+            epoch: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn replicas_take_turns_and_one_that_is_down_is_left_out() {
+        let r = routes(3);
+        let picks: Vec<usize> = (0..6).map(|_| r.pick()).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+        r.outcome(1, true);
+        let picks: Vec<usize> = (0..4).map(|_| r.pick()).collect();
+        assert!(!picks.contains(&1), "{picks:?}");
+        // It answered again: back in turn.
+        r.outcome(1, false);
+        let picks: Vec<usize> = (0..3).map(|_| r.pick()).collect();
+        assert!(picks.contains(&1), "{picks:?}");
+        // All down: still someone is tried (that is how one comes back).
+        for i in 0..3 {
+            r.outcome(i, true);
+        }
+        assert!(r.pick() < 3);
+        // A single endpoint is never left out.
+        let one = routes(1);
+        one.outcome(0, true);
+        assert_eq!(one.pick(), 0);
+    }
+}
