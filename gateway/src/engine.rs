@@ -52,6 +52,8 @@ struct Route {
     /// For `http://` endpoints: the pooled client (HTTP/1.1 or h2c), the
     /// parsed URI, and the cap on concurrent requests to its host.
     plain: Option<Arc<PlainRoute>>,
+    /// For the others (TLS): the shared reqwest client.
+    http: reqwest::Client,
     /// Skipped until then (ms since `Routes::epoch`) after it could not be reached.
     down_until_ms: std::sync::atomic::AtomicU64,
 }
@@ -245,7 +247,7 @@ impl Engine {
                     retry: s.retry.clone(),
                     health: upstream.health(&s.name, &s.breaker),
                 }),
-                routes: Arc::new(routes(&config, s, upstream)?),
+                routes: Arc::new(routes(&config, s, upstream, http)?),
             });
         }
         let g = &config.config.gateway;
@@ -348,7 +350,6 @@ impl Engine {
     /// Runs a query or mutation.
     pub async fn execute(
         &self,
-        http: &reqwest::Client,
         request: &GraphQLRequest,
         headers: &HeaderMap,
         allow_mutation: bool,
@@ -389,7 +390,6 @@ impl Engine {
         let g = &self.config.config.gateway;
         let transport = HttpTransport {
             engine: self,
-            http,
             headers,
             deadline: (g.request_timeout_ms > 0)
                 .then(|| started + Duration::from_millis(g.request_timeout_ms)),
@@ -504,6 +504,7 @@ fn routes(
     config: &LoadedConfig,
     s: &crate::config::SubgraphConfig,
     upstream: &Arc<Upstream>,
+    http: &reqwest::Client,
 ) -> Result<Routes, GatewayError> {
     let mut list = Vec::new();
     for address in std::iter::once(&s.url).chain(&s.replicas) {
@@ -531,6 +532,7 @@ fn routes(
         list.push(Route {
             url,
             plain,
+            http: http.clone(),
             down_until_ms: Default::default(),
         });
     }
@@ -546,7 +548,6 @@ fn routes(
 /// deadline), breaker, retries, propagated and configured headers, and metrics.
 pub struct HttpTransport<'a> {
     pub engine: &'a Engine,
-    pub http: &'a reqwest::Client,
     pub headers: &'a HeaderMap,
     /// When the client request must be answered; `None`: no deadline.
     pub deadline: Option<Instant>,
@@ -626,7 +627,6 @@ impl HttpTransport<'_> {
             policy: c.policy.clone(),
             metrics: c.metrics.clone(),
             routes: c.routes.clone(),
-            http: self.http.clone(),
             headers,
             body,
             retry: query,
@@ -655,8 +655,6 @@ struct Exchange {
     policy: Arc<SubgraphPolicy>,
     metrics: Arc<SubgraphMetrics>,
     routes: Arc<Routes>,
-    /// For endpoints the plain client does not take (TLS).
-    http: reqwest::Client,
     headers: HeaderMap,
     body: Bytes,
     /// Queries may be retried; mutations never.
@@ -738,7 +736,7 @@ impl Exchange {
         let result = match &route.plain {
             Some(plain) => send_plain(plain, headers, body, timeout, max).await,
             None => {
-                let rb = self
+                let rb = route
                     .http
                     .post(route.url.clone())
                     .headers(headers)
@@ -1042,6 +1040,7 @@ mod tests {
                     url: reqwest::Url::parse(&format!("http://127.0.0.1:{}/graphql", 4000 + i))
                         .unwrap(),
                     plain: None,
+                    http: reqwest::Client::new(),
                     down_until_ms: Default::default(),
                 })
                 .collect(),

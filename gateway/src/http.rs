@@ -357,7 +357,9 @@ async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Respo
             return too_large(state.max_body_bytes);
         }
     }
-    if let Err(refused) = authenticate(&state.engine(), &mut parts.headers).await {
+    // The request keeps this engine to the end, whatever a reload does meanwhile.
+    let engine = state.engine();
+    if let Err(refused) = authenticate(&engine, &mut parts.headers).await {
         return refused;
     }
     let bytes = match axum::body::to_bytes(body, state.max_body_bytes).await {
@@ -388,7 +390,6 @@ async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Respo
     if let Some(framing) = crate::streamed::wanted(&parts.headers) {
         return crate::streamed::respond(&state, request, parts.headers, framing);
     }
-    let engine = state.engine();
     if let Some(inbound) = state
         .inbound
         .as_ref()
@@ -398,7 +399,7 @@ async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Respo
         let shared = state.clone();
         let headers = parts.headers;
         let work: futures::future::BoxFuture<'static, Answer> = Box::pin(async move {
-            let outcome = engine.execute(&shared.http, &request, &headers, true).await;
+            let outcome = engine.execute(&request, &headers, true).await;
             answer(outcome, graphql_response, &shared, start)
         });
         let (answer, joined) = inbound.run(key, work).await;
@@ -407,9 +408,7 @@ async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Respo
         }
         return answer.into_response();
     }
-    let outcome = engine
-        .execute(&state.http, &request, &parts.headers, true)
-        .await;
+    let outcome = engine.execute(&request, &parts.headers, true).await;
     respond(outcome, graphql_response, &state, start)
 }
 
@@ -531,11 +530,12 @@ async fn graphql_get(State(state): State<Arc<AppState>>, req: Request) -> Respon
     if wants_html && !params.contains_key("query") {
         return crate::graphiql::page().into_response();
     }
-    let csrf = &state.engine().config.config.gateway.csrf;
+    let engine = state.engine();
+    let csrf = &engine.config.config.gateway.csrf;
     if csrf.enabled && !preflighted(&headers, &csrf.required_headers) {
         return csrf_refusal(&csrf.required_headers);
     }
-    if let Err(refused) = authenticate(&state.engine(), &mut headers).await {
+    if let Err(refused) = authenticate(&engine, &mut headers).await {
         return refused;
     }
     let start = Instant::now();
@@ -561,8 +561,7 @@ async fn graphql_get(State(state): State<Arc<AppState>>, req: Request) -> Respon
     if let Err(refusal) = state.documents(&mut request) {
         return persisted_refusal(&refusal, wants_graphql_response(&headers));
     }
-    let engine = state.engine();
-    let outcome = engine.execute(&state.http, &request, &headers, false).await;
+    let outcome = engine.execute(&request, &headers, false).await;
     // A mutation over GET is refused with 405, as GraphQL over HTTP says.
     respond(outcome, wants_graphql_response(&headers), &state, start)
 }

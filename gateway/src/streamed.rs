@@ -77,7 +77,6 @@ pub fn respond(
         RawValue::from_string("null".into()).unwrap_or_else(|_| unreachable!("`null` is JSON"));
     let shared = Arc::new(Shared {
         protocol: Protocol::TransportWs,
-        http: state.http.clone(),
         metrics: state.metrics.clone(),
         headers,
         init_payload: null,

@@ -334,7 +334,6 @@ impl Connection {
                 }
                 self.shared = Some(Arc::new(Shared {
                     protocol: self.protocol,
-                    http: self.state.http.clone(),
                     metrics: self.state.metrics.clone(),
                     headers,
                     init_payload: payload,

@@ -12,8 +12,8 @@ use std::{
 use e2e::{
     client::{error_codes, http, Protocol},
     pipeline_support::{
-        assert_example01_log, create_run, log_summary, run_logs, text_datasets, wait_logs,
-        wait_status,
+        assert_example01_log, create_run, finished_run, log_summary, run_logs, text_datasets,
+        wait_logs, wait_status,
     },
     platform::{eventually, metric, Platform},
     stack::{Subgraphs, SubgraphsOptions},
@@ -442,18 +442,7 @@ async fn log_lines_survive_kill_9_of_the_pipeline_service_while_the_log_service_
 
     // One run finishes, one is RUNNING when the process dies: every line
     // of both waits in the pipeline store only.
-    let (text_in, text_out) = text_datasets(&dataset, Some("hello")).await;
-    let done = create_run(
-        &url,
-        "example01",
-        &text_in,
-        &text_out,
-        json!(null),
-        json!(null),
-    )
-    .await;
-    let done = done["id"].as_str().expect("run id").to_string();
-    wait_status(&url, &done, &["SUCCESS"], WAIT).await;
+    let (done, ..) = finished_run(&url, &dataset, json!(null)).await;
     let (slow_in, slow_out) = text_datasets(&dataset, Some("abc")).await;
     let slow = json!([{ "name": "duration", "value": "60" }]);
     let live = create_run(&url, "example00", &slow_in, &slow_out, slow, json!(null)).await;

@@ -1147,15 +1147,14 @@ async fn node_client(script: &str, url: &str, body: Value, limit: Option<usize>)
         .collect()
 }
 
-#[tokio::test]
-async fn subscriptions_over_server_sent_events_with_the_graphql_sse_client() {
-    let p = Platform::start().await;
+/// What both HTTP subscription clients must see through `script`: a run
+/// followed to its end (events, then `complete`), and enriched live log
+/// lines that the client stops after two, which stops them upstream.
+async fn follows_runs_and_stops_upstream(p: &Platform, script: &str) {
     let url = p.gateway.url();
-
-    // A run followed to its end: events, then `complete`.
-    let id = start_run(&p, "2").await;
+    let id = start_run(p, "2").await;
     let lines = node_client(
-        "sse-subscribe.mjs",
+        script,
         &url,
         json!({ "query": EVENTS, "variables": { "id": id } }),
         None,
@@ -1177,11 +1176,9 @@ async fn subscriptions_over_server_sent_events_with_the_graphql_sse_client() {
         Some(json!("SUCCESS"))
     );
 
-    // Live log lines, each completed with its run through the stitched
-    // graph; the client stops after two, and so does the upstream stream.
-    let id = start_run(&p, "1").await;
+    let id = start_run(p, "1").await;
     let lines = node_client(
-        "sse-subscribe.mjs",
+        script,
         &url,
         json!({ "query": LOGS_ENRICHED, "variables": { "id": id } }),
         Some(2),
@@ -1197,9 +1194,15 @@ async fn subscriptions_over_server_sent_events_with_the_graphql_sse_client() {
         logs.iter().all(|l| l["pipeline"]["name"] == "example00"),
         "{logs:#?}"
     );
-    wait_active(&p, 0).await;
+    wait_active(p, 0).await;
+}
 
+#[tokio::test]
+async fn subscriptions_over_server_sent_events_with_the_graphql_sse_client() {
+    let p = Platform::start().await;
+    follows_runs_and_stops_upstream(&p, "sse-subscribe.mjs").await;
     // A query is one result; an invalid operation is its errors, then the end.
+    let url = p.gateway.url();
     let lines = node_client(
         "sse-subscribe.mjs",
         &url,
@@ -1236,50 +1239,15 @@ async fn subscriptions_over_server_sent_events_with_the_graphql_sse_client() {
 #[tokio::test]
 async fn multipart_subscriptions_with_apollo_client() {
     let p = Platform::start().await;
-    let url = p.gateway.url();
-    let apollo =
-        |body: Value, limit: Option<usize>| node_client("apollo-subscribe.mjs", &url, body, limit);
-
-    let id = start_run(&p, "2").await;
-    let lines = apollo(json!({ "query": EVENTS, "variables": { "id": id } }), None).await;
-    assert_eq!(
-        lines.last(),
-        Some(&json!({ "complete": true })),
-        "{lines:#?}"
-    );
-    let events: Vec<&Value> = lines
-        .iter()
-        .filter_map(|l| l.get("next"))
-        .map(|n| &n["data"]["pipelineEvents"])
-        .collect();
-    assert!(events.len() >= 2, "{lines:#?}");
-    assert_eq!(
-        events.last().map(|e| e["status"].clone()),
-        Some(json!("SUCCESS"))
-    );
-
-    // Enriched live lines; Apollo Client unsubscribes after two, and the
-    // gateway stops the subscription upstream.
-    let id = start_run(&p, "1").await;
-    let lines = apollo(
-        json!({ "query": LOGS_ENRICHED, "variables": { "id": id } }),
-        Some(2),
+    follows_runs_and_stops_upstream(&p, "apollo-subscribe.mjs").await;
+    // Queries keep their plain JSON answers.
+    let lines = node_client(
+        "apollo-subscribe.mjs",
+        &p.gateway.url(),
+        json!({ "query": "{ pipelineTemplates { name } }" }),
+        None,
     )
     .await;
-    let logs: Vec<&Value> = lines
-        .iter()
-        .filter_map(|l| l.get("next"))
-        .map(|n| &n["data"]["pipelineLogs"])
-        .collect();
-    assert_eq!(logs.len(), 2, "{lines:#?}");
-    assert!(
-        logs.iter().all(|l| l["pipeline"]["name"] == "example00"),
-        "{logs:#?}"
-    );
-    wait_active(&p, 0).await;
-
-    // Queries keep their plain JSON answers.
-    let lines = apollo(json!({ "query": "{ pipelineTemplates { name } }" }), None).await;
     assert_eq!(
         lines[0]["next"]["data"]["pipelineTemplates"]
             .as_array()

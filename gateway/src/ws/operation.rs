@@ -38,7 +38,6 @@ pub struct Outgoing {
 /// What every operation of one client connection shares.
 pub struct Shared {
     pub protocol: Protocol,
-    pub http: reqwest::Client,
     pub metrics: Arc<Metrics>,
     /// The client's upgrade request headers (propagated per subgraph config).
     pub headers: HeaderMap,
@@ -99,7 +98,7 @@ impl Operation {
         let outcome = tokio::select! {
             biased;
             _ = self.cancel.cancelled() => return,
-            o = self.engine.execute(&s.http, &self.request, &s.headers, true) => o,
+            o = self.engine.execute(&self.request, &s.headers, true) => o,
         };
         match outcome {
             Outcome::Refused(e) => self.send_error(&e.to_graphql_errors()).await,
@@ -199,7 +198,6 @@ impl Operation {
         let s = &self.shared;
         let transport = HttpTransport {
             engine: &self.engine,
-            http: &s.http,
             headers: &s.headers,
             // Each event is bounded by the subgraphs' own timeouts.
             deadline: None,
