@@ -99,6 +99,24 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// What the token lets its bearer see: authenticated, with the scopes
+    /// of `scopes_claim` (a space-separated string or a list).
+    pub fn grants(&self, scopes_claim: &str) -> stitching::authorization::Grants {
+        let scopes = match self.claim(scopes_claim) {
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str())
+                .map(str::to_owned)
+                .collect(),
+            _ => Default::default(),
+        };
+        stitching::authorization::Grants {
+            authenticated: true,
+            scopes,
+        }
+    }
+
     /// A claim by dotted path (`realm_access.roles`).
     fn claim(&self, path: &str) -> Option<&Value> {
         let mut parts = path.split('.');

@@ -105,6 +105,8 @@ pub struct GatewayConfig {
     pub trusted_documents: TrustedDocumentsConfig,
     /// `[gateway.jwt]`: JWT authentication; absent: off.
     pub jwt: Option<crate::auth::JwtConfig>,
+    /// `[gateway.authorization]`: `@authenticated`/`@requiresScopes`.
+    pub authorization: AuthorizationConfig,
     /// Runtime worker threads: 0 = one per core; 1 = a single-threaded
     /// runtime, which saves the cross-thread wake-ups of every request when
     /// the gateway shares a small machine with its subgraphs.
@@ -147,6 +149,7 @@ impl Default for GatewayConfig {
             csrf: CsrfConfig::default(),
             trusted_documents: TrustedDocumentsConfig::default(),
             jwt: None,
+            authorization: AuthorizationConfig::default(),
             worker_threads: 0,
         }
     }
@@ -195,6 +198,42 @@ impl Default for TrustedDocumentsConfig {
             allow_introspection: true,
         }
     }
+}
+
+/// `[gateway.authorization]`: what `@authenticated` and `@requiresScopes`
+/// (in subgraph or stitching SDL, or in `rules`) let each caller see.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthorizationConfig {
+    /// The token claim with the caller's scopes (a dotted path for nested
+    /// ones): a space-separated string, as OAuth's `scope`, or a list.
+    pub scopes_claim: String,
+    /// `filter`: what the caller may not see is null, with an error each;
+    /// `reject`: the whole operation is refused.
+    pub mode: stitching::authorization::UnauthorizedMode,
+    /// `Type` or `Type.field` (public names) -> its requirements, beside
+    /// those the SDL declares.
+    pub rules: BTreeMap<String, AccessRuleConfig>,
+}
+
+impl Default for AuthorizationConfig {
+    fn default() -> Self {
+        AuthorizationConfig {
+            scopes_claim: "scope".into(),
+            mode: Default::default(),
+            rules: BTreeMap::new(),
+        }
+    }
+}
+
+/// One `[gateway.authorization.rules]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessRuleConfig {
+    /// As `@authenticated`.
+    pub authenticated: bool,
+    /// As `@requiresScopes(scopes:)`: any one of these sets, held whole.
+    pub requires_scopes: Vec<Vec<String>>,
 }
 
 /// Which directives a subgraph's schema speaks.

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
 use stitching::{
+    authorization::Grants,
     execute::{self, FetchError, Response, SubgraphRequest, Transport},
     schema::introspection::{sdl_from_introspection, INTROSPECTION_QUERY},
     Limits, PreparedOperation, RequestError, SubgraphId, SubgraphSpec, Supergraph,
@@ -188,7 +189,8 @@ impl Engine {
         hook: Option<PrepareHook>,
     ) -> Result<Engine, GatewayError> {
         let specs = load_specs(&config, http, introspection_attempts).await?;
-        let supergraph = stitching::build(&specs)?;
+        let mut supergraph = stitching::build(&specs)?;
+        access_rules(&config, &mut supergraph)?;
         let auth = crate::auth::Authenticator::build(&config, http).await?;
         // Headers made from token claims go to every subgraph.
         let forwarded: Vec<HeaderName> = auth
@@ -341,6 +343,28 @@ impl Engine {
         Ok(variables)
     }
 
+    /// What a caller with this identity (or none) may see.
+    pub fn grants(&self, identity: Option<&crate::auth::Identity>) -> Grants {
+        identity
+            .map(|i| i.grants(&self.config.config.gateway.authorization.scopes_claim))
+            .unwrap_or_default()
+    }
+
+    /// The operation without what `grants` may not see (`None`: all of it
+    /// may be seen); refused when nothing is left or the mode is `reject`.
+    pub fn authorize(
+        &self,
+        prepared: &PreparedOperation,
+        grants: &Grants,
+    ) -> Result<Option<Arc<stitching::authorization::Filtered>>, RequestError> {
+        stitching::authorization::authorize(
+            &self.supergraph,
+            prepared,
+            grants,
+            self.config.config.gateway.authorization.mode,
+        )
+    }
+
     /// The plan cache's entries and their total weight (one per 4 KiB of document).
     pub fn plan_cache_usage(&self) -> (u64, u64) {
         self.cache.run_pending_tasks();
@@ -352,6 +376,7 @@ impl Engine {
         &self,
         request: &GraphQLRequest,
         headers: &HeaderMap,
+        grants: &Grants,
         allow_mutation: bool,
     ) -> Outcome {
         let started = Instant::now();
@@ -380,12 +405,17 @@ impl Engine {
                 Ok(v) => v,
                 Err(e) => return Outcome::Refused(e),
             };
+        let filtered = match self.authorize(&prepared, grants) {
+            Ok(f) => f,
+            Err(e) => return Outcome::Refused(e),
+        };
         let req = execute::Request {
             supergraph: &self.supergraph,
             document: &prepared.document,
             operation: op,
-            plan: &prepared.plan,
+            plan: filtered.as_ref().map_or(&prepared.plan, |f| &f.plan),
             variables: &variables,
+            authorization: filtered.as_deref(),
         };
         let g = &self.config.config.gateway;
         let transport = HttpTransport {
@@ -419,6 +449,38 @@ impl Engine {
                 .is_none_or(|c| c.include_errors)
         });
     }
+}
+
+/// `[gateway.authorization.rules]` joins the rules the SDL declares.
+fn access_rules(config: &LoadedConfig, supergraph: &mut Supergraph) -> Result<(), GatewayError> {
+    use stitching::authorization::Requirement;
+    let mut problems = Vec::new();
+    for (target, rule) in &config.config.gateway.authorization.rules {
+        let mut requirements = Vec::new();
+        if rule.authenticated {
+            requirements.push(Requirement::Authenticated);
+        }
+        if !rule.requires_scopes.is_empty() {
+            requirements.push(Requirement::Scopes(rule.requires_scopes.clone()));
+        }
+        if requirements.is_empty() {
+            problems.push(format!(
+                "`{target}`: the rule requires nothing; set `authenticated = true` or `requires_scopes = [[\"scope\"]]`"
+            ));
+        }
+        for r in requirements {
+            if let Err(e) = supergraph.access.add(&supergraph.schema, target, r) {
+                problems.push(e);
+            }
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(GatewayError::Config {
+        file: "[gateway.authorization.rules]".into(),
+        message: problems.join("; "),
+    })
 }
 
 /// Every subgraph's schema (file, `schema_url`, `_service` or introspection)

@@ -15,6 +15,7 @@ use axum::{
     Router,
 };
 use stitching::{
+    authorization::Grants,
     execute::{error, Response as GqlResponse},
     RequestError,
 };
@@ -85,14 +86,15 @@ pub(crate) const REQUEST_ID: &str = "x-request-id";
 
 /// `[gateway.jwt]`: verifies the request's token and sets the headers made
 /// from its claims; a bad token, or none where one is required, is a 401.
-async fn authenticate(engine: &crate::Engine, headers: &mut HeaderMap) -> Result<(), Response> {
+/// What the caller may see comes from the token.
+async fn authenticate(engine: &crate::Engine, headers: &mut HeaderMap) -> Result<Grants, Response> {
     let Some(auth) = &engine.auth else {
-        return Ok(());
+        return Ok(Grants::default());
     };
     match auth.identify(headers, None).await {
         Ok(identity) => {
             auth.apply(identity.as_ref(), headers);
-            Ok(())
+            Ok(engine.grants(identity.as_ref()))
         }
         Err(e) => {
             let mut resp = http_error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", e.message());
@@ -359,9 +361,10 @@ async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Respo
     }
     // The request keeps this engine to the end, whatever a reload does meanwhile.
     let engine = state.engine();
-    if let Err(refused) = authenticate(&engine, &mut parts.headers).await {
-        return refused;
-    }
+    let grants = match authenticate(&engine, &mut parts.headers).await {
+        Ok(g) => g,
+        Err(refused) => return refused,
+    };
     let bytes = match axum::body::to_bytes(body, state.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => return unreadable_body(&e, state.max_body_bytes),
@@ -388,7 +391,7 @@ async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Respo
         return persisted_refusal(&refusal, graphql_response);
     }
     if let Some(framing) = crate::streamed::wanted(&parts.headers) {
-        return crate::streamed::respond(&state, request, parts.headers, framing);
+        return crate::streamed::respond(&state, request, parts.headers, grants, framing);
     }
     if let Some(inbound) = state
         .inbound
@@ -399,7 +402,7 @@ async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Respo
         let shared = state.clone();
         let headers = parts.headers;
         let work: futures::future::BoxFuture<'static, Answer> = Box::pin(async move {
-            let outcome = engine.execute(&request, &headers, true).await;
+            let outcome = engine.execute(&request, &headers, &grants, true).await;
             answer(outcome, graphql_response, &shared, start)
         });
         let (answer, joined) = inbound.run(key, work).await;
@@ -408,7 +411,9 @@ async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Respo
         }
         return answer.into_response();
     }
-    let outcome = engine.execute(&request, &parts.headers, true).await;
+    let outcome = engine
+        .execute(&request, &parts.headers, &grants, true)
+        .await;
     respond(outcome, graphql_response, &state, start)
 }
 
@@ -535,9 +540,10 @@ async fn graphql_get(State(state): State<Arc<AppState>>, req: Request) -> Respon
     if csrf.enabled && !preflighted(&headers, &csrf.required_headers) {
         return csrf_refusal(&csrf.required_headers);
     }
-    if let Err(refused) = authenticate(&engine, &mut headers).await {
-        return refused;
-    }
+    let grants = match authenticate(&engine, &mut headers).await {
+        Ok(g) => g,
+        Err(refused) => return refused,
+    };
     let start = Instant::now();
     state.metrics.requests.fetch_add(1, Relaxed);
     let variables = match json_param(&params, "variables", "a JSON object") {
@@ -561,7 +567,7 @@ async fn graphql_get(State(state): State<Arc<AppState>>, req: Request) -> Respon
     if let Err(refusal) = state.documents(&mut request) {
         return persisted_refusal(&refusal, wants_graphql_response(&headers));
     }
-    let outcome = engine.execute(&request, &headers, false).await;
+    let outcome = engine.execute(&request, &headers, &grants, false).await;
     // A mutation over GET is refused with 405, as GraphQL over HTTP says.
     respond(outcome, wants_graphql_response(&headers), &state, start)
 }

@@ -18,6 +18,7 @@ use axum::{
 };
 use futures::{Stream, StreamExt};
 use serde_json::value::RawValue;
+use stitching::authorization::Grants;
 use tokio::sync::mpsc;
 
 use crate::{
@@ -69,6 +70,7 @@ pub fn respond(
     state: &Arc<AppState>,
     request: GraphQLRequest,
     headers: HeaderMap,
+    grants: Grants,
     framing: Framing,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Outgoing>(BUFFER);
@@ -79,6 +81,7 @@ pub fn respond(
         protocol: Protocol::TransportWs,
         metrics: state.metrics.clone(),
         headers,
+        grants,
         init_payload: null,
         subscriptions: state.subscriptions.clone(),
     });

@@ -26,6 +26,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures::{stream::SplitSink, SinkExt, StreamExt};
+use stitching::authorization::Grants;
 use tokio::{sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -284,10 +285,10 @@ impl Connection {
         &self,
         headers: &mut HeaderMap,
         payload: &serde_json::value::RawValue,
-    ) -> Result<(), String> {
+    ) -> Result<Grants, String> {
         let engine = self.state.engine();
         let Some(auth) = &engine.auth else {
-            return Ok(());
+            return Ok(Grants::default());
         };
         let payload: Option<serde_json::Value> = serde_json::from_str(payload.get()).ok();
         let identity = auth
@@ -295,7 +296,7 @@ impl Connection {
             .await
             .map_err(|e| e.message().to_string())?;
         auth.apply(identity.as_ref(), headers);
-        Ok(())
+        Ok(engine.grants(identity.as_ref()))
     }
 
     async fn handle(&mut self, text: &str) -> Step {
@@ -323,19 +324,23 @@ impl Connection {
                     };
                 }
                 let mut headers = self.headers.take().unwrap_or_default();
-                if let Err(why) = self.authenticate(&mut headers, &payload).await {
-                    let close = Close::Unauthenticated(why.clone());
-                    return match self.protocol {
-                        Protocol::TransportWs => Step::Close(close),
-                        Protocol::LegacyWs => {
-                            Step::ReplyClose(protocol::connection_error(&why), close)
-                        }
-                    };
-                }
+                let grants = match self.authenticate(&mut headers, &payload).await {
+                    Ok(g) => g,
+                    Err(why) => {
+                        let close = Close::Unauthenticated(why.clone());
+                        return match self.protocol {
+                            Protocol::TransportWs => Step::Close(close),
+                            Protocol::LegacyWs => {
+                                Step::ReplyClose(protocol::connection_error(&why), close)
+                            }
+                        };
+                    }
+                };
                 self.shared = Some(Arc::new(Shared {
                     protocol: self.protocol,
                     metrics: self.state.metrics.clone(),
                     headers,
+                    grants,
                     init_payload: payload,
                     subscriptions: self.state.subscriptions.clone(),
                 }));

@@ -5,6 +5,7 @@
 //! The flow, one module per stage:
 //! `directives` -> `schema` (a validated [`Supergraph`]) -> `plan` -> `execute`.
 
+pub mod authorization;
 pub mod directives;
 pub mod execute;
 pub mod limits;

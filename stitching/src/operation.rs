@@ -28,6 +28,8 @@ pub struct PreparedOperation {
     pub document: Valid<ExecutableDocument>,
     pub operation_name: Option<String>,
     pub plan: QueryPlan,
+    /// The `@authenticated`/`@requiresScopes` rules it reaches.
+    pub access: crate::authorization::OperationAccess,
 }
 
 impl PreparedOperation {
@@ -61,6 +63,10 @@ pub enum RequestError {
     /// GraphQL over HTTP: GET must not change anything (HTTP 405).
     #[error("mutations are not allowed over GET: send them with POST")]
     MutationOverGet,
+    /// Everything the operation selects is out of the caller's reach, or
+    /// some of it is and `[gateway.authorization] mode = "reject"`.
+    #[error("the operation selects fields the caller is not authorized to see")]
+    Unauthorized(Vec<GraphQLError>),
     /// A subscription sent as a plain HTTP request.
     #[error("subscriptions run over WebSocket: connect to this URL with the graphql-transport-ws subprotocol")]
     SubscriptionOverHttp,
@@ -75,6 +81,7 @@ impl RequestError {
             RequestError::IntrospectionDisabled => "INTROSPECTION_DISABLED",
             RequestError::Plan(p) => p.code(),
             RequestError::Variables(_) => "BAD_USER_INPUT",
+            RequestError::Unauthorized(_) => crate::authorization::UNAUTHORIZED,
             RequestError::BadRequest(_) => "BAD_REQUEST",
             RequestError::MutationOverGet | RequestError::SubscriptionOverHttp => {
                 "OPERATION_NOT_ALLOWED"
@@ -95,6 +102,7 @@ impl RequestError {
                 })
                 .collect(),
             RequestError::Limit(l) => vec![l.to_graphql_error(code)],
+            RequestError::Unauthorized(list) => list.clone(),
             other => vec![error(other.to_string(), code)],
         }
     }
@@ -199,10 +207,12 @@ pub fn prepare(
     if plan.has_introspection && !limits.introspection {
         return Err(RequestError::IntrospectionDisabled);
     }
+    let access = crate::authorization::reached(supergraph, &document, op);
     Ok(PreparedOperation {
         document,
         operation_name: operation_name.map(str::to_owned),
         plan,
+        access,
     })
 }
 

@@ -1,4 +1,5 @@
 mod auth;
+mod authorization;
 mod browser;
 mod cli;
 mod dataset;

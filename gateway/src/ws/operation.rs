@@ -13,6 +13,7 @@ use apollo_compiler::{
 use axum::http::HeaderMap;
 use serde_json::value::RawValue;
 use stitching::{
+    authorization::Grants,
     execute::{self, error, SubscriptionStart},
     PreparedOperation,
 };
@@ -41,6 +42,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The client's upgrade request headers (propagated per subgraph config).
     pub headers: HeaderMap,
+    /// What the client's token lets it see.
+    pub grants: Grants,
     /// The client's `connection_init` payload, passed on to subgraphs.
     pub init_payload: Box<RawValue>,
     /// Upstream sockets shared by every client.
@@ -98,7 +101,7 @@ impl Operation {
         let outcome = tokio::select! {
             biased;
             _ = self.cancel.cancelled() => return,
-            o = self.engine.execute(&self.request, &s.headers, true) => o,
+            o = self.engine.execute(&self.request, &s.headers, &s.grants, true) => o,
         };
         match outcome {
             Outcome::Refused(e) => self.send_error(&e.to_graphql_errors()).await,
@@ -117,12 +120,17 @@ impl Operation {
             Ok(v) => v,
             Err(e) => return self.send_error(&e.to_graphql_errors()).await,
         };
+        let filtered = match self.engine.authorize(prepared, &self.shared.grants) {
+            Ok(f) => f,
+            Err(e) => return self.send_error(&e.to_graphql_errors()).await,
+        };
         let req = execute::Request {
             supergraph: &self.engine.supergraph,
             document: &prepared.document,
             operation: prepared.operation(),
-            plan: &prepared.plan,
+            plan: filtered.as_ref().map_or(&prepared.plan, |f| &f.plan),
             variables: &variables,
+            authorization: filtered.as_deref(),
         };
         let start = match execute::subscription_start(&req) {
             Ok(s) => s,

@@ -38,10 +38,20 @@ pub struct StitchedEntity {
     pub location: Option<String>,
 }
 
+/// `@authenticated`/`@requiresScopes` in stitching SDL, on `Type` or
+/// `Type.field` (public names).
+#[derive(Clone, Debug)]
+pub struct StitchedAccess {
+    pub target: String,
+    pub requirement: crate::authorization::Requirement,
+    pub location: Option<String>,
+}
+
 /// What one stitching document contributes.
 #[derive(Default)]
 pub struct ReadDocument {
     pub fields: Vec<StitchedField>,
+    pub access: Vec<StitchedAccess>,
     pub entities: Vec<StitchedEntity>,
     pub new_types: Vec<ExtendedType>,
     pub errors: Vec<BuildError>,
@@ -152,6 +162,37 @@ fn read_entity(
     }
 }
 
+/// Keeps the access directives of `target` (`Type` or `Type.field`);
+/// whether it had any.
+fn read_access(
+    target: String,
+    directives: &ast::DirectiveList,
+    sources: &SourceMap,
+    out: &mut ReadDocument,
+) -> bool {
+    let mut any = false;
+    for d in directives.iter() {
+        let Some(read) = crate::authorization::Requirement::read(d.name.as_str(), d) else {
+            continue;
+        };
+        any = true;
+        let location = d.location().and_then(|s| location(s, sources));
+        match read {
+            Ok(requirement) => out.access.push(StitchedAccess {
+                target: target.clone(),
+                requirement,
+                location,
+            }),
+            Err(message) => out.errors.push(BuildError::new(
+                K::DirectiveInvalid,
+                location,
+                format!("`{target}`: {message}"),
+            )),
+        }
+    }
+    any
+}
+
 /// Reads a stitching document of subgraph `owner` (fields default to it).
 pub fn read_document(doc: &ast::Document, owner: &str, subgraph_names: &[&str]) -> ReadDocument {
     let mut out = ReadDocument::default();
@@ -160,6 +201,7 @@ pub fn read_document(doc: &ast::Document, owner: &str, subgraph_names: &[&str]) 
     for def in &doc.definitions {
         let (type_name, fields, is_new) = match def {
             Definition::ObjectTypeExtension(e) => {
+                read_access(e.name.to_string(), &e.directives, &doc.sources, &mut out);
                 read_entity(
                     &e.name,
                     &e.directives,
@@ -170,7 +212,10 @@ pub fn read_document(doc: &ast::Document, owner: &str, subgraph_names: &[&str]) 
                 );
                 (e.name.clone(), &e.fields, false)
             }
-            Definition::ObjectTypeDefinition(d) => (d.name.clone(), &d.fields, true),
+            Definition::ObjectTypeDefinition(d) => {
+                read_access(d.name.to_string(), &d.directives, &doc.sources, &mut out);
+                (d.name.clone(), &d.fields, true)
+            }
             Definition::ScalarTypeDefinition(d) => {
                 out.new_types
                     .push(ExtendedType::Scalar(Node::new(ScalarType {
@@ -220,6 +265,12 @@ pub fn read_document(doc: &ast::Document, owner: &str, subgraph_names: &[&str]) 
         };
         let mut local_fields = Vec::new();
         for field in fields {
+            let guarded = read_access(
+                format!("{type_name}.{}", field.name),
+                &field.directives,
+                &doc.sources,
+                &mut out,
+            );
             let mut subgraph = owner_id;
             let mut delegate: Option<(String, bool, Option<SourceSpan>)> = None;
             let mut ok = true;
@@ -322,10 +373,12 @@ pub fn read_document(doc: &ast::Document, owner: &str, subgraph_names: &[&str]) 
                 }
             }
             let mut definition = field.as_ref().clone();
-            definition
-                .directives
-                .0
-                .retain(|d| !matches!(d.name.as_str(), "schema" | "delegate"));
+            definition.directives.0.retain(|d| {
+                !matches!(
+                    d.name.as_str(),
+                    "schema" | "delegate" | "authenticated" | "requiresScopes"
+                )
+            });
             let definition = match field.location() {
                 Some(span) => Node::new_parsed(definition, span),
                 None => Node::new(definition),
@@ -349,6 +402,8 @@ pub fn read_document(doc: &ast::Document, owner: &str, subgraph_names: &[&str]) 
                     )),
                 },
                 None if is_new => local_fields.push(definition),
+                // Only access rules for a field the subgraphs already serve.
+                None if guarded => {}
                 None => out.errors.push(BuildError::new(
                     K::StitchingSdl,
                     loc(field.location()),

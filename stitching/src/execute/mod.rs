@@ -214,6 +214,9 @@ pub struct Request<'a> {
     pub plan: &'a QueryPlan,
     /// Coerced variables (defaults applied).
     pub variables: &'a Valid<JsonMap>,
+    /// What the caller may not see, when it may not see everything: `plan`
+    /// is then the filtered one, and those fields are answered as null.
+    pub authorization: Option<&'a crate::authorization::Filtered>,
 }
 
 /// Executes a query or mutation plan.
@@ -374,6 +377,9 @@ impl<'r, 'a> Execution<'r, 'a> {
     }
 
     fn finish(mut self) -> Response {
+        if let Some(a) = self.req.authorization {
+            self.errors.splice(0..0, a.errors.iter().cloned());
+        }
         let bytes = shape::shape(self.req, &self.data, &mut self.errors);
         // The shaper writes only serde_json output and GraphQL names, so this
         // holds; if it ever did not, the client gets an error, not a panic.

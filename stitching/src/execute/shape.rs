@@ -5,7 +5,7 @@
 
 use apollo_compiler::{
     ast::Type,
-    executable::{Field, Selection, SelectionSet},
+    executable::{Field, FragmentSpread, InlineFragment, Selection, SelectionSet},
     response::{GraphQLError, JsonMap, JsonValue},
     schema::ExtendedType,
     Name, Node,
@@ -90,6 +90,13 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                         }
                     }
                     Selection::InlineFragment(inline) => {
+                        if self
+                            .req
+                            .authorization
+                            .is_some_and(|a| a.fragment_removed::<InlineFragment>(inline))
+                        {
+                            continue;
+                        }
                         if included(&inline.directives, vars)
                             && inline
                                 .type_condition
@@ -101,6 +108,10 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                     }
                     Selection::FragmentSpread(spread) => {
                         if !included(&spread.directives, vars)
+                            || self
+                                .req
+                                .authorization
+                                .is_some_and(|a| a.fragment_removed::<FragmentSpread>(spread))
                             || visited.contains(&&spread.fragment_name)
                         {
                             continue;
@@ -167,6 +178,17 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
             if f.name == "__typename" {
                 write_json(out, &JsonValue::String(type_name.into()));
                 continue;
+            }
+            if let Some(a) = self.req.authorization {
+                // Out of the caller's reach: null (its error is already
+                // there), and a non-null one nulls its parent.
+                if fs.iter().all(|f| a.field_removed(f)) {
+                    if f.definition.ty.is_non_null() {
+                        return Err(());
+                    }
+                    out.extend_from_slice(b"null");
+                    continue;
+                }
             }
             let raw = obj.get(key.as_str());
             if matches!(f.name.as_str(), "__schema" | "__type") {
@@ -376,6 +398,7 @@ mod tests {
             operation: prepared.operation(),
             plan: &prepared.plan,
             variables: &vars,
+            authorization: None,
         };
         let mut errors = Vec::new();
         let out = String::from_utf8(shape(&req, &data, &mut errors)).unwrap();

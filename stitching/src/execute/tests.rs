@@ -22,6 +22,7 @@ fn run(sg: &Supergraph, query: &str, variables: JsonValue, answers: &[JsonValue]
         operation: prepared.operation(),
         plan: &prepared.plan,
         variables: &vars,
+        authorization: None,
     };
     let mut data = JsonValue::Object(JsonMap::new());
     let mut errors = Vec::new();

@@ -64,6 +64,7 @@ pub fn build(specs: &[SubgraphSpec]) -> Result<Supergraph, BuildErrors> {
         &merged.conflicted,
         &mut errors,
     );
+    let access = access_rules(&schema, &sources, &subgraphs, &stitching, &mut errors);
     if !errors.is_empty() {
         return Err(BuildErrors(errors));
     }
@@ -73,7 +74,42 @@ pub fn build(specs: &[SubgraphSpec]) -> Result<Supergraph, BuildErrors> {
         implementers,
         subgraphs,
         model,
+        access,
     })
+}
+
+/// The access rules of every subgraph's SDL (in public names; a rule on
+/// something hidden from the public graph has nothing to guard) and of
+/// the stitching SDL (which must name a public type or field).
+fn access_rules(
+    schema: &Schema,
+    sources: &[Source],
+    subgraphs: &[Subgraph],
+    stitching: &Stitching,
+    errors: &mut Vec<BuildError>,
+) -> crate::authorization::AccessRules {
+    let mut rules = crate::authorization::AccessRules::default();
+    for (source, sg) in sources.iter().zip(subgraphs) {
+        for decl in &source.access {
+            let ty = sg.public_type(&decl.type_name);
+            let target = match &decl.field {
+                Some(f) => format!("{ty}.{f}"),
+                None => ty.to_owned(),
+            };
+            // Hidden or inaccessible: not public, nothing to guard.
+            let _ = rules.add(schema, &target, decl.requirement.clone());
+        }
+    }
+    for decl in &stitching.access {
+        if let Err(message) = rules.add(schema, &decl.target, decl.requirement.clone()) {
+            errors.push(BuildError::new(
+                K::StitchingSdl,
+                decl.location.clone(),
+                message,
+            ));
+        }
+    }
+    rules
 }
 
 // ---- 1. sources -------------------------------------------------------------
@@ -175,6 +211,7 @@ pub(crate) struct Stitching {
     pub entities: Vec<StitchedEntity>,
     /// New types, with the subgraph whose entry declared them.
     pub new_types: Vec<(SubgraphId, ExtendedType)>,
+    pub access: Vec<directives::StitchedAccess>,
     pub sources: SourceMap,
 }
 
@@ -201,6 +238,7 @@ fn read_stitching(specs: &[SubgraphSpec], errors: &mut Vec<BuildError>) -> Stitc
             let read = directives::read_document(&doc, &spec.name, &names);
             errors.extend(read.errors);
             out.fields.extend(read.fields);
+            out.access.extend(read.access);
             out.entities.extend(read.entities);
             out.new_types
                 .extend(read.new_types.into_iter().map(|t| (id, t)));

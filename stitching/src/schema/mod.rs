@@ -116,6 +116,8 @@ pub struct Supergraph {
     pub implementers: apollo_compiler::collections::HashMap<Name, Implementers>,
     pub subgraphs: Vec<Subgraph>,
     pub model: Model,
+    /// `@authenticated`/`@requiresScopes` rules, in public names.
+    pub access: crate::authorization::AccessRules,
 }
 
 impl Supergraph {

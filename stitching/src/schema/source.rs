@@ -52,8 +52,17 @@ pub(crate) struct KeyDecl {
     pub resolvable: bool,
 }
 
+/// `@authenticated` or `@requiresScopes` on a subgraph type or field.
+pub(crate) struct AccessDecl {
+    pub type_name: Name,
+    pub field: Option<Name>,
+    pub requirement: crate::authorization::Requirement,
+}
+
 /// A subgraph as its SDL describes it, before merging.
 pub(crate) struct Source {
+    /// Access rules, in the subgraph's names.
+    pub access: Vec<AccessDecl>,
     pub schema: Valid<Schema>,
     /// `(type, field)` -> flags, subgraph names, only fields with any flag.
     pub flags: HashMap<(Name, Name), FieldFlags>,
@@ -94,7 +103,7 @@ fn directive_names(schema: &Schema, dialect: Dialect) -> HashMap<String, &'stati
         "requiresScopes",
         "policy",
     ];
-    const COMPOSITE: [&str; 11] = [
+    const COMPOSITE: [&str; 13] = [
         "key",
         "external",
         "require",
@@ -106,11 +115,13 @@ fn directive_names(schema: &Schema, dialect: Dialect) -> HashMap<String, &'stati
         "is",
         "internal",
         "tag",
+        "authenticated",
+        "requiresScopes",
     ];
     let known: &[&'static str] = match dialect {
         Dialect::Federation => &FEDERATION,
         Dialect::Composite => &COMPOSITE,
-        Dialect::Stitching => &[],
+        Dialect::Stitching => &["authenticated", "requiresScopes"],
     };
     let mut names: HashMap<String, &'static str> = HashMap::new();
     let mut linked = false;
@@ -216,9 +227,36 @@ struct Reader<'a> {
     shareable_types: HashSet<Name>,
     inaccessible: HashSet<String>,
     internal: HashSet<String>,
+    access: Vec<AccessDecl>,
 }
 
 impl Reader<'_> {
+    /// Keeps `@authenticated`/`@requiresScopes` on `type_name` (or its `field`).
+    fn access(
+        &mut self,
+        canonical: &str,
+        d: &Node<ast::Directive>,
+        type_name: &Name,
+        field: Option<&Name>,
+    ) {
+        match crate::authorization::Requirement::read(canonical, d) {
+            Some(Ok(requirement)) => self.access.push(AccessDecl {
+                type_name: type_name.clone(),
+                field: field.cloned(),
+                requirement,
+            }),
+            Some(Err(message)) => {
+                let at = field.map_or(type_name.to_string(), |f| format!("{type_name}.{f}"));
+                self.errors.push(BuildError::new(
+                    K::DirectiveInvalid,
+                    self.loc(d.location()),
+                    format!("subgraph `{}`: `{at}`: {message}", self.spec.name),
+                ));
+            }
+            None => {}
+        }
+    }
+
     fn canonical(&self, name: &str) -> Option<&'static str> {
         self.names.get(name).copied()
     }
@@ -263,6 +301,10 @@ impl Reader<'_> {
             let Some(c) = self.canonical(&d.name) else {
                 continue;
             };
+            if matches!(c, "authenticated" | "requiresScopes" | "policy") {
+                self.access(c, d, type_name, Some(&field.name));
+                continue;
+            }
             any = true;
             match c {
                 "external" => flags.external = true,
@@ -359,6 +401,9 @@ impl Reader<'_> {
                     }
                     Some("internal") => {
                         self.internal.insert(name.to_string());
+                    }
+                    Some(c @ ("authenticated" | "requiresScopes" | "policy")) => {
+                        self.access(c, d, name, None)
                     }
                     _ => {}
                 }
@@ -520,22 +565,24 @@ pub(crate) fn read(spec: &SubgraphSpec, errors: &mut Vec<BuildError>) -> Source 
         shareable_types: HashSet::new(),
         inaccessible: HashSet::new(),
         internal: HashSet::new(),
+        access: Vec::new(),
     };
-    if spec.dialect != Dialect::Stitching {
-        reader.read_types(&schema);
-    }
+    reader.read_types(&schema);
     let Reader {
         out_flags,
         keys,
         shareable_types,
         inaccessible,
         internal,
+        access,
         ..
     } = reader;
     let mut hidden: HashSet<String> = spec.hide.iter().cloned().collect();
     hidden.extend(internal);
-    if spec.dialect != Dialect::Stitching {
+    if spec.dialect != Dialect::Stitching || !access.is_empty() {
         strip_directives(&mut schema);
+    }
+    if spec.dialect != Dialect::Stitching {
         remove_machinery(&mut schema, spec.dialect);
         ensure_query(&mut schema, &mut hidden);
     }
@@ -551,6 +598,7 @@ pub(crate) fn read(spec: &SubgraphSpec, errors: &mut Vec<BuildError>) -> Source 
         }
     };
     Source {
+        access,
         schema,
         flags: out_flags,
         keys,
