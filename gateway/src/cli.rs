@@ -43,7 +43,6 @@ enum Command {
 /// come back as one clear message (the binary prints it, no backtrace).
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
     let mut loaded = crate::load(&cli.config)?;
     if let Some(listen) = cli.listen {
         loaded.config.gateway.listen = listen;
@@ -59,6 +58,11 @@ pub fn run() -> anyhow::Result<()> {
             .worker_threads(n)
             .enable_all()
             .build()?,
+    };
+    // The gRPC exporter's connection lives on the runtime.
+    let _telemetry = {
+        let _in_runtime = runtime.enter();
+        telemetry::init("gateway", &loaded.config.gateway.telemetry).map_err(anyhow::Error::msg)?
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => runtime.block_on(serve(loaded)),
@@ -132,28 +136,4 @@ async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
-}
-
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Logs go to stderr (stdout is `compose`'s SDL), coloured only on a terminal.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
-        tracing_subscriber::fmt()
-            .json()
-            .with_writer(std::io::stderr)
-            .with_env_filter(filter)
-            // A log write that fails (a closed pipe) is dropped, never
-            // reported with `eprintln!`, which would panic.
-            .log_internal_errors(false)
-            .init();
-    } else {
-        tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_ansi(ansi)
-            .with_env_filter(filter)
-            .log_internal_errors(false)
-            .init();
-    }
 }

@@ -107,6 +107,8 @@ pub struct GatewayConfig {
     pub jwt: Option<crate::auth::JwtConfig>,
     /// `[gateway.authorization]`: `@authenticated`/`@requiresScopes`.
     pub authorization: AuthorizationConfig,
+    /// `[gateway.telemetry]`: OpenTelemetry traces over OTLP.
+    pub telemetry: telemetry::TelemetryConfig,
     /// Runtime worker threads: 0 = one per core; 1 = a single-threaded
     /// runtime, which saves the cross-thread wake-ups of every request when
     /// the gateway shares a small machine with its subgraphs.
@@ -150,6 +152,7 @@ impl Default for GatewayConfig {
             trusted_documents: TrustedDocumentsConfig::default(),
             jwt: None,
             authorization: AuthorizationConfig::default(),
+            telemetry: Default::default(),
             worker_threads: 0,
         }
     }

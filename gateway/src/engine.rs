@@ -20,6 +20,7 @@ use stitching::{
     schema::introspection::{sdl_from_introspection, INTROSPECTION_QUERY},
     Limits, PreparedOperation, RequestError, SubgraphId, SubgraphSpec, Supergraph,
 };
+use tracing::Instrument;
 
 use crate::{
     config::{BreakerConfig, LoadedConfig, RetryConfig, SubgraphConfig},
@@ -424,7 +425,9 @@ impl Engine {
             deadline: (g.request_timeout_ms > 0)
                 .then(|| started + Duration::from_millis(g.request_timeout_ms)),
         };
-        let mut response = execute::execute(&req, &transport).await;
+        let span =
+            tracing::debug_span!("graphql.execute", graphql.operation.type = ?op.operation_type);
+        let mut response = execute::execute(&req, &transport).instrument(span).await;
         self.client_errors(&mut response.errors, headers);
         Outcome::Executed(response)
     }
@@ -621,26 +624,61 @@ impl Transport for HttpTransport<'_> {
         subgraph: SubgraphId,
         request: SubgraphRequest,
     ) -> BoxFuture<'a, Result<Bytes, FetchError>> {
-        Box::pin(async move {
-            let c = &self.engine.clients[subgraph];
-            let body = Bytes::from(
-                serde_json::to_vec(&request).map_err(|e| FetchError::Malformed(e.to_string()))?,
-            );
-            let headers = self.outgoing_headers(c);
-            let query = request.operation == OperationType::Query;
-            let key = (self.engine.dedupe && query).then(|| dedupe_key(c, &headers, &body));
-            let work = Box::pin(self.exchange(c, headers, body, query).run());
-            let Some(key) = key else {
-                return work.await;
-            };
-            let (result, joined) = self.engine.upstream.fetches.run(key, work).await;
-            if joined {
-                c.metrics
-                    .dedup_hits
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let c = &self.engine.clients[subgraph];
+        let span = tracing::debug_span!(
+            "subgraph.request",
+            otel.kind = "client",
+            otel.name = %format_args!("subgraph {}", c.name),
+            subgraph.name = %c.name,
+            graphql.operation.type = ?request.operation,
+            graphql.batch_size = request.batch_size,
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let traced = span.clone();
+        Box::pin(
+            async move {
+                let result = self.send(c, request, &traced).await;
+                match &result {
+                    Ok(_) => traced.record("otel.status_code", "OK"),
+                    Err(e) => traced
+                        .record("otel.status_code", "ERROR")
+                        .record("error.type", e.code()),
+                };
+                result
             }
-            result
-        })
+            .instrument(span),
+        )
+    }
+}
+
+impl HttpTransport<'_> {
+    /// One request to `c`, or a share of an identical one in flight.
+    async fn send(
+        &self,
+        c: &SubgraphClient,
+        request: SubgraphRequest,
+        span: &tracing::Span,
+    ) -> Result<Bytes, FetchError> {
+        let body = Bytes::from(
+            serde_json::to_vec(&request).map_err(|e| FetchError::Malformed(e.to_string()))?,
+        );
+        let mut headers = self.outgoing_headers(c);
+        let query = request.operation == OperationType::Query;
+        let key = (self.engine.dedupe && query).then(|| dedupe_key(c, &headers, &body));
+        // After the key: trace context differs per request, the answer does not.
+        telemetry::inject(span, &mut headers);
+        let work = Box::pin(self.exchange(c, headers, body, query).run());
+        let Some(key) = key else {
+            return work.await;
+        };
+        let (result, joined) = self.engine.upstream.fetches.run(key, work).await;
+        if joined {
+            c.metrics
+                .dedup_hits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
     }
 }
 

@@ -128,8 +128,19 @@ async fn request_id(mut req: Request, next: axum::middleware::Next) -> Response 
     if let Ok(v) = HeaderValue::from_str(&id) {
         req.headers_mut().insert(REQUEST_ID, v);
     }
-    let span = tracing::info_span!("request", id = %id);
-    let mut resp = next.run(req).instrument(span).await;
+    // The server span of the request's trace (continuing the client's).
+    let span = tracing::info_span!(
+        "request",
+        id = %id,
+        otel.kind = "server",
+        otel.name = %format_args!("{} {}", req.method(), req.uri().path()),
+        http.request.method = %req.method(),
+        url.path = %req.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    telemetry::continue_trace(&span, req.headers());
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    span.record("http.response.status_code", resp.status().as_u16());
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }

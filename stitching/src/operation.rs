@@ -160,10 +160,16 @@ pub fn prepare(
 ) -> Result<PreparedOperation, RequestError> {
     let max_errors = limits.max_validation_errors.max(1);
     let recursion = limits.max_depth.saturating_mul(4).max(64);
-    let ast = Parser::new()
-        .token_limit(limits.max_tokens)
-        .recursion_limit(recursion)
-        .parse_ast(query, "request.graphql")
+    // Spans of the stages (exported with the request's trace; free when
+    // nothing exports them).
+    let span = tracing::debug_span!("graphql.parse", graphql.document.length = query.len());
+    let ast = span
+        .in_scope(|| {
+            Parser::new()
+                .token_limit(limits.max_tokens)
+                .recursion_limit(recursion)
+                .parse_ast(query, "request.graphql")
+        })
         .map_err(|e| parse_failure(&e.errors, limits, recursion))?;
     let (stats, reserved) = limits::measure(&ast, operation_name, RESERVED_PREFIX);
     if let Some(alias) = reserved {
@@ -178,12 +184,14 @@ pub fn prepare(
     let invalid = |e: apollo_compiler::validation::WithErrors<ExecutableDocument>| {
         RequestError::Validation(to_errors(&e.errors, max_errors))
     };
+    let validating = tracing::debug_span!("graphql.validate").entered();
     let document = ast
         .to_executable(&supergraph.schema)
         .map_err(invalid)?
         .validate(&supergraph.schema)
         .map_err(invalid)?;
     let mut stricter = crate::spec_rules::check(&supergraph.schema, &document);
+    drop(validating);
     if !stricter.is_empty() {
         stricter.truncate(max_errors);
         return Err(RequestError::Validation(stricter));
@@ -203,7 +211,8 @@ pub fn prepare(
             format!("the operation selects {root_fields} root fields"),
         )));
     }
-    let plan = plan::plan(supergraph, &document, operation_name)?;
+    let plan = tracing::debug_span!("graphql.plan", graphql.operation.name = operation_name)
+        .in_scope(|| plan::plan(supergraph, &document, operation_name))?;
     if plan.has_introspection && !limits.introspection {
         return Err(RequestError::IntrospectionDisabled);
     }

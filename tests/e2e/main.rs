@@ -15,4 +15,5 @@ mod resilience;
 mod runs;
 mod signed_urls;
 mod subscriptions;
+mod telemetry;
 mod validation;

@@ -3,6 +3,7 @@
 pub mod chaos;
 pub mod client;
 pub mod federation;
+pub mod otlp;
 pub mod pipeline_support;
 pub mod platform;
 pub mod stack;

@@ -71,6 +71,11 @@ pub(crate) struct CallOut {
     pub optional: Vec<Name>,
 }
 
+/// The parent objects a request's calls answer for (a root call: one).
+fn batch_size(calls: &[CallOut]) -> usize {
+    calls.iter().map(|c| c.targets.len().max(1)).sum()
+}
+
 /// The request for one subgraph in one wave, and how to read its answer.
 pub struct Built {
     pub subgraph: SubgraphId,
@@ -447,6 +452,7 @@ impl<'r, 'a> Doc<'r, 'a> {
                 query,
                 variables: self.variables,
                 batch: Vec::new(),
+                batch_size: batch_size(&self.calls),
             }),
             calls: self.calls,
             unbatch: Vec::new(),
@@ -495,6 +501,7 @@ impl<'r, 'a> Doc<'r, 'a> {
                 query: String::new(),
                 variables: JsonMap::new(),
                 batch,
+                batch_size: batch_size(&self.calls),
             }),
             calls: self.calls,
             unbatch,

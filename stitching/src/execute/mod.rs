@@ -38,6 +38,9 @@ pub struct SubgraphRequest {
     /// Non-empty: the body is this list of requests instead (`variables` a
     /// list where there are several sets), answered as JSON lines.
     pub batch: Vec<BatchedOperation>,
+    /// How many parent objects (or root fields) this one request serves;
+    /// for traces, not sent.
+    pub batch_size: usize,
 }
 
 /// One request of a batched body.

@@ -12,7 +12,7 @@ use anyhow::{anyhow, Context};
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 
-use super::{init_tracing, load_service_config, shutdown_signal, RunningService, ServiceResult};
+use super::{load_service_config, shutdown_signal, RunningService, ServiceResult};
 
 /// A service's `[services.NAME]` section as a binary uses it.
 pub trait ServiceConfig: DeserializeOwned {
@@ -88,6 +88,17 @@ fn args(name: &'static str) -> Args {
     }
 }
 
+/// `[services.telemetry]`, shared by the three services; absent: the
+/// standard `OTEL_*` variables alone.
+fn telemetry_config(path: &Path) -> anyhow::Result<telemetry::TelemetryConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = settings::interpolate_env(&text, &path.display().to_string())?;
+    let section = super::parse_service_section(&text, "telemetry")
+        .map_err(|e| anyhow!("invalid config file {}: {e}", path.display()))?;
+    Ok(section.unwrap_or_default())
+}
+
 /// The whole `main` of a subgraph binary.
 pub async fn run_service<C, F, Fut>(start: F)
 where
@@ -95,7 +106,6 @@ where
     F: FnOnce(C, TcpListener) -> Fut,
     Fut: Future<Output = ServiceResult<RunningService>>,
 {
-    init_tracing();
     // Printed by hand: a config mistake deserves one clear line, not a backtrace.
     if let Err(e) = run(start).await {
         eprintln!("error: {e:#}");
@@ -115,6 +125,7 @@ where
         listen,
     } = args(name);
     let mut config: C = load_service_config(&path, name)?;
+    let _telemetry = telemetry::init(name, &telemetry_config(&path)?).map_err(|e| anyhow!(e))?;
     if let Some(listen) = listen {
         *config.listen_mut() = listen;
     }

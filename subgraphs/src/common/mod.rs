@@ -184,6 +184,15 @@ pub fn load_service_config<T: DeserializeOwned>(path: &Path, name: &str) -> anyh
 
 /// Parses `[services.NAME]` out of a whole config file; other sections are ignored.
 pub fn parse_service_config<T: DeserializeOwned>(text: &str, name: &str) -> Result<T, String> {
+    parse_service_section(text, name)?
+        .ok_or_else(|| format!("section [services.{name}] is missing"))
+}
+
+/// `[services.NAME]` of a whole config file, if it has one.
+pub fn parse_service_section<T: DeserializeOwned>(
+    text: &str,
+    name: &str,
+) -> Result<Option<T>, String> {
     use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
     use std::marker::PhantomData;
 
@@ -233,11 +242,8 @@ pub fn parse_service_config<T: DeserializeOwned>(text: &str, name: &str) -> Resu
         }
     }
     let de = toml::Deserializer::new(text);
-    match de.deserialize_map(Root(name, PhantomData::<T>)) {
-        Ok(Some(cfg)) => Ok(cfg),
-        Ok(None) => Err(format!("section [services.{name}] is missing")),
-        Err(e) => Err(e.to_string()),
-    }
+    de.deserialize_map(Root(name, PhantomData::<T>))
+        .map_err(|e| e.to_string())
 }
 
 /// A SQLite connection shared by a service. rusqlite is blocking, so every
@@ -396,31 +402,6 @@ pub mod cursor {
                     "`cursor` \"{cursor}\" is not a cursor this service issued; pass `nextCursor` from a previous page, or omit it to start from the first page"
                 ))
             })
-    }
-}
-
-/// Installs the tracing subscriber of a binary: JSON lines when `LOG_FORMAT=json`.
-pub fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Logs go to stderr, coloured only on a terminal; JSON lines on request.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
-        let _ = tracing_subscriber::fmt()
-            .json()
-            .with_writer(std::io::stderr)
-            .with_env_filter(filter)
-            // A log write that fails (a closed pipe) is dropped, never
-            // reported with `eprintln!`, which would panic.
-            .log_internal_errors(false)
-            .try_init();
-    } else {
-        let _ = tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_ansi(ansi)
-            .with_env_filter(filter)
-            .log_internal_errors(false)
-            .try_init();
     }
 }
 

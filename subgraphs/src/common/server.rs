@@ -17,6 +17,7 @@ use axum::{
 };
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::Instrument;
 
 /// `[services.NAME.http]`: what one client may send or hold.
 #[derive(serde::Deserialize, Clone, Debug)]
@@ -171,7 +172,15 @@ where
         .into_inner()
         .data(super::CallerToken(token))
         .data(groups);
-    GraphQLResponse::from(state.schema.execute(request).await).into_response()
+    // Continues the caller's trace (the gateway's subgraph span).
+    let span = tracing::debug_span!(
+        "graphql.request",
+        otel.kind = "server",
+        otel.name = "POST /graphql"
+    );
+    telemetry::continue_trace(&span, &headers);
+    let response = state.schema.execute(request).instrument(span).await;
+    GraphQLResponse::from(response).into_response()
 }
 
 /// A body over the limit is 413 and one that stalled 408, not a 400 that
