@@ -150,6 +150,11 @@ pub struct Engine {
     /// Seeded per engine, so collisions cannot be prepared offline.
     hasher: ahash::RandomState,
     hook: Option<PrepareHook>,
+    /// Plan cache hits and misses.
+    plan_cache: (
+        telemetry::metrics::IntCounter,
+        telemetry::metrics::IntCounter,
+    ),
     /// `[gateway.trusted_documents]`, loaded with the schema.
     pub trusted: Option<crate::persisted::TrustedDocuments>,
     /// `[gateway.jwt]`, with its keys.
@@ -176,7 +181,8 @@ pub struct GraphQLRequest {
 /// The outcome of one request: refused before execution, or executed.
 pub enum Outcome {
     Refused(RequestError),
-    Executed(Response),
+    /// The response, and the type of the operation that ran.
+    Executed(Response, apollo_compiler::ast::OperationType),
 }
 
 impl Engine {
@@ -300,6 +306,10 @@ impl Engine {
                 .build(),
             hasher: ahash::RandomState::new(),
             hook,
+            plan_cache: (
+                metrics.plan_cache_hits.clone(),
+                metrics.plan_cache_misses.clone(),
+            ),
             config,
         })
     }
@@ -319,9 +329,11 @@ impl Engine {
         );
         if let Some((text, p)) = self.cache.get(&key) {
             if *text == *query {
+                self.plan_cache.0.inc();
                 return Ok(p);
             }
         }
+        self.plan_cache.1.inc();
         let prepared = Arc::new(stitching::prepare(
             &self.supergraph,
             query,
@@ -429,7 +441,7 @@ impl Engine {
             tracing::debug_span!("graphql.execute", graphql.operation.type = ?op.operation_type);
         let mut response = execute::execute(&req, &transport).instrument(span).await;
         self.client_errors(&mut response.errors, headers);
-        Outcome::Executed(response)
+        Outcome::Executed(response, op.operation_type)
     }
 
     /// Gives an executed response's errors their client form (see `response`).
@@ -674,9 +686,7 @@ impl HttpTransport<'_> {
         };
         let (result, joined) = self.engine.upstream.fetches.run(key, work).await;
         if joined {
-            c.metrics
-                .dedup_hits
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            c.metrics.dedup_hits.inc();
         }
         result
     }
@@ -826,9 +836,7 @@ impl Exchange {
     /// One request on the wire, with metrics.
     async fn attempt(&self, timeout: Duration) -> Result<Bytes, Failure> {
         let start = Instant::now();
-        self.metrics
-            .requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.requests.inc();
         let max = self.policy.max_response_bytes;
         let (headers, body) = (self.headers.clone(), self.body.clone());
         let i = self.routes.pick();
@@ -848,11 +856,9 @@ impl Exchange {
         let unreachable =
             matches!(&result, Err(f) if matches!(f.error, FetchError::Unavailable(_)));
         self.routes.outcome(i, unreachable);
-        self.metrics.latency.observe(start.elapsed());
+        self.metrics.observe(start.elapsed());
         if let Err(f) = &result {
-            self.metrics
-                .errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.metrics.errors.inc();
             tracing::warn!(subgraph = %self.policy.name, error = %f.error, "subgraph request failed");
         }
         result

@@ -2,10 +2,7 @@
 //! `application/graphql-response+json`, GraphiQL for browsers, `/health`,
 //! `/metrics`. WebSocket upgrades on `/graphql` go to `ws`.
 
-use std::{
-    sync::{atomic::Ordering::Relaxed, Arc},
-    time::Instant,
-};
+use std::{sync::Arc, time::Instant};
 
 use axum::{
     extract::{FromRequestParts, Query, Request, State},
@@ -23,6 +20,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
     engine::{GraphQLRequest, Outcome},
+    metrics::RequestStatus,
     AppState,
 };
 
@@ -46,7 +44,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         // A bug in one request answers that request with a 500 instead of
         // dropping the client's connection (and its other requests).
         .layer(CatchPanicLayer::custom(move |panic| {
-            counters.internal_errors.fetch_add(1, Relaxed);
+            counters.internal_errors.inc();
             internal_error(panic)
         }))
         .layer(axum::middleware::from_fn(request_id));
@@ -247,7 +245,7 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, telemetry::metrics::CONTENT_TYPE)],
         state.metrics.render(&state.engine(), &state.subscriptions),
     )
         .into_response()
@@ -300,19 +298,23 @@ fn respond(outcome: Outcome, graphql_response: bool, state: &AppState, start: In
 fn answer(outcome: Outcome, graphql_response: bool, state: &AppState, start: Instant) -> Answer {
     // A mutation over GET is refused with 405, as GraphQL over HTTP says.
     let not_allowed = matches!(&outcome, Outcome::Refused(RequestError::MutationOverGet));
-    let (body, refused) = match outcome {
-        Outcome::Refused(e) => (GqlResponse::from_errors(e.to_graphql_errors()), true),
-        Outcome::Executed(r) => (r, false),
+    let (body, refused, operation) = match outcome {
+        Outcome::Refused(e) => (GqlResponse::from_errors(e.to_graphql_errors()), true, None),
+        Outcome::Executed(r, op) => (r, false, Some(op)),
     };
     // Past its deadline: 504 with the data complete by then.
     let late = body
         .errors
         .iter()
         .any(|e| e.extensions.get("code").and_then(|c| c.as_str()) == Some("GATEWAY_TIMEOUT"));
-    if refused {
-        state.metrics.request_errors.fetch_add(1, Relaxed);
-    }
-    state.metrics.latency.observe(start.elapsed());
+    let status = if refused {
+        RequestStatus::Refused
+    } else if body.errors.is_empty() {
+        RequestStatus::Ok
+    } else {
+        RequestStatus::Errors
+    };
+    state.metrics.request(operation, status, start.elapsed());
     let bytes = match serde_json::to_vec(&body) {
         Ok(b) => b,
         Err(e) => {
@@ -350,7 +352,6 @@ fn answer(outcome: Outcome, graphql_response: bool, state: &AppState, start: Ins
 
 async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let start = Instant::now();
-    state.metrics.requests.fetch_add(1, Relaxed);
     let (mut parts, body) = req.into_parts();
     let ctype = crate::engine::media_type(&parts.headers).unwrap_or_default();
     if ctype != "application/json" && ctype != GRAPHQL_RESPONSE {
@@ -418,7 +419,7 @@ async fn graphql_post(State(state): State<Arc<AppState>>, req: Request) -> Respo
         });
         let (answer, joined) = inbound.run(key, work).await;
         if joined {
-            state.metrics.dedup_hits.fetch_add(1, Relaxed);
+            state.metrics.dedup_hits.inc();
         }
         return answer.into_response();
     }
@@ -556,7 +557,6 @@ async fn graphql_get(State(state): State<Arc<AppState>>, req: Request) -> Respon
         Err(refused) => return refused,
     };
     let start = Instant::now();
-    state.metrics.requests.fetch_add(1, Relaxed);
     let variables = match json_param(&params, "variables", "a JSON object") {
         Ok(v) => v,
         Err(why) => return http_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", why),

@@ -1,88 +1,211 @@
-//! Prometheus metrics: per-subgraph request counts, errors and latency
-//! histograms, and the gateway's own requests. Lock-free counters; the text
-//! format is written on `GET /metrics`.
+//! Prometheus metrics of the gateway (through `telemetry::metrics`, the
+//! `prometheus` crate): requests by operation type and outcome, latency,
+//! per-subgraph requests, errors and latency, the plan cache, sockets and
+//! subscriptions, reloads, process metrics and build info. What lives in
+//! other structures (breakers, retry budgets, connections, upstream
+//! sockets, plan cache size) is read at each scrape.
 
-use std::{
-    fmt::Write,
-    sync::atomic::{AtomicU64, Ordering::Relaxed},
-    time::Duration,
+use std::{sync::Arc, time::Duration};
+
+use apollo_compiler::ast::OperationType;
+use telemetry::metrics::{
+    counter, counter_vec, gauge, gauge_vec, latency_vec, render, Histogram, HistogramVec,
+    IntCounter, IntCounterVec, IntGauge, Registry,
 };
 
-const BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-];
+/// The `operation` label: each operation type, or `unknown` for a request
+/// refused before its operation was known.
+const OPERATIONS: [&str; 4] = ["query", "mutation", "subscription", "unknown"];
+/// The `status` label: answered without errors, answered with errors, or
+/// refused before execution.
+const STATUSES: [&str; 3] = ["ok", "errors", "refused"];
 
-#[derive(Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
-
-impl Histogram {
-    pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                self.buckets[i].fetch_add(1, Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Relaxed);
-        self.sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
-    }
-
-    fn write(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}",
-                self.buckets[i].load(Relaxed)
-            );
-        }
-        let count = self.count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum{{{labels}}} {}",
-            self.sum_micros.load(Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+fn operation_index(op: Option<OperationType>) -> usize {
+    match op {
+        Some(OperationType::Query) => 0,
+        Some(OperationType::Mutation) => 1,
+        Some(OperationType::Subscription) => 2,
+        None => 3,
     }
 }
 
-#[derive(Default)]
+/// How a GraphQL request ended, for `gateway_requests_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestStatus {
+    Ok,
+    Errors,
+    Refused,
+}
+
+/// One subgraph's handles, kept by the engines that call it.
 pub struct SubgraphMetrics {
-    pub requests: AtomicU64,
-    pub errors: AtomicU64,
+    pub requests: IntCounter,
+    pub errors: IntCounter,
     /// Queries answered by an identical request already in flight.
-    pub dedup_hits: AtomicU64,
-    pub latency: Histogram,
+    pub dedup_hits: IntCounter,
+    latency: Histogram,
 }
 
-/// Metrics of one gateway process. Subgraphs are keyed by name so counts
-/// survive a schema reload.
-#[derive(Default)]
+impl SubgraphMetrics {
+    pub fn observe(&self, d: Duration) {
+        self.latency.observe(d.as_secs_f64());
+    }
+}
+
+/// The families of per-subgraph series, so a removed subgraph's leave.
+struct SubgraphFamilies {
+    requests: IntCounterVec,
+    errors: IntCounterVec,
+    dedup_hits: IntCounterVec,
+    latency: HistogramVec,
+}
+
+/// Metrics of one gateway process. Subgraphs are keyed by name, so counts
+/// survive a schema reload that keeps the subgraph.
 pub struct Metrics {
-    pub requests: AtomicU64,
-    pub request_errors: AtomicU64,
+    registry: Registry,
+    /// By operation type, then status (see `OPERATIONS`, `STATUSES`;
+    /// `unknown` has `refused` alone).
+    requests: Vec<Vec<IntCounter>>,
+    latency: Vec<Histogram>,
     /// Gateway bugs caught: panicked HTTP handlers and WebSocket operations.
-    pub internal_errors: AtomicU64,
-    pub latency: Histogram,
-    pub subscriptions_active: AtomicU64,
-    /// Client WebSocket connections open.
-    pub websockets_open: AtomicU64,
-    pub reloads: AtomicU64,
-    pub reload_failures: AtomicU64,
+    pub internal_errors: IntCounter,
     /// Client requests answered by an identical one in flight.
-    pub dedup_hits: AtomicU64,
+    pub dedup_hits: IntCounter,
+    pub subscriptions_active: IntGauge,
+    /// Client WebSocket connections open.
+    pub websockets_open: IntGauge,
+    reloads: IntCounterVec,
+    pub plan_cache_hits: IntCounter,
+    pub plan_cache_misses: IntCounter,
     /// Open, refused and timed-out client connections.
-    pub connections: std::sync::Arc<serve::ConnectionStats>,
-    subgraphs: std::sync::RwLock<Vec<(String, std::sync::Arc<SubgraphMetrics>)>>,
+    pub connections: Arc<serve::ConnectionStats>,
+    families: SubgraphFamilies,
+    subgraphs: std::sync::RwLock<Vec<(String, Arc<SubgraphMetrics>)>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let r = telemetry::metrics::registry("gateway");
+        let requests = counter_vec(
+            &r,
+            "gateway_requests_total",
+            "GraphQL requests answered, by operation type and outcome (ok, errors: answered with errors, refused: before execution).",
+            &["operation", "status"],
+        );
+        let latency = latency_vec(
+            &r,
+            "gateway_request_duration_seconds",
+            "GraphQL request latency, by operation type.",
+            &["operation"],
+        );
+        let families = SubgraphFamilies {
+            requests: counter_vec(
+                &r,
+                "subgraph_requests_total",
+                "Requests sent to each subgraph.",
+                &["subgraph"],
+            ),
+            errors: counter_vec(
+                &r,
+                "subgraph_errors_total",
+                "Failed requests to each subgraph (timeout, unreachable, bad answer).",
+                &["subgraph"],
+            ),
+            dedup_hits: counter_vec(
+                &r,
+                "subgraph_dedup_hits_total",
+                "Subgraph queries not sent: an identical one was in flight and its answer shared.",
+                &["subgraph"],
+            ),
+            latency: latency_vec(
+                &r,
+                "subgraph_request_duration_seconds",
+                "Latency of requests to each subgraph.",
+                &["subgraph"],
+            ),
+        };
+        Metrics {
+            // An operation not known yet can only have been refused.
+            requests: OPERATIONS
+                .iter()
+                .map(|op| match *op {
+                    "unknown" => vec![requests.with_label_values(&[*op, "refused"])],
+                    _ => STATUSES
+                        .iter()
+                        .map(|s| requests.with_label_values(&[*op, *s]))
+                        .collect(),
+                })
+                .collect(),
+            latency: OPERATIONS
+                .iter()
+                .map(|op| latency.with_label_values(&[*op]))
+                .collect(),
+            internal_errors: counter(
+                &r,
+                "gateway_internal_errors_total",
+                "Gateway bugs caught (a panicked request or WebSocket operation).",
+            ),
+            dedup_hits: counter(
+                &r,
+                "gateway_dedup_hits_total",
+                "Client requests answered by an identical one in flight (dedupe_client_requests).",
+            ),
+            subscriptions_active: gauge(
+                &r,
+                "gateway_subscriptions_active",
+                "Open client subscriptions.",
+            ),
+            websockets_open: gauge(
+                &r,
+                "gateway_websockets_open",
+                "Client WebSocket connections open.",
+            ),
+            reloads: counter_vec(
+                &r,
+                "gateway_schema_reloads_total",
+                "Schema reloads (ok / failed).",
+                &["result"],
+            ),
+            plan_cache_hits: counter(
+                &r,
+                "gateway_plan_cache_hits_total",
+                "Operations whose plan was in the plan cache.",
+            ),
+            plan_cache_misses: counter(
+                &r,
+                "gateway_plan_cache_misses_total",
+                "Operations parsed, validated and planned (not in the plan cache).",
+            ),
+            connections: Default::default(),
+            families,
+            subgraphs: Default::default(),
+            registry: r,
+        }
+    }
 }
 
 impl Metrics {
-    pub fn subgraph(&self, name: &str) -> std::sync::Arc<SubgraphMetrics> {
+    /// One GraphQL request answered.
+    pub fn request(&self, op: Option<OperationType>, status: RequestStatus, took: Duration) {
+        let i = operation_index(op);
+        let s = match status {
+            RequestStatus::Ok => 0,
+            RequestStatus::Errors => 1,
+            RequestStatus::Refused => 2,
+        };
+        let row = &self.requests[i];
+        row[s.min(row.len() - 1)].inc();
+        self.latency[i].observe(took.as_secs_f64());
+    }
+
+    pub fn reloaded(&self, ok: bool) {
+        self.reloads
+            .with_label_values(&[if ok { "ok" } else { "failed" }])
+            .inc();
+    }
+
+    pub fn subgraph(&self, name: &str) -> Arc<SubgraphMetrics> {
         if let Ok(list) = self.subgraphs.read() {
             if let Some((_, m)) = list.iter().find(|(n, _)| n == name) {
                 return m.clone();
@@ -95,238 +218,158 @@ impl Metrics {
         if let Some((_, m)) = list.iter().find(|(n, _)| n == name) {
             return m.clone();
         }
-        let m = std::sync::Arc::new(SubgraphMetrics::default());
+        let f = &self.families;
+        let m = Arc::new(SubgraphMetrics {
+            requests: f.requests.with_label_values(&[name]),
+            errors: f.errors.with_label_values(&[name]),
+            dedup_hits: f.dedup_hits.with_label_values(&[name]),
+            latency: f.latency.with_label_values(&[name]),
+        });
         list.push((name.to_string(), m.clone()));
         m
     }
 
-    /// The text exposition; breaker and retry figures for the subgraphs
-    /// `engine` serves (a removed subgraph's go with it).
+    /// After a reload: the series of subgraphs no longer served leave.
+    pub fn retain_subgraphs(&self, names: &[&str]) {
+        let mut list = match self.subgraphs.write() {
+            Ok(l) => l,
+            Err(p) => p.into_inner(),
+        };
+        let f = &self.families;
+        list.retain(|(name, _)| {
+            let keep = names.contains(&name.as_str());
+            if !keep {
+                let _ = f.requests.remove_label_values(&[name]);
+                let _ = f.errors.remove_label_values(&[name]);
+                let _ = f.dedup_hits.remove_label_values(&[name]);
+                let _ = f.latency.remove_label_values(&[name]);
+            }
+            keep
+        });
+    }
+
+    /// The text exposition: the registry, then what is read at each
+    /// scrape from `engine` and `upstream`.
     pub fn render(
         &self,
         engine: &crate::Engine,
         upstream: &crate::ws::upstream::Subscriptions,
     ) -> String {
-        let mut out = String::with_capacity(4096);
-        let value = |out: &mut String, name, help, kind, v: &AtomicU64| {
-            header(out, name, help, kind);
-            let _ = writeln!(out, "{name} {}", v.load(Relaxed));
+        let scraped = telemetry::metrics::Registry::new();
+        let c = &self.connections;
+        let load = |v: &std::sync::atomic::AtomicU64| {
+            i64::try_from(v.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(i64::MAX)
         };
         for (name, help, v) in [
             (
-                "gateway_requests_total",
-                "GraphQL requests received.",
-                &self.requests,
-            ),
-            (
-                "gateway_request_errors_total",
-                "Requests refused before execution.",
-                &self.request_errors,
-            ),
-            (
-                "gateway_internal_errors_total",
-                "Gateway bugs caught (a panicked request or WebSocket operation).",
-                &self.internal_errors,
-            ),
-            (
-                "gateway_dedup_hits_total",
-                "Client requests answered by an identical one in flight (dedupe_client_requests).",
-                &self.dedup_hits,
-            ),
-        ] {
-            value(&mut out, name, help, "counter", v);
-        }
-        header(
-            &mut out,
-            "gateway_request_duration_seconds",
-            "Request latency.",
-            "histogram",
-        );
-        self.latency
-            .write(&mut out, "gateway_request_duration_seconds", "");
-        let c = &self.connections;
-        for (name, help, kind, v) in [
-            (
                 "gateway_connections_open",
                 "Client connections open (WebSockets included).",
-                "gauge",
                 &c.open,
             ),
             (
+                "gateway_upstream_sockets_open",
+                "WebSockets open to subgraphs (each carries many subscriptions).",
+                &upstream.sockets_open,
+            ),
+        ] {
+            gauge(&scraped, name, help).set(load(v));
+        }
+        for (name, help, v) in [
+            (
                 "gateway_connections_refused_total",
                 "Client connections refused at `max_connections`.",
-                "counter",
                 &c.refused,
             ),
             (
                 "gateway_connections_timed_out_total",
                 "Client connections closed for idling or for slow headers.",
-                "counter",
                 &c.timed_out,
             ),
         ] {
-            value(&mut out, name, help, kind, v);
+            counter(&scraped, name, help).inc_by(v.load(std::sync::atomic::Ordering::Relaxed));
         }
-        value(
-            &mut out,
-            "gateway_subscriptions_active",
-            "Open client subscriptions.",
-            "gauge",
-            &self.subscriptions_active,
-        );
-        value(
-            &mut out,
-            "gateway_websockets_open",
-            "Client WebSocket connections open.",
-            "gauge",
-            &self.websockets_open,
-        );
-        value(
-            &mut out,
-            "gateway_upstream_sockets_open",
-            "WebSockets open to subgraphs (each carries many subscriptions).",
-            "gauge",
-            &upstream.sockets_open,
-        );
-        header(
-            &mut out,
+        gauge(
+            &scraped,
             "gateway_upstream_subscriptions",
             "Distinct subscriptions open upstream (identical client subscriptions share one).",
-            "gauge",
-        );
-        let _ = writeln!(out, "gateway_upstream_subscriptions {}", upstream.live());
-        header(
-            &mut out,
-            "gateway_schema_reloads_total",
-            "Schema reloads (ok / failed).",
-            "counter",
-        );
-        for (result, v) in [("ok", &self.reloads), ("failed", &self.reload_failures)] {
-            let _ = writeln!(
-                out,
-                "gateway_schema_reloads_total{{result=\"{result}\"}} {}",
-                v.load(Relaxed)
-            );
-        }
-        let all = match self.subgraphs.read() {
-            Ok(l) => l,
-            Err(p) => p.into_inner(),
-        };
-        // Counts survive a reload (kept by name), but only the subgraphs
-        // the current schema serves are shown: a removed one leaves.
-        let list: Vec<&(String, std::sync::Arc<SubgraphMetrics>)> = all
-            .iter()
-            .filter(|(name, _)| engine.clients.iter().any(|c| &c.name == name))
-            .collect();
-        for (metric, help, v) in [
-            (
-                "subgraph_requests_total",
-                "Requests sent to each subgraph.",
-                (|m| &m.requests) as fn(&SubgraphMetrics) -> &AtomicU64,
-            ),
-            (
-                "subgraph_errors_total",
-                "Failed requests to each subgraph (timeout, unreachable, bad answer).",
-                |m| &m.errors,
-            ),
-            (
-                "subgraph_dedup_hits_total",
-                "Subgraph queries not sent: an identical one was in flight and its answer shared.",
-                |m| &m.dedup_hits,
-            ),
-        ] {
-            header(&mut out, metric, help, "counter");
-            for (name, m) in list.iter() {
-                let _ = writeln!(
-                    out,
-                    "{metric}{{subgraph=\"{name}\"}} {}",
-                    v(m).load(Relaxed)
-                );
-            }
-        }
-        header(
-            &mut out,
-            "subgraph_request_duration_seconds",
-            "Latency of requests to each subgraph.",
-            "histogram",
-        );
-        for (name, m) in list.iter() {
-            m.latency.write(
-                &mut out,
-                "subgraph_request_duration_seconds",
-                &format!("subgraph=\"{name}\""),
-            );
-        }
-        resilience(&mut out, engine);
-        out
+        )
+        .set(i64::try_from(upstream.live()).unwrap_or(i64::MAX));
+        let (entries, weight) = engine.plan_cache_usage();
+        gauge(
+            &scraped,
+            "gateway_plan_cache_entries",
+            "Plans in the plan cache.",
+        )
+        .set(i64::try_from(entries).unwrap_or(i64::MAX));
+        gauge(
+            &scraped,
+            "gateway_plan_cache_weight",
+            "The plan cache's size in its unit (one per 4 KiB of document), against plan_cache_size.",
+        )
+        .set(i64::try_from(weight).unwrap_or(i64::MAX));
+        resilience(&scraped, engine);
+        render(&[&self.registry, &scraped])
     }
 }
 
-/// The `# HELP` and `# TYPE` lines of one metric.
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
 /// Circuit breaker state and transitions, retries and budget refusals.
-fn resilience(out: &mut String, engine: &crate::Engine) {
+fn resilience(r: &Registry, engine: &crate::Engine) {
     use crate::resilience::BreakerState;
-    let health = || engine.clients.iter().map(|c| (&c.name, &c.policy.health));
-    header(
-        out,
+    use std::sync::atomic::Ordering::Relaxed;
+    let state = gauge_vec(
+        r,
         "subgraph_circuit_state",
         "Circuit breaker per subgraph: 0 closed, 1 half-open, 2 open.",
-        "gauge",
+        &["subgraph"],
     );
-    for (name, h) in health() {
+    let transitions = counter_vec(
+        r,
+        "subgraph_circuit_transitions_total",
+        "Circuit breaker transitions per subgraph, by the state entered.",
+        &["subgraph", "to"],
+    );
+    let rejected = counter_vec(
+        r,
+        "subgraph_circuit_rejected_total",
+        "Requests not sent because the subgraph's breaker was open.",
+        &["subgraph"],
+    );
+    let retries = counter_vec(
+        r,
+        "subgraph_retries_total",
+        "Query retries sent to each subgraph.",
+        &["subgraph"],
+    );
+    let exhausted = counter_vec(
+        r,
+        "subgraph_retry_budget_exhausted_total",
+        "Retries not sent because the subgraph's retry budget was spent.",
+        &["subgraph"],
+    );
+    for c in &engine.clients {
+        let (name, h) = (c.name.as_str(), &c.policy.health);
         let v = match h.breaker.state() {
             BreakerState::Closed => 0,
             BreakerState::HalfOpen => 1,
             BreakerState::Open => 2,
         };
-        let _ = writeln!(out, "subgraph_circuit_state{{subgraph=\"{name}\"}} {v}");
-    }
-    header(
-        out,
-        "subgraph_circuit_transitions_total",
-        "Circuit breaker transitions per subgraph, by the state entered.",
-        "counter",
-    );
-    for (name, h) in health() {
-        for (to, v) in ["open", "half_open", "closed"]
+        state.with_label_values(&[name]).set(v);
+        for (to, n) in ["open", "half_open", "closed"]
             .iter()
             .zip(&h.breaker.transitions)
         {
-            let _ = writeln!(
-                out,
-                "subgraph_circuit_transitions_total{{subgraph=\"{name}\",to=\"{to}\"}} {}",
-                v.load(Relaxed)
-            );
+            transitions
+                .with_label_values(&[name, to])
+                .inc_by(n.load(Relaxed));
         }
-    }
-    for (metric, help, v) in [
-        (
-            "subgraph_circuit_rejected_total",
-            "Requests not sent because the subgraph's breaker was open.",
-            (|h| &h.breaker.rejected) as fn(&crate::resilience::SubgraphHealth) -> &AtomicU64,
-        ),
-        (
-            "subgraph_retries_total",
-            "Query retries sent to each subgraph.",
-            |h| &h.budget.retries,
-        ),
-        (
-            "subgraph_retry_budget_exhausted_total",
-            "Retries not sent because the subgraph's retry budget was spent.",
-            |h| &h.budget.exhausted,
-        ),
-    ] {
-        header(out, metric, help, "counter");
-        for (name, h) in health() {
-            let _ = writeln!(
-                out,
-                "{metric}{{subgraph=\"{name}\"}} {}",
-                v(h).load(Relaxed)
-            );
-        }
+        rejected
+            .with_label_values(&[name])
+            .inc_by(h.breaker.rejected.load(Relaxed));
+        retries
+            .with_label_values(&[name])
+            .inc_by(h.budget.retries.load(Relaxed));
+        exhausted
+            .with_label_values(&[name])
+            .inc_by(h.budget.exhausted.load(Relaxed));
     }
 }

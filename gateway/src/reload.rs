@@ -4,7 +4,7 @@
 
 use std::{
     path::PathBuf,
-    sync::{atomic::Ordering::Relaxed, Arc},
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -35,13 +35,14 @@ pub async fn reload(state: &Arc<AppState>) -> Result<(), GatewayError> {
         Ok(engine) => {
             let names: Vec<&str> = engine.clients.iter().map(|c| c.name.as_str()).collect();
             state.upstream.retain_health(&names);
+            state.metrics.retain_subgraphs(&names);
             state.swap(Arc::new(engine));
-            state.metrics.reloads.fetch_add(1, Relaxed);
+            state.metrics.reloaded(true);
             tracing::info!("schema reloaded");
             Ok(())
         }
         Err(e) => {
-            state.metrics.reload_failures.fetch_add(1, Relaxed);
+            state.metrics.reloaded(false);
             tracing::error!(code = e.code(), error = %e, "reload failed; still serving the previous schema");
             Err(e)
         }

@@ -163,7 +163,7 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, head
                     Ok((id, ())) => id,
                     Err(e) if e.is_panic() => {
                         tracing::error!(error = %e, "a WebSocket operation panicked");
-                        conn.state.metrics.internal_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        conn.state.metrics.internal_errors.inc();
                         break Some(Close::Internal);
                     }
                     Err(e) => e.id(),
@@ -239,18 +239,14 @@ struct OpenSocket(Arc<crate::metrics::Metrics>);
 
 impl OpenSocket {
     fn new(metrics: &Arc<crate::metrics::Metrics>) -> Self {
-        metrics
-            .websockets_open
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics.websockets_open.inc();
         OpenSocket(metrics.clone())
     }
 }
 
 impl Drop for OpenSocket {
     fn drop(&mut self) {
-        self.0
-            .websockets_open
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.websockets_open.dec();
     }
 }
 

@@ -4,6 +4,8 @@
 //! W3C `traceparent` comes in with requests and goes out to subgraphs, so a
 //! trace spans the gateway and the services it calls.
 
+pub mod metrics;
+
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use opentelemetry::{

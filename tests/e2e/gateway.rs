@@ -1055,7 +1055,47 @@ async fn the_metrics_pages_pass_promtool() {
     )
     .await;
     assert!(resp.get("errors").is_none(), "{resp}");
-    let gateway = promtool_complaints(p.metrics().await).await;
+    // Once more (from the plan cache), and one refused.
+    gql(&p.url(), "{ pipelines { total } }", json!({})).await;
+    gql(&p.url(), "{ pipelines { total } }", json!({})).await;
+    gql(&p.url(), "{ nope }", json!({})).await;
+    let page = p.metrics().await;
+    for (sample, at_least) in [
+        (
+            "gateway_requests_total{operation=\"query\",status=\"ok\"}",
+            3,
+        ),
+        (
+            "gateway_requests_total{operation=\"unknown\",status=\"refused\"}",
+            1,
+        ),
+        (
+            "gateway_request_duration_seconds_count{operation=\"query\"}",
+            3,
+        ),
+        ("gateway_plan_cache_hits_total", 1),
+        ("gateway_plan_cache_misses_total", 3),
+        ("gateway_plan_cache_entries", 2),
+        ("subgraph_requests_total{subgraph=\"pipeline\"}", 3),
+        ("process_resident_memory_bytes", 1),
+        ("process_cpu_seconds_total", 0),
+        ("process_open_fds", 1),
+        ("gateway_websockets_open", 0),
+        (
+            &format!(
+                "gateway_build_info{{version=\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            ),
+            1,
+        ),
+    ] {
+        assert!(
+            page.lines().any(|l| l.starts_with(sample))
+                && e2e::platform::metric(&page, sample) >= at_least,
+            "{sample} >= {at_least} in {page}"
+        );
+    }
+    let gateway = promtool_complaints(page).await;
     assert!(gateway.is_empty(), "the gateway's /metrics: {gateway}");
     let dataset = p
         .subgraphs
@@ -1064,7 +1104,19 @@ async fn the_metrics_pages_pass_promtool() {
         .trim_end_matches("/graphql")
         .parse()
         .expect("address");
-    let service = promtool_complaints(e2e::platform::metrics_page(dataset).await).await;
+    let page = e2e::platform::metrics_page(dataset).await;
+    for sample in [
+        "graphql_requests_received_total",
+        "graphql_request_duration_seconds_count",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(
+            e2e::platform::metric(&page, sample) >= 1,
+            "{sample} in {page}"
+        );
+    }
+    assert!(page.contains("service_build_info{version="), "{page}");
+    let service = promtool_complaints(page).await;
     assert!(service.is_empty(), "a service's /metrics: {service}");
     p.stop().await;
 }

@@ -1021,7 +1021,7 @@ async fn gateway_shutdown_closes_sockets_and_upstream_subscriptions() {
     .await;
     let active = &p.gateway.state.metrics.subscriptions_active;
     eventually(WAIT, "no active subscription", || async {
-        (active.load(std::sync::atomic::Ordering::Relaxed) == 0).then_some(())
+        (active.get() == 0).then_some(())
     })
     .await;
     p.stop().await;

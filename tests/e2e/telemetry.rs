@@ -77,7 +77,13 @@ async fn a_request_is_one_trace_across_the_gateway_and_the_services_it_calls() {
         wait_healthy(*port, Duration::from_secs(30)).await;
     }
     let _gateway = spawn(env!("CARGO_BIN_EXE_gateway-under-test"), &path, &[]);
-    wait_healthy(ports[0], Duration::from_secs(30)).await;
+    // Ready, not just live: the schema is built.
+    let ready = format!("http://127.0.0.1:{}/ready", ports[0]);
+    eventually(Duration::from_secs(30), "the gateway ready", || async {
+        let r = reqwest::get(&ready).await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
 
     let trace = format!("{:032x}", fastrand::u128(1..));
     let client_span = format!("{:016x}", fastrand::u64(1..));

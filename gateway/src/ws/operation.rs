@@ -4,7 +4,7 @@
 //! completed through the stitched execution (e.g. a log line's
 //! `pipeline { status }`) before it goes to the client.
 
-use std::sync::{atomic::Ordering::Relaxed, Arc};
+use std::sync::Arc;
 
 use apollo_compiler::{
     ast::OperationType,
@@ -64,14 +64,14 @@ struct ActiveGuard(Arc<Metrics>);
 
 impl ActiveGuard {
     fn new(metrics: &Arc<Metrics>) -> Self {
-        metrics.subscriptions_active.fetch_add(1, Relaxed);
+        metrics.subscriptions_active.inc();
         ActiveGuard(metrics.clone())
     }
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.0.subscriptions_active.fetch_sub(1, Relaxed);
+        self.0.subscriptions_active.dec();
     }
 }
 
@@ -105,7 +105,7 @@ impl Operation {
         };
         match outcome {
             Outcome::Refused(e) => self.send_error(&e.to_graphql_errors()).await,
-            Outcome::Executed(r) => {
+            Outcome::Executed(r, _) => {
                 if self.send(protocol::next(s.protocol, &self.id, &r)).await {
                     self.send(protocol::complete(&self.id)).await;
                 }

@@ -80,9 +80,44 @@ impl RunningService {
 struct AppState<Q, M, S> {
     schema: Schema<Q, M, S>,
     shutdown: CancellationToken,
-    /// GraphQL requests received (`/metrics`): benchmarks count a gateway's
-    /// subgraph calls where they land.
-    received: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    metrics: std::sync::Arc<ServiceMetrics>,
+}
+
+/// A service's `/metrics`: its GraphQL requests (benchmarks count a
+/// gateway's subgraph calls where they land), their latency and errors,
+/// process metrics and build info.
+struct ServiceMetrics {
+    registry: telemetry::metrics::Registry,
+    received: telemetry::metrics::IntCounter,
+    errors: telemetry::metrics::IntCounter,
+    latency: telemetry::metrics::Histogram,
+}
+
+impl Default for ServiceMetrics {
+    fn default() -> Self {
+        use telemetry::metrics::{counter, latency_vec, registry};
+        let r = registry("service");
+        ServiceMetrics {
+            received: counter(
+                &r,
+                "graphql_requests_received_total",
+                "GraphQL requests over HTTP received.",
+            ),
+            errors: counter(
+                &r,
+                "graphql_responses_with_errors_total",
+                "GraphQL responses over HTTP that carried errors.",
+            ),
+            latency: latency_vec(
+                &r,
+                "graphql_request_duration_seconds",
+                "Time to answer a GraphQL request over HTTP.",
+                &[],
+            )
+            .with_label_values::<&str>(&[]),
+            registry: r,
+        }
+    }
 }
 
 impl<Q, M, S> Clone for AppState<Q, M, S> {
@@ -90,7 +125,7 @@ impl<Q, M, S> Clone for AppState<Q, M, S> {
         AppState {
             schema: self.schema.clone(),
             shutdown: self.shutdown.clone(),
-            received: self.received.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -124,7 +159,7 @@ where
         .with_state(AppState {
             schema,
             shutdown,
-            received: Default::default(),
+            metrics: Default::default(),
         })
 }
 
@@ -134,10 +169,9 @@ where
     M: ObjectType + 'static,
     S: SubscriptionType + 'static,
 {
-    let n = state.received.load(std::sync::atomic::Ordering::Relaxed);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        format!("# HELP graphql_requests_received_total GraphQL requests over HTTP received.\n# TYPE graphql_requests_received_total counter\ngraphql_requests_received_total {n}\n"),
+        [(header::CONTENT_TYPE, telemetry::metrics::CONTENT_TYPE)],
+        telemetry::metrics::render(&[&state.metrics.registry]),
     )
         .into_response()
 }
@@ -156,9 +190,7 @@ where
         Ok(r) => r,
         Err(rejection) => return unreadable(rejection),
     };
-    state
-        .received
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    state.metrics.received.inc();
     let token = headers
         .get(super::SERVICE_TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -179,7 +211,15 @@ where
         otel.name = "POST /graphql"
     );
     telemetry::continue_trace(&span, &headers);
+    let started = std::time::Instant::now();
     let response = state.schema.execute(request).instrument(span).await;
+    state
+        .metrics
+        .latency
+        .observe(started.elapsed().as_secs_f64());
+    if response.is_err() {
+        state.metrics.errors.inc();
+    }
     GraphQLResponse::from(response).into_response()
 }
 
@@ -265,9 +305,7 @@ where
         .await
     {
         Ok(request) => {
-            state
-                .received
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            state.metrics.received.inc();
             let request = request.into_inner();
             let is_mutation = request.query.trim_start().starts_with("mutation");
             if is_mutation {
