@@ -476,9 +476,24 @@ impl<'a> Walk<'a> {
         }
     }
 
+    /// The interfaces an object or interface type implements (a valid
+    /// schema lists the transitive ones too).
+    fn interfaces(&self, ty: &Name) -> Vec<&'a Name> {
+        match self.supergraph.schema.types.get(ty) {
+            Some(ExtendedType::Object(o)) => {
+                o.implements_interfaces.iter().map(|i| &i.name).collect()
+            }
+            Some(ExtendedType::Interface(i)) => {
+                i.implements_interfaces.iter().map(|i| &i.name).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// The rules a field selected on `scope` must pass: its own, its
-    /// type's, and for an abstract scope those of every possible object
-    /// (an object's fields are guarded however they are reached).
+    /// type's, those its interfaces set on it, and for an abstract scope
+    /// those of every possible object (an object's fields are guarded
+    /// however they are reached).
     fn field_rules(&self, scope: &Name, field: &Field) -> Vec<usize> {
         let rules = &self.supergraph.access;
         let mut out = Vec::new();
@@ -489,9 +504,16 @@ impl<'a> Walk<'a> {
                 }
             }
         };
-        push(rules.type_rule(scope));
+        for ty in self.type_rules(scope) {
+            push(Some(ty));
+        }
         push(rules.field_rule(scope, &field.name));
-        push(rules.type_rule(field.definition.ty.inner_named_type()));
+        for i in self.interfaces(scope) {
+            push(rules.field_rule(i, &field.name));
+        }
+        for ty in self.type_rules(field.definition.ty.inner_named_type()) {
+            push(Some(ty));
+        }
         for object in self.possible(scope) {
             push(rules.type_rule(object));
             push(rules.field_rule(object, &field.name));
@@ -499,8 +521,14 @@ impl<'a> Walk<'a> {
         out
     }
 
+    /// A type's rule and those of the interfaces it implements: what
+    /// guards an interface guards its objects, however they are reached.
     fn type_rules(&self, ty: &Name) -> Vec<usize> {
-        self.supergraph.access.type_rule(ty).into_iter().collect()
+        let rules = &self.supergraph.access;
+        std::iter::once(ty)
+            .chain(self.interfaces(ty))
+            .filter_map(|t| rules.type_rule(t))
+            .collect()
     }
 
     fn first_denied(&self, rules: &[usize]) -> Option<usize> {
@@ -879,6 +907,64 @@ union Result = User | Invoice
             "{response}"
         );
         assert!(response.contains(r#""path":["node","id"]"#), "{response}");
+    }
+
+    #[test]
+    fn what_an_interface_guards_its_objects_keep_however_they_are_reached() {
+        let sdl = SHOP
+            .replace(
+                "interface Node { id: ID! }",
+                "interface Node @requiresScopes(scopes: \"nodes\") { id: ID! }",
+            )
+            .replace(
+                "type Invoice implements Node @authenticated { id: ID! total: Int! }",
+                "type Invoice implements Node { id: ID! total: Int! }",
+            );
+        let sg = build(&[SubgraphSpec {
+            schema_sdl: sdl,
+            ..shop_spec()
+        }])
+        .unwrap();
+        // `users` returns `User`, a `Node`: guarded by the interface's rule.
+        let (sent, response) = run(
+            &sg,
+            "{ users { id } search { ... on Invoice { total } } }",
+            &grants(&[]),
+            "{}",
+        );
+        assert!(sent.is_empty(), "{sent:?}");
+        assert!(
+            response.contains("type `Node` requires the scopes [nodes]"),
+            "{response}"
+        );
+        let (sent, _) = run(
+            &sg,
+            "{ users { id } }",
+            &grants(&["nodes"]),
+            r#"{"data":{"users":[]}}"#,
+        );
+        assert_eq!(sent, ["query { users { id } }"]);
+        // An interface field's rule holds on the objects' field too.
+        let sdl = SHOP.replace(
+            "interface Node { id: ID! }",
+            "interface Node { id: ID! @authenticated }",
+        );
+        let sg = build(&[SubgraphSpec {
+            schema_sdl: sdl,
+            ..shop_spec()
+        }])
+        .unwrap();
+        let (_, response) = run(
+            &sg,
+            "{ users { id name } }",
+            &Grants::default(),
+            r#"{"data":{"users":[{"name":"Ada"}]}}"#,
+        );
+        assert!(
+            response.contains("`Node.id` requires an authenticated caller"),
+            "{response}"
+        );
+        assert!(response.contains(r#""path":["users","id"]"#), "{response}");
     }
 
     #[test]
