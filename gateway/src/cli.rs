@@ -60,15 +60,20 @@ pub fn run() -> anyhow::Result<()> {
             .build()?,
     };
     // The gRPC exporter's connection lives on the runtime.
-    let _telemetry = {
+    let telemetry = {
         let _in_runtime = runtime.enter();
         telemetry::init("gateway", &loaded.config.gateway.telemetry).map_err(anyhow::Error::msg)?
     };
-    match cli.command.unwrap_or(Command::Serve) {
+    let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => runtime.block_on(serve(loaded)),
         Command::Check => runtime.block_on(check(loaded)),
         Command::Compose => runtime.block_on(compose(loaded)),
-    }
+    };
+    // The spans still queued go out on a blocking thread while the runtime
+    // (even a single-threaded one) drives the exporter's connection.
+    let flushed = runtime.spawn_blocking(move || drop(telemetry));
+    let _ = runtime.block_on(flushed);
+    result
 }
 
 /// Composition once, with two attempts per unreachable subgraph.

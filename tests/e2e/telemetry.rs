@@ -143,6 +143,59 @@ async fn a_request_is_one_trace_across_the_gateway_and_the_services_it_calls() {
         assert_eq!(served.kind, "SPAN_KIND_SERVER");
     }
 
+    // Spans still queued when a gateway stops go out before it exits.
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut stopping = spawn(
+        env!("CARGO_BIN_EXE_gateway-under-test"),
+        &path,
+        &[
+            ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+            ("GATEWAY_LISTEN", &listen),
+        ],
+    );
+    let ready = format!("http://{listen}/ready");
+    eventually(
+        Duration::from_secs(30),
+        "the second gateway ready",
+        || async {
+            let r = reqwest::get(&ready).await.ok()?;
+            (r.status() == 200).then_some(())
+        },
+    )
+    .await;
+    let late_trace = format!("{:032x}", fastrand::u128(1..));
+    reqwest::Client::new()
+        .post(format!("http://{listen}/graphql"))
+        .header("traceparent", format!("00-{late_trace}-{client_span}-01"))
+        .json(&json!({ "query": "{ pipelines { total } }" }))
+        .send()
+        .await
+        .expect("answered");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let of_late = |spans: Vec<ReceivedSpan>| {
+        spans
+            .into_iter()
+            .filter(|s| s.trace_id == late_trace && s.service == "gateway")
+            .count()
+    };
+    assert_eq!(of_late(receiver.spans()), 0, "queued, not sent yet");
+    let pid = stopping.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(20), stopping.wait())
+        .await
+        .expect("stopped on SIGTERM")
+        .expect("status");
+    assert!(exit.success(), "{exit}");
+    eventually(Duration::from_secs(10), "the queued spans", || async {
+        (of_late(receiver.spans()) == 6).then_some(())
+    })
+    .await;
+
     // Without a traceparent, the gateway starts the trace.
     reqwest::Client::new()
         .post(format!("http://127.0.0.1:{}/graphql", ports[0]))

@@ -125,7 +125,7 @@ where
         listen,
     } = args(name);
     let mut config: C = load_service_config(&path, name)?;
-    let _telemetry = telemetry::init(name, &telemetry_config(&path)?).map_err(|e| anyhow!(e))?;
+    let telemetry = telemetry::init(name, &telemetry_config(&path)?).map_err(|e| anyhow!(e))?;
     if let Some(listen) = listen {
         *config.listen_mut() = listen;
     }
@@ -153,5 +153,7 @@ where
         tracing::info!("shutting down");
     });
     service.wait().await;
+    // The spans still queued go out off the runtime's threads.
+    let _ = tokio::task::spawn_blocking(move || drop(telemetry)).await;
     Ok(())
 }
