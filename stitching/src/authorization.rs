@@ -212,6 +212,11 @@ fn parse_target(schema: &Schema, target: &str) -> Result<Target, String> {
         Some((t, f)) => (t, Some(f)),
         None => (target, None),
     };
+    if ty.starts_with("__") {
+        return Err(format!(
+            "`{target}`: introspection types cannot carry rules; turn introspection off with `[gateway] introspection = false`"
+        ));
+    }
     let Some(def) = schema.types.get(ty) else {
         return Err(format!(
             "`{target}`: the public schema has no type `{ty}`; write `Type` or `Type.field` with public names"
@@ -515,8 +520,13 @@ impl<'a> Walk<'a> {
             push(Some(ty));
         }
         for object in self.possible(scope) {
-            push(rules.type_rule(object));
+            for ty in self.type_rules(object) {
+                push(Some(ty));
+            }
             push(rules.field_rule(object, &field.name));
+            for i in self.interfaces(object) {
+                push(rules.field_rule(i, &field.name));
+            }
         }
         out
     }
@@ -965,6 +975,30 @@ union Result = User | Invoice
             "{response}"
         );
         assert!(response.contains(r#""path":["users","id"]"#), "{response}");
+    }
+
+    #[test]
+    fn a_rule_another_interface_sets_holds_when_the_object_is_reached_through_this_one() {
+        let sdl = SHOP.replace(
+            "type User implements Node @key(fields: \"id\") {",
+            "interface Private { id: ID! @authenticated }\ntype User implements Node & Private @key(fields: \"id\") {",
+        );
+        let sg = build(&[SubgraphSpec {
+            schema_sdl: sdl,
+            ..shop_spec()
+        }])
+        .unwrap();
+        let (sent, response) = run(&sg, r#"{ node(id: "1") { id } }"#, &Grants::default(), "{}");
+        assert!(sent.is_empty(), "{sent:?}");
+        assert!(
+            response.contains("`Private.id` requires an authenticated caller"),
+            "{response}"
+        );
+        let mut rules = AccessRules::default();
+        let e = rules
+            .add(&sg.schema, "__Schema", Requirement::Authenticated)
+            .unwrap_err();
+        assert!(e.contains("introspection types cannot carry rules"), "{e}");
     }
 
     #[test]
