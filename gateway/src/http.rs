@@ -127,18 +127,31 @@ async fn request_id(mut req: Request, next: axum::middleware::Next) -> Response 
         req.headers_mut().insert(REQUEST_ID, v);
     }
     // The server span of the request's trace (continuing the client's).
+    // Its trace fields are written only when spans are exported: the log
+    // lines need just the id.
     let span = tracing::info_span!(
         "request",
         id = %id,
         otel.kind = "server",
-        otel.name = %format_args!("{} {}", req.method(), req.uri().path()),
-        http.request.method = %req.method(),
-        url.path = %req.uri().path(),
+        otel.name = tracing::field::Empty,
+        http.request.method = tracing::field::Empty,
+        url.path = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
     );
-    telemetry::continue_trace(&span, req.headers());
+    let exporting = telemetry::exporting();
+    if exporting {
+        span.record(
+            "otel.name",
+            tracing::field::display(format_args!("{} {}", req.method(), req.uri().path())),
+        );
+        span.record("http.request.method", tracing::field::display(req.method()));
+        span.record("url.path", req.uri().path());
+        telemetry::continue_trace(&span, req.headers());
+    }
     let mut resp = next.run(req).instrument(span.clone()).await;
-    span.record("http.response.status_code", resp.status().as_u16());
+    if exporting {
+        span.record("http.response.status_code", resp.status().as_u16());
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }

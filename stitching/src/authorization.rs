@@ -746,6 +746,17 @@ union Result = User | Invoice
         }
     }
 
+    /// The shop subgraph with its SDL changed.
+    fn shop_with(sdl: String) -> Supergraph {
+        match build(&[SubgraphSpec {
+            schema_sdl: sdl,
+            ..shop_spec()
+        }]) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
     fn shop() -> Supergraph {
         match build(&[shop_spec()]) {
             Ok(s) => s,
@@ -930,11 +941,7 @@ union Result = User | Invoice
                 "type Invoice implements Node @authenticated { id: ID! total: Int! }",
                 "type Invoice implements Node { id: ID! total: Int! }",
             );
-        let sg = build(&[SubgraphSpec {
-            schema_sdl: sdl,
-            ..shop_spec()
-        }])
-        .unwrap();
+        let sg = shop_with(sdl);
         // `users` returns `User`, a `Node`: guarded by the interface's rule.
         let (sent, response) = run(
             &sg,
@@ -959,11 +966,7 @@ union Result = User | Invoice
             "interface Node { id: ID! }",
             "interface Node { id: ID! @authenticated }",
         );
-        let sg = build(&[SubgraphSpec {
-            schema_sdl: sdl,
-            ..shop_spec()
-        }])
-        .unwrap();
+        let sg = shop_with(sdl);
         let (_, response) = run(
             &sg,
             "{ users { id name } }",
@@ -983,11 +986,7 @@ union Result = User | Invoice
             "type User implements Node @key(fields: \"id\") {",
             "interface Private { id: ID! @authenticated }\ntype User implements Node & Private @key(fields: \"id\") {",
         );
-        let sg = build(&[SubgraphSpec {
-            schema_sdl: sdl,
-            ..shop_spec()
-        }])
-        .unwrap();
+        let sg = shop_with(sdl);
         let (sent, response) = run(&sg, r#"{ node(id: "1") { id } }"#, &Grants::default(), "{}");
         assert!(sent.is_empty(), "{sent:?}");
         assert!(

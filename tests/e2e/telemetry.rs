@@ -9,7 +9,7 @@ use std::{process::Stdio, time::Duration};
 
 use e2e::{
     otlp::{ReceivedSpan, Receiver},
-    platform::{eventually, free_port, wait_healthy},
+    platform::{eventually, free_port, wait_healthy, wait_ready},
 };
 use serde_json::{json, Value};
 
@@ -78,12 +78,7 @@ async fn a_request_is_one_trace_across_the_gateway_and_the_services_it_calls() {
     }
     let _gateway = spawn(env!("CARGO_BIN_EXE_gateway-under-test"), &path, &[]);
     // Ready, not just live: the schema is built.
-    let ready = format!("http://127.0.0.1:{}/ready", ports[0]);
-    eventually(Duration::from_secs(30), "the gateway ready", || async {
-        let r = reqwest::get(&ready).await.ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await;
+    wait_ready(&format!("127.0.0.1:{}", ports[0]), Duration::from_secs(30)).await;
 
     let trace = format!("{:032x}", fastrand::u128(1..));
     let client_span = format!("{:016x}", fastrand::u64(1..));
@@ -154,16 +149,7 @@ async fn a_request_is_one_trace_across_the_gateway_and_the_services_it_calls() {
             ("GATEWAY_LISTEN", &listen),
         ],
     );
-    let ready = format!("http://{listen}/ready");
-    eventually(
-        Duration::from_secs(30),
-        "the second gateway ready",
-        || async {
-            let r = reqwest::get(&ready).await.ok()?;
-            (r.status() == 200).then_some(())
-        },
-    )
-    .await;
+    wait_ready(&listen, Duration::from_secs(30)).await;
     let late_trace = format!("{:032x}", fastrand::u128(1..));
     reqwest::Client::new()
         .post(format!("http://{listen}/graphql"))

@@ -177,6 +177,17 @@ pub fn free_port() -> u16 {
 }
 
 /// Waits until a process on `port` answers `GET /health` with 200.
+/// Waits until the gateway at `addr` (`host:port`) answers `/ready` with 200:
+/// its schema is built.
+pub async fn wait_ready(addr: &str, within: Duration) {
+    let url = format!("http://{addr}/ready");
+    eventually(within, &format!("{url} ready"), || async {
+        let r = reqwest::get(&url).await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await
+}
+
 pub async fn wait_healthy(port: u16, within: Duration) {
     eventually(within, &format!("/health on port {port}"), || async {
         let r = reqwest::get(format!("http://127.0.0.1:{port}/health"))

@@ -12,7 +12,7 @@ use anyhow::{anyhow, Context};
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 
-use super::{load_service_config, shutdown_signal, RunningService, ServiceResult};
+use super::{config_text, parse_service_config, shutdown_signal, RunningService, ServiceResult};
 
 /// A service's `[services.NAME]` section as a binary uses it.
 pub trait ServiceConfig: DeserializeOwned {
@@ -88,17 +88,6 @@ fn args(name: &'static str) -> Args {
     }
 }
 
-/// `[services.telemetry]`, shared by the three services; absent: the
-/// standard `OTEL_*` variables alone.
-fn telemetry_config(path: &Path) -> anyhow::Result<telemetry::TelemetryConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    let text = settings::interpolate_env(&text, &path.display().to_string())?;
-    let section = super::parse_service_section(&text, "telemetry")
-        .map_err(|e| anyhow!("invalid config file {}: {e}", path.display()))?;
-    Ok(section.unwrap_or_default())
-}
-
 /// The whole `main` of a subgraph binary.
 pub async fn run_service<C, F, Fut>(start: F)
 where
@@ -124,8 +113,14 @@ where
         config: path,
         listen,
     } = args(name);
-    let mut config: C = load_service_config(&path, name)?;
-    let telemetry = telemetry::init(name, &telemetry_config(&path)?).map_err(|e| anyhow!(e))?;
+    // Read once: the service's section and the shared telemetry one.
+    let text = config_text(&path)?;
+    let invalid = |e: String| anyhow!("invalid config file {}: {e}", path.display());
+    let mut config: C = parse_service_config(&text, name).map_err(invalid)?;
+    let telemetry_config = super::parse_service_section(&text, "telemetry")
+        .map_err(invalid)?
+        .unwrap_or_default();
+    let telemetry = telemetry::init(name, &telemetry_config).map_err(|e| anyhow!(e))?;
     if let Some(listen) = listen {
         *config.listen_mut() = listen;
     }

@@ -175,11 +175,18 @@ pub fn check_limit(limit: i32, max: i32) -> ServiceResult<usize> {
 /// Loads `[services.NAME]` of a config file into `T`. TOML errors keep their
 /// line and column; the message names the file.
 pub fn load_service_config<T: DeserializeOwned>(path: &Path, name: &str) -> anyhow::Result<T> {
+    parse_service_config(&config_text(path)?, name)
+        .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+}
+
+/// The config file's text, `${VAR}` references replaced.
+pub fn config_text(path: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-    let text = settings::interpolate_env(&text, &path.display().to_string())?;
-    parse_service_config(&text, name)
-        .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+    Ok(settings::interpolate_env(
+        &text,
+        &path.display().to_string(),
+    )?)
 }
 
 /// Parses `[services.NAME]` out of a whole config file; other sections are ignored.
