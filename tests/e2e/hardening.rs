@@ -340,13 +340,20 @@ async fn storage_errors_and_oversized_list_filters_reveal_no_sql() {
     assert_eq!(ok.get("errors"), None, "{ok}");
 
     // A store that fails underneath: the client hears that, not the SQL.
-    let db = rusqlite::Connection::open(p.subgraphs.dir().join("dataset.sqlite")).expect("open");
-    db.execute_batch("DROP TABLE datasets").expect("drop");
+    let db = p.subgraphs.database("dataset.sqlite");
+    e2e::storage::execute(&db, "dataset", "DROP TABLE datasets");
     let resp = p.query("{ datasets { total } }", json!({})).await;
     assert_eq!(error_codes(&resp), ["INTERNAL_SERVER_ERROR"], "{resp}");
     let text = resp.to_string().to_lowercase();
     assert!(text.contains("internal storage error"), "{resp}");
-    for leak in ["sql", "no such table", "datasets", ".sqlite"] {
+    for leak in [
+        "sql",
+        "no such table",
+        "does not exist",
+        "datasets",
+        ".sqlite",
+        "postgres",
+    ] {
         assert!(
             !resp["errors"][0]["message"]
                 .as_str()
@@ -414,7 +421,8 @@ fn pipeline_process(dir: &std::path::Path, port: u16, stack: &Subgraphs) -> toki
     std::fs::write(
         &path,
         format!(
-            "[services.pipeline]\nlisten = \"127.0.0.1:{port}\"\ndatabase = \"pipeline.sqlite\"\ndataset_url = \"{}\"\nlog_url = \"{}\"\nservice_token = \"{}\"\n[services.pipeline.authorization]\ndefault = [\"*\"]\n",
+            "[services.pipeline]\nlisten = \"127.0.0.1:{port}\"\ndatabase = \"{}\"\nlease_seconds = 2\ndataset_url = \"{}\"\nlog_url = \"{}\"\nservice_token = \"{}\"\n[services.pipeline.authorization]\ndefault = [\"*\"]\n",
+            e2e::storage::config_value(&stack.database(&dir.join("pipeline.sqlite").display().to_string())),
             stack.dataset_url(),
             stack.log_url(),
             e2e::stack::SERVICE_TOKEN
@@ -456,13 +464,16 @@ async fn log_lines_survive_kill_9_of_the_pipeline_service_while_the_log_service_
 
     let lines = wait_logs(&stack.log_url(), &done, WAIT, |l| l.len() >= 9).await;
     assert_example01_log(&lines, &done);
+    // Alone on SQLite, the restarted process fails it at once; on Postgres
+    // a replica fails it when the dead one's lease lapses.
+    let why = if e2e::storage::on_postgres() {
+        "its lease expired"
+    } else {
+        "interrupted by restart"
+    };
     let lines = wait_logs(&stack.log_url(), &live, WAIT, |l| {
-        l.last().is_some_and(|l| {
-            l["message"]
-                .as_str()
-                .unwrap_or("")
-                .contains("interrupted by restart")
-        })
+        l.last()
+            .is_some_and(|l| l["message"].as_str().unwrap_or("").contains(why))
     })
     .await;
     let summary = log_summary(&lines);

@@ -14,7 +14,6 @@ use subgraphs::{
     common::{Tag, Timestamp},
     pipeline::{
         model::{DatasetBinding, Parameter, PipelineStatus, Run},
-        store::{PipelineStore, SqlitePipelineStore},
         PipelineConfig,
     },
 };
@@ -215,7 +214,8 @@ async fn create_with_the_dataset_subgraph_down_is_an_upstream_error() {
     let stack = Subgraphs::start_without_pipeline().await;
     let service = start_pipeline_with(PipelineConfig {
         listen: String::new(),
-        database: stack.dir().join("pipeline.sqlite"),
+        database: stack.database("pipeline.sqlite"),
+        lease_seconds: 10,
         workers: 1,
         dataset_url: dead_url().await,
         log_url: stack.log_url(),
@@ -707,10 +707,10 @@ fn stored_run(id: &str, status: PipelineStatus, text_in: &str, text_out: &str) -
 async fn runs_left_live_by_a_crash_fail_on_restart() {
     let stack = Subgraphs::start_without_pipeline().await;
     let (text_in, text_out) = text_datasets(&stack.dataset_url(), Some("abc")).await;
-    let database = stack.dir().join("crashed-pipeline.sqlite");
+    let database = stack.database("crashed-pipeline.sqlite");
     {
         // what a crashed process leaves behind
-        let store = SqlitePipelineStore::open(&database, 100).unwrap();
+        let store = e2e::storage::pipeline_store(&database).await;
         store
             .insert(
                 stored_run(
@@ -746,7 +746,16 @@ async fn runs_left_live_by_a_crash_fail_on_restart() {
     }
     let service = start_pipeline(&stack, &database, 1).await;
     let url = service.url();
-    for id in ["crashed-running", "crashed-pending"] {
+    // Alone on its SQLite file, the service owns every run: a PENDING one
+    // was its own queue and fails too. On Postgres the queue is shared and
+    // outlives replicas: the PENDING run is still queued, and runs now.
+    let failed: &[&str] = if e2e::storage::on_postgres() {
+        wait_status(&url, "crashed-pending", &["SUCCESS"], WAIT).await;
+        &["crashed-running"]
+    } else {
+        &["crashed-running", "crashed-pending"]
+    };
+    for id in failed.iter().copied() {
         let run = get_run(&url, id).await;
         assert_eq!(run["status"], "FAILURE", "{run}");
         assert_eq!(run["error"], "interrupted by restart");
@@ -785,7 +794,7 @@ async fn runs_left_live_by_a_crash_fail_on_restart() {
 async fn stopping_the_service_fails_its_live_runs() {
     let stack = Subgraphs::start_without_pipeline().await;
     let (text_in, text_out) = text_datasets(&stack.dataset_url(), Some("abc")).await;
-    let database = stack.dir().join("stopped-pipeline.sqlite");
+    let database = stack.database("stopped-pipeline.sqlite");
     let service = start_pipeline(&stack, &database, 1).await;
     let url = service.url();
     let slow = json!([{ "name": "duration", "value": "60" }]);
@@ -815,7 +824,27 @@ async fn stopping_the_service_fails_its_live_runs() {
     );
 
     let service = start_pipeline(&stack, &database, 1).await;
-    for id in [running, pending] {
+    // Alone on SQLite, queued runs would wait for a process that is gone:
+    // they fail too. On Postgres they stay queued for the other replicas
+    // (here: the restarted one).
+    let interrupted: &[&str] = if e2e::storage::on_postgres() {
+        let queued = get_run(&service.url(), pending).await;
+        assert!(
+            ["PENDING", "RUNNING"].contains(&queued["status"].as_str().unwrap_or("")),
+            "{queued}"
+        );
+        let resp = gql(
+            &service.url(),
+            "mutation($id: ID!) { cancelPipeline(id: $id) { status } }",
+            json!({ "id": pending }),
+        )
+        .await;
+        assert_eq!(data(&resp)["cancelPipeline"]["status"], "CANCELLED");
+        &[running]
+    } else {
+        &[running, pending]
+    };
+    for id in interrupted.iter().copied() {
         let run = get_run(&service.url(), id).await;
         assert_eq!(run["status"], "FAILURE");
         assert!(

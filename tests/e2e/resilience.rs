@@ -515,7 +515,7 @@ async fn dataset_replica(
 ) -> subgraphs::common::RunningService {
     let config = subgraphs::dataset::DatasetConfig {
         listen: listener.local_addr().expect("addr").to_string(),
-        database: stack.dir().join("dataset.sqlite"),
+        database: stack.database("dataset.sqlite"),
         data_dir: stack.dir().join("datasets"),
         public_url: None,
         signing_secret: e2e::stack::SIGNING_SECRET.into(),

@@ -7,4 +7,5 @@ pub mod otlp;
 pub mod pipeline_support;
 pub mod platform;
 pub mod stack;
+pub mod storage;
 pub mod ws_support;

@@ -2,7 +2,7 @@
 //! a status, reading a run's logs, and a pipeline service started on its own
 //! (against a given database or peer URL) beside a `Subgraphs` stack.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use subgraphs::{
@@ -212,10 +212,15 @@ pub fn log_summary(lines: &[Value]) -> Vec<(String, Option<String>, String)> {
 
 /// A pipeline service of its own, on an ephemeral port, talking to the
 /// stack's dataset and log subgraphs (start the stack without its pipeline).
-pub async fn start_pipeline(stack: &Subgraphs, database: &Path, workers: usize) -> RunningService {
+pub async fn start_pipeline(
+    stack: &Subgraphs,
+    database: &subgraphs::common::Database,
+    workers: usize,
+) -> RunningService {
     start_pipeline_with(PipelineConfig {
         listen: "127.0.0.1:0".into(),
-        database: database.to_path_buf(),
+        database: database.clone(),
+        lease_seconds: 10,
         workers,
         dataset_url: stack.dataset_url(),
         log_url: stack.log_url(),

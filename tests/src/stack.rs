@@ -1,5 +1,6 @@
 //! The three subgraphs started in-process on ephemeral ports, each with its
-//! own SQLite file in one temporary directory.
+//! own SQLite file in one temporary directory (or, on Postgres runs, all in
+//! one new database: see `storage`).
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -57,6 +58,8 @@ impl Default for SubgraphsOptions {
 /// Running subgraphs. Call `stop().await` at the end of a test.
 pub struct Subgraphs {
     dir: tempfile::TempDir,
+    /// The stack's Postgres database on Postgres runs.
+    postgres: Option<String>,
     pipeline: Option<RunningService>,
     dataset: RunningService,
     log: Option<RunningService>,
@@ -82,6 +85,7 @@ impl Subgraphs {
     /// Binds all listeners first so each service knows the others' URLs, then starts them.
     pub async fn start_with(options: SubgraphsOptions) -> Subgraphs {
         let dir = tempfile::tempdir().expect("create temp dir");
+        let postgres = crate::storage::stack_postgres();
         let pipeline_listener = bind().await;
         let dataset_listener = bind().await;
         let log_listener = bind().await;
@@ -90,7 +94,7 @@ impl Subgraphs {
 
         let dataset_config = DatasetConfig {
             listen: dataset_addr.to_string(),
-            database: dir.path().join("dataset.sqlite"),
+            database: crate::storage::database(dir.path(), "dataset.sqlite", &postgres),
             data_dir: dir.path().join("datasets"),
             public_url: None,
             signing_secret: SIGNING_SECRET.to_string(),
@@ -107,7 +111,7 @@ impl Subgraphs {
 
         let log_config = LogConfig {
             listen: log_addr.to_string(),
-            database: dir.path().join("log.sqlite"),
+            database: crate::storage::database(dir.path(), "log.sqlite", &postgres),
             http: options.http.clone(),
             service_token: Some(SERVICE_TOKEN.into()),
             authorization: only(&options.authorization, log::ACTIONS),
@@ -119,7 +123,8 @@ impl Subgraphs {
         let pipeline = if options.with_pipeline {
             let pipeline_config = PipelineConfig {
                 listen: pipeline_listener.local_addr().unwrap().to_string(),
-                database: dir.path().join("pipeline.sqlite"),
+                database: crate::storage::database(dir.path(), "pipeline.sqlite", &postgres),
+                lease_seconds: 10,
                 workers: options.workers,
                 dataset_url: dataset.url(),
                 log_url: log.url(),
@@ -139,6 +144,7 @@ impl Subgraphs {
 
         Subgraphs {
             dir,
+            postgres,
             pipeline,
             dataset,
             log: Some(log),
@@ -150,6 +156,12 @@ impl Subgraphs {
     /// The temporary directory holding the databases and dataset files.
     pub fn dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
+    }
+
+    /// What a service started beside the stack uses as `database` to share
+    /// its state: `file` in [`Self::dir`], or the stack's Postgres database.
+    pub fn database(&self, file: &str) -> subgraphs::common::Database {
+        crate::storage::database(self.dir.path(), file, &self.postgres)
     }
 
     pub fn pipeline_url(&self) -> String {

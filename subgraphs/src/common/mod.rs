@@ -2,9 +2,11 @@
 //! SQLite handle and the types that several subgraphs define identically
 //! (`DateTime`, `Tag`, `TagInput`), so the gateway can merge them.
 
+pub mod bus;
 pub mod cli;
 pub mod rbac;
 pub mod server;
+pub mod storage;
 
 use std::{
     path::{Path, PathBuf},
@@ -19,6 +21,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 
 pub use server::{graphql_router, shutdown_signal, spawn_service, HttpConfig, RunningService};
+pub use storage::{Database, StoreFuture};
 
 /// The header services send each other's internal mutations with.
 pub const SERVICE_TOKEN_HEADER: &str = "x-service-token";
@@ -322,7 +325,9 @@ pub fn resolve_path(config_dir: &Path, p: &Path) -> PathBuf {
 }
 
 /// RFC 3339 timestamp in UTC, always written with a `Z` (`2026-11-20T10:00:00.000Z`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Timestamp(pub DateTime<Utc>);
 
 impl Timestamp {

@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::{
     service::DatasetService,
     signing::{Op, SignedParams},
-    store::DatasetStore,
+    store::ContentStep,
 };
 use crate::common::ServiceResult;
 
@@ -288,11 +288,11 @@ async fn write_content(
     };
     let temp_path = temp.path.clone();
     let service_for_publish = service.clone();
-    let publish = move || -> ServiceResult<()> {
+    let publish: ContentStep = Box::new(move || -> ServiceResult<()> {
         std::fs::rename(&temp_path, &final_path)?;
         service_for_publish.files.sync_dir()?;
         Ok(())
-    };
+    });
     match service
         .store
         .record_upload(id.clone(), size_bytes, publish)
@@ -300,7 +300,7 @@ async fn write_content(
     {
         Ok(Some(dataset)) => {
             temp.armed = false;
-            service.updates.publish(dataset.clone());
+            service.updates.publish(dataset.clone()).await;
             Json(serde_json::json!({ "id": dataset.id, "sizeBytes": dataset.size_bytes }))
                 .into_response()
         }

@@ -1,4 +1,4 @@
-//! The dataset subgraph: catalog records (SQLite), their content (one file
+//! The dataset subgraph: catalog records (SQLite or Postgres), their content (one file
 //! per dataset under `data_dir`) and signed, expiring URLs to read and write
 //! that content over plain HTTP.
 //!
@@ -7,6 +7,7 @@
 //! `content::ContentFiles` (files), `signing` (URLs) and `updates` (events).
 
 pub mod content;
+pub mod postgres;
 pub mod schema;
 pub mod service;
 pub mod signing;
@@ -20,7 +21,12 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::common::{graphql_router, spawn_service, RunningService, ServiceError, ServiceResult};
+use crate::common::{
+    bus::{Bus, LocalBus, PostgresBus},
+    graphql_router, spawn_service,
+    storage::connect_postgres,
+    Database, RunningService, ServiceError, ServiceResult,
+};
 
 pub use schema::{sdl, DatasetSchema};
 pub use service::DatasetService;
@@ -32,8 +38,10 @@ pub struct DatasetConfig {
     /// Address to listen on, e.g. "127.0.0.1:4002".
     #[serde(default = "defaults::listen")]
     pub listen: String,
-    /// SQLite file; created and migrated on start.
-    pub database: PathBuf,
+    /// A SQLite file (created and migrated on start) or a `postgres://`
+    /// URL (tables in schema `dataset`; for several replicas, which must
+    /// then share `data_dir`).
+    pub database: Database,
     /// Directory holding dataset content, one file per dataset.
     pub data_dir: PathBuf,
     /// Base URL that signed URLs start with; defaults to `http://<bound address>`.
@@ -111,21 +119,24 @@ impl DatasetConfig {
 }
 
 /// Opens storage and builds the shared service state; signed URLs start with
-/// `public_url`, else `http://{addr}`.
-pub fn open_service(
+/// `public_url`, else `http://{addr}`. The bus (on Postgres) listens until
+/// `shutdown`.
+pub async fn open_service(
     config: &DatasetConfig,
     addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
 ) -> ServiceResult<Arc<DatasetService>> {
     config.validate()?;
     let base_url = config
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
+    let (store, bus) = open_store(&config.database, shutdown).await?;
     Ok(Arc::new(DatasetService {
-        store: store::SqliteDatasetStore::open(&config.database)?,
+        updates: updates::Updates::new(bus, store.clone()),
+        store,
         files: content::ContentFiles::open(&config.data_dir)?,
         signer: signing::UrlSigner::new(&config.signing_secret, &base_url),
-        updates: updates::Updates::new(service::UPDATE_BUFFER),
         max_expires_in_sec: config.max_expires_in_sec,
         max_upload_bytes: config.max_upload_bytes,
         service_token: config.service_token.clone(),
@@ -134,6 +145,33 @@ pub fn open_service(
             .clone()
             .with_service_token(config.service_token.clone()),
     }))
+}
+
+async fn open_store(
+    database: &Database,
+    shutdown: CancellationToken,
+) -> ServiceResult<(Arc<dyn store::DatasetStore>, Arc<dyn Bus>)> {
+    Ok(match database {
+        Database::Sqlite(path) => (
+            Arc::new(store::SqliteDatasetStore::open(path)?),
+            Arc::new(LocalBus::new(service::UPDATE_BUFFER)),
+        ),
+        Database::Postgres(url) => {
+            let pool = connect_postgres(url, "dataset", postgres::MIGRATIONS).await?;
+            let bus = PostgresBus::start(
+                pool.clone(),
+                "dataset",
+                &[updates::TOPIC],
+                service::UPDATE_BUFFER,
+                shutdown,
+            )
+            .await?;
+            (
+                Arc::new(postgres::PostgresDatasetStore::new(pool)),
+                Arc::new(bus),
+            )
+        }
+    })
 }
 
 /// The GraphQL schema over `service`.
@@ -155,8 +193,8 @@ pub fn router(
 /// Starts the service on `listener`.
 pub async fn start(config: DatasetConfig, listener: TcpListener) -> ServiceResult<RunningService> {
     let addr = listener.local_addr()?;
-    let service = open_service(&config, addr)?;
     let shutdown = CancellationToken::new();
+    let service = open_service(&config, addr, shutdown.clone()).await?;
     let router = router(
         service,
         shutdown.clone(),
@@ -184,7 +222,7 @@ impl crate::common::cli::ServiceConfig for DatasetConfig {
     }
 
     fn resolve_paths(&mut self, dir: &std::path::Path) {
-        self.database = crate::common::resolve_path(dir, &self.database);
+        self.database.resolve(dir);
         self.data_dir = crate::common::resolve_path(dir, &self.data_dir);
     }
 

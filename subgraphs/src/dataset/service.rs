@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{
     content::ContentFiles,
     signing::{Op, UrlSigner},
-    store::{Dataset, DatasetStore, Filter, NewDataset, Page, PageKey, SqliteDatasetStore},
+    store::{Dataset, DatasetStore, Filter, NewDataset, Page, PageKey},
     updates::Updates,
 };
 use crate::common::{check_len, check_limit, ServiceError, ServiceResult, Tag, TagInput};
@@ -25,7 +25,7 @@ pub const UPDATE_BUFFER: usize = 1024;
 
 /// Everything a request needs; shared behind an `Arc`.
 pub struct DatasetService {
-    pub store: SqliteDatasetStore,
+    pub store: std::sync::Arc<dyn DatasetStore>,
     pub files: ContentFiles,
     pub signer: UrlSigner,
     pub updates: Updates,
@@ -100,7 +100,7 @@ impl DatasetService {
                 tags,
             })
             .await?;
-        self.updates.publish(dataset.clone());
+        self.updates.publish(dataset.clone()).await;
         Ok(dataset)
     }
 
@@ -148,15 +148,18 @@ impl DatasetService {
         let path = self.files.path_of(id);
         let dataset = self
             .store
-            .delete(id.to_string(), move || {
-                if let Some(path) = path {
-                    ContentFiles::remove(&path)?;
-                }
-                Ok(())
-            })
+            .delete(
+                id.to_string(),
+                Box::new(move || {
+                    if let Some(path) = path {
+                        ContentFiles::remove(&path)?;
+                    }
+                    Ok(())
+                }),
+            )
             .await?
             .ok_or_else(|| not_found(id))?;
-        self.updates.publish(dataset.clone());
+        self.updates.publish(dataset.clone()).await;
         Ok(dataset)
     }
 
@@ -167,7 +170,7 @@ impl DatasetService {
             .set_producer(id.to_string(), pipeline_id.to_string())
             .await?
             .ok_or_else(|| not_found(id))?;
-        self.updates.publish(dataset.clone());
+        self.updates.publish(dataset.clone()).await;
         Ok(dataset)
     }
 

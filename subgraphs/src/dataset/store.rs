@@ -3,12 +3,10 @@
 //! Times are stored as integer microseconds since the epoch so that ordering
 //! and cursors compare numbers, not strings.
 
-use std::future::Future;
-
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 
-use crate::common::{cursor, Db, ServiceError, ServiceResult, Tag, Timestamp};
+use crate::common::{cursor, Db, ServiceError, ServiceResult, StoreFuture, Tag, Timestamp};
 
 /// Version 1: the schema as first released (idempotent, so databases made
 /// before versioning was added open as version 1).
@@ -32,7 +30,7 @@ CREATE INDEX IF NOT EXISTS datasets_newest_first ON datasets (created_at DESC, i
 const MIGRATIONS: &[&str] = &[SCHEMA_V1];
 
 /// A catalog record.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Dataset {
     pub id: String,
     pub name: String,
@@ -107,46 +105,72 @@ fn bad_cursor(text: &str) -> ServiceError {
     ))
 }
 
-/// Storage of dataset records. Methods that change content on disk take the
-/// file operation as a closure that runs inside the record's transaction, so a
-/// record and its file never disagree.
+/// A file operation a store runs inside a record's transaction (see [`DatasetStore`]).
+pub type ContentStep = Box<dyn FnOnce() -> ServiceResult<()> + Send>;
+
+/// Storage of dataset records; [`SqliteDatasetStore`] embedded,
+/// `PostgresDatasetStore` for replicas. Methods that change content take the
+/// file operation as a step that runs inside the record's transaction, so a
+/// record and its content never disagree.
 pub trait DatasetStore: Send + Sync + 'static {
-    fn create(&self, new: NewDataset) -> impl Future<Output = ServiceResult<Dataset>> + Send;
-    fn get(&self, id: String) -> impl Future<Output = ServiceResult<Option<Dataset>>> + Send;
+    fn create(&self, new: NewDataset) -> StoreFuture<'_, Dataset>;
+    fn get(&self, id: String) -> StoreFuture<'_, Option<Dataset>>;
     /// Same order as `ids`, `None` for unknown ids; one query.
-    fn get_many(
-        &self,
-        ids: Vec<String>,
-    ) -> impl Future<Output = ServiceResult<Vec<Option<Dataset>>>> + Send;
-    fn list(
-        &self,
-        limit: usize,
-        after: Option<PageKey>,
-        filter: Filter,
-    ) -> impl Future<Output = ServiceResult<Page>> + Send;
+    fn get_many(&self, ids: Vec<String>) -> StoreFuture<'_, Vec<Option<Dataset>>>;
+    fn list(&self, limit: usize, after: Option<PageKey>, filter: Filter) -> StoreFuture<'_, Page>;
     /// Deletes the record and runs `remove_content` before committing; `None` if unknown.
-    fn delete<F>(
-        &self,
-        id: String,
-        remove_content: F,
-    ) -> impl Future<Output = ServiceResult<Option<Dataset>>> + Send
-    where
-        F: FnOnce() -> ServiceResult<()> + Send + 'static;
-    fn set_producer(
-        &self,
-        id: String,
-        pipeline_id: String,
-    ) -> impl Future<Output = ServiceResult<Option<Dataset>>> + Send;
-    /// Runs `publish` (moves the uploaded file in place) and records the new
-    /// size in one transaction; `None` (and `publish` not run) if the record is gone.
-    fn record_upload<F>(
+    fn delete(&self, id: String, remove_content: ContentStep) -> StoreFuture<'_, Option<Dataset>>;
+    fn set_producer(&self, id: String, pipeline_id: String) -> StoreFuture<'_, Option<Dataset>>;
+    /// Runs `publish` (moves the uploaded content in place) and records the
+    /// new size in one transaction; `None` (and `publish` not run) if the
+    /// record is gone.
+    fn record_upload(
         &self,
         id: String,
         size_bytes: i64,
-        publish: F,
-    ) -> impl Future<Output = ServiceResult<Option<Dataset>>> + Send
-    where
-        F: FnOnce() -> ServiceResult<()> + Send + 'static;
+        publish: ContentStep,
+    ) -> StoreFuture<'_, Option<Dataset>>;
+}
+
+/// A new record with a fresh id, created and updated now.
+pub fn new_record(new: NewDataset) -> Dataset {
+    // To the microsecond, as stored: the record returned equals the one read back.
+    use chrono::SubsecRound;
+    let now = Timestamp(Timestamp::now().0.trunc_subsecs(6));
+    Dataset {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: new.name,
+        r#type: new.r#type,
+        config: new.config,
+        tags: new.tags,
+        size_bytes: None,
+        created_at: now,
+        updated_at: now,
+        produced_by_pipeline_id: None,
+    }
+}
+
+/// The cursor of the page that ends with `items[limit - 1]`, if more follow
+/// (`items` holds up to `limit + 1`, truncated here).
+pub fn next_page(items: &mut Vec<Dataset>, limit: usize) -> Option<String> {
+    if items.len() <= limit {
+        return None;
+    }
+    items.truncate(limit);
+    items.last().map(|d| {
+        PageKey {
+            created_at_us: micros(d.created_at),
+            id: d.id.clone(),
+        }
+        .encode()
+    })
+}
+
+/// Same order as `ids`, `None` for those not in `found`.
+pub fn in_order(ids: &[String], found: Vec<Dataset>) -> Vec<Option<Dataset>> {
+    let by_id: std::collections::HashMap<String, Dataset> =
+        found.into_iter().map(|d| (d.id.clone(), d)).collect();
+    ids.iter().map(|id| by_id.get(id).cloned()).collect()
 }
 
 /// [`DatasetStore`] on one SQLite file.
@@ -166,11 +190,11 @@ impl SqliteDatasetStore {
 const COLUMNS: &str =
     "id, name, type, config, tags, size_bytes, created_at, updated_at, produced_by_pipeline_id";
 
-fn micros(t: Timestamp) -> i64 {
+pub(super) fn micros(t: Timestamp) -> i64 {
     t.0.timestamp_micros()
 }
 
-fn from_micros(us: i64) -> ServiceResult<Timestamp> {
+pub(super) fn from_micros(us: i64) -> ServiceResult<Timestamp> {
     DateTime::<Utc>::from_timestamp_micros(us)
         .map(Timestamp)
         .ok_or_else(|| ServiceError::Storage(format!("stored time {us} is out of range")))
@@ -242,12 +266,12 @@ fn get_in(conn: &rusqlite::Connection, id: &str) -> ServiceResult<Option<Dataset
     .transpose()
 }
 
-fn to_json(value: &impl serde::Serialize) -> ServiceResult<String> {
+pub(super) fn to_json(value: &impl serde::Serialize) -> ServiceResult<String> {
     serde_json::to_string(value).map_err(|e| ServiceError::Storage(e.to_string()))
 }
 
 /// `%` and `_` in the user's text match themselves.
-fn like_pattern(text: &str) -> String {
+pub(super) fn like_pattern(text: &str) -> String {
     let mut p = String::with_capacity(text.len() + 2);
     p.push('%');
     for c in text.chars() {
@@ -291,188 +315,159 @@ fn filter_sql(filter: &Filter) -> (String, Vec<rusqlite::types::Value>) {
 }
 
 impl DatasetStore for SqliteDatasetStore {
-    async fn create(&self, new: NewDataset) -> ServiceResult<Dataset> {
-        let now = Timestamp::now();
-        let dataset = Dataset {
-            id: uuid::Uuid::new_v4().to_string(),
-            name: new.name,
-            r#type: new.r#type,
-            config: new.config,
-            tags: new.tags,
-            size_bytes: None,
-            created_at: now,
-            updated_at: now,
-            produced_by_pipeline_id: None,
-        };
-        let config = dataset.config.as_ref().map(to_json).transpose()?;
-        let tags = to_json(&dataset.tags)?;
-        let row = dataset.clone();
-        self.db
-            .call(move |conn| {
-                conn.execute(
-                    &format!("INSERT INTO datasets ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?6, NULL)"),
-                    params![row.id, row.name, row.r#type, config, tags, micros(now)],
-                )?;
-                Ok(())
-            })
-            .await?;
-        Ok(dataset)
-    }
-
-    async fn get(&self, id: String) -> ServiceResult<Option<Dataset>> {
-        self.db.call(move |conn| get_in(conn, &id)).await
-    }
-
-    async fn get_many(&self, ids: Vec<String>) -> ServiceResult<Vec<Option<Dataset>>> {
-        let ids_json = to_json(&ids)?;
-        let found = self
-            .db
-            .call(move |conn| {
-                let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM datasets WHERE id IN (SELECT value FROM json_each(?1))"
-                ))?;
-                let rows = stmt
-                    .query_map([ids_json], raw_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                rows.into_iter()
-                    .map(RawRow::into_dataset)
-                    .collect::<ServiceResult<Vec<_>>>()
-            })
-            .await?;
-        let by_id: std::collections::HashMap<&str, &Dataset> =
-            found.iter().map(|d| (d.id.as_str(), d)).collect();
-        Ok(ids
-            .iter()
-            .map(|id| by_id.get(id.as_str()).map(|d| (*d).clone()))
-            .collect())
-    }
-
-    async fn list(
-        &self,
-        limit: usize,
-        after: Option<PageKey>,
-        filter: Filter,
-    ) -> ServiceResult<Page> {
-        self.db
-            .call(move |conn| {
-                let (where_sql, mut values) = filter_sql(&filter);
-                // Count and page in one read transaction so `total` matches the items.
-                let tx = conn.transaction()?;
-                let total: i64 = tx.query_row(
-                    &format!("SELECT COUNT(*) FROM datasets WHERE {where_sql}"),
-                    rusqlite::params_from_iter(values.iter()),
-                    |r| r.get(0),
-                )?;
-                let mut page_sql = where_sql;
-                if let Some(key) = &after {
-                    values.push(rusqlite::types::Value::Integer(key.created_at_us));
-                    values.push(rusqlite::types::Value::Text(key.id.clone()));
-                    let (t, i) = (values.len() - 1, values.len());
-                    page_sql = format!("({page_sql}) AND (created_at < ?{t} OR (created_at = ?{t} AND id < ?{i}))");
-                }
-                values.push(rusqlite::types::Value::Integer(limit as i64 + 1));
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM datasets WHERE {page_sql} ORDER BY created_at DESC, id DESC LIMIT ?{}",
-                    values.len()
-                );
-                let rows = {
-                    let mut stmt = tx.prepare(&sql)?;
-                    let rows = stmt
-                        .query_map(rusqlite::params_from_iter(values.iter()), raw_row)?
-                        .collect::<rusqlite::Result<Vec<_>>>()?;
-                    rows
-                };
-                tx.commit()?;
-                let mut items = rows
-                    .into_iter()
-                    .map(RawRow::into_dataset)
-                    .collect::<ServiceResult<Vec<_>>>()?;
-                let next_cursor = if items.len() > limit {
-                    items.truncate(limit);
-                    items.last().map(|d| {
-                        PageKey {
-                            created_at_us: micros(d.created_at),
-                            id: d.id.clone(),
-                        }
-                        .encode()
-                    })
-                } else {
-                    None
-                };
-                Ok(Page {
-                    items,
-                    next_cursor,
-                    total,
+    fn create(&self, new: NewDataset) -> StoreFuture<'_, Dataset> {
+        Box::pin(async move {
+            let dataset = new_record(new);
+            let now = dataset.created_at;
+            let config = dataset.config.as_ref().map(to_json).transpose()?;
+            let tags = to_json(&dataset.tags)?;
+            let row = dataset.clone();
+            self.db
+                .call(move |conn| {
+                    conn.execute(
+                        &format!("INSERT INTO datasets ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?6, NULL)"),
+                        params![row.id, row.name, row.r#type, config, tags, micros(now)],
+                    )?;
+                    Ok(())
                 })
-            })
-            .await
+                .await?;
+            Ok(dataset)
+        })
     }
 
-    async fn delete<F>(&self, id: String, remove_content: F) -> ServiceResult<Option<Dataset>>
-    where
-        F: FnOnce() -> ServiceResult<()> + Send + 'static,
-    {
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                let Some(dataset) = get_in(&tx, &id)? else {
-                    return Ok(None);
-                };
-                tx.execute("DELETE FROM datasets WHERE id = ?1", [&id])?;
-                remove_content()?;
-                tx.commit()?;
-                Ok(Some(dataset))
-            })
-            .await
+    fn get(&self, id: String) -> StoreFuture<'_, Option<Dataset>> {
+        Box::pin(async move { self.db.call(move |conn| get_in(conn, &id)).await })
     }
 
-    async fn set_producer(
-        &self,
-        id: String,
-        pipeline_id: String,
-    ) -> ServiceResult<Option<Dataset>> {
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                let n = tx.execute(
-                    "UPDATE datasets SET produced_by_pipeline_id = ?2, updated_at = ?3 WHERE id = ?1",
-                    params![id, pipeline_id, micros(Timestamp::now())],
-                )?;
-                if n == 0 {
-                    return Ok(None);
-                }
-                let dataset = get_in(&tx, &id)?;
-                tx.commit()?;
-                Ok(dataset)
-            })
-            .await
+    fn get_many(&self, ids: Vec<String>) -> StoreFuture<'_, Vec<Option<Dataset>>> {
+        Box::pin(async move {
+            let ids_json = to_json(&ids)?;
+            let found = self
+                .db
+                .call(move |conn| {
+                    let mut stmt = conn.prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM datasets WHERE id IN (SELECT value FROM json_each(?1))"
+                    ))?;
+                    let rows = stmt
+                        .query_map([ids_json], raw_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    rows.into_iter()
+                        .map(RawRow::into_dataset)
+                        .collect::<ServiceResult<Vec<_>>>()
+                })
+                .await?;
+            Ok(in_order(&ids, found))
+        })
     }
 
-    async fn record_upload<F>(
+    fn list(&self, limit: usize, after: Option<PageKey>, filter: Filter) -> StoreFuture<'_, Page> {
+        Box::pin(async move {
+            self.db
+                .call(move |conn| {
+                    let (where_sql, mut values) = filter_sql(&filter);
+                    // Count and page in one read transaction so `total` matches the items.
+                    let tx = conn.transaction()?;
+                    let total: i64 = tx.query_row(
+                        &format!("SELECT COUNT(*) FROM datasets WHERE {where_sql}"),
+                        rusqlite::params_from_iter(values.iter()),
+                        |r| r.get(0),
+                    )?;
+                    let mut page_sql = where_sql;
+                    if let Some(key) = &after {
+                        values.push(rusqlite::types::Value::Integer(key.created_at_us));
+                        values.push(rusqlite::types::Value::Text(key.id.clone()));
+                        let (t, i) = (values.len() - 1, values.len());
+                        page_sql = format!("({page_sql}) AND (created_at < ?{t} OR (created_at = ?{t} AND id < ?{i}))");
+                    }
+                    values.push(rusqlite::types::Value::Integer(limit as i64 + 1));
+                    let sql = format!(
+                        "SELECT {COLUMNS} FROM datasets WHERE {page_sql} ORDER BY created_at DESC, id DESC LIMIT ?{}",
+                        values.len()
+                    );
+                    let rows = {
+                        let mut stmt = tx.prepare(&sql)?;
+                        let rows = stmt
+                            .query_map(rusqlite::params_from_iter(values.iter()), raw_row)?
+                            .collect::<rusqlite::Result<Vec<_>>>()?;
+                        rows
+                    };
+                    tx.commit()?;
+                    let mut items = rows
+                        .into_iter()
+                        .map(RawRow::into_dataset)
+                        .collect::<ServiceResult<Vec<_>>>()?;
+                    let next_cursor = next_page(&mut items, limit);
+                    Ok(Page {
+                        items,
+                        next_cursor,
+                        total,
+                    })
+                })
+                .await
+        })
+    }
+
+    fn delete(&self, id: String, remove_content: ContentStep) -> StoreFuture<'_, Option<Dataset>> {
+        Box::pin(async move {
+            self.db
+                .call(move |conn| {
+                    let tx = conn.transaction()?;
+                    let Some(dataset) = get_in(&tx, &id)? else {
+                        return Ok(None);
+                    };
+                    tx.execute("DELETE FROM datasets WHERE id = ?1", [&id])?;
+                    remove_content()?;
+                    tx.commit()?;
+                    Ok(Some(dataset))
+                })
+                .await
+        })
+    }
+
+    fn set_producer(&self, id: String, pipeline_id: String) -> StoreFuture<'_, Option<Dataset>> {
+        Box::pin(async move {
+            self.db
+                .call(move |conn| {
+                    let tx = conn.transaction()?;
+                    let n = tx.execute(
+                        "UPDATE datasets SET produced_by_pipeline_id = ?2, updated_at = ?3 WHERE id = ?1",
+                        params![id, pipeline_id, micros(Timestamp::now())],
+                    )?;
+                    if n == 0 {
+                        return Ok(None);
+                    }
+                    let dataset = get_in(&tx, &id)?;
+                    tx.commit()?;
+                    Ok(dataset)
+                })
+                .await
+        })
+    }
+
+    fn record_upload(
         &self,
         id: String,
         size_bytes: i64,
-        publish: F,
-    ) -> ServiceResult<Option<Dataset>>
-    where
-        F: FnOnce() -> ServiceResult<()> + Send + 'static,
-    {
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                let n = tx.execute(
-                    "UPDATE datasets SET size_bytes = ?2, updated_at = ?3 WHERE id = ?1",
-                    params![id, size_bytes, micros(Timestamp::now())],
-                )?;
-                if n == 0 {
-                    return Ok(None);
-                }
-                publish()?;
-                let dataset = get_in(&tx, &id)?;
-                tx.commit()?;
-                Ok(dataset)
-            })
-            .await
+        publish: ContentStep,
+    ) -> StoreFuture<'_, Option<Dataset>> {
+        Box::pin(async move {
+            self.db
+                .call(move |conn| {
+                    let tx = conn.transaction()?;
+                    let n = tx.execute(
+                        "UPDATE datasets SET size_bytes = ?2, updated_at = ?3 WHERE id = ?1",
+                        params![id, size_bytes, micros(Timestamp::now())],
+                    )?;
+                    if n == 0 {
+                        return Ok(None);
+                    }
+                    publish()?;
+                    let dataset = get_in(&tx, &id)?;
+                    tx.commit()?;
+                    Ok(dataset)
+                })
+                .await
+        })
     }
 }
 
@@ -525,9 +520,88 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn lists_newest_first_across_pages_with_filters() {
+    async fn sqlite_keeps_the_store_contract() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteDatasetStore::open(&dir.path().join("d.sqlite")).unwrap();
+        lists_newest_first_across_pages_with_filters(&store).await;
+        content_steps_commit_with_the_record(&store).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_keeps_the_store_contract() {
+        let cluster = pgcluster::Cluster::start().unwrap();
+        let url = cluster.create_database("dataset").unwrap();
+        let pool = crate::common::storage::connect_postgres(
+            &url,
+            "dataset",
+            super::super::postgres::MIGRATIONS,
+        )
+        .await
+        .unwrap();
+        let store = super::super::postgres::PostgresDatasetStore::new(pool);
+        lists_newest_first_across_pages_with_filters(&store).await;
+        content_steps_commit_with_the_record(&store).await;
+    }
+
+    /// A failing file step leaves the record as it was; a step never runs
+    /// for a record that is gone.
+    async fn content_steps_commit_with_the_record(store: &dyn DatasetStore) {
+        let mut config = serde_json::Map::new();
+        config.insert("z".into(), 1.into());
+        config.insert("a".into(), serde_json::json!([1, "two"]));
+        let d = store
+            .create(NewDataset {
+                config: Some(config.clone().into()),
+                ..new("steps", "text", &[("k", "v")])
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.get(d.id.clone()).await.unwrap().as_ref(), Some(&d));
+        let failing: ContentStep = Box::new(|| Err(ServiceError::Storage("disk full".into())));
+        assert!(store.record_upload(d.id.clone(), 5, failing).await.is_err());
+        let unchanged = store.get(d.id.clone()).await.unwrap().unwrap();
+        assert_eq!(unchanged.size_bytes, None);
+        let uploaded = store
+            .record_upload(d.id.clone(), 5, Box::new(|| Ok(())))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(uploaded.size_bytes, Some(5));
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ran.clone();
+        let step: ContentStep = Box::new(move || {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        });
+        assert!(store
+            .record_upload("unknown".into(), 1, step)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+        let failing: ContentStep = Box::new(|| Err(ServiceError::Storage("busy".into())));
+        assert!(store.delete(d.id.clone(), failing).await.is_err());
+        assert!(store.get(d.id.clone()).await.unwrap().is_some());
+        let produced = store
+            .set_producer(d.id.clone(), "run-1".into())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(produced.produced_by_pipeline_id.as_deref(), Some("run-1"));
+        let deleted = store
+            .delete(d.id.clone(), Box::new(|| Ok(())))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(deleted.id, d.id);
+        let many = store
+            .get_many(vec![d.id.clone(), "x".into()])
+            .await
+            .unwrap();
+        assert_eq!(many, vec![None, None]);
+    }
+
+    async fn lists_newest_first_across_pages_with_filters(store: &dyn DatasetStore) {
         let mut created = Vec::new();
         for i in 0..7 {
             let tags: &[(&str, &str)] = if i % 2 == 0 {

@@ -5,19 +5,25 @@
 //! Flow: `schema` (resolvers) -> `service` (validation) -> `store` (SQLite);
 //! `stream` reads the store after the last delivered line, woken by inserts.
 
+pub mod postgres;
 pub mod schema;
 pub mod service;
 pub mod store;
 pub mod stream;
 
-use std::{path::PathBuf, sync::Arc};
+use std::sync::Arc;
 
 use axum::Router;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::common::{graphql_router, spawn_service, RunningService, ServiceResult};
+use crate::common::{
+    bus::{Bus, LocalBus, PostgresBus},
+    graphql_router, spawn_service,
+    storage::connect_postgres,
+    Database, RunningService, ServiceResult,
+};
 
 pub use schema::{sdl, LogSchema};
 pub use service::LogService;
@@ -30,8 +36,9 @@ pub struct LogConfig {
     /// Address to listen on, e.g. "127.0.0.1:4003".
     #[serde(default = "defaults::listen")]
     pub listen: String,
-    /// SQLite file; created and migrated on start.
-    pub database: PathBuf,
+    /// A SQLite file (created and migrated on start) or a `postgres://`
+    /// URL (tables in schema `log`; for several replicas).
+    pub database: Database,
     /// `[services.log.http]`
     #[serde(default)]
     pub http: crate::common::HttpConfig,
@@ -55,18 +62,47 @@ mod defaults {
     }
 }
 
-/// Opens the database and builds the shared service state.
-pub async fn open_service(config: &LogConfig) -> ServiceResult<Arc<LogService>> {
+/// Announcements a replica buffers for a slow stream before it reads as a gap.
+const BUS_BUFFER: usize = 1024;
+
+/// Opens the database and builds the shared service state; its bus
+/// follower runs until `shutdown`.
+pub async fn open_service(
+    config: &LogConfig,
+    shutdown: CancellationToken,
+) -> ServiceResult<Arc<LogService>> {
     use store::LogStore;
     config.authorization.check("log", ACTIONS)?;
-    let store = store::SqliteLogStore::open(&config.database)?;
+    let (store, bus): (Arc<dyn LogStore>, Arc<dyn Bus>) = match &config.database {
+        Database::Sqlite(path) => (
+            Arc::new(store::SqliteLogStore::open(path)?),
+            Arc::new(LocalBus::new(BUS_BUFFER)),
+        ),
+        Database::Postgres(url) => {
+            let pool = connect_postgres(url, "log", postgres::MIGRATIONS).await?;
+            let bus = PostgresBus::start(
+                pool.clone(),
+                "log",
+                &[service::LINES_TOPIC],
+                BUS_BUFFER,
+                shutdown.clone(),
+            )
+            .await?;
+            (
+                Arc::new(postgres::PostgresLogStore::new(pool)),
+                Arc::new(bus),
+            )
+        }
+    };
     let last_id = store.last_id().await?;
-    let mut service = LogService::new(store, last_id, config.service_token.clone());
+    let mut service = LogService::new(store, bus, last_id, config.service_token.clone());
     service.authorization = config
         .authorization
         .clone()
         .with_service_token(config.service_token.clone());
-    Ok(Arc::new(service))
+    let service = Arc::new(service);
+    tokio::spawn(service.clone().follow_bus(shutdown));
+    Ok(service)
 }
 
 /// The GraphQL schema over `service`.
@@ -85,8 +121,8 @@ pub fn router(
 
 /// Starts the service on `listener`.
 pub async fn start(config: LogConfig, listener: TcpListener) -> ServiceResult<RunningService> {
-    let service = open_service(&config).await?;
     let shutdown = CancellationToken::new();
+    let service = open_service(&config, shutdown.clone()).await?;
     let router = router(service, shutdown.clone(), config.http.max_body_bytes);
     Ok(spawn_service(
         listener,
@@ -113,6 +149,6 @@ impl crate::common::cli::ServiceConfig for LogConfig {
     }
 
     fn resolve_paths(&mut self, dir: &std::path::Path) {
-        self.database = crate::common::resolve_path(dir, &self.database);
+        self.database.resolve(dir);
     }
 }

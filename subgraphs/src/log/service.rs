@@ -1,12 +1,22 @@
 //! The log service's operations: validated ingestion, paged history, and the
 //! live stream (see [`super::stream`]).
 
-use tokio::sync::watch;
+use std::{sync::Arc, time::Duration};
 
-use super::store::{LineQuery, LogCursor, LogLevel, LogLine, LogStore, NewLogLine, SqliteLogStore};
-use crate::common::{check_len, check_limit, ServiceError, ServiceResult, Timestamp};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::store::{LineQuery, LogCursor, LogLevel, LogLine, LogStore, NewLogLine};
+use crate::common::{
+    bus::{Bus, Notice},
+    check_len, check_limit, ServiceError, ServiceResult, Timestamp,
+};
 
 pub const MAX_ENTRIES: usize = 1000;
+/// The bus topic that announces the highest stored line id.
+pub const LINES_TOPIC: &str = "lines";
+/// How often waiting streams re-read the last id, in case an announcement was lost.
+const CATCH_UP: Duration = Duration::from_secs(2);
 pub const MAX_MESSAGE_CHARS: usize = 10_000;
 pub const MAX_NODE_CHARS: usize = 200;
 pub const MAX_PIPELINE_ID_CHARS: usize = 200;
@@ -17,10 +27,13 @@ pub const MAX_BATCH_RUNS: usize = 10_000;
 
 /// Shared by every request.
 pub struct LogService {
-    pub store: SqliteLogStore,
-    /// The highest stored rowid: a wake-up for live streams, which then read
-    /// the store themselves, so a slow stream can never miss a line.
+    pub store: Arc<dyn LogStore>,
+    /// The highest stored id (of any replica): a wake-up for live streams,
+    /// which then read the store themselves, so a slow stream can never
+    /// miss a line.
     pub last_id: watch::Sender<i64>,
+    /// Tells every replica's streams about new lines.
+    bus: Arc<dyn Bus>,
     /// What `ingestLogs` callers must send (`x-service-token`).
     pub service_token: Option<String>,
     /// Who may read logs (see `common::rbac`); nobody but the other
@@ -82,9 +95,15 @@ fn validate(i: usize, e: EntryDraft, now: Timestamp) -> ServiceResult<NewLogLine
 }
 
 impl LogService {
-    pub fn new(store: SqliteLogStore, last_id: i64, service_token: Option<String>) -> LogService {
+    pub fn new(
+        store: Arc<dyn LogStore>,
+        bus: Arc<dyn Bus>,
+        last_id: i64,
+        service_token: Option<String>,
+    ) -> LogService {
         LogService {
             store,
+            bus,
             last_id: watch::Sender::new(last_id),
             service_token,
             authorization: Default::default(),
@@ -110,9 +129,54 @@ impl LogService {
             .collect::<ServiceResult<Vec<_>>>()?;
         let (stored, last) = self.store.insert(lines).await?;
         if stored > 0 {
-            self.last_id.send_replace(last);
+            self.saw(last);
+            if let Err(e) = self.bus.publish(LINES_TOPIC, last.to_string()).await {
+                // Stored all the same; other replicas catch up on their next tick.
+                tracing::warn!(error = %e, "could not announce new log lines");
+            }
         }
         Ok(stored)
+    }
+
+    /// Wakes streams if `last` is past what they know.
+    fn saw(&self, last: i64) {
+        self.last_id.send_if_modified(|known| {
+            let newer = last > *known;
+            if newer {
+                *known = last;
+            }
+            newer
+        });
+    }
+
+    /// Feeds other replicas' lines to this replica's streams until
+    /// `shutdown`: each announcement wakes them; after a lost one (a gap),
+    /// and every `CATCH_UP` while streams are waiting, the store's last id
+    /// does, so a line is never left unseen for long even if its
+    /// announcement never came.
+    pub async fn follow_bus(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut notices = self.bus.subscribe(LINES_TOPIC);
+        let mut tick = tokio::time::interval(CATCH_UP);
+        loop {
+            let catch_up = tokio::select! {
+                notice = notices.recv() => match notice {
+                    Some(Notice::Message(id)) => match id.parse() {
+                        Ok(id) => { self.saw(id); false }
+                        Err(_) => true,
+                    },
+                    Some(Notice::Gap(_)) => true,
+                    None => return,
+                },
+                _ = tick.tick() => self.last_id.receiver_count() > 0,
+                _ = shutdown.cancelled() => return,
+            };
+            if catch_up {
+                match self.store.last_id().await {
+                    Ok(id) => self.saw(id),
+                    Err(e) => tracing::warn!(error = %e, "could not read the last log line id"),
+                }
+            }
+        }
     }
 
     /// The first page of each run's history, in the order of `pipeline_ids`:

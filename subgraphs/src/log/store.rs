@@ -4,13 +4,11 @@
 //! "every line after rowid N" is an exact, gap-free resume point for the live
 //! stream; history is ordered by (time, rowid).
 
-use std::future::Future;
-
 use async_graphql::Enum;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Row};
 
-use crate::common::{cursor, Db, ServiceError, ServiceResult, Timestamp};
+use crate::common::{cursor, Db, ServiceError, ServiceResult, StoreFuture, Timestamp};
 
 /// Version 1: the schema as first released (idempotent, so databases made
 /// before versioning was added open as version 1).
@@ -42,7 +40,7 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
-    fn rank(self) -> i64 {
+    pub(super) fn rank(self) -> i64 {
         match self {
             LogLevel::Debug => 0,
             LogLevel::Info => 1,
@@ -51,7 +49,7 @@ impl LogLevel {
         }
     }
 
-    fn from_rank(rank: i64) -> ServiceResult<LogLevel> {
+    pub(super) fn from_rank(rank: i64) -> ServiceResult<LogLevel> {
         Ok(match rank {
             0 => LogLevel::Debug,
             1 => LogLevel::Info,
@@ -133,39 +131,49 @@ pub struct LineQuery {
     pub limit: usize,
 }
 
-/// Storage of log lines.
+/// Storage of log lines; [`SqliteLogStore`] embedded, `PostgresLogStore`
+/// for replicas. Both keep line ids in commit order (see the module docs).
 pub trait LogStore: Send + Sync + 'static {
     /// Stores all lines in one transaction (all or nothing), skipping lines
     /// whose key is already stored. Returns how many were stored and the
-    /// highest rowid now in the table.
-    fn insert(
-        &self,
-        lines: Vec<NewLogLine>,
-    ) -> impl Future<Output = ServiceResult<(usize, i64)>> + Send;
-    /// The highest rowid stored (0 when empty).
-    fn last_id(&self) -> impl Future<Output = ServiceResult<i64>> + Send;
-    /// Up to `limit` lines in (time, rowid) order after `after`, only rowids
-    /// up to `up_to` when given.
+    /// highest id now in the table.
+    fn insert(&self, lines: Vec<NewLogLine>) -> StoreFuture<'_, (usize, i64)>;
+    /// The highest id stored (0 when empty).
+    fn last_id(&self) -> StoreFuture<'_, i64>;
+    /// Up to `limit` lines in (time, id) order after `after`, only ids up to
+    /// `up_to` when given.
     fn history(
         &self,
         query: LineQuery,
         after: Option<LogCursor>,
         up_to: Option<i64>,
-    ) -> impl Future<Output = ServiceResult<Vec<LogLine>>> + Send;
-    /// For each of `pipeline_ids`, its first `limit` lines in (time, rowid)
+    ) -> StoreFuture<'_, Vec<LogLine>>;
+    /// For each of `pipeline_ids`, its first `limit` lines in (time, id)
     /// order at `min_level` or above, in one read; in the order of the ids.
     fn first_lines(
         &self,
         pipeline_ids: Vec<String>,
         min_level: Option<LogLevel>,
         limit: usize,
-    ) -> impl Future<Output = ServiceResult<Vec<Vec<LogLine>>>> + Send;
-    /// Up to `limit` lines with rowid greater than `after_id`, in rowid order.
-    fn after_id(
-        &self,
-        query: LineQuery,
-        after_id: i64,
-    ) -> impl Future<Output = ServiceResult<Vec<LogLine>>> + Send;
+    ) -> StoreFuture<'_, Vec<Vec<LogLine>>>;
+    /// Up to `limit` lines with id greater than `after_id`, in id order.
+    fn after_id(&self, query: LineQuery, after_id: i64) -> StoreFuture<'_, Vec<LogLine>>;
+}
+
+/// Lines of a one-read batch, grouped per run in the order of `pipeline_ids`.
+pub fn group_by_run(pipeline_ids: &[String], lines: Vec<LogLine>) -> Vec<Vec<LogLine>> {
+    let mut by_run: std::collections::HashMap<String, Vec<LogLine>> =
+        std::collections::HashMap::new();
+    for line in lines {
+        by_run
+            .entry(line.pipeline_id.clone())
+            .or_default()
+            .push(line);
+    }
+    pipeline_ids
+        .iter()
+        .map(|id| by_run.get(id).cloned().unwrap_or_default())
+        .collect()
 }
 
 /// [`LogStore`] on one SQLite file.
@@ -182,7 +190,7 @@ impl SqliteLogStore {
     }
 }
 
-fn micros(t: Timestamp) -> i64 {
+pub(super) fn micros(t: Timestamp) -> i64 {
     t.0.timestamp_micros()
 }
 
@@ -227,136 +235,137 @@ fn query_lines(
 }
 
 impl LogStore for SqliteLogStore {
-    async fn insert(&self, lines: Vec<NewLogLine>) -> ServiceResult<(usize, i64)> {
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                let mut stored = 0;
-                {
-                    let mut stmt = tx.prepare_cached(
-                        "INSERT INTO logs (pipeline_id, level, message, node, time, key) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO NOTHING",
-                    )?;
-                    for l in &lines {
-                        stored += stmt.execute(params![
-                            l.pipeline_id,
-                            l.level.rank(),
-                            l.message,
-                            l.node,
-                            micros(l.time),
-                            l.key
-                        ])?;
+    fn insert(&self, lines: Vec<NewLogLine>) -> StoreFuture<'_, (usize, i64)> {
+        Box::pin(async move {
+            self.db
+                .call(move |conn| {
+                    let tx = conn.transaction()?;
+                    let mut stored = 0;
+                    {
+                        let mut stmt = tx.prepare_cached(
+                            "INSERT INTO logs (pipeline_id, level, message, node, time, key) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO NOTHING",
+                        )?;
+                        for l in &lines {
+                            stored += stmt.execute(params![
+                                l.pipeline_id,
+                                l.level.rank(),
+                                l.message,
+                                l.node,
+                                micros(l.time),
+                                l.key
+                            ])?;
+                        }
                     }
-                }
-                let last: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM logs", [], |r| r.get(0))?;
-                tx.commit()?;
-                Ok((stored, last))
-            })
-            .await
+                    let last: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM logs", [], |r| r.get(0))?;
+                    tx.commit()?;
+                    Ok((stored, last))
+                })
+                .await
+        })
     }
 
-    async fn last_id(&self) -> ServiceResult<i64> {
-        self.db
-            .call(|conn| {
-                Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) FROM logs", [], |r| r.get(0))?)
-            })
-            .await
+    fn last_id(&self) -> StoreFuture<'_, i64> {
+        Box::pin(async move {
+            self.db
+                .call(|conn| {
+                    Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) FROM logs", [], |r| r.get(0))?)
+                })
+                .await
+        })
     }
 
-    async fn history(
+    fn history(
         &self,
         q: LineQuery,
         after: Option<LogCursor>,
         up_to: Option<i64>,
-    ) -> ServiceResult<Vec<LogLine>> {
-        let min_rank = q.min_level.map_or(0, LogLevel::rank);
-        // Sentinels instead of optional clauses keep one cached statement.
-        let (after_time, after_id) = after.map_or((i64::MIN, i64::MIN), |c| (c.time_us, c.id));
-        let up_to = up_to.unwrap_or(i64::MAX);
-        self.db
-            .call(move |conn| {
-                query_lines(
-                    conn,
-                    &format!(
-                        "SELECT {COLUMNS} FROM logs
-                         WHERE pipeline_id = ?1 AND level >= ?2 AND id <= ?3
-                           AND (time > ?4 OR (time = ?4 AND id > ?5))
-                         ORDER BY time, id LIMIT ?6"
-                    ),
-                    params![
-                        q.pipeline_id,
-                        min_rank,
-                        up_to,
-                        after_time,
-                        after_id,
-                        q.limit as i64
-                    ],
-                )
-            })
-            .await
+    ) -> StoreFuture<'_, Vec<LogLine>> {
+        Box::pin(async move {
+            let min_rank = q.min_level.map_or(0, LogLevel::rank);
+            // Sentinels instead of optional clauses keep one cached statement.
+            let (after_time, after_id) = after.map_or((i64::MIN, i64::MIN), |c| (c.time_us, c.id));
+            let up_to = up_to.unwrap_or(i64::MAX);
+            self.db
+                .call(move |conn| {
+                    query_lines(
+                        conn,
+                        &format!(
+                            "SELECT {COLUMNS} FROM logs
+                             WHERE pipeline_id = ?1 AND level >= ?2 AND id <= ?3
+                               AND (time > ?4 OR (time = ?4 AND id > ?5))
+                             ORDER BY time, id LIMIT ?6"
+                        ),
+                        params![
+                            q.pipeline_id,
+                            min_rank,
+                            up_to,
+                            after_time,
+                            after_id,
+                            q.limit as i64
+                        ],
+                    )
+                })
+                .await
+        })
     }
 
-    async fn first_lines(
+    fn first_lines(
         &self,
         pipeline_ids: Vec<String>,
         min_level: Option<LogLevel>,
         limit: usize,
-    ) -> ServiceResult<Vec<Vec<LogLine>>> {
-        let min_rank = min_level.map_or(0, LogLevel::rank);
-        let ids_json = serde_json::to_string(&pipeline_ids)
-            .map_err(|e| ServiceError::Storage(e.to_string()))?;
-        let lines = self
-            .db
-            .call(move |conn| {
-                // One statement for every run: the window keeps each run's
-                // first `limit` lines, read through logs_by_pipeline_time.
-                query_lines(
-                    conn,
-                    &format!(
-                        "SELECT {COLUMNS} FROM (
-                           SELECT {COLUMNS}, ROW_NUMBER() OVER (PARTITION BY pipeline_id ORDER BY time, id) AS rn
-                           FROM logs
-                           WHERE pipeline_id IN (SELECT value FROM json_each(?1)) AND level >= ?2
-                         ) WHERE rn <= ?3
-                         ORDER BY pipeline_id, time, id"
-                    ),
-                    params![ids_json, min_rank, limit as i64],
-                )
-            })
-            .await?;
-        let mut by_run: std::collections::HashMap<String, Vec<LogLine>> =
-            std::collections::HashMap::new();
-        for line in lines {
-            by_run
-                .entry(line.pipeline_id.clone())
-                .or_default()
-                .push(line);
-        }
-        Ok(pipeline_ids
-            .iter()
-            .map(|id| by_run.get(id).cloned().unwrap_or_default())
-            .collect())
+    ) -> StoreFuture<'_, Vec<Vec<LogLine>>> {
+        Box::pin(async move {
+            let min_rank = min_level.map_or(0, LogLevel::rank);
+            let ids_json = serde_json::to_string(&pipeline_ids)
+                .map_err(|e| ServiceError::Storage(e.to_string()))?;
+            let lines = self
+                .db
+                .call(move |conn| {
+                    // One statement for every run: the window keeps each run's
+                    // first `limit` lines, read through logs_by_pipeline_time.
+                    query_lines(
+                        conn,
+                        &format!(
+                            "SELECT {COLUMNS} FROM (
+                               SELECT {COLUMNS}, ROW_NUMBER() OVER (PARTITION BY pipeline_id ORDER BY time, id) AS rn
+                               FROM logs
+                               WHERE pipeline_id IN (SELECT value FROM json_each(?1)) AND level >= ?2
+                             ) WHERE rn <= ?3
+                             ORDER BY pipeline_id, time, id"
+                        ),
+                        params![ids_json, min_rank, limit as i64],
+                    )
+                })
+                .await?;
+            Ok(group_by_run(&pipeline_ids, lines))
+        })
     }
 
-    async fn after_id(&self, q: LineQuery, after_id: i64) -> ServiceResult<Vec<LogLine>> {
-        let min_rank = q.min_level.map_or(0, LogLevel::rank);
-        self.db
-            .call(move |conn| {
-                query_lines(
-                    conn,
-                    &format!(
-                        "SELECT {COLUMNS} FROM logs
-                         WHERE pipeline_id = ?1 AND level >= ?2 AND id > ?3
-                         ORDER BY id LIMIT ?4"
-                    ),
-                    params![q.pipeline_id, min_rank, after_id, q.limit as i64],
-                )
-            })
-            .await
+    fn after_id(&self, q: LineQuery, after_id: i64) -> StoreFuture<'_, Vec<LogLine>> {
+        Box::pin(async move {
+            let min_rank = q.min_level.map_or(0, LogLevel::rank);
+            self.db
+                .call(move |conn| {
+                    query_lines(
+                        conn,
+                        &format!(
+                            "SELECT {COLUMNS} FROM logs
+                             WHERE pipeline_id = ?1 AND level >= ?2 AND id > ?3
+                             ORDER BY id LIMIT ?4"
+                        ),
+                        params![q.pipeline_id, min_rank, after_id, q.limit as i64],
+                    )
+                })
+                .await
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -404,9 +413,80 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn history_in_time_order_and_keys_are_idempotent() {
+    async fn sqlite_keeps_the_store_contract() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteLogStore::open(&dir.path().join("l.sqlite")).unwrap();
+        history_in_time_order_and_keys_are_idempotent(&store).await;
+        lines_are_read_in_commit_order_under_concurrent_writers(Arc::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_keeps_the_store_contract() {
+        let cluster = pgcluster::Cluster::start().unwrap();
+        let url = cluster.create_database("log").unwrap();
+        let pool = crate::common::storage::connect_postgres(
+            &url,
+            "log",
+            super::super::postgres::MIGRATIONS,
+        )
+        .await
+        .unwrap();
+        let store = super::super::postgres::PostgresLogStore::new(pool);
+        history_in_time_order_and_keys_are_idempotent(&store).await;
+        lines_are_read_in_commit_order_under_concurrent_writers(Arc::new(store)).await;
+    }
+
+    /// A reader that always asks for "lines after the last id I saw" while
+    /// writers commit concurrently must see every line: ids are handed out in
+    /// commit order.
+    async fn lines_are_read_in_commit_order_under_concurrent_writers(store: Arc<dyn LogStore>) {
+        const WRITERS: usize = 6;
+        const BATCHES: usize = 30;
+        let start = store.last_id().await.unwrap();
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for b in 0..BATCHES {
+                        let lines = (0..3)
+                            .map(|i| line("c", LogLevel::Info, &format!("{w}-{b}-{i}"), 1, None))
+                            .collect();
+                        store.insert(lines).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        let query = || LineQuery {
+            pipeline_id: "c".into(),
+            min_level: None,
+            limit: 1000,
+        };
+        let mut after = start;
+        let mut seen = Vec::new();
+        while seen.len() < WRITERS * BATCHES * 3 {
+            for line in store.after_id(query(), after).await.unwrap() {
+                after = line.id;
+                seen.push(line.id);
+            }
+            tokio::task::yield_now().await;
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        let all: Vec<i64> = store
+            .after_id(query(), start)
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| l.id)
+            .collect();
+        assert_eq!(
+            seen, all,
+            "a line committed behind the reader's cursor was skipped"
+        );
+    }
+
+    async fn history_in_time_order_and_keys_are_idempotent(store: &dyn LogStore) {
         let (n, last) = store
             .insert(vec![
                 line("p", LogLevel::Info, "late", 3_000, Some("k1")),

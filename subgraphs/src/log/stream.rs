@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::{
     service::LogService,
-    store::{LineQuery, LogCursor, LogLevel, LogLine, LogStore},
+    store::{LineQuery, LogCursor, LogLevel, LogLine},
 };
 use crate::common::ServiceResult;
 
@@ -156,7 +156,12 @@ mod tests {
     async fn replays_then_follows_without_loss_for_a_slow_reader() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteLogStore::open(&dir.path().join("l.sqlite")).unwrap();
-        let service = Arc::new(LogService::new(store, 0, None));
+        let service = Arc::new(LogService::new(
+            Arc::new(store),
+            Arc::new(crate::common::bus::LocalBus::new(16)),
+            0,
+            None,
+        ));
         let old = Timestamp::parse("2020-01-01T00:00:00Z").unwrap();
         service
             .ingest(vec![

@@ -1,21 +1,24 @@
-//! Run events: every status change and node start/finish goes out on one
-//! broadcast channel per service; `pipelineEvents(id)` follows one run.
+//! Run events: every status change and node start/finish goes out on the
+//! service's bus (so a follower on any replica sees every replica's runs);
+//! `pipelineEvents(id)` follows one run.
 
 use std::sync::Arc;
 
 use async_graphql::{SimpleObject, ID};
 use futures::Stream;
-use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
 use super::{
     model::{PipelineStatus, Run},
     store::PipelineStore,
 };
-use crate::common::{ServiceError, ServiceResult, Timestamp};
+use crate::common::{
+    bus::{Bus, Notice, Subscription, MAX_PAYLOAD},
+    ServiceError, ServiceResult, Timestamp,
+};
 
 /// Something that happened to a run.
-#[derive(SimpleObject, Clone, Debug, PartialEq)]
+#[derive(SimpleObject, Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PipelineEvent {
     #[graphql(name = "pipelineId")]
     pub pipeline_id: ID,
@@ -53,39 +56,47 @@ impl PipelineEvent {
     }
 }
 
-/// Events waiting for a slow follower; past this it re-reads the run.
-const CAPACITY: usize = 1024;
+/// The bus topic of run events.
+pub const TOPIC: &str = "events";
 
+/// Publishes and follows run events over the service's bus.
 #[derive(Clone)]
 pub struct EventBus {
-    tx: broadcast::Sender<PipelineEvent>,
-}
-
-impl Default for EventBus {
-    fn default() -> Self {
-        EventBus::with_capacity(CAPACITY)
-    }
+    bus: Arc<dyn Bus>,
 }
 
 impl EventBus {
-    pub fn with_capacity(capacity: usize) -> Self {
-        EventBus {
-            tx: broadcast::channel(capacity).0,
+    pub fn new(bus: Arc<dyn Bus>) -> Self {
+        EventBus { bus }
+    }
+
+    /// Sent after the change is committed; a failure to announce is logged
+    /// (followers that miss it re-read the run when they hear of a gap).
+    pub async fn publish(&self, event: PipelineEvent) {
+        if let Err(e) = self.bus.publish(TOPIC, encode(event)).await {
+            tracing::warn!(error = %e, "could not announce a run event");
         }
     }
 
-    pub fn publish(&self, event: PipelineEvent) {
-        // No follower is not an error.
-        let _ = self.tx.send(event);
+    pub fn subscribe(&self) -> Subscription {
+        self.bus.subscribe(TOPIC)
     }
+}
 
-    pub fn subscribe(&self) -> broadcast::Receiver<PipelineEvent> {
-        self.tx.subscribe()
+/// The event as JSON, its message cut if the whole would not fit a notice.
+fn encode(mut event: PipelineEvent) -> String {
+    loop {
+        let text = serde_json::to_string(&event).unwrap_or_default();
+        let Some(message) = event.message.as_mut().filter(|_| text.len() > MAX_PAYLOAD) else {
+            return text;
+        };
+        let keep = message.chars().count() / 2;
+        *message = message.chars().take(keep).collect::<String>() + "…";
     }
 }
 
 struct Follow {
-    rx: broadcast::Receiver<PipelineEvent>,
+    rx: Subscription,
     store: Arc<dyn PipelineStore>,
     id: String,
     first: Option<PipelineEvent>,
@@ -131,37 +142,45 @@ pub async fn follow(
                 r = st.rx.recv() => r,
                 _ = st.shutdown.cancelled() => return None,
             };
-            match received {
-                Ok(ev) if ev.pipeline_id.as_str() == st.id => {
-                    if !accept(st.last, &ev) {
-                        continue;
+            let missed = match received {
+                // Most events are other runs': skip them without parsing.
+                Some(Notice::Message(text)) if !text.contains(st.id.as_str()) => continue,
+                Some(Notice::Message(text)) => match serde_json::from_str::<PipelineEvent>(&text) {
+                    Ok(ev) if ev.pipeline_id.as_str() == st.id => {
+                        if !accept(st.last, &ev) {
+                            continue;
+                        }
+                        st.last = ev.status;
+                        st.done = ev.status.is_terminal();
+                        return Some((ev, st));
                     }
-                    st.last = ev.status;
-                    st.done = ev.status.is_terminal();
-                    return Some((ev, st));
-                }
-                Ok(_) => continue,
-                Err(RecvError::Lagged(missed)) => {
-                    // Too slow to see every event: say where the run is now.
-                    let run = match st.store.get(st.id.clone()).await {
-                        Ok(Some(run)) => run,
-                        _ => return None,
-                    };
-                    if run.status == st.last {
-                        continue;
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "unreadable run event notice");
+                        Some(1)
                     }
-                    let mut ev = PipelineEvent::current(&run);
-                    ev.message = Some(format!(
-                        "{missed} event(s) were missed; now {}: {}",
-                        run.status,
-                        ev.message.unwrap_or_default()
-                    ));
-                    st.last = ev.status;
-                    st.done = ev.status.is_terminal();
-                    return Some((ev, st));
-                }
-                Err(RecvError::Closed) => return None,
+                },
+                Some(Notice::Gap(missed)) => missed,
+                None => return None,
+            };
+            // Events were missed: say where the run is now.
+            let run = match st.store.get(st.id.clone()).await {
+                Ok(Some(run)) => run,
+                _ => return None,
+            };
+            if run.status == st.last {
+                continue;
             }
+            let mut ev = PipelineEvent::current(&run);
+            let missed = missed.map_or("some".to_string(), |n| n.to_string());
+            ev.message = Some(format!(
+                "{missed} event(s) were missed; now {}: {}",
+                run.status,
+                ev.message.unwrap_or_default()
+            ));
+            st.last = ev.status;
+            st.done = ev.status.is_terminal();
+            return Some((ev, st));
         }
     }))
 }
@@ -180,7 +199,10 @@ fn accept(last: PipelineStatus, ev: &PipelineEvent) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::store::{SqlitePipelineStore, Transition};
+    use crate::{
+        common::bus::LocalBus,
+        pipeline::store::{SqlitePipelineStore, Transition},
+    };
     use futures::StreamExt;
     use PipelineStatus::*;
 
@@ -227,7 +249,7 @@ mod tests {
         let store = SqlitePipelineStore::open(&dir.path().join("p.sqlite"), 100).unwrap();
         store.insert(run("p", Running), vec![]).await.unwrap();
         let store: Arc<dyn PipelineStore> = Arc::new(store);
-        let bus = EventBus::with_capacity(2);
+        let bus = EventBus::new(Arc::new(LocalBus::new(2)));
         let mut events = Box::pin(
             follow(&bus, store.clone(), "p".into(), CancellationToken::new())
                 .await
@@ -236,7 +258,7 @@ mod tests {
         assert_eq!(events.next().await.unwrap().status, Running);
         // more events than the channel holds, and the run finishes meanwhile
         for _ in 0..5 {
-            bus.publish(ev(Running, Some("uppercase")));
+            bus.publish(ev(Running, Some("uppercase"))).await;
         }
         store
             .transition(
@@ -262,7 +284,7 @@ mod tests {
         let store = SqlitePipelineStore::open(&dir.path().join("p.sqlite"), 100).unwrap();
         store.insert(run("done", Cancelled), vec![]).await.unwrap();
         let store: Arc<dyn PipelineStore> = Arc::new(store);
-        let bus = EventBus::default();
+        let bus = EventBus::new(Arc::new(LocalBus::new(16)));
         let events: Vec<_> = follow(&bus, store.clone(), "done".into(), CancellationToken::new())
             .await
             .unwrap()

@@ -33,6 +33,8 @@ pub const BATCH_SIZE: usize = 500;
 pub const MAX_MESSAGE_CHARS: usize = 4000;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How often an idle shipper of a shared store looks for lines.
+pub const SHARED_POLL: Duration = Duration::from_secs(2);
 /// How long a stopping service keeps trying to deliver what is queued.
 const FINAL_FLUSH: Duration = Duration::from_secs(2);
 
@@ -82,18 +84,22 @@ impl LogShipper {
         self.inner.notify.notify_one();
     }
 
-    /// Starts the task that delivers `store`'s outbox to `client` until `shutdown`.
+    /// Starts the task that delivers `store`'s outbox to `client` until
+    /// `shutdown`. With `shared` (replicas on one store) an idle task also
+    /// looks every [`SHARED_POLL`], for lines a stopped replica left.
     pub fn spawn(
         &self,
         store: Arc<dyn PipelineStore>,
         client: GraphqlClient,
         tasks: &TaskTracker,
         shutdown: CancellationToken,
+        shared: bool,
     ) {
         let delivery = Delivery {
             store,
             client,
             shipper: self.clone(),
+            poll: if shared { SHARED_POLL } else { Duration::MAX },
         };
         tasks.spawn(async move { delivery.run(shutdown).await });
     }
@@ -143,6 +149,7 @@ struct Delivery {
     store: Arc<dyn PipelineStore>,
     client: GraphqlClient,
     shipper: LogShipper,
+    poll: Duration,
 }
 
 impl Delivery {
@@ -154,6 +161,7 @@ impl Delivery {
                 Ok(0) => {
                     tokio::select! {
                         _ = self.shipper.inner.notify.notified() => continue,
+                        _ = tokio::time::sleep(self.poll) => continue,
                         _ = shutdown.cancelled() => break,
                     }
                 }

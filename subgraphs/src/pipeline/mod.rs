@@ -13,20 +13,26 @@ pub mod model;
 pub mod nodes;
 pub mod outbox;
 pub mod peers;
+pub mod postgres;
 pub mod runner;
 pub mod schema;
 pub mod store;
 pub mod templates;
 pub mod validate;
 
-use std::{path::PathBuf, sync::Arc};
+use std::{sync::Arc, time::Duration};
 
 use axum::Router;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::common::{graphql_router, spawn_service, RunningService, ServiceError, ServiceResult};
+use crate::common::{
+    bus::{Bus, LocalBus, PostgresBus},
+    graphql_router, spawn_service,
+    storage::connect_postgres,
+    Database, RunningService, ServiceError, ServiceResult,
+};
 
 pub use runner::Runner;
 pub use schema::{sdl, PipelineSchema};
@@ -38,8 +44,15 @@ pub struct PipelineConfig {
     /// Address to listen on, e.g. "127.0.0.1:4001".
     #[serde(default = "defaults::listen")]
     pub listen: String,
-    /// SQLite file; created and migrated on start.
-    pub database: PathBuf,
+    /// A SQLite file (created and migrated on start; this process owns
+    /// every run) or a `postgres://` URL (tables in schema `pipeline`; any
+    /// number of replicas share the run queue).
+    pub database: Database,
+    /// Seconds a replica's claim on a run lasts without renewal (renewed
+    /// every third of it): how long after a replica dies its runs are
+    /// failed. Postgres only.
+    #[serde(default = "defaults::lease_seconds")]
+    pub lease_seconds: u64,
     /// Runs executed at once; the others wait as PENDING.
     #[serde(default = "defaults::workers")]
     pub workers: usize,
@@ -84,11 +97,19 @@ mod defaults {
     pub fn log_buffer() -> usize {
         10_000
     }
+    pub fn lease_seconds() -> u64 {
+        10
+    }
 }
 
 impl PipelineConfig {
     /// Refuses values the service cannot run with, naming the key.
     pub fn check(&self) -> ServiceResult<()> {
+        if self.lease_seconds == 0 {
+            return Err(ServiceError::bad_input(
+                "[services.pipeline] lease_seconds = 0: a claim on a run must last at least a second",
+            ));
+        }
         if self.workers == 0 {
             return Err(ServiceError::bad_input(
                 "[services.pipeline] workers = 0: at least one worker is needed to run pipelines",
@@ -122,10 +143,11 @@ pub async fn runner(
     shutdown: &CancellationToken,
 ) -> ServiceResult<Arc<Runner>> {
     config.check()?;
-    let store: Arc<dyn store::PipelineStore> = Arc::new(store::SqlitePipelineStore::open(
-        &config.database,
-        config.log_buffer,
-    )?);
+    let (store, bus) = open_store(config, shutdown).await?;
+    let queue = runner::Queue {
+        shared: matches!(config.database, Database::Postgres(_)),
+        lease: Duration::from_secs(config.lease_seconds),
+    };
     let http =
         peers::http_client(config.service_token.as_deref()).map_err(ServiceError::Storage)?;
     let logs = log_shipper::LogShipper::default();
@@ -138,36 +160,75 @@ pub async fn runner(
         peers::GraphqlClient::new(config.log_url.clone(), http.clone()),
         tasks,
         shipper_stop.clone(),
+        queue.shared,
     );
+    let runner = Runner::new(runner::Parts {
+        store,
+        bus,
+        queue,
+        datasets: peers::DatasetClient::new(config.dataset_url.clone(), http),
+        logs,
+        workers: config.workers,
+        tasks: runs.clone(),
+        shutdown: shutdown.clone(),
+        authorization: config
+            .authorization
+            .clone()
+            .with_service_token(config.service_token.clone()),
+    });
     tasks.spawn({
-        let (shutdown, runs) = (shutdown.clone(), runs.clone());
+        let (shutdown, runner) = (shutdown.clone(), runner.clone());
         async move {
             shutdown.cancelled().await;
             runs.close();
             runs.wait().await;
+            runner.fail_queued_on_stop().await;
             shipper_stop.cancel();
         }
     });
-    let runner = Runner::new(
-        store,
-        peers::DatasetClient::new(config.dataset_url.clone(), http),
-        logs,
-        config.workers,
-        runs,
-        shutdown.clone(),
-        config
-            .authorization
-            .clone()
-            .with_service_token(config.service_token.clone()),
-    );
     let recovered = runner.recover().await?;
     if recovered > 0 {
         tracing::warn!(
             runs = recovered,
-            "marked runs left PENDING or RUNNING by the previous process as FAILURE"
+            "marked runs a stopped process left PENDING or RUNNING as FAILURE"
         );
     }
+    runner.spawn();
     Ok(runner)
+}
+
+/// Bus announcements a replica buffers before a slow follower reads a gap.
+const BUS_BUFFER: usize = 1024;
+
+async fn open_store(
+    config: &PipelineConfig,
+    shutdown: &CancellationToken,
+) -> ServiceResult<(Arc<dyn store::PipelineStore>, Arc<dyn Bus>)> {
+    Ok(match &config.database {
+        Database::Sqlite(path) => (
+            Arc::new(store::SqlitePipelineStore::open(path, config.log_buffer)?),
+            Arc::new(LocalBus::new(BUS_BUFFER)),
+        ),
+        Database::Postgres(url) => {
+            let pool = connect_postgres(url, "pipeline", postgres::MIGRATIONS).await?;
+            let topics = [events::TOPIC, runner::QUEUED_TOPIC, runner::CANCEL_TOPIC];
+            let bus = PostgresBus::start(
+                pool.clone(),
+                "pipeline",
+                &topics,
+                BUS_BUFFER,
+                shutdown.clone(),
+            )
+            .await?;
+            (
+                Arc::new(postgres::PostgresPipelineStore::new(
+                    pool,
+                    config.log_buffer,
+                )),
+                Arc::new(bus),
+            )
+        }
+    })
 }
 
 /// The service's HTTP routes over a runner.
@@ -211,7 +272,7 @@ impl crate::common::cli::ServiceConfig for PipelineConfig {
     }
 
     fn resolve_paths(&mut self, dir: &std::path::Path) {
-        self.database = crate::common::resolve_path(dir, &self.database);
+        self.database.resolve(dir);
     }
 }
 

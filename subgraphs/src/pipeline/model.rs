@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::common::{Tag, TagInput, Timestamp};
 
 /// Where a run is in its life. PENDING and RUNNING are live; the others are final.
-#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum PipelineStatus {
     /// Stored and queued, waiting for a free worker.
     Pending,

@@ -44,7 +44,7 @@ pub enum Level {
 }
 
 impl Level {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Level::Info => "INFO",
             Level::Warning => "WARNING",
@@ -52,7 +52,7 @@ impl Level {
         }
     }
 
-    fn parse(text: &str) -> Level {
+    pub(super) fn parse(text: &str) -> Level {
         match text {
             "WARNING" => Level::Warning,
             "ERROR" => Level::Error,
@@ -79,13 +79,20 @@ pub struct LogLine {
 pub struct Batch {
     pub lines: Vec<LogLine>,
     /// Overflow warnings at the front of `lines`: (run, dropped lines reported).
-    warnings: Vec<(String, i64)>,
+    pub(super) warnings: Vec<(String, i64)>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
         self.lines.is_empty()
     }
+}
+
+/// The text of an overflow warning.
+pub(super) fn dropped_message(count: i64, capacity: usize) -> String {
+    format!(
+        "{count} log line(s) of this run were dropped: the log subgraph was unreachable and the pipeline service's outbox (log_buffer = {capacity}) was full"
+    )
 }
 
 /// Adds lines (inside the caller's transaction), then drops the oldest
@@ -184,9 +191,7 @@ pub fn take(conn: &Connection, max: usize, capacity: usize) -> ServiceResult<Bat
         for row in rows {
             let (pipeline_id, count, time, key) = row?;
             batch.lines.push(LogLine {
-                message: format!(
-                    "{count} log line(s) of this run were dropped: the log subgraph was unreachable and the pipeline service's outbox (log_buffer = {capacity}) was full"
-                ),
+                message: dropped_message(count, capacity),
                 pipeline_id: pipeline_id.clone(),
                 level: Level::Warning,
                 node: None,

@@ -1,17 +1,19 @@
-//! Runs: create (validate, check datasets, store PENDING, queue), execute on
-//! a bounded worker pool, cancel, delete, and recover after a crash.
+//! Runs: create (validate, check datasets, store PENDING), execute on a
+//! bounded worker pool, cancel, delete, and recover after a crash.
 //!
 //! The store is the single source of truth for a run's status: every change
 //! is a compare-and-set there, with its log lines in the same transaction,
-//! then an event.
+//! then an event. PENDING runs are a queue in the store: each replica's
+//! dispatcher claims the oldest one whenever one of its workers is free,
+//! and holds it with a lease it renews until the run ends (see `Queue`).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
@@ -21,14 +23,45 @@ use super::{
     nodes,
     outbox::{Level, LogLine},
     peers::{DatasetClient, ReadError},
-    store::{Deleted, Moved, PipelineStore, Transition},
+    store::{Deleted, Moved, Orphans, PipelineStore, Transition},
     templates::{self, NodeSpec, Template},
     validate::validate,
 };
-use crate::common::{ServiceError, ServiceResult};
+use crate::common::{
+    bus::{Bus, Notice},
+    ServiceError, ServiceResult,
+};
 
 /// The error a run left PENDING or RUNNING by a crash gets on the next start.
 pub const INTERRUPTED_BY_RESTART: &str = "interrupted by restart";
+/// The error a run gets when the replica running it stopped renewing its lease.
+pub const INTERRUPTED_LEASE_LOST: &str =
+    "interrupted: the pipeline replica running it stopped (its lease expired)";
+/// The error of a run a stopping service interrupted.
+pub const INTERRUPTED_BY_SHUTDOWN: &str = "interrupted by shutdown";
+/// Bus topic: a run was queued (wakes every replica's dispatcher).
+pub const QUEUED_TOPIC: &str = "queued";
+/// Bus topic: a run was cancelled (its holder stops it).
+pub const CANCEL_TOPIC: &str = "cancel";
+
+/// How this replica shares the run queue.
+#[derive(Clone, Copy, Debug)]
+pub struct Queue {
+    /// Other replicas use the same store (Postgres): recovery touches only
+    /// runs whose lease expired, and a stopping replica leaves queued runs
+    /// to the others. Without (SQLite), this process owns every run.
+    pub shared: bool,
+    /// How long a claim holds without renewal; renewed every third of it.
+    pub lease: Duration,
+}
+
+impl Queue {
+    /// How often an idle dispatcher looks for runs another replica queued
+    /// (in case it missed the announcement).
+    fn poll(&self) -> Option<Duration> {
+        self.shared.then_some(Duration::from_secs(1))
+    }
+}
 
 /// How a run ended, as the worker saw it.
 enum Ending {
@@ -46,6 +79,10 @@ enum Ending {
 pub struct Runner {
     pub store: Arc<dyn PipelineStore>,
     pub events: EventBus,
+    bus: Arc<dyn Bus>,
+    queue: Queue,
+    /// Wakes the dispatcher: a run was queued.
+    queued: Notify,
     datasets: DatasetClient,
     logs: LogShipper,
     workers: Arc<Semaphore>,
@@ -58,19 +95,38 @@ pub struct Runner {
     pub authorization: crate::common::rbac::Authorization,
 }
 
+/// What a [`Runner`] works with.
+pub struct Parts {
+    pub store: Arc<dyn PipelineStore>,
+    pub bus: Arc<dyn Bus>,
+    pub queue: Queue,
+    pub datasets: DatasetClient,
+    pub logs: LogShipper,
+    pub workers: usize,
+    pub tasks: TaskTracker,
+    pub shutdown: CancellationToken,
+    pub authorization: crate::common::rbac::Authorization,
+}
+
 impl Runner {
-    pub fn new(
-        store: Arc<dyn PipelineStore>,
-        datasets: DatasetClient,
-        logs: LogShipper,
-        workers: usize,
-        tasks: TaskTracker,
-        shutdown: CancellationToken,
-        authorization: crate::common::rbac::Authorization,
-    ) -> Arc<Runner> {
+    pub fn new(parts: Parts) -> Arc<Runner> {
+        let Parts {
+            store,
+            bus,
+            queue,
+            datasets,
+            logs,
+            workers,
+            tasks,
+            shutdown,
+            authorization,
+        } = parts;
         Arc::new(Runner {
             store,
-            events: EventBus::default(),
+            events: EventBus::new(bus.clone()),
+            bus,
+            queue,
+            queued: Notify::new(),
             datasets,
             logs,
             workers: Arc::new(Semaphore::new(workers)),
@@ -90,27 +146,186 @@ impl Runner {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Start-up: runs a previous process left PENDING or RUNNING never finish
+    /// Start-up: runs a previous process left PENDING or RUNNING (alone on
+    /// the store), or a dead replica left RUNNING (shared), never finish
     /// now, so they fail, visibly, instead of staying stuck.
     pub async fn recover(&self) -> ServiceResult<usize> {
-        let line = |run: &Run| {
+        let orphans = if self.queue.shared {
+            Orphans::LeaseExpired
+        } else {
+            Orphans::All
+        };
+        self.fail_orphans(orphans, INTERRUPTED_BY_RESTART, "interrupted by restart (the pipeline service stopped while this run was PENDING or RUNNING)")
+            .await
+    }
+
+    /// Fails `orphans` with `error`, logging `why` for each, and tells followers.
+    async fn fail_orphans(&self, orphans: Orphans, error: &str, why: &str) -> ServiceResult<usize> {
+        let why = why.to_string();
+        let line = move |run: &Run| {
             keyed_line(
                 &run.id,
                 Level::Error,
                 None,
-                "run failed: interrupted by restart (the pipeline service stopped while this run was PENDING or RUNNING); create it again to rerun".into(),
+                format!("run failed: {why}; create it again to rerun"),
                 format!("{}:interrupted", run.id),
             )
         };
         let failed = self
             .store
-            .fail_live(INTERRUPTED_BY_RESTART.into(), now(), Box::new(line))
+            .recover(orphans, error.into(), now(), Box::new(line))
             .await?;
         for run in &failed {
-            tracing::warn!(pipeline_id = %run.id, template = %run.name, "run interrupted by restart: marked FAILURE");
+            tracing::warn!(pipeline_id = %run.id, template = %run.name, %error, "run interrupted: marked FAILURE");
+            self.events.publish(PipelineEvent::current(run)).await;
         }
         self.logs.wake();
         Ok(failed.len())
+    }
+
+    /// Starts the background work of this replica on `tasks`: the
+    /// dispatcher, and (shared queue) the lease keeper and the listener for
+    /// other replicas' announcements.
+    pub fn spawn(self: &Arc<Self>) {
+        let runner = self.clone();
+        self.tasks.spawn(async move { runner.dispatch().await });
+        if self.queue.shared {
+            let runner = self.clone();
+            self.tasks.spawn(async move { runner.keep_leases().await });
+            let runner = self.clone();
+            self.tasks.spawn(async move { runner.listen().await });
+        }
+    }
+
+    /// Claims queued runs while workers are free; each claimed run runs on
+    /// its own task with the worker's permit.
+    async fn dispatch(self: Arc<Self>) {
+        loop {
+            let permit = tokio::select! {
+                p = self.workers.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                _ = self.shutdown.cancelled() => return,
+            };
+            match self.store.claim(self.queue.lease).await {
+                Ok(Some(run)) => self.start(run, permit),
+                Ok(None) => {
+                    drop(permit);
+                    let poll = self.queue.poll().unwrap_or(Duration::MAX);
+                    tokio::select! {
+                        _ = self.queued.notified() => {}
+                        _ = tokio::time::sleep(poll) => {}
+                        _ = self.shutdown.cancelled() => return,
+                    }
+                }
+                Err(e) => {
+                    drop(permit);
+                    tracing::error!(error = %e, "cannot claim a queued run; retrying in 1 s");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = self.shutdown.cancelled() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    fn start(self: &Arc<Self>, run: Run, permit: OwnedSemaphorePermit) {
+        let token = self.shutdown.child_token();
+        self.live().insert(run.id.clone(), token.clone());
+        let runner = self.clone();
+        self.tasks.spawn(async move {
+            let id = run.id.clone();
+            let ending = runner.start_and_execute(&run, &token).await;
+            runner.finish(&run, ending).await;
+            drop(permit);
+            runner.live().remove(&id);
+        });
+    }
+
+    /// Renews this replica's leases; stops runs it no longer holds
+    /// (cancelled elsewhere, or taken back after a stall); fails runs whose
+    /// holder died.
+    async fn keep_leases(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.queue.lease / 3);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            // Only runs claimed before the renewal can be missing from it.
+            let before: Vec<(String, CancellationToken)> = self
+                .live()
+                .iter()
+                .map(|(id, token)| (id.clone(), token.clone()))
+                .collect();
+            match self.store.renew(self.queue.lease).await {
+                Ok(held) => {
+                    let held: HashSet<String> = held.into_iter().collect();
+                    for (id, token) in before {
+                        if !held.contains(&id) {
+                            token.cancel();
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot renew run leases"),
+            }
+            if let Err(e) = self
+                .fail_orphans(
+                    Orphans::LeaseExpired,
+                    INTERRUPTED_LEASE_LOST,
+                    "interrupted: the pipeline replica running it stopped (its lease expired)",
+                )
+                .await
+            {
+                tracing::error!(error = %e, "cannot recover runs of stopped replicas");
+            }
+        }
+    }
+
+    /// Other replicas' announcements: queued runs wake the dispatcher, a
+    /// cancellation stops the run here if it runs here.
+    async fn listen(self: Arc<Self>) {
+        let mut queued = self.bus.subscribe(QUEUED_TOPIC);
+        let mut cancelled = self.bus.subscribe(CANCEL_TOPIC);
+        loop {
+            tokio::select! {
+                notice = queued.recv() => match notice {
+                    Some(_) => self.queued.notify_one(),
+                    None => return,
+                },
+                notice = cancelled.recv() => match notice {
+                    Some(Notice::Message(id)) => {
+                        if let Some(token) = self.live().remove(id.as_ref()) {
+                            token.cancel();
+                        }
+                    }
+                    // Missed cancellations are found by the next renewal.
+                    Some(Notice::Gap(_)) => {}
+                    None => return,
+                },
+                _ = self.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Stopping, alone on the store: runs still queued would wait for a
+    /// process that is going away, so they fail, visibly.
+    pub async fn fail_queued_on_stop(&self) {
+        if self.queue.shared {
+            return;
+        }
+        if let Err(e) = self
+            .fail_orphans(
+                Orphans::All,
+                INTERRUPTED_BY_SHUTDOWN,
+                "interrupted by shutdown: the pipeline service stopped while this run was PENDING or RUNNING",
+            )
+            .await
+        {
+            tracing::error!(error = %e, "cannot fail the runs still queued at shutdown");
+        }
     }
 
     /// `createPipeline`: nothing is stored unless every check passes.
@@ -156,13 +371,14 @@ impl Runner {
         );
         self.store.insert(run.clone(), vec![created]).await?;
         self.logs.wake();
-        self.events.publish(PipelineEvent::current(&run));
-        let token = self.shutdown.child_token();
-        self.live().insert(run.id.clone(), token.clone());
-        let runner = self.clone();
-        let queued = run.clone();
-        self.tasks
-            .spawn(async move { runner.drive(queued, token).await });
+        self.events.publish(PipelineEvent::current(&run)).await;
+        self.queued.notify_one();
+        if self.queue.shared {
+            if let Err(e) = self.bus.publish(QUEUED_TOPIC, run.id.clone()).await {
+                // Idle replicas still find it on their next poll.
+                tracing::warn!(error = %e, "could not announce a queued run");
+            }
+        }
         Ok(run)
     }
 
@@ -177,7 +393,8 @@ impl Runner {
         }
         // Stop the work first, then record the cancellation: the worker, seeing
         // its token cancelled while the service still runs, leaves the status to us.
-        if let Some(token) = self.live().remove(&id) {
+        let here = self.live().remove(&id);
+        if let Some(token) = &here {
             token.cancel();
         }
         let line = self
@@ -188,7 +405,15 @@ impl Runner {
             .move_to(&id, to, None, "cancelled by cancelPipeline".into())
             .await?
         {
-            Moved::Done(run) => Ok(run),
+            Moved::Done(run) => {
+                if here.is_none() && self.queue.shared {
+                    // It may run on another replica: tell its holder.
+                    if let Err(e) = self.bus.publish(CANCEL_TOPIC, id.clone()).await {
+                        tracing::warn!(error = %e, pipeline_id = %id, "could not announce a cancellation; its holder stops the run at its next lease renewal");
+                    }
+                }
+                Ok(run)
+            }
             Moved::Refused(run) => Err(finished_conflict(&run)),
             Moved::Missing => Err(ServiceError::not_found(format!(
                 "no pipeline run with id `{id}`"
@@ -235,13 +460,15 @@ impl Runner {
         let moved = self.store.transition(id.to_string(), change).await?;
         if let Moved::Done(_) = &moved {
             self.logs.wake();
-            self.events.publish(PipelineEvent {
-                pipeline_id: id.into(),
-                status: to,
-                node: node.map(String::from),
-                message: Some(message),
-                timestamp: at,
-            });
+            self.events
+                .publish(PipelineEvent {
+                    pipeline_id: id.into(),
+                    status: to,
+                    node: node.map(String::from),
+                    message: Some(message),
+                    timestamp: at,
+                })
+                .await;
         }
         Ok(moved)
     }
@@ -256,32 +483,15 @@ impl Runner {
                 tracing::error!(pipeline_id = %run.id, node, error = %e, %message, "cannot store a run log line")
             }
         }
-        self.events.publish(PipelineEvent {
-            pipeline_id: run.id.clone().into(),
-            status: PipelineStatus::Running,
-            node: Some(node.to_string()),
-            message: Some(message),
-            timestamp: now(),
-        });
-    }
-
-    /// One queued run, from waiting for a worker to its final status.
-    async fn drive(self: Arc<Self>, run: Run, token: CancellationToken) {
-        let id = run.id.clone();
-        let ending = tokio::select! {
-            permit = self.workers.clone().acquire_owned() => match permit {
-                Ok(permit) => {
-                    let ending = self.start_and_execute(&run, &token).await;
-                    self.finish(&run, ending).await;
-                    drop(permit);
-                    None
-                }
-                Err(_) => Some(Ending::Failure { node: None, error: "the worker pool is closed".into() }),
-            },
-            _ = token.cancelled() => Some(Ending::Stopped),
-        };
-        self.finish(&run, ending).await;
-        self.live().remove(&id);
+        self.events
+            .publish(PipelineEvent {
+                pipeline_id: run.id.clone().into(),
+                status: PipelineStatus::Running,
+                node: Some(node.to_string()),
+                message: Some(message),
+                timestamp: now(),
+            })
+            .await;
     }
 
     async fn start_and_execute(&self, run: &Run, token: &CancellationToken) -> Option<Ending> {
@@ -444,7 +654,7 @@ impl Runner {
             // Cancelled by cancelPipeline: it records the status itself.
             Ending::Stopped if !self.shutdown.is_cancelled() => return,
             Ending::Stopped => {
-                let error = "interrupted by shutdown: the pipeline service stopped while this run was PENDING or RUNNING; create it again to rerun".to_string();
+                let error = format!("{INTERRUPTED_BY_SHUTDOWN}: the pipeline service stopped while this run was PENDING or RUNNING; create it again to rerun");
                 let line =
                     self.logs
                         .line(&run.id, Level::Error, None, format!("run failed: {error}"));

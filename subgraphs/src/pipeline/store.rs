@@ -6,7 +6,7 @@
 //! The log lines of a change are written in the same transaction (see
 //! `outbox`).
 
-use std::{future::Future, pin::Pin};
+use std::time::Duration;
 
 use rusqlite::{types::Value, OptionalExtension, Row};
 
@@ -14,14 +14,26 @@ use super::{
     model::{PipelineStatus, Run},
     outbox::{self, Batch, LogLine},
 };
-use crate::common::{cursor, Db, ServiceError, ServiceResult, Tag, Timestamp};
-
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = ServiceResult<T>> + Send + 'a>>;
+use crate::common::{cursor, Db, ServiceError, ServiceResult, StoreFuture, Tag, Timestamp};
 
 /// The log line recovery writes for each run it fails.
 pub type LineFor = Box<dyn Fn(&Run) -> LogLine + Send>;
 
-/// The storage the service needs; `SqlitePipelineStore` is the one we ship.
+/// Which live runs [`PipelineStore::recover`] takes back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Orphans {
+    /// Every PENDING or RUNNING run fails: one process owns the database
+    /// (SQLite), so at its start or stop nobody else can be running them.
+    All,
+    /// Runs whose holder stopped renewing its lease (a replica that died):
+    /// RUNNING ones fail, claimed PENDING ones go back to the queue. Runs a
+    /// live replica holds are never touched.
+    LeaseExpired,
+}
+
+/// The storage the service needs: [`SqlitePipelineStore`] embedded,
+/// `PostgresPipelineStore` for replicas. Each store instance acts for one
+/// replica (its owner id) in the run queue and the log outbox.
 pub trait PipelineStore: Send + Sync + 'static {
     /// Stores a new run and its first log lines (all of it or nothing).
     fn insert(&self, run: Run, log: Vec<LogLine>) -> StoreFuture<'_, ()>;
@@ -34,9 +46,22 @@ pub trait PipelineStore: Send + Sync + 'static {
     fn transition(&self, id: String, to: Transition) -> StoreFuture<'_, Moved>;
     /// Deletes a run that has finished.
     fn delete_finished(&self, id: String) -> StoreFuture<'_, Deleted>;
-    /// Marks every PENDING or RUNNING run FAILURE with `error`, logging
-    /// `line` of each: start-up recovery after a crash. Returns the runs it changed.
-    fn fail_live(&self, error: String, at: Timestamp, line: LineFor) -> StoreFuture<'_, Vec<Run>>;
+    /// Marks the `orphans` FAILURE with `error`, logging `line` of each;
+    /// returns the runs it failed.
+    fn recover(
+        &self,
+        orphans: Orphans,
+        error: String,
+        at: Timestamp,
+        line: LineFor,
+    ) -> StoreFuture<'_, Vec<Run>>;
+    /// Takes the oldest queued (PENDING, unclaimed) run for this replica,
+    /// leased for `lease`; `None` when the queue is empty. Replicas claiming
+    /// at once never get the same run.
+    fn claim(&self, lease: Duration) -> StoreFuture<'_, Option<Run>>;
+    /// Extends this replica's leases by `lease`; returns the ids of the live
+    /// runs it still holds (a run cancelled elsewhere is no longer among them).
+    fn renew(&self, lease: Duration) -> StoreFuture<'_, Vec<String>>;
     /// Log lines that belong to no status change.
     fn append_log(&self, log: Vec<LogLine>) -> StoreFuture<'_, ()>;
     /// The outbox's next delivery (see `outbox::take`).
@@ -159,7 +184,16 @@ CREATE INDEX IF NOT EXISTS pipelines_status ON pipelines (status);
 
 /// Schema versions in order; a database is brought to the last one on
 /// open (`PRAGMA user_version` records where it is).
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, outbox::SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, outbox::SCHEMA_V2, SCHEMA_V3];
+
+/// Version 3: the run queue. `owner` is the replica that claimed a run,
+/// `lease_until` (microseconds since the epoch) when its claim lapses
+/// unless renewed.
+const SCHEMA_V3: &str = "
+ALTER TABLE pipelines ADD COLUMN owner TEXT;
+ALTER TABLE pipelines ADD COLUMN lease_until INTEGER;
+CREATE INDEX pipelines_queue ON pipelines (created_at, id) WHERE status = 'PENDING';
+";
 
 const COLUMNS: &str =
     "id, name, status, parameters, tags, data_catalog, created_at, started_at, finished_at, error";
@@ -227,6 +261,8 @@ pub struct SqlitePipelineStore {
     db: Db,
     /// Log lines the outbox keeps at most (`log_buffer`).
     log_capacity: usize,
+    /// This process's id in the run queue.
+    owner: String,
 }
 
 impl SqlitePipelineStore {
@@ -234,8 +270,15 @@ impl SqlitePipelineStore {
         Ok(SqlitePipelineStore {
             db: Db::open(path, MIGRATIONS)?,
             log_capacity,
+            owner: uuid::Uuid::new_v4().to_string(),
         })
     }
+}
+
+/// Microseconds since the epoch, now and `lease` from now.
+fn lease_window(lease: Duration) -> (i64, i64) {
+    let now = chrono::Utc::now().timestamp_micros();
+    (now, now + lease.as_micros() as i64)
 }
 
 fn json<T: serde::Serialize>(v: &T) -> ServiceResult<String> {
@@ -427,35 +470,91 @@ impl PipelineStore for SqlitePipelineStore {
         }))
     }
 
-    fn fail_live(&self, error: String, at: Timestamp, line: LineFor) -> StoreFuture<'_, Vec<Run>> {
+    fn recover(
+        &self,
+        orphans: Orphans,
+        error: String,
+        at: Timestamp,
+        line: LineFor,
+    ) -> StoreFuture<'_, Vec<Run>> {
         let capacity = self.log_capacity;
         Box::pin(self.db.call(move |conn| {
             let tx = conn.transaction()?;
+            let (now, _) = lease_window(Duration::ZERO);
+            let which = match orphans {
+                Orphans::All => "status IN ('PENDING', 'RUNNING')",
+                Orphans::LeaseExpired => {
+                    tx.execute(
+                        "UPDATE pipelines SET owner = NULL, lease_until = NULL
+                         WHERE status = 'PENDING' AND owner IS NOT NULL AND lease_until < ?1",
+                        [now],
+                    )?;
+                    "status = 'RUNNING' AND COALESCE(lease_until, 0) < ?1"
+                }
+            };
             let live: Vec<Run> = {
                 let mut stmt = tx.prepare(&format!(
-                    "SELECT {COLUMNS} FROM pipelines WHERE status IN ('PENDING', 'RUNNING') ORDER BY created_at, id"
+                    "SELECT {COLUMNS} FROM pipelines WHERE {which} AND ?1 = ?1 ORDER BY created_at, id"
                 ))?;
-                let rows = stmt.query_map([], read_run)?;
+                let rows = stmt.query_map([now], read_run)?;
                 rows.collect::<rusqlite::Result<_>>()?
             };
             let at_text = at.to_rfc3339();
-            tx.execute(
-                "UPDATE pipelines SET status = 'FAILURE', finished_at = ?1, error = ?2 WHERE status IN ('PENDING', 'RUNNING')",
-                rusqlite::params![at_text, error],
+            let mut update = tx.prepare(
+                "UPDATE pipelines SET status = 'FAILURE', finished_at = ?2, error = ?3, owner = NULL, lease_until = NULL WHERE id = ?1",
             )?;
             let failed: Vec<Run> = live
                 .into_iter()
                 .map(|mut r| {
+                    update.execute(rusqlite::params![r.id, at_text, error])?;
                     r.status = PipelineStatus::Failure;
                     r.finished_at = Some(at);
                     r.error = Some(error.clone());
-                    r
+                    Ok(r)
                 })
-                .collect();
+                .collect::<ServiceResult<_>>()?;
+            drop(update);
             let lines: Vec<LogLine> = failed.iter().map(line).collect();
             outbox::append(&tx, &lines, capacity)?;
             tx.commit()?;
             Ok(failed)
+        }))
+    }
+
+    fn claim(&self, lease: Duration) -> StoreFuture<'_, Option<Run>> {
+        let owner = self.owner.clone();
+        Box::pin(self.db.call(move |conn| {
+            let (_, until) = lease_window(lease);
+            // One connection serialises writers: no two claims interleave.
+            let id: Option<String> = conn
+                .query_row(
+                    "UPDATE pipelines SET owner = ?1, lease_until = ?2
+                     WHERE id = (SELECT id FROM pipelines WHERE status = 'PENDING' AND owner IS NULL
+                                 ORDER BY created_at, id LIMIT 1)
+                     RETURNING id",
+                    rusqlite::params![owner, until],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match id {
+                Some(id) => select_one(conn, &id),
+                None => Ok(None),
+            }
+        }))
+    }
+
+    fn renew(&self, lease: Duration) -> StoreFuture<'_, Vec<String>> {
+        let owner = self.owner.clone();
+        Box::pin(self.db.call(move |conn| {
+            let (_, until) = lease_window(lease);
+            let mut stmt = conn.prepare_cached(
+                "UPDATE pipelines SET lease_until = ?2
+                 WHERE owner = ?1 AND status IN ('PENDING', 'RUNNING') RETURNING id",
+            )?;
+            let ids = stmt
+                .query_map(rusqlite::params![owner, until], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(ids)
         }))
     }
 
@@ -507,6 +606,7 @@ impl PipelineStore for SqlitePipelineStore {
 mod tests {
     use super::*;
     use crate::pipeline::model::{DatasetBinding, Parameter};
+    use std::time::Duration;
     use PipelineStatus::*;
 
     fn run(
@@ -544,10 +644,134 @@ mod tests {
         }
     }
 
-    fn store() -> (tempfile::TempDir, SqlitePipelineStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SqlitePipelineStore::open(&dir.path().join("p.sqlite"), 100).unwrap();
-        (dir, s)
+    /// The same suite on both backends; each part on a fresh database, and
+    /// `replicas` two stores on one database (two owners).
+    #[tokio::test]
+    async fn sqlite_keeps_the_store_contract() {
+        let mut n = 0;
+        contract(|| {
+            n += 1;
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(format!("p{n}.sqlite"));
+            let a = SqlitePipelineStore::open(&path, 100).unwrap();
+            let b = SqlitePipelineStore::open(&path, 100).unwrap();
+            async move {
+                (
+                    Box::new(dir) as Box<dyn Send>,
+                    Box::new(a) as Box<dyn PipelineStore>,
+                    Box::new(b) as Box<dyn PipelineStore>,
+                )
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn postgres_keeps_the_store_contract() {
+        let cluster = std::sync::Arc::new(pgcluster::Cluster::start().unwrap());
+        let mut n = 0;
+        contract(|| {
+            n += 1;
+            let url = cluster.create_database(&format!("p{n}")).unwrap();
+            async move {
+                let pool = crate::common::storage::connect_postgres(
+                    &url,
+                    "pipeline",
+                    super::super::postgres::MIGRATIONS,
+                )
+                .await
+                .unwrap();
+                let a = super::super::postgres::PostgresPipelineStore::new(pool.clone(), 100);
+                let b = super::super::postgres::PostgresPipelineStore::new(pool, 100);
+                (
+                    Box::new(()) as Box<dyn Send>,
+                    Box::new(a) as Box<dyn PipelineStore>,
+                    Box::new(b) as Box<dyn PipelineStore>,
+                )
+            }
+        })
+        .await;
+    }
+
+    type Fresh = (
+        Box<dyn Send>,
+        Box<dyn PipelineStore>,
+        Box<dyn PipelineStore>,
+    );
+
+    async fn contract<F, Fut>(mut fresh: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Fresh>,
+    {
+        let (_keep, s, _) = fresh().await;
+        pages_newest_first_with_total(s.as_ref()).await;
+        let (_keep, s, _) = fresh().await;
+        get_many_keeps_order_and_nulls(s.as_ref()).await;
+        let (_keep, s, _) = fresh().await;
+        transitions_are_compare_and_set(s.as_ref()).await;
+        let (_keep, s, _) = fresh().await;
+        delete_only_finished_runs(s.as_ref()).await;
+        let (_keep, s, _) = fresh().await;
+        live_runs_fail_on_recovery(s.as_ref()).await;
+        let (_keep, s, _) = fresh().await;
+        log_lines_are_written_with_the_change_or_not_at_all(s.as_ref()).await;
+        let (_keep, a, b) = fresh().await;
+        replicas_claim_each_run_once_and_take_back_lapsed_leases(a.as_ref(), b.as_ref()).await;
+    }
+
+    /// Two replicas on one store: a queued run goes to exactly one; a lease
+    /// that lapses hands a claimed PENDING run back to the queue and fails a
+    /// RUNNING one; a live lease is never touched.
+    async fn replicas_claim_each_run_once_and_take_back_lapsed_leases(
+        a: &dyn PipelineStore,
+        b: &dyn PipelineStore,
+    ) {
+        for (i, id) in ["q1", "q2", "q3"].iter().enumerate() {
+            a.insert(run(id, "example00", Pending, i as i64 + 1, &[]), vec![])
+                .await
+                .unwrap();
+        }
+        let long = Duration::from_secs(60);
+        let first = a.claim(long).await.unwrap().unwrap();
+        let second = b.claim(long).await.unwrap().unwrap();
+        assert_eq!((first.id.as_str(), second.id.as_str()), ("q1", "q2"));
+        assert_eq!(a.renew(long).await.unwrap(), ["q1"]);
+        // b's claim on q3 lapses at once; q2 (b) and q1 (a) hold.
+        let third = b.claim(Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!(third.id, "q3");
+        assert!(a.claim(long).await.unwrap().is_none(), "queue is empty");
+        let t = |to| Transition {
+            to,
+            at: Timestamp::now(),
+            error: None,
+            log: vec![],
+        };
+        a.transition("q1".into(), t(Running)).await.unwrap();
+        b.transition("q2".into(), t(Running)).await.unwrap();
+        b.renew(Duration::ZERO).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let failed = a
+            .recover(
+                Orphans::LeaseExpired,
+                "lease lost".into(),
+                Timestamp::now(),
+                Box::new(|r: &Run| line(&r.id, "lost")),
+            )
+            .await
+            .unwrap();
+        // b's RUNNING q2 failed; its claimed PENDING q3 is queued again.
+        assert_eq!(ids(&failed), ["q2"]);
+        let q2 = a.get("q2".into()).await.unwrap().unwrap();
+        assert_eq!(
+            (q2.status, q2.error.as_deref()),
+            (Failure, Some("lease lost"))
+        );
+        assert_eq!(a.get("q1".into()).await.unwrap().unwrap().status, Running);
+        assert_eq!(a.claim(long).await.unwrap().unwrap().id, "q3");
+        // A cancelled run drops out of its holder's renewals.
+        a.transition("q1".into(), t(Cancelled)).await.unwrap();
+        assert_eq!(a.renew(long).await.unwrap(), ["q3"]);
     }
 
     fn ids(runs: &[Run]) -> Vec<&str> {
@@ -626,9 +850,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn pages_newest_first_with_total() {
-        let (_dir, s) = store();
+    async fn pages_newest_first_with_total(s: &dyn PipelineStore) {
         // two runs share a millisecond: the id breaks the tie
         for r in [
             run("a", "example00", Success, 1, &[("team", "x")]),
@@ -700,9 +922,7 @@ mod tests {
         assert!(page.next.is_some());
     }
 
-    #[tokio::test]
-    async fn get_many_keeps_order_and_nulls() {
-        let (_dir, s) = store();
+    async fn get_many_keeps_order_and_nulls(s: &dyn PipelineStore) {
         s.insert(run("a", "example00", Success, 1, &[]), vec![])
             .await
             .unwrap();
@@ -732,9 +952,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn transitions_are_compare_and_set() {
-        let (_dir, s) = store();
+    async fn transitions_are_compare_and_set(s: &dyn PipelineStore) {
         s.insert(run("a", "example00", Pending, 1, &[]), vec![])
             .await
             .unwrap();
@@ -767,9 +985,7 @@ mod tests {
         assert_eq!(s.get("a".into()).await.unwrap().unwrap().status, Cancelled);
     }
 
-    #[tokio::test]
-    async fn delete_only_finished_runs() {
-        let (_dir, s) = store();
+    async fn delete_only_finished_runs(s: &dyn PipelineStore) {
         s.insert(run("live", "example00", Running, 1, &[]), vec![])
             .await
             .unwrap();
@@ -790,9 +1006,7 @@ mod tests {
         assert!(s.get("live".into()).await.unwrap().is_some());
     }
 
-    #[tokio::test]
-    async fn live_runs_fail_on_recovery() {
-        let (_dir, s) = store();
+    async fn live_runs_fail_on_recovery(s: &dyn PipelineStore) {
         s.insert(run("p", "example00", Pending, 1, &[]), vec![])
             .await
             .unwrap();
@@ -803,7 +1017,8 @@ mod tests {
             .await
             .unwrap();
         let failed = s
-            .fail_live(
+            .recover(
+                Orphans::All,
                 "interrupted by restart".into(),
                 Timestamp::now(),
                 Box::new(|r: &Run| LogLine {
@@ -847,9 +1062,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn log_lines_are_written_with_the_change_or_not_at_all() {
-        let (_dir, s) = store();
+    async fn log_lines_are_written_with_the_change_or_not_at_all(s: &dyn PipelineStore) {
         s.insert(
             run("a", "example00", Pending, 1, &[]),
             vec![line("a", "created")],

@@ -1,0 +1,218 @@
+//! Where a service keeps its state: one SQLite file (embedded, one process)
+//! or a Postgres database (any number of replicas), chosen by the config's
+//! `database` value.
+
+use std::{
+    borrow::Cow,
+    fmt,
+    future::Future,
+    path::{Path, PathBuf},
+    pin::Pin,
+    time::Duration,
+};
+
+use serde::{Deserialize, Deserializer};
+use sqlx::{
+    migrate::{Migration, MigrationSource, MigrationType, Migrator},
+    postgres::{PgConnectOptions, PgPool, PgPoolOptions},
+    Connection,
+};
+
+use super::{ServiceError, ServiceResult};
+
+/// What a store method returns: boxed, so stores are used as `dyn` objects
+/// whichever backend the config picked.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = ServiceResult<T>> + Send + 'a>>;
+
+/// `database = "data/log.sqlite"` or `database = "postgres://user@host/db"`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file, created on start; relative paths are resolved against
+    /// the config file's directory.
+    Sqlite(PathBuf),
+    /// A Postgres URL; each service keeps its tables in a schema named after
+    /// it, so the three can share one database.
+    Postgres(String),
+}
+
+impl Database {
+    /// Reads a config value: a `postgres://` or `postgresql://` URL, or a path.
+    pub fn parse(value: &str) -> Database {
+        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            Database::Postgres(value.to_string())
+        } else {
+            Database::Sqlite(PathBuf::from(value))
+        }
+    }
+
+    /// Makes a relative SQLite path relative to `config_dir`.
+    pub fn resolve(&mut self, config_dir: &Path) {
+        if let Database::Sqlite(path) = self {
+            *path = super::resolve_path(config_dir, path);
+        }
+    }
+}
+
+impl From<PathBuf> for Database {
+    fn from(path: PathBuf) -> Database {
+        Database::Sqlite(path)
+    }
+}
+
+/// Shown in logs and errors without the URL's password.
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Postgres(url) => f.write_str(&redact(url)),
+        }
+    }
+}
+
+impl fmt::Display for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl<'de> Deserialize<'de> for Database {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Database, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim().is_empty() {
+            return Err(serde::de::Error::custom(
+                "`database` is empty: give a SQLite file path or a postgres:// URL",
+            ));
+        }
+        Ok(Database::parse(&text))
+    }
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:***@host/db`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+/// Connections each replica keeps to Postgres at most.
+const POOL_SIZE: u32 = 16;
+
+/// Opens a pool whose connections work in schema `schema` (created if
+/// missing) and brings it to the last of `migrations` (each applied once,
+/// in order, under Postgres' advisory lock, so replicas starting together
+/// migrate once). A database migrated by a newer release is refused.
+pub async fn connect_postgres(
+    url: &str,
+    schema: &'static str,
+    migrations: &'static [&'static str],
+) -> ServiceResult<PgPool> {
+    let shown = redact(url);
+    let options: PgConnectOptions = url.parse().map_err(|e| {
+        ServiceError::Storage(format!(
+            "`database` {shown} is not a Postgres URL this service can use: {e}"
+        ))
+    })?;
+    create_schema(&options, schema, &shown).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(POOL_SIZE)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options.options([("search_path", schema)]))
+        .await
+        .map_err(|e| ServiceError::Storage(format!("cannot connect to {shown}: {e}")))?;
+    let migrator = Migrator::new(Embedded(migrations))
+        .await
+        .map_err(|e| ServiceError::Storage(format!("migrations of {schema}: {e}")))?;
+    migrator.run(&pool).await.map_err(|e| {
+        ServiceError::Storage(format!(
+            "cannot bring schema {schema} of {shown} to version {}: {e}",
+            migrations.len()
+        ))
+    })?;
+    Ok(pool)
+}
+
+async fn create_schema(options: &PgConnectOptions, schema: &str, shown: &str) -> ServiceResult<()> {
+    let mut conn = sqlx::PgConnection::connect_with(options)
+        .await
+        .map_err(|e| ServiceError::Storage(format!("cannot connect to {shown}: {e}")))?;
+    // Replicas starting at once would race on CREATE SCHEMA IF NOT EXISTS.
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('schema:' || $1))")
+        .bind(schema)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(sql(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Migrations compiled into the binary: version n is `migrations[n - 1]`.
+#[derive(Debug)]
+struct Embedded(&'static [&'static str]);
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> futures::future::BoxFuture<'s, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .enumerate()
+                .map(|(i, statement)| {
+                    Migration::new(
+                        i as i64 + 1,
+                        Cow::Owned(format!("version {}", i + 1)),
+                        MigrationType::Simple,
+                        sqlx::SqlStr::from_static(statement),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+/// A statement assembled from this crate's own constants (column lists,
+/// schema names), never from input: what sqlx asks us to vouch for.
+pub fn sql(text: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(text)
+}
+
+impl From<sqlx::Error> for ServiceError {
+    fn from(e: sqlx::Error) -> Self {
+        ServiceError::Storage(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_paths_and_redaction() {
+        assert_eq!(
+            Database::parse("data/x.sqlite"),
+            Database::Sqlite("data/x.sqlite".into())
+        );
+        let pg = Database::parse("postgres://app:hunter2@db:5432/main");
+        assert!(matches!(pg, Database::Postgres(_)));
+        assert_eq!(pg.to_string(), "postgres://app:***@db:5432/main");
+        assert_eq!(
+            Database::parse("postgresql://db/main").to_string(),
+            "postgresql://db/main"
+        );
+        let mut rel = Database::parse("x.sqlite");
+        rel.resolve(Path::new("/etc/app"));
+        assert_eq!(rel, Database::Sqlite("/etc/app/x.sqlite".into()));
+    }
+}
