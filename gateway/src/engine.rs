@@ -749,6 +749,9 @@ impl HttpTransport<'_> {
 struct Failure {
     error: FetchError,
     retry_after: Option<Duration>,
+    /// No connection was made: the request never left, so another replica
+    /// may take it, a mutation too.
+    not_sent: bool,
 }
 
 impl From<FetchError> for Failure {
@@ -756,6 +759,7 @@ impl From<FetchError> for Failure {
         Failure {
             error,
             retry_after: None,
+            not_sent: false,
         }
     }
 }
@@ -833,13 +837,31 @@ impl Exchange {
         )
     }
 
-    /// One request on the wire, with metrics.
+    /// One request on the wire, with metrics. An endpoint that takes no
+    /// connection is left out and the next replica tried at once (each at
+    /// most once): the request never left, so this is not a retry.
     async fn attempt(&self, timeout: Duration) -> Result<Bytes, Failure> {
         let start = Instant::now();
         self.metrics.requests.inc();
+        let mut result = self.on_route(self.routes.pick(), timeout).await;
+        for _ in 1..self.routes.list.len() {
+            if !matches!(&result, Err(f) if f.not_sent) {
+                break;
+            }
+            result = self.on_route(self.routes.pick(), timeout).await;
+        }
+        self.metrics.observe(start.elapsed());
+        if let Err(f) = &result {
+            self.metrics.errors.inc();
+            tracing::warn!(subgraph = %self.policy.name, error = %f.error, "subgraph request failed");
+        }
+        result
+    }
+
+    /// The request to endpoint `i`; records whether it could be reached.
+    async fn on_route(&self, i: usize, timeout: Duration) -> Result<Bytes, Failure> {
         let max = self.policy.max_response_bytes;
         let (headers, body) = (self.headers.clone(), self.body.clone());
-        let i = self.routes.pick();
         let route = &self.routes.list[i];
         let result = match &route.plain {
             Some(plain) => send_plain(plain, headers, body, timeout, max).await,
@@ -856,11 +878,6 @@ impl Exchange {
         let unreachable =
             matches!(&result, Err(f) if matches!(f.error, FetchError::Unavailable(_)));
         self.routes.outcome(i, unreachable);
-        self.metrics.observe(start.elapsed());
-        if let Err(f) = &result {
-            self.metrics.errors.inc();
-            tracing::warn!(subgraph = %self.policy.name, error = %f.error, "subgraph request failed");
-        }
         result
     }
 }
@@ -916,11 +933,11 @@ async fn send_plain(
         *req.method_mut() = hyper::Method::POST;
         *req.uri_mut() = route.uri.clone();
         *req.headers_mut() = headers;
-        let resp = route
-            .client
-            .request(req)
-            .await
-            .map_err(|e| FetchError::Unavailable(root_cause(&e)))?;
+        let resp = route.client.request(req).await.map_err(|e| Failure {
+            error: FetchError::Unavailable(root_cause(&e)),
+            retry_after: None,
+            not_sent: e.is_connect(),
+        })?;
         let status = resp.status();
         let (json, wait) = (is_json(resp.headers()), retry_after(resp.headers()));
         check_length(resp.headers(), max)?;
@@ -947,12 +964,14 @@ async fn send(
     timeout: Duration,
     max: usize,
 ) -> Result<Bytes, Failure> {
-    let map = |e: reqwest::Error| {
-        Failure::from(if e.is_timeout() {
+    let map = |e: reqwest::Error| Failure {
+        not_sent: e.is_connect(),
+        error: if e.is_timeout() {
             FetchError::Timeout(timeout)
         } else {
             FetchError::Unavailable(root_cause(&e))
-        })
+        },
+        retry_after: None,
     };
     let mut resp = rb.send().await.map_err(map)?;
     let status = resp.status();
@@ -1010,6 +1029,7 @@ fn accept(
                 body: json.then_some(body),
             },
             retry_after,
+            not_sent: false,
         })
     }
 }

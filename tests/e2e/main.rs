@@ -13,6 +13,7 @@ mod pipeline;
 mod reload;
 mod resilience;
 mod runs;
+mod scale_out;
 mod signed_urls;
 mod subscriptions;
 mod telemetry;

@@ -123,7 +123,10 @@ pub async fn connect_postgres(
     let pool = PgPoolOptions::new()
         .max_connections(POOL_SIZE)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options.options([("search_path", schema)]))
+        // Notices ("already exists, skipping") are not worth a log line each.
+        .connect_with(
+            options.options([("search_path", schema), ("client_min_messages", "warning")]),
+        )
         .await
         .map_err(|e| ServiceError::Storage(format!("cannot connect to {shown}: {e}")))?;
     let migrator = Migrator::new(Embedded(migrations))
@@ -139,7 +142,10 @@ pub async fn connect_postgres(
 }
 
 async fn create_schema(options: &PgConnectOptions, schema: &str, shown: &str) -> ServiceResult<()> {
-    let mut conn = sqlx::PgConnection::connect_with(options)
+    let quiet = options
+        .clone()
+        .options([("client_min_messages", "warning")]);
+    let mut conn = sqlx::PgConnection::connect_with(&quiet)
         .await
         .map_err(|e| ServiceError::Storage(format!("cannot connect to {shown}: {e}")))?;
     // Replicas starting at once would race on CREATE SCHEMA IF NOT EXISTS.

@@ -1,0 +1,384 @@
+//! Several replicas of every service on one Postgres database, behind two
+//! gateways: the run queue, cancellation, log streams and dataset content
+//! work across replicas, and `kill -9` of a pipeline replica loses nothing.
+
+use std::{path::Path, time::Duration};
+
+use e2e::{
+    client::{data, gql, Protocol, Subscription},
+    pipeline_support::*,
+    platform::{free_port, start_gateway, stitching_dir, wait_healthy},
+    stack::SERVICE_TOKEN,
+};
+use futures::future::join_all;
+use serde_json::{json, Value};
+use subgraphs::common::{rbac::Authorization, Database, RunningService};
+use tokio::net::TcpListener;
+
+const WAIT: Duration = Duration::from_secs(60);
+const RUNS: usize = 200;
+
+/// One pipeline replica as a process of its own (so it can be killed).
+struct PipelineReplica {
+    child: tokio::process::Child,
+    url: String,
+}
+
+fn pipeline_replica(
+    dir: &Path,
+    name: &str,
+    database: &str,
+    workers: usize,
+    dataset_url: &str,
+    log_url: &str,
+) -> PipelineReplica {
+    let port = free_port();
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[services.pipeline]\nlisten = \"127.0.0.1:{port}\"\ndatabase = \"{database}\"\n\
+             lease_seconds = 2\nworkers = {workers}\ndataset_url = \"{dataset_url}\"\n\
+             log_url = \"{log_url}\"\nservice_token = \"{SERVICE_TOKEN}\"\n\
+             [services.pipeline.authorization]\ndefault = [\"*\"]\n"
+        ),
+    )
+    .expect("write pipeline config");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pipeline-under-test"))
+        .args(["--config", &path.display().to_string()])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn a pipeline replica");
+    PipelineReplica {
+        child,
+        url: format!("http://127.0.0.1:{port}/graphql"),
+    }
+}
+
+async fn bind() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.expect("bind")
+}
+
+async fn dataset_replica(database: &Database, data_dir: &Path) -> RunningService {
+    let listener = bind().await;
+    let config = subgraphs::dataset::DatasetConfig {
+        listen: listener.local_addr().expect("addr").to_string(),
+        database: database.clone(),
+        data_dir: data_dir.to_path_buf(),
+        public_url: None,
+        signing_secret: e2e::stack::SIGNING_SECRET.into(),
+        max_expires_in_sec: 86_400,
+        max_upload_bytes: 1024 * 1024,
+        http: Default::default(),
+        cors: Default::default(),
+        service_token: Some(SERVICE_TOKEN.into()),
+        authorization: Authorization::allow_all(),
+    };
+    subgraphs::dataset::start(config, listener)
+        .await
+        .unwrap_or_else(|e| panic!("start a dataset replica: {e}"))
+}
+
+async fn log_replica(database: &Database) -> RunningService {
+    let listener = bind().await;
+    let config = subgraphs::log::LogConfig {
+        listen: listener.local_addr().expect("addr").to_string(),
+        database: database.clone(),
+        http: Default::default(),
+        service_token: Some(SERVICE_TOKEN.into()),
+        authorization: Authorization::allow_all(),
+    };
+    subgraphs::log::start(config, listener)
+        .await
+        .unwrap_or_else(|e| panic!("start a log replica: {e}"))
+}
+
+/// A gateway whose subgraphs are the given endpoints (the first of each is
+/// `url`, the rest its `replicas`; subscriptions go to the first).
+async fn gateway_over(
+    dir: &Path,
+    name: &str,
+    pipeline: &[&str],
+    dataset: &[&str],
+    log: &[&str],
+) -> ::gateway::RunningGateway {
+    let entry = |subgraph: &str, urls: &[&str], hide: &str| {
+        let replicas: Vec<String> = urls[1..].iter().map(|u| format!("\"{u}\"")).collect();
+        format!(
+            "[[subgraphs]]\nname = \"{subgraph}\"\nurl = \"{}\"\nreplicas = [{}]\nws_url = \"{}\"\n\
+             timeout_ms = 5000\nstitching_files = [\"{}\"]\nhide = [{hide}]\n\n",
+            urls[0],
+            replicas.join(", "),
+            urls[0].replacen("http://", "ws://", 1),
+            stitching_dir().join(format!("{subgraph}.graphql")).display()
+        )
+    };
+    let text = format!(
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nhot_reload = false\n\n{}{}{}",
+        entry("pipeline", pipeline, "\"Query.pipelinesByIds\""),
+        entry(
+            "dataset",
+            dataset,
+            "\"Query.datasetsByIds\", \"Mutation.recordDatasetProducer\", \"Subscription.datasetUpdated\""
+        ),
+        entry(
+            "log",
+            log,
+            "\"Query.pipelineLogs\", \"Query.pipelineLogPages\", \"Mutation.ingestLogs\", \"Subscription.logStream\""
+        ),
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write gateway config");
+    start_gateway(&path)
+        .await
+        .unwrap_or_else(|e| panic!("start gateway {name}: {e}"))
+}
+
+/// `createPipeline` through a gateway; the run's id.
+async fn create_through(
+    gateway_url: &str,
+    template: &str,
+    input: &str,
+    output: &str,
+    duration: &str,
+) -> String {
+    let resp = gql(
+        gateway_url,
+        "mutation($p: PipelineInput!) { createPipeline(pipeline: $p) { id status } }",
+        json!({ "p": {
+            "name": template,
+            "parameters": if template == "example00" { json!([{ "name": "duration", "value": duration }]) } else { json!([]) },
+            "dataCatalog": [
+                { "name": "text_in", "datasetId": input },
+                { "name": "text_out", "datasetId": output },
+            ],
+        } }),
+    )
+    .await;
+    data(&resp)["createPipeline"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no run id: {resp}"))
+        .to_string()
+}
+
+async fn cancel_through(gateway_url: &str, id: &str) -> Value {
+    let resp = gql(
+        gateway_url,
+        "mutation($id: ID!) { cancelPipeline(id: $id) { status } }",
+        json!({ "id": id }),
+    )
+    .await;
+    data(&resp)["cancelPipeline"].clone()
+}
+
+async fn live_runs(pipeline_url: &str) -> u64 {
+    let resp = gql(
+        pipeline_url,
+        "{ pipelines(filter: { statuses: [PENDING, RUNNING] }) { total } }",
+        json!({}),
+    )
+    .await;
+    data(&resp)["pipelines"]["total"]
+        .as_u64()
+        .unwrap_or(u64::MAX)
+}
+
+#[tokio::test]
+async fn replicas_share_queue_logs_and_datasets_and_a_killed_pipeline_replica_loses_nothing() {
+    let cluster = pgcluster::Cluster::start().expect("a Postgres cluster");
+    let url = cluster.create_database("platform").expect("a database");
+    let database = Database::Postgres(url.clone());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("datasets");
+
+    let datasets = [
+        dataset_replica(&database, &data_dir).await,
+        dataset_replica(&database, &data_dir).await,
+    ];
+    let logs = [log_replica(&database).await, log_replica(&database).await];
+    let (d1, d2) = (datasets[0].url(), datasets[1].url());
+    let (l1, l2) = (logs[0].url(), logs[1].url());
+
+    // A dataset uploaded through one replica is read through the other.
+    let (input, output) = text_datasets(&d1, Some("hello")).await;
+    assert_eq!(read_text(&d2, &input).await, (200, "hello".to_string()));
+
+    // Replica A alone: it claims both slow runs, so its two workers are busy.
+    let mut a = pipeline_replica(dir.path(), "a", &url, 2, &d1, &l1);
+    wait_healthy(port_of(&a.url), WAIT).await;
+    let slow_x = create_run(
+        &a.url,
+        "example00",
+        &input,
+        &output,
+        json!([{ "name": "duration", "value": "60" }]),
+        json!(null),
+    )
+    .await;
+    let slow_x2 = create_run(
+        &a.url,
+        "example00",
+        &input,
+        &output,
+        json!([{ "name": "duration", "value": "60" }]),
+        json!(null),
+    )
+    .await;
+    let (x, x2) = (id_of(&slow_x), id_of(&slow_x2));
+    wait_status(&a.url, &x, &["RUNNING"], WAIT).await;
+    wait_status(&a.url, &x2, &["RUNNING"], WAIT).await;
+
+    let mut b = pipeline_replica(dir.path(), "b", &url, 2, &d2, &l2);
+    wait_healthy(port_of(&b.url), WAIT).await;
+    let ga = gateway_over(dir.path(), "ga", &[&a.url, &b.url], &[&d1, &d2], &[&l1]).await;
+    let gb = gateway_over(dir.path(), "gb", &[&b.url, &a.url], &[&d2, &d1], &[&l2]).await;
+
+    // A run created on A's endpoint runs on B (A's workers are busy); its
+    // lines go to log replica 2, and a live stream through gateway A (log
+    // replica 1) receives every one of them, in order.
+    let y = create_through(&ga.url(), "example00", &input, &output, "1").await;
+    let mut stream = Subscription::start(
+        &ga.ws_url(),
+        Protocol::GraphqlTransportWs,
+        "subscription($id: ID!) { pipelineLogs(id: $id) { message } }",
+        json!({ "id": y }),
+    )
+    .await;
+    let mut streamed = Vec::new();
+    while !streamed
+        .last()
+        .is_some_and(|m: &String| m.starts_with("run succeeded"))
+    {
+        let event = stream
+            .next(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("the stream ended after {streamed:?}"));
+        streamed.push(
+            event["pipelineLogs"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        );
+    }
+    let stored: Vec<String> = run_logs(&l2, &y)
+        .await
+        .iter()
+        .map(|l| l["message"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(streamed, stored);
+    assert_eq!(streamed.len(), 5, "{streamed:#?}");
+
+    // A cancel through gateway B (replica B) ends a run executing on A: its
+    // worker is free again within a second, so of three new slow runs (B has
+    // two free workers) all three are running.
+    assert_eq!(
+        cancel_through(&gb.url(), &x).await,
+        json!({ "status": "CANCELLED" })
+    );
+    let cancelled_at = tokio::time::Instant::now();
+    let gb_url = gb.url();
+    let fillers: Vec<String> =
+        join_all((0..3).map(|_| create_through(&gb_url, "example00", &input, &output, "30"))).await;
+    for id in &fillers {
+        wait_status(&a.url, id, &["RUNNING"], WAIT).await;
+    }
+    assert!(
+        cancelled_at.elapsed() < Duration::from_millis(2500),
+        "A's worker was freed only after {:?}",
+        cancelled_at.elapsed()
+    );
+    for id in fillers.iter().chain([&x2]) {
+        cancel_through(&ga.url(), id).await;
+    }
+    let x_log = run_logs(&l1, &x).await;
+    assert_eq!(
+        log_summary(&x_log).last().map(|l| l.2.as_str()),
+        Some("run cancelled by cancelPipeline"),
+        "{x_log:#?}"
+    );
+
+    // 200 runs through alternating gateways; halfway, kill -9 of replica B.
+    let mut ids = Vec::with_capacity(RUNS);
+    for chunk in 0..RUNS / 10 {
+        if chunk == RUNS / 20 {
+            b.child.kill().await.expect("kill -9 replica B");
+        }
+        let gateway = if chunk % 2 == 0 { ga.url() } else { gb.url() };
+        ids.extend(
+            join_all((0..10).map(|_| create_through(&gateway, "example01", &input, &output, "")))
+                .await,
+        );
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while live_runs(&a.url).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "runs still live after {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Every run ended once: succeeded with its whole log, or failed because
+    // its replica died, with the lines written up to then and the reason.
+    let mut interrupted = 0;
+    for id in &ids {
+        let run = get_run(&a.url, id).await;
+        // Lines a killed replica had not shipped arrive from the outbox
+        // through the others (its claim on them lapses first).
+        let message = |l: &Value| l["message"].as_str().unwrap_or("").to_string();
+        let lines = wait_logs(&l1, id, WAIT, |l| {
+            l.first()
+                .is_some_and(|l| message(l).starts_with("run created"))
+                && l.last().is_some_and(|l| {
+                    l["level"] == "ERROR" || message(l).starts_with("run succeeded")
+                })
+        })
+        .await;
+        match run["status"].as_str() {
+            Some("SUCCESS") => assert_example01_log(&lines, id),
+            Some("FAILURE") => {
+                interrupted += 1;
+                assert!(
+                    run["error"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("its lease expired"),
+                    "{run}"
+                );
+                let summary = log_summary(&lines);
+                let started = summary
+                    .iter()
+                    .filter(|l| l.2.starts_with("run started"))
+                    .count();
+                assert_eq!(started, 1, "{summary:#?}");
+                assert!(summary[0].2.starts_with("run created"), "{summary:#?}");
+                assert!(
+                    summary
+                        .last()
+                        .is_some_and(|l| l.2.contains("lease expired")),
+                    "{summary:#?}"
+                );
+            }
+            other => panic!("run {id} ended {other:?}: {run}"),
+        }
+    }
+    eprintln!("{interrupted} of {RUNS} runs were interrupted by the kill");
+
+    ga.stop().await;
+    gb.stop().await;
+    a.child.kill().await.expect("stop replica A");
+    for s in datasets.into_iter().chain(logs) {
+        s.stop().await;
+    }
+}
+
+fn id_of(run: &Value) -> String {
+    run["id"].as_str().expect("run id").to_string()
+}
+
+fn port_of(url: &str) -> u16 {
+    url.trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/graphql")
+        .parse()
+        .expect("port")
+}
