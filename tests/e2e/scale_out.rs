@@ -382,3 +382,138 @@ fn port_of(url: &str) -> u16 {
         .parse()
         .expect("port")
 }
+
+/// Ten free ports in a row from a random base (the script's layout).
+fn free_port_range() -> u16 {
+    loop {
+        let base = 20_000 + fastrand::u16(..4000) * 10;
+        let free = (0..10).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if free {
+            return base;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_cluster_script_serves_runs_and_subscriptions_through_haproxy() {
+    let base = free_port_range();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster.sh");
+    let mut cluster = tokio::process::Command::new(script)
+        .env("CLUSTER_PORT_BASE", base.to_string())
+        .env("CLUSTER_DIR", dir.path())
+        .env("GATEWAY_BIN", env!("CARGO_BIN_EXE_gateway-under-test"))
+        .env("PIPELINE_BIN", env!("CARGO_BIN_EXE_pipeline-under-test"))
+        .env("DATASET_BIN", env!("CARGO_BIN_EXE_dataset-under-test"))
+        .env("LOG_BIN", env!("CARGO_BIN_EXE_log-under-test"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run scripts/cluster.sh");
+    let front = format!("http://127.0.0.1:{base}/graphql");
+    let answered = e2e::platform::eventually(WAIT, "HAProxy answers", || {
+        let front = front.clone();
+        async move {
+            let resp = e2e::client::http()
+                .post(&front)
+                .json(&json!({ "query": "{ pipelineTemplates { name } }" }))
+                .send()
+                .await
+                .ok()?;
+            let body: Value = resp.json().await.ok()?;
+            body["data"]["pipelineTemplates"].is_array().then_some(body)
+        }
+    })
+    .await;
+    assert_eq!(
+        answered["data"]["pipelineTemplates"][0]["name"],
+        "example00"
+    );
+
+    // Datasets and a run, all through the load balancer.
+    let dataset = |name: &str| {
+        let front = front.clone();
+        let name = name.to_string();
+        async move {
+            let resp = gql(
+                &front,
+                "mutation($d: DatasetInput!) { createDataset(dataset: $d) { id } }",
+                json!({ "d": { "name": name, "type": "text.TextDataset" } }),
+            )
+            .await;
+            data(&resp)["createDataset"]["id"]
+                .as_str()
+                .expect("id")
+                .to_string()
+        }
+    };
+    let (input, output) = (dataset("in").await, dataset("out").await);
+    let resp = gql(
+        &front,
+        "mutation($id: ID!) { createDatasetUploadUrl(id: $id) }",
+        json!({ "id": input }),
+    )
+    .await;
+    let upload = data(&resp)["createDatasetUploadUrl"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    let put = e2e::client::http()
+        .put(&upload)
+        .body("hello")
+        .send()
+        .await
+        .expect("upload");
+    assert!(put.status().is_success(), "{}", put.status());
+
+    let id = create_through(&front, "example01", &input, &output, "").await;
+    let ws = format!("ws://127.0.0.1:{base}/graphql");
+    let mut events = Subscription::start(
+        &ws,
+        Protocol::GraphqlTransportWs,
+        "subscription($id: ID!) { pipelineEvents(id: $id) { status } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let mut last = Value::Null;
+    while let Some(event) = events.next(WAIT).await {
+        last = event["pipelineEvents"]["status"].clone();
+    }
+    assert_eq!(last, "SUCCESS");
+    let resp = gql(
+        &front,
+        "query($id: ID!) { readDatasetUrl(id: $id) }",
+        json!({ "id": output }),
+    )
+    .await;
+    let download = data(&resp)["readDatasetUrl"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    let text = e2e::client::http()
+        .get(&download)
+        .send()
+        .await
+        .expect("download")
+        .text()
+        .await
+        .expect("text");
+    assert!(text.starts_with("OLLEH"), "{text}");
+
+    // SIGTERM stops everything, Postgres included.
+    let pid = cluster.id().expect("script pid").to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    tokio::time::timeout(WAIT, cluster.wait())
+        .await
+        .expect("the script stops")
+        .expect("status");
+    for offset in 0..10 {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", base + offset)).is_err(),
+            "port {} still open",
+            base + offset
+        );
+    }
+}
