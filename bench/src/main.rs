@@ -12,6 +12,7 @@ mod peers;
 mod procstat;
 mod report;
 mod resilience;
+mod scale;
 mod scenarios;
 mod seed;
 mod soak;
@@ -30,13 +31,14 @@ use report::Report;
 
 fn main() -> anyhow::Result<()> {
     let command = options::parse(std::env::args().skip(1))?;
-    let (options, peers) = match command {
+    let (options, peers, scale) = match command {
         Command::Help => {
             println!("{}", options::USAGE);
             return Ok(());
         }
-        Command::All(o) => (*o, false),
-        Command::Peers(o) => (*o, true),
+        Command::All(o) => (*o, false, false),
+        Command::Peers(o) => (*o, true, false),
+        Command::Scale(o) => (*o, false, true),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(options.threads)
@@ -46,7 +48,23 @@ fn main() -> anyhow::Result<()> {
     if peers {
         return runtime.block_on(peers_report(options));
     }
+    if scale {
+        return runtime.block_on(scale_report(options));
+    }
     runtime.block_on(all(options))
+}
+
+/// `bench scale`: the services on Postgres, one and two replicas.
+async fn scale_report(options: Options) -> anyhow::Result<()> {
+    let markdown = tokio::time::timeout(MAX_RUN, scale::run(&options))
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the run took longer than {MAX_RUN:?}")))?;
+    println!("{markdown}");
+    if let Some(path) = &options.markdown_out {
+        std::fs::write(path, &markdown)
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// `bench peers`: the comparison with the leading gateways.

@@ -8,6 +8,12 @@ use anyhow::{bail, Context};
 pub const USAGE: &str = "\
 usage: bench all [options]
        bench peers [options]
+       bench scale [options]
+
+`scale` runs the services alone on a Postgres cluster of its own (Debian's
+postgresql), with one and then two replicas of each: pipeline runs per
+second (--runs runs of example01) and log lines per second (--duration
+seconds of ingestLogs), with Postgres commits per run and per call.
 
 `peers` runs the same work through our gateway and the leading peers, in
 alternating rounds on this machine: the four Federation subgraphs of the
@@ -47,6 +53,7 @@ pub enum Command {
     Help,
     All(Box<Options>),
     Peers(Box<Options>),
+    Scale(Box<Options>),
 }
 
 #[derive(Clone, Debug)]
@@ -95,10 +102,11 @@ pub fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Command> {
         .collect::<Vec<_>>()
         .join(" ");
     let mut it = args.into_iter();
-    let peers = match it.next().as_deref() {
+    let (peers, scale) = match it.next().as_deref() {
         None | Some("--help") | Some("-h") | Some("help") => return Ok(Command::Help),
-        Some("all") => false,
-        Some("peers") => true,
+        Some("all") => (false, false),
+        Some("peers") => (true, false),
+        Some("scale") => (false, true),
         Some(other) => bail!("unknown command `{other}`\n{USAGE}"),
     };
     let mut peers_dir = None;
@@ -211,6 +219,8 @@ pub fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Command> {
     o.peers_dir = peers_dir.unwrap_or_else(|| o.root.join("target/peers"));
     Ok(if peers {
         Command::Peers(Box::new(o))
+    } else if scale {
+        Command::Scale(Box::new(o))
     } else {
         Command::All(Box::new(o))
     })

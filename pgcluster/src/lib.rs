@@ -74,11 +74,27 @@ impl Cluster {
 
     /// Runs `sql` (one or more statements) in database `name` with psql.
     pub fn execute(&self, name: &str, sql: &str) -> Result<()> {
-        run(self
-            .tool("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", name])
-            .args(["-c", sql]))
+        self.query(name, sql).map(|_| ())
+    }
+
+    /// The rows `sql` returns in database `name`, one line each, columns
+    /// separated by `|`.
+    pub fn query(&self, name: &str, sql: &str) -> Result<String> {
+        output(
+            self.tool("psql")
+                .args([
+                    "-X",
+                    "-q",
+                    "-A",
+                    "-t",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-h",
+                    "127.0.0.1",
+                ])
+                .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", name])
+                .args(["-c", sql]),
+        )
     }
 
     fn data(&self) -> PathBuf {
@@ -222,10 +238,15 @@ fn newest_bindir() -> Option<PathBuf> {
 }
 
 fn run(command: &mut Command) -> Result<()> {
+    output(command).map(|_| ())
+}
+
+/// What `command` printed, if it succeeded.
+fn output(command: &mut Command) -> Result<String> {
     let shown = format!("{command:?}");
     let out = command.stdin(Stdio::null()).output()?;
     if out.status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
         Err(Error::Command {
             command: shown,
@@ -248,6 +269,18 @@ mod tests {
         let cluster = Cluster::start().unwrap();
         let url = cluster.create_database("app").unwrap();
         assert_eq!(url, cluster.url("app"));
+        cluster
+            .execute(
+                "app",
+                "CREATE TABLE t (n int); INSERT INTO t VALUES (1), (2)",
+            )
+            .unwrap();
+        assert_eq!(
+            cluster
+                .query("app", "SELECT n, n * 10 FROM t ORDER BY n")
+                .unwrap(),
+            "1|10\n2|20"
+        );
         let port = cluster.port();
         assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
         let dir = cluster.dir.path().to_path_buf();
