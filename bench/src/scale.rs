@@ -80,7 +80,7 @@ async fn start(o: &Options, database: &str, replicas: usize) -> anyhow::Result<R
                 name,
                 &format!("{name}-{i}"),
                 &o.bin_dir,
-                &r.dir.path(),
+                r.dir.path(),
                 &config,
                 port,
             )?;
