@@ -516,7 +516,9 @@ async fn dataset_replica(
     let config = subgraphs::dataset::DatasetConfig {
         listen: listener.local_addr().expect("addr").to_string(),
         database: stack.database("dataset.sqlite"),
-        data_dir: stack.dir().join("datasets"),
+        data_dir: Some(stack.dir().join("datasets")),
+        content_url: None,
+        content_options: Default::default(),
         public_url: None,
         signing_secret: e2e::stack::SIGNING_SECRET.into(),
         max_expires_in_sec: 86_400,

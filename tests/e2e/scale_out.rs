@@ -1,6 +1,7 @@
-//! Several replicas of every service on one Postgres database, behind two
-//! gateways: the run queue, cancellation, log streams and dataset content
-//! work across replicas, and `kill -9` of a pipeline replica loses nothing.
+//! Several replicas of every service on one Postgres database (dataset
+//! content in an S3-compatible store), behind two gateways: the run queue,
+//! cancellation, log streams and dataset content work across replicas, and
+//! `kill -9` of a pipeline replica loses nothing.
 
 use std::{path::Path, time::Duration};
 
@@ -59,12 +60,69 @@ async fn bind() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.expect("bind")
 }
 
-async fn dataset_replica(database: &Database, data_dir: &Path) -> RunningService {
+/// An S3-compatible server (s3s-fs, from crates.io) over a temporary
+/// directory, with one bucket, `content`.
+struct S3Server {
+    _child: tokio::process::Child,
+    endpoint: String,
+    _root: tempfile::TempDir,
+}
+
+const S3_KEY: &str = "e2e-access-key";
+const S3_SECRET: &str = "e2e-secret-key";
+
+async fn s3_server() -> S3Server {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/ensure-s3-server.sh");
+    let out = std::process::Command::new(script)
+        .output()
+        .expect("run scripts/ensure-s3-server.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bin = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let root = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(root.path().join("content")).expect("the bucket");
+    let port = free_port();
+    let child = tokio::process::Command::new(bin)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", S3_KEY, "--secret-key", S3_SECRET])
+        .arg(root.path())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start s3s-fs");
+    e2e::platform::eventually(WAIT, "the S3 server listens", || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+    })
+    .await;
+    S3Server {
+        _child: child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+        _root: root,
+    }
+}
+
+async fn dataset_replica(database: &Database, s3: &S3Server) -> RunningService {
     let listener = bind().await;
+    let options = [
+        ("aws_endpoint", s3.endpoint.as_str()),
+        ("aws_allow_http", "true"),
+        ("aws_access_key_id", S3_KEY),
+        ("aws_secret_access_key", S3_SECRET),
+        ("aws_region", "us-east-1"),
+    ];
     let config = subgraphs::dataset::DatasetConfig {
         listen: listener.local_addr().expect("addr").to_string(),
         database: database.clone(),
-        data_dir: data_dir.to_path_buf(),
+        data_dir: None,
+        content_url: Some("s3://content/datasets".into()),
+        content_options: options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         public_url: None,
         signing_secret: e2e::stack::SIGNING_SECRET.into(),
         max_expires_in_sec: 86_400,
@@ -189,11 +247,12 @@ async fn replicas_share_queue_logs_and_datasets_and_a_killed_pipeline_replica_lo
     let url = cluster.create_database("platform").expect("a database");
     let database = Database::Postgres(url.clone());
     let dir = tempfile::tempdir().expect("temp dir");
-    let data_dir = dir.path().join("datasets");
+    // Dataset content in an S3-compatible object store both replicas share.
+    let s3 = s3_server().await;
 
     let datasets = [
-        dataset_replica(&database, &data_dir).await,
-        dataset_replica(&database, &data_dir).await,
+        dataset_replica(&database, &s3).await,
+        dataset_replica(&database, &s3).await,
     ];
     let logs = [log_replica(&database).await, log_replica(&database).await];
     let (d1, d2) = (datasets[0].url(), datasets[1].url());

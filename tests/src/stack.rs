@@ -95,7 +95,9 @@ impl Subgraphs {
         let dataset_config = DatasetConfig {
             listen: dataset_addr.to_string(),
             database: crate::storage::database(dir.path(), "dataset.sqlite", &postgres),
-            data_dir: dir.path().join("datasets"),
+            data_dir: Some(dir.path().join("datasets")),
+            content_url: None,
+            content_options: Default::default(),
             public_url: None,
             signing_secret: SIGNING_SECRET.to_string(),
             max_expires_in_sec: options.max_expires_in_sec,

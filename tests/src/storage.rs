@@ -27,7 +27,7 @@ fn cluster() -> &'static pgcluster::Cluster {
 
 /// A database of its own for one group of services (each service keeps its
 /// tables in its own schema, so they can share it).
-pub fn new_postgres_database() -> String {
+fn new_postgres_database() -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let name = format!("e2e_{}", NEXT.fetch_add(1, Ordering::Relaxed));
     cluster()

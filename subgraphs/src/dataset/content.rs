@@ -1,12 +1,13 @@
-//! Dataset content: one file per dataset under `data_dir`, named by the
-//! dataset's UUID (never by anything a client chose), served and replaced
-//! through signed URLs: `GET /content/{id}` and `PUT /content/{id}`.
+//! Dataset content: one object per dataset, keyed by the dataset's UUID
+//! (never by anything a client chose), in a directory (`data_dir`) or any
+//! object store (`content_url`, e.g. S3), served and replaced through signed
+//! URLs: `GET /content/{id}` and `PUT /content/{id}`.
+//!
+//! An upload replaces the object in one put (a local file is written aside
+//! and renamed; an S3 PUT is atomic): readers see the old content or the
+//! new, never a part. Replicas share content by sharing the store.
 
-use std::{
-    io,
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::{path::Path, sync::Arc};
 
 use axum::{
     body::Body,
@@ -17,87 +18,96 @@ use axum::{
     Json, Router,
 };
 use bytes::Bytes;
-use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use futures::{StreamExt, TryStreamExt};
+use object_store::{path::Path as Key, ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::{
     service::DatasetService,
     signing::{Op, SignedParams},
     store::ContentStep,
 };
-use crate::common::ServiceResult;
+use crate::common::{ServiceError, ServiceResult};
 
-const UPLOAD_SUFFIX: &str = ".upload";
-const READ_CHUNK: usize = 64 * 1024;
-
-/// The content directory.
-pub struct ContentFiles {
-    dir: PathBuf,
+/// Where the content objects are.
+pub struct ContentStore {
+    store: Arc<dyn ObjectStore>,
 }
 
-impl ContentFiles {
-    /// Creates the directory and removes uploads a crash left half-written.
-    pub fn open(dir: &Path) -> ServiceResult<ContentFiles> {
-        std::fs::create_dir_all(dir)?;
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') && name.ends_with(UPLOAD_SUFFIX) {
-                tracing::warn!(file = %name, "removing an interrupted upload");
-                let _ = std::fs::remove_file(entry.path());
+impl ContentStore {
+    /// `content_url` (`s3://bucket/prefix`, `file:///dir`, ...; options such
+    /// as credentials and an S3-compatible endpoint from the `AWS_*`
+    /// environment variables), else the directory `data_dir`.
+    pub fn open(
+        data_dir: Option<&Path>,
+        content_url: Option<&str>,
+        content_options: &std::collections::BTreeMap<String, String>,
+    ) -> ServiceResult<ContentStore> {
+        let store: Arc<dyn ObjectStore> = match (content_url, data_dir) {
+            (Some(url), _) => {
+                let parsed = url::Url::parse(url).map_err(|e| {
+                    ServiceError::bad_input(format!(
+                        "[services.dataset] content_url = \"{url}\" is not a URL ({e}); write e.g. s3://bucket/prefix"
+                    ))
+                })?;
+                let mut options: std::collections::BTreeMap<String, String> = std::env::vars()
+                    .filter(|(k, _)| k.starts_with("AWS_"))
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                    .collect();
+                options.extend(content_options.clone());
+                let (store, prefix) = object_store::parse_url_opts(&parsed, options).map_err(|e| {
+                    ServiceError::bad_input(format!(
+                        "[services.dataset] content_url = \"{url}\": {e}"
+                    ))
+                })?;
+                Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
             }
-        }
-        Ok(ContentFiles {
-            dir: dir.to_path_buf(),
+            (None, Some(dir)) => {
+                std::fs::create_dir_all(dir)?;
+                Arc::new(
+                    object_store::local::LocalFileSystem::new_with_prefix(dir)
+                        .map_err(|e| ServiceError::Storage(format!("data_dir {}: {e}", dir.display())))?,
+                )
+            }
+            (None, None) => {
+                return Err(ServiceError::bad_input(
+                    "[services.dataset] needs `data_dir` (a directory) or `content_url` (an object store) for dataset content",
+                ))
+            }
+        };
+        Ok(ContentStore { store })
+    }
+
+    /// The object of `id`, or `None` if `id` is not a canonical UUID.
+    pub fn key_of(&self, id: &str) -> Option<Key> {
+        let uuid = uuid::Uuid::parse_str(id).ok()?;
+        let canonical = uuid.hyphenated().to_string();
+        (canonical == id).then(|| Key::from(canonical))
+    }
+
+    /// A step that replaces `key`'s content (run inside the record's
+    /// transaction, on a blocking thread).
+    pub fn put_step(&self, key: Key, payload: PutPayload) -> ContentStep {
+        let store = self.store.clone();
+        Box::new(move || {
+            tokio::runtime::Handle::current()
+                .block_on(store.put(&key, payload))
+                .map(|_| ())
+                .map_err(|e| ServiceError::Storage(format!("cannot store content {key}: {e}")))
         })
     }
 
-    /// The content file of `id`, or `None` if `id` is not a canonical UUID
-    /// (so no client text ever becomes a path).
-    pub fn path_of(&self, id: &str) -> Option<PathBuf> {
-        let uuid = uuid::Uuid::parse_str(id).ok()?;
-        let canonical = uuid.hyphenated().to_string();
-        (canonical == id).then(|| self.dir.join(canonical))
-    }
-
-    /// A fresh temporary file name in the same directory (same file system,
-    /// so the final rename is atomic).
-    fn temp_path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!(
-            ".{id}.{}{UPLOAD_SUFFIX}",
-            uuid::Uuid::new_v4().simple()
-        ))
-    }
-
-    /// Removes a content file; a missing one is fine.
-    pub fn remove(path: &Path) -> ServiceResult<()> {
-        match std::fs::remove_file(path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
-    }
-
-    /// Makes a rename durable.
-    fn sync_dir(&self) -> io::Result<()> {
-        #[cfg(unix)]
-        std::fs::File::open(&self.dir)?.sync_all()?;
-        Ok(())
-    }
-}
-
-/// Deletes a temporary upload unless it was moved into place, including when
-/// the request is dropped half-way (client gone).
-struct TempUpload {
-    path: PathBuf,
-    armed: bool,
-}
-
-impl Drop for TempUpload {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = std::fs::remove_file(&self.path);
-        }
+    /// A step that removes `key`'s content; no content is fine.
+    pub fn remove_step(&self, key: Option<Key>) -> ContentStep {
+        let store = self.store.clone();
+        Box::new(move || {
+            let Some(key) = key else { return Ok(()) };
+            match tokio::runtime::Handle::current().block_on(store.delete(&key)) {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(ServiceError::Storage(format!(
+                    "cannot remove content {key}: {e}"
+                ))),
+            }
+        })
     }
 }
 
@@ -157,7 +167,7 @@ async fn read_content(
     if let Some(refusal) = refused(&service, &id, &params, Op::Read) {
         return refusal;
     }
-    let Some(path) = service.files.path_of(&id) else {
+    let Some(key) = service.content.key_of(&id) else {
         return unknown(&id);
     };
     match service.get(&id).await {
@@ -165,9 +175,9 @@ async fn read_content(
         Ok(None) => return unknown(&id),
         Err(e) => return internal(e),
     }
-    let file = match tokio::fs::File::open(&path).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+    let object = match service.content.store.get(&key).await {
+        Ok(o) => o,
+        Err(object_store::Error::NotFound { .. }) => {
             return plain(
                 StatusCode::NOT_FOUND,
                 format!(
@@ -177,23 +187,11 @@ async fn read_content(
         }
         Err(e) => return internal(e),
     };
-    let len = match file.metadata().await {
-        Ok(m) => m.len(),
-        Err(e) => return internal(e),
-    };
+    let len = object.meta.size;
     // Streams in chunks: content can be as large as max_upload_bytes.
-    let stream = futures::stream::unfold(Some(file), |file| async move {
-        let mut file = file?;
-        let mut buf = vec![0u8; READ_CHUNK];
-        match file.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<_, io::Error>(Bytes::from(buf)), Some(file)))
-            }
-            Err(e) => Some((Err(e), None)),
-        }
-    });
+    let stream = object
+        .into_stream()
+        .map_err(|e| std::io::Error::other(e.to_string()));
     (
         StatusCode::OK,
         [
@@ -230,7 +228,7 @@ async fn write_content(
     if declared.is_some_and(|n| n > max) {
         return too_large(max);
     }
-    let Some(final_path) = service.files.path_of(&id) else {
+    let Some(key) = service.content.key_of(&id) else {
         return unknown(&id);
     };
     match service.get(&id).await {
@@ -238,22 +236,10 @@ async fn write_content(
         Ok(None) => return unknown(&id),
         Err(e) => return internal(e),
     }
-
-    let mut temp = TempUpload {
-        path: service.files.temp_path(&id),
-        armed: true,
-    };
-    let mut file = match tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp.path)
-        .await
-    {
-        Ok(f) => f,
-        Err(e) => return internal(e),
-    };
+    // Held until stored (at most max_upload_bytes), then put in one piece.
     // Content-Length may be absent (chunked): count what really arrives.
     let mut size: u64 = 0;
+    let mut parts: Vec<Bytes> = Vec::new();
     let mut chunks = body.into_data_stream();
     while let Some(chunk) = chunks.next().await {
         let chunk = match chunk {
@@ -269,37 +255,20 @@ async fn write_content(
         if size > max {
             return too_large(max);
         }
-        if let Err(e) = file.write_all(&chunk).await {
-            return internal(e);
-        }
+        parts.push(chunk);
     }
-    if let Err(e) = async {
-        file.flush().await?;
-        file.sync_all().await
-    }
-    .await
-    {
-        return internal(e);
-    }
-    drop(file);
-
     let Ok(size_bytes) = i64::try_from(size) else {
         return too_large(max);
     };
-    let temp_path = temp.path.clone();
-    let service_for_publish = service.clone();
-    let publish: ContentStep = Box::new(move || -> ServiceResult<()> {
-        std::fs::rename(&temp_path, &final_path)?;
-        service_for_publish.files.sync_dir()?;
-        Ok(())
-    });
+    let publish = service
+        .content
+        .put_step(key, parts.into_iter().collect::<PutPayload>());
     match service
         .store
         .record_upload(id.clone(), size_bytes, publish)
         .await
     {
         Ok(Some(dataset)) => {
-            temp.armed = false;
             service.updates.publish(dataset.clone()).await;
             Json(serde_json::json!({ "id": dataset.id, "sizeBytes": dataset.size_bytes }))
                 .into_response()

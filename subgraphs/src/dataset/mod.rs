@@ -4,7 +4,7 @@
 //!
 //! Flow: `schema` (GraphQL resolvers) and `content` (the `/content/{id}`
 //! routes) call `service`, which validates and uses `store` (records),
-//! `content::ContentFiles` (files), `signing` (URLs) and `updates` (events).
+//! `content::ContentStore` (content), `signing` (URLs) and `updates` (events).
 
 pub mod content;
 pub mod postgres;
@@ -42,8 +42,20 @@ pub struct DatasetConfig {
     /// URL (tables in schema `dataset`; for several replicas, which must
     /// then share `data_dir`).
     pub database: Database,
-    /// Directory holding dataset content, one file per dataset.
-    pub data_dir: PathBuf,
+    /// Directory holding dataset content, one file per dataset (replicas
+    /// on one machine share it).
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// Or an object store for the content, e.g. `s3://bucket/prefix`
+    /// (credentials and an S3-compatible endpoint from `AWS_*` variables):
+    /// what replicas on several machines share.
+    #[serde(default)]
+    pub content_url: Option<String>,
+    /// Options of the `content_url` store over the `AWS_*` variables, e.g.
+    /// `{ aws_endpoint = "http://127.0.0.1:9000", aws_allow_http = "true" }`
+    /// for an S3-compatible server (keys as object_store names them).
+    #[serde(default)]
+    pub content_options: std::collections::BTreeMap<String, String>,
     /// Base URL that signed URLs start with; defaults to `http://<bound address>`.
     #[serde(default)]
     pub public_url: Option<String>,
@@ -102,6 +114,9 @@ impl DatasetConfig {
         if self.signing_secret.is_empty() {
             return bad("`signing_secret` must not be empty");
         }
+        if self.data_dir.is_some() == self.content_url.is_some() {
+            return bad("set exactly one of `data_dir` (a directory for dataset content) and `content_url` (an object store, e.g. s3://bucket/prefix)");
+        }
         if self.max_expires_in_sec < 1 {
             return bad("`max_expires_in_sec` must be at least 1");
         }
@@ -135,7 +150,11 @@ pub async fn open_service(
     Ok(Arc::new(DatasetService {
         updates: updates::Updates::new(bus, store.clone()),
         store,
-        files: content::ContentFiles::open(&config.data_dir)?,
+        content: content::ContentStore::open(
+            config.data_dir.as_deref(),
+            config.content_url.as_deref(),
+            &config.content_options,
+        )?,
         signer: signing::UrlSigner::new(&config.signing_secret, &base_url),
         max_expires_in_sec: config.max_expires_in_sec,
         max_upload_bytes: config.max_upload_bytes,
@@ -223,7 +242,9 @@ impl crate::common::cli::ServiceConfig for DatasetConfig {
 
     fn resolve_paths(&mut self, dir: &std::path::Path) {
         self.database.resolve(dir);
-        self.data_dir = crate::common::resolve_path(dir, &self.data_dir);
+        if let Some(data_dir) = &mut self.data_dir {
+            *data_dir = crate::common::resolve_path(dir, data_dir);
+        }
     }
 
     fn secrets(&self) -> Vec<(&'static str, &str)> {

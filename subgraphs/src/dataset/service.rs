@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::{
-    content::ContentFiles,
+    content::ContentStore,
     signing::{Op, UrlSigner},
     store::{Dataset, DatasetStore, Filter, NewDataset, Page, PageKey},
     updates::Updates,
@@ -26,7 +26,7 @@ pub const UPDATE_BUFFER: usize = 1024;
 /// Everything a request needs; shared behind an `Arc`.
 pub struct DatasetService {
     pub store: std::sync::Arc<dyn DatasetStore>,
-    pub files: ContentFiles,
+    pub content: ContentStore,
     pub signer: UrlSigner,
     pub updates: Updates,
     pub max_expires_in_sec: i64,
@@ -145,18 +145,10 @@ impl DatasetService {
 
     /// Deletes the record and its content file; unknown id is `NOT_FOUND`.
     pub async fn delete(&self, id: &str) -> ServiceResult<Dataset> {
-        let path = self.files.path_of(id);
+        let remove = self.content.remove_step(self.content.key_of(id));
         let dataset = self
             .store
-            .delete(
-                id.to_string(),
-                Box::new(move || {
-                    if let Some(path) = path {
-                        ContentFiles::remove(&path)?;
-                    }
-                    Ok(())
-                }),
-            )
+            .delete(id.to_string(), remove)
             .await?
             .ok_or_else(|| not_found(id))?;
         self.updates.publish(dataset.clone()).await;
