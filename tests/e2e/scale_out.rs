@@ -258,9 +258,23 @@ async fn replicas_share_queue_logs_and_datasets_and_a_killed_pipeline_replica_lo
     let (d1, d2) = (datasets[0].url(), datasets[1].url());
     let (l1, l2) = (logs[0].url(), logs[1].url());
 
-    // A dataset uploaded through one replica is read through the other.
+    // A dataset uploaded through one replica is read through the other, and
+    // a `datasetUpdated` subscriber of the other hears of it.
     let (input, output) = text_datasets(&d1, Some("hello")).await;
     assert_eq!(read_text(&d2, &input).await, (200, "hello".to_string()));
+    let mut updates = Subscription::start(
+        &datasets[1].ws_url(),
+        Protocol::GraphqlTransportWs,
+        "subscription($id: ID) { datasetUpdated(id: $id) { id sizeBytes } }",
+        json!({ "id": output }),
+    )
+    .await;
+    upload_text(&d1, &output, "seven b").await;
+    let update = updates.next(WAIT).await.expect("an update");
+    assert_eq!(
+        update["datasetUpdated"],
+        json!({ "id": output, "sizeBytes": 7 })
+    );
 
     // Replica A alone: it claims both slow runs, so its two workers are busy.
     let mut a = pipeline_replica(dir.path(), "a", &url, 2, &d1, &l1);
@@ -296,36 +310,70 @@ async fn replicas_share_queue_logs_and_datasets_and_a_killed_pipeline_replica_lo
     // lines go to log replica 2, and a live stream through gateway A (log
     // replica 1) receives every one of them, in order.
     let y = create_through(&ga.url(), "example00", &input, &output, "1").await;
-    let mut stream = Subscription::start(
+    let mut events = Subscription::start(
         &ga.ws_url(),
         Protocol::GraphqlTransportWs,
-        "subscription($id: ID!) { pipelineLogs(id: $id) { message } }",
+        "subscription($id: ID!) { pipelineEvents(id: $id) { status node } }",
         json!({ "id": y }),
     )
     .await;
+    let mut stream = Subscription::start(
+        &ga.ws_url(),
+        Protocol::GraphqlTransportWs,
+        "subscription($id: ID!) { pipelineLogs(id: $id) { id message } }",
+        json!({ "id": y }),
+    )
+    .await;
+    // The run's five lines come from two writers (the creating replica and
+    // the executing one), so the stream's order is commit order (ids), not
+    // necessarily time order; the history is in time order.
+    let line = |l: &Value| {
+        let id = l["id"]
+            .as_str()
+            .map(String::from)
+            .or_else(|| l["id"].as_i64().map(|n| n.to_string()));
+        (
+            id.unwrap_or_default().parse::<i64>().unwrap_or(-1),
+            l["message"].as_str().unwrap_or("").to_string(),
+        )
+    };
     let mut streamed = Vec::new();
-    while !streamed
-        .last()
-        .is_some_and(|m: &String| m.starts_with("run succeeded"))
-    {
+    while streamed.len() < 5 {
         let event = stream
             .next(WAIT)
             .await
             .unwrap_or_else(|| panic!("the stream ended after {streamed:?}"));
-        streamed.push(
-            event["pipelineLogs"]["message"]
-                .as_str()
-                .unwrap_or("")
-                .to_string(),
-        );
+        streamed.push(line(&event["pipelineLogs"]));
     }
-    let stored: Vec<String> = run_logs(&l2, &y)
-        .await
-        .iter()
-        .map(|l| l["message"].as_str().unwrap_or("").to_string())
-        .collect();
-    assert_eq!(streamed, stored);
-    assert_eq!(streamed.len(), 5, "{streamed:#?}");
+    assert!(
+        streamed.windows(2).all(|w| w[0].0 < w[1].0),
+        "not in commit order: {streamed:#?}"
+    );
+    let mut stored: Vec<(i64, String)> = run_logs(&l2, &y).await.iter().map(line).collect();
+    stored.sort();
+    assert_eq!(streamed, stored, "lost or repeated lines");
+    assert!(
+        matches!(
+            stream.next_message(Duration::from_millis(300)).await,
+            e2e::client::Next::Timeout
+        ),
+        "a line came twice"
+    );
+    // Its events, published by replica B, reach a follower on replica A.
+    let mut seen = Vec::new();
+    while let Some(event) = events.next(WAIT).await {
+        let e = &event["pipelineEvents"];
+        seen.push(format!(
+            "{}{}",
+            e["status"].as_str().unwrap_or(""),
+            e["node"]
+                .as_str()
+                .map(|n| format!(" {n}"))
+                .unwrap_or_default()
+        ));
+    }
+    assert_eq!(seen.last().map(String::as_str), Some("SUCCESS"), "{seen:?}");
+    assert!(seen.iter().any(|e| e == "RUNNING echo"), "{seen:?}");
 
     // A cancel through gateway B (replica B) ends a run executing on A: its
     // worker is free again within a second, so of three new slow runs (B has
