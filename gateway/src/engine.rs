@@ -845,10 +845,12 @@ impl Exchange {
         self.metrics.requests.inc();
         let mut result = self.on_route(self.routes.pick(), timeout).await;
         for _ in 1..self.routes.list.len() {
-            if !matches!(&result, Err(f) if f.not_sent) {
+            // The next replica gets what is left of this attempt's time.
+            let left = timeout.saturating_sub(start.elapsed());
+            if !matches!(&result, Err(f) if f.not_sent) || left.is_zero() {
                 break;
             }
-            result = self.on_route(self.routes.pick(), timeout).await;
+            result = self.on_route(self.routes.pick(), left).await;
         }
         self.metrics.observe(start.elapsed());
         if let Err(f) = &result {
@@ -875,8 +877,8 @@ impl Exchange {
                 send(rb, timeout, max).await
             }
         };
-        let unreachable =
-            matches!(&result, Err(f) if matches!(f.error, FetchError::Unavailable(_)));
+        // No connection (refused, or a connect timeout) or a broken one.
+        let unreachable = matches!(&result, Err(f) if f.not_sent || matches!(f.error, FetchError::Unavailable(_)));
         self.routes.outcome(i, unreachable);
         result
     }

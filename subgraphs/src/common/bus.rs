@@ -137,7 +137,7 @@ impl PostgresBus {
             .listen_all(channels.iter().map(String::as_str))
             .await?;
         let prefix = format!("{namespace}_");
-        tokio::spawn(listen(listener, prefix, local.clone(), shutdown));
+        tokio::spawn(listen(listener, channels, prefix, local.clone(), shutdown));
         Ok(PostgresBus {
             pool,
             namespace,
@@ -151,10 +151,12 @@ fn channel(namespace: &str, topic: &str) -> String {
 }
 
 /// Forwards notifications until `shutdown`. A dropped connection means
-/// notifications were lost: every subscriber is told (a gap), and the
-/// listener reconnects (sqlx re-LISTENs on its channels).
+/// notifications were lost: the listener reconnects and listens again, and
+/// only then tells every subscriber (a gap), so what they re-read covers
+/// everything up to a point from which notifications flow again.
 async fn listen(
     mut listener: PgListener,
+    channels: Vec<String>,
     prefix: String,
     local: Arc<Topics>,
     shutdown: CancellationToken,
@@ -170,18 +172,34 @@ async fn listen(
                     local.send(topic, Notice::Message(n.payload().into()));
                 }
             }
-            Ok(None) => {
+            Ok(None) | Err(_) => {
                 tracing::warn!("lost the bus connection to Postgres; reconnecting");
-                local.gap_everywhere();
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "bus listener failed; retrying in 1 s");
-                local.gap_everywhere();
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.cancelled() => return,
+                if !relisten(&mut listener, &channels, &shutdown).await {
+                    return;
                 }
+                local.gap_everywhere();
             }
+        }
+    }
+}
+
+/// Reconnects and LISTENs again, retrying every second; false on shutdown.
+async fn relisten(
+    listener: &mut PgListener,
+    channels: &[String],
+    shutdown: &CancellationToken,
+) -> bool {
+    loop {
+        match listener
+            .listen_all(channels.iter().map(String::as_str))
+            .await
+        {
+            Ok(()) => return true,
+            Err(e) => tracing::warn!(error = %e, "cannot listen on the bus yet; retrying in 1 s"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.cancelled() => return false,
         }
     }
 }

@@ -33,11 +33,19 @@ const COLUMNS: &str =
 #[derive(Clone)]
 pub struct PostgresDatasetStore {
     pool: PgPool,
+    /// Uploads storing content at once (each holds a pooled connection).
+    uploads: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Uploads that may store content at once, of the pool's connections.
+const UPLOADS_AT_ONCE: usize = 4;
 
 impl PostgresDatasetStore {
     pub fn new(pool: PgPool) -> PostgresDatasetStore {
-        PostgresDatasetStore { pool }
+        PostgresDatasetStore {
+            pool,
+            uploads: std::sync::Arc::new(tokio::sync::Semaphore::new(UPLOADS_AT_ONCE)),
+        }
     }
 }
 
@@ -172,13 +180,17 @@ impl DatasetStore for PostgresDatasetStore {
     }
 
     fn delete(&self, id: String, remove_content: ContentStep) -> StoreFuture<'_, Option<Dataset>> {
-        Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
+        let pool = self.pool.clone();
+        // Runs to the end even if the caller goes away; the content goes
+        // only once the record's deletion is committed (a failure after the
+        // commit leaves an object nothing points to, never a record
+        // without its content).
+        Box::pin(detached(async move {
             let Some(dataset) = sqlx::query(sql(format!(
                 "DELETE FROM datasets WHERE id = $1 RETURNING {COLUMNS}"
             )))
             .bind(&id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&pool)
             .await?
             .as_ref()
             .map(read)
@@ -186,10 +198,11 @@ impl DatasetStore for PostgresDatasetStore {
             else {
                 return Ok(None);
             };
-            run_step(remove_content).await?;
-            tx.commit().await?;
+            if let Err(e) = run_step(remove_content).await {
+                tracing::error!(dataset = %id, error = %e, "deleted a dataset but not its content; the object stays unreferenced");
+            }
             Ok(Some(dataset))
-        })
+        }))
     }
 
     fn set_producer(&self, id: String, pipeline_id: String) -> StoreFuture<'_, Option<Dataset>> {
@@ -214,8 +227,16 @@ impl DatasetStore for PostgresDatasetStore {
         size_bytes: i64,
         publish: ContentStep,
     ) -> StoreFuture<'_, Option<Dataset>> {
-        Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
+        let (pool, uploads) = (self.pool.clone(), self.uploads.clone());
+        // Runs to the end even if the caller goes away, so the content and
+        // the record's size change together.
+        Box::pin(detached(async move {
+            // The put holds a pooled connection: leave most of them to the rest.
+            let _permit = uploads
+                .acquire_owned()
+                .await
+                .map_err(|e| ServiceError::Storage(e.to_string()))?;
+            let mut tx = pool.begin().await?;
             let Some(dataset) = sqlx::query(sql(format!(
                 "UPDATE datasets SET size_bytes = $2, updated_at = $3 WHERE id = $1 RETURNING {COLUMNS}"
             )))
@@ -233,6 +254,15 @@ impl DatasetStore for PostgresDatasetStore {
             run_step(publish).await?;
             tx.commit().await?;
             Ok(Some(dataset))
-        })
+        }))
     }
+}
+
+/// Runs `work` on its own task: dropping the returned future does not stop it.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = ServiceResult<T>> + Send + 'static,
+) -> ServiceResult<T> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| ServiceError::Storage(format!("storage task failed: {e}")))?
 }

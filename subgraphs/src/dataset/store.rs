@@ -118,7 +118,10 @@ pub trait DatasetStore: Send + Sync + 'static {
     /// Same order as `ids`, `None` for unknown ids; one query.
     fn get_many(&self, ids: Vec<String>) -> StoreFuture<'_, Vec<Option<Dataset>>>;
     fn list(&self, limit: usize, after: Option<PageKey>, filter: Filter) -> StoreFuture<'_, Page>;
-    /// Deletes the record and runs `remove_content` before committing; `None` if unknown.
+    /// Deletes the record, then (once that is committed) runs
+    /// `remove_content`; `None` if unknown. A failure to remove the content
+    /// is logged and leaves an object nothing points to, never a record
+    /// whose content is gone.
     fn delete(&self, id: String, remove_content: ContentStep) -> StoreFuture<'_, Option<Dataset>>;
     fn set_producer(&self, id: String, pipeline_id: String) -> StoreFuture<'_, Option<Dataset>>;
     /// Runs `publish` (moves the uploaded content in place) and records the
@@ -416,8 +419,10 @@ impl DatasetStore for SqliteDatasetStore {
                         return Ok(None);
                     };
                     tx.execute("DELETE FROM datasets WHERE id = ?1", [&id])?;
-                    remove_content()?;
                     tx.commit()?;
+                    if let Err(e) = remove_content() {
+                        tracing::error!(dataset = %id, error = %e, "deleted a dataset but not its content; the object stays unreferenced");
+                    }
                     Ok(Some(dataset))
                 })
                 .await
@@ -543,8 +548,9 @@ mod tests {
         content_steps_commit_with_the_record(&store).await;
     }
 
-    /// A failing file step leaves the record as it was; a step never runs
-    /// for a record that is gone.
+    /// A failing upload step leaves the record as it was; a step never runs
+    /// for a record that is gone; a delete whose content removal fails still
+    /// deletes the record.
     async fn content_steps_commit_with_the_record(store: &dyn DatasetStore) {
         let mut config = serde_json::Map::new();
         config.insert("z".into(), 1.into());
@@ -579,20 +585,15 @@ mod tests {
             .unwrap()
             .is_none());
         assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
-        let failing: ContentStep = Box::new(|| Err(ServiceError::Storage("busy".into())));
-        assert!(store.delete(d.id.clone(), failing).await.is_err());
-        assert!(store.get(d.id.clone()).await.unwrap().is_some());
         let produced = store
             .set_producer(d.id.clone(), "run-1".into())
             .await
             .unwrap()
             .unwrap();
         assert_eq!(produced.produced_by_pipeline_id.as_deref(), Some("run-1"));
-        let deleted = store
-            .delete(d.id.clone(), Box::new(|| Ok(())))
-            .await
-            .unwrap()
-            .unwrap();
+        // The record goes even if its content cannot: never the reverse.
+        let failing: ContentStep = Box::new(|| Err(ServiceError::Storage("busy".into())));
+        let deleted = store.delete(d.id.clone(), failing).await.unwrap().unwrap();
         assert_eq!(deleted.id, d.id);
         let many = store
             .get_many(vec![d.id.clone(), "x".into()])

@@ -56,6 +56,10 @@ impl PipelineEvent {
     }
 }
 
+/// How often a waiting follower re-reads its run, in case an event was
+/// never announced (its publish failed): a status change shows up anyway.
+const REREAD: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The bus topic of run events.
 pub const TOPIC: &str = "events";
 
@@ -140,6 +144,8 @@ pub async fn follow(
         loop {
             let received = tokio::select! {
                 r = st.rx.recv() => r,
+                // A notice whose publish failed is never heard: look now and then.
+                _ = tokio::time::sleep(REREAD) => Some(Notice::Gap(None)),
                 _ = st.shutdown.cancelled() => return None,
             };
             let missed = match received {

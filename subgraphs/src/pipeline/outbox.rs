@@ -78,8 +78,9 @@ pub struct LogLine {
 #[derive(Debug, Default)]
 pub struct Batch {
     pub lines: Vec<LogLine>,
-    /// Overflow warnings at the front of `lines`: (run, dropped lines reported).
-    pub(super) warnings: Vec<(String, i64)>,
+    /// Overflow warnings at the front of `lines`: (run, dropped lines
+    /// reported, the warning's key).
+    pub(super) warnings: Vec<(String, i64, String)>,
 }
 
 impl Batch {
@@ -184,8 +185,8 @@ pub fn take(conn: &Connection, max: usize, capacity: usize) -> ServiceResult<Bat
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, i64>(1)?,
-                r.get(2)?,
-                r.get(3)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
             ))
         })?;
         for row in rows {
@@ -196,9 +197,9 @@ pub fn take(conn: &Connection, max: usize, capacity: usize) -> ServiceResult<Bat
                 level: Level::Warning,
                 node: None,
                 time,
-                key,
+                key: key.clone(),
             });
-            batch.warnings.push((pipeline_id, count));
+            batch.warnings.push((pipeline_id, count, key));
         }
     }
     let mut stmt = conn.prepare_cached(
@@ -235,7 +236,7 @@ pub fn take(conn: &Connection, max: usize, capacity: usize) -> ServiceResult<Bat
 /// The log subgraph took `batch`: it leaves the outbox.
 pub fn ack(conn: &Connection, batch: &Batch) -> ServiceResult<()> {
     conn.execute("DELETE FROM log_outbox WHERE in_flight = 1", [])?;
-    for (pipeline_id, count) in &batch.warnings {
+    for (pipeline_id, count, _) in &batch.warnings {
         conn.execute(
             "UPDATE log_dropped SET count = count - ?2 WHERE pipeline_id = ?1",
             rusqlite::params![pipeline_id, count],

@@ -64,9 +64,10 @@ CREATE TABLE log_dropped (
 pub const MIGRATIONS: &[&str] = &[SCHEMA_V1];
 
 /// A batch claimed by a replica that neither delivered nor released it in
-/// this long (it died) is taken back by the others. Sending it twice is
-/// harmless (the log service skips keys it has), so this can be short.
-const STALE_CLAIM: Duration = Duration::from_secs(5);
+/// this long (it died) is taken back by the others: longer than a slow
+/// delivery (the peers' HTTP timeout), so a live replica's batch is not
+/// sent twice at once (which would be harmless, keys, but adds load).
+const STALE_CLAIM: Duration = Duration::from_secs(40);
 
 /// Now on the database's clock, in microseconds since the epoch.
 const DB_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT";
@@ -258,15 +259,16 @@ impl PostgresPipelineStore {
         for row in rows {
             let pipeline_id: String = row.try_get("pipeline_id")?;
             let count: i64 = row.try_get("count")?;
+            let key: String = row.try_get("key")?;
             batch.lines.push(LogLine {
                 message: super::outbox::dropped_message(count, self.log_capacity),
                 pipeline_id: pipeline_id.clone(),
                 level: Level::Warning,
                 node: None,
                 time: row.try_get("last_time")?,
-                key: row.try_get("key")?,
+                key: key.clone(),
             });
-            batch.warnings.push((pipeline_id, count));
+            batch.warnings.push((pipeline_id, count, key));
         }
         Ok(())
     }
@@ -481,14 +483,16 @@ impl PipelineStore for PostgresPipelineStore {
         })
     }
 
-    fn renew(&self, lease: Duration) -> StoreFuture<'_, Vec<String>> {
+    fn renew(&self, lease: Duration, ids: Vec<String>) -> StoreFuture<'_, Vec<String>> {
         Box::pin(async move {
             Ok(sqlx::query_scalar(sql(format!(
                 "UPDATE pipelines SET lease_until = {DB_NOW} + $2
-                 WHERE owner = $1 AND status IN ('PENDING', 'RUNNING') RETURNING id"
+                 WHERE owner = $1 AND status IN ('PENDING', 'RUNNING') AND id = ANY($3)
+                 RETURNING id"
             )))
             .bind(&self.owner)
             .bind(lease.as_micros() as i64)
+            .bind(&ids)
             .fetch_all(&self.pool)
             .await?)
         })
@@ -549,16 +553,17 @@ impl PipelineStore for PostgresPipelineStore {
                 .bind(&self.owner)
                 .execute(&mut *tx)
                 .await?;
-            for (pipeline_id, count) in &batch.warnings {
-                sqlx::query("UPDATE log_dropped SET count = count - $2 WHERE pipeline_id = $1")
+            // A warning goes once it was delivered and nothing was dropped
+            // since (each drop changes the key). Two replicas that delivered
+            // the same warning cannot both subtract it; a run with new drops
+            // keeps its row, and its next warning counts them all.
+            for (pipeline_id, _, key) in &batch.warnings {
+                sqlx::query("DELETE FROM log_dropped WHERE pipeline_id = $1 AND key = $2")
                     .bind(pipeline_id)
-                    .bind(count)
+                    .bind(key)
                     .execute(&mut *tx)
                     .await?;
             }
-            sqlx::query("DELETE FROM log_dropped WHERE count <= 0")
-                .execute(&mut *tx)
-                .await?;
             tx.commit().await?;
             Ok(())
         })

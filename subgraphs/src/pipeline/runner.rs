@@ -260,7 +260,8 @@ impl Runner {
                 .iter()
                 .map(|(id, token)| (id.clone(), token.clone()))
                 .collect();
-            match self.store.renew(self.queue.lease).await {
+            let ids = before.iter().map(|(id, _)| id.clone()).collect();
+            match self.store.renew(self.queue.lease, ids).await {
                 Ok(held) => {
                     let held: HashSet<String> = held.into_iter().collect();
                     for (id, token) in before {

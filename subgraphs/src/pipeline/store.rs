@@ -59,9 +59,12 @@ pub trait PipelineStore: Send + Sync + 'static {
     /// leased for `lease`; `None` when the queue is empty. Replicas claiming
     /// at once never get the same run.
     fn claim(&self, lease: Duration) -> StoreFuture<'_, Option<Run>>;
-    /// Extends this replica's leases by `lease`; returns the ids of the live
-    /// runs it still holds (a run cancelled elsewhere is no longer among them).
-    fn renew(&self, lease: Duration) -> StoreFuture<'_, Vec<String>>;
+    /// Extends this replica's leases on `ids` (the runs its workers are
+    /// running) by `lease`; returns those it still holds (a run cancelled
+    /// elsewhere is no longer among them). A claimed run no worker runs any
+    /// more (its end could not be recorded) is not renewed: its lease lapses
+    /// and recovery takes it back.
+    fn renew(&self, lease: Duration, ids: Vec<String>) -> StoreFuture<'_, Vec<String>>;
     /// Log lines that belong to no status change.
     fn append_log(&self, log: Vec<LogLine>) -> StoreFuture<'_, ()>;
     /// The outbox's next delivery (see `outbox::take`).
@@ -543,18 +546,20 @@ impl PipelineStore for SqlitePipelineStore {
         }))
     }
 
-    fn renew(&self, lease: Duration) -> StoreFuture<'_, Vec<String>> {
+    fn renew(&self, lease: Duration, ids: Vec<String>) -> StoreFuture<'_, Vec<String>> {
         let owner = self.owner.clone();
         Box::pin(self.db.call(move |conn| {
             let (_, until) = lease_window(lease);
+            let ids_json = json(&ids)?;
             let mut stmt = conn.prepare_cached(
                 "UPDATE pipelines SET lease_until = ?2
-                 WHERE owner = ?1 AND status IN ('PENDING', 'RUNNING') RETURNING id",
+                 WHERE owner = ?1 AND status IN ('PENDING', 'RUNNING')
+                   AND id IN (SELECT value FROM json_each(?3)) RETURNING id",
             )?;
-            let ids = stmt
-                .query_map(rusqlite::params![owner, until], |r| r.get(0))?
+            let held = stmt
+                .query_map(rusqlite::params![owner, until, ids_json], |r| r.get(0))?
                 .collect::<rusqlite::Result<Vec<String>>>()?;
-            Ok(ids)
+            Ok(held)
         }))
     }
 
@@ -718,6 +723,26 @@ mod tests {
         log_lines_are_written_with_the_change_or_not_at_all(s.as_ref()).await;
         let (_keep, a, b) = fresh().await;
         replicas_claim_each_run_once_and_take_back_lapsed_leases(a.as_ref(), b.as_ref()).await;
+        let (_keep, s, _) = fresh().await;
+        overflow_is_reported_once(s.as_ref()).await;
+    }
+
+    /// Past capacity (100 here) the oldest lines go, and one warning per run
+    /// says how many, until it is delivered.
+    async fn overflow_is_reported_once(s: &dyn PipelineStore) {
+        let lines: Vec<LogLine> = (0..105).map(|i| line("o", &format!("m{i}"))).collect();
+        s.append_log(lines).await.unwrap();
+        let batch = s.take_log(500).await.unwrap();
+        assert_eq!(batch.lines.len(), 101);
+        assert_eq!(batch.lines[0].level, outbox::Level::Warning);
+        assert!(
+            batch.lines[0].message.starts_with("5 log line(s)"),
+            "{}",
+            batch.lines[0].message
+        );
+        assert_eq!(batch.lines[1].message, "m5");
+        s.ack_log(batch).await.unwrap();
+        assert!(s.take_log(500).await.unwrap().is_empty());
     }
 
     /// Two replicas on one store: a queued run goes to exactly one; a lease
@@ -736,7 +761,7 @@ mod tests {
         let first = a.claim(long).await.unwrap().unwrap();
         let second = b.claim(long).await.unwrap().unwrap();
         assert_eq!((first.id.as_str(), second.id.as_str()), ("q1", "q2"));
-        assert_eq!(a.renew(long).await.unwrap(), ["q1"]);
+        assert_eq!(a.renew(long, vec!["q1".into()]).await.unwrap(), ["q1"]);
         // b's claim on q3 lapses at once; q2 (b) and q1 (a) hold.
         let third = b.claim(Duration::ZERO).await.unwrap().unwrap();
         assert_eq!(third.id, "q3");
@@ -749,7 +774,9 @@ mod tests {
         };
         a.transition("q1".into(), t(Running)).await.unwrap();
         b.transition("q2".into(), t(Running)).await.unwrap();
-        b.renew(Duration::ZERO).await.unwrap();
+        b.renew(Duration::ZERO, vec!["q2".into(), "q3".into()])
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
         let failed = a
             .recover(
@@ -769,9 +796,12 @@ mod tests {
         );
         assert_eq!(a.get("q1".into()).await.unwrap().unwrap().status, Running);
         assert_eq!(a.claim(long).await.unwrap().unwrap().id, "q3");
-        // A cancelled run drops out of its holder's renewals.
+        // A cancelled run drops out of its holder's renewals; a run no
+        // worker runs is not renewed.
         a.transition("q1".into(), t(Cancelled)).await.unwrap();
-        assert_eq!(a.renew(long).await.unwrap(), ["q3"]);
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(a.renew(long, ids(&["q1", "q3"])).await.unwrap(), ["q3"]);
+        assert!(a.renew(long, ids(&[])).await.unwrap().is_empty());
     }
 
     fn ids(runs: &[Run]) -> Vec<&str> {
