@@ -13,8 +13,8 @@ use super::{
     model::{PipelineStatus, Run},
     outbox::{Batch, Level, LogLine},
     store::{
-        Deleted, LineFor, ListFilter, ListQuery, Moved, Orphans, PageKey, PipelineStore, RunPage,
-        Transition,
+        may_start, Deleted, LineFor, ListFilter, ListQuery, Moved, Orphans, PageKey, PipelineStore,
+        RunPage, Transition,
     },
 };
 use crate::common::{storage::sql, ServiceError, ServiceResult, StoreFuture, Timestamp};
@@ -389,7 +389,12 @@ impl PipelineStore for PostgresPipelineStore {
             let Some(mut run) = select_one(&mut tx, &id, true).await? else {
                 return Ok(Moved::Missing);
             };
-            if !run.status.can_move_to(to.to) {
+            let holder: Option<String> =
+                sqlx::query_scalar("SELECT owner FROM pipelines WHERE id = $1")
+                    .bind(&id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if !run.status.can_move_to(to.to) || !may_start(&to, holder.as_deref(), &self.owner) {
                 return Ok(Moved::Refused(run));
             }
             run.status = to.to;

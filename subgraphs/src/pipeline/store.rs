@@ -278,6 +278,13 @@ impl SqlitePipelineStore {
     }
 }
 
+/// Only the replica holding a claimed run starts it: one that stalled past
+/// its lease, while the run was queued again and claimed by another, does
+/// not (an unclaimed run may be started by anyone: tests, older rows).
+pub fn may_start(to: &Transition, holder: Option<&str>, me: &str) -> bool {
+    to.to != PipelineStatus::Running || holder.is_none_or(|h| h == me)
+}
+
 /// Microseconds since the epoch, now and `lease` from now.
 fn lease_window(lease: Duration) -> (i64, i64) {
     let now = chrono::Utc::now().timestamp_micros();
@@ -426,12 +433,15 @@ impl PipelineStore for SqlitePipelineStore {
 
     fn transition(&self, id: String, to: Transition) -> StoreFuture<'_, Moved> {
         let capacity = self.log_capacity;
+        let owner = self.owner.clone();
         Box::pin(self.db.call(move |conn| {
             let tx = conn.transaction()?;
             let Some(mut run) = select_one(&tx, &id)? else {
                 return Ok(Moved::Missing);
             };
-            if !run.status.can_move_to(to.to) {
+            let holder: Option<String> =
+                tx.query_row("SELECT owner FROM pipelines WHERE id = ?1", [&id], |r| r.get(0))?;
+            if !run.status.can_move_to(to.to) || !may_start(&to, holder.as_deref(), &owner) {
                 return Ok(Moved::Refused(run));
             }
             run.status = to.to;
@@ -796,6 +806,9 @@ mod tests {
         );
         assert_eq!(a.get("q1".into()).await.unwrap().unwrap().status, Running);
         assert_eq!(a.claim(long).await.unwrap().unwrap().id, "q3");
+        // b's lapsed claim on q3 is a's now: b may not start it.
+        let late = b.transition("q3".into(), t(Running)).await.unwrap();
+        assert!(matches!(late, Moved::Refused(_)), "{late:?}");
         // A cancelled run drops out of its holder's renewals; a run no
         // worker runs is not renewed.
         a.transition("q1".into(), t(Cancelled)).await.unwrap();
