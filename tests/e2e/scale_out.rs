@@ -431,14 +431,20 @@ async fn replicas_share_queue_logs_and_datasets_and_a_killed_pipeline_replica_lo
     for id in &ids {
         let run = get_run(&a.url, id).await;
         // Lines a killed replica had not shipped arrive from the outbox
-        // through the others (its claim on them lapses first).
+        // through the others (a batch it had claimed once its claim lapses,
+        // so later lines can come first): wait for the whole log.
         let message = |l: &Value| l["message"].as_str().unwrap_or("").to_string();
+        let succeeded = run["status"] == "SUCCESS";
         let lines = wait_logs(&l1, id, WAIT, |l| {
-            l.first()
-                .is_some_and(|l| message(l).starts_with("run created"))
-                && l.last().is_some_and(|l| {
-                    l["level"] == "ERROR" || message(l).starts_with("run succeeded")
-                })
+            let has = |prefix: &str| l.iter().any(|l| message(l).starts_with(prefix));
+            if succeeded {
+                l.len() >= 9
+            } else {
+                has("run created")
+                    && has("run started")
+                    && l.last()
+                        .is_some_and(|l| message(l).contains("lease expired"))
+            }
         })
         .await;
         match run["status"].as_str() {
