@@ -47,7 +47,9 @@ options:
   --peers-dir DIR          peers: where scripts/bench.sh installed them (default: <root>/target/peers)
   --workloads LIST         peers: any of federation,stitching (default: both)
   --markdown-out FILE      also write the report to FILE
-  --keep                   keep the temp directory (configs, databases, logs)";
+  --keep                   keep the temp directory (configs, databases, logs)
+  --no-dedupe              all: the gateway sends every subgraph request itself
+                           (no in-flight deduplication of identical ones)";
 
 pub enum Command {
     Help,
@@ -76,6 +78,9 @@ pub struct Options {
     pub soak: Duration,
     pub markdown_out: Option<PathBuf>,
     pub keep: bool,
+    /// `dedupe_subgraph_requests = false`: every client request pays for
+    /// its own subgraph calls (the figure issue 10's CPU-per-KB target names).
+    pub no_dedupe: bool,
     pub rounds: usize,
     pub peers_dir: PathBuf,
     pub workloads: Vec<String>,
@@ -134,6 +139,7 @@ pub fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Command> {
         soak: Duration::from_secs(300),
         markdown_out: None,
         keep: false,
+        no_dedupe: false,
         rounds: 3,
         peers_dir: PathBuf::new(),
         workloads: WORKLOADS.iter().map(|s| s.to_string()).collect(),
@@ -194,6 +200,7 @@ pub fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Command> {
             }
             "--markdown-out" => o.markdown_out = Some(PathBuf::from(value()?)),
             "--keep" => o.keep = true,
+            "--no-dedupe" => o.no_dedupe = true,
             other => bail!("unknown option `{other}`\n{USAGE}"),
         }
     }

@@ -258,13 +258,14 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "Settings: {:.0} s measured after {:.0} s warm-up per phase (fanout: half of each), {} connections for root and nested, {} for fanout, load generator on {} thread(s), gateway `worker_threads = {}`; {}.\n",
+            "Settings: {:.0} s measured after {:.0} s warm-up per phase (fanout: half of each), {} connections for root and nested, {} for fanout, load generator on {} thread(s), gateway `worker_threads = {}`, `dedupe_subgraph_requests = {}`; {}.\n",
             o.duration.as_secs_f64(),
             o.warmup.as_secs_f64(),
             o.connections,
             o.fanout_connections,
             o.threads,
             crate::stack::GATEWAY_WORKER_THREADS,
+            !o.no_dedupe,
             if o.bin_dir.ends_with("target/production") {
                 "the `production` profile (fat LTO, one codegen unit)".to_string()
             } else if o.bin_dir.ends_with("target/release") {

@@ -142,7 +142,7 @@ struct Ports {
 
 /// The repo's config.toml with our ports, paths in the temp directory, more
 /// pipeline workers (seeding), and hot reload off (no file watcher).
-fn config_text(root: &Path, p: &Ports) -> String {
+fn config_text(root: &Path, p: &Ports, dedupe: bool) -> String {
     let stitching = |name: &str| {
         toml_str(
             &root
@@ -166,6 +166,7 @@ hot_reload = false
 # The subgraphs and the load generator share this machine's cores: one
 # runtime thread saves the gateway a cross-thread wake-up per request.
 worker_threads = {gw_threads}
+dedupe_subgraph_requests = {dedupe_on}
 
 [[subgraphs]]
 name = "pipeline"
@@ -226,6 +227,7 @@ default = ["*"]
         token = SERVICE_TOKEN,
         gw = p.gateway,
         gw_threads = GATEWAY_WORKER_THREADS,
+        dedupe_on = dedupe,
         pp = p.pipeline,
         dp = p.dataset,
         lp = p.log,
@@ -333,7 +335,7 @@ impl Stack {
             log: free_port()?,
         };
         let config = dir.join("config.toml");
-        std::fs::write(&config, config_text(&o.root, &ports))
+        std::fs::write(&config, config_text(&o.root, &ports, !o.no_dedupe))
             .with_context(|| format!("cannot write {}", config.display()))?;
         let mut dataset = spawn(
             "dataset",

@@ -978,8 +978,9 @@ async fn send(
     let mut resp = rb.send().await.map_err(map)?;
     let status = resp.status();
     let (json, wait) = (is_json(resp.headers()), retry_after(resp.headers()));
-    check_length(resp.headers(), max)?;
-    let mut body = bytes::BytesMut::new();
+    let declared = check_length(resp.headers(), max)?;
+    // Sized once when the length is declared: no regrowing copies.
+    let mut body = bytes::BytesMut::with_capacity(declared.unwrap_or(0));
     while let Some(chunk) = resp.chunk().await.map_err(map)? {
         if body.len() + chunk.len() > max {
             return Err(FetchError::TooLarge(max).into());
@@ -989,15 +990,17 @@ async fn send(
     accept(status, json, body.freeze(), wait)
 }
 
-/// A declared length over the cap fails before a byte of the body is read.
-fn check_length(headers: &HeaderMap, max: usize) -> Result<(), FetchError> {
+/// A declared length over the cap fails before a byte of the body is read;
+/// one within it is returned.
+fn check_length(headers: &HeaderMap, max: usize) -> Result<Option<usize>, FetchError> {
     let declared = headers
         .get(reqwest::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
         Some(n) if n > max as u64 => Err(FetchError::TooLarge(max)),
-        _ => Ok(()),
+        // Within `max`, so it fits a usize.
+        n => Ok(n.map(|n| n as usize)),
     }
 }
 

@@ -328,7 +328,7 @@ fn answer(outcome: Outcome, graphql_response: bool, state: &AppState, start: Ins
         RequestStatus::Errors
     };
     state.metrics.request(operation, status, start.elapsed());
-    let bytes = match serde_json::to_vec(&body) {
+    let bytes = match body.to_json() {
         Ok(b) => b,
         Err(e) => {
             let body =

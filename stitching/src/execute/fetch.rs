@@ -796,6 +796,10 @@ fn calls(
         FetchKind::Field { response_key, .. } if !merge => Some(response_key.clone()),
         _ => None,
     };
+    if call.batch {
+        batch_keys(doc, node, call, parents, write);
+        return;
+    }
     for (ordinal, parent) in parents.into_iter().enumerate() {
         let Some(repr) = project(parent, &node.requires, true) else {
             continue;
@@ -815,10 +819,6 @@ fn calls(
             key: KeyRef::Whole,
             write: write.clone(),
         };
-        if call.batch {
-            batch_key(doc, node, call, &cx, target);
-            continue;
-        }
         let Some(seg_args) = call_arguments(call, node, &cx) else {
             if !merge {
                 doc.empties.push((node.id, ordinal));
@@ -921,33 +921,24 @@ fn required_argument_types(doc: &Doc<'_, '_>, node: &FetchNode) -> Vec<(String, 
     out
 }
 
-/// Adds one parent's key to its batched call. A null key writes the field
-/// as null (or `[]`) without a call.
-fn batch_key(
+/// Adds each parent's key to the wave's batched call for this call,
+/// selection and arguments (one call, whatever the fetch). A null key
+/// writes the field as null (or `[]`) without a call. Keys are read from
+/// the parents in place: no projection per parent.
+fn batch_keys(
     doc: &mut Doc<'_, '_>,
     node: &FetchNode,
     call: &Arc<Call>,
-    cx: &ArgContext<'_>,
-    mut target: Target,
+    parents: Vec<&JsonMap>,
+    write: Option<Name>,
 ) {
-    let key = call
-        .batch_key()
-        .and_then(|p| field_value(cx.repr, p))
-        .unwrap_or(JsonValue::Null);
-    if key.is_null() {
-        if target.write.is_some() {
-            doc.empties.push((target.fetch, target.parent));
-        }
-        return;
-    }
-    // Same call, selection and other arguments: one call, whatever the fetch.
     let mut signature = format!("{:p}|{}", Arc::as_ptr(call), node.rendered);
     if let FetchKind::Field { arguments, .. } = &node.kind {
         for a in arguments {
             let _ = write!(signature, "|{}={}", a.name, a.value);
         }
     }
-    let entry = doc.batches.entry(signature).or_insert_with(|| {
+    let batch = doc.batches.entry(signature).or_insert_with(|| {
         let n = doc.calls.len();
         doc.calls.push(CallOut {
             alias: Some(format!("{CALL_PREFIX}{n}")),
@@ -962,33 +953,100 @@ fn batch_key(
             index: HashMap::default(),
         }
     });
-    let Batch {
-        call: n,
-        keys,
-        index,
-        ..
-    } = entry;
+    let targets = &mut doc.calls[batch.call].targets;
     let mut intern = |k: &JsonValue| -> usize {
         let text = key_text(k);
-        if let Some(i) = index.get(&text) {
+        if let Some(i) = batch.index.get(&text) {
             return *i;
         }
-        keys.push(k.clone());
-        index.insert(text, keys.len() - 1);
-        keys.len() - 1
+        batch.keys.push(k.clone());
+        batch.index.insert(text, batch.keys.len() - 1);
+        batch.keys.len() - 1
     };
-    let key = match &key {
-        JsonValue::Array(items) => KeyRef::Many(
-            items
+    let path = call.batch_key();
+    for (ordinal, parent) in parents.into_iter().enumerate() {
+        if !complete(parent, &node.requires) {
+            continue;
+        }
+        let key = match path.and_then(|p| input_value(parent, &node.requires, p)) {
+            None | Some(JsonValue::Null) => {
+                if write.is_some() {
+                    doc.empties.push((node.id, ordinal));
+                }
+                continue;
+            }
+            Some(JsonValue::Array(items)) => KeyRef::Many(
+                items
+                    .iter()
+                    .map(|k| if k.is_null() { None } else { Some(intern(k)) })
+                    .collect(),
+            ),
+            Some(k) => KeyRef::One(intern(&k)),
+        };
+        targets.push(Target {
+            fetch: node.id,
+            parent: ordinal,
+            key,
+            write: write.clone(),
+        });
+    }
+}
+
+/// Whether a parent holds every value a fetch reads (null counts): what
+/// `project` checks, without building the projection.
+fn complete(parent: &JsonMap, inputs: &[InputField]) -> bool {
+    fn value(v: &JsonValue, inputs: &[InputField]) -> bool {
+        match v {
+            JsonValue::Object(m) => complete(m, inputs),
+            JsonValue::Array(items) => items.iter().all(|i| value(i, inputs)),
+            JsonValue::Null => true,
+            _ => false,
+        }
+    }
+    inputs.iter().all(|i| {
+        parent
+            .get(i.key.as_str())
+            .is_some_and(|v| i.selection.is_empty() || value(v, &i.selection))
+    })
+}
+
+/// `field_value` of the projection `project` would make of `parent`, read
+/// from the parent itself (inputs by name, values under their keys).
+fn input_value(parent: &JsonMap, inputs: &[InputField], path: &[String]) -> Option<JsonValue> {
+    fn walk(v: &JsonValue, inputs: &[InputField], path: &[String]) -> JsonValue {
+        let Some((first, rest)) = path.split_first() else {
+            // A key that is an object is its projection (inputs by name).
+            return if inputs.is_empty() {
+                v.clone()
+            } else {
+                project_value(v, inputs, true).unwrap_or(JsonValue::Null)
+            };
+        };
+        match v {
+            // A leaf input (a custom scalar) is taken whole, as it is.
+            JsonValue::Object(m) if inputs.is_empty() => m
+                .get(first.as_str())
+                .map(|x| walk(x, &[], rest))
+                .unwrap_or(JsonValue::Null),
+            JsonValue::Object(m) => inputs
                 .iter()
-                .map(|k| if k.is_null() { None } else { Some(intern(k)) })
-                .collect(),
-        ),
-        k => KeyRef::One(intern(k)),
-    };
-    let n = *n;
-    target.key = key;
-    doc.calls[n].targets.push(target);
+                .rfind(|i| i.name == first.as_str())
+                .and_then(|i| Some((m.get(i.key.as_str())?, i)))
+                .map(|(x, i)| walk(x, &i.selection, rest))
+                .unwrap_or(JsonValue::Null),
+            JsonValue::Array(items) => {
+                JsonValue::Array(items.iter().map(|i| walk(i, inputs, path)).collect())
+            }
+            _ => JsonValue::Null,
+        }
+    }
+    let (first, rest) = path.split_first()?;
+    let input = inputs.iter().rfind(|i| i.name == first.as_str())?;
+    Some(walk(
+        parent.get(input.key.as_str())?,
+        &input.selection,
+        rest,
+    ))
 }
 
 /// Writes the batched calls once every fetch of the wave added its keys.
@@ -1285,4 +1343,64 @@ pub(crate) fn parse_answer(built: &Built, body: bytes::Bytes) -> Result<JsonValu
         out.insert("errors", JsonValue::Array(errors));
     }
     Ok(JsonValue::Object(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apollo_compiler::response::serde_json_bytes::json;
+
+    fn input(key: &str, name: &str, selection: Vec<InputField>) -> InputField {
+        InputField {
+            key: Name::new(key).unwrap(),
+            name: Name::new(name).unwrap(),
+            selection,
+        }
+    }
+
+    /// The batch path reads keys from parents in place; it must read what
+    /// the projection would have held, aliases, lists and nulls included.
+    #[test]
+    fn batch_keys_read_in_place_match_the_projection() {
+        let inputs = vec![
+            input("_k_id", "id", vec![]),
+            input(
+                "owner",
+                "owner",
+                vec![
+                    input("_k_ids", "ids", vec![]),
+                    input("meta", "meta", vec![]),
+                ],
+            ),
+        ];
+        let parents = [
+            json!({"_k_id": "a", "owner": {"_k_ids": ["x", null], "meta": {"m": 1}}}),
+            json!({"_k_id": null, "owner": [{"_k_ids": "y", "meta": null}, null]}),
+            json!({"_k_id": "b", "owner": null}),
+            json!({"_k_id": "c"}),
+            json!({"_k_id": "d", "owner": {"_k_ids": "z"}}),
+            json!({"_k_id": "e", "owner": 3}),
+        ];
+        let paths: [&[&str]; 5] = [
+            &["id"],
+            &["owner", "ids"],
+            &["owner", "meta", "m"],
+            &["owner"],
+            &["missing"],
+        ];
+        for parent in &parents {
+            let parent = parent.as_object().unwrap();
+            let projected = project(parent, &inputs, true);
+            assert_eq!(complete(parent, &inputs), projected.is_some(), "{parent:?}");
+            let Some(repr) = projected else { continue };
+            for path in paths {
+                let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+                assert_eq!(
+                    input_value(parent, &inputs, &path),
+                    field_value(&repr, &path),
+                    "{parent:?} at {path:?}"
+                );
+            }
+        }
+    }
 }

@@ -195,6 +195,15 @@ impl Response {
     pub fn from_errors(errors: Vec<GraphQLError>) -> Self {
         Response { data: None, errors }
     }
+
+    /// The response as JSON, written into a buffer sized for the data once
+    /// (growing it by doubling would copy a large answer several times).
+    pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        let data = self.data.as_ref().map_or(0, |d| d.0.len());
+        let mut out = Vec::with_capacity(data + 256 * self.errors.len() + 16);
+        serde_json::to_writer(&mut out, self)?;
+        Ok(out)
+    }
 }
 
 /// Builds an error with `extensions.code`.
@@ -291,6 +300,9 @@ struct Execution<'r, 'a> {
     transport: &'r dyn Transport,
     data: JsonValue,
     errors: Vec<GraphQLError>,
+    /// Bytes of subgraph answers so far: the client's answer is about as
+    /// large, so its buffer is sized from this.
+    received: usize,
 }
 
 impl<'r, 'a> Execution<'r, 'a> {
@@ -300,6 +312,7 @@ impl<'r, 'a> Execution<'r, 'a> {
             transport,
             data: JsonValue::Object(JsonMap::new()),
             errors: Vec::new(),
+            received: 0,
         }
     }
 
@@ -354,6 +367,9 @@ impl<'r, 'a> Execution<'r, 'a> {
             let results = futures::future::join_all(fetches).await;
             for (b, result) in builds.into_iter().zip(results) {
                 let Some(result) = result else { continue };
+                if let Ok(body) = &result {
+                    self.received += body.len();
+                }
                 match result
                     .or_else(graphql_error_body)
                     .and_then(|body| fetch::parse_answer(&b, body))
@@ -383,7 +399,7 @@ impl<'r, 'a> Execution<'r, 'a> {
         if let Some(a) = self.req.authorization {
             self.errors.splice(0..0, a.errors.iter().cloned());
         }
-        let bytes = shape::shape(self.req, &self.data, &mut self.errors);
+        let bytes = shape::shape(self.req, &self.data, &mut self.errors, self.received);
         // The shaper writes only serde_json output and GraphQL names, so this
         // holds; if it ever did not, the client gets an error, not a panic.
         match String::from_utf8(bytes) {

@@ -3,6 +3,7 @@
 //! `__typename` answered, `@skip`/`@include` applied, and nulls propagated
 //! as the specification says.
 
+use ahash::HashMap;
 use apollo_compiler::{
     ast::Type,
     executable::{Field, FragmentSpread, InlineFragment, Selection, SelectionSet},
@@ -11,24 +12,30 @@ use apollo_compiler::{
     Name, Node,
 };
 use indexmap::IndexMap;
-use std::{collections::HashMap, rc::Rc};
+use std::rc::Rc;
 
 use super::{error, value::to_error_path, PathSeg, Request};
 use crate::plan::TYPENAME_ALIAS;
 
 /// Writes the client's `data` as JSON: the response is written straight from
 /// the merged data, with no intermediate tree; a propagated null truncates
-/// what its object had written so far.
-pub fn shape(req: &Request<'_>, data: &JsonValue, errors: &mut Vec<GraphQLError>) -> Vec<u8> {
+/// what its object had written so far. `size_hint`: about how large the
+/// answer will be (the subgraph answers' size), to size the buffer once.
+pub fn shape(
+    req: &Request<'_>,
+    data: &JsonValue,
+    errors: &mut Vec<GraphQLError>,
+    size_hint: usize,
+) -> Vec<u8> {
     let mut s = Shaper {
         req,
         errors,
-        memo: HashMap::new(),
+        memo: HashMap::default(),
     };
     let empty = JsonMap::new();
     let obj = data.as_object().unwrap_or(&empty);
     let root = &req.operation.selection_set;
-    let mut out = Vec::with_capacity(1024);
+    let mut out = Vec::with_capacity(size_hint.clamp(1024, 16 << 20));
     if s.selection(&[root], root.ty.as_str(), obj, &mut Vec::new(), &mut out)
         .is_err()
     {
@@ -39,7 +46,15 @@ pub fn shape(req: &Request<'_>, data: &JsonValue, errors: &mut Vec<GraphQLError>
 }
 
 /// The fields of a selection set for one runtime type, grouped by response key.
-type Collected<'a> = Rc<Vec<(&'a Name, Vec<&'a Node<Field>>)>>;
+type Collected<'a> = Rc<Vec<Grouped<'a>>>;
+
+/// One response key of a collected selection, with its field's named type
+/// looked up once per collection rather than once per value.
+struct Grouped<'a> {
+    key: &'a Name,
+    fields: Vec<&'a Node<Field>>,
+    named: Option<&'a ExtendedType>,
+}
 
 struct Shaper<'r, 'a, 'e> {
     req: &'r Request<'a>,
@@ -143,7 +158,17 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         }
         let mut fields = IndexMap::new();
         self.collect(sets, type_name, &mut Vec::new(), &mut fields);
-        let collected: Collected<'a> = Rc::new(fields.into_iter().collect());
+        let types = &self.req.supergraph.schema.types;
+        let collected: Collected<'a> = Rc::new(
+            fields
+                .into_iter()
+                .map(|(key, fields)| Grouped {
+                    key,
+                    named: types.get(fields[0].definition.ty.inner_named_type()),
+                    fields,
+                })
+                .collect(),
+        );
         if sets.len() == 1 {
             self.memo
                 .entry(key)
@@ -165,8 +190,8 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
     ) -> Result<(), ()> {
         let fields = self.collected(sets, type_name);
         out.push(b'{');
-        for (n, (key, fs)) in fields.iter().enumerate() {
-            let (key, fs) = (*key, fs.as_slice());
+        for (n, grouped) in fields.iter().enumerate() {
+            let (key, fs) = (grouped.key, grouped.fields.as_slice());
             if n > 0 {
                 out.push(b',');
             }
@@ -197,7 +222,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                 continue;
             }
             path.push(PathSeg::Key(key.clone()));
-            let v = self.value(&f.definition.ty, type_name, fs, raw, path, out);
+            let v = self.value(&f.definition.ty, grouped, type_name, raw, path, out);
             path.pop();
             v?;
         }
@@ -229,12 +254,13 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
     fn value(
         &mut self,
         ty: &Type,
+        grouped: &Grouped<'a>,
         parent_type: &str,
-        fs: &[&'a Node<Field>],
         raw: Option<&JsonValue>,
         path: &mut Vec<PathSeg>,
         out: &mut Vec<u8>,
     ) -> Result<(), ()> {
+        let fs = grouped.fields.as_slice();
         let null = |this: &mut Self, path: &mut Vec<PathSeg>, out: &mut Vec<u8>| {
             if ty.is_non_null() {
                 this.null_error(path, parent_type, &fs[0].name);
@@ -270,7 +296,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                         out.push(b',');
                     }
                     path.push(PathSeg::Index(i));
-                    let v = self.value(inner, parent_type, fs, Some(item), path, out);
+                    let v = self.value(inner, grouped, parent_type, Some(item), path, out);
                     path.pop();
                     if v.is_err() {
                         // A non-null item is null: the whole list is null.
@@ -281,20 +307,19 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                 Ok(())
             }
             Type::Named(name) | Type::NonNullNamed(name) => {
-                match self.req.supergraph.schema.types.get(name) {
+                match grouped.named {
                     Some(
-                        ExtendedType::Object(_)
+                        composite @ (ExtendedType::Object(_)
                         | ExtendedType::Interface(_)
-                        | ExtendedType::Union(_),
+                        | ExtendedType::Union(_)),
                     ) => {
                         let JsonValue::Object(obj) = raw else {
                             self.invalid_value(path, parent_type, &fs[0].name, "an object");
                             return null(self, path, out);
                         };
-                        let supergraph = self.req.supergraph;
                         // `_stitch_t` already holds the public name: merging
                         // renamed it by the subgraph that answered.
-                        let runtime: &str = if supergraph.is_abstract(name) {
+                        let runtime: &str = if !composite.is_object() {
                             obj.get(TYPENAME_ALIAS)
                                 .and_then(|v| v.as_str())
                                 .unwrap_or(name.as_str())
@@ -401,7 +426,7 @@ mod tests {
             authorization: None,
         };
         let mut errors = Vec::new();
-        let out = String::from_utf8(shape(&req, &data, &mut errors)).unwrap();
+        let out = String::from_utf8(shape(&req, &data, &mut errors, 0)).unwrap();
         let errors = errors
             .iter()
             .map(|e| format!("{} at {}", e.message, crate::execute::path_string(&e.path)))
