@@ -932,6 +932,25 @@ fn batch_keys(
     parents: Vec<&JsonMap>,
     write: Option<Name>,
 ) {
+    let path = call.batch_key();
+    let mut keyed: Vec<(usize, JsonValue)> = Vec::with_capacity(parents.len());
+    for (ordinal, parent) in parents.into_iter().enumerate() {
+        if !complete(parent, &node.requires) {
+            continue;
+        }
+        match path.and_then(|p| input_value(parent, &node.requires, p)) {
+            None | Some(JsonValue::Null) => {
+                if write.is_some() {
+                    doc.empties.push((node.id, ordinal));
+                }
+            }
+            Some(key) => keyed.push((ordinal, key)),
+        }
+    }
+    // No key at all: no call (not one with an empty list).
+    if keyed.is_empty() {
+        return;
+    }
     let mut signature = format!("{:p}|{}", Arc::as_ptr(call), node.rendered);
     if let FetchKind::Field { arguments, .. } = &node.kind {
         for a in arguments {
@@ -963,25 +982,15 @@ fn batch_keys(
         batch.index.insert(text, batch.keys.len() - 1);
         batch.keys.len() - 1
     };
-    let path = call.batch_key();
-    for (ordinal, parent) in parents.into_iter().enumerate() {
-        if !complete(parent, &node.requires) {
-            continue;
-        }
-        let key = match path.and_then(|p| input_value(parent, &node.requires, p)) {
-            None | Some(JsonValue::Null) => {
-                if write.is_some() {
-                    doc.empties.push((node.id, ordinal));
-                }
-                continue;
-            }
-            Some(JsonValue::Array(items)) => KeyRef::Many(
+    for (ordinal, key) in keyed {
+        let key = match &key {
+            JsonValue::Array(items) => KeyRef::Many(
                 items
                     .iter()
                     .map(|k| if k.is_null() { None } else { Some(intern(k)) })
                     .collect(),
             ),
-            Some(k) => KeyRef::One(intern(&k)),
+            k => KeyRef::One(intern(k)),
         };
         targets.push(Target {
             fetch: node.id,

@@ -116,6 +116,22 @@ fn identical_keys_go_out_once_and_batches_map_back_by_position() {
 }
 
 #[test]
+fn a_batched_field_with_no_key_among_its_parents_makes_no_call() {
+    let query = "{ pipelines(limit: 2) { items { dataCatalog { dataset { name } } } } }";
+    for first in [
+        json!({"data": {"pipelines": {"items": [
+            {"dataCatalog": [{"datasetId": null}]},
+            {"dataCatalog": [{"datasetId": null}, {"datasetId": null}]}
+        ]}}}),
+        json!({"data": {"pipelines": {"items": []}}}),
+    ] {
+        let out = run(&supergraph(), query, json!({}), &[first]);
+        assert!(!out.contains("wave 1"), "{out}");
+        assert!(!out.contains("errors:"), "{out}");
+    }
+}
+
+#[test]
 fn calls_per_parent_with_renamed_variables_and_client_error_paths() {
     let answers = [
         json!({"data": {"pipelines": {"items": [{"id": "p1"}, {"id": "p2"}, {"id": "p1"}]}}}),
