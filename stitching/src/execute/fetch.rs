@@ -6,7 +6,7 @@
 
 use std::{
     fmt::Write,
-    hash::{BuildHasher, Hasher},
+    hash::{BuildHasher, Hash, Hasher},
     sync::Arc,
 };
 
@@ -260,14 +260,84 @@ impl Distinct {
     fn index(&mut self, v: JsonValue) -> usize {
         let mut h = self.hasher.build_hasher();
         hash_value(&v, &mut h);
-        let bucket = self.by_hash.entry(h.finish()).or_default();
-        if let Some(i) = bucket.iter().find(|i| self.values[**i] == v) {
+        self.index_by(h.finish(), |x| *x == v, || v.clone())
+    }
+
+    /// The index of the value with this hash that `same` accepts, or of
+    /// the one `make` adds: a value is built only when it is new.
+    fn index_by(
+        &mut self,
+        hash: u64,
+        same: impl Fn(&JsonValue) -> bool,
+        make: impl FnOnce() -> JsonValue,
+    ) -> usize {
+        let bucket = self.by_hash.entry(hash).or_default();
+        if let Some(i) = bucket.iter().find(|i| same(&self.values[**i])) {
             return *i;
         }
-        self.values.push(v);
+        self.values.push(make());
         bucket.push(self.values.len() - 1);
         self.values.len() - 1
     }
+}
+
+/// Whether representations can be compared with parents in place: input
+/// names distinct at every level and none `__typename` (a projection keeps
+/// the last of two same names, and `__typename` is added to it).
+fn plain_inputs(inputs: &[InputField]) -> bool {
+    inputs.iter().enumerate().all(|(n, i)| {
+        i.name != "__typename"
+            && !inputs[..n].iter().any(|j| j.name == i.name)
+            && plain_inputs(&i.selection)
+    })
+}
+
+/// Hashes what `project(parent, inputs, false)` would hold, without
+/// building it; `false` where that projection is `None`.
+fn hash_projection(parent: &JsonMap, inputs: &[InputField], h: &mut impl Hasher) -> bool {
+    fn value(v: &JsonValue, inputs: &[InputField], h: &mut impl Hasher) -> bool {
+        if inputs.is_empty() {
+            hash_value(v, h);
+            return !v.is_null();
+        }
+        match v {
+            JsonValue::Object(m) => hash_projection(m, inputs, h),
+            JsonValue::Array(items) => {
+                items.len().hash(h);
+                items.iter().all(|i| value(i, inputs, h))
+            }
+            _ => false,
+        }
+    }
+    inputs.iter().all(|i| {
+        i.name.as_str().hash(h);
+        parent
+            .get(i.key.as_str())
+            .is_some_and(|v| value(v, &i.selection, h))
+    })
+}
+
+/// Whether `project(parent, inputs, _)` would equal `repr` in the inputs'
+/// names (`repr` came from a projection by the same inputs).
+fn same_projection(parent: &JsonMap, inputs: &[InputField], repr: &JsonMap) -> bool {
+    fn value(v: &JsonValue, inputs: &[InputField], r: &JsonValue) -> bool {
+        if inputs.is_empty() {
+            return v == r;
+        }
+        match (v, r) {
+            (JsonValue::Object(m), JsonValue::Object(rm)) => same_projection(m, inputs, rm),
+            (JsonValue::Array(a), JsonValue::Array(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| value(x, inputs, y))
+            }
+            _ => false,
+        }
+    }
+    inputs.iter().all(
+        |i| match (parent.get(i.key.as_str()), repr.get(i.name.as_str())) {
+            (Some(v), Some(r)) => value(v, &i.selection, r),
+            _ => false,
+        },
+    )
 }
 
 /// Hashes a JSON value by its content (object keys in order).
@@ -689,12 +759,35 @@ fn entities(doc: &mut Doc<'_, '_>, node: &FetchNode, remote_type: &Name, parents
     let mut reps = Distinct::default();
     let mut targets = Vec::new();
     let typename = JsonValue::String(remote_type.as_str().into());
+    let in_place = plain_inputs(&node.requires);
     for (ordinal, parent) in parents.into_iter().enumerate() {
-        let Some(mut repr) = project(parent, &node.requires, false) else {
-            continue;
+        let i = if in_place {
+            // Most parents repeat a representation: compared in place, one
+            // is built only when it is new.
+            let mut h = reps.hasher.build_hasher();
+            if !hash_projection(parent, &node.requires, &mut h) {
+                continue;
+            }
+            let inputs = &node.requires;
+            reps.index_by(
+                h.finish(),
+                |r| {
+                    r.as_object()
+                        .is_some_and(|r| same_projection(parent, inputs, r))
+                },
+                || {
+                    let mut repr = project(parent, inputs, false).unwrap_or_default();
+                    repr.insert("__typename", typename.clone());
+                    JsonValue::Object(repr)
+                },
+            )
+        } else {
+            let Some(mut repr) = project(parent, &node.requires, false) else {
+                continue;
+            };
+            repr.insert("__typename", typename.clone());
+            reps.index(JsonValue::Object(repr))
         };
-        repr.insert("__typename", typename.clone());
-        let i = reps.index(JsonValue::Object(repr));
         targets.push(Target {
             fetch: node.id,
             parent: ordinal,
@@ -1364,6 +1457,56 @@ mod tests {
             key: Name::new(key).unwrap(),
             name: Name::new(name).unwrap(),
             selection,
+        }
+    }
+
+    /// Representations are deduplicated in place: two parents share one
+    /// exactly when their projections are equal, and a parent whose
+    /// projection fails (a missing or null input) has none.
+    #[test]
+    fn representations_compared_in_place_match_their_projections() {
+        let inputs = vec![
+            input("_k_upc", "upc", vec![]),
+            input("dims", "dims", vec![input("_k_w", "weight", vec![])]),
+        ];
+        assert!(plain_inputs(&inputs));
+        assert!(!plain_inputs(&[
+            input("a", "x", vec![]),
+            input("b", "x", vec![])
+        ]));
+        let parents = [
+            json!({"_k_upc": "1", "dims": {"_k_w": 2}, "name": "a"}),
+            json!({"name": "b", "dims": {"_k_w": 2, "other": 0}, "_k_upc": "1"}),
+            json!({"_k_upc": "1", "dims": {"_k_w": 3}}),
+            json!({"_k_upc": "1", "dims": [{"_k_w": 2}]}),
+            json!({"_k_upc": 1, "dims": {"_k_w": 2}}),
+            json!({"_k_upc": null, "dims": {"_k_w": 2}}),
+            json!({"_k_upc": "1", "dims": null}),
+            json!({"_k_upc": "1"}),
+        ];
+        let hasher = ahash::RandomState::new();
+        let views: Vec<Option<(u64, JsonMap)>> = parents
+            .iter()
+            .map(|p| {
+                let p = p.as_object().unwrap();
+                let mut h = hasher.build_hasher();
+                let complete = hash_projection(p, &inputs, &mut h);
+                assert_eq!(complete, project(p, &inputs, false).is_some(), "{p:?}");
+                complete.then(|| (h.finish(), p.clone()))
+            })
+            .collect();
+        for (a, va) in views.iter().enumerate() {
+            for (b, vb) in views.iter().enumerate() {
+                let (Some((ha, pa)), Some((hb, pb))) = (va, vb) else {
+                    continue;
+                };
+                let equal = project(pa, &inputs, false) == project(pb, &inputs, false);
+                let repr = project(pb, &inputs, false).unwrap();
+                assert_eq!(same_projection(pa, &inputs, &repr), equal, "{a} vs {b}");
+                if equal {
+                    assert_eq!(ha, hb, "{a} vs {b}");
+                }
+            }
         }
     }
 
