@@ -5,7 +5,6 @@
 //! connections), for the estimate in BENCHMARKS.md.
 
 use std::{
-    path::Path,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -19,7 +18,7 @@ use serde_json::{json, Value};
 use crate::{
     gql,
     options::Options,
-    stack::{free_port, spawn, wait_healthy, Proc, SERVICE_TOKEN},
+    stack::{free_port, services_config, spawn, wait_healthy, Proc},
 };
 
 /// Concurrent creators, and concurrent `ingestLogs` callers.
@@ -74,7 +73,14 @@ async fn start(o: &Options, database: &str, replicas: usize) -> anyhow::Result<R
     for i in 0..replicas {
         let (pp, dp, lp) = (free_port()?, free_port()?, free_port()?);
         let config = r.dir.path().join(format!("services-{i}.toml"));
-        std::fs::write(&config, services_config(database, r.dir.path(), pp, dp, lp))?;
+        std::fs::write(
+            &config,
+            services_config(
+                |_| database.to_string(),
+                &r.dir.path().join("datasets"),
+                (pp, dp, lp),
+            ),
+        )?;
         for (name, port) in [("dataset", dp), ("log", lp), ("pipeline", pp)] {
             let mut p = spawn(
                 name,
@@ -92,38 +98,6 @@ async fn start(o: &Options, database: &str, replicas: usize) -> anyhow::Result<R
         r.log.push(format!("http://127.0.0.1:{lp}/graphql"));
     }
     Ok(r)
-}
-
-fn services_config(database: &str, dir: &Path, pp: u16, dp: u16, lp: u16) -> String {
-    format!(
-        r#"[services.pipeline]
-listen = "127.0.0.1:{pp}"
-database = "{database}"
-workers = 16
-dataset_url = "http://127.0.0.1:{dp}/graphql"
-log_url = "http://127.0.0.1:{lp}/graphql"
-service_token = "{SERVICE_TOKEN}"
-[services.pipeline.authorization]
-default = ["*"]
-
-[services.dataset]
-listen = "127.0.0.1:{dp}"
-database = "{database}"
-data_dir = "{}"
-signing_secret = "bench-only-secret"
-service_token = "{SERVICE_TOKEN}"
-[services.dataset.authorization]
-default = ["*"]
-
-[services.log]
-listen = "127.0.0.1:{lp}"
-database = "{database}"
-service_token = "{SERVICE_TOKEN}"
-[services.log.authorization]
-default = ["*"]
-"#,
-        dir.join("datasets").display()
-    )
 }
 
 async fn measure(

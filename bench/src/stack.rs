@@ -195,36 +195,7 @@ stitching_files = [{ls}]
 hide = ["Query.pipelineLogs", "Query.pipelineLogPages", "Mutation.ingestLogs", "Subscription.logStream"]
 propagate_headers = ["authorization", "x-forwarded-email"]
 
-[services.pipeline]
-listen = "127.0.0.1:{pp}"
-database = "pipeline.sqlite"
-workers = 16
-dataset_url = "http://127.0.0.1:{dp}/graphql"
-log_url = "http://127.0.0.1:{lp}/graphql"
-log_buffer = 100000
-service_token = "{token}"
-[services.pipeline.authorization]
-default = ["*"]
-
-[services.dataset]
-listen = "127.0.0.1:{dp}"
-database = "dataset.sqlite"
-data_dir = "datasets"
-signing_secret = "bench-only-secret"
-max_expires_in_sec = 86400
-max_upload_bytes = 10485760
-service_token = "{token}"
-[services.dataset.authorization]
-default = ["*"]
-
-[services.log]
-listen = "127.0.0.1:{lp}"
-database = "log.sqlite"
-service_token = "{token}"
-[services.log.authorization]
-default = ["*"]
 "#,
-        token = SERVICE_TOKEN,
         gw = p.gateway,
         gw_threads = GATEWAY_WORKER_THREADS,
         dedupe_on = dedupe,
@@ -235,7 +206,57 @@ default = ["*"]
         ds = stitching("dataset"),
         ls = stitching("log"),
     );
+    out.push_str(&services_config(
+        |service| format!("{service}.sqlite"),
+        Path::new("datasets"),
+        (p.pipeline, p.dataset, p.log),
+    ));
     out
+}
+
+/// The three services' sections of a bench config: `database` names each
+/// one's store (a SQLite file or a Postgres URL); more pipeline workers
+/// and a larger log buffer than the defaults, for seeding.
+pub fn services_config(
+    database: impl Fn(&str) -> String,
+    data_dir: &Path,
+    (pp, dp, lp): (u16, u16, u16),
+) -> String {
+    format!(
+        r#"[services.pipeline]
+listen = "127.0.0.1:{pp}"
+database = {pipeline_db}
+workers = 16
+dataset_url = "http://127.0.0.1:{dp}/graphql"
+log_url = "http://127.0.0.1:{lp}/graphql"
+log_buffer = 100000
+service_token = "{SERVICE_TOKEN}"
+[services.pipeline.authorization]
+default = ["*"]
+
+[services.dataset]
+listen = "127.0.0.1:{dp}"
+database = {dataset_db}
+data_dir = {data_dir}
+signing_secret = "bench-only-secret"
+max_expires_in_sec = 86400
+max_upload_bytes = 10485760
+service_token = "{SERVICE_TOKEN}"
+[services.dataset.authorization]
+default = ["*"]
+
+[services.log]
+listen = "127.0.0.1:{lp}"
+database = {log_db}
+service_token = "{SERVICE_TOKEN}"
+[services.log.authorization]
+default = ["*"]
+"#,
+        pipeline_db = toml_str(&database("pipeline")),
+        dataset_db = toml_str(&database("dataset")),
+        log_db = toml_str(&database("log")),
+        data_dir = toml_str(&data_dir.to_string_lossy()),
+    )
 }
 
 pub fn spawn(
