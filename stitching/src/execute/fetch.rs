@@ -260,24 +260,25 @@ impl Distinct {
     fn index(&mut self, v: JsonValue) -> usize {
         let mut h = self.hasher.build_hasher();
         hash_value(&v, &mut h);
-        self.index_by(h.finish(), |x| *x == v, || v.clone())
+        let hash = h.finish();
+        match self.find(hash, |x| *x == v) {
+            Some(i) => i,
+            None => self.add(hash, v),
+        }
     }
 
-    /// The index of the value with this hash that `same` accepts, or of
-    /// the one `make` adds: a value is built only when it is new.
-    fn index_by(
-        &mut self,
-        hash: u64,
-        same: impl Fn(&JsonValue) -> bool,
-        make: impl FnOnce() -> JsonValue,
-    ) -> usize {
-        let bucket = self.by_hash.entry(hash).or_default();
-        if let Some(i) = bucket.iter().find(|i| same(&self.values[**i])) {
-            return *i;
-        }
-        self.values.push(make());
-        bucket.push(self.values.len() - 1);
-        self.values.len() - 1
+    /// The index of the value with this hash that `same` accepts.
+    fn find(&self, hash: u64, same: impl Fn(&JsonValue) -> bool) -> Option<usize> {
+        let bucket = self.by_hash.get(&hash)?;
+        bucket.iter().copied().find(|i| same(&self.values[*i]))
+    }
+
+    /// Adds a value not found under its hash.
+    fn add(&mut self, hash: u64, v: JsonValue) -> usize {
+        self.values.push(v);
+        let i = self.values.len() - 1;
+        self.by_hash.entry(hash).or_default().push(i);
+        i
     }
 }
 
@@ -764,23 +765,21 @@ fn entities(doc: &mut Doc<'_, '_>, node: &FetchNode, remote_type: &Name, parents
         let i = if in_place {
             // Most parents repeat a representation: compared in place, one
             // is built only when it is new.
+            let inputs = &node.requires;
             let mut h = reps.hasher.build_hasher();
-            if !hash_projection(parent, &node.requires, &mut h) {
+            if !hash_projection(parent, inputs, &mut h) {
                 continue;
             }
-            let inputs = &node.requires;
-            reps.index_by(
-                h.finish(),
-                |r| {
-                    r.as_object()
-                        .is_some_and(|r| same_projection(parent, inputs, r))
-                },
-                || {
-                    let mut repr = project(parent, inputs, false).unwrap_or_default();
-                    repr.insert("__typename", typename.clone());
-                    JsonValue::Object(repr)
-                },
-            )
+            let hash = h.finish();
+            let found = reps.find(hash, |r| {
+                r.as_object()
+                    .is_some_and(|r| same_projection(parent, inputs, r))
+            });
+            found.unwrap_or_else(|| {
+                let mut repr = project(parent, inputs, false).unwrap_or_default();
+                repr.insert("__typename", typename.clone());
+                reps.add(hash, JsonValue::Object(repr))
+            })
         } else {
             let Some(mut repr) = project(parent, &node.requires, false) else {
                 continue;
