@@ -18,6 +18,7 @@ use apollo_compiler::{
 };
 
 use super::{
+    tree::{Map, Value},
     value::{ast_to_json, visit_parents},
     BatchedOperation, FetchError, Request, SubgraphRequest,
 };
@@ -101,17 +102,17 @@ pub(crate) fn condition_holds(c: &Condition, variables: &JsonMap) -> bool {
 }
 
 /// The answer of a field whose `$fields:` key is null: null, or `[]` for a non-null list.
-fn empty_answer(node: &FetchNode) -> JsonValue {
+fn empty_answer(node: &FetchNode) -> Value {
     match node.field_type() {
-        Some(ty) if ty.is_list() && ty.is_non_null() => JsonValue::Array(Vec::new()),
-        _ => JsonValue::Null,
+        Some(ty) if ty.is_list() && ty.is_non_null() => Value::Array(Vec::new()),
+        _ => Value::Null,
     }
 }
 
 /// The values a fetch reads from one parent, by field name. `None` when a
 /// value it needs is missing (a parent that failed, or a null key).
-fn project(parent: &JsonMap, inputs: &[InputField], allow_null: bool) -> Option<JsonMap> {
-    let mut out = JsonMap::with_capacity(inputs.len());
+fn project(parent: &Map, inputs: &[InputField], allow_null: bool) -> Option<Map> {
+    let mut out = Map::with_capacity(inputs.len());
     for i in inputs {
         let v = parent.get(i.key.as_str())?;
         let v = if i.selection.is_empty() {
@@ -127,34 +128,32 @@ fn project(parent: &JsonMap, inputs: &[InputField], allow_null: bool) -> Option<
     Some(out)
 }
 
-fn project_value(v: &JsonValue, inputs: &[InputField], allow_null: bool) -> Option<JsonValue> {
+fn project_value(v: &Value, inputs: &[InputField], allow_null: bool) -> Option<Value> {
     match v {
-        JsonValue::Object(m) => project(m, inputs, allow_null).map(JsonValue::Object),
-        JsonValue::Array(items) => items
+        Value::Object(m) => project(m, inputs, allow_null).map(Value::Object),
+        Value::Array(items) => items
             .iter()
             .map(|i| project_value(i, inputs, allow_null))
             .collect::<Option<Vec<_>>>()
-            .map(JsonValue::Array),
-        JsonValue::Null if allow_null => Some(JsonValue::Null),
+            .map(Value::Array),
+        Value::Null if allow_null => Some(Value::Null),
         _ => None,
     }
 }
 
 /// The value of `$fields:a.b` in a projection, lists walked.
-fn field_value(repr: &JsonMap, path: &[String]) -> Option<JsonValue> {
-    fn walk(v: &JsonValue, path: &[String]) -> JsonValue {
+fn field_value(repr: &Map, path: &[String]) -> Option<Value> {
+    fn walk(v: &Value, path: &[String]) -> Value {
         let Some((first, rest)) = path.split_first() else {
             return v.clone();
         };
         match v {
-            JsonValue::Object(m) => m
+            Value::Object(m) => m
                 .get(first.as_str())
                 .map(|x| walk(x, rest))
-                .unwrap_or(JsonValue::Null),
-            JsonValue::Array(items) => {
-                JsonValue::Array(items.iter().map(|i| walk(i, path)).collect())
-            }
-            _ => JsonValue::Null,
+                .unwrap_or(Value::Null),
+            Value::Array(items) => Value::Array(items.iter().map(|i| walk(i, path)).collect()),
+            _ => Value::Null,
         }
     }
     let (first, rest) = path.split_first()?;
@@ -171,7 +170,7 @@ enum Resolved {
 
 /// What path values are resolved against.
 struct ArgContext<'a> {
-    repr: &'a JsonMap,
+    repr: &'a Map,
     node: &'a FetchNode,
     variables: &'a JsonMap,
 }
@@ -240,8 +239,8 @@ fn resolve(pv: &PathValue, cx: &ArgContext<'_>) -> Resolved {
             .map(Resolved::Value)
             .unwrap_or(Resolved::Absent),
         PathValue::Field(path) => match field_value(cx.repr, path) {
-            None | Some(JsonValue::Null) => Resolved::NullKey,
-            Some(v) => Resolved::Value(v),
+            None | Some(Value::Null) => Resolved::NullKey,
+            Some(v) => Resolved::Value(v.to_json()),
         },
     }
 }
@@ -250,14 +249,14 @@ fn resolve(pv: &PathValue, cx: &ArgContext<'_>) -> Resolved {
 /// serialising to compare them).
 #[derive(Default)]
 struct Distinct {
-    values: Vec<JsonValue>,
+    values: Vec<Value>,
     by_hash: HashMap<u64, Vec<usize>>,
     hasher: ahash::RandomState,
 }
 
 impl Distinct {
     /// The index of `v`, added if it is new.
-    fn index(&mut self, v: JsonValue) -> usize {
+    fn index(&mut self, v: Value) -> usize {
         let mut h = self.hasher.build_hasher();
         hash_value(&v, &mut h);
         let hash = h.finish();
@@ -268,13 +267,13 @@ impl Distinct {
     }
 
     /// The index of the value with this hash that `same` accepts.
-    fn find(&self, hash: u64, same: impl Fn(&JsonValue) -> bool) -> Option<usize> {
+    fn find(&self, hash: u64, same: impl Fn(&Value) -> bool) -> Option<usize> {
         let bucket = self.by_hash.get(&hash)?;
         bucket.iter().copied().find(|i| same(&self.values[*i]))
     }
 
     /// Adds a value not found under its hash.
-    fn add(&mut self, hash: u64, v: JsonValue) -> usize {
+    fn add(&mut self, hash: u64, v: Value) -> usize {
         self.values.push(v);
         let i = self.values.len() - 1;
         self.by_hash.entry(hash).or_default().push(i);
@@ -295,15 +294,15 @@ fn plain_inputs(inputs: &[InputField]) -> bool {
 
 /// Hashes what `project(parent, inputs, false)` would hold, without
 /// building it; `false` where that projection is `None`.
-fn hash_projection(parent: &JsonMap, inputs: &[InputField], h: &mut impl Hasher) -> bool {
-    fn value(v: &JsonValue, inputs: &[InputField], h: &mut impl Hasher) -> bool {
+fn hash_projection(parent: &Map, inputs: &[InputField], h: &mut impl Hasher) -> bool {
+    fn value(v: &Value, inputs: &[InputField], h: &mut impl Hasher) -> bool {
         if inputs.is_empty() {
             hash_value(v, h);
             return !v.is_null();
         }
         match v {
-            JsonValue::Object(m) => hash_projection(m, inputs, h),
-            JsonValue::Array(items) => {
+            Value::Object(m) => hash_projection(m, inputs, h),
+            Value::Array(items) => {
                 items.len().hash(h);
                 items.iter().all(|i| value(i, inputs, h))
             }
@@ -320,14 +319,14 @@ fn hash_projection(parent: &JsonMap, inputs: &[InputField], h: &mut impl Hasher)
 
 /// Whether `project(parent, inputs, _)` would equal `repr` in the inputs'
 /// names (`repr` came from a projection by the same inputs).
-fn same_projection(parent: &JsonMap, inputs: &[InputField], repr: &JsonMap) -> bool {
-    fn value(v: &JsonValue, inputs: &[InputField], r: &JsonValue) -> bool {
+fn same_projection(parent: &Map, inputs: &[InputField], repr: &Map) -> bool {
+    fn value(v: &Value, inputs: &[InputField], r: &Value) -> bool {
         if inputs.is_empty() {
             return v == r;
         }
         match (v, r) {
-            (JsonValue::Object(m), JsonValue::Object(rm)) => same_projection(m, inputs, rm),
-            (JsonValue::Array(a), JsonValue::Array(b)) => {
+            (Value::Object(m), Value::Object(rm)) => same_projection(m, inputs, rm),
+            (Value::Array(a), Value::Array(b)) => {
                 a.len() == b.len() && a.iter().zip(b).all(|(x, y)| value(x, inputs, y))
             }
             _ => false,
@@ -342,18 +341,18 @@ fn same_projection(parent: &JsonMap, inputs: &[InputField], repr: &JsonMap) -> b
 }
 
 /// Hashes a JSON value by its content (object keys in order).
-fn hash_value(v: &JsonValue, h: &mut impl std::hash::Hasher) {
+fn hash_value(v: &Value, h: &mut impl std::hash::Hasher) {
     use std::hash::Hash;
     match v {
-        JsonValue::Null => 0u8.hash(h),
-        JsonValue::Bool(b) => (1u8, b).hash(h),
-        JsonValue::Number(n) => (2u8, n.to_string()).hash(h),
-        JsonValue::String(s) => (3u8, s.as_str()).hash(h),
-        JsonValue::Array(items) => {
+        Value::Null => 0u8.hash(h),
+        Value::Bool(b) => (1u8, b).hash(h),
+        Value::Number(n) => (2u8, n.to_string()).hash(h),
+        Value::String(s) => (3u8, s.as_str()).hash(h),
+        Value::Array(items) => {
             (4u8, items.len()).hash(h);
             items.iter().for_each(|i| hash_value(i, h));
         }
-        JsonValue::Object(m) => {
+        Value::Object(m) => {
             (5u8, m.len()).hash(h);
             for (k, v) in m.iter() {
                 k.as_str().hash(h);
@@ -370,10 +369,10 @@ enum KeyText {
     Json(String),
 }
 
-fn key_text(k: &JsonValue) -> KeyText {
+fn key_text(k: &Value) -> KeyText {
     match k {
         // Keys are nearly always IDs: a string key is its own (refcounted) text.
-        JsonValue::String(s) => KeyText::Str(s.clone()),
+        Value::String(s) => KeyText::Str(s.clone()),
         other => KeyText::Json(other.to_string()),
     }
 }
@@ -410,7 +409,7 @@ struct VariableBatch {
 struct Batch {
     call: usize,
     fetch: usize,
-    keys: Vec<JsonValue>,
+    keys: Vec<Value>,
     index: HashMap<KeyText, usize>,
 }
 
@@ -584,7 +583,7 @@ impl<'r, 'a> Doc<'r, 'a> {
 /// fields whose `$fields:` key is null are written to `data` at once.
 pub(crate) fn build(
     req: &Request<'_>,
-    data: &mut JsonValue,
+    data: &mut Value,
     subgraph: SubgraphId,
     fetches: &[usize],
 ) -> Built {
@@ -595,7 +594,7 @@ pub(crate) fn build(
 
 /// The fields whose `$fields:` key is null get their answer at once: null,
 /// or `[]` for a non-null list.
-fn answer_empties(req: &Request<'_>, data: &mut JsonValue, mut empties: Vec<(usize, usize)>) {
+fn answer_empties(req: &Request<'_>, data: &mut Value, mut empties: Vec<(usize, usize)>) {
     empties.sort_unstable();
     let mut i = 0;
     while i < empties.len() {
@@ -632,7 +631,7 @@ fn answer_empties(req: &Request<'_>, data: &mut JsonValue, mut empties: Vec<(usi
 /// data only), and which stitched fields answer empty without a call.
 fn build_request(
     req: &Request<'_>,
-    data: &JsonValue,
+    data: &Value,
     subgraph: SubgraphId,
     fetches: &[usize],
 ) -> (Built, Vec<(usize, usize)>) {
@@ -685,7 +684,7 @@ fn build_request(
 }
 
 /// The objects a fetch serves, in the order targets name them.
-fn parents<'d>(req: &Request<'_>, data: &'d JsonValue, node: &FetchNode) -> Vec<&'d JsonMap> {
+fn parents<'d>(req: &Request<'_>, data: &'d Value, node: &FetchNode) -> Vec<&'d Map> {
     let schema = &req.supergraph.schema;
     let mut out = Vec::new();
     visit_parents(
@@ -756,10 +755,10 @@ fn top_keys(
 }
 
 /// Federation: one `_entities` call with every distinct representation.
-fn entities(doc: &mut Doc<'_, '_>, node: &FetchNode, remote_type: &Name, parents: Vec<&JsonMap>) {
+fn entities(doc: &mut Doc<'_, '_>, node: &FetchNode, remote_type: &Name, parents: Vec<&Map>) {
     let mut reps = Distinct::default();
     let mut targets = Vec::new();
-    let typename = JsonValue::String(remote_type.as_str().into());
+    let typename = Value::String(remote_type.as_str().into());
     let in_place = plain_inputs(&node.requires);
     for (ordinal, parent) in parents.into_iter().enumerate() {
         let i = if in_place {
@@ -778,14 +777,14 @@ fn entities(doc: &mut Doc<'_, '_>, node: &FetchNode, remote_type: &Name, parents
             found.unwrap_or_else(|| {
                 let mut repr = project(parent, inputs, false).unwrap_or_default();
                 repr.insert("__typename", typename.clone());
-                reps.add(hash, JsonValue::Object(repr))
+                reps.add(hash, Value::Object(repr))
             })
         } else {
             let Some(mut repr) = project(parent, &node.requires, false) else {
                 continue;
             };
             repr.insert("__typename", typename.clone());
-            reps.index(JsonValue::Object(repr))
+            reps.index(Value::Object(repr))
         };
         targets.push(Target {
             fetch: node.id,
@@ -800,7 +799,11 @@ fn entities(doc: &mut Doc<'_, '_>, node: &FetchNode, remote_type: &Name, parents
     doc.client_variables(node);
     let alias = doc.next_alias();
     let var = format!("r{}", doc.calls.len());
-    doc.declare(&var, "[_Any!]!", JsonValue::Array(reps.values));
+    doc.declare(
+        &var,
+        "[_Any!]!",
+        JsonValue::Array(reps.values.iter().map(Value::to_json).collect()),
+    );
     let _ = write!(
         doc.body,
         " {alias}: _entities(representations: ${var}) {{ ... on {remote_type} {} }}",
@@ -857,7 +860,7 @@ fn call_signature(
     call: &Arc<Call>,
     node: &FetchNode,
     seg_args: &[Vec<(String, JsonValue)>],
-    per_entity: Option<&JsonMap>,
+    per_entity: Option<&Map>,
 ) -> String {
     let mut signature = format!("{:p}|{}", Arc::as_ptr(call), node.rendered);
     for args in seg_args {
@@ -867,7 +870,7 @@ fn call_signature(
         }
     }
     if let Some(repr) = per_entity {
-        let _ = write!(signature, "|{}", JsonValue::Object(repr.clone()));
+        let _ = write!(signature, "|{repr}");
     }
     signature
 }
@@ -878,11 +881,11 @@ fn calls(
     doc: &mut Doc<'_, '_>,
     node: &FetchNode,
     call: &Arc<Call>,
-    parents: Vec<&JsonMap>,
+    parents: Vec<&Map>,
     merge: bool,
 ) {
     let variables: &JsonMap = doc.req.variables;
-    let empty = JsonMap::new();
+    let empty = Map::new();
     let per_entity = node.selection.has_required_arguments();
     let write = match &node.kind {
         FetchKind::Field { response_key, .. } if !merge => Some(response_key.clone()),
@@ -955,7 +958,7 @@ fn descend_names(call: &Call) -> Vec<Name> {
 
 /// Renders a selection whose fields take per-entity arguments (Composite
 /// `@require`), each in its own variable.
-fn render_per_entity(doc: &mut Doc<'_, '_>, node: &FetchNode, n: usize, repr: &JsonMap) -> String {
+fn render_per_entity(doc: &mut Doc<'_, '_>, node: &FetchNode, n: usize, repr: &Map) -> String {
     let mut renderer = Renderer {
         subgraph: &doc.req.supergraph.subgraphs[node.subgraph],
         operation: doc.req.operation,
@@ -1021,17 +1024,17 @@ fn batch_keys(
     doc: &mut Doc<'_, '_>,
     node: &FetchNode,
     call: &Arc<Call>,
-    parents: Vec<&JsonMap>,
+    parents: Vec<&Map>,
     write: Option<Name>,
 ) {
     let path = call.batch_key();
-    let mut keyed: Vec<(usize, JsonValue)> = Vec::with_capacity(parents.len());
+    let mut keyed: Vec<(usize, Value)> = Vec::with_capacity(parents.len());
     for (ordinal, parent) in parents.into_iter().enumerate() {
         if !complete(parent, &node.requires) {
             continue;
         }
         match path.and_then(|p| input_value(parent, &node.requires, p)) {
-            None | Some(JsonValue::Null) => {
+            None | Some(Value::Null) => {
                 if write.is_some() {
                     doc.empties.push((node.id, ordinal));
                 }
@@ -1065,7 +1068,7 @@ fn batch_keys(
         }
     });
     let targets = &mut doc.calls[batch.call].targets;
-    let mut intern = |k: &JsonValue| -> usize {
+    let mut intern = |k: &Value| -> usize {
         let text = key_text(k);
         if let Some(i) = batch.index.get(&text) {
             return *i;
@@ -1076,7 +1079,7 @@ fn batch_keys(
     };
     for (ordinal, key) in keyed {
         let key = match &key {
-            JsonValue::Array(items) => KeyRef::Many(
+            Value::Array(items) => KeyRef::Many(
                 items
                     .iter()
                     .map(|k| if k.is_null() { None } else { Some(intern(k)) })
@@ -1095,12 +1098,12 @@ fn batch_keys(
 
 /// Whether a parent holds every value a fetch reads (null counts): what
 /// `project` checks, without building the projection.
-fn complete(parent: &JsonMap, inputs: &[InputField]) -> bool {
-    fn value(v: &JsonValue, inputs: &[InputField]) -> bool {
+fn complete(parent: &Map, inputs: &[InputField]) -> bool {
+    fn value(v: &Value, inputs: &[InputField]) -> bool {
         match v {
-            JsonValue::Object(m) => complete(m, inputs),
-            JsonValue::Array(items) => items.iter().all(|i| value(i, inputs)),
-            JsonValue::Null => true,
+            Value::Object(m) => complete(m, inputs),
+            Value::Array(items) => items.iter().all(|i| value(i, inputs)),
+            Value::Null => true,
             _ => false,
         }
     }
@@ -1113,32 +1116,32 @@ fn complete(parent: &JsonMap, inputs: &[InputField]) -> bool {
 
 /// `field_value` of the projection `project` would make of `parent`, read
 /// from the parent itself (inputs by name, values under their keys).
-fn input_value(parent: &JsonMap, inputs: &[InputField], path: &[String]) -> Option<JsonValue> {
-    fn walk(v: &JsonValue, inputs: &[InputField], path: &[String]) -> JsonValue {
+fn input_value(parent: &Map, inputs: &[InputField], path: &[String]) -> Option<Value> {
+    fn walk(v: &Value, inputs: &[InputField], path: &[String]) -> Value {
         let Some((first, rest)) = path.split_first() else {
             // A key that is an object is its projection (inputs by name).
             return if inputs.is_empty() {
                 v.clone()
             } else {
-                project_value(v, inputs, true).unwrap_or(JsonValue::Null)
+                project_value(v, inputs, true).unwrap_or(Value::Null)
             };
         };
         match v {
             // A leaf input (a custom scalar) is taken whole, as it is.
-            JsonValue::Object(m) if inputs.is_empty() => m
+            Value::Object(m) if inputs.is_empty() => m
                 .get(first.as_str())
                 .map(|x| walk(x, &[], rest))
-                .unwrap_or(JsonValue::Null),
-            JsonValue::Object(m) => inputs
+                .unwrap_or(Value::Null),
+            Value::Object(m) => inputs
                 .iter()
                 .rfind(|i| i.name == first.as_str())
                 .and_then(|i| Some((m.get(i.key.as_str())?, i)))
                 .map(|(x, i)| walk(x, &i.selection, rest))
-                .unwrap_or(JsonValue::Null),
-            JsonValue::Array(items) => {
-                JsonValue::Array(items.iter().map(|i| walk(i, inputs, path)).collect())
+                .unwrap_or(Value::Null),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|i| walk(i, inputs, path)).collect())
             }
-            _ => JsonValue::Null,
+            _ => Value::Null,
         }
     }
     let (first, rest) = path.split_first()?;
@@ -1155,7 +1158,7 @@ fn finish_batches(doc: &mut Doc<'_, '_>) {
     let mut ready: Vec<Batch> = doc.batches.drain().map(|(_, b)| b).collect();
     ready.sort_by_key(|b| b.call);
     let variables: &JsonMap = doc.req.variables;
-    let empty = JsonMap::new();
+    let empty = Map::new();
     for b in ready {
         let node = &doc.req.plan.fetches[b.fetch];
         let call = match &node.kind {
@@ -1179,7 +1182,7 @@ fn finish_batches(doc: &mut Doc<'_, '_>) {
             for (name, pv) in seg.arguments.iter().flatten() {
                 let v = if si == last && matches!(pv, PathValue::Field(_)) {
                     // List keys were interned item by item: the list is flat.
-                    JsonValue::Array(b.keys.clone())
+                    JsonValue::Array(b.keys.iter().map(Value::to_json).collect())
                 } else {
                     match resolve(pv, &cx) {
                         Resolved::Value(v) => v,
@@ -1199,12 +1202,7 @@ fn finish_batches(doc: &mut Doc<'_, '_>) {
 
 /// Variable batching: one document for a lookup, one variable set per
 /// distinct input (the key, and per-entity arguments).
-fn variable_sets(
-    doc: &mut Doc<'_, '_>,
-    node: &FetchNode,
-    call: &Arc<Call>,
-    parents: Vec<&JsonMap>,
-) {
+fn variable_sets(doc: &mut Doc<'_, '_>, node: &FetchNode, call: &Arc<Call>, parents: Vec<&Map>) {
     let mut index: HashMap<String, usize> = HashMap::default();
     let mut sets: Vec<JsonValue> = Vec::new();
     let mut aliases: Vec<String> = Vec::new();
@@ -1265,12 +1263,7 @@ fn variable_sets(
 
 /// One parent's variables: the lookup's arguments (`a<segment>_<name>`) and
 /// per-entity arguments of the selection (`q_<name>`); `None` for a null key.
-fn variable_set(
-    doc: &Doc<'_, '_>,
-    node: &FetchNode,
-    call: &Call,
-    parent: &JsonMap,
-) -> Option<JsonMap> {
+fn variable_set(doc: &Doc<'_, '_>, node: &FetchNode, call: &Call, parent: &Map) -> Option<JsonMap> {
     let repr = project(parent, &node.requires, true)?;
     let cx = ArgContext {
         repr: &repr,
@@ -1377,17 +1370,16 @@ fn lookup_document(doc: &Doc<'_, '_>, node: &FetchNode, call: &Call) -> (String,
 
 /// The answer as one `{data, errors}`: a plain body as it is; JSON lines of
 /// a batched request gathered under each variable set's call alias.
-pub(crate) fn parse_answer(built: &Built, body: bytes::Bytes) -> Result<JsonValue, FetchError> {
+pub(crate) fn parse_answer(built: &Built, body: bytes::Bytes) -> Result<Value, FetchError> {
     if built.unbatch.is_empty() {
-        return JsonValue::from_bytes(body).map_err(|e| FetchError::Malformed(e.to_string()));
+        return Value::from_bytes(body).map_err(|e| FetchError::Malformed(e.to_string()));
     }
     let text = std::str::from_utf8(&body).map_err(|e| FetchError::Malformed(e.to_string()))?;
-    let mut data = JsonMap::new();
-    let mut errors: Vec<JsonValue> = Vec::new();
+    let mut data = Map::new();
+    let mut errors: Vec<Value> = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let JsonValue::Object(mut m) =
-            JsonValue::from_bytes(bytes::Bytes::copy_from_slice(line.as_bytes()))
-                .map_err(|e| FetchError::Malformed(format!("a JSON line: {e}")))?
+        let Value::Object(mut m) = Value::from_bytes(body.slice_ref(line.as_bytes()))
+            .map_err(|e| FetchError::Malformed(format!("a JSON line: {e}")))?
         else {
             return Err(FetchError::Malformed(
                 "a JSON line that is not an object".into(),
@@ -1400,12 +1392,12 @@ pub(crate) fn parse_answer(built: &Built, body: bytes::Bytes) -> Result<JsonValu
         };
         let line_data = m.remove("data");
         let line_errors = match m.remove("errors") {
-            Some(JsonValue::Array(list)) => list,
+            Some(Value::Array(list)) => list,
             _ => Vec::new(),
         };
         match plan {
             None => {
-                if let Some(JsonValue::Object(d)) = line_data {
+                if let Some(Value::Object(d)) = line_data {
                     data.extend(d);
                 }
                 errors.extend(line_errors);
@@ -1419,17 +1411,17 @@ pub(crate) fn parse_answer(built: &Built, body: bytes::Bytes) -> Result<JsonValu
                 for alias in targets {
                     let value = line_data
                         .as_ref()
-                        .and_then(|d| d.get("_b"))
+                        .and_then(|d| d.as_object()?.get("_b"))
                         .cloned()
-                        .unwrap_or(JsonValue::Null);
+                        .unwrap_or(Value::Null);
                     data.insert(alias.as_str(), value);
                     for e in &line_errors {
                         let mut e = e.clone();
-                        if let Some(JsonValue::Array(p)) =
+                        if let Some(Value::Array(p)) =
                             e.as_object_mut().and_then(|o| o.get_mut("path"))
                         {
                             if p.first().and_then(|v| v.as_str()) == Some("_b") {
-                                p[0] = JsonValue::String(alias.as_str().into());
+                                p[0] = Value::String(alias.as_str().into());
                             }
                         }
                         errors.push(e);
@@ -1438,18 +1430,22 @@ pub(crate) fn parse_answer(built: &Built, body: bytes::Bytes) -> Result<JsonValu
             }
         }
     }
-    let mut out = JsonMap::new();
-    out.insert("data", JsonValue::Object(data));
+    let mut out = Map::new();
+    out.insert("data", Value::Object(data));
     if !errors.is_empty() {
-        out.insert("errors", JsonValue::Array(errors));
+        out.insert("errors", Value::Array(errors));
     }
-    Ok(JsonValue::Object(out))
+    Ok(Value::Object(out))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use apollo_compiler::response::serde_json_bytes::json;
+
+    fn tree(v: JsonValue) -> Value {
+        Value::from(v)
+    }
 
     fn input(key: &str, name: &str, selection: Vec<InputField>) -> InputField {
         InputField {
@@ -1474,17 +1470,17 @@ mod tests {
             input("b", "x", vec![])
         ]));
         let parents = [
-            json!({"_k_upc": "1", "dims": {"_k_w": 2}, "name": "a"}),
-            json!({"name": "b", "dims": {"_k_w": 2, "other": 0}, "_k_upc": "1"}),
-            json!({"_k_upc": "1", "dims": {"_k_w": 3}}),
-            json!({"_k_upc": "1", "dims": [{"_k_w": 2}]}),
-            json!({"_k_upc": 1, "dims": {"_k_w": 2}}),
-            json!({"_k_upc": null, "dims": {"_k_w": 2}}),
-            json!({"_k_upc": "1", "dims": null}),
-            json!({"_k_upc": "1"}),
+            tree(json!({"_k_upc": "1", "dims": {"_k_w": 2}, "name": "a"})),
+            tree(json!({"name": "b", "dims": {"_k_w": 2, "other": 0}, "_k_upc": "1"})),
+            tree(json!({"_k_upc": "1", "dims": {"_k_w": 3}})),
+            tree(json!({"_k_upc": "1", "dims": [{"_k_w": 2}]})),
+            tree(json!({"_k_upc": 1, "dims": {"_k_w": 2}})),
+            tree(json!({"_k_upc": null, "dims": {"_k_w": 2}})),
+            tree(json!({"_k_upc": "1", "dims": null})),
+            tree(json!({"_k_upc": "1"})),
         ];
         let hasher = ahash::RandomState::new();
-        let views: Vec<Option<(u64, JsonMap)>> = parents
+        let views: Vec<Option<(u64, Map)>> = parents
             .iter()
             .map(|p| {
                 let p = p.as_object().unwrap();
@@ -1525,12 +1521,12 @@ mod tests {
             ),
         ];
         let parents = [
-            json!({"_k_id": "a", "owner": {"_k_ids": ["x", null], "meta": {"m": 1}}}),
-            json!({"_k_id": null, "owner": [{"_k_ids": "y", "meta": null}, null]}),
-            json!({"_k_id": "b", "owner": null}),
-            json!({"_k_id": "c"}),
-            json!({"_k_id": "d", "owner": {"_k_ids": "z"}}),
-            json!({"_k_id": "e", "owner": 3}),
+            tree(json!({"_k_id": "a", "owner": {"_k_ids": ["x", null], "meta": {"m": 1}}})),
+            tree(json!({"_k_id": null, "owner": [{"_k_ids": "y", "meta": null}, null]})),
+            tree(json!({"_k_id": "b", "owner": null})),
+            tree(json!({"_k_id": "c"})),
+            tree(json!({"_k_id": "d", "owner": {"_k_ids": "z"}})),
+            tree(json!({"_k_id": "e", "owner": 3})),
         ];
         let paths: [&[&str]; 5] = [
             &["id"],

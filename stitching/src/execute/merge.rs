@@ -10,6 +10,7 @@ use apollo_compiler::{
 use super::{
     error,
     fetch::{CallOut, KeyRef, Target},
+    tree::{Map, Value},
     value::{self, to_error_path, PathSeg},
     FetchError, Request,
 };
@@ -19,17 +20,13 @@ use crate::{
 };
 
 /// Follows the path segments after the first (`a.b.c`: `b`, then `c`), through lists.
-fn descend(v: JsonValue, names: &[Name]) -> JsonValue {
+fn descend(v: Value, names: &[Name]) -> Value {
     let Some((first, rest)) = names.split_first() else {
         return v;
     };
     match v {
-        JsonValue::Object(mut m) => {
-            descend(m.remove(first.as_str()).unwrap_or(JsonValue::Null), rest)
-        }
-        JsonValue::Array(items) => {
-            JsonValue::Array(items.into_iter().map(|i| descend(i, names)).collect())
-        }
+        Value::Object(mut m) => descend(m.remove(first.as_str()).unwrap_or(Value::Null), rest),
+        Value::Array(items) => Value::Array(items.into_iter().map(|i| descend(i, names)).collect()),
         other => other,
     }
 }
@@ -37,7 +34,7 @@ fn descend(v: JsonValue, names: &[Name]) -> JsonValue {
 /// The client paths of targets, worked out only when an error needs them.
 struct Paths<'d> {
     req: &'d Request<'d>,
-    data: &'d JsonValue,
+    data: &'d Value,
     by_fetch: ahash::HashMap<usize, Vec<Vec<PathSeg>>>,
 }
 
@@ -61,11 +58,11 @@ impl Paths<'_> {
 /// response format fails every place it answers, with the reason.
 pub(crate) fn merge_body(
     req: &Request<'_>,
-    data: &mut JsonValue,
+    data: &mut Value,
     errors: &mut Vec<GraphQLError>,
     subgraph: SubgraphId,
     calls: &[CallOut],
-    body: JsonValue,
+    body: Value,
 ) {
     let sg = &req.supergraph.subgraphs[subgraph];
     let service = sg.name.as_str();
@@ -96,7 +93,7 @@ pub(crate) fn merge_body(
     let mut deliveries = Vec::new();
     for call in calls {
         let answer = match (&call.alias, remote_data.as_mut()) {
-            (_, None) => Ok(JsonValue::Null),
+            (_, None) => Ok(Value::Null),
             (Some(alias), Some(m)) => m
                 .remove(alias.as_str())
                 .ok_or_else(|| format!("`data` lacks `{alias}`, which was asked for")),
@@ -113,7 +110,7 @@ pub(crate) fn merge_body(
                     call,
                     &FetchError::Malformed(why),
                 );
-                JsonValue::Null
+                Value::Null
             }
         };
         let mut answer = descend(answer, &call.descend);
@@ -136,28 +133,28 @@ pub(crate) fn merge_body(
 
 /// `data` (`None`: null, which errors explain) and `errors` of a body, or
 /// why the body is not a GraphQL response.
-fn read_body(body: JsonValue) -> Result<(Option<JsonMap>, Vec<JsonValue>), String> {
-    let JsonValue::Object(mut m) = body else {
+fn read_body(body: Value) -> Result<(Option<Map>, Vec<Value>), String> {
+    let Value::Object(mut m) = body else {
         return Err("not a JSON object".into());
     };
     let errors = match m.remove("errors") {
-        None | Some(JsonValue::Null) => Vec::new(),
-        Some(JsonValue::Array(list)) => list,
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list)) => list,
         Some(_) => return Err("`errors` is not a list".into()),
     };
     match m.remove("data") {
-        Some(JsonValue::Object(d)) => Ok((Some(d), errors)),
-        None | Some(JsonValue::Null) if !errors.is_empty() => Ok((None, errors)),
+        Some(Value::Object(d)) => Ok((Some(d), errors)),
+        None | Some(Value::Null) if !errors.is_empty() => Ok((None, errors)),
         None => Err("it has neither `data` nor `errors`".into()),
-        Some(JsonValue::Null) => Err("`data` is null and there are no errors".into()),
+        Some(Value::Null) => Err("`data` is null and there are no errors".into()),
         Some(_) => Err("`data` is not an object".into()),
     }
 }
 
 /// The root fields a call asked for, each under its key; a missing key is
 /// an error (a field that failed is present as null).
-fn root_answer(call: &CallOut, m: &mut JsonMap) -> Result<JsonValue, String> {
-    let mut own = JsonMap::new();
+fn root_answer(call: &CallOut, m: &mut Map) -> Result<Value, String> {
+    let mut own = Map::new();
     let mut missing = Vec::new();
     for t in &call.targets {
         if let KeyRef::Key(k) = &t.key {
@@ -171,7 +168,7 @@ fn root_answer(call: &CallOut, m: &mut JsonMap) -> Result<JsonValue, String> {
         }
     }
     if missing.is_empty() {
-        Ok(JsonValue::Object(own))
+        Ok(Value::Object(own))
     } else {
         Err(format!(
             "`data` lacks {}, which was asked for",
@@ -182,7 +179,7 @@ fn root_answer(call: &CallOut, m: &mut JsonMap) -> Result<JsonValue, String> {
 
 /// A batched call (`_entities`, a list lookup) answers a list with one item
 /// per key; null only with errors that say why.
-fn check_shape(call: &CallOut, answer: &JsonValue, had_errors: bool) -> Result<(), String> {
+fn check_shape(call: &CallOut, answer: &Value, had_errors: bool) -> Result<(), String> {
     let wanted = call
         .targets
         .iter()
@@ -197,14 +194,14 @@ fn check_shape(call: &CallOut, answer: &JsonValue, had_errors: bool) -> Result<(
     };
     let name = call.alias.as_deref().unwrap_or("the answer");
     match answer {
-        JsonValue::Array(items) if items.len() > last => Ok(()),
-        JsonValue::Array(items) => Err(format!(
+        Value::Array(items) if items.len() > last => Ok(()),
+        Value::Array(items) => Err(format!(
             "`{name}` has {} items for {} keys",
             items.len(),
             last + 1
         )),
-        JsonValue::Null if had_errors => Ok(()),
-        JsonValue::Null => Err(format!("`{name}` is null and there are no errors")),
+        Value::Null if had_errors => Ok(()),
+        Value::Null => Err(format!("`{name}` is null and there are no errors")),
         _ => Err(format!("`{name}` is not a list")),
     }
 }
@@ -214,12 +211,12 @@ struct Delivery {
     fetch: usize,
     parent: usize,
     write: Option<Name>,
-    value: JsonValue,
+    value: Value,
 }
 
 /// Hands the values to their parents: one walk per fetch path, in the
 /// order the parents were found when the request was built.
-fn apply(req: &Request<'_>, data: &mut JsonValue, mut deliveries: Vec<Delivery>) {
+fn apply(req: &Request<'_>, data: &mut Value, mut deliveries: Vec<Delivery>) {
     deliveries.sort_by_key(|d| (d.fetch, d.parent));
     let schema = &req.supergraph.schema;
     let is_a = |c: &str, r: &str| c == r || schema.is_subtype(c, r);
@@ -247,18 +244,18 @@ fn apply(req: &Request<'_>, data: &mut JsonValue, mut deliveries: Vec<Delivery>)
 
 /// Hands each target its part of a call's answer, moving values out and
 /// cloning only a part several targets share (deduplicated inputs).
-fn deliver(call: &CallOut, answer: JsonValue, out: &mut Vec<Delivery>) {
+fn deliver(call: &CallOut, answer: Value, out: &mut Vec<Delivery>) {
     let n = call.targets.len();
     let mut answer = Some(answer);
     // Items of a listed answer, and how many targets still want each.
-    let mut items: Vec<JsonValue> = Vec::new();
+    let mut items: Vec<Value> = Vec::new();
     let mut wanted: Vec<u32> = Vec::new();
     if call
         .targets
         .iter()
         .any(|t| matches!(t.key, KeyRef::One(_) | KeyRef::Many(_)))
     {
-        if let Some(JsonValue::Array(list)) = answer.take() {
+        if let Some(Value::Array(list)) = answer.take() {
             items = list;
         }
         wanted = vec![0; items.len()];
@@ -280,7 +277,7 @@ fn deliver(call: &CallOut, answer: JsonValue, out: &mut Vec<Delivery>) {
             }
         }
     }
-    let mut take = |k: usize| -> JsonValue {
+    let mut take = |k: usize| -> Value {
         match (items.get_mut(k), wanted.get_mut(k)) {
             (Some(v), Some(w)) => {
                 *w = w.saturating_sub(1);
@@ -290,22 +287,22 @@ fn deliver(call: &CallOut, answer: JsonValue, out: &mut Vec<Delivery>) {
                     v.clone()
                 }
             }
-            _ => JsonValue::Null,
+            _ => Value::Null,
         }
     };
     for (i, t) in call.targets.iter().enumerate() {
         let value = match &t.key {
             // The last target takes the value; the others clone it.
-            KeyRef::Whole if i + 1 == n => answer.take().unwrap_or(JsonValue::Null),
-            KeyRef::Whole => answer.clone().unwrap_or(JsonValue::Null),
+            KeyRef::Whole if i + 1 == n => answer.take().unwrap_or(Value::Null),
+            KeyRef::Whole => answer.clone().unwrap_or(Value::Null),
             KeyRef::One(k) => take(*k),
             KeyRef::Key(k) => match answer.as_mut() {
-                Some(JsonValue::Object(m)) => m.remove(k.as_str()).unwrap_or(JsonValue::Null),
-                _ => JsonValue::Null,
+                Some(Value::Object(m)) => m.remove(k.as_str()).unwrap_or(Value::Null),
+                _ => Value::Null,
             },
-            KeyRef::Many(ks) => JsonValue::Array(
+            KeyRef::Many(ks) => Value::Array(
                 ks.iter()
-                    .map(|k| k.map(&mut take).unwrap_or(JsonValue::Null))
+                    .map(|k| k.map(&mut take).unwrap_or(Value::Null))
                     .collect(),
             ),
         };
@@ -320,12 +317,12 @@ fn deliver(call: &CallOut, answer: JsonValue, out: &mut Vec<Delivery>) {
 
 /// Runtime types (`_stitch_t`) renamed to their public names by the subgraph
 /// that answered: another subgraph may use the same name for another type.
-pub(crate) fn public_typenames(v: &mut JsonValue, sg: &Subgraph) {
+pub(crate) fn public_typenames(v: &mut Value, sg: &Subgraph) {
     match v {
-        JsonValue::Object(m) => {
+        Value::Object(m) => {
             for (k, v) in m.iter_mut() {
                 match v {
-                    JsonValue::String(t) if k.as_str() == TYPENAME_ALIAS => {
+                    Value::String(t) if k.as_str() == TYPENAME_ALIAS => {
                         let public = sg.public_type(t.as_str());
                         if public != t.as_str() {
                             *t = public.to_owned().into();
@@ -335,18 +332,18 @@ pub(crate) fn public_typenames(v: &mut JsonValue, sg: &Subgraph) {
                 }
             }
         }
-        JsonValue::Array(items) => items.iter_mut().for_each(|i| public_typenames(i, sg)),
+        Value::Array(items) => items.iter_mut().for_each(|i| public_typenames(i, sg)),
         _ => {}
     }
 }
 
-fn segments(path: &[JsonValue]) -> Vec<ResponseDataPathSegment> {
+fn segments(path: &[Value]) -> Vec<ResponseDataPathSegment> {
     path.iter()
         .filter_map(|v| match v {
-            JsonValue::String(s) => Name::new(s.as_str())
+            Value::String(s) => Name::new(s.as_str())
                 .ok()
                 .map(ResponseDataPathSegment::Field),
-            JsonValue::Number(n) => n
+            Value::Number(n) => n
                 .as_u64()
                 .map(|i| ResponseDataPathSegment::ListIndex(i as usize)),
             _ => None,
@@ -356,25 +353,25 @@ fn segments(path: &[JsonValue]) -> Vec<ResponseDataPathSegment> {
 
 /// A remote error, its path rewritten to the client's, `extensions.service` added.
 fn map_error(
-    e: JsonValue,
+    e: Value,
     service: &str,
     calls: &[CallOut],
     paths: &mut Paths<'_>,
     out: &mut Vec<GraphQLError>,
 ) {
-    let JsonValue::Object(mut m) = e else { return };
+    let Value::Object(mut m) = e else { return };
     let message = m
         .remove("message")
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_else(|| "subgraph error".into());
     let mut extensions = match m.remove("extensions") {
-        Some(JsonValue::Object(x)) => x,
+        Some(Value::Object(x)) => x.to_json(),
         _ => JsonMap::new(),
     };
     extensions.insert("service", JsonValue::String(service.into()));
     extensions.insert(super::internal::SUBGRAPH_ERROR, JsonValue::Bool(true));
-    let remote_path: Vec<JsonValue> = match m.remove("path") {
-        Some(JsonValue::Array(p)) => p,
+    let remote_path: Vec<Value> = match m.remove("path") {
+        Some(Value::Array(p)) => p,
         _ => Vec::new(),
     };
     let make = |path: Vec<ResponseDataPathSegment>| GraphQLError {
@@ -439,7 +436,7 @@ fn map_error(
 /// A failed request: every place it would have answered gets an error.
 pub(crate) fn fail(
     req: &Request<'_>,
-    data: &JsonValue,
+    data: &Value,
     errors: &mut Vec<GraphQLError>,
     subgraph: SubgraphId,
     calls: &[CallOut],

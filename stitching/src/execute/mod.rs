@@ -7,6 +7,7 @@ mod merge;
 mod shape;
 #[cfg(test)]
 mod tests;
+mod tree;
 mod value;
 
 use std::time::Duration;
@@ -21,6 +22,8 @@ use apollo_compiler::{
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde::Serialize;
+
+use tree::{Map, Value};
 
 use crate::{
     plan::QueryPlan,
@@ -258,7 +261,7 @@ pub fn subscription_start(req: &Request<'_>) -> Result<SubscriptionStart, GraphQ
         return Err(error("a subscription must select one field", "BAD_REQUEST"));
     };
     let subgraph = req.plan.fetches[first[0]].subgraph;
-    let mut data = JsonValue::Object(JsonMap::new());
+    let mut data = Value::Object(Map::new());
     let built = fetch::build(req, &mut data, subgraph, first);
     match built.request {
         Some(request) => Ok(SubscriptionStart {
@@ -289,7 +292,7 @@ pub async fn subscription_event(
         &mut ex.errors,
         start.subgraph,
         &start.calls,
-        event,
+        Value::from(event),
     );
     ex.run(req.plan.waves.get(1..).unwrap_or(&[])).await;
     ex.finish()
@@ -298,7 +301,7 @@ pub async fn subscription_event(
 struct Execution<'r, 'a> {
     req: &'r Request<'a>,
     transport: &'r dyn Transport,
-    data: JsonValue,
+    data: Value,
     errors: Vec<GraphQLError>,
     /// Bytes of subgraph answers so far: the client's answer is about as
     /// large, so its buffer is sized from this.
@@ -310,7 +313,7 @@ impl<'r, 'a> Execution<'r, 'a> {
         Execution {
             req,
             transport,
-            data: JsonValue::Object(JsonMap::new()),
+            data: Value::Object(Map::new()),
             errors: Vec::new(),
             received: 0,
         }
@@ -327,7 +330,7 @@ impl<'r, 'a> Execution<'r, 'a> {
         ) {
             Ok(resp) => {
                 if let (Some(map), Some(data)) = (resp.data, self.data.as_object_mut()) {
-                    data.extend(map);
+                    data.extend(map.into_iter().map(|(k, v)| (k, Value::from(v))));
                 }
                 self.errors.extend(resp.errors);
             }

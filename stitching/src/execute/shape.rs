@@ -12,9 +12,14 @@ use apollo_compiler::{
     Name, Node,
 };
 use indexmap::IndexMap;
-use std::rc::Rc;
+use std::{cell::Cell, rc::Rc};
 
-use super::{error, value::to_error_path, PathSeg, Request};
+use super::{
+    error,
+    tree::{Map, Value},
+    value::to_error_path,
+    PathSeg, Request,
+};
 use crate::plan::TYPENAME_ALIAS;
 
 /// Writes the client's `data` as JSON: the response is written straight from
@@ -23,7 +28,7 @@ use crate::plan::TYPENAME_ALIAS;
 /// answer will be (the subgraph answers' size), to size the buffer once.
 pub fn shape(
     req: &Request<'_>,
-    data: &JsonValue,
+    data: &Value,
     errors: &mut Vec<GraphQLError>,
     size_hint: usize,
 ) -> Vec<u8> {
@@ -32,7 +37,7 @@ pub fn shape(
         errors,
         memo: HashMap::default(),
     };
-    let empty = JsonMap::new();
+    let empty = Map::new();
     let obj = data.as_object().unwrap_or(&empty);
     let root = &req.operation.selection_set;
     let mut out = Vec::with_capacity(size_hint.clamp(1024, 16 << 20));
@@ -54,6 +59,9 @@ struct Grouped<'a> {
     key: &'a Name,
     fields: Vec<&'a Node<Field>>,
     named: Option<&'a ExtendedType>,
+    /// Where this key was in the last object read: objects of one shape
+    /// hold their keys in the same places.
+    hint: Cell<usize>,
 }
 
 struct Shaper<'r, 'a, 'e> {
@@ -166,6 +174,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                     key,
                     named: types.get(fields[0].definition.ty.inner_named_type()),
                     fields,
+                    hint: Cell::new(0),
                 })
                 .collect(),
         );
@@ -184,7 +193,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         &mut self,
         sets: &[&'a SelectionSet],
         type_name: &str,
-        obj: &JsonMap,
+        obj: &Map,
         path: &mut Vec<PathSeg>,
         out: &mut Vec<u8>,
     ) -> Result<(), ()> {
@@ -201,7 +210,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
             out.extend_from_slice(b"\":");
             let f = fs[0];
             if f.name == "__typename" {
-                write_json(out, &JsonValue::String(type_name.into()));
+                write_str(out, type_name);
                 continue;
             }
             if let Some(a) = self.req.authorization {
@@ -215,10 +224,12 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                     continue;
                 }
             }
-            let raw = obj.get(key.as_str());
+            let mut hint = grouped.hint.get();
+            let raw = obj.get_hinted(key.as_str(), &mut hint);
+            grouped.hint.set(hint);
             if matches!(f.name.as_str(), "__schema" | "__type") {
                 // Already shaped by the introspection executor.
-                write_json(out, raw.unwrap_or(&JsonValue::Null));
+                write_json(out, raw.unwrap_or(&Value::Null));
                 continue;
             }
             path.push(PathSeg::Key(key.clone()));
@@ -256,7 +267,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         ty: &Type,
         grouped: &Grouped<'a>,
         parent_type: &str,
-        raw: Option<&JsonValue>,
+        raw: Option<&Value>,
         path: &mut Vec<PathSeg>,
         out: &mut Vec<u8>,
     ) -> Result<(), ()> {
@@ -271,7 +282,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
             }
         };
         let raw = match raw {
-            None | Some(JsonValue::Null) => return null(self, path, out),
+            None | Some(Value::Null) => return null(self, path, out),
             Some(v) => v,
         };
         let mark = out.len();
@@ -286,7 +297,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         };
         match ty {
             Type::List(inner) | Type::NonNullList(inner) => {
-                let JsonValue::Array(items) = raw else {
+                let Value::Array(items) = raw else {
                     self.invalid_value(path, parent_type, &fs[0].name, "a list");
                     return null(self, path, out);
                 };
@@ -313,7 +324,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                         | ExtendedType::Interface(_)
                         | ExtendedType::Union(_)),
                     ) => {
-                        let JsonValue::Object(obj) = raw else {
+                        let Value::Object(obj) = raw else {
                             self.invalid_value(path, parent_type, &fs[0].name, "an object");
                             return null(self, path, out);
                         };
@@ -379,7 +390,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
 
 /// What a leaf value should have been, when it is not what its type allows
 /// (custom scalars take any JSON).
-fn misfit(name: &str, ty: Option<&ExtendedType>, v: &JsonValue) -> Option<&'static str> {
+fn misfit(name: &str, ty: Option<&ExtendedType>, v: &Value) -> Option<&'static str> {
     let fits = match name {
         "String" => v.is_string(),
         "Boolean" => v.is_boolean(),
@@ -401,9 +412,13 @@ fn misfit(name: &str, ty: Option<&ExtendedType>, v: &JsonValue) -> Option<&'stat
     })
 }
 
-fn write_json(out: &mut Vec<u8>, value: &JsonValue) {
+fn write_json(out: &mut Vec<u8>, value: &Value) {
     // Serialising a JSON value into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, value);
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 #[cfg(test)]
@@ -426,6 +441,7 @@ mod tests {
             authorization: None,
         };
         let mut errors = Vec::new();
+        let data = Value::from(data);
         let out = String::from_utf8(shape(&req, &data, &mut errors, 0)).unwrap();
         let errors = errors
             .iter()

@@ -3,7 +3,7 @@
 
 use apollo_compiler::response::{serde_json_bytes::json, JsonMap, JsonValue};
 
-use super::{fetch, merge, Request};
+use super::{fetch, merge, tree::Value, Request};
 use crate::{
     coerce_variables, prepare, schema::SubgraphId, testing::supergraph, Limits, Supergraph,
 };
@@ -24,7 +24,7 @@ fn run(sg: &Supergraph, query: &str, variables: JsonValue, answers: &[JsonValue]
         variables: &vars,
         authorization: None,
     };
-    let mut data = JsonValue::Object(JsonMap::new());
+    let mut data = Value::Object(Default::default());
     let mut errors = Vec::new();
     let mut out = String::new();
     let mut answers = answers.iter();
@@ -48,7 +48,14 @@ fn run(sg: &Supergraph, query: &str, variables: JsonValue, answers: &[JsonValue]
                 serde_json::to_string(request).unwrap()
             ));
             let answer = answers.next().cloned().unwrap_or(json!({"data": {}}));
-            merge::merge_body(&req, &mut data, &mut errors, s, &built.calls, answer);
+            merge::merge_body(
+                &req,
+                &mut data,
+                &mut errors,
+                s,
+                &built.calls,
+                Value::from(answer),
+            );
         }
     }
     out.push_str(&format!(
@@ -203,14 +210,15 @@ fn runtime_types_are_renamed_by_the_subgraph_that_answered() {
         "",
     );
     let sg = crate::build(&[a, b]).unwrap_or_else(|e| panic!("{e}"));
-    let answer = json!([{"_stitch_t": "Item", "y": 1}, {"_stitch_t": "Other", "z": 2}]);
+    let answer =
+        Value::from(json!([{"_stitch_t": "Item", "y": 1}, {"_stitch_t": "Other", "z": 2}]));
     let mut from_b = answer.clone();
     merge::public_typenames(&mut from_b, &sg.subgraphs[1]);
     assert_eq!(from_b, answer, "b's Item is the public Item");
-    let mut from_a = json!({"_stitch_t": "Item", "nested": [{"_stitch_t": "Item"}]});
+    let mut from_a = Value::from(json!({"_stitch_t": "Item", "nested": [{"_stitch_t": "Item"}]}));
     merge::public_typenames(&mut from_a, &sg.subgraphs[0]);
     assert_eq!(
-        from_a,
+        from_a.to_json(),
         json!({"_stitch_t": "AItem", "nested": [{"_stitch_t": "AItem"}]})
     );
 }
@@ -233,7 +241,7 @@ fn json_lines_of_a_batch_are_gathered_under_each_sets_call() {
     );
     let v = fetch::parse_answer(&built, bytes::Bytes::from(body)).unwrap();
     assert_eq!(
-        v,
+        v.to_json(),
         json!({
             "data": {"_stitch_1": {"rating": 2}, "top": [1], "_stitch_0": null},
             "errors": [{"message": "no", "path": ["_stitch_0"]}]

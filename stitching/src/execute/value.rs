@@ -1,9 +1,9 @@
 //! Paths into the response data and conversions of argument values.
 
+use super::tree::{Map, Value};
 use crate::plan::{PathStep, TYPENAME_ALIAS};
 use apollo_compiler::{
     ast::Value as AstValue,
-    response::serde_json_bytes::map::Entry,
     response::{JsonMap, JsonValue, ResponseDataPathSegment},
     Name,
 };
@@ -30,24 +30,22 @@ pub fn to_error_path(path: &[PathSeg]) -> Vec<ResponseDataPathSegment> {
 /// key, lists item by item (the first answer's length and order stand, so
 /// paths already taken into it stay valid); a null on either side is null
 /// (that half failed, and its error is reported).
-pub(crate) fn merge(into: &mut JsonValue, value: JsonValue) {
+pub(crate) fn merge(into: &mut Value, value: Value) {
     match (into, value) {
-        (JsonValue::Object(a), JsonValue::Object(b)) => {
+        (Value::Object(a), Value::Object(b)) => {
             for (k, v) in b {
                 match a.get_mut(k.as_str()) {
                     Some(existing) => merge(existing, v),
-                    None => {
-                        a.insert(k, v);
-                    }
+                    None => a.push(k, v),
                 }
             }
         }
-        (JsonValue::Array(a), JsonValue::Array(b)) => {
+        (Value::Array(a), Value::Array(b)) => {
             for (x, y) in a.iter_mut().zip(b) {
                 merge(x, y);
             }
         }
-        (into, JsonValue::Null) => *into = JsonValue::Null,
+        (into, Value::Null) => *into = Value::Null,
         // Leaves (the same scalar twice) or a null first: the first answer stands.
         _ => {}
     }
@@ -56,26 +54,26 @@ pub(crate) fn merge(into: &mut JsonValue, value: JsonValue) {
 /// The client paths of a fetch's parents, by ordinal (the order of
 /// `visit_parents`): only errors need them, so only errors walk for them.
 pub fn parent_paths(
-    data: &JsonValue,
+    data: &Value,
     steps: &[PathStep],
     is_a: &dyn Fn(&str, &str) -> bool,
 ) -> Vec<Vec<PathSeg>> {
     fn walk(
-        v: &JsonValue,
+        v: &Value,
         path: &mut Vec<PathSeg>,
         steps: &[PathStep],
         is_a: &dyn Fn(&str, &str) -> bool,
         out: &mut Vec<Vec<PathSeg>>,
     ) {
         match v {
-            JsonValue::Array(items) => {
+            Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
                     path.push(PathSeg::Index(i));
                     walk(item, path, steps, is_a, out);
                     path.pop();
                 }
             }
-            JsonValue::Object(m) => match steps.split_first() {
+            Value::Object(m) => match steps.split_first() {
                 None => out.push(path.clone()),
                 Some((PathStep::Type(t), rest)) => {
                     let runtime = m.get(TYPENAME_ALIAS).and_then(|v| v.as_str());
@@ -103,14 +101,14 @@ pub fn parent_paths(
 /// root, in a fixed order (the ordinal a target names): lists walked,
 /// type steps filtered by `_stitch_t`. With no steps, the root itself.
 pub fn visit_parents<'v>(
-    data: &'v JsonValue,
+    data: &'v Value,
     steps: &[PathStep],
     is_a: &dyn Fn(&str, &str) -> bool,
-    f: &mut dyn FnMut(&'v JsonMap),
+    f: &mut dyn FnMut(&'v Map),
 ) {
     match data {
-        JsonValue::Array(items) => items.iter().for_each(|i| visit_parents(i, steps, is_a, f)),
-        JsonValue::Object(m) => match steps.split_first() {
+        Value::Array(items) => items.iter().for_each(|i| visit_parents(i, steps, is_a, f)),
+        Value::Object(m) => match steps.split_first() {
             None => f(m),
             Some((PathStep::Type(t), rest)) => {
                 let runtime = m.get(TYPENAME_ALIAS).and_then(|v| v.as_str());
@@ -130,19 +128,19 @@ pub fn visit_parents<'v>(
 
 /// The same walk as `visit_parents`, mutably, with each parent's ordinal.
 pub fn visit_parents_mut(
-    data: &mut JsonValue,
+    data: &mut Value,
     steps: &[PathStep],
     is_a: &dyn Fn(&str, &str) -> bool,
     ordinal: &mut usize,
-    f: &mut dyn FnMut(usize, &mut JsonMap),
+    f: &mut dyn FnMut(usize, &mut Map),
 ) {
     match data {
-        JsonValue::Array(items) => {
+        Value::Array(items) => {
             for i in items.iter_mut() {
                 visit_parents_mut(i, steps, is_a, ordinal, f);
             }
         }
-        JsonValue::Object(m) => match steps.split_first() {
+        Value::Object(m) => match steps.split_first() {
             None => {
                 f(*ordinal, m);
                 *ordinal += 1;
@@ -165,24 +163,20 @@ pub fn visit_parents_mut(
 
 /// Writes `value` under `key`; a slot already written (the same response
 /// key delegated twice with different selections) is merged into.
-pub fn write_key(obj: &mut JsonMap, key: &str, value: JsonValue) {
-    match obj.entry(key) {
-        Entry::Occupied(o) => merge(o.into_mut(), value),
-        Entry::Vacant(v) => {
-            v.insert(value);
-        }
+pub fn write_key(obj: &mut Map, key: &str, value: Value) {
+    match obj.get_mut(key) {
+        Some(slot) => merge(slot, value),
+        None => obj.push(key.into(), value),
     }
 }
 
 /// Merges an entity's answer into a parent object (a null answer adds nothing).
-pub fn merge_into(obj: &mut JsonMap, value: JsonValue) {
-    if let JsonValue::Object(more) = value {
+pub fn merge_into(obj: &mut Map, value: Value) {
+    if let Value::Object(more) = value {
         for (k, v) in more {
             match obj.get_mut(k.as_str()) {
                 Some(existing) => merge(existing, v),
-                None => {
-                    obj.insert(k, v);
-                }
+                None => obj.push(k, v),
             }
         }
     }
@@ -233,13 +227,20 @@ mod tests {
     use super::*;
     use apollo_compiler::response::serde_json_bytes::json;
 
+    /// A tree value from JSON text written with `json!`.
+    macro_rules! tree {
+        ($($t:tt)+) => {
+            Value::from(json!($($t)+))
+        };
+    }
+
     fn key(k: &str) -> PathSeg {
         PathSeg::Key(Name::new(k).unwrap())
     }
 
     #[test]
     fn collects_parents_through_lists_and_type_steps() {
-        let data = json!({"a": {"items": [
+        let data = tree!({"a": {"items": [
             {"b": {"x": 1, "_stitch_t": "X"}},
             {"b": null},
             {"b": [{"x": 2, "_stitch_t": "Y"}, {"x": 3, "_stitch_t": "X"}]}
@@ -284,40 +285,40 @@ mod tests {
 
     #[test]
     fn writes_and_merges_into_the_parents_a_walk_finds() {
-        let mut data = json!({"a": [{"x": 1}, {"x": 2}], "b": 3});
+        let mut data = tree!({"a": [{"x": 1}, {"x": 2}], "b": 3});
         let steps = [PathStep::Key(Name::new("a").unwrap())];
         let mut seen = Vec::new();
         visit_parents_mut(&mut data, &steps, &|c, r| c == r, &mut 0, &mut |i, obj| {
             seen.push(i);
-            write_key(obj, "y", json!(i));
-            merge_into(obj, json!({"z": true}));
-            merge_into(obj, json!(null));
+            write_key(obj, "y", tree!(i));
+            merge_into(obj, tree!({"z": true}));
+            merge_into(obj, tree!(null));
         });
         assert_eq!(seen, [0, 1]);
         assert_eq!(
             data,
-            json!({"a": [{"x": 1, "y": 0, "z": true}, {"x": 2, "y": 1, "z": true}], "b": 3})
+            tree!({"a": [{"x": 1, "y": 0, "z": true}, {"x": 2, "y": 1, "z": true}], "b": 3})
         );
     }
 
     #[test]
     fn a_second_answer_for_a_key_merges_into_the_first() {
-        let mut data = JsonMap::new();
+        let mut data = Map::new();
         write_key(
             &mut data,
             "p",
-            json!({"id": "1", "l": [{"a": 1}, {"a": 2}], "o": null}),
+            tree!({"id": "1", "l": [{"a": 1}, {"a": 2}], "o": null}),
         );
         write_key(
             &mut data,
             "p",
-            json!({"name": "n", "l": [{"b": 1}, {"b": 2}], "o": {"x": 1}}),
+            tree!({"name": "n", "l": [{"b": 1}, {"b": 2}], "o": {"x": 1}}),
         );
         assert_eq!(
-            JsonValue::Object(data.clone()),
-            json!({"p": {"id": "1", "l": [{"a": 1, "b": 1}, {"a": 2, "b": 2}], "o": null, "name": "n"}})
+            Value::Object(data.clone()),
+            tree!({"p": {"id": "1", "l": [{"a": 1, "b": 1}, {"a": 2, "b": 2}], "o": null, "name": "n"}})
         );
-        write_key(&mut data, "p", json!(null));
-        assert_eq!(JsonValue::Object(data), json!({"p": null}));
+        write_key(&mut data, "p", tree!(null));
+        assert_eq!(Value::Object(data), tree!({"p": null}));
     }
 }

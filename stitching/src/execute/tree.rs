@@ -1,0 +1,488 @@
+//! The response data while a plan runs: subgraph answers parsed into it,
+//! merged, then shaped into the client's answer.
+//!
+//! Its own type rather than `serde_json_bytes::Value` because the profile
+//! said so: a hash map per object cost a hash of every key when parsing
+//! and again on every lookup, and a growing table per object. GraphQL
+//! objects are small and their fields are read in the order they arrived,
+//! so an object here is a vector of entries searched in order, with a hint
+//! for readers that visit many objects of one shape. Strings share the
+//! answer's buffer, as `serde_json_bytes` does.
+
+use std::{borrow::Borrow, fmt, sync::OnceLock};
+
+use apollo_compiler::response::{
+    serde_json_bytes::{value::ByteStringSeed, ByteString},
+    JsonMap, JsonValue,
+};
+use bytes::Bytes;
+use serde::{
+    de::{DeserializeSeed, MapAccess, SeqAccess, Visitor},
+    ser::{SerializeMap, SerializeSeq},
+    Serialize, Serializer,
+};
+use serde_json::Number;
+
+/// A JSON value of the response data.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum Value {
+    #[default]
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(ByteString),
+    Array(Vec<Value>),
+    Object(Map),
+}
+
+/// A JSON object: its entries in arrival order. A key a subgraph sent twice
+/// is found at its first place.
+#[derive(Clone, Default)]
+pub(crate) struct Map {
+    entries: Vec<(ByteString, Value)>,
+    /// Positions by key, made at the first lookup in a large object (a
+    /// custom scalar's value can hold any number of keys), so no lookup
+    /// costs more than a hash.
+    index: OnceLock<ahash::HashMap<ByteString, usize>>,
+}
+
+/// Above this many entries, a lookup goes through `Map::index`.
+const SCANNED: usize = 32;
+
+impl Value {
+    /// Parses a subgraph's answer; strings are slices of `bytes`.
+    pub fn from_bytes(bytes: Bytes) -> Result<Value, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let value = Seed { bytes: &bytes }.deserialize(&mut de)?;
+        de.end()?;
+        Ok(value)
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+
+    pub fn is_string(&self) -> bool {
+        matches!(self, Value::String(_))
+    }
+
+    pub fn is_boolean(&self) -> bool {
+        matches!(self, Value::Bool(_))
+    }
+
+    pub fn is_number(&self) -> bool {
+        matches!(self, Value::Number(_))
+    }
+
+    pub fn is_i64(&self) -> bool {
+        matches!(self, Value::Number(n) if n.is_i64())
+    }
+
+    pub fn is_u64(&self) -> bool {
+        matches!(self, Value::Number(n) if n.is_u64())
+    }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Number(n) => n.as_i64(),
+            _ => None,
+        }
+    }
+
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Value::Number(n) => n.as_u64(),
+            _ => None,
+        }
+    }
+
+    pub fn as_object(&self) -> Option<&Map> {
+        match self {
+            Value::Object(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn as_object_mut(&mut self) -> Option<&mut Map> {
+        match self {
+            Value::Object(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The same value as a `serde_json_bytes` value (for variables and
+    /// errors, which leave the tree).
+    pub fn to_json(&self) -> JsonValue {
+        match self {
+            Value::Null => JsonValue::Null,
+            Value::Bool(b) => JsonValue::Bool(*b),
+            Value::Number(n) => JsonValue::Number(n.clone()),
+            Value::String(s) => JsonValue::String(s.clone()),
+            Value::Array(items) => JsonValue::Array(items.iter().map(Value::to_json).collect()),
+            Value::Object(m) => JsonValue::Object(m.to_json()),
+        }
+    }
+}
+
+impl From<JsonValue> for Value {
+    fn from(v: JsonValue) -> Self {
+        match v {
+            JsonValue::Null => Value::Null,
+            JsonValue::Bool(b) => Value::Bool(b),
+            JsonValue::Number(n) => Value::Number(n),
+            JsonValue::String(s) => Value::String(s),
+            JsonValue::Array(items) => Value::Array(items.into_iter().map(Value::from).collect()),
+            JsonValue::Object(m) => Value::Object(Map::from(m)),
+        }
+    }
+}
+
+/// JSON equality: objects equal whatever the order of their keys.
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Value::Null, Value::Null) => true,
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::Number(a), Value::Number(b)) => a == b,
+            (Value::String(a), Value::String(b)) => a == b,
+            (Value::Array(a), Value::Array(b)) => a == b,
+            (Value::Object(a), Value::Object(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq for Map {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && self
+                .entries
+                .iter()
+                .all(|(k, v)| other.get(k.as_str()) == Some(v))
+    }
+}
+
+impl Map {
+    pub fn new() -> Self {
+        Map::default()
+    }
+
+    pub fn with_capacity(n: usize) -> Self {
+        Map::from_entries(Vec::with_capacity(n))
+    }
+
+    fn from_entries(entries: Vec<(ByteString, Value)>) -> Self {
+        Map {
+            entries,
+            index: OnceLock::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        if self.entries.len() <= SCANNED {
+            return self.entries.iter().position(|(k, _)| k.as_str() == key);
+        }
+        let index = self.index.get_or_init(|| {
+            let mut index = ahash::HashMap::default();
+            for (at, (k, _)) in self.entries.iter().enumerate() {
+                index.entry(k.clone()).or_insert(at);
+            }
+            index
+        });
+        index.get(key).copied()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.position(key).map(|at| &self.entries[at].1)
+    }
+
+    /// `get`, first trying the place `hint` names (where this key was in
+    /// the previous object of the same shape), then remembering the place.
+    pub fn get_hinted(&self, key: &str, hint: &mut usize) -> Option<&Value> {
+        if let Some((k, v)) = self.entries.get(*hint) {
+            if k.as_str() == key {
+                return Some(v);
+            }
+        }
+        let at = self.position(key)?;
+        *hint = at;
+        Some(&self.entries[at].1)
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
+        let at = self.position(key)?;
+        Some(&mut self.entries[at].1)
+    }
+
+    /// Sets `key`, replacing (in place) a value it had.
+    pub fn insert(&mut self, key: impl Into<ByteString> + Borrow<str>, value: Value) {
+        match self.position(key.borrow()) {
+            Some(at) => self.entries[at].1 = value,
+            None => self.push(key.into(), value),
+        }
+    }
+
+    /// Adds an entry known not to be there yet.
+    pub fn push(&mut self, key: ByteString, value: Value) {
+        if let Some(index) = self.index.get_mut() {
+            index.entry(key.clone()).or_insert(self.entries.len());
+        }
+        self.entries.push((key, value));
+    }
+
+    /// Takes `key` out; the other entries keep their order.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        let at = self.position(key)?;
+        // Later positions moved: the index is made again if needed.
+        self.index.take();
+        Some(self.entries.remove(at).1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&ByteString, &Value)> {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&ByteString, &mut Value)> {
+        self.entries.iter_mut().map(|(k, v)| (&*k, v))
+    }
+
+    pub fn to_json(&self) -> JsonMap {
+        let mut m = JsonMap::with_capacity(self.len());
+        for (k, v) in &self.entries {
+            m.insert(k.clone(), v.to_json());
+        }
+        m
+    }
+}
+
+impl From<JsonMap> for Map {
+    fn from(m: JsonMap) -> Self {
+        Map::from_entries(m.into_iter().map(|(k, v)| (k, Value::from(v))).collect())
+    }
+}
+
+impl fmt::Debug for Map {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.entries.iter().map(|(k, v)| (k.as_str(), v)))
+            .finish()
+    }
+}
+
+impl Extend<(ByteString, Value)> for Map {
+    fn extend<I: IntoIterator<Item = (ByteString, Value)>>(&mut self, entries: I) {
+        for (k, v) in entries {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl IntoIterator for Map {
+    type Item = (ByteString, Value);
+    type IntoIter = std::vec::IntoIter<(ByteString, Value)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Number(n) => n.serialize(s),
+            Value::String(v) => s.serialize_str(v.as_str()),
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for i in items {
+                    seq.serialize_element(i)?;
+                }
+                seq.end()
+            }
+            Value::Object(m) => m.serialize(s),
+        }
+    }
+}
+
+impl Serialize for Map {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.len()))?;
+        for (k, v) in &self.entries {
+            map.serialize_entry(k.as_str(), v)?;
+        }
+        map.end()
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = serde_json::to_string(self).map_err(|_| fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
+impl fmt::Display for Map {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = serde_json::to_string(self).map_err(|_| fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
+/// Parses a value whose strings borrow from `bytes`.
+#[derive(Clone, Copy)]
+struct Seed<'b> {
+    bytes: &'b Bytes,
+}
+
+impl<'de> DeserializeSeed<'de> for Seed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Seed<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(n).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.into()))
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Value, E> {
+        // A slice of the answer's buffer, as `serde_json_bytes` makes it.
+        ByteStringSeed::new(self.bytes)
+            .visit_borrowed_str(s)
+            .map(Value::String)
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s.into()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(4));
+        while let Some(key) = map.next_key_seed(ByteStringSeed::new(self.bytes))? {
+            let value = map.next_value_seed(self)?;
+            entries.push((key, value));
+        }
+        Ok(Value::Object(Map::from_entries(entries)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apollo_compiler::response::serde_json_bytes::json;
+
+    #[test]
+    fn parses_what_serde_json_bytes_parses() {
+        let text = r#"{"a":[1,-2,3.5,"x\"y",null,true],"b":{"c":{},"d":[]},"e":"é"}"#;
+        let ours = Value::from_bytes(Bytes::from_static(text.as_bytes())).unwrap();
+        let theirs = JsonValue::from_bytes(Bytes::from_static(text.as_bytes())).unwrap();
+        assert_eq!(ours.to_json(), theirs);
+        assert_eq!(ours, Value::from(theirs));
+        assert_eq!(ours.to_string(), text);
+    }
+
+    #[test]
+    fn trailing_text_is_an_error() {
+        assert!(Value::from_bytes(Bytes::from_static(b"{} x")).is_err());
+        assert!(Value::from_bytes(Bytes::from_static(b"{\"a\":")).is_err());
+    }
+
+    #[test]
+    fn objects_are_equal_whatever_the_order_of_their_keys() {
+        let a = Value::from(json!({"x": 1, "y": [{"p": 1, "q": 2}]}));
+        let b = Value::from(json!({"y": [{"q": 2, "p": 1}], "x": 1}));
+        assert_eq!(a, b);
+        assert_ne!(a, Value::from(json!({"x": 1})));
+    }
+
+    #[test]
+    fn insert_replaces_in_place_and_remove_keeps_the_order() {
+        let Value::Object(mut m) = Value::from(json!({"a": 1, "b": 2, "c": 3})) else {
+            unreachable!()
+        };
+        m.insert("b", Value::Bool(true));
+        m.insert("d", Value::Null);
+        assert_eq!(m.remove("a"), Some(Value::from(json!(1))));
+        assert_eq!(
+            Value::Object(m.clone()).to_string(),
+            r#"{"b":true,"c":3,"d":null}"#
+        );
+        let mut hint = 0;
+        assert_eq!(m.get_hinted("c", &mut hint), Some(&Value::from(json!(3))));
+        assert_eq!(hint, 1);
+        assert_eq!(m.get_hinted("c", &mut hint), Some(&Value::from(json!(3))));
+        assert_eq!(m.get_hinted("z", &mut hint), None);
+        assert_eq!(hint, 1);
+    }
+
+    #[test]
+    fn a_large_object_is_read_through_its_index() {
+        let text = format!(
+            "{{{}}}",
+            (0..100)
+                .map(|i| format!("\"k{i}\":{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let Value::Object(mut m) = Value::from_bytes(Bytes::from(text)).unwrap() else {
+            unreachable!()
+        };
+        assert_eq!(m.get("k70").and_then(Value::as_u64), Some(70));
+        m.push("k100".into(), Value::Bool(true));
+        assert_eq!(m.get("k100"), Some(&Value::Bool(true)));
+        assert_eq!(m.remove("k3").and_then(|v| v.as_u64()), Some(3));
+        assert_eq!(m.get("k3"), None);
+        assert_eq!(m.get("k99").and_then(Value::as_u64), Some(99));
+        m.insert("k99", Value::Null);
+        assert_eq!(m.get("k99"), Some(&Value::Null));
+        assert_eq!(m.len(), 100);
+    }
+}
