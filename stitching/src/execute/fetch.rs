@@ -1390,8 +1390,8 @@ pub(crate) fn parse_answer(built: &Built, body: bytes::Bytes) -> Result<Value, F
         let Some(plan) = built.unbatch.get(request) else {
             continue;
         };
-        let line_data = m.remove("data");
-        let line_errors = match m.remove("errors") {
+        let line_data = m.take("data");
+        let line_errors = match m.take("errors") {
             Some(Value::Array(list)) => list,
             _ => Vec::new(),
         };

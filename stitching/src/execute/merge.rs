@@ -25,7 +25,7 @@ fn descend(v: Value, names: &[Name]) -> Value {
         return v;
     };
     match v {
-        Value::Object(mut m) => descend(m.remove(first.as_str()).unwrap_or(Value::Null), rest),
+        Value::Object(mut m) => descend(m.take(first.as_str()).unwrap_or(Value::Null), rest),
         Value::Array(items) => Value::Array(items.into_iter().map(|i| descend(i, names)).collect()),
         other => other,
     }
@@ -95,7 +95,7 @@ pub(crate) fn merge_body(
         let answer = match (&call.alias, remote_data.as_mut()) {
             (_, None) => Ok(Value::Null),
             (Some(alias), Some(m)) => m
-                .remove(alias.as_str())
+                .take(alias.as_str())
                 .ok_or_else(|| format!("`data` lacks `{alias}`, which was asked for")),
             // Root fields: the whole data, less the other calls' answers.
             (None, Some(m)) => root_answer(call, m),
@@ -137,12 +137,12 @@ fn read_body(body: Value) -> Result<(Option<Map>, Vec<Value>), String> {
     let Value::Object(mut m) = body else {
         return Err("not a JSON object".into());
     };
-    let errors = match m.remove("errors") {
+    let errors = match m.take("errors") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(list)) => list,
         Some(_) => return Err("`errors` is not a list".into()),
     };
-    match m.remove("data") {
+    match m.take("data") {
         Some(Value::Object(d)) => Ok((Some(d), errors)),
         None | Some(Value::Null) if !errors.is_empty() => Ok((None, errors)),
         None => Err("it has neither `data` nor `errors`".into()),
@@ -158,7 +158,7 @@ fn root_answer(call: &CallOut, m: &mut Map) -> Result<Value, String> {
     let mut missing = Vec::new();
     for t in &call.targets {
         if let KeyRef::Key(k) = &t.key {
-            match m.remove(k.as_str()) {
+            match m.take(k.as_str()) {
                 Some(v) => {
                     own.insert(k.as_str(), v);
                 }
@@ -297,7 +297,7 @@ fn deliver(call: &CallOut, answer: Value, out: &mut Vec<Delivery>) {
             KeyRef::Whole => answer.clone().unwrap_or(Value::Null),
             KeyRef::One(k) => take(*k),
             KeyRef::Key(k) => match answer.as_mut() {
-                Some(Value::Object(m)) => m.remove(k.as_str()).unwrap_or(Value::Null),
+                Some(Value::Object(m)) => m.take(k.as_str()).unwrap_or(Value::Null),
                 _ => Value::Null,
             },
             KeyRef::Many(ks) => Value::Array(
@@ -361,16 +361,16 @@ fn map_error(
 ) {
     let Value::Object(mut m) = e else { return };
     let message = m
-        .remove("message")
+        .take("message")
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_else(|| "subgraph error".into());
-    let mut extensions = match m.remove("extensions") {
+    let mut extensions = match m.take("extensions") {
         Some(Value::Object(x)) => x.to_json(),
         _ => JsonMap::new(),
     };
     extensions.insert("service", JsonValue::String(service.into()));
     extensions.insert(super::internal::SUBGRAPH_ERROR, JsonValue::Bool(true));
-    let remote_path: Vec<Value> = match m.remove("path") {
+    let remote_path: Vec<Value> = match m.take("path") {
         Some(Value::Array(p)) => p,
         _ => Vec::new(),
     };

@@ -51,6 +51,21 @@ pub(crate) fn merge(into: &mut Value, value: Value) {
     }
 }
 
+/// Where each step's key was in the last object a walk read at that step
+/// (`Map::get_hinted`): sibling objects hold their keys in the same places.
+/// Indexed by the number of steps left, which names a step of one path.
+struct Hints(Vec<usize>);
+
+impl Hints {
+    fn new(steps: &[PathStep]) -> Self {
+        Hints(vec![0; steps.len() + 1])
+    }
+
+    fn at(&mut self, steps: &[PathStep]) -> &mut usize {
+        &mut self.0[steps.len()]
+    }
+}
+
 /// The client paths of a fetch's parents, by ordinal (the order of
 /// `visit_parents`): only errors need them, so only errors walk for them.
 pub fn parent_paths(
@@ -58,42 +73,16 @@ pub fn parent_paths(
     steps: &[PathStep],
     is_a: &dyn Fn(&str, &str) -> bool,
 ) -> Vec<Vec<PathSeg>> {
-    fn walk(
-        v: &Value,
-        path: &mut Vec<PathSeg>,
-        steps: &[PathStep],
-        is_a: &dyn Fn(&str, &str) -> bool,
-        out: &mut Vec<Vec<PathSeg>>,
-    ) {
-        match v {
-            Value::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    path.push(PathSeg::Index(i));
-                    walk(item, path, steps, is_a, out);
-                    path.pop();
-                }
-            }
-            Value::Object(m) => match steps.split_first() {
-                None => out.push(path.clone()),
-                Some((PathStep::Type(t), rest)) => {
-                    let runtime = m.get(TYPENAME_ALIAS).and_then(|v| v.as_str());
-                    if runtime.is_some_and(|r| is_a(t, r)) {
-                        walk(v, path, rest, is_a, out);
-                    }
-                }
-                Some((PathStep::Key(k), rest)) => {
-                    if let Some(child) = m.get(k.as_str()) {
-                        path.push(PathSeg::Key(k.clone()));
-                        walk(child, path, rest, is_a, out);
-                        path.pop();
-                    }
-                }
-            },
-            _ => {}
-        }
-    }
     let mut out = Vec::new();
-    walk(data, &mut Vec::new(), steps, is_a, &mut out);
+    let mut path = Vec::new();
+    visit::<true>(
+        data,
+        steps,
+        is_a,
+        &mut Hints::new(steps),
+        &mut path,
+        &mut |path, _| out.push(path.to_vec()),
+    );
     out
 }
 
@@ -106,19 +95,58 @@ pub fn visit_parents<'v>(
     is_a: &dyn Fn(&str, &str) -> bool,
     f: &mut dyn FnMut(&'v Map),
 ) {
-    match data {
-        Value::Array(items) => items.iter().for_each(|i| visit_parents(i, steps, is_a, f)),
+    let mut path = Vec::new();
+    visit::<false>(
+        data,
+        steps,
+        is_a,
+        &mut Hints::new(steps),
+        &mut path,
+        &mut |_, m| f(m),
+    );
+}
+
+/// The walk of `visit_parents`, with the client path of each parent when
+/// `PATHS` (only errors need them).
+fn visit<'v, const PATHS: bool>(
+    v: &'v Value,
+    steps: &[PathStep],
+    is_a: &dyn Fn(&str, &str) -> bool,
+    hints: &mut Hints,
+    path: &mut Vec<PathSeg>,
+    f: &mut dyn FnMut(&[PathSeg], &'v Map),
+) {
+    match v {
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if PATHS {
+                    path.push(PathSeg::Index(i));
+                }
+                visit::<PATHS>(item, steps, is_a, hints, path, f);
+                if PATHS {
+                    path.pop();
+                }
+            }
+        }
         Value::Object(m) => match steps.split_first() {
-            None => f(m),
+            None => f(path, m),
             Some((PathStep::Type(t), rest)) => {
-                let runtime = m.get(TYPENAME_ALIAS).and_then(|v| v.as_str());
+                let runtime = m
+                    .get_hinted(TYPENAME_ALIAS, hints.at(steps))
+                    .and_then(|v| v.as_str());
                 if runtime.is_some_and(|r| is_a(t, r)) {
-                    visit_parents(data, rest, is_a, f);
+                    visit::<PATHS>(v, rest, is_a, hints, path, f);
                 }
             }
             Some((PathStep::Key(k), rest)) => {
-                if let Some(child) = m.get(k.as_str()) {
-                    visit_parents(child, rest, is_a, f);
+                if let Some(child) = m.get_hinted(k.as_str(), hints.at(steps)) {
+                    if PATHS {
+                        path.push(PathSeg::Key(k.clone()));
+                    }
+                    visit::<PATHS>(child, rest, is_a, hints, path, f);
+                    if PATHS {
+                        path.pop();
+                    }
                 }
             }
         },
@@ -134,31 +162,43 @@ pub fn visit_parents_mut(
     ordinal: &mut usize,
     f: &mut dyn FnMut(usize, &mut Map),
 ) {
-    match data {
-        Value::Array(items) => {
-            for i in items.iter_mut() {
-                visit_parents_mut(i, steps, is_a, ordinal, f);
+    fn walk(
+        v: &mut Value,
+        steps: &[PathStep],
+        is_a: &dyn Fn(&str, &str) -> bool,
+        hints: &mut Hints,
+        ordinal: &mut usize,
+        f: &mut dyn FnMut(usize, &mut Map),
+    ) {
+        match v {
+            Value::Array(items) => {
+                for i in items.iter_mut() {
+                    walk(i, steps, is_a, hints, ordinal, f);
+                }
             }
+            Value::Object(m) => match steps.split_first() {
+                None => {
+                    f(*ordinal, m);
+                    *ordinal += 1;
+                }
+                Some((PathStep::Type(t), rest)) => {
+                    let runtime = m
+                        .get_hinted(TYPENAME_ALIAS, hints.at(steps))
+                        .and_then(|v| v.as_str());
+                    if runtime.is_some_and(|r| is_a(t, r)) {
+                        walk(v, rest, is_a, hints, ordinal, f);
+                    }
+                }
+                Some((PathStep::Key(k), rest)) => {
+                    if let Some(child) = m.get_hinted_mut(k.as_str(), hints.at(steps)) {
+                        walk(child, rest, is_a, hints, ordinal, f);
+                    }
+                }
+            },
+            _ => {}
         }
-        Value::Object(m) => match steps.split_first() {
-            None => {
-                f(*ordinal, m);
-                *ordinal += 1;
-            }
-            Some((PathStep::Type(t), rest)) => {
-                let runtime = m.get(TYPENAME_ALIAS).and_then(|v| v.as_str());
-                if runtime.is_some_and(|r| is_a(t, r)) {
-                    visit_parents_mut(data, rest, is_a, ordinal, f);
-                }
-            }
-            Some((PathStep::Key(k), rest)) => {
-                if let Some(child) = m.get_mut(k.as_str()) {
-                    visit_parents_mut(child, rest, is_a, ordinal, f);
-                }
-            }
-        },
-        _ => {}
     }
+    walk(data, steps, is_a, &mut Hints::new(steps), ordinal, f);
 }
 
 /// Writes `value` under `key`; a slot already written (the same response
