@@ -413,8 +413,28 @@ fn misfit(name: &str, ty: Option<&ExtendedType>, v: &Value) -> Option<&'static s
 }
 
 fn write_json(out: &mut Vec<u8>, value: &Value) {
-    // Serialising a JSON value into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, value);
+    match value {
+        // Nearly every leaf: most strings need no escaping, and checking
+        // that costs less than serde_json's escaping pass.
+        Value::String(s) if !needs_escape(s.as_str()) => {
+            out.reserve(s.as_str().len() + 2);
+            out.push(b'"');
+            out.extend_from_slice(s.as_str().as_bytes());
+            out.push(b'"');
+        }
+        // Serialising a JSON value into a Vec cannot fail.
+        _ => {
+            let _ = serde_json::to_writer(&mut *out, value);
+        }
+    }
+}
+
+/// Whether JSON must escape something in `s` (a quote, a backslash, a
+/// control character); without early exit, so it runs over whole words.
+fn needs_escape(s: &str) -> bool {
+    s.bytes().fold(false, |any, b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
 }
 
 fn write_str(out: &mut Vec<u8>, s: &str) {
@@ -448,6 +468,27 @@ mod tests {
             .map(|e| format!("{} at {}", e.message, crate::execute::path_string(&e.path)))
             .collect();
         (out, errors)
+    }
+
+    #[test]
+    fn leaf_strings_are_written_as_serde_json_writes_them() {
+        for s in [
+            "plain",
+            "",
+            "a\"b",
+            "back\\slash",
+            "tab\there",
+            "nul\u{0}",
+            "é 日本",
+            "\u{2028}",
+        ] {
+            let mut out = Vec::new();
+            write_json(&mut out, &Value::String(s.into()));
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(s).unwrap()
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! for readers that visit many objects of one shape. Strings share the
 //! answer's buffer, as `serde_json_bytes` does.
 
-use std::{borrow::Borrow, fmt, sync::OnceLock};
+use std::{borrow::Borrow, cell::RefCell, fmt, sync::OnceLock};
 
 use apollo_compiler::response::{
     serde_json_bytes::{value::ByteStringSeed, ByteString},
@@ -43,7 +43,7 @@ pub(crate) struct Map {
     /// Positions by key, made at the first lookup in a large object (a
     /// custom scalar's value can hold any number of keys), so no lookup
     /// costs more than a hash.
-    index: OnceLock<ahash::HashMap<ByteString, usize>>,
+    index: OnceLock<Box<ahash::HashMap<ByteString, usize>>>,
 }
 
 /// Above this many entries, a lookup goes through `Map::index`.
@@ -53,7 +53,12 @@ impl Value {
     /// Parses a subgraph's answer; strings are slices of `bytes`.
     pub fn from_bytes(bytes: Bytes) -> Result<Value, serde_json::Error> {
         let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let value = Seed { bytes: &bytes }.deserialize(&mut de)?;
+        let scratch = Scratch::default();
+        let value = Seed {
+            bytes: &bytes,
+            scratch: &scratch,
+        }
+        .deserialize(&mut de)?;
         de.end()?;
         Ok(value)
     }
@@ -198,7 +203,7 @@ impl Map {
             for (at, (k, _)) in self.entries.iter().enumerate() {
                 index.entry(k.clone()).or_insert(at);
             }
-            index
+            Box::new(index)
         });
         index.get(key).copied()
     }
@@ -355,6 +360,16 @@ impl fmt::Display for Map {
 #[derive(Clone, Copy)]
 struct Seed<'b> {
     bytes: &'b Bytes,
+    scratch: &'b Scratch,
+}
+
+/// Entries and items of the objects and lists being parsed, as stacks: each
+/// is moved into a vector of its exact size when complete (one allocation,
+/// where growing one would reallocate as it fills).
+#[derive(Default)]
+struct Scratch {
+    entries: RefCell<Vec<(ByteString, Value)>>,
+    items: RefCell<Vec<Value>>,
 }
 
 impl<'de> DeserializeSeed<'de> for Seed<'_> {
@@ -408,19 +423,21 @@ impl<'de> Visitor<'de> for Seed<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        let start = self.scratch.items.borrow().len();
         while let Some(item) = seq.next_element_seed(self)? {
-            items.push(item);
+            self.scratch.items.borrow_mut().push(item);
         }
+        let items = self.scratch.items.borrow_mut().drain(start..).collect();
         Ok(Value::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(4));
+        let start = self.scratch.entries.borrow().len();
         while let Some(key) = map.next_key_seed(ByteStringSeed::new(self.bytes))? {
             let value = map.next_value_seed(self)?;
-            entries.push((key, value));
+            self.scratch.entries.borrow_mut().push((key, value));
         }
+        let entries = self.scratch.entries.borrow_mut().drain(start..).collect();
         Ok(Value::Object(Map::from_entries(entries)))
     }
 }
@@ -472,6 +489,13 @@ mod tests {
         assert_eq!(m.get_hinted("c", &mut hint), Some(&Value::from(json!(3))));
         assert_eq!(m.get_hinted("z", &mut hint), None);
         assert_eq!(hint, 2);
+    }
+
+    /// Every object and value of an answer is one of these: their size is
+    /// memory traffic (a `serde_json_bytes::Value` is 96 bytes).
+    #[test]
+    fn values_stay_small() {
+        assert!(std::mem::size_of::<Value>() <= 48);
     }
 
     #[test]
