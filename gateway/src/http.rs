@@ -328,7 +328,7 @@ fn answer(outcome: Outcome, graphql_response: bool, state: &AppState, start: Ins
         RequestStatus::Errors
     };
     state.metrics.request(operation, status, start.elapsed());
-    let bytes = match body.to_json() {
+    let bytes = match body.into_json() {
         Ok(b) => b,
         Err(e) => {
             let body =

@@ -307,7 +307,7 @@ fn workload(
     let run = || {
         rt.block_on(async {
             let response = execute(&req, &replay).await;
-            response.to_json().expect("a response serialises")
+            response.into_json().expect("a response serialises")
         })
     };
     let first = run();

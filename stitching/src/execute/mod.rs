@@ -161,13 +161,17 @@ pub trait Transport: Send + Sync {
 
 /// JSON text the gateway wrote itself (the shaper writes only serde_json
 /// output and GraphQL names): serialised as it is, with no second parse to
-/// check it.
-#[derive(Debug, Default)]
+/// check it. It is held after the `{"data":` that opens a response, so that
+/// `Response::into_json` can finish the response in the same buffer.
+#[derive(Debug)]
 pub struct RawJson(String);
 
+/// How a response with data begins.
+const DATA_PREFIX: &str = r#"{"data":"#;
+
 impl RawJson {
-    pub fn get(&self) -> &str {
-        &self.0
+    fn get(&self) -> &str {
+        &self.0[DATA_PREFIX.len()..]
     }
 }
 
@@ -178,7 +182,7 @@ impl Serialize for RawJson {
         use serde::ser::SerializeStruct;
         const TOKEN: &str = "$serde_json::private::RawValue";
         let mut st = s.serialize_struct(TOKEN, 1)?;
-        st.serialize_field(TOKEN, &self.0)?;
+        st.serialize_field(TOKEN, self.get())?;
         st.end()
     }
 }
@@ -199,12 +203,18 @@ impl Response {
         Response { data: None, errors }
     }
 
-    /// The response as JSON, written into a buffer sized for the data once
-    /// (growing it by doubling would copy a large answer several times).
-    pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
-        let data = self.data.as_ref().map_or(0, |d| d.0.len());
-        let mut out = Vec::with_capacity(data + 256 * self.errors.len() + 16);
-        serde_json::to_writer(&mut out, self)?;
+    /// The response as JSON. With data, it is finished in the buffer the
+    /// data was written into (a large answer is not copied again).
+    pub fn into_json(self) -> serde_json::Result<Vec<u8>> {
+        let Some(RawJson(text)) = self.data else {
+            return serde_json::to_vec(&self);
+        };
+        let mut out = text.into_bytes();
+        if !self.errors.is_empty() {
+            out.extend_from_slice(br#","errors":"#);
+            serde_json::to_writer(&mut out, &self.errors)?;
+        }
+        out.push(b'}');
         Ok(out)
     }
 }
@@ -402,7 +412,11 @@ impl<'r, 'a> Execution<'r, 'a> {
         if let Some(a) = self.req.authorization {
             self.errors.splice(0..0, a.errors.iter().cloned());
         }
-        let bytes = shape::shape(self.req, &self.data, &mut self.errors, self.received);
+        // Sized once from the subgraph answers' size, which the client's
+        // answer is about: growing by doubling would copy it several times.
+        let mut bytes = Vec::with_capacity(self.received.clamp(1024, 16 << 20));
+        bytes.extend_from_slice(DATA_PREFIX.as_bytes());
+        shape::shape(self.req, &self.data, &mut self.errors, &mut bytes);
         // The shaper writes only serde_json output and GraphQL names, so this
         // holds; if it ever did not, the client gets an error, not a panic.
         match String::from_utf8(bytes) {
@@ -460,15 +474,35 @@ pub fn path_string(path: &[ResponseDataPathSegment]) -> String {
 
 #[cfg(test)]
 mod raw_json_tests {
+    use super::{error, RawJson, Response, DATA_PREFIX};
+
+    fn response(data: &str, errors: usize) -> Response {
+        Response {
+            data: Some(RawJson(format!("{DATA_PREFIX}{data}"))),
+            errors: (0..errors).map(|i| error(format!("e{i}"), "X")).collect(),
+        }
+    }
+
     #[test]
     fn raw_json_is_written_as_it_is() {
-        let r = super::Response {
-            data: Some(super::RawJson(r#"{"a":[1,{"b":"\"x"}]}"#.into())),
-            errors: Vec::new(),
-        };
+        let data = r#"{"a":[1,{"b":"\"x"}]}"#;
         assert_eq!(
-            serde_json::to_string(&r).unwrap(),
+            serde_json::to_string(&response(data, 0)).unwrap(),
             r#"{"data":{"a":[1,{"b":"\"x"}]}}"#
         );
+    }
+
+    /// `into_json` finishes the data's own buffer; it must say what
+    /// serialising the response says.
+    #[test]
+    fn a_response_finished_in_place_is_the_serialised_response() {
+        for (data, errors) in [("null", 0), (r#"{"a":1}"#, 0), (r#"{"a":null}"#, 2)] {
+            let r = response(data, errors);
+            let serialised = serde_json::to_vec(&r).unwrap();
+            assert_eq!(r.into_json().unwrap(), serialised);
+        }
+        let only_errors = Response::from_errors(vec![error("bad", "BAD_REQUEST")]);
+        let serialised = serde_json::to_vec(&only_errors).unwrap();
+        assert_eq!(only_errors.into_json().unwrap(), serialised);
     }
 }

@@ -22,16 +22,10 @@ use super::{
 };
 use crate::plan::TYPENAME_ALIAS;
 
-/// Writes the client's `data` as JSON: the response is written straight from
-/// the merged data, with no intermediate tree; a propagated null truncates
-/// what its object had written so far. `size_hint`: about how large the
-/// answer will be (the subgraph answers' size), to size the buffer once.
-pub fn shape(
-    req: &Request<'_>,
-    data: &Value,
-    errors: &mut Vec<GraphQLError>,
-    size_hint: usize,
-) -> Vec<u8> {
+/// Appends the client's `data` as JSON to `out`: the response is written
+/// straight from the merged data, with no intermediate tree; a propagated
+/// null truncates what its object had written so far.
+pub fn shape(req: &Request<'_>, data: &Value, errors: &mut Vec<GraphQLError>, out: &mut Vec<u8>) {
     let mut s = Shaper {
         req,
         errors,
@@ -40,14 +34,13 @@ pub fn shape(
     let empty = Map::new();
     let obj = data.as_object().unwrap_or(&empty);
     let root = &req.operation.selection_set;
-    let mut out = Vec::with_capacity(size_hint.clamp(1024, 16 << 20));
-    if s.selection(&[root], root.ty.as_str(), obj, &mut Vec::new(), &mut out)
+    let start = out.len();
+    if s.selection(&[root], root.ty.as_str(), obj, &mut Vec::new(), out)
         .is_err()
     {
-        out.clear();
+        out.truncate(start);
         out.extend_from_slice(b"null");
     }
-    out
 }
 
 /// The fields of a selection set for one runtime type, grouped by response key.
@@ -462,7 +455,9 @@ mod tests {
         };
         let mut errors = Vec::new();
         let data = Value::from(data);
-        let out = String::from_utf8(shape(&req, &data, &mut errors, 0)).unwrap();
+        let mut out = Vec::new();
+        shape(&req, &data, &mut errors, &mut out);
+        let out = String::from_utf8(out).unwrap();
         let errors = errors
             .iter()
             .map(|e| format!("{} at {}", e.message, crate::execute::path_string(&e.path)))
