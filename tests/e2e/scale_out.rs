@@ -308,7 +308,7 @@ async fn replicas_share_queue_logs_and_datasets_and_a_killed_pipeline_replica_lo
 
     // A run created on A's endpoint runs on B (A's workers are busy); its
     // lines go to log replica 2, and a live stream through gateway A (log
-    // replica 1) receives every one of them, in order.
+    // replica 1) receives every one of them, once.
     let y = create_through(&ga.url(), "example00", &input, &output, "1").await;
     let mut events = Subscription::start(
         &ga.ws_url(),
@@ -325,8 +325,12 @@ async fn replicas_share_queue_logs_and_datasets_and_a_killed_pipeline_replica_lo
     )
     .await;
     // The run's five lines come from two writers (the creating replica and
-    // the executing one), so the stream's order is commit order (ids), not
-    // necessarily time order; the history is in time order.
+    // the executing one). The stream replays the lines stored before it
+    // began in time order, then follows in commit order (ids), and the run
+    // may have logged before the subscription started, so the order seen
+    // here can be neither. What holds across writers is that no line is
+    // lost or repeated: a live cursor that skipped an id uncommitted yet
+    // would lose that line. (The order itself: `log::stream`'s unit test.)
     let line = |l: &Value| {
         let id = l["id"]
             .as_str()
@@ -345,10 +349,7 @@ async fn replicas_share_queue_logs_and_datasets_and_a_killed_pipeline_replica_lo
             .unwrap_or_else(|| panic!("the stream ended after {streamed:?}"));
         streamed.push(line(&event["pipelineLogs"]));
     }
-    assert!(
-        streamed.windows(2).all(|w| w[0].0 < w[1].0),
-        "not in commit order: {streamed:#?}"
-    );
+    streamed.sort();
     let mut stored: Vec<(i64, String)> = run_logs(&l2, &y).await.iter().map(line).collect();
     stored.sort();
     assert_eq!(streamed, stored, "lost or repeated lines");
