@@ -1068,6 +1068,10 @@ fn batch_keys(
         }
     });
     let targets = &mut doc.calls[batch.call].targets;
+    // Sized once for this fetch's keys (most are distinct).
+    targets.reserve(keyed.len());
+    batch.keys.reserve(keyed.len());
+    batch.index.reserve(keyed.len());
     let mut intern = |k: &Value| -> usize {
         let text = key_text(k);
         if let Some(i) = batch.index.get(&text) {
