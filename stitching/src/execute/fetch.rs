@@ -757,7 +757,7 @@ fn top_keys(
 /// Federation: one `_entities` call with every distinct representation.
 fn entities(doc: &mut Doc<'_, '_>, node: &FetchNode, remote_type: &Name, parents: Vec<&Map>) {
     let mut reps = Distinct::default();
-    let mut targets = Vec::new();
+    let mut targets = Vec::with_capacity(parents.len());
     let typename = Value::String(remote_type.as_str().into());
     let in_place = plain_inputs(&node.requires);
     for (ordinal, parent) in parents.into_iter().enumerate() {

@@ -90,7 +90,7 @@ pub(crate) fn merge_body(
         map_error(e, service, calls, &mut paths, errors);
     }
     let mut remote_data = remote_data;
-    let mut deliveries = Vec::new();
+    let mut deliveries = Vec::with_capacity(calls.iter().map(|c| c.targets.len()).sum());
     for call in calls {
         let answer = match (&call.alias, remote_data.as_mut()) {
             (_, None) => Ok(Value::Null),
