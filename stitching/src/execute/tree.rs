@@ -342,17 +342,21 @@ impl Serialize for Map {
     }
 }
 
+/// JSON text, for keys and signatures that compare values by their text.
+fn display_json(v: &impl Serialize, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let text = serde_json::to_string(v).map_err(|_| fmt::Error)?;
+    f.write_str(&text)
+}
+
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = serde_json::to_string(self).map_err(|_| fmt::Error)?;
-        f.write_str(&text)
+        display_json(self, f)
     }
 }
 
 impl fmt::Display for Map {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = serde_json::to_string(self).map_err(|_| fmt::Error)?;
-        f.write_str(&text)
+        display_json(self, f)
     }
 }
 
