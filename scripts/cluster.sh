@@ -129,6 +129,19 @@ for g in 1 2; do
 done
 
 # ---- HAProxy in front of the gateways --------------------------------------
+# HAProxy counts a server as up until a check fails, so it starts once both
+# gateways have built their schema (`/health` says "ok", not "starting");
+# its checks then take out a gateway that restarts.
+gateway_up() { # gateway number
+  local reply
+  reply=$({ printf 'GET /health HTTP/1.0\r\n\r\n' >&3; cat <&3; } \
+    3<>"/dev/tcp/127.0.0.1/$(port "$1")" 2>/dev/null) || return 1
+  [[ $reply == *'"status":"ok"'* ]]
+}
+for g in 1 2; do
+  for _ in $(seq 600); do gateway_up "$g" && break; sleep 0.1; done
+  gateway_up "$g" || { echo "cluster: gateway $g on $(port "$g") did not start within 60 s" >&2; exit 1; }
+done
 cat >"$dir/haproxy.cfg" <<EOF
 global
   maxconn 4096
@@ -144,6 +157,7 @@ frontend graphql
 backend gateways
   balance roundrobin
   option httpchk GET /health
+  http-check expect rstring status.:.ok
   server gateway1 127.0.0.1:$(port 1) check inter 1s
   server gateway2 127.0.0.1:$(port 2) check inter 1s
 EOF
