@@ -497,22 +497,9 @@ fn port_of(url: &str) -> u16 {
         .expect("port")
 }
 
-/// Ten free ports in a row from a random base (the script's layout), below
-/// the kernel's ephemeral range (32768 up), where the other tests' servers
-/// get their ports: those could take one before the script binds it.
-fn free_port_range() -> u16 {
-    loop {
-        let base = 20_000 + fastrand::u16(..1200) * 10;
-        let free = (0..10).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if free {
-            return base;
-        }
-    }
-}
-
 #[tokio::test]
 async fn the_cluster_script_serves_runs_and_subscriptions_through_haproxy() {
-    let base = free_port_range();
+    let base = e2e::platform::free_ports(10);
     let dir = tempfile::tempdir().expect("temp dir");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster.sh");
     let mut cluster = tokio::process::Command::new(script)

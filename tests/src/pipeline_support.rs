@@ -240,12 +240,9 @@ pub async fn start_pipeline_with(config: PipelineConfig) -> RunningService {
         .unwrap_or_else(|e| panic!("start pipeline subgraph: {e}"))
 }
 
-/// A URL where nothing listens (the port was bound, then released).
+/// A URL where nothing listens: a free port no other test is handed.
 pub async fn dead_url() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = l.local_addr().expect("addr");
-    drop(l);
-    format!("http://{addr}/graphql")
+    format!("http://127.0.0.1:{}/graphql", crate::platform::free_port())
 }
 
 /// A stack with one pipeline worker and two 60-second `example00` runs:

@@ -168,15 +168,34 @@ where
     }
 }
 
-/// A loopback port the kernel just handed out, for a child process to bind.
+/// A free loopback port for a child process to bind.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    free_ports(1)
 }
 
-/// Waits until a process on `port` answers `GET /health` with 200.
+/// `n` free loopback ports in a row, for a child process to bind later.
+///
+/// They come from below the kernel's ephemeral range (32768 up): a port
+/// from `bind(0)` can be taken, between the probe and the child's bind, by
+/// another test's outgoing connection or server. Ports are handed out once
+/// per test process, from a random start, so two tests never get the same.
+pub fn free_ports(n: u16) -> u16 {
+    const LOW: u16 = 20_000;
+    const HIGH: u16 = 32_000;
+    static NEXT: std::sync::Mutex<u16> = std::sync::Mutex::new(0);
+    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if *next == 0 || *next + n > HIGH {
+            *next = LOW + fastrand::u16(..6_000);
+        }
+        let base = *next;
+        *next += n;
+        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+}
+
 /// Waits until the gateway at `addr` (`host:port`) answers `/ready` with 200:
 /// its schema is built.
 pub async fn wait_ready(addr: &str, within: Duration) {
@@ -188,6 +207,7 @@ pub async fn wait_ready(addr: &str, within: Duration) {
     .await
 }
 
+/// Waits until a process on `port` answers `GET /health` with 200.
 pub async fn wait_healthy(port: u16, within: Duration) {
     eventually(within, &format!("/health on port {port}"), || async {
         let r = reqwest::get(format!("http://127.0.0.1:{port}/health"))
