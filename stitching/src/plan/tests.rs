@@ -122,14 +122,39 @@ type Product @key(fields: "upc") { upc: String! name: String @shareable rank: In
     insta::assert_snapshot!(g.plan("{ search { name rank } product(upc: \"1\") { name rank } }"), @r#"
     Query {
       Parallel {
-        #0 search { search { name rank } }
         #1 catalog { product(upc: "1") { name upc } }
       }
       Parallel {
+        #0 search { search { name rank } }
         #2 search at product _entities(Product) requires { upc } { rank } after #1
       }
     }
     "#);
+}
+
+#[test]
+fn a_fetch_waits_for_a_later_wave_that_calls_its_subgraph_anyway() {
+    let g = planner!(
+        products: federation(PRODUCTS),
+        inventory: federation(INVENTORY),
+        reviews: federation(REVIEWS),
+        accounts: federation(ACCOUNTS),
+    );
+    insta::assert_snapshot!(g.plan("{ topProducts { inStock reviews { product { name inStock } } } }"), @"
+    Query {
+      Parallel {
+        #0 products { topProducts { upc } }
+      }
+      Parallel {
+        #2 reviews at topProducts _entities(Product) requires { upc } { reviews { product { upc } } } after #0
+      }
+      Parallel {
+        #1 inventory at topProducts _entities(Product) requires { upc } { inStock } after #0
+        #3 products at topProducts.reviews.product _entities(Product) requires { upc } { name } after #2
+        #4 inventory at topProducts.reviews.product _entities(Product) requires { upc } { inStock } after #2
+      }
+    }
+    ");
 }
 
 #[test]
