@@ -12,7 +12,7 @@ mod common;
 
 /// The gateway's allocator: allocation is a good part of this work.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::{collections::HashMap, sync::Mutex};
 
