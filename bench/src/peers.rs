@@ -484,7 +484,7 @@ async fn compare(
             }
             let r = measure(o, &client, side, bodies, unique_auth, counter).await?;
             eprintln!(
-                "bench peers:   round {} {}: {:.0} req/s, p50 {:.1} ms, {:.2} ms CPU/req, {:.2} subgraph req/req",
+                "bench peers:   round {} {}: {:.0} req/s, p50 {:.1} ms, {:.2} ms CPU/req, {:.3} subgraph req/req",
                 round + 1,
                 side.label,
                 r.rps,
@@ -626,7 +626,7 @@ fn table(out: &mut String, c: &Comparison) {
         (
             "subgraph requests per request",
             |r| r.subgraph_per_request,
-            2,
+            3,
         ),
     ];
     for (name, f, digits) in rows {
