@@ -1161,18 +1161,18 @@ fn earliest_waves(fetches: &[Builder]) -> Vec<Vec<usize>> {
 /// those of the reviewed products, 6 requests instead of 7.)
 fn share_requests(fetches: &[Builder], waves: &mut [Vec<usize>]) {
     let mut wave_of = vec![0; fetches.len()];
+    // A step's waves are consecutive; a fetch never leaves its step's.
+    let mut last_of_step: HashMap<usize, usize> = HashMap::new();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); fetches.len()];
     for (w, wave) in waves.iter().enumerate() {
         for &i in wave {
             wave_of[i] = w;
+            last_of_step.insert(fetches[i].step, w);
+            for &d in &fetches[i].deps {
+                dependents[d].push(i);
+            }
         }
     }
-    let last_of_step = |step: usize, wave_of: &[usize]| {
-        (0..fetches.len())
-            .filter(|&i| fetches[i].step == step)
-            .map(|i| wave_of[i])
-            .max()
-            .unwrap_or(0)
-    };
     // Latest waves first, so a fetch's dependents are where they stay.
     for w in (0..waves.len()).rev() {
         for i in waves[w].clone() {
@@ -1184,11 +1184,11 @@ fn share_requests(fetches: &[Builder], waves: &mut [Vec<usize>]) {
             if !is_query(&fetches[i]) || shares(&waves[w]) {
                 continue;
             }
-            let latest = (0..fetches.len())
-                .filter(|&d| fetches[d].deps.contains(&i))
-                .map(|d| wave_of[d] - 1)
+            let latest = dependents[i]
+                .iter()
+                .map(|&d| wave_of[d] - 1)
                 .min()
-                .unwrap_or_else(|| last_of_step(fetches[i].step, &wave_of));
+                .unwrap_or_else(|| last_of_step.get(&fetches[i].step).copied().unwrap_or(w));
             if let Some(to) = (w + 1..=latest).find(|&to| shares(&waves[to])) {
                 waves[w].retain(|&j| j != i);
                 waves[to].push(i);
