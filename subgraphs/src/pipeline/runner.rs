@@ -202,11 +202,13 @@ impl Runner {
     async fn dispatch(self: Arc<Self>) {
         loop {
             let permit = tokio::select! {
+                // A worker freed by the shutdown itself must not claim a run.
+                biased;
+                _ = self.shutdown.cancelled() => return,
                 p = self.workers.clone().acquire_owned() => match p {
                     Ok(p) => p,
                     Err(_) => return,
                 },
-                _ = self.shutdown.cancelled() => return,
             };
             match self.store.claim(self.queue.lease).await {
                 Ok(Some(run)) => self.start(run, permit),
@@ -496,8 +498,12 @@ impl Runner {
     }
 
     async fn start_and_execute(&self, run: &Run, token: &CancellationToken) -> Option<Ending> {
+        // Stopped before it started (the process is stopping as it claimed
+        // the run): it is still PENDING, and stays queued. Other replicas
+        // take it once this one's lease lapses; alone on SQLite, the stop
+        // fails what is queued.
         if token.is_cancelled() {
-            return Some(Ending::Stopped);
+            return None;
         }
         let template = templates::find(&run.name);
         let message = format!("run started: template {}", run.name);
