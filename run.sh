@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 config="${1:-config.toml}"
 
+scripts/ensure-build-tools.sh
 cargo build --release -p subgraphs -p gateway
 
 pids=()

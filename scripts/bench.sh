@@ -54,6 +54,7 @@ install_peers() {
 # raises its own limit; the load generator needs this one).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+scripts/ensure-build-tools.sh
 if [ "$peers" = 1 ]; then
     install_peers
 fi

@@ -6,6 +6,7 @@
 # Extra arguments go to both runs (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/ensure-build-tools.sh
 scripts/ensure-postgres.sh
 cargo test --workspace "$@"
 E2E_STORAGE=postgres cargo test -p e2e --test e2e "$@"
