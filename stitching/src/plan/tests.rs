@@ -34,14 +34,19 @@ type Query { me: User users: [User] }
 type User @key(fields: "id") { id: ID! name: String username: String @shareable }
 "#;
 
-#[test]
-fn an_entity_over_three_subgraphs() {
-    let g = planner!(
+/// The four subgraphs of the public gateway benchmark.
+fn benchmark_subgraphs() -> crate::testing::Graph {
+    planner!(
         products: federation(PRODUCTS),
         inventory: federation(INVENTORY),
         reviews: federation(REVIEWS),
         accounts: federation(ACCOUNTS),
-    );
+    )
+}
+
+#[test]
+fn an_entity_over_three_subgraphs() {
+    let g = benchmark_subgraphs();
     insta::assert_snapshot!(g.plan("{ topProducts { name inStock reviews { body } } }"), @"
     Query {
       Parallel {
@@ -134,12 +139,7 @@ type Product @key(fields: "upc") { upc: String! name: String @shareable rank: In
 
 #[test]
 fn a_fetch_waits_for_a_later_wave_that_calls_its_subgraph_anyway() {
-    let g = planner!(
-        products: federation(PRODUCTS),
-        inventory: federation(INVENTORY),
-        reviews: federation(REVIEWS),
-        accounts: federation(ACCOUNTS),
-    );
+    let g = benchmark_subgraphs();
     insta::assert_snapshot!(g.plan("{ topProducts { inStock reviews { product { name inStock } } } }"), @"
     Query {
       Parallel {
