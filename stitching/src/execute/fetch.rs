@@ -19,7 +19,7 @@ use apollo_compiler::{
 
 use super::{
     tree::{Map, Value},
-    value::{ast_to_json, visit_parents},
+    value::{ast_to_json, visit_parents, Places},
     BatchedOperation, FetchError, Request, SubgraphRequest,
 };
 use crate::{
@@ -47,12 +47,10 @@ pub(crate) enum KeyRef {
     Key(Name),
 }
 
-/// Where one call's answer goes: a parent of a fetch, named by its
-/// ordinal in the fetch's walk of the data (`visit_parents`), so merging
-/// walks each fetch's path once instead of each parent's from the root.
+/// Where one call's answer goes: a parent of a fetch, named by its place
+/// in the request's `Routing::places`.
 #[derive(Debug)]
 pub(crate) struct Target {
-    pub fetch: usize,
     pub parent: usize,
     pub key: KeyRef,
     /// Written under this key of the parent (a stitched field's value, a
@@ -72,6 +70,14 @@ pub(crate) struct CallOut {
     pub optional: Vec<Name>,
 }
 
+/// Where a request's answers go: its calls, and the places in the data of
+/// the parents their targets name.
+#[derive(Debug, Default)]
+pub(crate) struct Routing {
+    pub calls: Vec<CallOut>,
+    pub places: Places,
+}
+
 /// The parent objects a request's calls answer for (a root call: one).
 fn batch_size(calls: &[CallOut]) -> usize {
     calls.iter().map(|c| c.targets.len().max(1)).sum()
@@ -81,7 +87,7 @@ fn batch_size(calls: &[CallOut]) -> usize {
 pub struct Built {
     pub subgraph: SubgraphId,
     pub request: Option<SubgraphRequest>,
-    pub(crate) calls: Vec<CallOut>,
+    pub(crate) routing: Routing,
     /// Variable batching: per request of the batch, the call alias of each
     /// variable set's answer (`None`: a plain document, answered whole).
     pub(crate) unbatch: Vec<Option<Vec<String>>>,
@@ -394,9 +400,10 @@ struct Doc<'r, 'a> {
     /// Variable batching: lookups sent as one document each with a list of
     /// variable sets, and the call alias each set's answer belongs to.
     vsets: Vec<VariableBatch>,
-    /// Stitched fields whose `$fields:` key is null: `(fetch, parent)`,
+    /// Stitched fields whose `$fields:` key is null: `(fetch, place)`,
     /// answered null (or `[]`) without a call.
     empties: Vec<(usize, usize)>,
+    places: Places,
 }
 
 struct VariableBatch {
@@ -506,7 +513,7 @@ impl<'r, 'a> Doc<'r, 'a> {
             return Built {
                 subgraph: self.subgraph,
                 request: None,
-                calls: Vec::new(),
+                routing: Routing::default(),
                 unbatch: Vec::new(),
             };
         }
@@ -524,7 +531,10 @@ impl<'r, 'a> Doc<'r, 'a> {
                 batch: Vec::new(),
                 batch_size: batch_size(&self.calls),
             }),
-            calls: self.calls,
+            routing: Routing {
+                calls: self.calls,
+                places: self.places,
+            },
             unbatch: Vec::new(),
         }
     }
@@ -573,7 +583,10 @@ impl<'r, 'a> Doc<'r, 'a> {
                 batch,
                 batch_size: batch_size(&self.calls),
             }),
-            calls: self.calls,
+            routing: Routing {
+                calls: self.calls,
+                places: self.places,
+            },
             unbatch,
         }
     }
@@ -588,42 +601,25 @@ pub(crate) fn build(
     fetches: &[usize],
 ) -> Built {
     let (built, empties) = build_request(req, &*data, subgraph, fetches);
-    answer_empties(req, data, empties);
+    answer_empties(req, data, &built.routing.places, empties);
     built
 }
 
 /// The fields whose `$fields:` key is null get their answer at once: null,
 /// or `[]` for a non-null list.
-fn answer_empties(req: &Request<'_>, data: &mut Value, mut empties: Vec<(usize, usize)>) {
-    empties.sort_unstable();
-    let mut i = 0;
-    while i < empties.len() {
-        let fetch = empties[i].0;
+fn answer_empties(
+    req: &Request<'_>,
+    data: &mut Value,
+    places: &Places,
+    empties: Vec<(usize, usize)>,
+) {
+    for (fetch, place) in empties {
         let node = &req.plan.fetches[fetch];
-        let FetchKind::Field { response_key, .. } = &node.kind else {
-            i += 1;
-            continue;
-        };
-        let mut wanted = empties[i..]
-            .iter()
-            .take_while(|(f, _)| *f == fetch)
-            .map(|(_, p)| *p)
-            .peekable();
-        let schema = &req.supergraph.schema;
-        let is_a = |c: &str, r: &str| c == r || schema.is_subtype(c, r);
-        let mut count = 0;
-        super::value::visit_parents_mut(data, &node.path, &is_a, &mut 0, &mut |ordinal, obj| {
-            if wanted.peek() == Some(&ordinal) {
-                wanted.next();
-                count += 1;
-                super::value::write_key(obj, response_key, empty_answer(node));
-            }
-        });
-        i += empties[i..]
-            .iter()
-            .take_while(|(f, _)| *f == fetch)
-            .count()
-            .max(count);
+        if let (FetchKind::Field { response_key, .. }, Some(obj)) =
+            (&node.kind, places.object_mut(data, place))
+        {
+            super::value::write_key(obj, response_key, empty_answer(node));
+        }
     }
 }
 
@@ -648,6 +644,7 @@ fn build_request(
         batches: HashMap::default(),
         vsets: Vec::new(),
         empties: Vec::new(),
+        places: Places::default(),
     };
     let variables: &JsonMap = req.variables;
     for &id in fetches {
@@ -660,9 +657,9 @@ fn build_request(
             continue;
         }
         doc.operation.get_or_insert(node.operation());
-        let parents = parents(req, data, node);
+        let parents = parents(req, data, node, &mut doc.places);
         match &node.kind {
-            FetchKind::Root { .. } => root_fields(&mut doc, node),
+            FetchKind::Root { .. } => root_fields(&mut doc, node, &parents),
             FetchKind::Entity {
                 resolver,
                 remote_type,
@@ -683,20 +680,30 @@ fn build_request(
     (doc.finish(), empties)
 }
 
-/// The objects a fetch serves, in the order targets name them.
-fn parents<'d>(req: &Request<'_>, data: &'d Value, node: &FetchNode) -> Vec<&'d Map> {
+/// The objects a fetch serves, each with its place.
+fn parents<'d>(
+    req: &Request<'_>,
+    data: &'d Value,
+    node: &FetchNode,
+    places: &mut Places,
+) -> Vec<(usize, &'d Map)> {
     let schema = &req.supergraph.schema;
     let mut out = Vec::new();
     visit_parents(
         data,
         &node.path,
         &|condition, runtime| condition == runtime || schema.is_subtype(condition, runtime),
-        &mut |obj| out.push(obj),
+        places,
+        &mut |place, obj| out.push((place, obj)),
     );
     out
 }
 
-fn root_fields(doc: &mut Doc<'_, '_>, node: &FetchNode) {
+/// Root fields answer into the data's root, the one parent of their path.
+fn root_fields(doc: &mut Doc<'_, '_>, node: &FetchNode, parents: &[(usize, &Map)]) {
+    let Some(&(root, _)) = parents.first() else {
+        return;
+    };
     doc.client_variables(node);
     // `{ a b { c } }`: its fields join the document's top level.
     let inner = node
@@ -715,8 +722,7 @@ fn root_fields(doc: &mut Doc<'_, '_>, node: &FetchNode) {
         targets: keys
             .into_iter()
             .map(|k| Target {
-                fetch: node.id,
-                parent: 0,
+                parent: root,
                 key: KeyRef::Key(k.clone()),
                 write: Some(k),
             })
@@ -755,12 +761,17 @@ fn top_keys(
 }
 
 /// Federation: one `_entities` call with every distinct representation.
-fn entities(doc: &mut Doc<'_, '_>, node: &FetchNode, remote_type: &Name, parents: Vec<&Map>) {
+fn entities(
+    doc: &mut Doc<'_, '_>,
+    node: &FetchNode,
+    remote_type: &Name,
+    parents: Vec<(usize, &Map)>,
+) {
     let mut reps = Distinct::default();
     let mut targets = Vec::with_capacity(parents.len());
     let typename = Value::String(remote_type.as_str().into());
     let in_place = plain_inputs(&node.requires);
-    for (ordinal, parent) in parents.into_iter().enumerate() {
+    for (place, parent) in parents {
         let i = if in_place {
             // Most parents repeat a representation: compared in place, one
             // is built only when it is new.
@@ -787,8 +798,7 @@ fn entities(doc: &mut Doc<'_, '_>, node: &FetchNode, remote_type: &Name, parents
             reps.index(Value::Object(repr))
         };
         targets.push(Target {
-            fetch: node.id,
-            parent: ordinal,
+            parent: place,
             key: KeyRef::One(i),
             write: None,
         });
@@ -881,7 +891,7 @@ fn calls(
     doc: &mut Doc<'_, '_>,
     node: &FetchNode,
     call: &Arc<Call>,
-    parents: Vec<&Map>,
+    parents: Vec<(usize, &Map)>,
     merge: bool,
 ) {
     let variables: &JsonMap = doc.req.variables;
@@ -895,7 +905,7 @@ fn calls(
         batch_keys(doc, node, call, parents, write);
         return;
     }
-    for (ordinal, parent) in parents.into_iter().enumerate() {
+    for (place, parent) in parents {
         let Some(repr) = project(parent, &node.requires, true) else {
             continue;
         };
@@ -909,14 +919,13 @@ fn calls(
             variables,
         };
         let target = Target {
-            fetch: node.id,
-            parent: ordinal,
+            parent: place,
             key: KeyRef::Whole,
             write: write.clone(),
         };
         let Some(seg_args) = call_arguments(call, node, &cx) else {
             if !merge {
-                doc.empties.push((node.id, ordinal));
+                doc.empties.push((node.id, place));
             }
             continue;
         };
@@ -1024,22 +1033,22 @@ fn batch_keys(
     doc: &mut Doc<'_, '_>,
     node: &FetchNode,
     call: &Arc<Call>,
-    parents: Vec<&Map>,
+    parents: Vec<(usize, &Map)>,
     write: Option<Name>,
 ) {
     let path = call.batch_key();
     let mut keyed: Vec<(usize, Value)> = Vec::with_capacity(parents.len());
-    for (ordinal, parent) in parents.into_iter().enumerate() {
+    for (place, parent) in parents {
         if !complete(parent, &node.requires) {
             continue;
         }
         match path.and_then(|p| input_value(parent, &node.requires, p)) {
             None | Some(Value::Null) => {
                 if write.is_some() {
-                    doc.empties.push((node.id, ordinal));
+                    doc.empties.push((node.id, place));
                 }
             }
-            Some(key) => keyed.push((ordinal, key)),
+            Some(key) => keyed.push((place, key)),
         }
     }
     // No key at all: no call (not one with an empty list).
@@ -1081,7 +1090,7 @@ fn batch_keys(
         batch.index.insert(text, batch.keys.len() - 1);
         batch.keys.len() - 1
     };
-    for (ordinal, key) in keyed {
+    for (place, key) in keyed {
         let key = match &key {
             Value::Array(items) => KeyRef::Many(
                 items
@@ -1092,8 +1101,7 @@ fn batch_keys(
             k => KeyRef::One(intern(k)),
         };
         targets.push(Target {
-            fetch: node.id,
-            parent: ordinal,
+            parent: place,
             key,
             write: write.clone(),
         });
@@ -1206,12 +1214,17 @@ fn finish_batches(doc: &mut Doc<'_, '_>) {
 
 /// Variable batching: one document for a lookup, one variable set per
 /// distinct input (the key, and per-entity arguments).
-fn variable_sets(doc: &mut Doc<'_, '_>, node: &FetchNode, call: &Arc<Call>, parents: Vec<&Map>) {
+fn variable_sets(
+    doc: &mut Doc<'_, '_>,
+    node: &FetchNode,
+    call: &Arc<Call>,
+    parents: Vec<(usize, &Map)>,
+) {
     let mut index: HashMap<String, usize> = HashMap::default();
     let mut sets: Vec<JsonValue> = Vec::new();
     let mut aliases: Vec<String> = Vec::new();
     let mut call_of: Vec<usize> = Vec::new();
-    for (ordinal, parent) in parents.into_iter().enumerate() {
+    for (place, parent) in parents {
         let Some(set) = variable_set(doc, node, call, parent) else {
             continue;
         };
@@ -1235,8 +1248,7 @@ fn variable_sets(doc: &mut Doc<'_, '_>, node: &FetchNode, call: &Arc<Call>, pare
             }
         };
         doc.calls[call_of[i]].targets.push(Target {
-            fetch: node.id,
-            parent: ordinal,
+            parent: place,
             key: KeyRef::Whole,
             write: None,
         });

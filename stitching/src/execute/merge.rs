@@ -9,9 +9,9 @@ use apollo_compiler::{
 
 use super::{
     error,
-    fetch::{CallOut, KeyRef, Target},
+    fetch::{CallOut, KeyRef, Routing, Target},
     tree::{Map, Value},
-    value::{self, to_error_path, PathSeg},
+    value::{self, to_error_path, PathSeg, Places},
     FetchError, Request,
 };
 use crate::{
@@ -33,20 +33,13 @@ fn descend(v: Value, names: &[Name]) -> Value {
 
 /// The client paths of targets, worked out only when an error needs them.
 struct Paths<'d> {
-    req: &'d Request<'d>,
     data: &'d Value,
-    by_fetch: ahash::HashMap<usize, Vec<Vec<PathSeg>>>,
+    places: &'d Places,
 }
 
 impl Paths<'_> {
-    fn of(&mut self, t: &Target) -> Vec<PathSeg> {
-        let (req, data) = (self.req, self.data);
-        let parents = self.by_fetch.entry(t.fetch).or_insert_with(|| {
-            let schema = &req.supergraph.schema;
-            let is_a = |c: &str, r: &str| c == r || schema.is_subtype(c, r);
-            value::parent_paths(data, &req.plan.fetches[t.fetch].path, &is_a)
-        });
-        let mut path = parents.get(t.parent).cloned().unwrap_or_default();
+    fn of(&self, t: &Target) -> Vec<PathSeg> {
+        let mut path = self.places.client_path(self.data, t.parent);
         if let Some(k) = &t.write {
             path.push(PathSeg::Key(k.clone()));
         }
@@ -61,9 +54,10 @@ pub(crate) fn merge_body(
     data: &mut Value,
     errors: &mut Vec<GraphQLError>,
     subgraph: SubgraphId,
-    calls: &[CallOut],
+    routing: &Routing,
     body: Value,
 ) {
+    let calls = &routing.calls;
     let sg = &req.supergraph.subgraphs[subgraph];
     let service = sg.name.as_str();
     let (remote_data, remote_errors) = match read_body(body) {
@@ -74,20 +68,19 @@ pub(crate) fn merge_body(
                 data,
                 errors,
                 subgraph,
-                calls,
+                routing,
                 &FetchError::Malformed(why),
             );
             return;
         }
     };
-    let mut paths = Paths {
-        req,
+    let paths = Paths {
         data,
-        by_fetch: Default::default(),
+        places: &routing.places,
     };
     let had_errors = !remote_errors.is_empty();
     for e in remote_errors {
-        map_error(e, service, calls, &mut paths, errors);
+        map_error(e, service, calls, &paths, errors);
     }
     let mut remote_data = remote_data;
     let mut deliveries = Vec::with_capacity(calls.iter().map(|c| c.targets.len()).sum());
@@ -103,13 +96,7 @@ pub(crate) fn merge_body(
         let answer = match answer {
             Ok(a) => a,
             Err(why) => {
-                fail_call(
-                    &mut paths,
-                    errors,
-                    service,
-                    call,
-                    &FetchError::Malformed(why),
-                );
+                fail_call(&paths, errors, service, call, &FetchError::Malformed(why));
                 Value::Null
             }
         };
@@ -118,17 +105,11 @@ pub(crate) fn merge_body(
             public_typenames(&mut answer, sg);
         }
         if let Err(why) = check_shape(call, &answer, had_errors) {
-            fail_call(
-                &mut paths,
-                errors,
-                service,
-                call,
-                &FetchError::Malformed(why),
-            );
+            fail_call(&paths, errors, service, call, &FetchError::Malformed(why));
         }
         deliver(call, answer, &mut deliveries);
     }
-    apply(req, data, deliveries);
+    apply(data, &routing.places, deliveries);
 }
 
 /// `data` (`None`: null, which errors explain) and `errors` of a body, or
@@ -208,37 +189,22 @@ fn check_shape(call: &CallOut, answer: &Value, had_errors: bool) -> Result<(), S
 
 /// A value for one parent: merged into it, or written under a key.
 struct Delivery {
-    fetch: usize,
     parent: usize,
     write: Option<Name>,
     value: Value,
 }
 
-/// Hands the values to their parents: one walk per fetch path, in the
-/// order the parents were found when the request was built.
-fn apply(req: &Request<'_>, data: &mut Value, mut deliveries: Vec<Delivery>) {
-    deliveries.sort_by_key(|d| (d.fetch, d.parent));
-    let schema = &req.supergraph.schema;
-    let is_a = |c: &str, r: &str| c == r || schema.is_subtype(c, r);
-    let mut rest = deliveries.into_iter().peekable();
-    while let Some(first) = rest.peek() {
-        let fetch = first.fetch;
-        let mut group: Vec<Delivery> = Vec::new();
-        while rest.peek().is_some_and(|d| d.fetch == fetch) {
-            group.extend(rest.next());
+/// Hands the values to their parents, at the places where building the
+/// request found them.
+fn apply(data: &mut Value, places: &Places, deliveries: Vec<Delivery>) {
+    for d in deliveries {
+        let Some(obj) = places.object_mut(data, d.parent) else {
+            continue;
+        };
+        match &d.write {
+            Some(k) => value::write_key(obj, k, d.value),
+            None => value::merge_into(obj, d.value),
         }
-        let mut pending = group.into_iter().peekable();
-        let steps = &req.plan.fetches[fetch].path;
-        value::visit_parents_mut(data, steps, &is_a, &mut 0, &mut |ordinal, obj| {
-            while pending.peek().is_some_and(|d| d.parent == ordinal) {
-                if let Some(d) = pending.next() {
-                    match &d.write {
-                        Some(k) => value::write_key(obj, k, d.value),
-                        None => value::merge_into(obj, d.value),
-                    }
-                }
-            }
-        });
     }
 }
 
@@ -307,7 +273,6 @@ fn deliver(call: &CallOut, answer: Value, out: &mut Vec<Delivery>) {
             ),
         };
         out.push(Delivery {
-            fetch: t.fetch,
             parent: t.parent,
             write: t.write.clone(),
             value,
@@ -356,7 +321,7 @@ fn map_error(
     e: Value,
     service: &str,
     calls: &[CallOut],
-    paths: &mut Paths<'_>,
+    paths: &Paths<'_>,
     out: &mut Vec<GraphQLError>,
 ) {
     let Value::Object(mut m) = e else { return };
@@ -439,23 +404,22 @@ pub(crate) fn fail(
     data: &Value,
     errors: &mut Vec<GraphQLError>,
     subgraph: SubgraphId,
-    calls: &[CallOut],
+    routing: &Routing,
     e: &FetchError,
 ) {
     let service = req.supergraph.subgraphs[subgraph].name.as_str();
-    let mut paths = Paths {
-        req,
+    let paths = Paths {
         data,
-        by_fetch: Default::default(),
+        places: &routing.places,
     };
-    for call in calls {
-        fail_call(&mut paths, errors, service, call, e);
+    for call in &routing.calls {
+        fail_call(&paths, errors, service, call, e);
     }
 }
 
 /// An error at each place `call` would have answered (once per path and service).
 fn fail_call(
-    paths: &mut Paths<'_>,
+    paths: &Paths<'_>,
     errors: &mut Vec<GraphQLError>,
     service: &str,
     call: &CallOut,

@@ -259,7 +259,7 @@ pub async fn execute(req: &Request<'_>, transport: &dyn Transport) -> Response {
 pub struct SubscriptionStart {
     pub subgraph: SubgraphId,
     pub request: SubgraphRequest,
-    pub(crate) calls: Vec<fetch::CallOut>,
+    pub(crate) routing: fetch::Routing,
 }
 
 /// Prepares the upstream subscription of a subscription plan (one root field).
@@ -277,7 +277,7 @@ pub fn subscription_start(req: &Request<'_>) -> Result<SubscriptionStart, GraphQ
         Some(request) => Ok(SubscriptionStart {
             subgraph,
             request,
-            calls: built.calls,
+            routing: built.routing,
         }),
         None => Err(error(
             "the subscription resolves to null without a call",
@@ -301,7 +301,7 @@ pub async fn subscription_event(
         &mut ex.data,
         &mut ex.errors,
         start.subgraph,
-        &start.calls,
+        &start.routing,
         Value::from(event),
     );
     ex.run(req.plan.waves.get(1..).unwrap_or(&[])).await;
@@ -392,7 +392,7 @@ impl<'r, 'a> Execution<'r, 'a> {
                         &mut self.data,
                         &mut self.errors,
                         b.subgraph,
-                        &b.calls,
+                        &b.routing,
                         body,
                     ),
                     Err(e) => merge::fail(
@@ -400,7 +400,7 @@ impl<'r, 'a> Execution<'r, 'a> {
                         &self.data,
                         &mut self.errors,
                         b.subgraph,
-                        &b.calls,
+                        &b.routing,
                         &e,
                     ),
                 }

@@ -53,7 +53,7 @@ fn run(sg: &Supergraph, query: &str, variables: JsonValue, answers: &[JsonValue]
                 &mut data,
                 &mut errors,
                 s,
-                &built.calls,
+                &built.routing,
                 Value::from(answer),
             );
         }
@@ -228,7 +228,7 @@ fn json_lines_of_a_batch_are_gathered_under_each_sets_call() {
     let built = fetch::Built {
         subgraph: 0,
         request: None,
-        calls: Vec::new(),
+        routing: Default::default(),
         unbatch: vec![Some(vec!["_stitch_0".into(), "_stitch_1".into()]), None],
     };
     let body = concat!(

@@ -219,10 +219,20 @@ impl Map {
         Some(&self.entries[at].1)
     }
 
-    /// `get_hinted`, mutably.
-    pub fn get_hinted_mut(&mut self, key: &str, hint: &mut usize) -> Option<&mut Value> {
+    /// `get_hinted`, with the entry's position.
+    pub fn find_hinted(&self, key: &str, hint: &mut usize) -> Option<(usize, &Value)> {
         let at = self.hinted_position(key, hint)?;
-        Some(&mut self.entries[at].1)
+        Some((at, &self.entries[at].1))
+    }
+
+    /// The entry at a position `find_hinted` gave.
+    pub fn entry_at(&self, at: usize) -> Option<(&ByteString, &Value)> {
+        self.entries.get(at).map(|(k, v)| (k, v))
+    }
+
+    /// The value at a position `find_hinted` gave, mutably.
+    pub fn value_at_mut(&mut self, at: usize) -> Option<&mut Value> {
+        self.entries.get_mut(at).map(|(_, v)| v)
     }
 
     fn hinted_position(&self, key: &str, hint: &mut usize) -> Option<usize> {

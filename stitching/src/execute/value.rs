@@ -52,7 +52,7 @@ pub(crate) fn merge(into: &mut Value, value: Value) {
 }
 
 /// Where each step's key was in the last object a walk read at that step
-/// (`Map::get_hinted`): sibling objects hold their keys in the same places.
+/// (`Map::find_hinted`): sibling objects hold their keys in the same places.
 /// Indexed by the number of steps left, which names a step of one path.
 struct Hints(Vec<usize>);
 
@@ -66,139 +66,137 @@ impl Hints {
     }
 }
 
-/// The client paths of a fetch's parents, by ordinal (the order of
-/// `visit_parents`): only errors need them, so only errors walk for them.
-pub fn parent_paths(
-    data: &Value,
-    steps: &[PathStep],
-    is_a: &dyn Fn(&str, &str) -> bool,
-) -> Vec<Vec<PathSeg>> {
-    let mut out = Vec::new();
-    let mut path = Vec::new();
-    visit::<true>(
-        data,
-        steps,
-        is_a,
-        &mut Hints::new(steps),
-        &mut path,
-        &mut |path, _| out.push(path.to_vec()),
-    );
-    out
+/// Where the parents a request answers are in the data: each one's steps
+/// from the root (an entry's position in an object, an item's index in a
+/// list), recorded by the walk that builds the request, so merging its
+/// answer walks nothing and compares no key. A place stays valid while the
+/// data grows: merging only appends entries and keeps every list's length.
+/// A value replaced by null ends a place early, and that parent, gone, gets
+/// nothing.
+#[derive(Debug, Default)]
+pub(crate) struct Places {
+    /// Every place's steps, one after another.
+    steps: Vec<u32>,
+    /// Where each place's steps end in `steps`.
+    ends: Vec<u32>,
+}
+
+impl Places {
+    fn add(&mut self, steps: &[u32]) -> usize {
+        self.steps.extend_from_slice(steps);
+        self.ends.push(self.steps.len() as u32);
+        self.ends.len() - 1
+    }
+
+    /// The steps of `place`; `None` for a place never recorded.
+    fn steps(&self, place: usize) -> Option<&[u32]> {
+        let end = *self.ends.get(place)? as usize;
+        let start = match place.checked_sub(1) {
+            Some(before) => *self.ends.get(before)? as usize,
+            None => 0,
+        };
+        self.steps.get(start..end)
+    }
+
+    /// The parent object at `place`, if it is still there.
+    pub fn object_mut<'v>(&self, data: &'v mut Value, place: usize) -> Option<&'v mut Map> {
+        let mut v = data;
+        for &at in self.steps(place)? {
+            v = match v {
+                Value::Object(m) => m.value_at_mut(at as usize)?,
+                Value::Array(items) => items.get_mut(at as usize)?,
+                _ => return None,
+            };
+        }
+        v.as_object_mut()
+    }
+
+    /// The client's path to the parent at `place` (for errors).
+    pub fn client_path(&self, data: &Value, place: usize) -> ResponsePath {
+        let mut path = Vec::new();
+        let mut v = data;
+        for &at in self.steps(place).unwrap_or_default() {
+            v = match v {
+                Value::Object(m) => match m.entry_at(at as usize) {
+                    Some((k, child)) => {
+                        path.extend(Name::new(k.as_str()).ok().map(PathSeg::Key));
+                        child
+                    }
+                    None => break,
+                },
+                Value::Array(items) => match items.get(at as usize) {
+                    Some(item) => {
+                        path.push(PathSeg::Index(at as usize));
+                        item
+                    }
+                    None => break,
+                },
+                _ => break,
+            };
+        }
+        path
+    }
 }
 
 /// Calls `f` with each parent object a fetch's path leads to from the data
-/// root, in a fixed order (the ordinal a target names): lists walked,
-/// type steps filtered by `_stitch_t`. With no steps, the root itself.
+/// root, and its place, recorded in `places`: lists walked, type steps
+/// filtered by `_stitch_t`. With no steps, the root itself.
 pub fn visit_parents<'v>(
     data: &'v Value,
     steps: &[PathStep],
     is_a: &dyn Fn(&str, &str) -> bool,
-    f: &mut dyn FnMut(&'v Map),
+    places: &mut Places,
+    f: &mut dyn FnMut(usize, &'v Map),
 ) {
-    let mut path = Vec::new();
-    visit::<false>(
-        data,
-        steps,
+    let mut walk = Walk {
         is_a,
-        &mut Hints::new(steps),
-        &mut path,
-        &mut |_, m| f(m),
-    );
+        hints: Hints::new(steps),
+        at: Vec::new(),
+        places,
+    };
+    walk.visit(data, steps, f);
 }
 
-/// The walk of `visit_parents`, with the client path of each parent when
-/// `PATHS` (only errors need them).
-fn visit<'v, const PATHS: bool>(
-    v: &'v Value,
-    steps: &[PathStep],
-    is_a: &dyn Fn(&str, &str) -> bool,
-    hints: &mut Hints,
-    path: &mut Vec<PathSeg>,
-    f: &mut dyn FnMut(&[PathSeg], &'v Map),
-) {
-    match v {
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                if PATHS {
-                    path.push(PathSeg::Index(i));
-                }
-                visit::<PATHS>(item, steps, is_a, hints, path, f);
-                if PATHS {
-                    path.pop();
-                }
-            }
-        }
-        Value::Object(m) => match steps.split_first() {
-            None => f(path, m),
-            Some((PathStep::Type(t), rest)) => {
-                let runtime = m
-                    .get_hinted(TYPENAME_ALIAS, hints.at(steps))
-                    .and_then(|v| v.as_str());
-                if runtime.is_some_and(|r| is_a(t, r)) {
-                    visit::<PATHS>(v, rest, is_a, hints, path, f);
-                }
-            }
-            Some((PathStep::Key(k), rest)) => {
-                if let Some(child) = m.get_hinted(k.as_str(), hints.at(steps)) {
-                    if PATHS {
-                        path.push(PathSeg::Key(k.clone()));
-                    }
-                    visit::<PATHS>(child, rest, is_a, hints, path, f);
-                    if PATHS {
-                        path.pop();
-                    }
-                }
-            }
-        },
-        _ => {}
-    }
+/// The state of one `visit_parents`.
+struct Walk<'w> {
+    is_a: &'w dyn Fn(&str, &str) -> bool,
+    hints: Hints,
+    /// The steps from the root to the value being visited.
+    at: Vec<u32>,
+    places: &'w mut Places,
 }
 
-/// The same walk as `visit_parents`, mutably, with each parent's ordinal.
-pub fn visit_parents_mut(
-    data: &mut Value,
-    steps: &[PathStep],
-    is_a: &dyn Fn(&str, &str) -> bool,
-    ordinal: &mut usize,
-    f: &mut dyn FnMut(usize, &mut Map),
-) {
-    fn walk(
-        v: &mut Value,
-        steps: &[PathStep],
-        is_a: &dyn Fn(&str, &str) -> bool,
-        hints: &mut Hints,
-        ordinal: &mut usize,
-        f: &mut dyn FnMut(usize, &mut Map),
-    ) {
+impl Walk<'_> {
+    fn visit<'v>(&mut self, v: &'v Value, steps: &[PathStep], f: &mut dyn FnMut(usize, &'v Map)) {
         match v {
             Value::Array(items) => {
-                for i in items.iter_mut() {
-                    walk(i, steps, is_a, hints, ordinal, f);
+                for (i, item) in items.iter().enumerate() {
+                    self.at.push(i as u32);
+                    self.visit(item, steps, f);
+                    self.at.pop();
                 }
             }
             Value::Object(m) => match steps.split_first() {
-                None => {
-                    f(*ordinal, m);
-                    *ordinal += 1;
-                }
+                None => f(self.places.add(&self.at), m),
                 Some((PathStep::Type(t), rest)) => {
                     let runtime = m
-                        .get_hinted(TYPENAME_ALIAS, hints.at(steps))
-                        .and_then(|v| v.as_str());
-                    if runtime.is_some_and(|r| is_a(t, r)) {
-                        walk(v, rest, is_a, hints, ordinal, f);
+                        .find_hinted(TYPENAME_ALIAS, self.hints.at(steps))
+                        .and_then(|(_, v)| v.as_str());
+                    if runtime.is_some_and(|r| (self.is_a)(t, r)) {
+                        self.visit(v, rest, f);
                     }
                 }
                 Some((PathStep::Key(k), rest)) => {
-                    if let Some(child) = m.get_hinted_mut(k.as_str(), hints.at(steps)) {
-                        walk(child, rest, is_a, hints, ordinal, f);
+                    if let Some((at, child)) = m.find_hinted(k.as_str(), self.hints.at(steps)) {
+                        self.at.push(at as u32);
+                        self.visit(child, rest, f);
+                        self.at.pop();
                     }
                 }
             },
             _ => {}
         }
     }
-    walk(data, steps, is_a, &mut Hints::new(steps), ordinal, f);
 }
 
 /// Writes `value` under `key`; a slot already written (the same response
@@ -278,6 +276,20 @@ mod tests {
         PathSeg::Key(Name::new(k).unwrap())
     }
 
+    /// The client paths of the parents a walk finds, and their places.
+    fn parent_paths(data: &Value, steps: &[PathStep]) -> (Vec<ResponsePath>, Places) {
+        let mut places = Places::default();
+        let mut found = Vec::new();
+        visit_parents(data, steps, &|c, r| c == r, &mut places, &mut |place, _| {
+            found.push(place)
+        });
+        let paths = found
+            .into_iter()
+            .map(|place| places.client_path(data, place))
+            .collect();
+        (paths, places)
+    }
+
     #[test]
     fn collects_parents_through_lists_and_type_steps() {
         let data = tree!({"a": {"items": [
@@ -290,11 +302,8 @@ mod tests {
             PathStep::Key(Name::new("items").unwrap()),
             PathStep::Key(Name::new("b").unwrap()),
         ];
-        let out = parent_paths(&data, &steps, &|c, r| c == r);
+        let (out, _) = parent_paths(&data, &steps);
         assert_eq!(out.len(), 3);
-        let mut visited = 0;
-        visit_parents(&data, &steps, &|c, r| c == r, &mut |_| visited += 1);
-        assert_eq!(visited, 3);
         assert_eq!(
             out[1],
             vec![
@@ -307,7 +316,7 @@ mod tests {
         );
         let mut typed = steps.to_vec();
         typed.push(PathStep::Type(Name::new("X").unwrap()));
-        let out = parent_paths(&data, &typed, &|c, r| c == r);
+        let (out, _) = parent_paths(&data, &typed);
         assert_eq!(
             out,
             vec![
@@ -324,20 +333,49 @@ mod tests {
     }
 
     #[test]
-    fn writes_and_merges_into_the_parents_a_walk_finds() {
+    fn writes_and_merges_into_the_parents_a_walk_found() {
         let mut data = tree!({"a": [{"x": 1}, {"x": 2}], "b": 3});
         let steps = [PathStep::Key(Name::new("a").unwrap())];
-        let mut seen = Vec::new();
-        visit_parents_mut(&mut data, &steps, &|c, r| c == r, &mut 0, &mut |i, obj| {
-            seen.push(i);
-            write_key(obj, "y", tree!(i));
+        let (_, places) = parent_paths(&data, &steps);
+        for place in 0..2 {
+            let obj = places.object_mut(&mut data, place).unwrap();
+            write_key(obj, "y", tree!(place));
             merge_into(obj, tree!({"z": true}));
             merge_into(obj, tree!(null));
-        });
-        assert_eq!(seen, [0, 1]);
+        }
+        assert!(places.object_mut(&mut data, 2).is_none());
         assert_eq!(
             data,
             tree!({"a": [{"x": 1, "y": 0, "z": true}, {"x": 2, "y": 1, "z": true}], "b": 3})
+        );
+    }
+
+    /// Merging appends and keeps lists' lengths, so a place found before
+    /// stays valid; a parent replaced by null is gone and gets nothing.
+    #[test]
+    fn places_outlive_merges_into_the_data() {
+        let mut data = tree!({"a": {"p": 1}, "l": [{"q": {"r": 1}}, {"q": {"r": 2}}]});
+        let steps = [
+            PathStep::Key(Name::new("l").unwrap()),
+            PathStep::Key(Name::new("q").unwrap()),
+        ];
+        let (_, places) = parent_paths(&data, &steps);
+        let Value::Object(root) = &mut data else {
+            unreachable!()
+        };
+        merge_into(
+            root,
+            tree!({"b": 2, "a": {"n": 0}, "l": [{"m": 1, "q": null}, {"m": 2}]}),
+        );
+        assert!(places.object_mut(&mut data, 0).is_none());
+        merge_into(places.object_mut(&mut data, 1).unwrap(), tree!({"s": 3}));
+        assert_eq!(
+            places.client_path(&data, 1),
+            vec![key("l"), PathSeg::Index(1), key("q")]
+        );
+        assert_eq!(
+            data,
+            tree!({"a": {"p": 1, "n": 0}, "l": [{"q": null, "m": 1}, {"q": {"r": 2, "s": 3}, "m": 2}], "b": 2})
         );
     }
 
