@@ -7,18 +7,20 @@ use ahash::HashMap;
 use apollo_compiler::{
     ast::Type,
     executable::{Field, FragmentSpread, InlineFragment, Selection, SelectionSet},
-    response::{GraphQLError, JsonMap, JsonValue},
+    response::{GraphQLError, JsonMap, JsonValue, ResponseDataPathSegment},
     schema::ExtendedType,
     Name, Node,
 };
 use indexmap::IndexMap;
-use std::{cell::Cell, rc::Rc};
+use std::{
+    cell::{Cell, OnceCell},
+    rc::Rc,
+};
 
 use super::{
     error,
     tree::{Map, Value},
-    value::to_error_path,
-    PathSeg, Request,
+    Request,
 };
 use crate::plan::TYPENAME_ALIAS;
 
@@ -55,6 +57,26 @@ struct Grouped<'a> {
     /// Where this key was in the last object read: objects of one shape
     /// hold their keys in the same places.
     hint: Cell<usize>,
+    /// The collected selection of this field's objects, when their type is
+    /// an object type (one runtime type): looked up once, not per object.
+    objects: OnceCell<Collected<'a>>,
+}
+
+/// One step of the path to the value being shaped; borrowed, since only
+/// errors need it as a client path.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Key(&'a Name),
+    Index(usize),
+}
+
+fn error_path(path: &[Step<'_>]) -> Vec<ResponseDataPathSegment> {
+    path.iter()
+        .map(|s| match s {
+            Step::Key(k) => ResponseDataPathSegment::Field((*k).clone()),
+            Step::Index(i) => ResponseDataPathSegment::ListIndex(*i),
+        })
+        .collect()
 }
 
 struct Shaper<'r, 'a, 'e> {
@@ -168,6 +190,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                     named: types.get(fields[0].definition.ty.inner_named_type()),
                     fields,
                     hint: Cell::new(0),
+                    objects: OnceCell::new(),
                 })
                 .collect(),
         );
@@ -187,10 +210,22 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         sets: &[&'a SelectionSet],
         type_name: &str,
         obj: &Map,
-        path: &mut Vec<PathSeg>,
+        path: &mut Vec<Step<'a>>,
         out: &mut Vec<u8>,
     ) -> Result<(), ()> {
         let fields = self.collected(sets, type_name);
+        self.fields(&fields, type_name, obj, path, out)
+    }
+
+    /// `selection`, its fields collected.
+    fn fields(
+        &mut self,
+        fields: &[Grouped<'a>],
+        type_name: &str,
+        obj: &Map,
+        path: &mut Vec<Step<'a>>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ()> {
         out.push(b'{');
         for (n, grouped) in fields.iter().enumerate() {
             let (key, fs) = (grouped.key, grouped.fields.as_slice());
@@ -225,7 +260,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                 write_json(out, raw.unwrap_or(&Value::Null));
                 continue;
             }
-            path.push(PathSeg::Key(key.clone()));
+            path.push(Step::Key(key));
             let v = self.value(&f.definition.ty, grouped, type_name, raw, path, out);
             path.pop();
             v?;
@@ -234,8 +269,8 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         Ok(())
     }
 
-    fn null_error(&mut self, path: &[PathSeg], parent_type: &str, field: &Name) {
-        let p = to_error_path(path);
+    fn null_error(&mut self, path: &[Step<'_>], parent_type: &str, field: &Name) {
+        let p = error_path(path);
         // An error at this path, below it, or at a parent that failed
         // (an entity fetch) already says why the value is missing.
         let covered = self.errors.iter().any(|e| {
@@ -261,11 +296,11 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         grouped: &Grouped<'a>,
         parent_type: &str,
         raw: Option<&Value>,
-        path: &mut Vec<PathSeg>,
+        path: &mut Vec<Step<'a>>,
         out: &mut Vec<u8>,
     ) -> Result<(), ()> {
         let fs = grouped.fields.as_slice();
-        let null = |this: &mut Self, path: &mut Vec<PathSeg>, out: &mut Vec<u8>| {
+        let null = |this: &mut Self, path: &mut Vec<Step<'a>>, out: &mut Vec<u8>| {
             if ty.is_non_null() {
                 this.null_error(path, parent_type, &fs[0].name);
                 Err(())
@@ -299,7 +334,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                     if i > 0 {
                         out.push(b',');
                     }
-                    path.push(PathSeg::Index(i));
+                    path.push(Step::Index(i));
                     let v = self.value(inner, grouped, parent_type, Some(item), path, out);
                     path.pop();
                     if v.is_err() {
@@ -330,7 +365,12 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                         } else {
                             name.as_str()
                         };
-                        let result = if let [one] = fs {
+                        let result = if let ([one], true) = (fs, composite.is_object()) {
+                            let fields = grouped
+                                .objects
+                                .get_or_init(|| self.collected(&[&one.selection_set], runtime));
+                            self.fields(fields, runtime, obj, path, out)
+                        } else if let [one] = fs {
                             self.selection(&[&one.selection_set], runtime, obj, path, out)
                         } else {
                             let sets: Vec<&SelectionSet> =
@@ -357,12 +397,18 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
 
     /// A subgraph value that does not fit its field's type: an error at its
     /// path, naming the subgraph that serves the field when one alone does.
-    fn invalid_value(&mut self, path: &[PathSeg], parent_type: &str, field: &Name, expected: &str) {
+    fn invalid_value(
+        &mut self,
+        path: &[Step<'_>],
+        parent_type: &str,
+        field: &Name,
+        expected: &str,
+    ) {
         let mut e = error(
             format!("a subgraph sent a value that is not {expected} for {parent_type}.{field}"),
             "SUBGRAPH_INVALID_VALUE",
         );
-        e.path = to_error_path(path);
+        e.path = error_path(path);
         let sg = self.req.supergraph;
         let served_by = sg.model.field(parent_type, field).and_then(|f| {
             match (&f.delegation, f.sources.as_slice()) {
