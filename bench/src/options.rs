@@ -201,6 +201,7 @@ pub fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Command> {
             "--markdown-out" => o.markdown_out = Some(PathBuf::from(value()?)),
             "--keep" => o.keep = true,
             "--no-dedupe" => o.no_dedupe = true,
+            "--help" | "-h" => return Ok(Command::Help),
             other => bail!("unknown option `{other}`\n{USAGE}"),
         }
     }
@@ -271,6 +272,14 @@ mod tests {
 
     fn parse_args(args: &[&str]) -> anyhow::Result<Command> {
         parse(args.iter().map(|s| s.to_string()))
+    }
+
+    /// `--help` after a command prints the usage, as it does before one.
+    #[test]
+    fn help_after_a_command_is_help_not_an_unknown_option() {
+        for args in [&["--help"][..], &["all", "--help"], &["peers", "-h"]] {
+            assert!(matches!(parse_args(args), Ok(Command::Help)), "{args:?}");
+        }
     }
 
     #[test]
