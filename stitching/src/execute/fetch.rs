@@ -273,7 +273,7 @@ impl Distinct {
     }
 
     /// The index of the value with this hash that `same` accepts.
-    fn find(&self, hash: u64, same: impl Fn(&Value) -> bool) -> Option<usize> {
+    fn find(&self, hash: u64, mut same: impl FnMut(&Value) -> bool) -> Option<usize> {
         let bucket = self.by_hash.get(&hash)?;
         bucket.iter().copied().find(|i| same(&self.values[*i]))
     }
@@ -298,16 +298,32 @@ fn plain_inputs(inputs: &[InputField]) -> bool {
     })
 }
 
+/// `parent.get(key)`, first trying where `hint` says the previous parent
+/// held it: sibling parents have one shape, so a scan of the keys becomes
+/// one comparison.
+fn input_of<'m>(parent: &'m Map, key: &str, hint: Option<&mut usize>) -> Option<&'m Value> {
+    match hint {
+        Some(hint) => parent.get_hinted(key, hint),
+        None => parent.get(key),
+    }
+}
+
 /// Hashes what `project(parent, inputs, false)` would hold, without
-/// building it; `false` where that projection is `None`.
-fn hash_projection(parent: &Map, inputs: &[InputField], h: &mut impl Hasher) -> bool {
+/// building it; `false` where that projection is `None`. `hints`: one per
+/// input at this level (nested levels pass none).
+fn hash_projection(
+    parent: &Map,
+    inputs: &[InputField],
+    hints: &mut [usize],
+    h: &mut impl Hasher,
+) -> bool {
     fn value(v: &Value, inputs: &[InputField], h: &mut impl Hasher) -> bool {
         if inputs.is_empty() {
             hash_value(v, h);
             return !v.is_null();
         }
         match v {
-            Value::Object(m) => hash_projection(m, inputs, h),
+            Value::Object(m) => hash_projection(m, inputs, &mut [], h),
             Value::Array(items) => {
                 items.len().hash(h);
                 items.iter().all(|i| value(i, inputs, h))
@@ -315,35 +331,39 @@ fn hash_projection(parent: &Map, inputs: &[InputField], h: &mut impl Hasher) -> 
             _ => false,
         }
     }
+    let mut hints = hints.iter_mut();
     inputs.iter().all(|i| {
         i.name.as_str().hash(h);
-        parent
-            .get(i.key.as_str())
-            .is_some_and(|v| value(v, &i.selection, h))
+        input_of(parent, i.key.as_str(), hints.next()).is_some_and(|v| value(v, &i.selection, h))
     })
 }
 
 /// Whether `project(parent, inputs, _)` would equal `repr` in the inputs'
-/// names (`repr` came from a projection by the same inputs).
-fn same_projection(parent: &Map, inputs: &[InputField], repr: &Map) -> bool {
+/// names (`repr` came from a projection by the same inputs). `hints` as
+/// for `hash_projection`.
+fn same_projection(parent: &Map, inputs: &[InputField], hints: &mut [usize], repr: &Map) -> bool {
     fn value(v: &Value, inputs: &[InputField], r: &Value) -> bool {
         if inputs.is_empty() {
             return v == r;
         }
         match (v, r) {
-            (Value::Object(m), Value::Object(rm)) => same_projection(m, inputs, rm),
+            (Value::Object(m), Value::Object(rm)) => same_projection(m, inputs, &mut [], rm),
             (Value::Array(a), Value::Array(b)) => {
                 a.len() == b.len() && a.iter().zip(b).all(|(x, y)| value(x, inputs, y))
             }
             _ => false,
         }
     }
-    inputs.iter().all(
-        |i| match (parent.get(i.key.as_str()), repr.get(i.name.as_str())) {
+    let mut hints = hints.iter_mut();
+    inputs.iter().all(|i| {
+        match (
+            input_of(parent, i.key.as_str(), hints.next()),
+            repr.get(i.name.as_str()),
+        ) {
             (Some(v), Some(r)) => value(v, &i.selection, r),
             _ => false,
-        },
-    )
+        }
+    })
 }
 
 /// Hashes a JSON value by its content (object keys in order).
@@ -352,7 +372,12 @@ fn hash_value(v: &Value, h: &mut impl std::hash::Hasher) {
     match v {
         Value::Null => 0u8.hash(h),
         Value::Bool(b) => (1u8, b).hash(h),
-        Value::Number(n) => (2u8, n.to_string()).hash(h),
+        // As equality sees numbers: by kind and value (no text to allocate).
+        Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => (2u8, 0u8, u).hash(h),
+            (None, Some(i), _) => (2u8, 1u8, i).hash(h),
+            (None, None, f) => (2u8, 2u8, f.map(f64::to_bits)).hash(h),
+        },
         Value::String(s) => (3u8, s.as_str()).hash(h),
         Value::Array(items) => {
             (4u8, items.len()).hash(h);
@@ -771,19 +796,20 @@ fn entities(
     let mut targets = Vec::with_capacity(parents.len());
     let typename = Value::String(remote_type.as_str().into());
     let in_place = plain_inputs(&node.requires);
+    let mut hints = vec![0; node.requires.len()];
     for (place, parent) in parents {
         let i = if in_place {
             // Most parents repeat a representation: compared in place, one
             // is built only when it is new.
             let inputs = &node.requires;
             let mut h = reps.hasher.build_hasher();
-            if !hash_projection(parent, inputs, &mut h) {
+            if !hash_projection(parent, inputs, &mut hints, &mut h) {
                 continue;
             }
             let hash = h.finish();
             let found = reps.find(hash, |r| {
                 r.as_object()
-                    .is_some_and(|r| same_projection(parent, inputs, r))
+                    .is_some_and(|r| same_projection(parent, inputs, &mut hints, r))
             });
             found.unwrap_or_else(|| {
                 let mut repr = project(parent, inputs, false).unwrap_or_default();
@@ -1491,17 +1517,22 @@ mod tests {
             tree(json!({"_k_upc": "1", "dims": {"_k_w": 3}})),
             tree(json!({"_k_upc": "1", "dims": [{"_k_w": 2}]})),
             tree(json!({"_k_upc": 1, "dims": {"_k_w": 2}})),
+            tree(json!({"_k_upc": 1.0, "dims": {"_k_w": 2}})),
+            tree(json!({"_k_upc": -1, "dims": {"_k_w": 2}})),
+            tree(json!({"dims": {"_k_w": -1}, "_k_upc": -1})),
             tree(json!({"_k_upc": null, "dims": {"_k_w": 2}})),
             tree(json!({"_k_upc": "1", "dims": null})),
             tree(json!({"_k_upc": "1"})),
         ];
         let hasher = ahash::RandomState::new();
+        // Shared across parents of different shapes, as a fetch shares them.
+        let mut hints = [0; 2];
         let views: Vec<Option<(u64, Map)>> = parents
             .iter()
             .map(|p| {
                 let p = p.as_object().unwrap();
                 let mut h = hasher.build_hasher();
-                let complete = hash_projection(p, &inputs, &mut h);
+                let complete = hash_projection(p, &inputs, &mut hints, &mut h);
                 assert_eq!(complete, project(p, &inputs, false).is_some(), "{p:?}");
                 complete.then(|| (h.finish(), p.clone()))
             })
@@ -1513,7 +1544,11 @@ mod tests {
                 };
                 let equal = project(pa, &inputs, false) == project(pb, &inputs, false);
                 let repr = project(pb, &inputs, false).unwrap();
-                assert_eq!(same_projection(pa, &inputs, &repr), equal, "{a} vs {b}");
+                assert_eq!(
+                    same_projection(pa, &inputs, &mut hints, &repr),
+                    equal,
+                    "{a} vs {b}"
+                );
                 if equal {
                     assert_eq!(ha, hb, "{a} vs {b}");
                 }
