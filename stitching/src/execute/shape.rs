@@ -7,7 +7,7 @@ use ahash::HashMap;
 use apollo_compiler::{
     ast::Type,
     executable::{Field, FragmentSpread, InlineFragment, Selection, SelectionSet},
-    response::{GraphQLError, JsonMap, JsonValue, ResponseDataPathSegment},
+    response::{GraphQLError, JsonMap, JsonValue},
     schema::ExtendedType,
     Name, Node,
 };
@@ -20,6 +20,7 @@ use std::{
 use super::{
     error,
     tree::{Map, Value},
+    value::{to_error_path, PathSeg},
     Request,
 };
 use crate::plan::TYPENAME_ALIAS;
@@ -60,23 +61,6 @@ struct Grouped<'a> {
     /// The collected selection of this field's objects, when their type is
     /// an object type (one runtime type): looked up once, not per object.
     objects: OnceCell<Collected<'a>>,
-}
-
-/// One step of the path to the value being shaped; borrowed, since only
-/// errors need it as a client path.
-#[derive(Clone, Copy)]
-enum Step<'a> {
-    Key(&'a Name),
-    Index(usize),
-}
-
-fn error_path(path: &[Step<'_>]) -> Vec<ResponseDataPathSegment> {
-    path.iter()
-        .map(|s| match s {
-            Step::Key(k) => ResponseDataPathSegment::Field((*k).clone()),
-            Step::Index(i) => ResponseDataPathSegment::ListIndex(*i),
-        })
-        .collect()
 }
 
 struct Shaper<'r, 'a, 'e> {
@@ -210,7 +194,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         sets: &[&'a SelectionSet],
         type_name: &str,
         obj: &Map,
-        path: &mut Vec<Step<'a>>,
+        path: &mut Vec<PathSeg<&'a Name>>,
         out: &mut Vec<u8>,
     ) -> Result<(), ()> {
         let fields = self.collected(sets, type_name);
@@ -223,7 +207,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         fields: &[Grouped<'a>],
         type_name: &str,
         obj: &Map,
-        path: &mut Vec<Step<'a>>,
+        path: &mut Vec<PathSeg<&'a Name>>,
         out: &mut Vec<u8>,
     ) -> Result<(), ()> {
         out.push(b'{');
@@ -260,7 +244,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                 write_json(out, raw.unwrap_or(&Value::Null));
                 continue;
             }
-            path.push(Step::Key(key));
+            path.push(PathSeg::Key(key));
             let v = self.value(&f.definition.ty, grouped, type_name, raw, path, out);
             path.pop();
             v?;
@@ -269,8 +253,8 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         Ok(())
     }
 
-    fn null_error(&mut self, path: &[Step<'_>], parent_type: &str, field: &Name) {
-        let p = error_path(path);
+    fn null_error(&mut self, path: &[PathSeg<&Name>], parent_type: &str, field: &Name) {
+        let p = to_error_path(path);
         // An error at this path, below it, or at a parent that failed
         // (an entity fetch) already says why the value is missing.
         let covered = self.errors.iter().any(|e| {
@@ -296,11 +280,11 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         grouped: &Grouped<'a>,
         parent_type: &str,
         raw: Option<&Value>,
-        path: &mut Vec<Step<'a>>,
+        path: &mut Vec<PathSeg<&'a Name>>,
         out: &mut Vec<u8>,
     ) -> Result<(), ()> {
         let fs = grouped.fields.as_slice();
-        let null = |this: &mut Self, path: &mut Vec<Step<'a>>, out: &mut Vec<u8>| {
+        let null = |this: &mut Self, path: &mut Vec<PathSeg<&'a Name>>, out: &mut Vec<u8>| {
             if ty.is_non_null() {
                 this.null_error(path, parent_type, &fs[0].name);
                 Err(())
@@ -334,7 +318,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                     if i > 0 {
                         out.push(b',');
                     }
-                    path.push(Step::Index(i));
+                    path.push(PathSeg::Index(i));
                     let v = self.value(inner, grouped, parent_type, Some(item), path, out);
                     path.pop();
                     if v.is_err() {
@@ -365,17 +349,19 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                         } else {
                             name.as_str()
                         };
-                        let result = if let ([one], true) = (fs, composite.is_object()) {
-                            let fields = grouped
-                                .objects
-                                .get_or_init(|| self.collected(&[&one.selection_set], runtime));
-                            self.fields(fields, runtime, obj, path, out)
-                        } else if let [one] = fs {
-                            self.selection(&[&one.selection_set], runtime, obj, path, out)
-                        } else {
-                            let sets: Vec<&SelectionSet> =
-                                fs.iter().map(|f| &f.selection_set).collect();
-                            self.selection(&sets, runtime, obj, path, out)
+                        let result = match fs {
+                            [one] if composite.is_object() => {
+                                let fields = grouped
+                                    .objects
+                                    .get_or_init(|| self.collected(&[&one.selection_set], runtime));
+                                self.fields(fields, runtime, obj, path, out)
+                            }
+                            [one] => self.selection(&[&one.selection_set], runtime, obj, path, out),
+                            _ => {
+                                let sets: Vec<&SelectionSet> =
+                                    fs.iter().map(|f| &f.selection_set).collect();
+                                self.selection(&sets, runtime, obj, path, out)
+                            }
                         };
                         match result {
                             Ok(()) => Ok(()),
@@ -399,7 +385,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
     /// path, naming the subgraph that serves the field when one alone does.
     fn invalid_value(
         &mut self,
-        path: &[Step<'_>],
+        path: &[PathSeg<&Name>],
         parent_type: &str,
         field: &Name,
         expected: &str,
@@ -408,7 +394,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
             format!("a subgraph sent a value that is not {expected} for {parent_type}.{field}"),
             "SUBGRAPH_INVALID_VALUE",
         );
-        e.path = error_path(path);
+        e.path = to_error_path(path);
         let sg = self.req.supergraph;
         let served_by = sg.model.field(parent_type, field).and_then(|f| {
             match (&f.delegation, f.sources.as_slice()) {

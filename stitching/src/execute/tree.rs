@@ -220,8 +220,7 @@ impl Map {
     /// `get`, first trying the place `hint` names (where this key was in
     /// the previous object of the same shape), then remembering the place.
     pub fn get_hinted(&self, key: &str, hint: &mut usize) -> Option<&Value> {
-        let at = self.hinted_position(key, hint)?;
-        Some(&self.entries[at].1)
+        self.find_hinted(key, hint).map(|(_, v)| v)
     }
 
     /// `get_hinted`, with the entry's position.

@@ -1,5 +1,7 @@
 //! Paths into the response data and conversions of argument values.
 
+use std::borrow::Borrow;
+
 use super::tree::{Map, Value};
 use crate::plan::{PathStep, TYPENAME_ALIAS};
 use apollo_compiler::{
@@ -8,19 +10,21 @@ use apollo_compiler::{
     Name,
 };
 
-/// One step of an absolute path in the response data.
+/// One step of an absolute path in the response data. Its name is owned,
+/// or borrowed (`&Name`) by a walk that only turns it into a client path
+/// when an error needs one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum PathSeg {
-    Key(Name),
+pub enum PathSeg<N = Name> {
+    Key(N),
     Index(usize),
 }
 
 pub type ResponsePath = Vec<PathSeg>;
 
-pub fn to_error_path(path: &[PathSeg]) -> Vec<ResponseDataPathSegment> {
+pub fn to_error_path<N: Borrow<Name>>(path: &[PathSeg<N>]) -> Vec<ResponseDataPathSegment> {
     path.iter()
         .map(|s| match s {
-            PathSeg::Key(k) => ResponseDataPathSegment::Field(k.clone()),
+            PathSeg::Key(k) => ResponseDataPathSegment::Field(k.borrow().clone()),
             PathSeg::Index(i) => ResponseDataPathSegment::ListIndex(*i),
         })
         .collect()
