@@ -23,7 +23,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use tree::{Map, Value};
+use tree::{Key, Map, Value};
 
 use crate::{
     plan::QueryPlan,
@@ -340,7 +340,10 @@ impl<'r, 'a> Execution<'r, 'a> {
         ) {
             Ok(resp) => {
                 if let (Some(map), Some(data)) = (resp.data, self.data.as_object_mut()) {
-                    data.extend(map.into_iter().map(|(k, v)| (k, Value::from(v))));
+                    data.extend(
+                        map.into_iter()
+                            .map(|(k, v)| (Key::from(k.as_str()), Value::from(v))),
+                    );
                 }
                 self.errors.extend(resp.errors);
             }
