@@ -436,6 +436,55 @@ fn pipeline_process(dir: &std::path::Path, port: u16, stack: &Subgraphs) -> toki
         .expect("spawn the pipeline service")
 }
 
+/// On Postgres a replica claims the log lines it delivers. The claim holds
+/// while the replica renews it (a slow delivery is not sent twice), and
+/// lapses seconds after the renewing stops (the replica was killed while
+/// delivering), so another replica sends them: a claim that held for the
+/// peers' HTTP timeout once kept a killed replica's lines back for 40 s.
+#[tokio::test]
+async fn a_log_claim_holds_while_renewed_and_lapses_soon_after_its_replica_dies() {
+    use subgraphs::{
+        common::Database,
+        pipeline::{log_shipper::keyed_line, outbox::Level},
+    };
+    // One process per SQLite file: there is no other replica to keep off.
+    let Some(url) = e2e::storage::stack_postgres() else {
+        return;
+    };
+    let database = Database::Postgres(url);
+    let delivering = e2e::storage::pipeline_store(&database).await;
+    let other = e2e::storage::pipeline_store(&database).await;
+    let line = keyed_line(
+        "run-1",
+        Level::Info,
+        None,
+        "hello".into(),
+        "run-1:k:1".into(),
+    );
+    delivering.append_log(vec![line]).await.expect("append");
+    assert_eq!(delivering.take_log(10).await.expect("take").lines.len(), 1);
+    // Renewed for longer than a claim lasts unrenewed: still held.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        delivering.renew_log().await.expect("renew");
+        assert!(other.take_log(10).await.expect("take").is_empty());
+    }
+    // Its replica dies: the other one takes the lines within seconds.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let batch = loop {
+        let batch = other.take_log(10).await.expect("take");
+        if !batch.is_empty() {
+            break batch;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a dead replica's claim still held after 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(batch.lines[0].message, "hello");
+}
+
 #[tokio::test]
 async fn log_lines_survive_kill_9_of_the_pipeline_service_while_the_log_service_is_down() {
     const WAIT: Duration = Duration::from_secs(20);

@@ -37,6 +37,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 pub const SHARED_POLL: Duration = Duration::from_secs(2);
 /// How long a stopping service keeps trying to deliver what is queued.
 const FINAL_FLUSH: Duration = Duration::from_secs(2);
+/// How often a replica renews its claim on the batch it is delivering; a
+/// claim not renewed for the store's stale period (a few of these) is taken
+/// back by the other replicas, as a dead replica's.
+const CLAIM_RENEWAL: Duration = Duration::from_secs(2);
 
 struct Inner {
     notify: Notify,
@@ -199,7 +203,7 @@ impl Delivery {
         if batch.is_empty() {
             return Ok(0);
         }
-        if let Err(e) = deliver(&self.client, &batch.lines).await {
+        if let Err(e) = self.renewing(deliver(&self.client, &batch.lines)).await {
             if let Err(store) = self.store.release_log().await {
                 tracing::error!(error = %store, "cannot return an undelivered batch to the log outbox");
             }
@@ -211,6 +215,24 @@ impl Delivery {
             .await
             .map_err(Undelivered::Store)?;
         Ok(sent)
+    }
+
+    /// Runs `delivery`, renewing the claim on its batch every
+    /// [`CLAIM_RENEWAL`] until it ends.
+    async fn renewing<T>(&self, delivery: impl std::future::Future<Output = T>) -> T {
+        tokio::pin!(delivery);
+        let mut renew = tokio::time::interval(CLAIM_RENEWAL);
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                out = &mut delivery => return out,
+                _ = renew.tick() => {
+                    if let Err(e) = self.store.renew_log().await {
+                        tracing::warn!(error = %e, "cannot renew the claim on the log lines being delivered; another replica may deliver them too, which their keys make harmless");
+                    }
+                }
+            }
+        }
     }
 
     /// Shutting down: one last short try to deliver what is queued; the

@@ -63,11 +63,12 @@ CREATE TABLE log_dropped (
 
 pub const MIGRATIONS: &[&str] = &[SCHEMA_V1];
 
-/// A batch claimed by a replica that neither delivered nor released it in
-/// this long (it died) is taken back by the others: longer than a slow
-/// delivery (the peers' HTTP timeout), so a live replica's batch is not
-/// sent twice at once (which would be harmless, keys, but adds load).
-const STALE_CLAIM: Duration = Duration::from_secs(40);
+/// A batch claimed by a replica that neither delivered, released nor
+/// renewed it in this long (it died) is taken back by the others. A replica
+/// renews its claim every `log_shipper::CLAIM_RENEWAL` while it delivers,
+/// so a slow delivery keeps its batch, and a killed replica's lines go out
+/// a few seconds later rather than after the peers' HTTP timeout.
+const STALE_CLAIM: Duration = Duration::from_secs(6);
 
 /// Now on the database's clock, in microseconds since the epoch.
 const DB_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT";
@@ -579,6 +580,18 @@ impl PipelineStore for PostgresPipelineStore {
             let mut tx = self.pool.begin().await?;
             self.release_in(&mut tx).await?;
             tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn renew_log(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query(sql(format!(
+                "UPDATE log_outbox SET claimed_at = {DB_NOW} WHERE claimed_by = $1"
+            )))
+            .bind(&self.owner)
+            .execute(&self.pool)
+            .await?;
             Ok(())
         })
     }

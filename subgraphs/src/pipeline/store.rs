@@ -73,6 +73,12 @@ pub trait PipelineStore: Send + Sync + 'static {
     fn ack_log(&self, batch: Batch) -> StoreFuture<'_, ()>;
     /// Delivering the last batch failed.
     fn release_log(&self) -> StoreFuture<'_, ()>;
+    /// Still delivering the last batch: keeps other replicas from taking it
+    /// back as a dead replica's. A store only one process opens (SQLite)
+    /// has no other replica to keep off.
+    fn renew_log(&self) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
     /// Lines waiting in the outbox.
     fn queued_log(&self) -> StoreFuture<'_, usize>;
 }
