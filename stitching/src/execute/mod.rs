@@ -23,7 +23,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use tree::{Key, Map, Value};
+use tree::{Map, Value};
 
 use crate::{
     plan::QueryPlan,
@@ -340,10 +340,7 @@ impl<'r, 'a> Execution<'r, 'a> {
         ) {
             Ok(resp) => {
                 if let (Some(map), Some(data)) = (resp.data, self.data.as_object_mut()) {
-                    data.extend(
-                        map.into_iter()
-                            .map(|(k, v)| (Key::from(k.as_str()), Value::from(v))),
-                    );
+                    data.extend(Map::from(map));
                 }
                 self.errors.extend(resp.errors);
             }
