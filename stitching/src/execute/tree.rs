@@ -274,10 +274,30 @@ impl Map {
         }
     }
 
+    /// Room for `n` more entries, so merging an answer grows a parent once.
+    pub fn reserve(&mut self, n: usize) {
+        if self.entries.len() + n > self.entries.capacity() {
+            self.grow(n);
+        }
+    }
+
+    /// Moves the entries to a new vector with room for `n` more: a new
+    /// allocation and a copy, not `realloc`, which jemalloc makes look the
+    /// old block's size up first. Growing parents as answers were merged
+    /// into them cost a tenth of an execution's instructions that way.
+    fn grow(&mut self, n: usize) {
+        let mut grown = Vec::with_capacity(self.entries.len() + n);
+        grown.append(&mut self.entries);
+        self.entries = grown;
+    }
+
     /// Adds an entry known not to be there yet.
     pub fn push(&mut self, key: Key, value: Value) {
         if let Some(index) = self.index.get_mut() {
             index.entry(key.clone()).or_insert(self.entries.len());
+        }
+        if self.entries.len() == self.entries.capacity() {
+            self.grow(self.entries.len().max(4));
         }
         self.entries.push((key, value));
     }

@@ -215,6 +215,7 @@ pub fn write_key(obj: &mut Map, key: &str, value: Value) {
 /// Merges an entity's answer into a parent object (a null answer adds nothing).
 pub fn merge_into(obj: &mut Map, value: Value) {
     if let Value::Object(more) = value {
+        obj.reserve(more.len());
         for (k, v) in more {
             match obj.get_mut(k.as_str()) {
                 Some(existing) => merge(existing, v),
