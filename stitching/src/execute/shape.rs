@@ -53,6 +53,9 @@ type Collected<'a> = Rc<Vec<Grouped<'a>>>;
 /// looked up once per collection rather than once per value.
 struct Grouped<'a> {
     key: &'a Name,
+    /// `"key":`, written before each value.
+    prefix: Box<[u8]>,
+    kind: Kind,
     fields: Vec<&'a Node<Field>>,
     named: Option<&'a ExtendedType>,
     /// Where this key was in the last object read: objects of one shape
@@ -61,6 +64,46 @@ struct Grouped<'a> {
     /// The collected selection of this field's objects, when their type is
     /// an object type (one runtime type): looked up once, not per object.
     objects: OnceCell<Collected<'a>>,
+}
+
+/// What a response key holds, worked out once per collection: the shaper
+/// asks for every value it writes.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Typename,
+    /// `__schema` or `__type`, already shaped by the introspection executor.
+    Introspection,
+    /// A leaf of a built-in scalar, whose values are checked.
+    Scalar(Scalar),
+    /// An object, an abstract type, an enum or a custom scalar.
+    Other,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Scalar {
+    String,
+    Boolean,
+    Int,
+    Float,
+    Id,
+}
+
+impl Kind {
+    fn of(field: &Field) -> Kind {
+        match field.name.as_str() {
+            "__typename" => return Kind::Typename,
+            "__schema" | "__type" => return Kind::Introspection,
+            _ => {}
+        }
+        match field.definition.ty.inner_named_type().as_str() {
+            "String" => Kind::Scalar(Scalar::String),
+            "Boolean" => Kind::Scalar(Scalar::Boolean),
+            "Int" => Kind::Scalar(Scalar::Int),
+            "Float" => Kind::Scalar(Scalar::Float),
+            "ID" => Kind::Scalar(Scalar::Id),
+            _ => Kind::Other,
+        }
+    }
 }
 
 struct Shaper<'r, 'a, 'e> {
@@ -171,6 +214,9 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                 .into_iter()
                 .map(|(key, fields)| Grouped {
                     key,
+                    // GraphQL names need no JSON escaping.
+                    prefix: format!("\"{key}\":").into_bytes().into(),
+                    kind: Kind::of(fields[0]),
                     named: types.get(fields[0].definition.ty.inner_named_type()),
                     fields,
                     hint: Cell::new(0),
@@ -216,12 +262,9 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
             if n > 0 {
                 out.push(b',');
             }
-            // GraphQL names need no JSON escaping.
-            out.push(b'"');
-            out.extend_from_slice(key.as_bytes());
-            out.extend_from_slice(b"\":");
+            out.extend_from_slice(&grouped.prefix);
             let f = fs[0];
-            if f.name == "__typename" {
+            if grouped.kind == Kind::Typename {
                 write_str(out, type_name);
                 continue;
             }
@@ -239,7 +282,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
             let mut hint = grouped.hint.get();
             let raw = obj.get_hinted(key.as_str(), &mut hint);
             grouped.hint.set(hint);
-            if matches!(f.name.as_str(), "__schema" | "__type") {
+            if grouped.kind == Kind::Introspection {
                 // Already shaped by the introspection executor.
                 write_json(out, raw.unwrap_or(&Value::Null));
                 continue;
@@ -369,7 +412,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                         }
                     }
                     leaf => {
-                        if let Some(expected) = misfit(name, leaf, raw) {
+                        if let Some(expected) = misfit(grouped.kind, leaf, raw) {
                             self.invalid_value(path, parent_type, &fs[0].name, expected);
                             return null(self, path, out);
                         }
@@ -415,26 +458,28 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
 
 /// What a leaf value should have been, when it is not what its type allows
 /// (custom scalars take any JSON).
-fn misfit(name: &str, ty: Option<&ExtendedType>, v: &Value) -> Option<&'static str> {
-    let fits = match name {
-        "String" => v.is_string(),
-        "Boolean" => v.is_boolean(),
-        "Int" => v.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
-        "Float" => v.is_number(),
-        "ID" => v.is_string() || v.is_i64() || v.is_u64(),
+fn misfit(kind: Kind, ty: Option<&ExtendedType>, v: &Value) -> Option<&'static str> {
+    let (fits, expected) = match kind {
+        Kind::Scalar(Scalar::String) => (v.is_string(), "a String"),
+        Kind::Scalar(Scalar::Boolean) => (v.is_boolean(), "a Boolean"),
+        Kind::Scalar(Scalar::Int) => (
+            v.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
+            "a 32-bit Int",
+        ),
+        Kind::Scalar(Scalar::Float) => (v.is_number(), "a Float"),
+        Kind::Scalar(Scalar::Id) => (
+            v.is_string() || v.is_i64() || v.is_u64(),
+            "an ID (string or integer)",
+        ),
         _ => match ty {
-            Some(ExtendedType::Enum(e)) => v.as_str().is_some_and(|s| e.values.contains_key(s)),
-            _ => true,
+            Some(ExtendedType::Enum(e)) => (
+                v.as_str().is_some_and(|s| e.values.contains_key(s)),
+                "one of the enum's values",
+            ),
+            _ => (true, ""),
         },
     };
-    (!fits).then_some(match (name, ty) {
-        ("String", _) => "a String",
-        ("Boolean", _) => "a Boolean",
-        ("Int", _) => "a 32-bit Int",
-        ("Float", _) => "a Float",
-        ("ID", _) => "an ID (string or integer)",
-        _ => "one of the enum's values",
-    })
+    (!fits).then_some(expected)
 }
 
 fn write_json(out: &mut Vec<u8>, value: &Value) {
