@@ -7,6 +7,11 @@
 //! criterion's figure converts straight into CPU per KB.
 //!
 //! `cargo bench -p stitching --bench execute`
+//!
+//! With `EXECUTE_ITERATIONS=N` (and `EXECUTE_ONLY=<name part>`) it runs each
+//! workload N times and leaves criterion out, for counting instructions
+//! (`scripts/bench-instructions.sh`): a count does not drift with this
+//! machine's speed, so a change of 1% shows.
 
 mod common;
 
@@ -317,6 +322,16 @@ fn workload(
         "{name}: the answer has errors: {text}"
     );
     assert!(text.matches(marker).count() >= at_least, "{name}: {text}");
+    if let Ok(n) = std::env::var("EXECUTE_ITERATIONS") {
+        let n: usize = n.parse().expect("EXECUTE_ITERATIONS is a number");
+        let only = std::env::var("EXECUTE_ONLY").unwrap_or_default();
+        if name.contains(only.as_str()) {
+            for _ in 0..n {
+                std::hint::black_box(run());
+            }
+        }
+        return;
+    }
     group.throughput(Throughput::Bytes(first.len() as u64));
     group.bench_function(
         format!("{name} ({:.1} KB)", first.len() as f64 / 1000.0),
