@@ -36,14 +36,7 @@ pub fn to_error_path<N: Borrow<Name>>(path: &[PathSeg<N>]) -> Vec<ResponseDataPa
 /// (that half failed, and its error is reported).
 pub(crate) fn merge(into: &mut Value, value: Value) {
     match (into, value) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                match a.get_mut(k.as_str()) {
-                    Some(existing) => merge(existing, v),
-                    None => a.push(k, v),
-                }
-            }
-        }
+        (Value::Object(a), Value::Object(b)) => merge_map(a, b),
         (Value::Array(a), Value::Array(b)) => {
             for (x, y) in a.iter_mut().zip(b) {
                 merge(x, y);
@@ -215,12 +208,17 @@ pub fn write_key(obj: &mut Map, key: &str, value: Value) {
 /// Merges an entity's answer into a parent object (a null answer adds nothing).
 pub fn merge_into(obj: &mut Map, value: Value) {
     if let Value::Object(more) = value {
-        obj.reserve(more.len());
-        for (k, v) in more {
-            match obj.get_mut(k.as_str()) {
-                Some(existing) => merge(existing, v),
-                None => obj.push(k, v),
-            }
+        merge_map(obj, more);
+    }
+}
+
+/// Merges `more` into `into` key by key, growing `into` once.
+fn merge_map(into: &mut Map, more: Map) {
+    into.reserve(more.len());
+    for (k, v) in more {
+        match into.get_mut(k.as_str()) {
+            Some(existing) => merge(existing, v),
+            None => into.push(k, v),
         }
     }
 }
