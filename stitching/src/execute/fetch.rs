@@ -13,12 +13,12 @@ use std::{
 use ahash::HashMap;
 use apollo_compiler::{
     ast::OperationType,
-    response::{serde_json_bytes::ByteString, JsonMap, JsonValue},
+    response::{JsonMap, JsonValue},
     Name,
 };
 
 use super::{
-    tree::{Map, Value},
+    tree::{Alloc, Map, Value},
     value::{ast_to_json, visit_parents, Places},
     BatchedOperation, FetchError, Request, SubgraphRequest,
 };
@@ -108,58 +108,68 @@ pub(crate) fn condition_holds(c: &Condition, variables: &JsonMap) -> bool {
 }
 
 /// The answer of a field whose `$fields:` key is null: null, or `[]` for a non-null list.
-fn empty_answer(node: &FetchNode) -> Value {
+fn empty_answer<'h>(node: &FetchNode) -> Value<'h> {
     match node.field_type() {
-        Some(ty) if ty.is_list() && ty.is_non_null() => Value::Array(Vec::new()),
+        Some(ty) if ty.is_list() && ty.is_non_null() => Value::Array(Default::default()),
         _ => Value::Null,
     }
 }
 
 /// The values a fetch reads from one parent, by field name. `None` when a
 /// value it needs is missing (a parent that failed, or a null key).
-fn project(parent: &Map, inputs: &[InputField], allow_null: bool) -> Option<Map> {
-    let mut out = Map::with_capacity(inputs.len());
+fn project<'h>(
+    parent: &Map<'h>,
+    inputs: &[InputField],
+    allow_null: bool,
+    alloc: &Alloc<'h>,
+) -> Option<Map<'h>> {
+    let mut out = Map::with_capacity(inputs.len(), alloc);
     for i in inputs {
         let v = parent.get(i.key.as_str())?;
         let v = if i.selection.is_empty() {
             if v.is_null() && !allow_null {
                 return None;
             }
-            v.clone()
+            v.clone_in(alloc)
         } else {
-            project_value(v, &i.selection, allow_null)?
+            project_value(v, &i.selection, allow_null, alloc)?
         };
-        out.insert(i.name.as_str(), v);
+        out.insert(alloc.alloc_str(&i.name), v, alloc);
     }
     Some(out)
 }
 
-fn project_value(v: &Value, inputs: &[InputField], allow_null: bool) -> Option<Value> {
+fn project_value<'h>(
+    v: &Value<'h>,
+    inputs: &[InputField],
+    allow_null: bool,
+    alloc: &Alloc<'h>,
+) -> Option<Value<'h>> {
     match v {
-        Value::Object(m) => project(m, inputs, allow_null).map(Value::Object),
+        Value::Object(m) => project(m, inputs, allow_null, alloc).map(Value::Object),
         Value::Array(items) => items
             .iter()
-            .map(|i| project_value(i, inputs, allow_null))
+            .map(|i| project_value(i, inputs, allow_null, alloc))
             .collect::<Option<Vec<_>>>()
-            .map(Value::Array),
+            .map(|items| Value::list(alloc, items)),
         Value::Null if allow_null => Some(Value::Null),
         _ => None,
     }
 }
 
 /// The value of `$fields:a.b` in a projection, lists walked.
-fn field_value(repr: &Map, path: &[String]) -> Option<Value> {
-    fn walk(v: &Value, path: &[String]) -> Value {
+fn field_value(repr: &Map<'_>, path: &[String]) -> Option<JsonValue> {
+    fn walk(v: &Value<'_>, path: &[String]) -> JsonValue {
         let Some((first, rest)) = path.split_first() else {
-            return v.clone();
+            return v.to_json();
         };
         match v {
             Value::Object(m) => m
                 .get(first.as_str())
                 .map(|x| walk(x, rest))
-                .unwrap_or(Value::Null),
-            Value::Array(items) => Value::Array(items.iter().map(|i| walk(i, path)).collect()),
-            _ => Value::Null,
+                .unwrap_or(JsonValue::Null),
+            Value::Array(items) => JsonValue::Array(items.iter().map(|i| walk(i, path)).collect()),
+            _ => JsonValue::Null,
         }
     }
     let (first, rest) = path.split_first()?;
@@ -175,13 +185,13 @@ enum Resolved {
 }
 
 /// What path values are resolved against.
-struct ArgContext<'a> {
-    repr: &'a Map,
+struct ArgContext<'a, 'h> {
+    repr: &'a Map<'h>,
     node: &'a FetchNode,
     variables: &'a JsonMap,
 }
 
-fn resolve(pv: &PathValue, cx: &ArgContext<'_>) -> Resolved {
+fn resolve(pv: &PathValue, cx: &ArgContext<'_, '_>) -> Resolved {
     match pv {
         PathValue::Null => Resolved::Value(JsonValue::Null),
         PathValue::Bool(b) => Resolved::Value(JsonValue::Bool(*b)),
@@ -245,8 +255,8 @@ fn resolve(pv: &PathValue, cx: &ArgContext<'_>) -> Resolved {
             .map(Resolved::Value)
             .unwrap_or(Resolved::Absent),
         PathValue::Field(path) => match field_value(cx.repr, path) {
-            None | Some(Value::Null) => Resolved::NullKey,
-            Some(v) => Resolved::Value(v.to_json()),
+            None | Some(JsonValue::Null) => Resolved::NullKey,
+            Some(v) => Resolved::Value(v),
         },
     }
 }
@@ -254,15 +264,15 @@ fn resolve(pv: &PathValue, cx: &ArgContext<'_>) -> Resolved {
 /// Distinct JSON values in first-seen order, found again by hash (no
 /// serialising to compare them).
 #[derive(Default)]
-struct Distinct {
-    values: Vec<Value>,
+struct Distinct<'h> {
+    values: Vec<Value<'h>>,
     by_hash: HashMap<u64, Vec<usize>>,
     hasher: ahash::RandomState,
 }
 
-impl Distinct {
+impl<'h> Distinct<'h> {
     /// The index of `v`, added if it is new.
-    fn index(&mut self, v: Value) -> usize {
+    fn index(&mut self, v: Value<'h>) -> usize {
         let mut h = self.hasher.build_hasher();
         hash_value(&v, &mut h);
         let hash = h.finish();
@@ -273,13 +283,13 @@ impl Distinct {
     }
 
     /// The index of the value with this hash that `same` accepts.
-    fn find(&self, hash: u64, mut same: impl FnMut(&Value) -> bool) -> Option<usize> {
+    fn find(&self, hash: u64, mut same: impl FnMut(&Value<'h>) -> bool) -> Option<usize> {
         let bucket = self.by_hash.get(&hash)?;
         bucket.iter().copied().find(|i| same(&self.values[*i]))
     }
 
     /// Adds a value not found under its hash.
-    fn add(&mut self, hash: u64, v: Value) -> usize {
+    fn add(&mut self, hash: u64, v: Value<'h>) -> usize {
         self.values.push(v);
         let i = self.values.len() - 1;
         self.by_hash.entry(hash).or_default().push(i);
@@ -301,7 +311,11 @@ fn plain_inputs(inputs: &[InputField]) -> bool {
 /// `parent.get(key)`, first trying where `hint` says the previous parent
 /// held it: sibling parents have one shape, so a scan of the keys becomes
 /// one comparison.
-fn input_of<'m>(parent: &'m Map, key: &str, hint: Option<&mut usize>) -> Option<&'m Value> {
+fn input_of<'m, 'h>(
+    parent: &'m Map<'h>,
+    key: &str,
+    hint: Option<&mut usize>,
+) -> Option<&'m Value<'h>> {
     match hint {
         Some(hint) => parent.get_hinted(key, hint),
         None => parent.get(key),
@@ -312,12 +326,12 @@ fn input_of<'m>(parent: &'m Map, key: &str, hint: Option<&mut usize>) -> Option<
 /// building it; `false` where that projection is `None`. `hints`: one per
 /// input at this level (nested levels pass none).
 fn hash_projection(
-    parent: &Map,
+    parent: &Map<'_>,
     inputs: &[InputField],
     hints: &mut [usize],
     h: &mut impl Hasher,
 ) -> bool {
-    fn value(v: &Value, inputs: &[InputField], h: &mut impl Hasher) -> bool {
+    fn value(v: &Value<'_>, inputs: &[InputField], h: &mut impl Hasher) -> bool {
         if inputs.is_empty() {
             hash_value(v, h);
             return !v.is_null();
@@ -341,15 +355,20 @@ fn hash_projection(
 /// Whether `project(parent, inputs, _)` would equal `repr` in the inputs'
 /// names (`repr` came from a projection by the same inputs). `hints` as
 /// for `hash_projection`.
-fn same_projection(parent: &Map, inputs: &[InputField], hints: &mut [usize], repr: &Map) -> bool {
-    fn value(v: &Value, inputs: &[InputField], r: &Value) -> bool {
+fn same_projection(
+    parent: &Map<'_>,
+    inputs: &[InputField],
+    hints: &mut [usize],
+    repr: &Map<'_>,
+) -> bool {
+    fn value(v: &Value<'_>, inputs: &[InputField], r: &Value<'_>) -> bool {
         if inputs.is_empty() {
             return v == r;
         }
         match (v, r) {
             (Value::Object(m), Value::Object(rm)) => same_projection(m, inputs, &mut [], rm),
             (Value::Array(a), Value::Array(b)) => {
-                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| value(x, inputs, y))
+                a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| value(x, inputs, y))
             }
             _ => false,
         }
@@ -367,7 +386,7 @@ fn same_projection(parent: &Map, inputs: &[InputField], hints: &mut [usize], rep
 }
 
 /// Hashes a JSON value by its content (object keys in order).
-fn hash_value(v: &Value, h: &mut impl std::hash::Hasher) {
+fn hash_value(v: &Value<'_>, h: &mut impl std::hash::Hasher) {
     use std::hash::Hash;
     match v {
         Value::Null => 0u8.hash(h),
@@ -378,7 +397,7 @@ fn hash_value(v: &Value, h: &mut impl std::hash::Hasher) {
             (None, Some(i), _) => (2u8, 1u8, i).hash(h),
             (None, None, f) => (2u8, 2u8, f.map(f64::to_bits)).hash(h),
         },
-        Value::String(s) => (3u8, s.as_str()).hash(h),
+        Value::String(s) => (3u8, *s).hash(h),
         Value::Array(items) => {
             (4u8, items.len()).hash(h);
             items.iter().for_each(|i| hash_value(i, h));
@@ -386,7 +405,7 @@ fn hash_value(v: &Value, h: &mut impl std::hash::Hasher) {
         Value::Object(m) => {
             (5u8, m.len()).hash(h);
             for (k, v) in m.iter() {
-                k.as_str().hash(h);
+                k.hash(h);
                 hash_value(v, h);
             }
         }
@@ -395,22 +414,23 @@ fn hash_value(v: &Value, h: &mut impl std::hash::Hasher) {
 
 /// A batch key or a call signature for deduplication.
 #[derive(PartialEq, Eq, Hash)]
-enum KeyText {
-    Str(ByteString),
+enum KeyText<'h> {
+    Str(&'h str),
     Json(String),
 }
 
-fn key_text(k: &Value) -> KeyText {
+fn key_text<'h>(k: &Value<'h>) -> KeyText<'h> {
     match k {
-        // Keys are nearly always IDs: a string key is its own (refcounted) text.
-        Value::String(s) => KeyText::Str(s.clone()),
+        // Keys are nearly always IDs: a string key is its own text.
+        Value::String(s) => KeyText::Str(s),
         other => KeyText::Json(other.to_string()),
     }
 }
 
 /// One request's document under construction.
-struct Doc<'r, 'a> {
+struct Doc<'r, 'a, 'h> {
     req: &'r Request<'a>,
+    alloc: &'r Alloc<'h>,
     subgraph: SubgraphId,
     operation: Option<OperationType>,
     decls: String,
@@ -421,7 +441,7 @@ struct Doc<'r, 'a> {
     /// Identical calls (same call, arguments, selection) go out once.
     signatures: HashMap<String, usize>,
     /// Batched calls by call, selection and arguments.
-    batches: HashMap<String, Batch>,
+    batches: HashMap<String, Batch<'h>>,
     /// Variable batching: lookups sent as one document each with a list of
     /// variable sets, and the call alias each set's answer belongs to.
     vsets: Vec<VariableBatch>,
@@ -438,14 +458,14 @@ struct VariableBatch {
 }
 
 /// A batched call collecting its keys across the fetches of a wave.
-struct Batch {
+struct Batch<'h> {
     call: usize,
     fetch: usize,
-    keys: Vec<Value>,
-    index: HashMap<KeyText, usize>,
+    keys: Vec<Value<'h>>,
+    index: HashMap<KeyText<'h>, usize>,
 }
 
-impl<'r, 'a> Doc<'r, 'a> {
+impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
     fn next_alias(&self) -> String {
         format!("{CALL_PREFIX}{}", self.calls.len())
     }
@@ -619,45 +639,49 @@ impl<'r, 'a> Doc<'r, 'a> {
 
 /// Builds this wave's request to `subgraph` from its fetches. Stitched
 /// fields whose `$fields:` key is null are written to `data` at once.
-pub(crate) fn build(
+pub(crate) fn build<'h>(
     req: &Request<'_>,
-    data: &mut Value,
+    data: &mut Value<'h>,
     subgraph: SubgraphId,
     fetches: &[usize],
+    alloc: &Alloc<'h>,
 ) -> Built {
-    let (built, empties) = build_request(req, &*data, subgraph, fetches);
-    answer_empties(req, data, &built.routing.places, empties);
+    let (built, empties) = build_request(req, &*data, subgraph, fetches, alloc);
+    answer_empties(req, data, &built.routing.places, empties, alloc);
     built
 }
 
 /// The fields whose `$fields:` key is null get their answer at once: null,
 /// or `[]` for a non-null list.
-fn answer_empties(
+fn answer_empties<'h>(
     req: &Request<'_>,
-    data: &mut Value,
+    data: &mut Value<'h>,
     places: &Places,
     empties: Vec<(usize, usize)>,
+    alloc: &Alloc<'h>,
 ) {
     for (fetch, place) in empties {
         let node = &req.plan.fetches[fetch];
         if let (FetchKind::Field { response_key, .. }, Some(obj)) =
             (&node.kind, places.object_mut(data, place))
         {
-            super::value::write_key(obj, response_key, empty_answer(node));
+            super::value::write_key(obj, response_key, empty_answer(node), alloc);
         }
     }
 }
 
 /// Builds this wave's request to `subgraph` from its fetches (reading the
 /// data only), and which stitched fields answer empty without a call.
-fn build_request(
+fn build_request<'h>(
     req: &Request<'_>,
-    data: &Value,
+    data: &Value<'h>,
     subgraph: SubgraphId,
     fetches: &[usize],
+    alloc: &Alloc<'h>,
 ) -> (Built, Vec<(usize, usize)>) {
     let mut doc = Doc {
         req,
+        alloc,
         subgraph,
         operation: None,
         decls: String::new(),
@@ -706,12 +730,12 @@ fn build_request(
 }
 
 /// The objects a fetch serves, each with its place.
-fn parents<'d>(
+fn parents<'d, 'h>(
     req: &Request<'_>,
-    data: &'d Value,
+    data: &'d Value<'h>,
     node: &FetchNode,
     places: &mut Places,
-) -> Vec<(usize, &'d Map)> {
+) -> Vec<(usize, &'d Map<'h>)> {
     let schema = &req.supergraph.schema;
     let mut out = Vec::new();
     visit_parents(
@@ -725,7 +749,7 @@ fn parents<'d>(
 }
 
 /// Root fields answer into the data's root, the one parent of their path.
-fn root_fields(doc: &mut Doc<'_, '_>, node: &FetchNode, parents: &[(usize, &Map)]) {
+fn root_fields(doc: &mut Doc<'_, '_, '_>, node: &FetchNode, parents: &[(usize, &Map<'_>)]) {
     let Some(&(root, _)) = parents.first() else {
         return;
     };
@@ -786,15 +810,16 @@ fn top_keys(
 }
 
 /// Federation: one `_entities` call with every distinct representation.
-fn entities(
-    doc: &mut Doc<'_, '_>,
+fn entities<'h>(
+    doc: &mut Doc<'_, '_, 'h>,
     node: &FetchNode,
     remote_type: &Name,
-    parents: Vec<(usize, &Map)>,
+    parents: Vec<(usize, &Map<'h>)>,
 ) {
+    let alloc = doc.alloc;
     let mut reps = Distinct::default();
     let mut targets = Vec::with_capacity(parents.len());
-    let typename = Value::String(remote_type.as_str().into());
+    let typename: &'h str = alloc.alloc_str(remote_type);
     let in_place = plain_inputs(&node.requires);
     let mut hints = vec![0; node.requires.len()];
     for (place, parent) in parents {
@@ -812,15 +837,15 @@ fn entities(
                     .is_some_and(|r| same_projection(parent, inputs, &mut hints, r))
             });
             found.unwrap_or_else(|| {
-                let mut repr = project(parent, inputs, false).unwrap_or_default();
-                repr.insert("__typename", typename.clone());
+                let mut repr = project(parent, inputs, false, alloc).unwrap_or_default();
+                repr.insert("__typename", Value::String(typename), alloc);
                 reps.add(hash, Value::Object(repr))
             })
         } else {
-            let Some(mut repr) = project(parent, &node.requires, false) else {
+            let Some(mut repr) = project(parent, &node.requires, false, alloc) else {
                 continue;
             };
-            repr.insert("__typename", typename.clone());
+            repr.insert("__typename", Value::String(typename), alloc);
             reps.index(Value::Object(repr))
         };
         targets.push(Target {
@@ -858,7 +883,7 @@ fn entities(
 fn call_arguments(
     call: &Call,
     node: &FetchNode,
-    cx: &ArgContext<'_>,
+    cx: &ArgContext<'_, '_>,
 ) -> Option<Vec<Vec<(String, JsonValue)>>> {
     let mut seg_args = Vec::with_capacity(call.path.len());
     for (si, seg) in call.path.iter().enumerate() {
@@ -896,7 +921,7 @@ fn call_signature(
     call: &Arc<Call>,
     node: &FetchNode,
     seg_args: &[Vec<(String, JsonValue)>],
-    per_entity: Option<&Map>,
+    per_entity: Option<&Map<'_>>,
 ) -> String {
     let mut signature = format!("{:p}|{}", Arc::as_ptr(call), node.rendered);
     for args in seg_args {
@@ -913,11 +938,11 @@ fn call_signature(
 
 /// Calls along a path: stitched fields (`merge == false`) and lookups of
 /// entities (`merge == true`), batched or one per distinct input.
-fn calls(
-    doc: &mut Doc<'_, '_>,
+fn calls<'h>(
+    doc: &mut Doc<'_, '_, 'h>,
     node: &FetchNode,
     call: &Arc<Call>,
-    parents: Vec<(usize, &Map)>,
+    parents: Vec<(usize, &Map<'h>)>,
     merge: bool,
 ) {
     let variables: &JsonMap = doc.req.variables;
@@ -932,7 +957,7 @@ fn calls(
         return;
     }
     for (place, parent) in parents {
-        let Some(repr) = project(parent, &node.requires, true) else {
+        let Some(repr) = project(parent, &node.requires, true, doc.alloc) else {
             continue;
         };
         let cx = ArgContext {
@@ -993,7 +1018,12 @@ fn descend_names(call: &Call) -> Vec<Name> {
 
 /// Renders a selection whose fields take per-entity arguments (Composite
 /// `@require`), each in its own variable.
-fn render_per_entity(doc: &mut Doc<'_, '_>, node: &FetchNode, n: usize, repr: &Map) -> String {
+fn render_per_entity(
+    doc: &mut Doc<'_, '_, '_>,
+    node: &FetchNode,
+    n: usize,
+    repr: &Map<'_>,
+) -> String {
     let mut renderer = Renderer {
         subgraph: &doc.req.supergraph.subgraphs[node.subgraph],
         operation: doc.req.operation,
@@ -1033,7 +1063,7 @@ fn render_per_entity(doc: &mut Doc<'_, '_>, node: &FetchNode, n: usize, repr: &M
 }
 
 /// The subgraph's types of the per-entity arguments of a fetch's fields.
-fn required_argument_types(doc: &Doc<'_, '_>, node: &FetchNode) -> Vec<(String, String)> {
+fn required_argument_types(doc: &Doc<'_, '_, '_>, node: &FetchNode) -> Vec<(String, String)> {
     let sg = &doc.req.supergraph.subgraphs[node.subgraph];
     let FetchKind::Entity { remote_type, .. } = &node.kind else {
         return Vec::new();
@@ -1055,20 +1085,21 @@ fn required_argument_types(doc: &Doc<'_, '_>, node: &FetchNode) -> Vec<(String, 
 /// selection and arguments (one call, whatever the fetch). A null key
 /// writes the field as null (or `[]`) without a call. Keys are read from
 /// the parents in place: no projection per parent.
-fn batch_keys(
-    doc: &mut Doc<'_, '_>,
+fn batch_keys<'h>(
+    doc: &mut Doc<'_, '_, 'h>,
     node: &FetchNode,
     call: &Arc<Call>,
-    parents: Vec<(usize, &Map)>,
+    parents: Vec<(usize, &Map<'h>)>,
     write: Option<Name>,
 ) {
+    let alloc = doc.alloc;
     let path = call.batch_key();
-    let mut keyed: Vec<(usize, Value)> = Vec::with_capacity(parents.len());
+    let mut keyed: Vec<(usize, Value<'h>)> = Vec::with_capacity(parents.len());
     for (place, parent) in parents {
         if !complete(parent, &node.requires) {
             continue;
         }
-        match path.and_then(|p| input_value(parent, &node.requires, p)) {
+        match path.and_then(|p| input_value(parent, &node.requires, p, alloc)) {
             None | Some(Value::Null) => {
                 if write.is_some() {
                     doc.empties.push((node.id, place));
@@ -1107,12 +1138,12 @@ fn batch_keys(
     targets.reserve(keyed.len());
     batch.keys.reserve(keyed.len());
     batch.index.reserve(keyed.len());
-    let mut intern = |k: &Value| -> usize {
+    let mut intern = |k: &Value<'h>| -> usize {
         let text = key_text(k);
         if let Some(i) = batch.index.get(&text) {
             return *i;
         }
-        batch.keys.push(k.clone());
+        batch.keys.push(k.clone_in(alloc));
         batch.index.insert(text, batch.keys.len() - 1);
         batch.keys.len() - 1
     };
@@ -1136,8 +1167,8 @@ fn batch_keys(
 
 /// Whether a parent holds every value a fetch reads (null counts): what
 /// `project` checks, without building the projection.
-fn complete(parent: &Map, inputs: &[InputField]) -> bool {
-    fn value(v: &Value, inputs: &[InputField]) -> bool {
+fn complete(parent: &Map<'_>, inputs: &[InputField]) -> bool {
+    fn value(v: &Value<'_>, inputs: &[InputField]) -> bool {
         match v {
             Value::Object(m) => complete(m, inputs),
             Value::Array(items) => items.iter().all(|i| value(i, inputs)),
@@ -1154,30 +1185,40 @@ fn complete(parent: &Map, inputs: &[InputField]) -> bool {
 
 /// `field_value` of the projection `project` would make of `parent`, read
 /// from the parent itself (inputs by name, values under their keys).
-fn input_value(parent: &Map, inputs: &[InputField], path: &[String]) -> Option<Value> {
-    fn walk(v: &Value, inputs: &[InputField], path: &[String]) -> Value {
+fn input_value<'h>(
+    parent: &Map<'h>,
+    inputs: &[InputField],
+    path: &[String],
+    alloc: &Alloc<'h>,
+) -> Option<Value<'h>> {
+    fn walk<'h>(
+        v: &Value<'h>,
+        inputs: &[InputField],
+        path: &[String],
+        alloc: &Alloc<'h>,
+    ) -> Value<'h> {
         let Some((first, rest)) = path.split_first() else {
             // A key that is an object is its projection (inputs by name).
             return if inputs.is_empty() {
-                v.clone()
+                v.clone_in(alloc)
             } else {
-                project_value(v, inputs, true).unwrap_or(Value::Null)
+                project_value(v, inputs, true, alloc).unwrap_or(Value::Null)
             };
         };
         match v {
             // A leaf input (a custom scalar) is taken whole, as it is.
             Value::Object(m) if inputs.is_empty() => m
                 .get(first.as_str())
-                .map(|x| walk(x, &[], rest))
+                .map(|x| walk(x, &[], rest, alloc))
                 .unwrap_or(Value::Null),
             Value::Object(m) => inputs
                 .iter()
                 .rfind(|i| i.name == first.as_str())
                 .and_then(|i| Some((m.get(i.key.as_str())?, i)))
-                .map(|(x, i)| walk(x, &i.selection, rest))
+                .map(|(x, i)| walk(x, &i.selection, rest, alloc))
                 .unwrap_or(Value::Null),
             Value::Array(items) => {
-                Value::Array(items.iter().map(|i| walk(i, inputs, path)).collect())
+                Value::list(alloc, items.iter().map(|i| walk(i, inputs, path, alloc)))
             }
             _ => Value::Null,
         }
@@ -1188,11 +1229,12 @@ fn input_value(parent: &Map, inputs: &[InputField], path: &[String]) -> Option<V
         parent.get(input.key.as_str())?,
         &input.selection,
         rest,
+        alloc,
     ))
 }
 
 /// Writes the batched calls once every fetch of the wave added its keys.
-fn finish_batches(doc: &mut Doc<'_, '_>) {
+fn finish_batches(doc: &mut Doc<'_, '_, '_>) {
     let mut ready: Vec<Batch> = doc.batches.drain().map(|(_, b)| b).collect();
     ready.sort_by_key(|b| b.call);
     let variables: &JsonMap = doc.req.variables;
@@ -1240,11 +1282,11 @@ fn finish_batches(doc: &mut Doc<'_, '_>) {
 
 /// Variable batching: one document for a lookup, one variable set per
 /// distinct input (the key, and per-entity arguments).
-fn variable_sets(
-    doc: &mut Doc<'_, '_>,
+fn variable_sets<'h>(
+    doc: &mut Doc<'_, '_, 'h>,
     node: &FetchNode,
     call: &Arc<Call>,
-    parents: Vec<(usize, &Map)>,
+    parents: Vec<(usize, &Map<'h>)>,
 ) {
     let mut index: HashMap<String, usize> = HashMap::default();
     let mut sets: Vec<JsonValue> = Vec::new();
@@ -1305,8 +1347,13 @@ fn variable_sets(
 
 /// One parent's variables: the lookup's arguments (`a<segment>_<name>`) and
 /// per-entity arguments of the selection (`q_<name>`); `None` for a null key.
-fn variable_set(doc: &Doc<'_, '_>, node: &FetchNode, call: &Call, parent: &Map) -> Option<JsonMap> {
-    let repr = project(parent, &node.requires, true)?;
+fn variable_set<'h>(
+    doc: &Doc<'_, '_, 'h>,
+    node: &FetchNode,
+    call: &Call,
+    parent: &Map<'h>,
+) -> Option<JsonMap> {
+    let repr = project(parent, &node.requires, true, doc.alloc)?;
     let cx = ArgContext {
         repr: &repr,
         node,
@@ -1346,7 +1393,7 @@ fn variable_set(doc: &Doc<'_, '_>, node: &FetchNode, call: &Call, parent: &Map) 
 /// The lookup's document, `{ _b: lookup(...) { <selection> } }`, with its
 /// variables typed as the subgraph declares them, and the client variables
 /// it uses.
-fn lookup_document(doc: &Doc<'_, '_>, node: &FetchNode, call: &Call) -> (String, Vec<Name>) {
+fn lookup_document(doc: &Doc<'_, '_, '_>, node: &FetchNode, call: &Call) -> (String, Vec<Name>) {
     let mut render = Renderer {
         subgraph: &doc.req.supergraph.subgraphs[node.subgraph],
         operation: doc.req.operation,
@@ -1412,15 +1459,19 @@ fn lookup_document(doc: &Doc<'_, '_>, node: &FetchNode, call: &Call) -> (String,
 
 /// The answer as one `{data, errors}`: a plain body as it is; JSON lines of
 /// a batched request gathered under each variable set's call alias.
-pub(crate) fn parse_answer(built: &Built, body: bytes::Bytes) -> Result<Value, FetchError> {
+pub(crate) fn parse_answer<'h>(
+    built: &Built,
+    body: &[u8],
+    alloc: &Alloc<'h>,
+) -> Result<Value<'h>, FetchError> {
     if built.unbatch.is_empty() {
-        return Value::from_bytes(body).map_err(|e| FetchError::Malformed(e.to_string()));
+        return Value::parse(body, alloc).map_err(|e| FetchError::Malformed(e.to_string()));
     }
-    let text = std::str::from_utf8(&body).map_err(|e| FetchError::Malformed(e.to_string()))?;
+    let text = std::str::from_utf8(body).map_err(|e| FetchError::Malformed(e.to_string()))?;
     let mut data = Map::new();
-    let mut errors: Vec<Value> = Vec::new();
+    let mut errors: Vec<Value<'h>> = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let Value::Object(mut m) = Value::from_bytes(body.slice_ref(line.as_bytes()))
+        let Value::Object(mut m) = Value::parse(line.as_bytes(), alloc)
             .map_err(|e| FetchError::Malformed(format!("a JSON line: {e}")))?
         else {
             return Err(FetchError::Malformed(
@@ -1433,16 +1484,18 @@ pub(crate) fn parse_answer(built: &Built, body: bytes::Bytes) -> Result<Value, F
             continue;
         };
         let line_data = m.take("data");
-        let line_errors = match m.take("errors") {
+        let line_errors: &mut [Value<'h>] = match m.take("errors") {
             Some(Value::Array(list)) => list,
-            _ => Vec::new(),
+            _ => Default::default(),
         };
         match plan {
             None => {
                 if let Some(Value::Object(d)) = line_data {
-                    data.extend(d);
+                    for (k, v) in d.drain() {
+                        data.insert(k, v, alloc);
+                    }
                 }
-                errors.extend(line_errors);
+                errors.extend(line_errors.iter_mut().map(std::mem::take));
             }
             Some(aliases) => {
                 // A line without `variableIndex` answers every set.
@@ -1454,16 +1507,16 @@ pub(crate) fn parse_answer(built: &Built, body: bytes::Bytes) -> Result<Value, F
                     let value = line_data
                         .as_ref()
                         .and_then(|d| d.as_object()?.get("_b"))
-                        .cloned()
-                        .unwrap_or(Value::Null);
-                    data.insert(alias.as_str(), value);
-                    for e in &line_errors {
-                        let mut e = e.clone();
+                        .map_or(Value::Null, |v| v.clone_in(alloc));
+                    let alias: &'h str = alloc.alloc_str(alias);
+                    data.insert(alias, value, alloc);
+                    for e in line_errors.iter() {
+                        let mut e = e.clone_in(alloc);
                         if let Some(Value::Array(p)) =
                             e.as_object_mut().and_then(|o| o.get_mut("path"))
                         {
                             if p.first().and_then(|v| v.as_str()) == Some("_b") {
-                                p[0] = Value::String(alias.as_str().into());
+                                p[0] = Value::String(alias);
                             }
                         }
                         errors.push(e);
@@ -1473,9 +1526,9 @@ pub(crate) fn parse_answer(built: &Built, body: bytes::Bytes) -> Result<Value, F
         }
     }
     let mut out = Map::new();
-    out.insert("data", Value::Object(data));
+    out.insert("data", Value::Object(data), alloc);
     if !errors.is_empty() {
-        out.insert("errors", Value::Array(errors));
+        out.insert("errors", Value::list(alloc, errors), alloc);
     }
     Ok(Value::Object(out))
 }
@@ -1485,8 +1538,10 @@ mod tests {
     use super::*;
     use apollo_compiler::response::serde_json_bytes::json;
 
-    fn tree(v: JsonValue) -> Value {
-        Value::from(v)
+    use crate::execute::tree::Arena;
+
+    fn tree<'h>(v: JsonValue, alloc: &Alloc<'h>) -> Value<'h> {
+        Value::from_json(&v, alloc)
     }
 
     fn input(key: &str, name: &str, selection: Vec<InputField>) -> InputField {
@@ -1511,30 +1566,42 @@ mod tests {
             input("a", "x", vec![]),
             input("b", "x", vec![])
         ]));
+        let arena = Arena::new();
+        let alloc = &arena.get();
         let parents = [
-            tree(json!({"_k_upc": "1", "dims": {"_k_w": 2}, "name": "a"})),
-            tree(json!({"name": "b", "dims": {"_k_w": 2, "other": 0}, "_k_upc": "1"})),
-            tree(json!({"_k_upc": "1", "dims": {"_k_w": 3}})),
-            tree(json!({"_k_upc": "1", "dims": [{"_k_w": 2}]})),
-            tree(json!({"_k_upc": 1, "dims": {"_k_w": 2}})),
-            tree(json!({"_k_upc": 1.0, "dims": {"_k_w": 2}})),
-            tree(json!({"_k_upc": -1, "dims": {"_k_w": 2}})),
-            tree(json!({"dims": {"_k_w": -1}, "_k_upc": -1})),
-            tree(json!({"_k_upc": null, "dims": {"_k_w": 2}})),
-            tree(json!({"_k_upc": "1", "dims": null})),
-            tree(json!({"_k_upc": "1"})),
+            tree(
+                json!({"_k_upc": "1", "dims": {"_k_w": 2}, "name": "a"}),
+                alloc,
+            ),
+            tree(
+                json!({"name": "b", "dims": {"_k_w": 2, "other": 0}, "_k_upc": "1"}),
+                alloc,
+            ),
+            tree(json!({"_k_upc": "1", "dims": {"_k_w": 3}}), alloc),
+            tree(json!({"_k_upc": "1", "dims": [{"_k_w": 2}]}), alloc),
+            tree(json!({"_k_upc": 1, "dims": {"_k_w": 2}}), alloc),
+            tree(json!({"_k_upc": 1.0, "dims": {"_k_w": 2}}), alloc),
+            tree(json!({"_k_upc": -1, "dims": {"_k_w": 2}}), alloc),
+            tree(json!({"dims": {"_k_w": -1}, "_k_upc": -1}), alloc),
+            tree(json!({"_k_upc": null, "dims": {"_k_w": 2}}), alloc),
+            tree(json!({"_k_upc": "1", "dims": null}), alloc),
+            tree(json!({"_k_upc": "1"}), alloc),
         ];
         let hasher = ahash::RandomState::new();
         // Shared across parents of different shapes, as a fetch shares them.
         let mut hints = [0; 2];
-        let views: Vec<Option<(u64, Map)>> = parents
+        let views: Vec<Option<(u64, &Map)>> = parents
             .iter()
             .map(|p| {
                 let p = p.as_object().unwrap();
                 let mut h = hasher.build_hasher();
                 let complete = hash_projection(p, &inputs, &mut hints, &mut h);
-                assert_eq!(complete, project(p, &inputs, false).is_some(), "{p:?}");
-                complete.then(|| (h.finish(), p.clone()))
+                assert_eq!(
+                    complete,
+                    project(p, &inputs, false, alloc).is_some(),
+                    "{p:?}"
+                );
+                complete.then(|| (h.finish(), p))
             })
             .collect();
         for (a, va) in views.iter().enumerate() {
@@ -1542,8 +1609,9 @@ mod tests {
                 let (Some((ha, pa)), Some((hb, pb))) = (va, vb) else {
                     continue;
                 };
-                let equal = project(pa, &inputs, false) == project(pb, &inputs, false);
-                let repr = project(pb, &inputs, false).unwrap();
+                let equal =
+                    project(pa, &inputs, false, alloc) == project(pb, &inputs, false, alloc);
+                let repr = project(pb, &inputs, false, alloc).unwrap();
                 assert_eq!(
                     same_projection(pa, &inputs, &mut hints, &repr),
                     equal,
@@ -1571,13 +1639,21 @@ mod tests {
                 ],
             ),
         ];
+        let arena = Arena::new();
+        let a = &arena.get();
         let parents = [
-            tree(json!({"_k_id": "a", "owner": {"_k_ids": ["x", null], "meta": {"m": 1}}})),
-            tree(json!({"_k_id": null, "owner": [{"_k_ids": "y", "meta": null}, null]})),
-            tree(json!({"_k_id": "b", "owner": null})),
-            tree(json!({"_k_id": "c"})),
-            tree(json!({"_k_id": "d", "owner": {"_k_ids": "z"}})),
-            tree(json!({"_k_id": "e", "owner": 3})),
+            tree(
+                json!({"_k_id": "a", "owner": {"_k_ids": ["x", null], "meta": {"m": 1}}}),
+                a,
+            ),
+            tree(
+                json!({"_k_id": null, "owner": [{"_k_ids": "y", "meta": null}, null]}),
+                a,
+            ),
+            tree(json!({"_k_id": "b", "owner": null}), a),
+            tree(json!({"_k_id": "c"}), a),
+            tree(json!({"_k_id": "d", "owner": {"_k_ids": "z"}}), a),
+            tree(json!({"_k_id": "e", "owner": 3}), a),
         ];
         let paths: [&[&str]; 5] = [
             &["id"],
@@ -1588,13 +1664,13 @@ mod tests {
         ];
         for parent in &parents {
             let parent = parent.as_object().unwrap();
-            let projected = project(parent, &inputs, true);
+            let projected = project(parent, &inputs, true, a);
             assert_eq!(complete(parent, &inputs), projected.is_some(), "{parent:?}");
             let Some(repr) = projected else { continue };
             for path in paths {
                 let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
                 assert_eq!(
-                    input_value(parent, &inputs, &path),
+                    input_value(parent, &inputs, &path, a).map(|v| v.to_json()),
                     field_value(&repr, &path),
                     "{parent:?} at {path:?}"
                 );

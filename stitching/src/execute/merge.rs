@@ -10,7 +10,7 @@ use apollo_compiler::{
 use super::{
     error,
     fetch::{CallOut, KeyRef, Routing, Target},
-    tree::{Map, Value},
+    tree::{Alloc, Map, Value},
     value::{self, to_error_path, PathSeg, Places},
     FetchError, Request,
 };
@@ -20,24 +20,29 @@ use crate::{
 };
 
 /// Follows the path segments after the first (`a.b.c`: `b`, then `c`), through lists.
-fn descend(v: Value, names: &[Name]) -> Value {
+fn descend<'h>(v: Value<'h>, names: &[Name]) -> Value<'h> {
     let Some((first, rest)) = names.split_first() else {
         return v;
     };
     match v {
         Value::Object(mut m) => descend(m.take(first.as_str()).unwrap_or(Value::Null), rest),
-        Value::Array(items) => Value::Array(items.into_iter().map(|i| descend(i, names)).collect()),
+        Value::Array(items) => {
+            for item in items.iter_mut() {
+                *item = descend(std::mem::take(item), names);
+            }
+            Value::Array(items)
+        }
         other => other,
     }
 }
 
 /// The client paths of targets, worked out only when an error needs them.
-struct Paths<'d> {
-    data: &'d Value,
+struct Paths<'d, 'h> {
+    data: &'d Value<'h>,
     places: &'d Places,
 }
 
-impl Paths<'_> {
+impl Paths<'_, '_> {
     fn of(&self, t: &Target) -> Vec<PathSeg> {
         let mut path = self.places.client_path(self.data, t.parent);
         if let Some(k) = &t.write {
@@ -49,13 +54,14 @@ impl Paths<'_> {
 
 /// Maps a response body onto the data. A body that breaks the GraphQL
 /// response format fails every place it answers, with the reason.
-pub(crate) fn merge_body(
+pub(crate) fn merge_body<'h>(
     req: &Request<'_>,
-    data: &mut Value,
+    data: &mut Value<'h>,
     errors: &mut Vec<GraphQLError>,
     subgraph: SubgraphId,
     routing: &Routing,
-    body: Value,
+    body: Value<'h>,
+    alloc: &Alloc<'h>,
 ) {
     let calls = &routing.calls;
     let sg = &req.supergraph.subgraphs[subgraph];
@@ -79,8 +85,8 @@ pub(crate) fn merge_body(
         places: &routing.places,
     };
     let had_errors = !remote_errors.is_empty();
-    for e in remote_errors {
-        map_error(e, service, calls, &paths, errors);
+    for e in remote_errors.iter_mut() {
+        map_error(std::mem::take(e), service, calls, &paths, errors);
     }
     let mut remote_data = remote_data;
     let mut deliveries = Vec::with_capacity(calls.iter().map(|c| c.targets.len()).sum());
@@ -91,7 +97,7 @@ pub(crate) fn merge_body(
                 .take(alias.as_str())
                 .ok_or_else(|| format!("`data` lacks `{alias}`, which was asked for")),
             // Root fields: the whole data, less the other calls' answers.
-            (None, Some(m)) => root_answer(call, m),
+            (None, Some(m)) => root_answer(call, m, alloc),
         };
         let answer = match answer {
             Ok(a) => a,
@@ -102,24 +108,26 @@ pub(crate) fn merge_body(
         };
         let mut answer = descend(answer, &call.descend);
         if sg.has_renames() {
-            public_typenames(&mut answer, sg);
+            public_typenames(&mut answer, sg, alloc);
         }
         if let Err(why) = check_shape(call, &answer, had_errors) {
             fail_call(&paths, errors, service, call, &FetchError::Malformed(why));
         }
-        deliver(call, answer, &mut deliveries);
+        deliver(call, answer, &mut deliveries, alloc);
     }
-    apply(data, &routing.places, deliveries);
+    apply(data, &routing.places, deliveries, alloc);
 }
 
 /// `data` (`None`: null, which errors explain) and `errors` of a body, or
 /// why the body is not a GraphQL response.
-fn read_body(body: Value) -> Result<(Option<Map>, Vec<Value>), String> {
+type Body<'h> = (Option<Map<'h>>, &'h mut [Value<'h>]);
+
+fn read_body(body: Value<'_>) -> Result<Body<'_>, String> {
     let Value::Object(mut m) = body else {
         return Err("not a JSON object".into());
     };
     let errors = match m.take("errors") {
-        None | Some(Value::Null) => Vec::new(),
+        None | Some(Value::Null) => Default::default(),
         Some(Value::Array(list)) => list,
         Some(_) => return Err("`errors` is not a list".into()),
     };
@@ -134,14 +142,18 @@ fn read_body(body: Value) -> Result<(Option<Map>, Vec<Value>), String> {
 
 /// The root fields a call asked for, each under its key; a missing key is
 /// an error (a field that failed is present as null).
-fn root_answer(call: &CallOut, m: &mut Map) -> Result<Value, String> {
+fn root_answer<'h>(
+    call: &CallOut,
+    m: &mut Map<'h>,
+    alloc: &Alloc<'h>,
+) -> Result<Value<'h>, String> {
     let mut own = Map::new();
     let mut missing = Vec::new();
     for t in &call.targets {
         if let KeyRef::Key(k) = &t.key {
             match m.take(k.as_str()) {
                 Some(v) => {
-                    own.insert(k.as_str(), v);
+                    own.insert(alloc.alloc_str(k), v, alloc);
                 }
                 None if call.optional.contains(k) => {}
                 None => missing.push(format!("`{k}`")),
@@ -160,7 +172,7 @@ fn root_answer(call: &CallOut, m: &mut Map) -> Result<Value, String> {
 
 /// A batched call (`_entities`, a list lookup) answers a list with one item
 /// per key; null only with errors that say why.
-fn check_shape(call: &CallOut, answer: &Value, had_errors: bool) -> Result<(), String> {
+fn check_shape(call: &CallOut, answer: &Value<'_>, had_errors: bool) -> Result<(), String> {
     let wanted = call
         .targets
         .iter()
@@ -188,33 +200,38 @@ fn check_shape(call: &CallOut, answer: &Value, had_errors: bool) -> Result<(), S
 }
 
 /// A value for one parent: merged into it, or written under a key.
-struct Delivery {
+struct Delivery<'h> {
     parent: usize,
     write: Option<Name>,
-    value: Value,
+    value: Value<'h>,
 }
 
 /// Hands the values to their parents, at the places where building the
 /// request found them.
-fn apply(data: &mut Value, places: &Places, deliveries: Vec<Delivery>) {
+fn apply<'h>(
+    data: &mut Value<'h>,
+    places: &Places,
+    deliveries: Vec<Delivery<'h>>,
+    alloc: &Alloc<'h>,
+) {
     for d in deliveries {
         let Some(obj) = places.object_mut(data, d.parent) else {
             continue;
         };
         match &d.write {
-            Some(k) => value::write_key(obj, k, d.value),
-            None => value::merge_into(obj, d.value),
+            Some(k) => value::write_key(obj, k, d.value, alloc),
+            None => value::merge_into(obj, d.value, alloc),
         }
     }
 }
 
 /// Hands each target its part of a call's answer, moving values out and
 /// cloning only a part several targets share (deduplicated inputs).
-fn deliver(call: &CallOut, answer: Value, out: &mut Vec<Delivery>) {
+fn deliver<'h>(call: &CallOut, answer: Value<'h>, out: &mut Vec<Delivery<'h>>, alloc: &Alloc<'h>) {
     let n = call.targets.len();
     let mut answer = Some(answer);
     // Items of a listed answer, and how many targets still want each.
-    let mut items: Vec<Value> = Vec::new();
+    let mut items: &mut [Value<'h>] = Default::default();
     let mut wanted: Vec<u32> = Vec::new();
     if call
         .targets
@@ -243,14 +260,14 @@ fn deliver(call: &CallOut, answer: Value, out: &mut Vec<Delivery>) {
             }
         }
     }
-    let mut take = |k: usize| -> Value {
+    let mut take = |k: usize| -> Value<'h> {
         match (items.get_mut(k), wanted.get_mut(k)) {
             (Some(v), Some(w)) => {
                 *w = w.saturating_sub(1);
                 if *w == 0 {
                     std::mem::take(v)
                 } else {
-                    v.clone()
+                    v.clone_in(alloc)
                 }
             }
             _ => Value::Null,
@@ -260,16 +277,15 @@ fn deliver(call: &CallOut, answer: Value, out: &mut Vec<Delivery>) {
         let value = match &t.key {
             // The last target takes the value; the others clone it.
             KeyRef::Whole if i + 1 == n => answer.take().unwrap_or(Value::Null),
-            KeyRef::Whole => answer.clone().unwrap_or(Value::Null),
+            KeyRef::Whole => answer.as_ref().map_or(Value::Null, |a| a.clone_in(alloc)),
             KeyRef::One(k) => take(*k),
             KeyRef::Key(k) => match answer.as_mut() {
                 Some(Value::Object(m)) => m.take(k.as_str()).unwrap_or(Value::Null),
                 _ => Value::Null,
             },
-            KeyRef::Many(ks) => Value::Array(
-                ks.iter()
-                    .map(|k| k.map(&mut take).unwrap_or(Value::Null))
-                    .collect(),
+            KeyRef::Many(ks) => Value::list(
+                alloc,
+                ks.iter().map(|k| k.map(&mut take).unwrap_or(Value::Null)),
             ),
         };
         out.push(Delivery {
@@ -282,32 +298,32 @@ fn deliver(call: &CallOut, answer: Value, out: &mut Vec<Delivery>) {
 
 /// Runtime types (`_stitch_t`) renamed to their public names by the subgraph
 /// that answered: another subgraph may use the same name for another type.
-pub(crate) fn public_typenames(v: &mut Value, sg: &Subgraph) {
+pub(crate) fn public_typenames<'h>(v: &mut Value<'h>, sg: &Subgraph, alloc: &Alloc<'h>) {
     match v {
         Value::Object(m) => {
             for (k, v) in m.iter_mut() {
                 match v {
-                    Value::String(t) if k.as_str() == TYPENAME_ALIAS => {
-                        let public = sg.public_type(t.as_str());
-                        if public != t.as_str() {
-                            *t = public.to_owned().into();
+                    Value::String(t) if k == TYPENAME_ALIAS => {
+                        let public = sg.public_type(t);
+                        if public != *t {
+                            *t = alloc.alloc_str(public);
                         }
                     }
-                    _ => public_typenames(v, sg),
+                    _ => public_typenames(v, sg, alloc),
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|i| public_typenames(i, sg)),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|i| public_typenames(i, sg, alloc)),
         _ => {}
     }
 }
 
-fn segments(path: &[Value]) -> Vec<ResponseDataPathSegment> {
+fn segments(path: &[Value<'_>]) -> Vec<ResponseDataPathSegment> {
     path.iter()
         .filter_map(|v| match v {
-            Value::String(s) => Name::new(s.as_str())
-                .ok()
-                .map(ResponseDataPathSegment::Field),
+            Value::String(s) => Name::new(s).ok().map(ResponseDataPathSegment::Field),
             Value::Number(n) => n
                 .as_u64()
                 .map(|i| ResponseDataPathSegment::ListIndex(i as usize)),
@@ -318,10 +334,10 @@ fn segments(path: &[Value]) -> Vec<ResponseDataPathSegment> {
 
 /// A remote error, its path rewritten to the client's, `extensions.service` added.
 fn map_error(
-    e: Value,
+    e: Value<'_>,
     service: &str,
     calls: &[CallOut],
-    paths: &Paths<'_>,
+    paths: &Paths<'_, '_>,
     out: &mut Vec<GraphQLError>,
 ) {
     let Value::Object(mut m) = e else { return };
@@ -335,9 +351,9 @@ fn map_error(
     };
     extensions.insert("service", JsonValue::String(service.into()));
     extensions.insert(super::internal::SUBGRAPH_ERROR, JsonValue::Bool(true));
-    let remote_path: Vec<Value> = match m.take("path") {
+    let remote_path: &[Value<'_>] = match m.take("path") {
         Some(Value::Array(p)) => p,
-        _ => Vec::new(),
+        _ => &[],
     };
     let make = |path: Vec<ResponseDataPathSegment>| GraphQLError {
         message: message.clone(),
@@ -350,7 +366,7 @@ fn map_error(
     else {
         if calls.iter().any(|c| c.alias.is_none()) {
             // Root fields answer under the client's own keys.
-            out.push(make(segments(&remote_path)));
+            out.push(make(segments(remote_path)));
         } else {
             // No path into this nested fetch: the error belongs to every
             // field the fetch served, not to the request as a whole.
@@ -401,7 +417,7 @@ fn map_error(
 /// A failed request: every place it would have answered gets an error.
 pub(crate) fn fail(
     req: &Request<'_>,
-    data: &Value,
+    data: &Value<'_>,
     errors: &mut Vec<GraphQLError>,
     subgraph: SubgraphId,
     routing: &Routing,
@@ -419,7 +435,7 @@ pub(crate) fn fail(
 
 /// An error at each place `call` would have answered (once per path and service).
 fn fail_call(
-    paths: &Paths<'_>,
+    paths: &Paths<'_, '_>,
     errors: &mut Vec<GraphQLError>,
     service: &str,
     call: &CallOut,

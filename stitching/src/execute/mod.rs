@@ -23,7 +23,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use tree::{Map, Value};
+use tree::{Arena, Map, Value};
 
 use crate::{
     plan::QueryPlan,
@@ -246,7 +246,8 @@ pub struct Request<'a> {
 
 /// Executes a query or mutation plan.
 pub async fn execute(req: &Request<'_>, transport: &dyn Transport) -> Response {
-    let mut ex = Execution::new(req, transport);
+    let arena = Arena::new();
+    let mut ex = Execution::new(req, transport, &arena);
     if req.plan.has_introspection {
         ex.introspect();
     }
@@ -271,8 +272,9 @@ pub fn subscription_start(req: &Request<'_>) -> Result<SubscriptionStart, GraphQ
         return Err(error("a subscription must select one field", "BAD_REQUEST"));
     };
     let subgraph = req.plan.fetches[first[0]].subgraph;
+    let arena = Arena::new();
     let mut data = Value::Object(Map::new());
-    let built = fetch::build(req, &mut data, subgraph, first);
+    let built = fetch::build(req, &mut data, subgraph, first, &arena.get());
     match built.request {
         Some(request) => Ok(SubscriptionStart {
             subgraph,
@@ -295,34 +297,43 @@ pub async fn subscription_event(
     event: JsonValue,
     transport: &dyn Transport,
 ) -> Response {
-    let mut ex = Execution::new(req, transport);
-    merge::merge_body(
-        req,
-        &mut ex.data,
-        &mut ex.errors,
-        start.subgraph,
-        &start.routing,
-        Value::from(event),
-    );
+    let arena = Arena::new();
+    let mut ex = Execution::new(req, transport, &arena);
+    {
+        let alloc = arena.get();
+        let event = Value::from_json(&event, &alloc);
+        merge::merge_body(
+            req,
+            &mut ex.data,
+            &mut ex.errors,
+            start.subgraph,
+            &start.routing,
+            event,
+            &alloc,
+        );
+    }
     ex.run(req.plan.waves.get(1..).unwrap_or(&[])).await;
     ex.finish()
 }
 
-struct Execution<'r, 'a> {
+struct Execution<'r, 'a, 'h> {
     req: &'r Request<'a>,
     transport: &'r dyn Transport,
-    data: Value,
+    /// Holds `data` and every answer it was merged from.
+    arena: &'h Arena,
+    data: Value<'h>,
     errors: Vec<GraphQLError>,
     /// Bytes of subgraph answers so far: the client's answer is about as
     /// large, so its buffer is sized from this.
     received: usize,
 }
 
-impl<'r, 'a> Execution<'r, 'a> {
-    fn new(req: &'r Request<'a>, transport: &'r dyn Transport) -> Self {
+impl<'r, 'a, 'h> Execution<'r, 'a, 'h> {
+    fn new(req: &'r Request<'a>, transport: &'r dyn Transport, arena: &'h Arena) -> Self {
         Execution {
             req,
             transport,
+            arena,
             data: Value::Object(Map::new()),
             errors: Vec::new(),
             received: 0,
@@ -340,7 +351,11 @@ impl<'r, 'a> Execution<'r, 'a> {
         ) {
             Ok(resp) => {
                 if let (Some(map), Some(data)) = (resp.data, self.data.as_object_mut()) {
-                    data.extend(Map::from(map));
+                    let alloc = self.arena.get();
+                    for (k, v) in &map {
+                        let v = Value::from_json(v, &alloc);
+                        data.insert(alloc.alloc_str(k.as_str()), v, &alloc);
+                    }
                 }
                 self.errors.extend(resp.errors);
             }
@@ -363,8 +378,11 @@ impl<'r, 'a> Execution<'r, 'a> {
                 }
             }
             let mut builds = Vec::with_capacity(groups.len());
-            for (sg, ids) in groups {
-                builds.push(fetch::build(self.req, &mut self.data, sg, &ids));
+            {
+                let alloc = self.arena.get();
+                for (sg, ids) in groups {
+                    builds.push(fetch::build(self.req, &mut self.data, sg, &ids, &alloc));
+                }
             }
             let transport = self.transport;
             let fetches = builds.iter_mut().map(|b| {
@@ -378,6 +396,7 @@ impl<'r, 'a> Execution<'r, 'a> {
                 }
             });
             let results = futures::future::join_all(fetches).await;
+            let alloc = self.arena.get();
             for (b, result) in builds.into_iter().zip(results) {
                 let Some(result) = result else { continue };
                 if let Ok(body) = &result {
@@ -385,7 +404,7 @@ impl<'r, 'a> Execution<'r, 'a> {
                 }
                 match result
                     .or_else(graphql_error_body)
-                    .and_then(|body| fetch::parse_answer(&b, body))
+                    .and_then(|body| fetch::parse_answer(&b, &body, &alloc))
                 {
                     Ok(body) => merge::merge_body(
                         self.req,
@@ -394,6 +413,7 @@ impl<'r, 'a> Execution<'r, 'a> {
                         b.subgraph,
                         &b.routing,
                         body,
+                        &alloc,
                     ),
                     Err(e) => merge::fail(
                         self.req,

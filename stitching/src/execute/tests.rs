@@ -3,7 +3,11 @@
 
 use apollo_compiler::response::{serde_json_bytes::json, JsonMap, JsonValue};
 
-use super::{fetch, merge, tree::Value, Request};
+use super::{
+    fetch, merge,
+    tree::{Arena, Value},
+    Request,
+};
 use crate::{
     coerce_variables, prepare, schema::SubgraphId, testing::supergraph, Limits, Supergraph,
 };
@@ -24,6 +28,8 @@ fn run(sg: &Supergraph, query: &str, variables: JsonValue, answers: &[JsonValue]
         variables: &vars,
         authorization: None,
     };
+    let arena = Arena::new();
+    let alloc = arena.get();
     let mut data = Value::Object(Default::default());
     let mut errors = Vec::new();
     let mut out = String::new();
@@ -38,7 +44,7 @@ fn run(sg: &Supergraph, query: &str, variables: JsonValue, answers: &[JsonValue]
             }
         }
         for (s, ids) in groups {
-            let built = fetch::build(&req, &mut data, s, &ids);
+            let built = fetch::build(&req, &mut data, s, &ids, &alloc);
             let Some(request) = &built.request else {
                 continue;
             };
@@ -54,7 +60,8 @@ fn run(sg: &Supergraph, query: &str, variables: JsonValue, answers: &[JsonValue]
                 &mut errors,
                 s,
                 &built.routing,
-                Value::from(answer),
+                Value::from_json(&answer, &alloc),
+                &alloc,
             );
         }
     }
@@ -210,13 +217,15 @@ fn runtime_types_are_renamed_by_the_subgraph_that_answered() {
         "",
     );
     let sg = crate::build(&[a, b]).unwrap_or_else(|e| panic!("{e}"));
-    let answer =
-        Value::from(json!([{"_stitch_t": "Item", "y": 1}, {"_stitch_t": "Other", "z": 2}]));
-    let mut from_b = answer.clone();
-    merge::public_typenames(&mut from_b, &sg.subgraphs[1]);
-    assert_eq!(from_b, answer, "b's Item is the public Item");
-    let mut from_a = Value::from(json!({"_stitch_t": "Item", "nested": [{"_stitch_t": "Item"}]}));
-    merge::public_typenames(&mut from_a, &sg.subgraphs[0]);
+    let arena = Arena::new();
+    let alloc = arena.get();
+    let answer = json!([{"_stitch_t": "Item", "y": 1}, {"_stitch_t": "Other", "z": 2}]);
+    let mut from_b = Value::from_json(&answer, &alloc);
+    merge::public_typenames(&mut from_b, &sg.subgraphs[1], &alloc);
+    assert_eq!(from_b.to_json(), answer, "b's Item is the public Item");
+    let nested = json!({"_stitch_t": "Item", "nested": [{"_stitch_t": "Item"}]});
+    let mut from_a = Value::from_json(&nested, &alloc);
+    merge::public_typenames(&mut from_a, &sg.subgraphs[0], &alloc);
     assert_eq!(
         from_a.to_json(),
         json!({"_stitch_t": "AItem", "nested": [{"_stitch_t": "AItem"}]})
@@ -239,7 +248,8 @@ fn json_lines_of_a_batch_are_gathered_under_each_sets_call() {
         r#"{"requestIndex":0,"variableIndex":0,"data":{"_b":null},"errors":[{"message":"no","path":["_b"]}]}"#,
         "\n"
     );
-    let v = fetch::parse_answer(&built, bytes::Bytes::from(body)).unwrap();
+    let arena = Arena::new();
+    let v = fetch::parse_answer(&built, body.as_bytes(), &arena.get()).unwrap();
     assert_eq!(
         v.to_json(),
         json!({

@@ -2,7 +2,7 @@
 
 use std::borrow::Borrow;
 
-use super::tree::{Map, Value};
+use super::tree::{Alloc, Map, Value};
 use crate::plan::{PathStep, TYPENAME_ALIAS};
 use apollo_compiler::{
     ast::Value as AstValue,
@@ -34,12 +34,12 @@ pub fn to_error_path<N: Borrow<Name>>(path: &[PathSeg<N>]) -> Vec<ResponseDataPa
 /// key, lists item by item (the first answer's length and order stand, so
 /// paths already taken into it stay valid); a null on either side is null
 /// (that half failed, and its error is reported).
-pub(crate) fn merge(into: &mut Value, value: Value) {
+pub(crate) fn merge<'h>(into: &mut Value<'h>, value: Value<'h>, alloc: &Alloc<'h>) {
     match (into, value) {
-        (Value::Object(a), Value::Object(b)) => merge_map(a, b),
+        (Value::Object(a), Value::Object(b)) => merge_map(a, b, alloc),
         (Value::Array(a), Value::Array(b)) => {
-            for (x, y) in a.iter_mut().zip(b) {
-                merge(x, y);
+            for (x, y) in a.iter_mut().zip(b.iter_mut()) {
+                merge(x, std::mem::take(y), alloc);
             }
         }
         (into, Value::Null) => *into = Value::Null,
@@ -96,7 +96,11 @@ impl Places {
     }
 
     /// The parent object at `place`, if it is still there.
-    pub fn object_mut<'v>(&self, data: &'v mut Value, place: usize) -> Option<&'v mut Map> {
+    pub fn object_mut<'v, 'h>(
+        &self,
+        data: &'v mut Value<'h>,
+        place: usize,
+    ) -> Option<&'v mut Map<'h>> {
         let mut v = data;
         for &at in self.steps(place)? {
             v = match v {
@@ -109,14 +113,14 @@ impl Places {
     }
 
     /// The client's path to the parent at `place` (for errors).
-    pub fn client_path(&self, data: &Value, place: usize) -> ResponsePath {
+    pub fn client_path(&self, data: &Value<'_>, place: usize) -> ResponsePath {
         let mut path = Vec::new();
         let mut v = data;
         for &at in self.steps(place).unwrap_or_default() {
             v = match v {
                 Value::Object(m) => match m.entry_at(at as usize) {
                     Some((k, child)) => {
-                        path.extend(Name::new(k.as_str()).ok().map(PathSeg::Key));
+                        path.extend(Name::new(k).ok().map(PathSeg::Key));
                         child
                     }
                     None => break,
@@ -138,12 +142,12 @@ impl Places {
 /// Calls `f` with each parent object a fetch's path leads to from the data
 /// root, and its place, recorded in `places`: lists walked, type steps
 /// filtered by `_stitch_t`. With no steps, the root itself.
-pub fn visit_parents<'v>(
-    data: &'v Value,
+pub fn visit_parents<'v, 'h>(
+    data: &'v Value<'h>,
     steps: &[PathStep],
     is_a: &dyn Fn(&str, &str) -> bool,
     places: &mut Places,
-    f: &mut dyn FnMut(usize, &'v Map),
+    f: &mut dyn FnMut(usize, &'v Map<'h>),
 ) {
     let mut walk = Walk {
         is_a,
@@ -164,7 +168,12 @@ struct Walk<'w> {
 }
 
 impl Walk<'_> {
-    fn visit<'v>(&mut self, v: &'v Value, steps: &[PathStep], f: &mut dyn FnMut(usize, &'v Map)) {
+    fn visit<'v, 'h>(
+        &mut self,
+        v: &'v Value<'h>,
+        steps: &[PathStep],
+        f: &mut dyn FnMut(usize, &'v Map<'h>),
+    ) {
         match v {
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
@@ -198,30 +207,48 @@ impl Walk<'_> {
 
 /// Writes `value` under `key`; a slot already written (the same response
 /// key delegated twice with different selections) is merged into.
-pub fn write_key(obj: &mut Map, key: &str, value: Value) {
+pub fn write_key<'h>(obj: &mut Map<'h>, key: &str, value: Value<'h>, alloc: &Alloc<'h>) {
     match obj.get_mut(key) {
-        Some(slot) => merge(slot, value),
-        None => obj.push(key.into(), value),
+        Some(slot) => merge(slot, value, alloc),
+        None => obj.push(alloc.alloc_str(key), value, alloc),
     }
 }
 
 /// Merges an entity's answer into a parent object (a null answer adds nothing).
-pub fn merge_into(obj: &mut Map, value: Value) {
+pub fn merge_into<'h>(obj: &mut Map<'h>, value: Value<'h>, alloc: &Alloc<'h>) {
     if let Value::Object(more) = value {
-        merge_map(obj, more);
+        merge_map(obj, more, alloc);
     }
 }
 
-/// Merges `more` into `into` key by key, growing `into` once.
-fn merge_map(into: &mut Map, more: Map) {
-    into.reserve(more.len());
-    for (k, v) in more {
-        match into.get_mut(k.as_str()) {
-            Some(existing) => merge(existing, v),
-            None => into.push(k, v),
+/// Merges `more` into `into` key by key, growing `into` once. Keys are
+/// looked up by scanning `into`, or, when both are large, through a table.
+fn merge_map<'h>(into: &mut Map<'h>, more: Map<'h>, alloc: &Alloc<'h>) {
+    into.reserve(more.len(), alloc);
+    if into.len() > SCANNED && more.len() > SCANNED {
+        let mut index = into.index();
+        for (k, v) in more.drain() {
+            match index.get(k) {
+                Some(&at) => merge(into.value_at(at), v, alloc),
+                None => {
+                    index.insert(k, into.len());
+                    into.push(k, v, alloc);
+                }
+            }
+        }
+        return;
+    }
+    for (k, v) in more.drain() {
+        match into.get_mut(k) {
+            Some(existing) => merge(existing, v, alloc),
+            None => into.push(k, v, alloc),
         }
     }
 }
+
+/// Above this many keys on both sides (a custom scalar's value can hold
+/// any number), a merge looks keys up in a table: no merge is quadratic.
+const SCANNED: usize = 32;
 
 /// A client argument value with variables substituted; `None` when it is a
 /// variable the client did not provide (the argument is then left out).
@@ -268,10 +295,12 @@ mod tests {
     use super::*;
     use apollo_compiler::response::serde_json_bytes::json;
 
-    /// A tree value from JSON text written with `json!`.
+    use crate::execute::tree::Arena;
+
+    /// A tree value from JSON text written with `json!`, in the arena `$a`.
     macro_rules! tree {
-        ($($t:tt)+) => {
-            Value::from(json!($($t)+))
+        ($a:expr, $($t:tt)+) => {
+            Value::from_json(&json!($($t)+), $a)
         };
     }
 
@@ -280,7 +309,7 @@ mod tests {
     }
 
     /// The client paths of the parents a walk finds, and their places.
-    fn parent_paths(data: &Value, steps: &[PathStep]) -> (Vec<ResponsePath>, Places) {
+    fn parent_paths(data: &Value<'_>, steps: &[PathStep]) -> (Vec<ResponsePath>, Places) {
         let mut places = Places::default();
         let mut found = Vec::new();
         visit_parents(data, steps, &|c, r| c == r, &mut places, &mut |place, _| {
@@ -295,7 +324,9 @@ mod tests {
 
     #[test]
     fn collects_parents_through_lists_and_type_steps() {
-        let data = tree!({"a": {"items": [
+        let arena = Arena::new();
+        let a = &arena.get();
+        let data = tree!(a, {"a": {"items": [
             {"b": {"x": 1, "_stitch_t": "X"}},
             {"b": null},
             {"b": [{"x": 2, "_stitch_t": "Y"}, {"x": 3, "_stitch_t": "X"}]}
@@ -337,19 +368,21 @@ mod tests {
 
     #[test]
     fn writes_and_merges_into_the_parents_a_walk_found() {
-        let mut data = tree!({"a": [{"x": 1}, {"x": 2}], "b": 3});
+        let arena = Arena::new();
+        let a = &arena.get();
+        let mut data = tree!(a, {"a": [{"x": 1}, {"x": 2}], "b": 3});
         let steps = [PathStep::Key(Name::new("a").unwrap())];
         let (_, places) = parent_paths(&data, &steps);
         for place in 0..2 {
             let obj = places.object_mut(&mut data, place).unwrap();
-            write_key(obj, "y", tree!(place));
-            merge_into(obj, tree!({"z": true}));
-            merge_into(obj, tree!(null));
+            write_key(obj, "y", tree!(a, place), a);
+            merge_into(obj, tree!(a, {"z": true}), a);
+            merge_into(obj, tree!(a, null), a);
         }
         assert!(places.object_mut(&mut data, 2).is_none());
         assert_eq!(
             data,
-            tree!({"a": [{"x": 1, "y": 0, "z": true}, {"x": 2, "y": 1, "z": true}], "b": 3})
+            tree!(a, {"a": [{"x": 1, "y": 0, "z": true}, {"x": 2, "y": 1, "z": true}], "b": 3})
         );
     }
 
@@ -357,7 +390,9 @@ mod tests {
     /// stays valid; a parent replaced by null is gone and gets nothing.
     #[test]
     fn places_outlive_merges_into_the_data() {
-        let mut data = tree!({"a": {"p": 1}, "l": [{"q": {"r": 1}}, {"q": {"r": 2}}]});
+        let arena = Arena::new();
+        let a = &arena.get();
+        let mut data = tree!(a, {"a": {"p": 1}, "l": [{"q": {"r": 1}}, {"q": {"r": 2}}]});
         let steps = [
             PathStep::Key(Name::new("l").unwrap()),
             PathStep::Key(Name::new("q").unwrap()),
@@ -368,38 +403,72 @@ mod tests {
         };
         merge_into(
             root,
-            tree!({"b": 2, "a": {"n": 0}, "l": [{"m": 1, "q": null}, {"m": 2}]}),
+            tree!(a, {"b": 2, "a": {"n": 0}, "l": [{"m": 1, "q": null}, {"m": 2}]}),
+            a,
         );
         assert!(places.object_mut(&mut data, 0).is_none());
-        merge_into(places.object_mut(&mut data, 1).unwrap(), tree!({"s": 3}));
+        merge_into(
+            places.object_mut(&mut data, 1).unwrap(),
+            tree!(a, {"s": 3}),
+            a,
+        );
         assert_eq!(
             places.client_path(&data, 1),
             vec![key("l"), PathSeg::Index(1), key("q")]
         );
         assert_eq!(
             data,
-            tree!({"a": {"p": 1, "n": 0}, "l": [{"q": null, "m": 1}, {"q": {"r": 2, "s": 3}, "m": 2}], "b": 2})
+            tree!(a, {"a": {"p": 1, "n": 0}, "l": [{"q": null, "m": 1}, {"q": {"r": 2, "s": 3}, "m": 2}], "b": 2})
         );
     }
 
     #[test]
     fn a_second_answer_for_a_key_merges_into_the_first() {
+        let arena = Arena::new();
+        let a = &arena.get();
         let mut data = Map::new();
         write_key(
             &mut data,
             "p",
-            tree!({"id": "1", "l": [{"a": 1}, {"a": 2}], "o": null}),
+            tree!(a, {"id": "1", "l": [{"a": 1}, {"a": 2}], "o": null}),
+            a,
         );
         write_key(
             &mut data,
             "p",
-            tree!({"name": "n", "l": [{"b": 1}, {"b": 2}], "o": {"x": 1}}),
+            tree!(a, {"name": "n", "l": [{"b": 1}, {"b": 2}], "o": {"x": 1}}),
+            a,
         );
         assert_eq!(
-            Value::Object(data.clone()),
-            tree!({"p": {"id": "1", "l": [{"a": 1, "b": 1}, {"a": 2, "b": 2}], "o": null, "name": "n"}})
+            Value::Object(data.clone_in(a)),
+            tree!(a, {"p": {"id": "1", "l": [{"a": 1, "b": 1}, {"a": 2, "b": 2}], "o": null, "name": "n"}})
         );
-        write_key(&mut data, "p", tree!(null));
-        assert_eq!(Value::Object(data), tree!({"p": null}));
+        write_key(&mut data, "p", tree!(a, null), a);
+        assert_eq!(Value::Object(data), tree!(a, {"p": null}));
+    }
+
+    /// Large objects merge through a table: the same result as a scan,
+    /// a key both sides hold merged, the first answer's order kept.
+    #[test]
+    fn large_objects_merge_as_small_ones_do() {
+        let arena = Arena::new();
+        let a = &arena.get();
+        let object = |from: usize, to: usize| {
+            let m: JsonMap = (from..to)
+                .map(|i| (format!("k{i}").into(), json!({ format!("v{from}"): i })))
+                .collect();
+            Value::from_json(&JsonValue::Object(m), a)
+        };
+        let mut data = object(0, 100);
+        merge(&mut data, object(50, 150), a);
+        let m = data.as_object().unwrap();
+        assert_eq!(m.len(), 150);
+        assert_eq!(m.entry_at(120).map(|(k, _)| k), Some("k120"));
+        assert_eq!(
+            m.get("k70").map(Value::to_json),
+            Some(json!({"v0": 70, "v50": 70}))
+        );
+        assert_eq!(m.get("k10").map(Value::to_json), Some(json!({"v0": 10})));
+        assert_eq!(m.get("k140").map(Value::to_json), Some(json!({"v50": 140})));
     }
 }
