@@ -112,6 +112,31 @@ impl Places {
         v.as_object_mut()
     }
 
+    /// Reads the way to the parent at `place` and the ends of its entries,
+    /// changing nothing: what a merge into it will read, brought into the
+    /// cache ahead of it. The result only keeps the reads from being left
+    /// out.
+    pub fn touch(&self, data: &Value<'_>, place: usize) -> usize {
+        let mut v = data;
+        for &at in self.steps(place).unwrap_or_default() {
+            v = match v {
+                Value::Object(m) => match m.entry_at(at as usize) {
+                    Some((_, child)) => child,
+                    None => return 0,
+                },
+                Value::Array(items) => match items.get(at as usize) {
+                    Some(item) => item,
+                    None => return 0,
+                },
+                _ => return 0,
+            };
+        }
+        match v {
+            Value::Object(m) => m.touch(),
+            _ => 0,
+        }
+    }
+
     /// The client's path to the parent at `place` (for errors).
     pub fn client_path(&self, data: &Value<'_>, place: usize) -> ResponsePath {
         let mut path = Vec::new();
@@ -407,6 +432,9 @@ mod tests {
             a,
         );
         assert!(places.object_mut(&mut data, 0).is_none());
+        // Reading ahead of a merge reads nothing where the merge finds nothing.
+        assert_eq!(places.touch(&data, 0), 0);
+        assert_eq!(places.touch(&data, 7), 0);
         merge_into(
             places.object_mut(&mut data, 1).unwrap(),
             tree!(a, {"s": 3}),
