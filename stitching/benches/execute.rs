@@ -218,6 +218,7 @@ fn answer(request: &SubgraphRequest) -> Bytes {
     let Some(Definition::OperationDefinition(op)) = doc.definitions.first() else {
         panic!("the request has no operation");
     };
+    let variables = request.variables.to_map();
     let mut data = JsonMap::new();
     for sel in &op.selection_set {
         let Selection::Field(f) = sel else {
@@ -225,7 +226,7 @@ fn answer(request: &SubgraphRequest) -> Bytes {
         };
         let mut args = JsonMap::new();
         for a in &f.arguments {
-            args.insert(a.name.as_str(), argument(&a.value, &request.variables));
+            args.insert(a.name.as_str(), argument(&a.value, &variables));
         }
         let key = f.alias.as_ref().unwrap_or(&f.name);
         data.insert(key.as_str(), select(root(&f.name, &args), &f.selection_set));

@@ -16,11 +16,12 @@ use apollo_compiler::{
     response::{JsonMap, JsonValue},
     Name,
 };
+use serde::Serialize;
 
 use super::{
     tree::{Alloc, Map, Value},
     value::{ast_to_json, visit_parents, Places},
-    BatchedOperation, FetchError, Request, SubgraphRequest,
+    BatchedOperation, FetchError, Request, SubgraphRequest, VariablesWriter,
 };
 use crate::{
     directives::path::{PathValue, Segment},
@@ -434,7 +435,7 @@ struct Doc<'r, 'a, 'h> {
     subgraph: SubgraphId,
     operation: Option<OperationType>,
     decls: String,
-    variables: JsonMap,
+    variables: VariablesWriter,
     body: String,
     calls: Vec<CallOut>,
     declared: Vec<Name>,
@@ -470,7 +471,7 @@ impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
         format!("{CALL_PREFIX}{}", self.calls.len())
     }
 
-    fn declare(&mut self, name: &str, ty: &str, value: JsonValue) {
+    fn declare(&mut self, name: &str, ty: &str, value: &impl Serialize) {
         let _ = write!(self.decls, "${name}: {ty}, ");
         self.variables.insert(name, value);
     }
@@ -484,10 +485,8 @@ impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
             self.declared.push(name.clone());
             let _ = write!(self.decls, "${CLIENT_VARIABLE_PREFIX}{name}: {ty}, ");
             if let Some(v) = self.req.variables.get(name.as_str()) {
-                self.variables.insert(
-                    format!("{CLIENT_VARIABLE_PREFIX}{name}").as_str(),
-                    v.clone(),
-                );
+                self.variables
+                    .insert(&format!("{CLIENT_VARIABLE_PREFIX}{name}"), v);
             }
         }
     }
@@ -531,7 +530,7 @@ impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
         &mut self,
         call: &Call,
         n: usize,
-        seg_args: Vec<Vec<(String, JsonValue)>>,
+        seg_args: Vec<Vec<(String, impl Serialize)>>,
     ) -> Vec<Vec<(String, String)>> {
         let mut out = Vec::with_capacity(seg_args.len());
         for (si, args) in seg_args.into_iter().enumerate() {
@@ -545,7 +544,7 @@ impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
                     .map(|s| s.as_str())
                     .unwrap_or("String")
                     .to_owned();
-                self.declare(&var, &ty, v);
+                self.declare(&var, &ty, &v);
                 vars.push((name, var));
             }
             out.push(vars);
@@ -572,7 +571,7 @@ impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
             request: Some(SubgraphRequest {
                 operation,
                 query,
-                variables: self.variables,
+                variables: self.variables.finish(),
                 batch: Vec::new(),
                 batch_size: batch_size(&self.calls),
             }),
@@ -615,7 +614,7 @@ impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
             let query = self.document(self.operation.unwrap_or(OperationType::Query));
             batch.push(BatchedOperation {
                 query,
-                variables: JsonValue::Object(std::mem::take(&mut self.variables)),
+                variables: JsonValue::Object(std::mem::take(&mut self.variables).finish().to_map()),
             });
             unbatch.push(None);
         }
@@ -624,7 +623,7 @@ impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
             request: Some(SubgraphRequest {
                 operation: OperationType::Query,
                 query: String::new(),
-                variables: JsonMap::new(),
+                variables: Default::default(),
                 batch,
                 batch_size: batch_size(&self.calls),
             }),
@@ -685,7 +684,7 @@ fn build_request<'h>(
         subgraph,
         operation: None,
         decls: String::new(),
-        variables: JsonMap::new(),
+        variables: VariablesWriter::default(),
         body: String::new(),
         calls: Vec::new(),
         declared: Vec::new(),
@@ -860,11 +859,7 @@ fn entities<'h>(
     doc.client_variables(node);
     let alias = doc.next_alias();
     let var = format!("r{}", doc.calls.len());
-    doc.declare(
-        &var,
-        "[_Any!]!",
-        JsonValue::Array(reps.values.iter().map(Value::to_json).collect()),
-    );
+    doc.declare(&var, "[_Any!]!", &reps.values);
     let _ = write!(
         doc.body,
         " {alias}: _entities(representations: ${var}) {{ ... on {remote_type} {} }}",
@@ -1057,7 +1052,7 @@ fn render_per_entity(
             .find(|(n, _)| n == name)
             .map(|(_, t)| t.clone())
             .unwrap_or_else(|| "String".into());
-        doc.declare(&var, &ty, value);
+        doc.declare(&var, &ty, &value);
     }
     out
 }
@@ -1262,10 +1257,10 @@ fn finish_batches(doc: &mut Doc<'_, '_, '_>) {
             for (name, pv) in seg.arguments.iter().flatten() {
                 let v = if si == last && matches!(pv, PathValue::Field(_)) {
                     // List keys were interned item by item: the list is flat.
-                    JsonValue::Array(b.keys.iter().map(Value::to_json).collect())
+                    ArgValue::Keys(&b.keys)
                 } else {
                     match resolve(pv, &cx) {
-                        Resolved::Value(v) => v,
+                        Resolved::Value(v) => ArgValue::Json(v),
                         _ => continue,
                     }
                 };
@@ -1277,6 +1272,22 @@ fn finish_batches(doc: &mut Doc<'_, '_, '_>) {
         let alias = format!("{CALL_PREFIX}{}", b.call);
         let selection = node.rendered.clone();
         doc.write_call(&alias, &call.path, &vars, &selection);
+    }
+}
+
+/// A batched call's argument: JSON made for it, or the keys read from the
+/// data, written out as they are.
+enum ArgValue<'k, 'h> {
+    Json(JsonValue),
+    Keys(&'k [Value<'h>]),
+}
+
+impl Serialize for ArgValue<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ArgValue::Json(v) => v.serialize(s),
+            ArgValue::Keys(keys) => keys.serialize(s),
+        }
     }
 }
 

@@ -37,7 +37,7 @@ pub use value::{PathSeg, ResponsePath};
 pub struct SubgraphRequest {
     pub operation: OperationType,
     pub query: String,
-    pub variables: JsonMap,
+    pub variables: Variables,
     /// Non-empty: the body is this list of requests instead (`variables` a
     /// list where there are several sets), answered as JSON lines.
     pub batch: Vec<BatchedOperation>,
@@ -52,6 +52,69 @@ pub struct BatchedOperation {
     pub query: String,
     /// One set, or a list of sets (one result line each).
     pub variables: JsonValue,
+}
+
+/// A request's variables as the JSON object that goes out, written while
+/// the request was built: values read from the data (representations,
+/// batched keys) are written straight from it, with no JSON tree made,
+/// serialised and dropped on the way.
+#[derive(Clone, Debug, Default)]
+pub struct Variables(String);
+
+impl Variables {
+    /// The variables as a map, for tools and tests that read requests.
+    pub fn to_map(&self) -> JsonMap {
+        serde_json::from_str(self.as_str()).unwrap_or_default()
+    }
+
+    /// The JSON object.
+    pub fn as_str(&self) -> &str {
+        if self.0.is_empty() {
+            "{}"
+        } else {
+            &self.0
+        }
+    }
+}
+
+/// Writes a request's variables one at a time (see [`Variables`]).
+#[derive(Default)]
+pub(crate) struct VariablesWriter(Vec<u8>);
+
+impl VariablesWriter {
+    /// Adds `name` with `value`. Writing a value that serde_json can write
+    /// (string keys only) into memory does not fail.
+    pub fn insert(&mut self, name: &str, value: &impl Serialize) {
+        self.0.push(if self.0.is_empty() { b'{' } else { b',' });
+        let _ = serde_json::to_writer(&mut self.0, name);
+        self.0.push(b':');
+        let _ = serde_json::to_writer(&mut self.0, value);
+    }
+
+    pub fn finish(mut self) -> Variables {
+        if !self.0.is_empty() {
+            self.0.push(b'}');
+        }
+        // serde_json writes UTF-8; were it ever not, no variables rather
+        // than a panic (the subgraph then reports the missing ones).
+        Variables(String::from_utf8(self.0).unwrap_or_default())
+    }
+}
+
+impl Serialize for Variables {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        write_raw(s, self.as_str())
+    }
+}
+
+/// Asks serde_json to write `text` as it is, the way its own `RawValue`
+/// does (the `raw_value` feature); other serializers see a string.
+fn write_raw<S: serde::Serializer>(s: S, text: &str) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    const TOKEN: &str = "$serde_json::private::RawValue";
+    let mut st = s.serialize_struct(TOKEN, 1)?;
+    st.serialize_field(TOKEN, text)?;
+    st.end()
 }
 
 impl Serialize for SubgraphRequest {
@@ -177,13 +240,7 @@ impl RawJson {
 
 impl Serialize for RawJson {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // How serde_json's own `RawValue` asks its serializer to write text
-        // as it is (the `raw_value` feature); other serializers see a string.
-        use serde::ser::SerializeStruct;
-        const TOKEN: &str = "$serde_json::private::RawValue";
-        let mut st = s.serialize_struct(TOKEN, 1)?;
-        st.serialize_field(TOKEN, self.get())?;
-        st.end()
+        write_raw(s, self.get())
     }
 }
 
@@ -494,7 +551,42 @@ pub fn path_string(path: &[ResponseDataPathSegment]) -> String {
 
 #[cfg(test)]
 mod raw_json_tests {
-    use super::{error, RawJson, Response, DATA_PREFIX};
+    use super::{error, RawJson, Response, VariablesWriter, DATA_PREFIX};
+    use apollo_compiler::response::serde_json_bytes::json;
+
+    /// Variables written one at a time are the JSON object a map of them
+    /// serialises to, in the body of a request as in a map read back.
+    #[test]
+    fn variables_written_as_they_go_are_the_object_a_map_makes() {
+        let empty = VariablesWriter::default().finish();
+        assert_eq!(empty.as_str(), "{}");
+        assert!(empty.to_map().is_empty());
+        let mut w = VariablesWriter::default();
+        w.insert("a0_0_ids", &json!(["d1", "q\"x\u{1}"]));
+        w.insert("r1", &json!([{"__typename": "User", "id": 1.5}]));
+        w.insert("c_flag", &json!(null));
+        let vars = w.finish();
+        let mut map = apollo_compiler::response::JsonMap::new();
+        map.insert("a0_0_ids", json!(["d1", "q\"x\u{1}"]));
+        map.insert("r1", json!([{"__typename": "User", "id": 1.5}]));
+        map.insert("c_flag", json!(null));
+        assert_eq!(vars.as_str(), serde_json::to_string(&map).unwrap());
+        assert_eq!(vars.to_map(), map);
+        let request = super::SubgraphRequest {
+            operation: apollo_compiler::ast::OperationType::Query,
+            query: "{ a }".into(),
+            variables: vars,
+            batch: Vec::new(),
+            batch_size: 1,
+        };
+        assert_eq!(
+            serde_json::to_string(&request).unwrap(),
+            format!(
+                r#"{{"query":"{{ a }}","variables":{}}}"#,
+                serde_json::to_string(&map).unwrap()
+            )
+        );
+    }
 
     fn response(data: &str, errors: usize) -> Response {
         Response {
