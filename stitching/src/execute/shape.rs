@@ -492,6 +492,19 @@ fn write_json(out: &mut Vec<u8>, value: &Value) {
             out.extend_from_slice(s.as_bytes());
             out.push(b'"');
         }
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        // Integers as serde_json writes them (with `itoa`), without its
+        // serializer around each: that cost several times the digits.
+        Value::Number(n) if n.is_u64() || n.is_i64() => {
+            let mut digits = itoa::Buffer::new();
+            let text = match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => digits.format(u),
+                (None, Some(i)) => digits.format(i),
+                (None, None) => "null",
+            };
+            out.extend_from_slice(text.as_bytes());
+        }
         // Serialising a JSON value into a Vec cannot fail.
         _ => {
             let _ = serde_json::to_writer(&mut *out, value);
@@ -560,6 +573,24 @@ mod tests {
             assert_eq!(
                 String::from_utf8(out).unwrap(),
                 serde_json::to_string(s).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn leaf_numbers_and_literals_are_written_as_serde_json_writes_them() {
+        let arena = crate::execute::tree::Arena::new();
+        let alloc = arena.get();
+        let text = r#"[0,-0,1,-1,9223372036854775807,-9223372036854775808,18446744073709551615,1.5,-2.5e-3,1e300,true,false,null]"#;
+        let Value::Array(items) = Value::parse(text.as_bytes(), &alloc).unwrap() else {
+            unreachable!()
+        };
+        for v in items.iter() {
+            let mut out = Vec::new();
+            write_json(&mut out, v);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(v).unwrap()
             );
         }
     }
