@@ -1502,9 +1502,7 @@ pub(crate) fn parse_answer<'h>(
         match plan {
             None => {
                 if let Some(Value::Object(d)) = line_data {
-                    for (k, v) in d.drain() {
-                        data.insert(k, v, alloc);
-                    }
+                    data.extend(d, alloc);
                 }
                 errors.extend(line_errors.iter_mut().map(std::mem::take));
             }

@@ -409,10 +409,7 @@ impl<'r, 'a, 'h> Execution<'r, 'a, 'h> {
             Ok(resp) => {
                 if let (Some(map), Some(data)) = (resp.data, self.data.as_object_mut()) {
                     let alloc = self.arena.get();
-                    for (k, v) in &map {
-                        let v = Value::from_json(v, &alloc);
-                        data.insert(alloc.alloc_str(k.as_str()), v, &alloc);
-                    }
+                    data.extend(Map::from_json(&map, &alloc), &alloc);
                 }
                 self.errors.extend(resp.errors);
             }

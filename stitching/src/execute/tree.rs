@@ -334,6 +334,14 @@ impl<'h> Map<'h> {
         self.entries[..self.len].iter_mut().map(|(k, v)| (*k, v))
     }
 
+    /// Sets each of `more`'s keys, as `insert` does.
+    pub fn extend(&mut self, more: Map<'h>, alloc: &Alloc<'h>) {
+        self.reserve(more.len(), alloc);
+        for (k, v) in more.drain() {
+            self.insert(k, v, alloc);
+        }
+    }
+
     /// The entries, moved out of a map being taken apart.
     pub fn drain(self) -> impl Iterator<Item = (&'h str, Value<'h>)> {
         self.entries[..self.len].iter_mut().map(std::mem::take)
@@ -346,11 +354,6 @@ impl<'h> Map<'h> {
             index.entry(*k).or_insert(at);
         }
         index
-    }
-
-    /// Merging large objects: the value at a position `index` gave.
-    pub fn value_at(&mut self, at: usize) -> &mut Value<'h> {
-        &mut self.entries[at].1
     }
 
     pub fn clone_in(&self, alloc: &Alloc<'h>) -> Map<'h> {
@@ -466,18 +469,11 @@ impl<'h> Visitor<'h> for KeySeed<'_, 'h> {
 }
 
 /// Parses a value into the arena.
+#[derive(Clone, Copy)]
 struct Seed<'s, 'h> {
     alloc: &'s Alloc<'h>,
     scratch: &'s Scratch<'h>,
 }
-
-impl Clone for Seed<'_, '_> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl Copy for Seed<'_, '_> {}
 
 /// Entries and items of the objects and lists being parsed, as stacks: each
 /// is moved into a slice of its exact size when complete.

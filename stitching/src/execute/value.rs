@@ -254,7 +254,11 @@ fn merge_map<'h>(into: &mut Map<'h>, more: Map<'h>, alloc: &Alloc<'h>) {
         let mut index = into.index();
         for (k, v) in more.drain() {
             match index.get(k) {
-                Some(&at) => merge(into.value_at(at), v, alloc),
+                Some(&at) => {
+                    if let Some(slot) = into.value_at_mut(at) {
+                        merge(slot, v, alloc);
+                    }
+                }
                 None => {
                     index.insert(k, into.len());
                     into.push(k, v, alloc);
