@@ -4,6 +4,7 @@
 
 mod fetch;
 mod merge;
+mod parse;
 mod shape;
 #[cfg(test)]
 mod tests;

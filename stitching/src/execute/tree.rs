@@ -16,20 +16,18 @@
 //! entries to a larger slice, so merging answers into it stays a bump
 //! allocation too.
 //!
-//! Answers are parsed by `sonic-rs` through serde, not `serde_json`: its
-//! scanning of strings and whitespace in wide words took a quarter off the
-//! `nested` execution (the execute bench), with a bound on nesting (254
-//! levels) and UTF-8 checked.
+//! Answers are parsed straight into the arena by [`super::parse`].
 
-use std::{cell::RefCell, fmt};
+use std::fmt;
 
 use apollo_compiler::response::{JsonMap, JsonValue};
 use serde::{
-    de::{DeserializeSeed, MapAccess, SeqAccess, Visitor},
     ser::{SerializeMap, SerializeSeq},
     Serialize, Serializer,
 };
 use serde_json::Number;
+
+pub(crate) use super::parse::ParseError;
 
 /// One execution's memory: every answer and value of its data. Shared by
 /// reference across the execution's waves (it is `Sync`); each stage that
@@ -67,18 +65,9 @@ pub(crate) struct Map<'h> {
 impl<'h> Value<'h> {
     /// Parses a subgraph's answer: its text is copied into the arena and
     /// strings are slices of that copy.
-    pub fn parse(text: &[u8], alloc: &Alloc<'h>) -> Result<Value<'h>, sonic_rs::Error> {
+    pub fn parse(text: &[u8], alloc: &Alloc<'h>) -> Result<Value<'h>, ParseError> {
         let () = NO_DROP;
-        let text: &'h [u8] = alloc.alloc_slice_copy(text);
-        let mut de = sonic_rs::Deserializer::from_slice(text);
-        let scratch = Scratch::default();
-        let value = Seed {
-            alloc,
-            scratch: &scratch,
-        }
-        .deserialize(&mut de)?;
-        de.end()?;
-        Ok(value)
+        super::parse::parse(text, alloc)
     }
 
     /// A list of these values.
@@ -215,6 +204,12 @@ impl<'b> PartialEq<Map<'b>> for Map<'_> {
 }
 
 impl<'h> Map<'h> {
+    /// An object of these entries, as parsed.
+    pub(super) fn from_entries(entries: &'h mut [(&'h str, Value<'h>)]) -> Self {
+        let len = entries.len();
+        Map { entries, len }
+    }
+
     pub fn new() -> Self {
         Map::default()
     }
@@ -439,123 +434,12 @@ impl fmt::Display for Map<'_> {
     }
 }
 
-/// Parses an object's key: a slice of the answer, or (escaped) a copy.
-struct KeySeed<'s, 'h> {
-    alloc: &'s Alloc<'h>,
-}
-
-impl<'h> DeserializeSeed<'h> for KeySeed<'_, 'h> {
-    type Value = &'h str;
-
-    fn deserialize<D: serde::Deserializer<'h>>(self, d: D) -> Result<&'h str, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'h> Visitor<'h> for KeySeed<'_, 'h> {
-    type Value = &'h str;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object key")
-    }
-
-    fn visit_borrowed_str<E>(self, s: &'h str) -> Result<&'h str, E> {
-        Ok(s)
-    }
-
-    fn visit_str<E>(self, s: &str) -> Result<&'h str, E> {
-        Ok(self.alloc.alloc_str(s))
-    }
-}
-
-/// Parses a value into the arena.
-#[derive(Clone, Copy)]
-struct Seed<'s, 'h> {
-    alloc: &'s Alloc<'h>,
-    scratch: &'s Scratch<'h>,
-}
-
-/// Entries and items of the objects and lists being parsed, as stacks: each
-/// is moved into a slice of its exact size when complete.
-#[derive(Default)]
-struct Scratch<'h> {
-    entries: RefCell<Vec<(&'h str, Value<'h>)>>,
-    items: RefCell<Vec<Value<'h>>>,
-}
-
-impl<'h> DeserializeSeed<'h> for Seed<'_, 'h> {
-    type Value = Value<'h>;
-
-    fn deserialize<D: serde::Deserializer<'h>>(self, d: D) -> Result<Value<'h>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'h> Visitor<'h> for Seed<'_, 'h> {
-    type Value = Value<'h>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_unit<E>(self) -> Result<Value<'h>, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_bool<E>(self, b: bool) -> Result<Value<'h>, E> {
-        Ok(Value::Bool(b))
-    }
-
-    fn visit_i64<E>(self, n: i64) -> Result<Value<'h>, E> {
-        Ok(Value::Number(n.into()))
-    }
-
-    fn visit_u64<E>(self, n: u64) -> Result<Value<'h>, E> {
-        Ok(Value::Number(n.into()))
-    }
-
-    fn visit_f64<E>(self, n: f64) -> Result<Value<'h>, E> {
-        Ok(Number::from_f64(n).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_borrowed_str<E>(self, s: &'h str) -> Result<Value<'h>, E> {
-        Ok(Value::String(s))
-    }
-
-    fn visit_str<E>(self, s: &str) -> Result<Value<'h>, E> {
-        Ok(Value::String(self.alloc.alloc_str(s)))
-    }
-
-    fn visit_seq<A: SeqAccess<'h>>(self, mut seq: A) -> Result<Value<'h>, A::Error> {
-        let start = self.scratch.items.borrow().len();
-        while let Some(item) = seq.next_element_seed(self)? {
-            self.scratch.items.borrow_mut().push(item);
-        }
-        let mut items = self.scratch.items.borrow_mut();
-        Ok(Value::Array(
-            self.alloc.alloc_slice_fill_iter(items.drain(start..)),
-        ))
-    }
-
-    fn visit_map<A: MapAccess<'h>>(self, mut map: A) -> Result<Value<'h>, A::Error> {
-        let start = self.scratch.entries.borrow().len();
-        while let Some(key) = map.next_key_seed(KeySeed { alloc: self.alloc })? {
-            let value = map.next_value_seed(self)?;
-            self.scratch.entries.borrow_mut().push((key, value));
-        }
-        let mut entries = self.scratch.entries.borrow_mut();
-        let entries = self.alloc.alloc_slice_fill_iter(entries.drain(start..));
-        let len = entries.len();
-        Ok(Value::Object(Map { entries, len }))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use apollo_compiler::response::serde_json_bytes::json;
 
-    fn parse<'h>(text: impl AsRef<[u8]>, alloc: &Alloc<'h>) -> Result<Value<'h>, sonic_rs::Error> {
+    fn parse<'h>(text: impl AsRef<[u8]>, alloc: &Alloc<'h>) -> Result<Value<'h>, ParseError> {
         Value::parse(text.as_ref(), alloc)
     }
 
@@ -635,7 +519,7 @@ mod tests {
                 "{text:?}"
             );
         }
-        // 254 levels of nesting (`sonic-rs`'s bound), and not one more.
+        // 254 levels of nesting, and not one more.
         for (levels, parses) in [(254, true), (255, false)] {
             let text = format!("{}{}", "[".repeat(levels), "]".repeat(levels));
             assert_eq!(parse(text, &a).is_ok(), parses, "{levels} levels");
