@@ -99,6 +99,27 @@ static STRING_STOP: [bool; 256] = {
     table
 };
 
+/// How many bytes `text` starts with that a JSON string holds as they are
+/// (no quote, backslash or control character): eight at a time while
+/// eight are left. Parsing a string and writing one both ask.
+#[inline(always)]
+pub(crate) fn plain_len(text: &[u8]) -> usize {
+    let mut words = text.chunks_exact(8);
+    let mut len = 0;
+    for word in &mut words {
+        let stops = stops(u64::from_le_bytes(word.try_into().unwrap_or_default()));
+        if stops != 0 {
+            return len + (stops.trailing_zeros() / 8) as usize;
+        }
+        len += 8;
+    }
+    let rest = words.remainder();
+    len + rest
+        .iter()
+        .take_while(|&&b| !STRING_STOP[b as usize])
+        .count()
+}
+
 /// The high bit of each byte of `word` that ends a plain run (a quote, a
 /// backslash or a control character). Exact for the lowest such byte, which
 /// is all a reader needs: a borrow can only mark bytes above a true one.
@@ -274,25 +295,10 @@ impl<'h> Parser<'h, '_> {
         }
     }
 
-    /// Moves past bytes that need nothing done, eight at a time while
-    /// eight are left.
+    /// Moves past bytes that need nothing done.
     #[inline(always)]
     fn skip_plain(&mut self) {
-        let bytes = self.bytes;
-        let mut pos = self.pos;
-        while let Some(word) = bytes.get(pos..pos + 8) {
-            let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
-            let stops = stops(word);
-            if stops != 0 {
-                self.pos = pos + (stops.trailing_zeros() / 8) as usize;
-                return;
-            }
-            pos += 8;
-        }
-        while pos < bytes.len() && !STRING_STOP[bytes[pos] as usize] {
-            pos += 1;
-        }
-        self.pos = pos;
+        self.pos += plain_len(&self.bytes[self.pos..]);
     }
 
     /// The rest of a string with escapes, from `start`, copied unescaped.

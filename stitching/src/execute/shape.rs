@@ -513,11 +513,9 @@ fn write_json(out: &mut Vec<u8>, value: &Value) {
 }
 
 /// Whether JSON must escape something in `s` (a quote, a backslash, a
-/// control character); without early exit, so it runs over whole words.
+/// control character).
 fn needs_escape(s: &str) -> bool {
-    s.bytes().fold(false, |any, b| {
-        any | (b < 0x20) | (b == b'"') | (b == b'\\')
-    })
+    super::parse::plain_len(s.as_bytes()) != s.len()
 }
 
 fn write_str(out: &mut Vec<u8>, s: &str) {
@@ -558,7 +556,7 @@ mod tests {
 
     #[test]
     fn leaf_strings_are_written_as_serde_json_writes_them() {
-        for s in [
+        let short = [
             "plain",
             "",
             "a\"b",
@@ -567,12 +565,22 @@ mod tests {
             "nul\u{0}",
             "é 日本",
             "\u{2028}",
-        ] {
+        ];
+        // Long enough to be scanned eight bytes at a time, with the byte to
+        // escape in every place of a word.
+        let long = (0..20).flat_map(|at| {
+            ["\"", "\\", "\n", "\u{1f}", "\u{7f}"].map(|c| {
+                let mut s = "x".repeat(20);
+                s.replace_range(at..=at, c);
+                s
+            })
+        });
+        for s in short.map(String::from).into_iter().chain(long) {
             let mut out = Vec::new();
-            write_json(&mut out, &Value::String(s));
+            write_json(&mut out, &Value::String(&s));
             assert_eq!(
                 String::from_utf8(out).unwrap(),
-                serde_json::to_string(s).unwrap()
+                serde_json::to_string(&s).unwrap()
             );
         }
     }
