@@ -159,16 +159,19 @@ impl<'h> Parser<'h, '_> {
         self.bytes.get(self.pos).copied().unwrap_or(0)
     }
 
-    /// Answers are mostly compact: one look says there is nothing to skip.
+    /// The next byte that is not whitespace, moved to. Answers are mostly
+    /// compact: one look says there is nothing to skip.
     #[inline(always)]
-    fn skip_whitespace(&mut self) {
-        if self.bytes.get(self.pos).is_some_and(|&b| b > b' ') {
-            return;
+    fn token(&mut self) -> u8 {
+        let b = self.peek();
+        if b > b' ' {
+            return b;
         }
-        self.skip_some_whitespace();
+        self.skip_whitespace();
+        self.peek()
     }
 
-    fn skip_some_whitespace(&mut self) {
+    fn skip_whitespace(&mut self) {
         while matches!(self.peek(), b' ' | b'\n' | b'\r' | b'\t') {
             self.pos += 1;
         }
@@ -178,8 +181,7 @@ impl<'h> Parser<'h, '_> {
     /// parsing a scalar costs no call.
     #[inline(always)]
     fn value(&mut self) -> Parsed<Value<'h>> {
-        self.skip_whitespace();
-        match self.peek() {
+        match self.token() {
             b'"' => {
                 self.pos += 1;
                 self.string().map(Value::String)
@@ -211,28 +213,24 @@ impl<'h> Parser<'h, '_> {
 
     #[inline(never)]
     fn object(&mut self) -> Parsed<Value<'h>> {
-        self.skip_whitespace();
-        if self.peek() == b'}' {
+        if self.token() == b'}' {
             self.pos += 1;
             return Ok(Value::Object(Map::new()));
         }
         let start = self.entries.len();
         loop {
-            self.skip_whitespace();
-            if self.peek() != b'"' {
+            if self.token() != b'"' {
                 return Err(self.fail("expected a key"));
             }
             self.pos += 1;
             let key = self.string()?;
-            self.skip_whitespace();
-            if self.peek() != b':' {
+            if self.token() != b':' {
                 return Err(self.fail("expected `:`"));
             }
             self.pos += 1;
             let value = self.value()?;
             self.entries.push((key, value));
-            self.skip_whitespace();
-            match self.peek() {
+            match self.token() {
                 b',' => self.pos += 1,
                 b'}' => break,
                 _ => return Err(self.fail("expected `,` or `}`")),
@@ -247,8 +245,7 @@ impl<'h> Parser<'h, '_> {
 
     #[inline(never)]
     fn array(&mut self) -> Parsed<Value<'h>> {
-        self.skip_whitespace();
-        if self.peek() == b']' {
+        if self.token() == b']' {
             self.pos += 1;
             return Ok(Value::Array(Default::default()));
         }
@@ -256,8 +253,7 @@ impl<'h> Parser<'h, '_> {
         loop {
             let item = self.value()?;
             self.items.push(item);
-            self.skip_whitespace();
-            match self.peek() {
+            match self.token() {
                 b',' => self.pos += 1,
                 b']' => break,
                 _ => return Err(self.fail("expected `,` or `]`")),
