@@ -56,6 +56,9 @@ struct Grouped<'a> {
     /// `"key":`, written before each value.
     prefix: Box<[u8]>,
     kind: Kind,
+    /// A built-in scalar, not in a list: most values, written without a
+    /// call of their own when they fit.
+    scalar: bool,
     fields: Vec<&'a Node<Field>>,
     named: Option<&'a ExtendedType>,
     /// Where this key was in the last object read: objects of one shape
@@ -217,6 +220,8 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                     // GraphQL names need no JSON escaping.
                     prefix: format!("\"{key}\":").into_bytes().into(),
                     kind: Kind::of(fields[0]),
+                    scalar: matches!(Kind::of(fields[0]), Kind::Scalar(_))
+                        && !fields[0].definition.ty.is_list(),
                     named: types.get(fields[0].definition.ty.inner_named_type()),
                     fields,
                     hint: Cell::new(0),
@@ -282,6 +287,12 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
             let mut hint = grouped.hint.get();
             let raw = obj.get_hinted(key.as_str(), &mut hint);
             grouped.hint.set(hint);
+            if let Some(v) = raw.filter(|v| grouped.scalar && !v.is_null()) {
+                if misfit(grouped.kind, None, v).is_none() {
+                    write_json(out, v);
+                    continue;
+                }
+            }
             if grouped.kind == Kind::Introspection {
                 // Already shaped by the introspection executor.
                 write_json(out, raw.unwrap_or(&Value::Null));
