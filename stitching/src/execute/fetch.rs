@@ -1286,7 +1286,16 @@ impl Serialize for ArgValue<'_, '_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             ArgValue::Json(v) => v.serialize(s),
-            ArgValue::Keys(keys) => keys.serialize(s),
+            // Written by the arena's own writer, then passed on as raw
+            // JSON: serde_json's serializer cost several times as much.
+            ArgValue::Keys(keys) => {
+                let mut text = Vec::with_capacity(keys.len() * 16);
+                Value::list_json(keys, &mut text);
+                match std::str::from_utf8(&text) {
+                    Ok(text) => super::write_raw(s, text),
+                    Err(_) => keys.serialize(s),
+                }
+            }
         }
     }
 }

@@ -494,39 +494,7 @@ fn misfit(kind: Kind, ty: Option<&ExtendedType>, v: &Value) -> Option<&'static s
 }
 
 fn write_json(out: &mut Vec<u8>, value: &Value) {
-    match value {
-        // Nearly every leaf: most strings need no escaping, and checking
-        // that costs less than serde_json's escaping pass.
-        Value::String(s) if !needs_escape(s) => {
-            out.reserve(s.len() + 2);
-            out.push(b'"');
-            out.extend_from_slice(s.as_bytes());
-            out.push(b'"');
-        }
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        // Integers as serde_json writes them (with `itoa`), without its
-        // serializer around each: that cost several times the digits.
-        Value::Number(n) if n.is_u64() || n.is_i64() => {
-            let mut digits = itoa::Buffer::new();
-            let text = match (n.as_u64(), n.as_i64()) {
-                (Some(u), _) => digits.format(u),
-                (None, Some(i)) => digits.format(i),
-                (None, None) => "null",
-            };
-            out.extend_from_slice(text.as_bytes());
-        }
-        // Serialising a JSON value into a Vec cannot fail.
-        _ => {
-            let _ = serde_json::to_writer(&mut *out, value);
-        }
-    }
-}
-
-/// Whether JSON must escape something in `s` (a quote, a backslash, a
-/// control character).
-fn needs_escape(s: &str) -> bool {
-    super::parse::plain_len(s.as_bytes()) != s.len()
+    value.write_json(out);
 }
 
 fn write_str(out: &mut Vec<u8>, s: &str) {

@@ -135,6 +135,49 @@ impl<'h> Value<'h> {
         }
     }
 
+    /// Appends this value as JSON text, as serde_json writes it, with
+    /// less work around each leaf: strings that need no escaping are
+    /// copied, integers written with `itoa`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::String(s) if super::parse::plain_len(s.as_bytes()) == s.len() => {
+                out.reserve(s.len() + 2);
+                out.push(b'"');
+                out.extend_from_slice(s.as_bytes());
+                out.push(b'"');
+            }
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Value::Number(n) if n.is_u64() || n.is_i64() => {
+                let mut digits = itoa::Buffer::new();
+                let text = match (n.as_u64(), n.as_i64()) {
+                    (Some(u), _) => digits.format(u),
+                    (None, Some(i)) => digits.format(i),
+                    (None, None) => "null",
+                };
+                out.extend_from_slice(text.as_bytes());
+            }
+            Value::Array(items) => Value::list_json(items, out),
+            // Escaped strings, floats and objects (rare here): serde_json
+            // writes them, and writing into a Vec cannot fail.
+            _ => {
+                let _ = serde_json::to_writer(&mut *out, self);
+            }
+        }
+    }
+
+    /// Appends `items` as a JSON list.
+    pub fn list_json(items: &[Value<'_>], out: &mut Vec<u8>) {
+        out.push(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            item.write_json(out);
+        }
+        out.push(b']');
+    }
+
     /// A copy in the arena, for a value several parents take.
     pub fn clone_in(&self, alloc: &Alloc<'h>) -> Value<'h> {
         match self {
