@@ -176,10 +176,10 @@ fn check_shape(call: &CallOut, answer: &Value<'_>, had_errors: bool) -> Result<(
     let wanted = call
         .targets
         .iter()
-        .flat_map(|t| match &t.key {
-            KeyRef::One(k) => vec![*k],
-            KeyRef::Many(ks) => ks.iter().flatten().copied().collect(),
-            _ => Vec::new(),
+        .filter_map(|t| match &t.key {
+            KeyRef::One(k) => Some(*k),
+            KeyRef::Many(ks) => ks.iter().flatten().copied().max(),
+            _ => None,
         })
         .max();
     let Some(last) = wanted else {
@@ -200,9 +200,9 @@ fn check_shape(call: &CallOut, answer: &Value<'_>, had_errors: bool) -> Result<(
 }
 
 /// A value for one parent: merged into it, or written under a key.
-struct Delivery<'h> {
+struct Delivery<'c, 'h> {
     parent: usize,
-    write: Option<Name>,
+    write: Option<&'c Name>,
     value: Value<'h>,
 }
 
@@ -211,7 +211,7 @@ struct Delivery<'h> {
 fn apply<'h>(
     data: &mut Value<'h>,
     places: &Places,
-    deliveries: Vec<Delivery<'h>>,
+    deliveries: Vec<Delivery<'_, 'h>>,
     alloc: &Alloc<'h>,
 ) {
     // The parents were last read before the request went out, and other
@@ -235,7 +235,12 @@ fn apply<'h>(
 
 /// Hands each target its part of a call's answer, moving values out and
 /// cloning only a part several targets share (deduplicated inputs).
-fn deliver<'h>(call: &CallOut, answer: Value<'h>, out: &mut Vec<Delivery<'h>>, alloc: &Alloc<'h>) {
+fn deliver<'c, 'h>(
+    call: &'c CallOut,
+    answer: Value<'h>,
+    out: &mut Vec<Delivery<'c, 'h>>,
+    alloc: &Alloc<'h>,
+) {
     let n = call.targets.len();
     let mut answer = Some(answer);
     // Items of a listed answer, and how many targets still want each.
@@ -282,23 +287,23 @@ fn deliver<'h>(call: &CallOut, answer: Value<'h>, out: &mut Vec<Delivery<'h>>, a
         }
     };
     for (i, t) in call.targets.iter().enumerate() {
-        let value = match &t.key {
-            // The last target takes the value; the others clone it.
-            KeyRef::Whole if i + 1 == n => answer.take().unwrap_or(Value::Null),
-            KeyRef::Whole => answer.as_ref().map_or(Value::Null, |a| a.clone_in(alloc)),
-            KeyRef::One(k) => take(*k),
-            KeyRef::Key(k) => match answer.as_mut() {
-                Some(Value::Object(m)) => m.take(k.as_str()).unwrap_or(Value::Null),
-                _ => Value::Null,
-            },
-            KeyRef::Many(ks) => Value::list(
-                alloc,
-                ks.iter().map(|k| k.map(&mut take).unwrap_or(Value::Null)),
-            ),
-        };
+        let value =
+            match &t.key {
+                // The last target takes the value; the others clone it.
+                KeyRef::Whole if i + 1 == n => answer.take().unwrap_or(Value::Null),
+                KeyRef::Whole => answer.as_ref().map_or(Value::Null, |a| a.clone_in(alloc)),
+                KeyRef::One(k) => take(*k),
+                KeyRef::Key(k) => match answer.as_mut() {
+                    Some(Value::Object(m)) => m.take(k.as_str()).unwrap_or(Value::Null),
+                    _ => Value::Null,
+                },
+                KeyRef::Many(ks) => Value::Array(alloc.alloc_slice_fill_with(ks.len(), |i| {
+                    ks[i].map(&mut take).unwrap_or(Value::Null)
+                })),
+            };
         out.push(Delivery {
             parent: t.parent,
-            write: t.write.clone(),
+            write: t.write.as_ref(),
             value,
         });
     }
