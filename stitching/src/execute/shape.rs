@@ -367,13 +367,41 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                     self.invalid_value(path, parent_type, &fs[0].name, "a list");
                     return null(self, path, out);
                 };
+                // Items of one object type (most lists): their fields are
+                // written straight, without a call per item to find that out.
+                let objects = match (inner.as_ref(), grouped.named, fs) {
+                    (
+                        Type::Named(name) | Type::NonNullNamed(name),
+                        Some(ExtendedType::Object(_)),
+                        [one],
+                    ) => Some((name, one)),
+                    _ => None,
+                };
                 out.push(b'[');
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
                         out.push(b',');
                     }
                     path.push(PathSeg::Index(i));
-                    let v = self.value(inner, grouped, parent_type, Some(item), path, out);
+                    let v = match (objects, item) {
+                        (Some((name, one)), Value::Object(obj)) => {
+                            let fields = grouped
+                                .objects
+                                .get_or_init(|| self.collected(&[&one.selection_set], name));
+                            let mark = out.len();
+                            let written = self.fields(fields, name, obj, path, out);
+                            written.or_else(|()| {
+                                out.truncate(mark);
+                                if inner.is_non_null() {
+                                    Err(())
+                                } else {
+                                    out.extend_from_slice(b"null");
+                                    Ok(())
+                                }
+                            })
+                        }
+                        _ => self.value(inner, grouped, parent_type, Some(item), path, out),
+                    };
                     path.pop();
                     if v.is_err() {
                         // A non-null item is null: the whole list is null.
@@ -506,14 +534,21 @@ mod tests {
     use apollo_compiler::response::{serde_json_bytes::json, JsonMap};
 
     use super::*;
-    use crate::{coerce_variables, prepare, testing::supergraph, Limits};
+    use crate::{
+        build, coerce_variables, prepare,
+        testing::{spec, supergraph},
+        Limits, Supergraph,
+    };
 
     fn shaped(query: &str, data: JsonValue) -> (String, Vec<String>) {
-        let sg = supergraph();
-        let prepared = prepare(&sg, query, None, &Limits::default()).unwrap();
-        let vars = coerce_variables(&sg, &prepared, &JsonMap::new()).unwrap();
+        shaped_in(&supergraph(), query, data)
+    }
+
+    fn shaped_in(sg: &Supergraph, query: &str, data: JsonValue) -> (String, Vec<String>) {
+        let prepared = prepare(sg, query, None, &Limits::default()).unwrap();
+        let vars = coerce_variables(sg, &prepared, &JsonMap::new()).unwrap();
         let req = Request {
-            supergraph: &sg,
+            supergraph: sg,
             document: &prepared.document,
             operation: prepared.operation(),
             plan: &prepared.plan,
@@ -595,6 +630,32 @@ mod tests {
         assert_eq!(
             errors,
             ["Cannot return null for non-nullable field Tag.key at pipeline.tags.1.key"]
+        );
+    }
+
+    /// Objects in a list of nullable items: one whose non-null field is
+    /// null becomes null itself, and its siblings stand.
+    #[test]
+    fn a_nullable_list_item_takes_its_fields_null_and_its_siblings_stand() {
+        let sdl = "type Query { things: [Thing] } type Thing { id: ID! name: String! }";
+        let sg = build(&[spec("things", sdl, "")]).unwrap();
+        let (out, errors) = shaped_in(
+            &sg,
+            "{ things { id name } }",
+            json!({"things": [
+                {"id": "1", "name": "a"},
+                {"id": "2", "name": null},
+                null,
+                {"id": "4", "name": "d"}
+            ]}),
+        );
+        assert_eq!(
+            out,
+            r#"{"things":[{"id":"1","name":"a"},null,null,{"id":"4","name":"d"}]}"#
+        );
+        assert_eq!(
+            errors,
+            ["Cannot return null for non-nullable field Thing.name at things.1.name"]
         );
     }
 
