@@ -528,4 +528,66 @@ mod tests {
             "bytes that are not UTF-8 at line 1 column 5"
         );
     }
+
+    /// Answers broken at random (seeded, so a failure repeats) parse
+    /// exactly when serde_json parses them, to the same value, and none
+    /// makes the parser panic.
+    #[test]
+    fn broken_answers_fail_where_serde_json_fails_and_never_panic() {
+        let answers = [
+            r#"{"data":{"a":[1,-2.5e3,"x\"y\u00e9",null,true,false],"b":{"c":{},"d":[]}}}"#,
+            r#"[{"id":"p1","name":"pipeline p1","tags":[{"key":"k","value":"v"}]},{"id":"p2"}]"#,
+            r#"{"n":[0,-0,12345678901234567890,1e-7,3.25],"s":"\ud83d\ude00 tab\t"}"#,
+        ];
+        let pieces = [
+            "{", "}", "[", "]", ",", ":", "\"", "\\", "0", "-", "e", ".", " ", "\u{1}", "é", "nul",
+            "true", "\\u", "d8",
+        ];
+        let mut rng = fastrand::Rng::with_seed(10);
+        for round in 0..20_000 {
+            let mut text = answers[rng.usize(..answers.len())].as_bytes().to_vec();
+            for _ in 0..rng.usize(1..4) {
+                let at = rng.usize(..=text.len());
+                match rng.u8(..3) {
+                    0 if at < text.len() => {
+                        text.remove(at);
+                    }
+                    1 => {
+                        let piece = pieces[rng.usize(..pieces.len())];
+                        text.splice(at..at, piece.bytes());
+                    }
+                    _ if at < text.len() => text[at] = rng.u8(..),
+                    _ => {}
+                }
+            }
+            let arena = Arena::new();
+            let ours = parse(&text, &arena.get()).map(|v| serde_json::to_value(&v).unwrap());
+            let theirs = serde_json::from_slice::<serde_json::Value>(&text);
+            let shown = String::from_utf8_lossy(&text);
+            match (ours, theirs) {
+                (Ok(a), Ok(b)) => assert!(same(&a, &b), "{round}: {shown}: {a} against {b}"),
+                (Err(_), Err(_)) => {}
+                (a, b) => panic!("{round}: {shown}: ours {a:?}, serde_json {b:?}"),
+            }
+        }
+    }
+
+    /// JSON equality, floats within rounding (serde_json's float parsing
+    /// may differ from the standard library's in the last bit).
+    fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+        use serde_json::Value as V;
+        match (a, b) {
+            (V::Number(x), V::Number(y)) if x.is_f64() || y.is_f64() => {
+                let (x, y) = (x.as_f64().unwrap_or(0.0), y.as_f64().unwrap_or(0.0));
+                x == y || (x - y).abs() <= 1e-12 * x.abs().max(y.abs())
+            }
+            (V::Array(x), V::Array(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+            }
+            (V::Object(x), V::Object(y)) => {
+                x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+            }
+            _ => a == b,
+        }
+    }
 }
