@@ -382,6 +382,11 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                     if i > 0 {
                         out.push(b',');
                     }
+                    // The next item's entries, read while this one is
+                    // written: their cache misses overlap its work.
+                    if let Some(Value::Object(next)) = items.get(i + 1) {
+                        std::hint::black_box(next.touch());
+                    }
                     path.push(PathSeg::Index(i));
                     let v = match (objects, item) {
                         (Some((name, one)), Value::Object(obj)) => {

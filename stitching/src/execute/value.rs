@@ -117,8 +117,11 @@ impl Places {
     /// cache ahead of it. The result only keeps the reads from being left
     /// out.
     pub fn touch(&self, data: &Value<'_>, place: usize) -> usize {
+        let Some(steps) = self.steps(place) else {
+            return 0;
+        };
         let mut v = data;
-        for &at in self.steps(place).unwrap_or_default() {
+        for &at in steps {
             v = match v {
                 Value::Object(m) => match m.entry_at(at as usize) {
                     Some((_, child)) => child,
