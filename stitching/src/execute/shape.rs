@@ -289,13 +289,13 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
             grouped.hint.set(hint);
             if let Some(v) = raw.filter(|v| grouped.scalar && !v.is_null()) {
                 if misfit(grouped.kind, None, v).is_none() {
-                    write_json(out, v);
+                    v.write_json(out);
                     continue;
                 }
             }
             if grouped.kind == Kind::Introspection {
                 // Already shaped by the introspection executor.
-                write_json(out, raw.unwrap_or(&Value::Null));
+                raw.unwrap_or(&Value::Null).write_json(out);
                 continue;
             }
             path.push(PathSeg::Key(key));
@@ -352,15 +352,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
             Some(v) => v,
         };
         let mark = out.len();
-        let propagate = |out: &mut Vec<u8>| {
-            out.truncate(mark);
-            if ty.is_non_null() {
-                Err(())
-            } else {
-                out.extend_from_slice(b"null");
-                Ok(())
-            }
-        };
+        let propagate = |out: &mut Vec<u8>| null_back(out, mark, ty.is_non_null());
         match ty {
             Type::List(inner) | Type::NonNullList(inner) => {
                 let Value::Array(items) = raw else {
@@ -395,15 +387,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                                 .get_or_init(|| self.collected(&[&one.selection_set], name));
                             let mark = out.len();
                             let written = self.fields(fields, name, obj, path, out);
-                            written.or_else(|()| {
-                                out.truncate(mark);
-                                if inner.is_non_null() {
-                                    Err(())
-                                } else {
-                                    out.extend_from_slice(b"null");
-                                    Ok(())
-                                }
-                            })
+                            written.or_else(|()| null_back(out, mark, inner.is_non_null()))
                         }
                         _ => self.value(inner, grouped, parent_type, Some(item), path, out),
                     };
@@ -460,7 +444,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                             self.invalid_value(path, parent_type, &fs[0].name, expected);
                             return null(self, path, out);
                         }
-                        write_json(out, raw);
+                        raw.write_json(out);
                         Ok(())
                     }
                 }
@@ -500,6 +484,18 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
     }
 }
 
+/// A value whose non-null part was null: what it wrote since `mark` goes,
+/// and it is `null`, or, non-null itself, passes the null to its parent.
+fn null_back(out: &mut Vec<u8>, mark: usize, non_null: bool) -> Result<(), ()> {
+    out.truncate(mark);
+    if non_null {
+        Err(())
+    } else {
+        out.extend_from_slice(b"null");
+        Ok(())
+    }
+}
+
 /// What a leaf value should have been, when it is not what its type allows
 /// (custom scalars take any JSON).
 fn misfit(kind: Kind, ty: Option<&ExtendedType>, v: &Value) -> Option<&'static str> {
@@ -524,10 +520,6 @@ fn misfit(kind: Kind, ty: Option<&ExtendedType>, v: &Value) -> Option<&'static s
         },
     };
     (!fits).then_some(expected)
-}
-
-fn write_json(out: &mut Vec<u8>, value: &Value) {
-    value.write_json(out);
 }
 
 fn write_str(out: &mut Vec<u8>, s: &str) {
@@ -596,7 +588,7 @@ mod tests {
         });
         for s in short.map(String::from).into_iter().chain(long) {
             let mut out = Vec::new();
-            write_json(&mut out, &Value::String(&s));
+            Value::String(&s).write_json(&mut out);
             assert_eq!(
                 String::from_utf8(out).unwrap(),
                 serde_json::to_string(&s).unwrap()
@@ -614,7 +606,7 @@ mod tests {
         };
         for v in items.iter() {
             let mut out = Vec::new();
-            write_json(&mut out, v);
+            v.write_json(&mut out);
             assert_eq!(
                 String::from_utf8(out).unwrap(),
                 serde_json::to_string(v).unwrap()
