@@ -71,6 +71,9 @@ struct Round {
     per_core_second: f64,
     peak_mib: f64,
     subgraph_per_request: f64,
+    /// CPU of the subgraph processes per client request: what the
+    /// gateway's subgraph requests cost the machine it shares with them.
+    subgraph_cpu_ms: f64,
     errors: u64,
 }
 
@@ -110,6 +113,8 @@ struct Comparison {
 struct Counter {
     /// `(metrics URL, metric name)` of each subgraph.
     sources: Vec<(String, String)>,
+    /// The subgraph processes, whose CPU is counted too.
+    pids: Vec<u32>,
 }
 
 impl Counter {
@@ -119,6 +124,10 @@ impl Counter {
             sum += gql::metric(client, url, name).await?.unwrap_or(0.0);
         }
         Ok(sum)
+    }
+
+    fn cpu_secs(&self) -> anyhow::Result<f64> {
+        self.pids.iter().map(|&p| procstat::cpu_secs(p)).sum()
     }
 }
 
@@ -294,6 +303,7 @@ fn fed_counter(fed: &Proc) -> Counter {
                 )
             })
             .collect(),
+        pids: vec![fed.pid],
     }
 }
 
@@ -397,6 +407,7 @@ async fn stitching(o: &Options, node: &Path, npm: &Path) -> anyhow::Result<Vec<C
                 .iter()
                 .map(|p| (p.metrics(), "graphql_requests_received_total".to_string()))
                 .collect(),
+            pids: vec![stack.pipeline.pid, stack.dataset.pid, stack.log.pid],
         };
         let mut ours = Side::of("ours", &stack.gateway);
         let mut out = Vec::new();
@@ -484,13 +495,14 @@ async fn compare(
             }
             let r = measure(o, &client, side, bodies, unique_auth, counter).await?;
             eprintln!(
-                "bench peers:   round {} {}: {:.0} req/s, p50 {:.1} ms, {:.2} ms CPU/req, {:.3} subgraph req/req",
+                "bench peers:   round {} {}: {:.0} req/s, p50 {:.1} ms, {:.2} ms CPU/req, {:.3} subgraph req/req, {:.3} ms subgraph CPU/req",
                 round + 1,
                 side.label,
                 r.rps,
                 r.p50,
                 r.cpu_ms,
-                r.subgraph_per_request
+                r.subgraph_per_request,
+                r.subgraph_cpu_ms
             );
             if is_ours {
                 ours_f.rounds.push(r);
@@ -527,9 +539,11 @@ async fn measure(
     let pid = side.pid;
     let sub_before = counter.total(&metrics).await?;
     let cpu_before = procstat::cpu_secs(pid)?;
+    let sub_cpu_before = counter.cpu_secs()?;
     procstat::reset_peak(pid);
     let result = load::run(client, &phase).await?;
     let cpu = procstat::cpu_secs(pid)? - cpu_before;
+    let sub_cpu = counter.cpu_secs()? - sub_cpu_before;
     let sub = counter.total(&metrics).await? - sub_before;
     let peak = procstat::status(pid)
         .with_context(|| format!("{} is gone (did it exit?)", side.label))?
@@ -544,6 +558,7 @@ async fn measure(
         per_core_second: n / cpu.max(1e-9),
         peak_mib: procstat::mib(peak),
         subgraph_per_request: sub / n,
+        subgraph_cpu_ms: sub_cpu * 1000.0 / n,
         errors: result.errors,
     })
 }
@@ -615,7 +630,7 @@ fn table(out: &mut String, c: &Comparison) {
     );
     let _ = writeln!(out, "| --- | ---: | ---: | ---: |");
     let kb = c.ours.answer_bytes as f64 / 1024.0;
-    let rows: [Row; 8] = [
+    let rows: [Row; 9] = [
         ("requests per second", |r| r.rps, 0),
         ("p50 (ms)", |r| r.p50, 2),
         ("p95 (ms)", |r| r.p95, 2),
@@ -628,6 +643,7 @@ fn table(out: &mut String, c: &Comparison) {
             |r| r.subgraph_per_request,
             3,
         ),
+        ("subgraph CPU per request (ms)", |r| r.subgraph_cpu_ms, 3),
     ];
     for (name, f, digits) in rows {
         let a = c.ours.med(f);

@@ -443,6 +443,7 @@ struct Doc<'r, 'a, 'h> {
     signatures: HashMap<String, usize>,
     /// Batched calls by call, selection and arguments.
     batches: HashMap<String, Batch<'h>>,
+    entity_calls: Vec<EntityCall<'h>>,
     /// Variable batching: lookups sent as one document each with a list of
     /// variable sets, and the call alias each set's answer belongs to.
     vsets: Vec<VariableBatch>,
@@ -456,6 +457,18 @@ struct VariableBatch {
     query: String,
     sets: Vec<JsonValue>,
     aliases: Vec<String>,
+}
+
+/// An `_entities` call collecting representations across the fetches of
+/// a wave that ask the same of them (see `asks_the_same`).
+struct EntityCall<'h> {
+    /// The first fetch it serves: its type, selection and inputs.
+    fetch: usize,
+    /// Its place in `Doc::calls`, once it has a representation.
+    call: Option<usize>,
+    reps: Distinct<'h>,
+    /// Where each input was in the last parent (see `input_of`).
+    hints: Vec<usize>,
 }
 
 /// A batched call collecting its keys across the fetches of a wave.
@@ -690,6 +703,7 @@ fn build_request<'h>(
         declared: Vec::new(),
         signatures: HashMap::default(),
         batches: HashMap::default(),
+        entity_calls: Vec::new(),
         vsets: Vec::new(),
         empties: Vec::new(),
         places: Places::default(),
@@ -723,6 +737,7 @@ fn build_request<'h>(
             FetchKind::Field { call, .. } => calls(&mut doc, node, call, parents, false),
         }
     }
+    finish_entities(&mut doc);
     finish_batches(&mut doc);
     let empties = std::mem::take(&mut doc.empties);
     (doc.finish(), empties)
@@ -816,24 +831,39 @@ fn entities<'h>(
     parents: Vec<(usize, &Map<'h>)>,
 ) {
     let alloc = doc.alloc;
-    let mut reps = Distinct::default();
+    let req = doc.req;
+    let fetches = &req.plan.fetches;
+    let shared = doc
+        .entity_calls
+        .iter()
+        .position(|e| asks_the_same(&fetches[e.fetch], node));
+    let mut call = match shared {
+        Some(i) => doc.entity_calls.swap_remove(i),
+        None => EntityCall {
+            fetch: node.id,
+            call: None,
+            reps: Distinct::default(),
+            hints: vec![0; node.requires.len()],
+        },
+    };
     let mut targets = Vec::with_capacity(parents.len());
     let typename: &'h str = alloc.alloc_str(remote_type);
     let in_place = plain_inputs(&node.requires);
-    let mut hints = vec![0; node.requires.len()];
+    let reps = &mut call.reps;
     for (place, parent) in parents {
         let i = if in_place {
             // Most parents repeat a representation: compared in place, one
             // is built only when it is new.
             let inputs = &node.requires;
+            let hints = &mut call.hints;
             let mut h = reps.hasher.build_hasher();
-            if !hash_projection(parent, inputs, &mut hints, &mut h) {
+            if !hash_projection(parent, inputs, hints, &mut h) {
                 continue;
             }
             let hash = h.finish();
             let found = reps.find(hash, |r| {
                 r.as_object()
-                    .is_some_and(|r| same_projection(parent, inputs, &mut hints, r))
+                    .is_some_and(|r| same_projection(parent, inputs, hints, r))
             });
             found.unwrap_or_else(|| {
                 let mut repr = project(parent, inputs, false, alloc).unwrap_or_default();
@@ -857,20 +887,50 @@ fn entities<'h>(
         return;
     }
     doc.client_variables(node);
-    let alias = doc.next_alias();
-    let var = format!("r{}", doc.calls.len());
-    doc.declare(&var, "[_Any!]!", &reps.values);
-    let _ = write!(
-        doc.body,
-        " {alias}: _entities(representations: ${var}) {{ ... on {remote_type} {} }}",
-        node.rendered
-    );
-    doc.calls.push(CallOut {
-        alias: Some(alias),
-        descend: Vec::new(),
-        targets,
-        optional: Vec::new(),
-    });
+    match call.call {
+        Some(n) => doc.calls[n].targets.append(&mut targets),
+        None => {
+            call.call = Some(doc.calls.len());
+            doc.calls.push(CallOut {
+                alias: Some(doc.next_alias()),
+                descend: Vec::new(),
+                targets,
+                optional: Vec::new(),
+            });
+        }
+    }
+    doc.entity_calls.push(call);
+}
+
+/// Whether two entity fetches of one request ask the same of the same
+/// type from the same inputs: then one `_entities` call, with each
+/// representation once, answers both.
+fn asks_the_same(a: &FetchNode, b: &FetchNode) -> bool {
+    let remote = |n: &FetchNode| match &n.kind {
+        FetchKind::Entity { remote_type, .. } => Some(remote_type.clone()),
+        _ => None,
+    };
+    remote(a) == remote(b) && a.rendered == b.rendered && a.requires == b.requires
+}
+
+/// Writes each shared `_entities` call with its representations.
+fn finish_entities(doc: &mut Doc<'_, '_, '_>) {
+    let mut ready = std::mem::take(&mut doc.entity_calls);
+    ready.sort_by_key(|e| e.call);
+    let req = doc.req;
+    for e in ready {
+        let node = &req.plan.fetches[e.fetch];
+        let (Some(n), FetchKind::Entity { remote_type, .. }) = (e.call, &node.kind) else {
+            continue;
+        };
+        let var = format!("r{n}");
+        doc.declare(&var, "[_Any!]!", &e.reps.values);
+        let _ = write!(
+            doc.body,
+            " {CALL_PREFIX}{n}: _entities(representations: ${var}) {{ ... on {remote_type} {} }}",
+            node.rendered
+        );
+    }
 }
 
 /// Each segment's arguments for one parent; `None` when a `$fields:` key

@@ -207,6 +207,32 @@ fn entities_go_out_once_per_representation_and_errors_reach_every_parent() {
 }
 
 #[test]
+fn fetches_of_a_wave_asking_the_same_of_an_entity_share_one_call() {
+    let products = r#"
+extend schema @link(url: "https://specs.apollo.dev/federation/v2.5", import: ["@key"])
+type Query { topProducts: [Product] featured: Product }
+type Product @key(fields: "upc") { upc: String! name: String }
+"#;
+    let g = crate::testing::Graph::new(vec![
+        crate::testing::federation("products", products),
+        crate::testing::federation("inventory", INVENTORY),
+    ]);
+    let answers = [
+        json!({"data": {"topProducts": [{"upc": "1"}, {"upc": "2"}], "featured": {"upc": "1"}}}),
+        json!({"data": {"_stitch_0": [null, {"inStock": false}]},
+               "errors": [{"message": "gone", "path": ["_stitch_0", 0, "inStock"]}]}),
+    ];
+    insta::assert_snapshot!(run(&g.0, "{ topProducts { inStock } featured { inStock } }", json!({}), &answers), @r#"
+    wave 0 -> products
+    {"query":"query { topProducts { upc } featured { upc } }","variables":{}}
+    wave 1 -> inventory
+    {"query":"query($r0: [_Any!]!) { _stitch_0: _entities(representations: $r0) { ... on Product { inStock } } }","variables":{"r0":[{"upc":"1","__typename":"Product"},{"upc":"2","__typename":"Product"}]}}
+    data: {"topProducts":[{"upc":"1"},{"upc":"2","inStock":false}],"featured":{"upc":"1"}}
+    errors: [{"message":"gone","path":["topProducts",0,"inStock"],"extensions":{"service":"inventory","_stitch_subgraph_error":true}},{"message":"gone","path":["featured","inStock"],"extensions":{"service":"inventory","_stitch_subgraph_error":true}}]
+    "#);
+}
+
+#[test]
 fn runtime_types_are_renamed_by_the_subgraph_that_answered() {
     use crate::testing::spec;
     let mut a = spec("a", "type Query { item: Item } type Item { x: Int }", "");
