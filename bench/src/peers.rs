@@ -11,7 +11,8 @@
 //!   stitching gateway.
 //!
 //! Subgraph requests are counted where they land (each subgraph's
-//! `/metrics`), so every gateway is counted the same way. Before timing a
+//! `/metrics`), so every gateway is counted the same way, and so is what
+//! they cost the subgraph processes (their CPU, from `/proc`). Before timing a
 //! workload, each peer's answer is compared with ours (same `data`); a peer
 //! that answers differently is reported, not timed.
 
