@@ -455,8 +455,14 @@ struct Doc<'r, 'a, 'h> {
 
 struct VariableBatch {
     query: String,
+    /// Client variables the document uses, in every set.
+    client: Vec<Name>,
     sets: Vec<JsonValue>,
     aliases: Vec<String>,
+    /// Each set's call in `Doc::calls`.
+    call_of: Vec<usize>,
+    /// Each set's index by its text (before client variables).
+    index: HashMap<String, usize>,
 }
 
 /// An `_entities` call collecting representations across the fetches of
@@ -1368,17 +1374,31 @@ fn variable_sets<'h>(
     call: &Arc<Call>,
     parents: Vec<(usize, &Map<'h>)>,
 ) {
-    let mut index: HashMap<String, usize> = HashMap::default();
-    let mut sets: Vec<JsonValue> = Vec::new();
-    let mut aliases: Vec<String> = Vec::new();
-    let mut call_of: Vec<usize> = Vec::new();
+    let (query, client) = lookup_document(doc, node, call);
+    // Fetches of the wave whose lookup is the same document share it, and
+    // each distinct set of variables goes out once.
+    let b = match doc.vsets.iter().position(|v| v.query == query) {
+        Some(b) => b,
+        None => {
+            doc.vsets.push(VariableBatch {
+                query,
+                client,
+                sets: Vec::new(),
+                aliases: Vec::new(),
+                call_of: Vec::new(),
+                index: HashMap::default(),
+            });
+            doc.vsets.len() - 1
+        }
+    };
     for (place, parent) in parents {
-        let Some(set) = variable_set(doc, node, call, parent) else {
+        let Some(mut set) = variable_set(doc, node, call, parent) else {
             continue;
         };
         let text = JsonValue::Object(set.clone()).to_string();
-        let i = match index.get(&text) {
-            Some(i) => *i,
+        let batch = &mut doc.vsets[b];
+        let n = match batch.index.get(&text) {
+            Some(&i) => batch.call_of[i],
             None => {
                 let n = doc.calls.len();
                 let alias = format!("{CALL_PREFIX}{n}");
@@ -1388,41 +1408,31 @@ fn variable_sets<'h>(
                     targets: Vec::new(),
                     optional: Vec::new(),
                 });
-                sets.push(JsonValue::Object(set));
-                aliases.push(alias);
-                call_of.push(n);
-                index.insert(text, sets.len() - 1);
-                sets.len() - 1
+                // Client variables the selection uses go into every set.
+                for name in &batch.client {
+                    if let Some(v) = doc.req.variables.get(name.as_str()) {
+                        set.insert(
+                            format!("{CLIENT_VARIABLE_PREFIX}{name}").as_str(),
+                            v.clone(),
+                        );
+                    }
+                }
+                batch.index.insert(text, batch.sets.len());
+                batch.sets.push(JsonValue::Object(set));
+                batch.aliases.push(alias);
+                batch.call_of.push(n);
+                n
             }
         };
-        doc.calls[call_of[i]].targets.push(Target {
+        doc.calls[n].targets.push(Target {
             parent: place,
             key: KeyRef::Whole,
             write: None,
         });
     }
-    if sets.is_empty() {
-        return;
+    if doc.vsets[b].sets.is_empty() {
+        doc.vsets.remove(b);
     }
-    let (query, client) = lookup_document(doc, node, call);
-    // Client variables the selection uses go into every set.
-    for name in client {
-        if let Some(v) = doc.req.variables.get(name.as_str()) {
-            for s in sets.iter_mut() {
-                if let JsonValue::Object(m) = s {
-                    m.insert(
-                        format!("{CLIENT_VARIABLE_PREFIX}{name}").as_str(),
-                        v.clone(),
-                    );
-                }
-            }
-        }
-    }
-    doc.vsets.push(VariableBatch {
-        query,
-        sets,
-        aliases,
-    });
 }
 
 /// One parent's variables: the lookup's arguments (`a<segment>_<name>`) and

@@ -233,6 +233,36 @@ type Product @key(fields: "upc") { upc: String! name: String }
 }
 
 #[test]
+fn lookups_of_a_wave_that_are_one_document_share_its_variable_sets() {
+    let products = r#"
+extend schema @link(url: "https://specs.apollo.dev/federation/v2.5", import: ["@key"])
+type Query { topProducts: [Product] featured: Product }
+type Product @key(fields: "upc") { upc: String! name: String }
+"#;
+    let ratings = r#"
+type Query { productByUpc(upc: String!): Product @lookup @internal }
+type Product @key(fields: "upc") { upc: String! rating: Float }
+"#;
+    let mut ratings = crate::testing::composite("ratings", ratings);
+    ratings.variable_batching = true;
+    let g = crate::testing::Graph::new(vec![
+        crate::testing::federation("products", products),
+        ratings,
+    ]);
+    let answers = [
+        json!({"data": {"topProducts": [{"upc": "1"}, {"upc": "2"}], "featured": {"upc": "1"}}}),
+        json!({"data": {"_stitch_0": {"rating": 4.5}, "_stitch_1": {"rating": 3.0}}}),
+    ];
+    insta::assert_snapshot!(run(&g.0, "{ topProducts { rating } featured { rating } }", json!({}), &answers), @r#"
+    wave 0 -> products
+    {"query":"query { topProducts { upc } featured { upc } }","variables":{}}
+    wave 1 -> ratings
+    [{"query":"query($a0_upc: String!) { _b: productByUpc(upc: $a0_upc) { rating } }","variables":[{"a0_upc":"1"},{"a0_upc":"2"}]}]
+    data: {"topProducts":[{"upc":"1","rating":4.5},{"upc":"2","rating":3.0}],"featured":{"upc":"1","rating":4.5}}
+    "#);
+}
+
+#[test]
 fn runtime_types_are_renamed_by_the_subgraph_that_answered() {
     use crate::testing::spec;
     let mut a = spec("a", "type Query { item: Item } type Item { x: Int }", "");
