@@ -443,6 +443,7 @@ struct Doc<'r, 'a, 'h> {
     signatures: HashMap<String, usize>,
     /// Batched calls by call, selection and arguments.
     batches: HashMap<String, Batch<'h>>,
+    /// `_entities` calls by type, selection and inputs.
     entity_calls: Vec<EntityCall<'h>>,
     /// Variable batching: lookups sent as one document each with a list of
     /// variable sets, and the call alias each set's answer belongs to.
