@@ -913,11 +913,11 @@ fn entities<'h>(
 /// type from the same inputs: then one `_entities` call, with each
 /// representation once, answers both.
 fn asks_the_same(a: &FetchNode, b: &FetchNode) -> bool {
-    let remote = |n: &FetchNode| match &n.kind {
-        FetchKind::Entity { remote_type, .. } => Some(remote_type.clone()),
-        _ => None,
-    };
-    remote(a) == remote(b) && a.rendered == b.rendered && a.requires == b.requires
+    matches!(
+        (&a.kind, &b.kind),
+        (FetchKind::Entity { remote_type: x, .. }, FetchKind::Entity { remote_type: y, .. }) if x == y
+    ) && a.rendered == b.rendered
+        && a.requires == b.requires
 }
 
 /// Writes each shared `_entities` call with its representations.

@@ -206,19 +206,26 @@ fn entities_go_out_once_per_representation_and_errors_reach_every_parent() {
     "#);
 }
 
-#[test]
-fn fetches_of_a_wave_asking_the_same_of_an_entity_share_one_call() {
-    let products = r#"
+/// Products reached two ways, `topProducts` and `featured`: one product
+/// is in both.
+const PRODUCTS_TWICE: &str = r#"
 extend schema @link(url: "https://specs.apollo.dev/federation/v2.5", import: ["@key"])
 type Query { topProducts: [Product] featured: Product }
 type Product @key(fields: "upc") { upc: String! name: String }
 "#;
+
+fn products_twice_answer() -> JsonValue {
+    json!({"data": {"topProducts": [{"upc": "1"}, {"upc": "2"}], "featured": {"upc": "1"}}})
+}
+
+#[test]
+fn fetches_of_a_wave_asking_the_same_of_an_entity_share_one_call() {
     let g = crate::testing::Graph::new(vec![
-        crate::testing::federation("products", products),
+        crate::testing::federation("products", PRODUCTS_TWICE),
         crate::testing::federation("inventory", INVENTORY),
     ]);
     let answers = [
-        json!({"data": {"topProducts": [{"upc": "1"}, {"upc": "2"}], "featured": {"upc": "1"}}}),
+        products_twice_answer(),
         json!({"data": {"_stitch_0": [null, {"inStock": false}]},
                "errors": [{"message": "gone", "path": ["_stitch_0", 0, "inStock"]}]}),
     ];
@@ -234,11 +241,6 @@ type Product @key(fields: "upc") { upc: String! name: String }
 
 #[test]
 fn lookups_of_a_wave_that_are_one_document_share_its_variable_sets() {
-    let products = r#"
-extend schema @link(url: "https://specs.apollo.dev/federation/v2.5", import: ["@key"])
-type Query { topProducts: [Product] featured: Product }
-type Product @key(fields: "upc") { upc: String! name: String }
-"#;
     let ratings = r#"
 type Query { productByUpc(upc: String!): Product @lookup @internal }
 type Product @key(fields: "upc") { upc: String! rating: Float }
@@ -246,11 +248,11 @@ type Product @key(fields: "upc") { upc: String! rating: Float }
     let mut ratings = crate::testing::composite("ratings", ratings);
     ratings.variable_batching = true;
     let g = crate::testing::Graph::new(vec![
-        crate::testing::federation("products", products),
+        crate::testing::federation("products", PRODUCTS_TWICE),
         ratings,
     ]);
     let answers = [
-        json!({"data": {"topProducts": [{"upc": "1"}, {"upc": "2"}], "featured": {"upc": "1"}}}),
+        products_twice_answer(),
         json!({"data": {"_stitch_0": {"rating": 4.5}, "_stitch_1": {"rating": 3.0}}}),
     ];
     insta::assert_snapshot!(run(&g.0, "{ topProducts { rating } featured { rating } }", json!({}), &answers), @r#"
