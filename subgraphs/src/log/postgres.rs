@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{postgres::PgRow, PgPool, Row};
 
 use super::store::{
-    group_by_run, micros, LineQuery, LogCursor, LogLevel, LogLine, LogStore, NewLogLine,
+    distinct, group_by_run, micros, LineQuery, LogCursor, LogLevel, LogLine, LogStore, NewLogLine,
 };
 use crate::common::{storage::sql, ServiceError, ServiceResult, StoreFuture, Timestamp};
 
@@ -145,14 +145,19 @@ impl LogStore for PostgresLogStore {
         limit: usize,
     ) -> StoreFuture<'_, Vec<Vec<LogLine>>> {
         Box::pin(async move {
+            // Each run's first lines through the (pipeline_id, time, id)
+            // index, `limit` rows per run: a window over the runs' lines
+            // read every line of their logs.
             let rows = sqlx::query(sql(format!(
-                "SELECT {COLUMNS} FROM (
-                   SELECT {COLUMNS}, ROW_NUMBER() OVER (PARTITION BY pipeline_id ORDER BY time, id) AS rn
-                   FROM logs WHERE pipeline_id = ANY($1) AND level >= $2
-                 ) ranked WHERE rn <= $3
-                 ORDER BY pipeline_id, time, id"
+                "SELECT page.* FROM unnest($1::text[]) AS run(id)
+                 CROSS JOIN LATERAL (
+                   SELECT {COLUMNS} FROM logs
+                   WHERE pipeline_id = run.id AND level >= $2
+                   ORDER BY time, id LIMIT $3
+                 ) page
+                 ORDER BY page.pipeline_id, page.time, page.id"
             )))
-            .bind(&pipeline_ids)
+            .bind(distinct(&pipeline_ids))
             .bind(rank(min_level))
             .bind(limit as i64)
             .fetch_all(&self.pool)

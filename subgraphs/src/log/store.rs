@@ -160,7 +160,19 @@ pub trait LogStore: Send + Sync + 'static {
     fn after_id(&self, query: LineQuery, after_id: i64) -> StoreFuture<'_, Vec<LogLine>>;
 }
 
-/// Lines of a one-read batch, grouped per run in the order of `pipeline_ids`.
+/// Each run once, in first-seen order: what a batch reads (the same run
+/// asked twice gets the same page without a second read).
+pub fn distinct(pipeline_ids: &[String]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    pipeline_ids
+        .iter()
+        .filter(|id| seen.insert(id.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// Lines of a one-read batch, grouped per run in the order of `pipeline_ids`
+/// (a run asked twice gets its page twice).
 pub fn group_by_run(pipeline_ids: &[String], lines: Vec<LogLine>) -> Vec<Vec<LogLine>> {
     let mut by_run: std::collections::HashMap<String, Vec<LogLine>> =
         std::collections::HashMap::new();
@@ -170,10 +182,19 @@ pub fn group_by_run(pipeline_ids: &[String], lines: Vec<LogLine>) -> Vec<Vec<Log
             .or_default()
             .push(line);
     }
-    pipeline_ids
-        .iter()
-        .map(|id| by_run.get(id).cloned().unwrap_or_default())
-        .collect()
+    let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut pages: Vec<Vec<LogLine>> = Vec::with_capacity(pipeline_ids.len());
+    for id in pipeline_ids {
+        let page = match first.get(id.as_str()) {
+            Some(&at) => pages[at].clone(),
+            None => {
+                first.insert(id, pages.len());
+                by_run.remove(id).unwrap_or_default()
+            }
+        };
+        pages.push(page);
+    }
+    pages
 }
 
 /// [`LogStore`] on one SQLite file.
@@ -317,24 +338,29 @@ impl LogStore for SqliteLogStore {
     ) -> StoreFuture<'_, Vec<Vec<LogLine>>> {
         Box::pin(async move {
             let min_rank = min_level.map_or(0, LogLevel::rank);
-            let ids_json = serde_json::to_string(&pipeline_ids)
+            let runs = serde_json::to_string(&distinct(&pipeline_ids))
                 .map_err(|e| ServiceError::Storage(e.to_string()))?;
+            // One statement: each run's first `limit` lines through the
+            // (pipeline_id, time, id) index. A window over the runs' lines
+            // read every line of their logs; a statement per run was
+            // prepared again for each run (its plan depends on the id).
+            let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("l.{c}")).collect();
             let lines = self
                 .db
                 .call(move |conn| {
-                    // One statement for every run: the window keeps each run's
-                    // first `limit` lines, read through logs_by_pipeline_time.
                     query_lines(
                         conn,
                         &format!(
-                            "SELECT {COLUMNS} FROM (
-                               SELECT {COLUMNS}, ROW_NUMBER() OVER (PARTITION BY pipeline_id ORDER BY time, id) AS rn
-                               FROM logs
-                               WHERE pipeline_id IN (SELECT value FROM json_each(?1)) AND level >= ?2
-                             ) WHERE rn <= ?3
-                             ORDER BY pipeline_id, time, id"
+                            "SELECT {} FROM json_each(?1) AS run
+                             JOIN logs AS l ON l.id IN (
+                               SELECT id FROM logs
+                               WHERE pipeline_id = run.value AND level >= ?2
+                               ORDER BY time, id LIMIT ?3
+                             )
+                             ORDER BY l.pipeline_id, l.time, l.id",
+                            columns.join(", ")
                         ),
-                        params![ids_json, min_rank, limit as i64],
+                        params![runs, min_rank, limit as i64],
                     )
                 })
                 .await?;
@@ -417,6 +443,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteLogStore::open(&dir.path().join("l.sqlite")).unwrap();
         history_in_time_order_and_keys_are_idempotent(&store).await;
+        first_pages_hold_each_runs_earliest_lines(&store).await;
         lines_are_read_in_commit_order_under_concurrent_writers(Arc::new(store)).await;
     }
 
@@ -433,7 +460,49 @@ mod tests {
         .unwrap();
         let store = super::super::postgres::PostgresLogStore::new(pool);
         history_in_time_order_and_keys_are_idempotent(&store).await;
+        first_pages_hold_each_runs_earliest_lines(&store).await;
         lines_are_read_in_commit_order_under_concurrent_writers(Arc::new(store)).await;
+    }
+
+    /// Each run's page is its earliest lines by (time, id), whatever order
+    /// they arrived in, at or above the level asked; a run asked twice gets
+    /// its page twice and a run with no lines an empty one.
+    async fn first_pages_hold_each_runs_earliest_lines(store: &dyn LogStore) {
+        store
+            .insert(vec![
+                line("x", LogLevel::Info, "x-late", 30, None),
+                line("y", LogLevel::Info, "y-only", 5, None),
+                line("x", LogLevel::Debug, "x-first-debug", 10, None),
+                line("x", LogLevel::Error, "x-tie-a", 20, None),
+                line("x", LogLevel::Info, "x-tie-b", 20, None),
+            ])
+            .await
+            .unwrap();
+        let runs = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let messages = |pages: Vec<Vec<LogLine>>| -> Vec<Vec<String>> {
+            pages
+                .into_iter()
+                .map(|p| p.into_iter().map(|l| l.message).collect())
+                .collect()
+        };
+        let pages = store
+            .first_lines(runs(&["x", "none", "y", "x"]), None, 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            messages(pages),
+            [
+                vec!["x-first-debug", "x-tie-a"],
+                vec![],
+                vec!["y-only"],
+                vec!["x-first-debug", "x-tie-a"],
+            ]
+        );
+        let pages = store
+            .first_lines(runs(&["x"]), Some(LogLevel::Info), 3)
+            .await
+            .unwrap();
+        assert_eq!(messages(pages), [vec!["x-tie-a", "x-tie-b", "x-late"]]);
     }
 
     /// A reader that always asks for "lines after the last id I saw" while
