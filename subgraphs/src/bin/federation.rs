@@ -2,7 +2,4 @@
 //! gateway benchmark (`/accounts/graphql`, `/products/graphql`,
 //! `/inventory/graphql`, `/reviews/graphql`), configured by `[services.federation]`.
 
-#[tokio::main]
-async fn main() {
-    subgraphs::common::cli::run_service(subgraphs::federation::start).await
-}
+subgraphs::service_main!(subgraphs::federation::start);

@@ -88,7 +88,24 @@ fn args(name: &'static str) -> Args {
     }
 }
 
-/// The whole `main` of a subgraph binary.
+/// A subgraph binary: `service_main!(subgraphs::log::start);` is all of it.
+/// jemalloc is its allocator, as the gateway's: glibc's malloc took a
+/// quarter of the pipeline and dataset services' CPU under the benchmark
+/// (`malloc_consolidate` and free-list walks over many small objects).
+#[macro_export]
+macro_rules! service_main {
+    ($start:path) => {
+        #[global_allocator]
+        static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+        #[tokio::main]
+        async fn main() {
+            $crate::common::cli::run_service($start).await
+        }
+    };
+}
+
+/// The whole `main` of a subgraph binary (see [`service_main!`]).
 pub async fn run_service<C, F, Fut>(start: F)
 where
     C: ServiceConfig,
