@@ -214,7 +214,7 @@ impl Operation {
             match feed.next().await {
                 Event::Next(event) => {
                     let mut response =
-                        execute::subscription_event(req, start, event, &transport).await;
+                        execute::subscription_event(req, start, &event, &transport).await;
                     self.engine.client_errors(&mut response.errors, &s.headers);
                     if !self
                         .send(protocol::next(s.protocol, &self.id, &response))

@@ -72,7 +72,9 @@ pub enum SubscribeError {
 /// What a subscriber receives.
 #[derive(Clone, Debug)]
 pub enum Event {
-    Next(JsonValue),
+    /// One parsed event, shared by every subscriber: a burst queued for a
+    /// thousand subscribers holds each event once, not a copy per queue.
+    Next(Arc<JsonValue>),
     /// The subgraph's `error` message payload (the subscription is over).
     Error(JsonValue),
     Complete,
@@ -435,7 +437,7 @@ impl SocketTask {
             ("next", Some(id)) => {
                 let stall = self.pool.stall;
                 if let Some(s) = self.by_id.get_mut(&id) {
-                    let event = Event::Next(msg.payload.unwrap_or(JsonValue::Null));
+                    let event = Event::Next(Arc::new(msg.payload.unwrap_or(JsonValue::Null)));
                     s.deliver(event, stall).await;
                 }
             }
@@ -529,5 +531,33 @@ async fn connect(target: &Target) -> Result<Socket, String> {
             Some(Err(e)) => return Err(e.to_string()),
             None => return Err("it closed the connection during initialisation".into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn subscribers_of_one_upstream_subscription_share_each_event() {
+        let (queues, mut receivers): (Vec<_>, Vec<_>) =
+            (0..3).map(|_| mpsc::channel(FAN_OUT_BUFFER)).unzip();
+        let mut shared = Shared {
+            request: String::new(),
+            subscribers: queues,
+            count: 3,
+            started: false,
+        };
+        let event = Arc::new(JsonValue::from("a line"));
+        shared
+            .deliver(Event::Next(event.clone()), Duration::from_millis(10))
+            .await;
+        for rx in &mut receivers {
+            match rx.try_recv() {
+                Ok(Event::Next(got)) => assert!(Arc::ptr_eq(&got, &event)),
+                other => panic!("expected the event, got {other:?}"),
+            }
+        }
+        assert!(shared.started);
     }
 }

@@ -352,14 +352,14 @@ pub fn subscription_start(req: &Request<'_>) -> Result<SubscriptionStart, GraphQ
 pub async fn subscription_event(
     req: &Request<'_>,
     start: &SubscriptionStart,
-    event: JsonValue,
+    event: &JsonValue,
     transport: &dyn Transport,
 ) -> Response {
     let arena = Arena::new();
     let mut ex = Execution::new(req, transport, &arena);
     {
         let alloc = arena.get();
-        let event = Value::from_json(&event, &alloc);
+        let event = Value::from_json(event, &alloc);
         merge::merge_body(
             req,
             &mut ex.data,
