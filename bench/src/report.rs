@@ -40,6 +40,15 @@ fn matches(per: &BTreeMap<String, f64>, expected: &[(&str, f64)]) -> bool {
         .all(|(name, want)| (per.get(*name).copied().unwrap_or(0.0) - want).abs() < 0.005)
 }
 
+/// No more than `expected` per client request: under load, identical
+/// requests in flight share their subgraph calls (`dedupe_subgraph_requests`),
+/// so a batched level costs a fraction of one call per request.
+fn at_most(per: &BTreeMap<String, f64>, expected: &[(&str, f64)]) -> bool {
+    expected
+        .iter()
+        .all(|(name, want)| per.get(*name).copied().unwrap_or(0.0) < want + 0.005)
+}
+
 fn per_request(per: &Option<BTreeMap<String, f64>>) -> String {
     match per {
         None => "-".into(),
@@ -582,14 +591,18 @@ impl Report {
                 .loaded
                 .per_request
                 .as_ref()
-                .is_some_and(|p| matches(p, &NESTED_EXPECTED))
+                .is_some_and(|p| at_most(p, &NESTED_EXPECTED))
                 && n.gateway_c1
                     .per_request
                     .as_ref()
                     .is_some_and(|p| matches(p, &NESTED_EXPECTED));
             t(
-                "nested: one request per subgraph per level (pipeline 2, dataset 1, log 1)",
-                per_request(&n.loaded.per_request),
+                "nested: one request per subgraph per level (pipeline 2, dataset 1, log 1; at most that under load, where identical ones share)",
+                format!(
+                    "{} (concurrency 1: {})",
+                    per_request(&n.loaded.per_request),
+                    per_request(&n.gateway_c1.per_request)
+                ),
                 Some(ok),
             );
             let p50 = n.gateway_c1.load.p50_ms();
@@ -614,10 +627,10 @@ impl Report {
                     r.measured
                         .per_request
                         .as_ref()
-                        .is_some_and(|p| matches(p, &FANOUT_EXPECTED))
+                        .is_some_and(|p| at_most(p, &FANOUT_EXPECTED))
                 });
             t(
-                "fanout: requests flat whatever N (pipeline 2, log 1)",
+                "fanout: requests flat whatever N (at most pipeline 2, log 1)",
                 all.join("; "),
                 Some(ok),
             );
@@ -656,5 +669,27 @@ impl Report {
                 Some(idle < 30 * 1024),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn per(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn shared_subgraph_calls_meet_a_per_level_target_and_extra_calls_miss_it() {
+        let shared = per(&[("dataset", 0.02), ("log", 0.02), ("pipeline", 0.03)]);
+        assert!(at_most(&shared, &NESTED_EXPECTED));
+        assert!(!matches(&shared, &NESTED_EXPECTED));
+        let exact = per(&[("dataset", 1.0), ("log", 1.0), ("pipeline", 2.0)]);
+        assert!(at_most(&exact, &NESTED_EXPECTED) && matches(&exact, &NESTED_EXPECTED));
+        let unbatched = per(&[("dataset", 1.0), ("log", 100.0), ("pipeline", 2.0)]);
+        assert!(!at_most(&unbatched, &NESTED_EXPECTED));
+        let touches_dataset = per(&[("dataset", 0.5), ("log", 1.0), ("pipeline", 2.0)]);
+        assert!(!at_most(&touches_dataset, &FANOUT_EXPECTED));
     }
 }
