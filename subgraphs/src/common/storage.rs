@@ -200,9 +200,47 @@ impl From<sqlx::Error> for ServiceError {
     }
 }
 
+/// The records of a batch read, in the order of `ids`, `None` for an id
+/// with no record. Each record moves to its first place; only an id asked
+/// again gets a copy (a batch of a list level repeats ids rarely).
+pub fn in_order<T: Clone>(
+    ids: &[String],
+    found: Vec<T>,
+    id_of: impl Fn(&T) -> &str,
+) -> Vec<Option<T>> {
+    let mut by_id: std::collections::HashMap<String, T> = found
+        .into_iter()
+        .map(|r| (id_of(&r).to_owned(), r))
+        .collect();
+    let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut out: Vec<Option<T>> = Vec::with_capacity(ids.len());
+    for id in ids {
+        let record = match first.get(id.as_str()) {
+            Some(&at) => out[at].clone(),
+            None => {
+                first.insert(id, out.len());
+                by_id.remove(id)
+            }
+        };
+        out.push(record);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_reads_answer_in_the_order_asked_with_repeats_and_gaps() {
+        let ids: Vec<String> = ["b", "none", "a", "b"].iter().map(|s| s.to_string()).collect();
+        let found = vec![("a", 1), ("b", 2)];
+        assert_eq!(
+            in_order(&ids, found, |r| r.0),
+            [Some(("b", 2)), None, Some(("a", 1)), Some(("b", 2))]
+        );
+        assert_eq!(in_order::<(&str, i32)>(&[], Vec::new(), |r| r.0), []);
+    }
 
     #[test]
     fn urls_and_paths_and_redaction() {

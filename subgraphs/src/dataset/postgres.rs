@@ -5,10 +5,13 @@
 use sqlx::{postgres::PgRow, PgPool, Postgres, QueryBuilder, Row};
 
 use super::store::{
-    from_micros, in_order, micros, new_record, next_page, to_json, ContentStep, Dataset,
-    DatasetStore, Filter, NewDataset, Page, PageKey,
+    from_micros, micros, new_record, next_page, to_json, ContentStep, Dataset, DatasetStore,
+    Filter, NewDataset, Page, PageKey,
 };
-use crate::common::{storage::sql, ServiceError, ServiceResult, StoreFuture, Timestamp};
+use crate::common::{
+    storage::{in_order, sql},
+    ServiceError, ServiceResult, StoreFuture, Timestamp,
+};
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE datasets (
@@ -142,7 +145,7 @@ impl DatasetStore for PostgresDatasetStore {
             .fetch_all(&self.pool)
             .await?;
             let found = rows.iter().map(read).collect::<ServiceResult<Vec<_>>>()?;
-            Ok(in_order(&ids, found))
+            Ok(in_order(&ids, found, |d| &d.id))
         })
     }
 

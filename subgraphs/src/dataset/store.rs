@@ -6,7 +6,9 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 
-use crate::common::{cursor, Db, ServiceError, ServiceResult, StoreFuture, Tag, Timestamp};
+use crate::common::{
+    cursor, storage::in_order, Db, ServiceError, ServiceResult, StoreFuture, Tag, Timestamp,
+};
 
 /// Version 1: the schema as first released (idempotent, so databases made
 /// before versioning was added open as version 1).
@@ -167,13 +169,6 @@ pub fn next_page(items: &mut Vec<Dataset>, limit: usize) -> Option<String> {
         }
         .encode()
     })
-}
-
-/// Same order as `ids`, `None` for those not in `found`.
-pub fn in_order(ids: &[String], found: Vec<Dataset>) -> Vec<Option<Dataset>> {
-    let by_id: std::collections::HashMap<String, Dataset> =
-        found.into_iter().map(|d| (d.id.clone(), d)).collect();
-    ids.iter().map(|id| by_id.get(id).cloned()).collect()
 }
 
 /// [`DatasetStore`] on one SQLite file.
@@ -359,7 +354,7 @@ impl DatasetStore for SqliteDatasetStore {
                         .collect::<ServiceResult<Vec<_>>>()
                 })
                 .await?;
-            Ok(in_order(&ids, found))
+            Ok(in_order(&ids, found, |d| &d.id))
         })
     }
 

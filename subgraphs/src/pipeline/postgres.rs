@@ -17,7 +17,10 @@ use super::{
         RunPage, Transition,
     },
 };
-use crate::common::{storage::sql, ServiceError, ServiceResult, StoreFuture, Timestamp};
+use crate::common::{
+    storage::{in_order, sql},
+    ServiceError, ServiceResult, StoreFuture, Timestamp,
+};
 
 /// Times are RFC 3339 text of fixed width, compared bytewise (`COLLATE "C"`)
 /// so they sort as times whatever the database's collation.
@@ -343,11 +346,7 @@ impl PipelineStore for PostgresPipelineStore {
             .bind(&ids)
             .fetch_all(&self.pool)
             .await?;
-            let found = runs(&rows)?;
-            Ok(ids
-                .iter()
-                .map(|id| found.iter().find(|r| &r.id == id).cloned())
-                .collect())
+            Ok(in_order(&ids, runs(&rows)?, |r| &r.id))
         })
     }
 

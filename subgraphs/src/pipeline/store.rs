@@ -14,7 +14,9 @@ use super::{
     model::{PipelineStatus, Run},
     outbox::{self, Batch, LogLine},
 };
-use crate::common::{cursor, Db, ServiceError, ServiceResult, StoreFuture, Tag, Timestamp};
+use crate::common::{
+    cursor, storage::in_order, Db, ServiceError, ServiceResult, StoreFuture, Tag, Timestamp,
+};
 
 /// The log line recovery writes for each run it fails.
 pub type LineFor = Box<dyn Fn(&Run) -> LogLine + Send>;
@@ -393,22 +395,24 @@ impl PipelineStore for SqlitePipelineStore {
     }
 
     fn get_many(&self, ids: Vec<String>) -> StoreFuture<'_, Vec<Option<Run>>> {
-        Box::pin(self.db.call(move |conn| {
-            if ids.is_empty() {
-                return Ok(Vec::new());
-            }
-            let marks = vec!["?"; ids.len()].join(", ");
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {COLUMNS} FROM pipelines WHERE id IN ({marks})"
-            ))?;
-            let found: Vec<Run> = stmt
-                .query_map(rusqlite::params_from_iter(ids.iter()), read_run)?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(ids
-                .iter()
-                .map(|id| found.iter().find(|r| &r.id == id).cloned())
-                .collect())
-        }))
+        Box::pin(async move {
+            let ids_json =
+                serde_json::to_string(&ids).map_err(|e| ServiceError::Storage(e.to_string()))?;
+            let found = self
+                .db
+                .call(move |conn| {
+                    // One cached statement whatever the number of ids.
+                    let mut stmt = conn.prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM pipelines WHERE id IN (SELECT value FROM json_each(?1))"
+                    ))?;
+                    let found = stmt
+                        .query_map([ids_json], read_run)?
+                        .collect::<rusqlite::Result<Vec<Run>>>()?;
+                    Ok(found)
+                })
+                .await?;
+            Ok(in_order(&ids, found, |r| &r.id))
+        })
     }
 
     fn list(&self, query: ListQuery) -> StoreFuture<'_, RunPage> {
