@@ -233,7 +233,10 @@ mod tests {
 
     #[test]
     fn batch_reads_answer_in_the_order_asked_with_repeats_and_gaps() {
-        let ids: Vec<String> = ["b", "none", "a", "b"].iter().map(|s| s.to_string()).collect();
+        let ids: Vec<String> = ["b", "none", "a", "b"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let found = vec![("a", 1), ("b", 2)];
         assert_eq!(
             in_order(&ids, found, |r| r.0),
