@@ -8,7 +8,9 @@ use async_graphql::Enum;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Row};
 
-use crate::common::{cursor, Db, ServiceError, ServiceResult, StoreFuture, Timestamp};
+use crate::common::{
+    cursor, storage::in_order, Db, ServiceError, ServiceResult, StoreFuture, Timestamp,
+};
 
 /// Version 1: the schema as first released (idempotent, so databases made
 /// before versioning was added open as version 1).
@@ -174,27 +176,19 @@ pub fn distinct(pipeline_ids: &[String]) -> Vec<String> {
 /// Lines of a one-read batch, grouped per run in the order of `pipeline_ids`
 /// (a run asked twice gets its page twice).
 pub fn group_by_run(pipeline_ids: &[String], lines: Vec<LogLine>) -> Vec<Vec<LogLine>> {
-    let mut by_run: std::collections::HashMap<String, Vec<LogLine>> =
-        std::collections::HashMap::new();
+    let mut runs: Vec<(String, Vec<LogLine>)> = Vec::new();
+    let mut run_at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for line in lines {
-        by_run
-            .entry(line.pipeline_id.clone())
-            .or_default()
-            .push(line);
+        let at = *run_at.entry(line.pipeline_id.clone()).or_insert_with(|| {
+            runs.push((line.pipeline_id.clone(), Vec::new()));
+            runs.len() - 1
+        });
+        runs[at].1.push(line);
     }
-    let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    let mut pages: Vec<Vec<LogLine>> = Vec::with_capacity(pipeline_ids.len());
-    for id in pipeline_ids {
-        let page = match first.get(id.as_str()) {
-            Some(&at) => pages[at].clone(),
-            None => {
-                first.insert(id, pages.len());
-                by_run.remove(id).unwrap_or_default()
-            }
-        };
-        pages.push(page);
-    }
-    pages
+    in_order(pipeline_ids, runs, |(run, _)| run)
+        .into_iter()
+        .map(|run| run.map(|(_, lines)| lines).unwrap_or_default())
+        .collect()
 }
 
 /// [`LogStore`] on one SQLite file.
