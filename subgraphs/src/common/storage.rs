@@ -227,6 +227,12 @@ pub fn in_order<T: Clone>(
     out
 }
 
+/// A value as JSON text for a column or a bound parameter (ids for
+/// `json_each`, tags, parameters).
+pub fn to_json(value: &impl serde::Serialize) -> crate::common::ServiceResult<String> {
+    serde_json::to_string(value).map_err(|e| crate::common::ServiceError::Storage(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,11 +5,11 @@
 use sqlx::{postgres::PgRow, PgPool, Postgres, QueryBuilder, Row};
 
 use super::store::{
-    from_micros, micros, new_record, next_page, to_json, ContentStep, Dataset, DatasetStore,
-    Filter, NewDataset, Page, PageKey,
+    from_micros, micros, new_record, next_page, ContentStep, Dataset, DatasetStore, Filter,
+    NewDataset, Page, PageKey,
 };
 use crate::common::{
-    storage::{in_order, sql},
+    storage::{in_order, sql, to_json},
     ServiceError, ServiceResult, StoreFuture, Timestamp,
 };
 

@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 
 use crate::common::{
-    cursor, storage::in_order, Db, ServiceError, ServiceResult, StoreFuture, Tag, Timestamp,
+    cursor,
+    storage::{in_order, to_json},
+    Db, ServiceError, ServiceResult, StoreFuture, Tag, Timestamp,
 };
 
 /// Version 1: the schema as first released (idempotent, so databases made
@@ -262,10 +264,6 @@ fn get_in(conn: &rusqlite::Connection, id: &str) -> ServiceResult<Option<Dataset
     .optional()?
     .map(RawRow::into_dataset)
     .transpose()
-}
-
-pub(super) fn to_json(value: &impl serde::Serialize) -> ServiceResult<String> {
-    serde_json::to_string(value).map_err(|e| ServiceError::Storage(e.to_string()))
 }
 
 /// `%` and `_` in the user's text match themselves.

@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Row};
 
 use crate::common::{
-    cursor, storage::in_order, Db, ServiceError, ServiceResult, StoreFuture, Timestamp,
+    cursor,
+    storage::{in_order, to_json},
+    Db, ServiceError, ServiceResult, StoreFuture, Timestamp,
 };
 
 /// Version 1: the schema as first released (idempotent, so databases made
@@ -211,6 +213,25 @@ pub(super) fn micros(t: Timestamp) -> i64 {
 
 const COLUMNS: &str = "id, pipeline_id, level, message, node, time";
 
+/// Each run's first `?3` lines at level `?2` or above, for the runs of the
+/// JSON list `?1`, in one statement: at most `?3` lines per run read
+/// through the (pipeline_id, time, id) index. A window over the runs'
+/// lines read every line of their logs; a statement per run was prepared
+/// again for each run (its plan depends on the bound id).
+static FIRST_LINES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("l.{c}")).collect();
+    format!(
+        "SELECT {} FROM json_each(?1) AS run
+         JOIN logs AS l ON l.id IN (
+           SELECT id FROM logs
+           WHERE pipeline_id = run.value AND level >= ?2
+           ORDER BY time, id LIMIT ?3
+         )
+         ORDER BY l.pipeline_id, l.time, l.id",
+        columns.join(", ")
+    )
+});
+
 type RawRow = (i64, String, i64, String, Option<String>, i64);
 
 fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
@@ -332,30 +353,11 @@ impl LogStore for SqliteLogStore {
     ) -> StoreFuture<'_, Vec<Vec<LogLine>>> {
         Box::pin(async move {
             let min_rank = min_level.map_or(0, LogLevel::rank);
-            let runs = serde_json::to_string(&distinct(&pipeline_ids))
-                .map_err(|e| ServiceError::Storage(e.to_string()))?;
-            // One statement: each run's first `limit` lines through the
-            // (pipeline_id, time, id) index. A window over the runs' lines
-            // read every line of their logs; a statement per run was
-            // prepared again for each run (its plan depends on the id).
-            let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("l.{c}")).collect();
+            let runs = to_json(&distinct(&pipeline_ids))?;
             let lines = self
                 .db
                 .call(move |conn| {
-                    query_lines(
-                        conn,
-                        &format!(
-                            "SELECT {} FROM json_each(?1) AS run
-                             JOIN logs AS l ON l.id IN (
-                               SELECT id FROM logs
-                               WHERE pipeline_id = run.value AND level >= ?2
-                               ORDER BY time, id LIMIT ?3
-                             )
-                             ORDER BY l.pipeline_id, l.time, l.id",
-                            columns.join(", ")
-                        ),
-                        params![runs, min_rank, limit as i64],
-                    )
+                    query_lines(conn, &FIRST_LINES, params![runs, min_rank, limit as i64])
                 })
                 .await?;
             Ok(group_by_run(&pipeline_ids, lines))

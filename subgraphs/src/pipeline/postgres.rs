@@ -18,7 +18,7 @@ use super::{
     },
 };
 use crate::common::{
-    storage::{in_order, sql},
+    storage::{in_order, sql, to_json},
     ServiceError, ServiceResult, StoreFuture, Timestamp,
 };
 
@@ -94,10 +94,6 @@ impl PostgresPipelineStore {
             owner: uuid::Uuid::new_v4().to_string(),
         }
     }
-}
-
-fn json<T: serde::Serialize>(v: &T) -> ServiceResult<String> {
-    serde_json::to_string(v).map_err(|e| ServiceError::Storage(e.to_string()))
 }
 
 fn read_run(row: &PgRow) -> ServiceResult<Run> {
@@ -309,9 +305,9 @@ impl PipelineStore for PostgresPipelineStore {
             .bind(&run.id)
             .bind(&run.name)
             .bind(run.status.as_str())
-            .bind(json(&run.parameters)?)
+            .bind(to_json(&run.parameters)?)
             .bind(sqlx::types::Json(&run.tags))
-            .bind(json(&run.data_catalog)?)
+            .bind(to_json(&run.data_catalog)?)
             .bind(run.created_at.to_rfc3339())
             .bind(ts_text(run.started_at))
             .bind(ts_text(run.finished_at))

@@ -15,7 +15,9 @@ use super::{
     outbox::{self, Batch, LogLine},
 };
 use crate::common::{
-    cursor, storage::in_order, Db, ServiceError, ServiceResult, StoreFuture, Tag, Timestamp,
+    cursor,
+    storage::{in_order, to_json},
+    Db, ServiceError, ServiceResult, StoreFuture, Tag, Timestamp,
 };
 
 /// The log line recovery writes for each run it fails.
@@ -299,10 +301,6 @@ fn lease_window(lease: Duration) -> (i64, i64) {
     (now, now + lease.as_micros() as i64)
 }
 
-fn json<T: serde::Serialize>(v: &T) -> ServiceResult<String> {
-    serde_json::to_string(v).map_err(|e| ServiceError::Storage(e.to_string()))
-}
-
 fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> rusqlite::Result<T> {
     serde_json::from_str(text).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(
@@ -375,9 +373,9 @@ impl PipelineStore for SqlitePipelineStore {
                     run.id,
                     run.name,
                     run.status.as_str(),
-                    json(&run.parameters)?,
-                    json(&run.tags)?,
-                    json(&run.data_catalog)?,
+                    to_json(&run.parameters)?,
+                    to_json(&run.tags)?,
+                    to_json(&run.data_catalog)?,
                     run.created_at.to_rfc3339(),
                     ts_text(run.started_at),
                     ts_text(run.finished_at),
@@ -396,8 +394,7 @@ impl PipelineStore for SqlitePipelineStore {
 
     fn get_many(&self, ids: Vec<String>) -> StoreFuture<'_, Vec<Option<Run>>> {
         Box::pin(async move {
-            let ids_json =
-                serde_json::to_string(&ids).map_err(|e| ServiceError::Storage(e.to_string()))?;
+            let ids_json = to_json(&ids)?;
             let found = self
                 .db
                 .call(move |conn| {
@@ -570,7 +567,7 @@ impl PipelineStore for SqlitePipelineStore {
         let owner = self.owner.clone();
         Box::pin(self.db.call(move |conn| {
             let (_, until) = lease_window(lease);
-            let ids_json = json(&ids)?;
+            let ids_json = to_json(&ids)?;
             let mut stmt = conn.prepare_cached(
                 "UPDATE pipelines SET lease_until = ?2
                  WHERE owner = ?1 AND status IN ('PENDING', 'RUNNING')
