@@ -12,6 +12,12 @@
 //! workload N times and leaves criterion out, for counting instructions
 //! (`scripts/bench-instructions.sh`): a count does not drift with this
 //! machine's speed, so a change of 1% shows.
+//!
+//! With `EXECUTE_COLD=MiB` as well, each subgraph answer comes after that
+//! much memory was read, as under load the gateway's data leaves the caches
+//! while the subgraphs work: it prints each workload's time per execution
+//! without those reads (quartiles of N), for changes that are about cache
+//! misses, which the instruction count does not see.
 
 mod common;
 
@@ -19,7 +25,11 @@ mod common;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use apollo_compiler::{
     ast::{Definition, Document, Selection, Value},
@@ -40,6 +50,32 @@ use stitching::{
 #[derive(Default)]
 struct Replay {
     answers: Mutex<HashMap<(SubgraphId, Vec<u8>), Bytes>>,
+    /// `EXECUTE_COLD`: memory read before each answer, and the time spent
+    /// reading it (left out of the figures).
+    cold: Option<Vec<u8>>,
+    evicting: Mutex<Duration>,
+}
+
+impl Replay {
+    fn cold(mib: usize) -> Self {
+        Replay {
+            cold: Some(vec![1; mib << 20]),
+            ..Replay::default()
+        }
+    }
+
+    /// Reads a line of each 64 bytes of the cold buffer: what the
+    /// execution had in the caches is gone after it.
+    fn evict(&self, cold: &[u8]) {
+        let started = Instant::now();
+        let sum = cold.iter().step_by(64).fold(0u8, |a, b| a.wrapping_add(*b));
+        std::hint::black_box(sum);
+        *self.evicting.lock().expect("not poisoned") += started.elapsed();
+    }
+
+    fn evicting(&self) -> Duration {
+        *self.evicting.lock().expect("not poisoned")
+    }
 }
 
 impl Transport for Replay {
@@ -50,10 +86,15 @@ impl Transport for Replay {
     ) -> BoxFuture<'a, Result<Bytes, FetchError>> {
         let body = serde_json::to_vec(&request).expect("a request serialises");
         let mut answers = self.answers.lock().expect("not poisoned");
-        let answer = answers
+        let mut answer = answers
             .entry((subgraph, body))
             .or_insert_with(|| answer(&request))
             .clone();
+        if let Some(cold) = &self.cold {
+            self.evict(cold);
+            // An answer off the socket is a new buffer, just written.
+            answer = Bytes::copy_from_slice(&answer);
+        }
         Box::pin(async move { Ok(answer) })
     }
 }
@@ -306,7 +347,10 @@ fn workload(
         variables: &variables,
         authorization: None,
     };
-    let replay = Replay::default();
+    let cold: Option<usize> = std::env::var("EXECUTE_COLD")
+        .ok()
+        .map(|m| m.parse().expect("EXECUTE_COLD is a number of MiB"));
+    let replay = cold.map_or_else(Replay::default, Replay::cold);
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a runtime");
@@ -326,10 +370,26 @@ fn workload(
     if let Ok(n) = std::env::var("EXECUTE_ITERATIONS") {
         let n: usize = n.parse().expect("EXECUTE_ITERATIONS is a number");
         let only = std::env::var("EXECUTE_ONLY").unwrap_or_default();
-        if name.contains(only.as_str()) {
-            for _ in 0..n {
-                std::hint::black_box(run());
-            }
+        if !name.contains(only.as_str()) {
+            return;
+        }
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (evicting, started) = (replay.evicting(), Instant::now());
+            std::hint::black_box(run());
+            times.push(started.elapsed() - (replay.evicting() - evicting));
+        }
+        if let Some(mib) = cold {
+            times.sort();
+            let us = |q: usize| times[(times.len() - 1) * q / 4].as_secs_f64() * 1e6;
+            let kb = first.len() as f64 / 1000.0;
+            println!(
+                "{name} ({kb:.1} KB), {mib} MiB read before each answer: {:.1} / {:.1} / {:.1} µs per execution (quartiles of {n}), {:.2} µs per KB at the median",
+                us(1),
+                us(2),
+                us(3),
+                us(2) / kb
+            );
         }
         return;
     }

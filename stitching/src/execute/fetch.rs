@@ -19,7 +19,7 @@ use apollo_compiler::{
 use serde::Serialize;
 
 use super::{
-    tree::{Alloc, Map, Value},
+    tree::{prefetch_ahead, Alloc, Map, Value},
     value::{ast_to_json, visit_parents, Places},
     BatchedOperation, FetchError, Request, SubgraphRequest, VariablesWriter,
 };
@@ -1157,7 +1157,8 @@ fn batch_keys<'h>(
     let alloc = doc.alloc;
     let path = call.batch_key();
     let mut keyed: Vec<(usize, Value<'h>)> = Vec::with_capacity(parents.len());
-    for (place, parent) in parents {
+    for (i, &(place, parent)) in parents.iter().enumerate() {
+        prefetch_ahead(|k| parents.get(k).map(|p| p.1), i);
         if !complete(parent, &node.requires) {
             continue;
         }

@@ -218,10 +218,9 @@ fn apply<'h>(
     // requests ran since: walking to each just before merging into it waits
     // for its cache misses one parent after another. Walked all at once
     // first, the walks are independent, and their misses overlap.
-    let warm = deliveries
-        .iter()
-        .fold(0, |acc, d| acc ^ places.touch(data, d.parent));
-    std::hint::black_box(warm);
+    for d in &deliveries {
+        places.prefetch(data, d.parent);
+    }
     for d in deliveries {
         let Some(obj) = places.object_mut(data, d.parent) else {
             continue;

@@ -19,7 +19,7 @@ use std::{
 
 use super::{
     error,
-    tree::{Map, Value},
+    tree::{prefetch_ahead, Map, Value},
     value::{to_error_path, PathSeg},
     Request,
 };
@@ -374,11 +374,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                     if i > 0 {
                         out.push(b',');
                     }
-                    // The next item's entries, read while this one is
-                    // written: their cache misses overlap its work.
-                    if let Some(Value::Object(next)) = items.get(i + 1) {
-                        std::hint::black_box(next.touch());
-                    }
+                    prefetch_ahead(|k| items.get(k).and_then(Value::as_object), i);
                     path.push(PathSeg::Index(i));
                     let v = match (objects, item) {
                         (Some((name, one)), Value::Object(obj)) => {
@@ -411,6 +407,9 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                             self.invalid_value(path, parent_type, &fs[0].name, "an object");
                             return null(self, path, out);
                         };
+                        // What its fields hold comes in while the first
+                        // ones are written.
+                        obj.prefetch_within();
                         // `_stitch_t` already holds the public name: merging
                         // renamed it by the subgraph that answered.
                         let runtime: &str = if !composite.is_object() {

@@ -49,6 +49,19 @@ pub(crate) enum Value<'h> {
     Object(Map<'h>),
 }
 
+/// For a pass over objects at `i` (`object(k)` is the `k`th): asks for the
+/// entries of the object two ahead and for what the next one's entries
+/// point at, so that each object's cache misses are paid while earlier
+/// ones are worked on.
+pub(crate) fn prefetch_ahead<'a, 'h: 'a>(object: impl Fn(usize) -> Option<&'a Map<'h>>, i: usize) {
+    if let Some(m) = object(i + 2) {
+        m.prefetch();
+    }
+    if let Some(m) = object(i + 1) {
+        m.prefetch_within();
+    }
+}
+
 /// The arena never runs destructors: a value must not need one, or what
 /// it owns would leak.
 const NO_DROP: () = assert!(!std::mem::needs_drop::<Value<'static>>());
@@ -271,15 +284,31 @@ impl<'h> Map<'h> {
         &self.entries[..self.len]
     }
 
-    /// Reads the first and last entries and the first key's text, changing
-    /// nothing: what a reader of this object will read first, brought into
-    /// the cache while other work goes on (see `Places::touch`).
-    pub fn touch(&self) -> usize {
+    /// Asks the cache for this object's first and last entries without
+    /// waiting for them: a prefetch is a hint, so unlike a read it never
+    /// holds up the work after it while the lines come in.
+    pub fn prefetch(&self) {
         let live = self.live();
-        let first = live.first().map_or(0, |(k, _)| {
-            k.len() ^ usize::from(k.as_bytes().first().copied().unwrap_or(0))
-        });
-        first ^ live.last().map_or(0, |(k, _)| k.len())
+        if let Some(last) = live.len().checked_sub(1) {
+            prefetch_index::prefetch_index(live, 0);
+            prefetch_index::prefetch_index(live, last);
+        }
+    }
+
+    /// Asks for what this object's entries point at: each key's text,
+    /// a string's text, the entries of an object, the first items of a
+    /// list. Reading where they are reads the entries: call it once
+    /// `prefetch` had time, or when the entries are about to be read.
+    pub fn prefetch_within(&self) {
+        for (key, value) in self.live() {
+            prefetch_index::prefetch_index(key.as_bytes(), 0);
+            match value {
+                Value::String(s) => prefetch_index::prefetch_index(s.as_bytes(), 0),
+                Value::Object(m) => m.prefetch(),
+                Value::Array(items) => prefetch_index::prefetch_index(&**items, 0),
+                _ => {}
+            }
+        }
     }
 
     fn position(&self, key: &str) -> Option<usize> {
