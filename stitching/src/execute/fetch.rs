@@ -1357,7 +1357,13 @@ impl Serialize for ArgValue<'_, '_> {
             // Written by the arena's own writer, then passed on as raw
             // JSON: serde_json's serializer cost several times as much.
             ArgValue::Keys(keys) => {
-                let mut text = Vec::with_capacity(keys.len() * 16);
+                // Keys of one batch are mostly alike (ids): the first one's
+                // size, with room for quotes and a comma, sizes the list.
+                let each = keys
+                    .first()
+                    .and_then(Value::as_str)
+                    .map_or(16, |k| k.len() + 4);
+                let mut text = Vec::with_capacity(keys.len() * each + 2);
                 Value::list_json(keys, &mut text);
                 match std::str::from_utf8(&text) {
                     Ok(text) => super::write_raw(s, text),
