@@ -227,6 +227,25 @@ pub fn in_order<T: Clone>(
     out
 }
 
+/// SQLite rows (`columns` of `table`) whose `id` is in `ids_json` (a JSON
+/// list, from `to_json`), through one cached statement whatever the number
+/// of ids; in no order (see `in_order`).
+pub fn sqlite_rows_by_ids<T>(
+    conn: &rusqlite::Connection,
+    columns: &str,
+    table: &str,
+    ids_json: String,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> ServiceResult<Vec<T>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {columns} FROM {table} WHERE id IN (SELECT value FROM json_each(?1))"
+    ))?;
+    let rows = stmt
+        .query_map([ids_json], row)?
+        .collect::<rusqlite::Result<Vec<T>>>()?;
+    Ok(rows)
+}
+
 /// A value as JSON text for a column or a bound parameter (ids for
 /// `json_each`, tags, parameters).
 pub fn to_json(value: &impl serde::Serialize) -> crate::common::ServiceResult<String> {

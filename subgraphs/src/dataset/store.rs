@@ -8,7 +8,7 @@ use rusqlite::{params, OptionalExtension, Row};
 
 use crate::common::{
     cursor,
-    storage::{in_order, to_json},
+    storage::{in_order, sqlite_rows_by_ids, to_json},
     Db, ServiceError, ServiceResult, StoreFuture, Tag, Timestamp,
 };
 
@@ -341,13 +341,8 @@ impl DatasetStore for SqliteDatasetStore {
             let found = self
                 .db
                 .call(move |conn| {
-                    let mut stmt = conn.prepare_cached(&format!(
-                        "SELECT {COLUMNS} FROM datasets WHERE id IN (SELECT value FROM json_each(?1))"
-                    ))?;
-                    let rows = stmt
-                        .query_map([ids_json], raw_row)?
-                        .collect::<rusqlite::Result<Vec<_>>>()?;
-                    rows.into_iter()
+                    sqlite_rows_by_ids(conn, COLUMNS, "datasets", ids_json, raw_row)?
+                        .into_iter()
                         .map(RawRow::into_dataset)
                         .collect::<ServiceResult<Vec<_>>>()
                 })

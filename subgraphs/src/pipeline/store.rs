@@ -16,7 +16,7 @@ use super::{
 };
 use crate::common::{
     cursor,
-    storage::{in_order, to_json},
+    storage::{in_order, sqlite_rows_by_ids, to_json},
     Db, ServiceError, ServiceResult, StoreFuture, Tag, Timestamp,
 };
 
@@ -398,14 +398,7 @@ impl PipelineStore for SqlitePipelineStore {
             let found = self
                 .db
                 .call(move |conn| {
-                    // One cached statement whatever the number of ids.
-                    let mut stmt = conn.prepare_cached(&format!(
-                        "SELECT {COLUMNS} FROM pipelines WHERE id IN (SELECT value FROM json_each(?1))"
-                    ))?;
-                    let found = stmt
-                        .query_map([ids_json], read_run)?
-                        .collect::<rusqlite::Result<Vec<Run>>>()?;
-                    Ok(found)
+                    sqlite_rows_by_ids(conn, COLUMNS, "pipelines", ids_json, read_run)
                 })
                 .await?;
             Ok(in_order(&ids, found, |r| &r.id))
