@@ -195,241 +195,327 @@ fn read_access(
 
 /// Reads a stitching document of subgraph `owner` (fields default to it).
 pub fn read_document(doc: &ast::Document, owner: &str, subgraph_names: &[&str]) -> ReadDocument {
-    let mut out = ReadDocument::default();
-    let loc = |span: Option<SourceSpan>| span.and_then(|s| location(s, &doc.sources));
-    let owner_id = subgraph_names.iter().position(|n| *n == owner).unwrap_or(0);
+    let mut reader = Reader {
+        sources: &doc.sources,
+        owner,
+        owner_id: subgraph_names.iter().position(|n| *n == owner).unwrap_or(0),
+        subgraph_names,
+        out: ReadDocument::default(),
+    };
     for def in &doc.definitions {
-        let (type_name, fields, is_new) = match def {
+        reader.definition(def);
+    }
+    reader.out
+}
+
+/// One stitching document being read: what it contributes so far.
+struct Reader<'d> {
+    sources: &'d SourceMap,
+    owner: &'d str,
+    owner_id: SubgraphId,
+    subgraph_names: &'d [&'d str],
+    out: ReadDocument,
+}
+
+/// Where a field of stitching SDL comes from, as its directives say.
+struct FieldSource {
+    subgraph: SubgraphId,
+    /// `@delegate`'s path, `batch:` and where it was written.
+    delegate: Option<(String, bool, Option<SourceSpan>)>,
+    /// Every directive was well formed.
+    ok: bool,
+}
+
+impl Reader<'_> {
+    fn loc(&self, span: Option<SourceSpan>) -> Option<String> {
+        span.and_then(|s| location(s, self.sources))
+    }
+
+    fn error(&mut self, kind: K, span: Option<SourceSpan>, message: String) {
+        let at = self.loc(span);
+        self.out.errors.push(BuildError::new(kind, at, message));
+    }
+
+    /// One definition: an extended or new object type's fields, or a new
+    /// scalar, enum or input type as it is.
+    fn definition(&mut self, def: &Definition) {
+        match def {
             Definition::ObjectTypeExtension(e) => {
-                read_access(e.name.to_string(), &e.directives, &doc.sources, &mut out);
+                read_access(
+                    e.name.to_string(),
+                    &e.directives,
+                    self.sources,
+                    &mut self.out,
+                );
                 read_entity(
                     &e.name,
                     &e.directives,
-                    owner_id,
-                    subgraph_names,
-                    &doc.sources,
-                    &mut out,
+                    self.owner_id,
+                    self.subgraph_names,
+                    self.sources,
+                    &mut self.out,
                 );
-                (e.name.clone(), &e.fields, false)
+                self.fields(&e.name, &e.fields, false);
             }
             Definition::ObjectTypeDefinition(d) => {
-                read_access(d.name.to_string(), &d.directives, &doc.sources, &mut out);
-                (d.name.clone(), &d.fields, true)
-            }
-            Definition::ScalarTypeDefinition(d) => {
-                out.new_types
-                    .push(ExtendedType::Scalar(Node::new(ScalarType {
+                read_access(
+                    d.name.to_string(),
+                    &d.directives,
+                    self.sources,
+                    &mut self.out,
+                );
+                let local_fields = self.fields(&d.name, &d.fields, true);
+                self.out
+                    .new_types
+                    .push(ExtendedType::Object(Node::new(ObjectType {
                         description: d.description.clone(),
                         name: d.name.clone(),
+                        implements_interfaces: Default::default(),
                         directives: Default::default(),
-                    })));
-                continue;
-            }
-            Definition::EnumTypeDefinition(d) => {
-                out.new_types.push(ExtendedType::Enum(Node::new(EnumType {
-                    description: d.description.clone(),
-                    name: d.name.clone(),
-                    directives: Default::default(),
-                    values: d
-                        .values
-                        .iter()
-                        .map(|v| (v.value.clone(), Component::new(v.as_ref().clone())))
-                        .collect(),
-                })));
-                continue;
-            }
-            Definition::InputObjectTypeDefinition(d) => {
-                out.new_types
-                    .push(ExtendedType::InputObject(Node::new(InputObjectType {
-                        description: d.description.clone(),
-                        name: d.name.clone(),
-                        directives: Default::default(),
-                        fields: d
-                            .fields
-                            .iter()
+                        fields: local_fields
+                            .into_iter()
                             .map(|f| (f.name.clone(), Component::new(f.as_ref().clone())))
                             .collect(),
                     })));
-                continue;
             }
             other => {
-                out.errors.push(BuildError::new(
-                    K::StitchingSdl,
-                    loc(other.location()),
-                    format!(
-                        "subgraph `{owner}`: stitching SDL may hold `extend type`, `type`, `enum`, `input` and `scalar` definitions, not this one"
-                    ),
-                ));
-                continue;
+                if let Some(ty) = new_type(other) {
+                    self.out.new_types.push(ty);
+                } else {
+                    let owner = self.owner;
+                    self.error(
+                        K::StitchingSdl,
+                        other.location(),
+                        format!(
+                            "subgraph `{owner}`: stitching SDL may hold `extend type`, `type`, `enum`, `input` and `scalar` definitions, not this one"
+                        ),
+                    );
+                }
             }
-        };
+        }
+    }
+
+    /// The fields of type `type_name`: delegated ones are kept as stitched
+    /// fields; the others are returned, the fields of a new type (`is_new`).
+    fn fields(
+        &mut self,
+        type_name: &Name,
+        fields: &[Node<ast::FieldDefinition>],
+        is_new: bool,
+    ) -> Vec<Node<ast::FieldDefinition>> {
         let mut local_fields = Vec::new();
         for field in fields {
             let guarded = read_access(
                 format!("{type_name}.{}", field.name),
                 &field.directives,
-                &doc.sources,
-                &mut out,
+                self.sources,
+                &mut self.out,
             );
-            let mut subgraph = owner_id;
-            let mut delegate: Option<(String, bool, Option<SourceSpan>)> = None;
-            let mut ok = true;
-            for d in field.directives.iter() {
-                match d.name.as_str() {
-                    "schema" => match string_arg(d, "name") {
-                        Some(Ok(name)) => match subgraph_names.iter().position(|n| *n == name) {
-                            Some(id) => subgraph = id,
-                            None => {
-                                ok = false;
-                                out.errors.push(BuildError::new(
-                                    K::StitchingSdl,
-                                    loc(d.location()),
-                                    format!(
-                                        "`{type_name}.{}`: @schema(name: \"{name}\") names no configured subgraph; known: {}",
-                                        field.name,
-                                        subgraph_names.join(", ")
-                                    ),
-                                ));
-                            }
-                        },
-                        _ => {
-                            ok = false;
-                            out.errors.push(BuildError::new(
-                                K::StitchingSdl,
-                                loc(d.location()),
-                                format!(
-                                    "`{type_name}.{}`: @schema needs `name: \"SUBGRAPH\"`",
-                                    field.name
-                                ),
-                            ));
-                        }
-                    },
-                    "delegate" => {
-                        let path = match string_arg(d, "path") {
-                            Some(Ok(p)) => p,
-                            None => field.name.to_string(),
-                            Some(Err(())) => {
-                                ok = false;
-                                out.errors.push(BuildError::new(
-                                    K::StitchingSdl,
-                                    loc(d.location()),
-                                    format!(
-                                        "`{type_name}.{}`: @delegate(path:) must be a string",
-                                        field.name
-                                    ),
-                                ));
-                                continue;
-                            }
-                        };
-                        let batch = d
-                            .arguments
-                            .iter()
-                            .find(|a| a.name == "batch")
-                            .map(|a| a.value.as_ref().clone());
-                        let batch = match batch {
-                            None => false,
-                            Some(ast::Value::Boolean(b)) => b,
-                            Some(_) => {
-                                ok = false;
-                                out.errors.push(BuildError::new(
-                                    K::StitchingSdl,
-                                    loc(d.location()),
-                                    format!(
-                                        "`{type_name}.{}`: @delegate(batch:) must be true or false",
-                                        field.name
-                                    ),
-                                ));
-                                false
-                            }
-                        };
-                        if let Some(a) = d
-                            .arguments
-                            .iter()
-                            .find(|a| !matches!(a.name.as_str(), "path" | "batch" | "schema"))
-                        {
-                            ok = false;
-                            out.errors.push(BuildError::new(
-                                K::StitchingSdl,
-                                loc(a.location()),
-                                format!("`{type_name}.{}`: @delegate has no argument `{}`; it takes `path` and `batch`", field.name, a.name),
-                            ));
-                        }
-                        if let Some(Ok(name)) = string_arg(d, "schema") {
-                            match subgraph_names.iter().position(|n| *n == name) {
-                                Some(id) => subgraph = id,
-                                None => {
-                                    ok = false;
-                                    out.errors.push(BuildError::new(
-                                        K::StitchingSdl,
-                                        loc(d.location()),
-                                        format!("`{type_name}.{}`: @delegate(schema: \"{name}\") names no configured subgraph", field.name),
-                                    ));
-                                }
-                            }
-                        }
-                        delegate = Some((path, batch, d.location()));
-                    }
-                    _ => {}
-                }
-            }
-            let mut definition = field.as_ref().clone();
-            definition.directives.0.retain(|d| {
-                !matches!(
-                    d.name.as_str(),
-                    "schema" | "delegate" | "authenticated" | "requiresScopes"
-                )
-            });
-            let definition = match field.location() {
-                Some(span) => Node::new_parsed(definition, span),
-                None => Node::new(definition),
-            };
-            match delegate {
+            let source = self.field_source(type_name, field);
+            let definition = public_definition(field);
+            match source.delegate {
                 Some((path_text, batch, span)) => match path::parse_path(&path_text) {
-                    Ok(p) if ok => out.fields.push(StitchedField {
-                        type_name: type_name.clone(),
-                        definition,
-                        subgraph,
-                        path: p,
-                        path_text,
-                        batch,
-                        location: loc(span).or_else(|| loc(field.location())),
-                    }),
+                    Ok(p) if source.ok => {
+                        let location = self.loc(span).or_else(|| self.loc(field.location()));
+                        self.out.fields.push(StitchedField {
+                            type_name: type_name.clone(),
+                            definition,
+                            subgraph: source.subgraph,
+                            path: p,
+                            path_text,
+                            batch,
+                            location,
+                        })
+                    }
                     Ok(_) => {}
-                    Err(e) => out.errors.push(BuildError::new(
+                    Err(e) => self.error(
                         K::DelegatePath,
-                        loc(span),
+                        span,
                         format!("`{type_name}.{}` @delegate(path: \"{path_text}\"): {e}", field.name),
-                    )),
+                    ),
                 },
                 None if is_new => local_fields.push(definition),
                 // Only access rules for a field the subgraphs already serve.
                 None if guarded => {}
-                None => out.errors.push(BuildError::new(
+                None => self.error(
                     K::StitchingSdl,
-                    loc(field.location()),
+                    field.location(),
                     format!(
                         "`{type_name}.{}` is added without @delegate: say where it comes from, e.g. @delegate(path: \"someField(id: $fields:id)\")",
                         field.name
                     ),
-                )),
+                ),
             }
         }
-        if is_new {
-            let Definition::ObjectTypeDefinition(d) = def else {
-                continue;
-            };
-            out.new_types
-                .push(ExtendedType::Object(Node::new(ObjectType {
-                    description: d.description.clone(),
-                    name: d.name.clone(),
-                    implements_interfaces: Default::default(),
-                    directives: Default::default(),
-                    fields: local_fields
-                        .into_iter()
-                        .map(|f| (f.name.clone(), Component::new(f.as_ref().clone())))
-                        .collect(),
-                })));
+        local_fields
+    }
+
+    /// A field's `@schema` and `@delegate`, every mistake in them reported.
+    fn field_source(&mut self, type_name: &Name, field: &ast::FieldDefinition) -> FieldSource {
+        let mut source = FieldSource {
+            subgraph: self.owner_id,
+            delegate: None,
+            ok: true,
+        };
+        for d in field.directives.iter() {
+            match d.name.as_str() {
+                "schema" => self.schema_directive(type_name, field, d, &mut source),
+                "delegate" => self.delegate_directive(type_name, field, d, &mut source),
+                _ => {}
+            }
+        }
+        source
+    }
+
+    fn schema_directive(
+        &mut self,
+        type_name: &Name,
+        field: &ast::FieldDefinition,
+        d: &Node<ast::Directive>,
+        source: &mut FieldSource,
+    ) {
+        match string_arg(d, "name") {
+            Some(Ok(name)) => match self.subgraph_names.iter().position(|n| *n == name) {
+                Some(id) => source.subgraph = id,
+                None => {
+                    source.ok = false;
+                    let known = self.subgraph_names.join(", ");
+                    self.error(
+                        K::StitchingSdl,
+                        d.location(),
+                        format!(
+                            "`{type_name}.{}`: @schema(name: \"{name}\") names no configured subgraph; known: {known}",
+                            field.name
+                        ),
+                    );
+                }
+            },
+            _ => {
+                source.ok = false;
+                self.error(
+                    K::StitchingSdl,
+                    d.location(),
+                    format!(
+                        "`{type_name}.{}`: @schema needs `name: \"SUBGRAPH\"`",
+                        field.name
+                    ),
+                );
+            }
         }
     }
-    out
+
+    fn delegate_directive(
+        &mut self,
+        type_name: &Name,
+        field: &ast::FieldDefinition,
+        d: &Node<ast::Directive>,
+        source: &mut FieldSource,
+    ) {
+        let field_name = &field.name;
+        let path = match string_arg(d, "path") {
+            Some(Ok(p)) => p,
+            None => field_name.to_string(),
+            Some(Err(())) => {
+                source.ok = false;
+                return self.error(
+                    K::StitchingSdl,
+                    d.location(),
+                    format!("`{type_name}.{field_name}`: @delegate(path:) must be a string"),
+                );
+            }
+        };
+        let batch = match d
+            .arguments
+            .iter()
+            .find(|a| a.name == "batch")
+            .map(|a| a.value.as_ref())
+        {
+            None => false,
+            Some(ast::Value::Boolean(b)) => *b,
+            Some(_) => {
+                source.ok = false;
+                self.error(
+                    K::StitchingSdl,
+                    d.location(),
+                    format!("`{type_name}.{field_name}`: @delegate(batch:) must be true or false"),
+                );
+                false
+            }
+        };
+        if let Some(a) = d
+            .arguments
+            .iter()
+            .find(|a| !matches!(a.name.as_str(), "path" | "batch" | "schema"))
+        {
+            source.ok = false;
+            self.error(
+                K::StitchingSdl,
+                a.location(),
+                format!("`{type_name}.{field_name}`: @delegate has no argument `{}`; it takes `path` and `batch`", a.name),
+            );
+        }
+        if let Some(Ok(name)) = string_arg(d, "schema") {
+            match self.subgraph_names.iter().position(|n| *n == name) {
+                Some(id) => source.subgraph = id,
+                None => {
+                    source.ok = false;
+                    self.error(
+                        K::StitchingSdl,
+                        d.location(),
+                        format!("`{type_name}.{field_name}`: @delegate(schema: \"{name}\") names no configured subgraph"),
+                    );
+                }
+            }
+        }
+        source.delegate = Some((path, batch, d.location()));
+    }
+}
+
+/// A field as clients see it: stitching and access directives removed.
+fn public_definition(field: &Node<ast::FieldDefinition>) -> Node<ast::FieldDefinition> {
+    let mut definition = field.as_ref().clone();
+    definition.directives.0.retain(|d| {
+        !matches!(
+            d.name.as_str(),
+            "schema" | "delegate" | "authenticated" | "requiresScopes"
+        )
+    });
+    match field.location() {
+        Some(span) => Node::new_parsed(definition, span),
+        None => Node::new(definition),
+    }
+}
+
+/// A scalar, enum or input type that stitching SDL adds, as it is.
+fn new_type(def: &Definition) -> Option<ExtendedType> {
+    Some(match def {
+        Definition::ScalarTypeDefinition(d) => ExtendedType::Scalar(Node::new(ScalarType {
+            description: d.description.clone(),
+            name: d.name.clone(),
+            directives: Default::default(),
+        })),
+        Definition::EnumTypeDefinition(d) => ExtendedType::Enum(Node::new(EnumType {
+            description: d.description.clone(),
+            name: d.name.clone(),
+            directives: Default::default(),
+            values: d
+                .values
+                .iter()
+                .map(|v| (v.value.clone(), Component::new(v.as_ref().clone())))
+                .collect(),
+        })),
+        Definition::InputObjectTypeDefinition(d) => {
+            ExtendedType::InputObject(Node::new(InputObjectType {
+                description: d.description.clone(),
+                name: d.name.clone(),
+                directives: Default::default(),
+                fields: d
+                    .fields
+                    .iter()
+                    .map(|f| (f.name.clone(), Component::new(f.as_ref().clone())))
+                    .collect(),
+            }))
+        }
+        _ => return None,
+    })
 }
