@@ -252,22 +252,7 @@ pub(super) fn check_delegation(
     let n = d.path.len();
     for (i, seg) in d.path.iter().enumerate() {
         let Ok(remote) = sg.schema.type_field(&current, &seg.name) else {
-            let known: Vec<&str> = sg
-                .schema
-                .types
-                .get(&current)
-                .map(|t| match t {
-                    ExtendedType::Object(o) => o.fields.keys().map(|k| k.as_str()).collect(),
-                    ExtendedType::Interface(o) => o.fields.keys().map(|k| k.as_str()).collect(),
-                    _ => Vec::new(),
-                })
-                .unwrap_or_default();
-            ctx.problems.push(format!(
-                "subgraph `{}` has no field `{current}.{}` (it has: {})",
-                sg.name,
-                seg.name,
-                known.join(", ")
-            ));
+            ctx.no_such_field(&current, &seg.name);
             return Err(ctx.problems);
         };
         d.argument_types.push(
@@ -278,79 +263,130 @@ pub(super) fn check_delegation(
                 .collect(),
         );
         let is_last = i + 1 == n;
+        let at = format!("{current}.{}", seg.name);
         match &seg.arguments {
-            None if is_last => {
-                for arg in &field.arguments {
-                    if !remote.arguments.iter().any(|a| a.name == arg.name) {
-                        ctx.problems.push(format!(
-                            "argument `{}` would pass through to `{current}.{}`, which has no such argument; give the arguments in the path",
-                            arg.name, seg.name
-                        ));
-                    }
-                }
-                for ra in &remote.arguments {
-                    if ra.ty.is_non_null()
-                        && ra.default_value.is_none()
-                        && !field.arguments.iter().any(|a| a.name == ra.name)
-                    {
-                        ctx.problems.push(format!(
-                            "`{current}.{}` requires argument `{}`, which the path does not give",
-                            seg.name, ra.name
-                        ));
-                    }
-                }
-            }
+            None if is_last => ctx.check_passed_through(&at, remote),
             args => {
                 let args = args.as_deref().unwrap_or(&[]);
-                for (name, value) in args {
-                    match remote.arguments.iter().find(|a| a.name == name.as_str()) {
-                        Some(ra) => {
-                            let at = format!("argument `{name}` of `{current}.{}`", seg.name);
-                            if d.batch && is_last && matches!(value, PathValue::Field(_)) {
-                                // The list argument receives every parent's key.
-                                match list_item(&ra.ty) {
-                                    Some(item) => {
-                                        let item = item.clone();
-                                        ctx.check_value(value, &item, &at);
-                                    }
-                                    None => ctx.problems.push(format!(
-                                        "batch: true needs {at} to be a list, but it is `{}`",
-                                        ra.ty
-                                    )),
-                                }
-                            } else {
-                                ctx.check_value(value, &ra.ty, &at);
-                            }
-                        }
-                        None => ctx.problems.push(format!(
-                            "`{current}.{}` has no argument `{name}` (it has: {})",
-                            seg.name,
-                            remote
-                                .arguments
-                                .iter()
-                                .map(|a| a.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )),
-                    }
-                }
-                for ra in &remote.arguments {
-                    if ra.ty.is_non_null()
-                        && ra.default_value.is_none()
-                        && !args.iter().any(|(a, _)| a == ra.name.as_str())
-                    {
-                        ctx.problems.push(format!(
-                            "`{current}.{}` requires argument `{}`, which the path does not give",
-                            seg.name, ra.name
-                        ));
-                    }
-                }
+                ctx.check_path_arguments(&at, remote, args, d.batch && is_last);
             }
         }
         current = remote.ty.inner_named_type().clone();
         last_ty = Some(remote.ty.clone());
     }
     if d.batch {
+        ctx.check_batch_reference(d);
+    }
+    if let Some(remote_ty) = last_ty {
+        ctx.check_result(&remote_ty, d.batch);
+    }
+    d.requires = ctx.requires;
+    if ctx.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ctx.problems)
+    }
+}
+
+/// The stages of `check_delegation`, each adding what it finds to `problems`.
+impl Ctx<'_> {
+    /// A segment names no field of `current`: say which fields it has.
+    fn no_such_field(&mut self, current: &Name, name: &str) {
+        let known: Vec<&str> = self
+            .sg
+            .schema
+            .types
+            .get(current)
+            .map(|t| match t {
+                ExtendedType::Object(o) => o.fields.keys().map(|k| k.as_str()).collect(),
+                ExtendedType::Interface(o) => o.fields.keys().map(|k| k.as_str()).collect(),
+                _ => Vec::new(),
+            })
+            .unwrap_or_default();
+        self.problems.push(format!(
+            "subgraph `{}` has no field `{current}.{name}` (it has: {})",
+            self.sg.name,
+            known.join(", ")
+        ));
+    }
+
+    /// A last segment without arguments: the field's own arguments pass
+    /// through to remote field `at`, so it must take each of them.
+    fn check_passed_through(&mut self, at: &str, remote: &FieldDefinition) {
+        let field = self.field;
+        for arg in &field.arguments {
+            if !remote.arguments.iter().any(|a| a.name == arg.name) {
+                self.problems.push(format!(
+                    "argument `{}` would pass through to `{at}`, which has no such argument; give the arguments in the path",
+                    arg.name
+                ));
+            }
+        }
+        self.check_required(at, remote, |name| {
+            field.arguments.iter().any(|a| a.name == name)
+        });
+    }
+
+    /// The arguments a segment gives remote field `at`: each one it has,
+    /// of its type; with `batch_list`, the `$fields:` one is its list.
+    fn check_path_arguments(
+        &mut self,
+        at: &str,
+        remote: &FieldDefinition,
+        args: &[(String, PathValue)],
+        batch_list: bool,
+    ) {
+        for (name, value) in args {
+            let Some(ra) = remote.arguments.iter().find(|a| a.name == name.as_str()) else {
+                self.problems.push(format!(
+                    "`{at}` has no argument `{name}` (it has: {})",
+                    remote
+                        .arguments
+                        .iter()
+                        .map(|a| a.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                continue;
+            };
+            let at = format!("argument `{name}` of `{at}`");
+            if batch_list && matches!(value, PathValue::Field(_)) {
+                // The list argument receives every parent's key.
+                match list_item(&ra.ty) {
+                    Some(item) => {
+                        let item = item.clone();
+                        self.check_value(value, &item, &at);
+                    }
+                    None => self.problems.push(format!(
+                        "batch: true needs {at} to be a list, but it is `{}`",
+                        ra.ty
+                    )),
+                }
+            } else {
+                self.check_value(value, &ra.ty, &at);
+            }
+        }
+        self.check_required(at, remote, |name| {
+            args.iter().any(|(a, _)| a.as_str() == name)
+        });
+    }
+
+    /// Every non-null argument of remote field `at` without a default is
+    /// `given`.
+    fn check_required(&mut self, at: &str, remote: &FieldDefinition, given: impl Fn(&str) -> bool) {
+        for ra in &remote.arguments {
+            if ra.ty.is_non_null() && ra.default_value.is_none() && !given(ra.name.as_str()) {
+                self.problems.push(format!(
+                    "`{at}` requires argument `{}`, which the path does not give",
+                    ra.name
+                ));
+            }
+        }
+    }
+
+    /// A batched path has one `$fields:` reference, a whole list argument
+    /// of its last segment: it is where the parents' keys go.
+    fn check_batch_reference(&mut self, d: &Call) {
         let last = d.path.last().and_then(|s| s.arguments.as_ref());
         let direct = last
             .map(|args| {
@@ -370,34 +406,31 @@ pub(super) fn check_delegation(
             }
         }
         if direct != 1 || all_fields != 1 {
-            ctx.problems.push(
+            self.problems.push(
                 "batch: true needs exactly one `$fields:` reference, standing as a whole list argument of the last segment, e.g. `datasetsByIds(ids: $fields:datasetId)`".into(),
             );
         }
     }
-    if let Some(remote_ty) = last_ty {
-        let remote_named = sg.public_type(remote_ty.inner_named_type());
+
+    /// The path ends at the field's type, one item per key when batched.
+    fn check_result(&mut self, remote_ty: &Type, batch: bool) {
+        let (type_name, field) = (self.type_name, self.field);
+        let remote_named = self.sg.public_type(remote_ty.inner_named_type());
         let public_named = field.ty.inner_named_type().as_str();
         if remote_named != public_named {
-            ctx.problems.push(format!(
+            self.problems.push(format!(
                 "the path ends at a field of type `{remote_ty}`, but `{type_name}.{}` is `{}`",
                 field.name, field.ty
             ));
-        } else if !d.batch && depth(&remote_ty) != depth(&field.ty) {
-            ctx.problems.push(format!(
+        } else if !batch && depth(remote_ty) != depth(&field.ty) {
+            self.problems.push(format!(
                 "the path ends at `{remote_ty}` but `{type_name}.{}` is `{}`: list depths differ",
                 field.name, field.ty
             ));
-        } else if d.batch && depth(&remote_ty) == 0 {
-            ctx.problems.push(format!(
+        } else if batch && depth(remote_ty) == 0 {
+            self.problems.push(format!(
                 "batch: true needs the path to end at a list (one result per key), but it ends at `{remote_ty}`"
             ));
         }
-    }
-    d.requires = ctx.requires;
-    if ctx.problems.is_empty() {
-        Ok(())
-    } else {
-        Err(ctx.problems)
     }
 }
