@@ -548,11 +548,58 @@ fn check(loaded: &LoadedConfig, text: &str, file: &str) -> Result<(), GatewayErr
     }
     let mut names = Vec::new();
     for (i, s) in c.subgraphs.iter().enumerate() {
-        let at = |key: &str| {
-            line_of(text, i, key)
-                .map(|l| format!("{file}:{l}: "))
-                .unwrap_or_else(|| format!("{file}: "))
+        let entry = SubgraphEntry {
+            s,
+            index: i,
+            text,
+            file,
         };
+        if names.contains(&s.name) {
+            problems.push(entry.problem("name", " is configured twice"));
+        }
+        names.push(s.name.clone());
+        entry.check_name_and_urls(&mut problems);
+        entry.check_sources(loaded, &mut problems);
+        entry.check_limits(&mut problems);
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(GatewayError::Config {
+            file: file.to_string(),
+            message: problems.join("\n  "),
+        })
+    }
+}
+
+/// One `[[subgraphs]]` entry being checked, and where its keys are in the
+/// file, so that each problem names its line.
+struct SubgraphEntry<'a> {
+    s: &'a SubgraphConfig,
+    index: usize,
+    text: &'a str,
+    file: &'a str,
+}
+
+fn is_http(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+}
+
+impl SubgraphEntry<'_> {
+    /// `file:line: ` of `key` in this entry (`file: ` if it is not written).
+    fn at(&self, key: &str) -> String {
+        line_of(self.text, self.index, key)
+            .map(|l| format!("{}:{l}: ", self.file))
+            .unwrap_or_else(|| format!("{}: ", self.file))
+    }
+
+    /// ``file:line: subgraph `name`{what}``, at the line of `key`.
+    fn problem(&self, key: &str, what: &str) -> String {
+        format!("{}subgraph `{}`{what}", self.at(key), self.s.name)
+    }
+
+    fn check_name_and_urls(&self, problems: &mut Vec<String>) {
+        let s = self.s;
         if s.name.is_empty()
             || !s
                 .name
@@ -561,89 +608,50 @@ fn check(loaded: &LoadedConfig, text: &str, file: &str) -> Result<(), GatewayErr
         {
             problems.push(format!(
                 "{}subgraph name `{}` must be letters, digits, `_` or `-`",
-                at("name"),
+                self.at("name"),
                 s.name
             ));
         }
-        if names.contains(&s.name) {
-            problems.push(format!(
-                "{}subgraph `{}` is configured twice",
-                at("name"),
-                s.name
+        if !is_http(&s.url) {
+            problems.push(self.problem(
+                "url",
+                &format!(": url = \"{}\" is not an http(s) URL", s.url),
             ));
         }
-        names.push(s.name.clone());
-        match url::Url::parse(&s.url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            _ => problems.push(format!(
-                "{}subgraph `{}`: url = \"{}\" is not an http(s) URL",
-                at("url"),
-                s.name,
-                s.url
-            )),
+        for r in s.replicas.iter().filter(|r| !is_http(r)) {
+            problems.push(self.problem(
+                "replicas",
+                &format!(": replicas entry \"{r}\" is not an http(s) URL"),
+            ));
         }
-        for r in &s.replicas {
-            if !url::Url::parse(r).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
-                problems.push(format!(
-                    "{}subgraph `{}`: replicas entry \"{r}\" is not an http(s) URL",
-                    at("replicas"),
-                    s.name
-                ));
-            }
+        let ws = s.ws_url();
+        if !url::Url::parse(&ws).is_ok_and(|u| matches!(u.scheme(), "ws" | "wss")) {
+            problems
+                .push(self.problem("ws_url", &format!(": ws_url = \"{ws}\" is not a ws(s) URL")));
         }
-        match url::Url::parse(&s.ws_url()) {
-            Ok(u) if matches!(u.scheme(), "ws" | "wss") => {}
-            _ => problems.push(format!(
-                "{}subgraph `{}`: ws_url = \"{}\" is not a ws(s) URL",
-                at("ws_url"),
-                s.name,
-                s.ws_url()
-            )),
-        }
+    }
+
+    /// Where the subgraph's schema and stitching SDL come from.
+    fn check_sources(&self, loaded: &LoadedConfig, problems: &mut Vec<String>) {
+        let s = self.s;
         if let Some(u) = &s.schema_url {
-            if !url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
-                problems.push(format!(
-                    "{}subgraph `{}`: schema_url = \"{u}\" is not an http(s) URL",
-                    at("schema_url"),
-                    s.name
+            if !is_http(u) {
+                problems.push(self.problem(
+                    "schema_url",
+                    &format!(": schema_url = \"{u}\" is not an http(s) URL"),
                 ));
             }
             if s.schema_file.is_some() {
-                problems.push(format!(
-                    "{}subgraph `{}`: set `schema_file` or `schema_url`, not both",
-                    at("schema_url"),
-                    s.name
+                problems.push(self.problem(
+                    "schema_url",
+                    ": set `schema_file` or `schema_url`, not both",
                 ));
             }
         }
         if s.dialect == Dialect::Composite && s.schema_file.is_none() && s.schema_url.is_none() {
-            problems.push(format!(
-                "{}subgraph `{}`: a composite subgraph needs its source schema: set `schema_file` or `schema_url` (introspection does not carry @lookup/@key)",
-                at("dialect"),
-                s.name
-            ));
-        }
-        if s.timeout_ms == 0 {
-            problems.push(format!(
-                "{}subgraph `{}`: timeout_ms must be above 0",
-                at("timeout_ms"),
-                s.name
-            ));
-        }
-        let b = &s.breaker;
-        if !(b.failure_rate > 0.0 && b.failure_rate <= 1.0) || b.window_secs == 0 {
-            problems.push(format!(
-                "{}subgraph `{}`: [subgraphs.breaker] needs 0 < failure_rate <= 1 and window_secs above 0",
-                at("failure_rate"),
-                s.name
-            ));
-        }
-        if s.retry.max_attempts == 0 || s.retry.budget_ratio.is_nan() || s.retry.budget_ratio < 0.0
-        {
-            problems.push(format!(
-                "{}subgraph `{}`: [subgraphs.retry] max_attempts must be at least 1 (1: no retries) and budget_ratio at least 0",
-                at("max_attempts"),
-                s.name
+            problems.push(self.problem(
+                "dialect",
+                ": a composite subgraph needs its source schema: set `schema_file` or `schema_url` (introspection does not carry @lookup/@key)",
             ));
         }
         for f in s.schema_file.iter().chain(s.stitching_files.iter()) {
@@ -654,31 +662,41 @@ fn check(loaded: &LoadedConfig, text: &str, file: &str) -> Result<(), GatewayErr
                 } else {
                     "stitching_files"
                 };
-                problems.push(format!(
-                    "{}subgraph `{}`: {key}: file {} does not exist",
-                    at(key),
-                    s.name,
-                    p.display()
-                ));
-            }
-        }
-        for h in s.propagate_headers.iter().chain(s.headers.keys()) {
-            if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                problems.push(format!(
-                    "{}subgraph `{}`: `{h}` is not a valid header name",
-                    at("headers"),
-                    s.name
+                problems.push(self.problem(
+                    key,
+                    &format!(": {key}: file {} does not exist", p.display()),
                 ));
             }
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(GatewayError::Config {
-            file: file.to_string(),
-            message: problems.join("\n  "),
-        })
+
+    /// Timeouts, breaker, retries and headers.
+    fn check_limits(&self, problems: &mut Vec<String>) {
+        let s = self.s;
+        if s.timeout_ms == 0 {
+            problems.push(self.problem("timeout_ms", ": timeout_ms must be above 0"));
+        }
+        let b = &s.breaker;
+        if !(b.failure_rate > 0.0 && b.failure_rate <= 1.0) || b.window_secs == 0 {
+            problems.push(self.problem(
+                "failure_rate",
+                ": [subgraphs.breaker] needs 0 < failure_rate <= 1 and window_secs above 0",
+            ));
+        }
+        if s.retry.max_attempts == 0 || s.retry.budget_ratio.is_nan() || s.retry.budget_ratio < 0.0
+        {
+            problems.push(self.problem(
+                "max_attempts",
+                ": [subgraphs.retry] max_attempts must be at least 1 (1: no retries) and budget_ratio at least 0",
+            ));
+        }
+        let named = (s.propagate_headers.iter().map(|h| ("propagate_headers", h)))
+            .chain(s.headers.keys().map(|h| ("headers", h)));
+        for (key, h) in named {
+            if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                problems.push(self.problem(key, &format!(": `{h}` is not a valid header name")));
+            }
+        }
     }
 }
 
@@ -722,5 +740,36 @@ mod tests {
             m.contains("c.toml:4: subgraph `a`: schema_file: file ./nope.graphql does not exist"),
             "{m}"
         );
+    }
+
+    /// Every problem of every `[[subgraphs]]` entry is reported at once,
+    /// each at the line of its key.
+    #[test]
+    fn every_problem_of_a_subgraph_entry_is_told_at_its_line() {
+        let text = "[[subgraphs]]\nname = \"a b\"\nurl = \"http://x\"\n\
+            [[subgraphs]]\nname = \"c\"\nurl = \"http://x\"\n\
+            [[subgraphs]]\nname = \"c\"\nurl = \"http://x\"\nreplicas = [\"udp://y\"]\n\
+            ws_url = \"http://x\"\nschema_url = \"file:///s\"\nschema_file = \"s.graphql\"\n\
+            timeout_ms = 0\npropagate_headers = [\"bad header\"]\n\
+            [[subgraphs]]\nname = \"d\"\nurl = \"http://x\"\ndialect = \"composite\"\n\
+            [subgraphs.breaker]\nfailure_rate = 2.0\n[subgraphs.retry]\nmax_attempts = 0\n";
+        let m = parse(text, "c.toml", ".".into(), None)
+            .unwrap_err()
+            .to_string();
+        for expected in [
+            "c.toml:2: subgraph name `a b` must be letters, digits, `_` or `-`",
+            "c.toml:8: subgraph `c` is configured twice",
+            "c.toml:10: subgraph `c`: replicas entry \"udp://y\" is not an http(s) URL",
+            "c.toml:11: subgraph `c`: ws_url = \"http://x\" is not a ws(s) URL",
+            "c.toml:12: subgraph `c`: schema_url = \"file:///s\" is not an http(s) URL",
+            "c.toml:12: subgraph `c`: set `schema_file` or `schema_url`, not both",
+            "c.toml:14: subgraph `c`: timeout_ms must be above 0",
+            "c.toml:15: subgraph `c`: `bad header` is not a valid header name",
+            "c.toml:19: subgraph `d`: a composite subgraph needs its source schema",
+            "c.toml:21: subgraph `d`: [subgraphs.breaker] needs 0 < failure_rate <= 1",
+            "c.toml:23: subgraph `d`: [subgraphs.retry] max_attempts must be at least 1",
+        ] {
+            assert!(m.contains(expected), "{expected}\nnot in\n{m}");
+        }
     }
 }
