@@ -185,6 +185,110 @@ pub enum Outcome {
     Executed(Response, apollo_compiler::ast::OperationType),
 }
 
+/// The client of one configured subgraph: its URL, headers, policy and routes.
+fn subgraph_client(
+    config: &LoadedConfig,
+    s: &SubgraphConfig,
+    forwarded: &[HeaderName],
+    metrics: &Metrics,
+    upstream: &Arc<Upstream>,
+    http: &reqwest::Client,
+) -> Result<SubgraphClient, GatewayError> {
+    let url = reqwest::Url::parse(&s.url).map_err(|e| GatewayError::Config {
+        file: config
+            .path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "config".into()),
+        message: format!("subgraph `{}`: url `{}`: {e}", s.name, s.url),
+    })?;
+    Ok(SubgraphClient {
+        name: s.name.clone(),
+        url,
+        ws_url: s.ws_url(),
+        timeout: s.timeout(),
+        propagate: propagated(s, forwarded),
+        headers: static_headers(s)?,
+        metrics: metrics.subgraph(&s.name),
+        include_errors: s.include_subgraph_errors,
+        policy: Arc::new(SubgraphPolicy {
+            name: s.name.clone(),
+            timeout: s.timeout(),
+            request_timeout: Duration::from_millis(config.config.gateway.request_timeout_ms),
+            max_response_bytes: s.max_response_bytes,
+            breaker: s.breaker.clone(),
+            retry: s.retry.clone(),
+            health: upstream.health(&s.name, &s.breaker),
+        }),
+        routes: Arc::new(routes(config, s, upstream, http)?),
+    })
+}
+
+/// The subgraph's fixed `headers`, sent with every request.
+fn static_headers(s: &SubgraphConfig) -> Result<HeaderMap, GatewayError> {
+    let mut headers = HeaderMap::new();
+    for (k, v) in &s.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) else {
+            return Err(GatewayError::Config {
+                file: "config".into(),
+                message: format!("subgraph `{}`: header `{k}: {v}` is not valid", s.name),
+            });
+        };
+        headers.insert(name, value);
+    }
+    Ok(headers)
+}
+
+/// The client's headers passed on to the subgraph: its `propagate_headers`
+/// and those made from token claims, each once.
+fn propagated(s: &SubgraphConfig, forwarded: &[HeaderName]) -> Vec<HeaderName> {
+    s.propagate_headers
+        .iter()
+        .filter_map(|h| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok())
+        .chain(forwarded.iter().cloned())
+        .fold(Vec::new(), |mut all, h| {
+            if !all.contains(&h) {
+                all.push(h);
+            }
+            all
+        })
+}
+
+/// `[gateway.trusted_documents]`, loaded when manifests or a safelist are set.
+fn trusted_documents(
+    config: &LoadedConfig,
+) -> Result<Option<crate::persisted::TrustedDocuments>, GatewayError> {
+    let td = &config.config.gateway.trusted_documents;
+    if td.manifests.is_empty() && !td.safelist {
+        return Ok(None);
+    }
+    let files: Vec<_> = td.manifests.iter().map(|f| config.resolve(f)).collect();
+    crate::persisted::TrustedDocuments::load(&files, td.safelist, td.allow_introspection)
+        .map(Some)
+        .map_err(|message| GatewayError::Config {
+            file: "[gateway.trusted_documents]".into(),
+            message,
+        })
+}
+
+fn limits(g: &crate::config::GatewayConfig) -> Limits {
+    Limits {
+        max_depth: g.max_depth,
+        max_aliases: g.max_aliases,
+        max_root_fields: g.max_root_fields,
+        max_tokens: g.max_tokens,
+        max_fields: g.max_fields,
+        max_directives: g.max_directives,
+        max_cost: g.max_cost,
+        default_list_size: g.default_list_size,
+        max_validation_errors: g.max_validation_errors,
+        introspection: g.introspection,
+    }
+}
+
 impl Engine {
     /// Loads every subgraph's schema, builds the composed schema and the clients.
     pub async fn build(
@@ -204,98 +308,21 @@ impl Engine {
             .iter()
             .flat_map(|a| a.forwarded_headers().cloned())
             .collect();
-        let mut clients = Vec::new();
-        for s in &config.config.subgraphs {
-            let mut headers = HeaderMap::new();
-            for (k, v) in &s.headers {
-                let (Ok(k), Ok(v)) = (
-                    HeaderName::from_bytes(k.as_bytes()),
-                    HeaderValue::from_str(v),
-                ) else {
-                    return Err(GatewayError::Config {
-                        file: "config".into(),
-                        message: format!("subgraph `{}`: header `{k}: {v}` is not valid", s.name),
-                    });
-                };
-                headers.insert(k, v);
-            }
-            clients.push(SubgraphClient {
-                name: s.name.clone(),
-                url: reqwest::Url::parse(&s.url).map_err(|e| GatewayError::Config {
-                    file: config
-                        .path
-                        .as_ref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_else(|| "config".into()),
-                    message: format!("subgraph `{}`: url `{}`: {e}", s.name, s.url),
-                })?,
-                ws_url: s.ws_url(),
-                timeout: s.timeout(),
-                propagate: s
-                    .propagate_headers
-                    .iter()
-                    .filter_map(|h| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok())
-                    .chain(forwarded.iter().cloned())
-                    .fold(Vec::new(), |mut all, h| {
-                        if !all.contains(&h) {
-                            all.push(h);
-                        }
-                        all
-                    }),
-                headers,
-                metrics: metrics.subgraph(&s.name),
-                include_errors: s.include_subgraph_errors,
-                policy: Arc::new(SubgraphPolicy {
-                    name: s.name.clone(),
-                    timeout: s.timeout(),
-                    request_timeout: Duration::from_millis(
-                        config.config.gateway.request_timeout_ms,
-                    ),
-                    max_response_bytes: s.max_response_bytes,
-                    breaker: s.breaker.clone(),
-                    retry: s.retry.clone(),
-                    health: upstream.health(&s.name, &s.breaker),
-                }),
-                routes: Arc::new(routes(&config, s, upstream, http)?),
-            });
-        }
+        let clients = config
+            .config
+            .subgraphs
+            .iter()
+            .map(|s| subgraph_client(&config, s, &forwarded, metrics, upstream, http))
+            .collect::<Result<Vec<_>, _>>()?;
         let g = &config.config.gateway;
-        let td = &g.trusted_documents;
-        let trusted = if td.manifests.is_empty() && !td.safelist {
-            None
-        } else {
-            let files: Vec<_> = td.manifests.iter().map(|f| config.resolve(f)).collect();
-            Some(
-                crate::persisted::TrustedDocuments::load(
-                    &files,
-                    td.safelist,
-                    td.allow_introspection,
-                )
-                .map_err(|message| GatewayError::Config {
-                    file: "[gateway.trusted_documents]".into(),
-                    message,
-                })?,
-            )
-        };
         Ok(Engine {
-            trusted,
+            trusted: trusted_documents(&config)?,
             auth,
             supergraph: Arc::new(supergraph),
             upstream: upstream.clone(),
             dedupe: g.dedupe_subgraph_requests,
             clients,
-            limits: Limits {
-                max_depth: g.max_depth,
-                max_aliases: g.max_aliases,
-                max_root_fields: g.max_root_fields,
-                max_tokens: g.max_tokens,
-                max_fields: g.max_fields,
-                max_directives: g.max_directives,
-                max_cost: g.max_cost,
-                default_list_size: g.default_list_size,
-                max_validation_errors: g.max_validation_errors,
-                introspection: g.introspection,
-            },
+            limits: limits(g),
             cache: moka::sync::Cache::builder()
                 .max_capacity(g.plan_cache_size)
                 // A large document holds a large AST: it counts once per
