@@ -159,65 +159,54 @@ async fn serve(state: Arc<AppState>, socket: WebSocket, protocol: Protocol, head
                 continue;
             }
             Some(done) = conn.tasks.join_next_with_id(), if !conn.tasks.is_empty() => {
-                let id = match done {
-                    Ok((id, ())) => id,
-                    Err(e) if e.is_panic() => {
-                        tracing::error!(error = %e, "a WebSocket operation panicked");
-                        conn.state.metrics.internal_errors.inc();
-                        break Some(Close::Internal);
-                    }
-                    Err(e) => e.id(),
-                };
-                // Its last messages were queued before it ended: deliver them first.
-                while let Ok(out) = rx.try_recv() {
-                    if conn.by_task.contains_key(&out.task) && !writer.send(out.text).await {
-                        break;
-                    }
+                match conn.task_ended(done, &mut rx, &mut writer).await {
+                    Ok(()) => continue,
+                    Err(c) => break Some(c),
                 }
-                conn.finished(id);
-                continue;
             }
         };
-        match step {
-            Step::Continue => {}
-            Step::Reply(text) => {
-                if !writer.send(text).await {
-                    break None;
-                }
-            }
-            Step::Ack => {
-                if !writer.send(protocol::ack()).await {
-                    break None;
-                }
-                keep_alive.reset();
-                // Legacy: a keep-alive right after the ack, as subscriptions-transport-ws does.
-                if protocol == Protocol::LegacyWs && !writer.send(protocol::ka()).await {
-                    break None;
-                }
-            }
-            Step::Close(c) => break Some(c),
-            Step::ReplyClose(text, c) => {
-                let _ = writer.send(text).await;
-                break Some(c);
-            }
+        if let Err(close) = apply(step, protocol, &mut writer, &mut keep_alive).await {
+            break close;
         }
     };
-    conn.cancel.cancel();
-    if let Some(c) = close {
-        let frame = CloseFrame {
-            code: c.code(),
-            reason: c.reason().into(),
-        };
-        let _ =
-            tokio::time::timeout(STOP_WAIT, writer.sink.send(Message::Close(Some(frame)))).await;
+    conn.close(close, rx, writer).await;
+}
+
+/// Carries out what a client message asked; `Err` with how to end the
+/// connection (`None`: without a close frame) when it ends.
+async fn apply(
+    step: Step,
+    protocol: Protocol,
+    writer: &mut Writer,
+    keep_alive: &mut tokio::time::Interval,
+) -> Result<(), Option<Close>> {
+    match step {
+        Step::Continue => Ok(()),
+        Step::Reply(text) => sent(writer.send(text).await),
+        Step::Ack => {
+            sent(writer.send(protocol::ack()).await)?;
+            keep_alive.reset();
+            // Legacy: a keep-alive right after the ack, as subscriptions-transport-ws does.
+            if protocol == Protocol::LegacyWs {
+                sent(writer.send(protocol::ka()).await)?;
+            }
+            Ok(())
+        }
+        Step::Close(c) => Err(Some(c)),
+        Step::ReplyClose(text, c) => {
+            let _ = writer.send(text).await;
+            Err(Some(c))
+        }
     }
-    drop(rx);
-    // Let each subscription stop its upstream stream, then drop the rest.
-    let _ = tokio::time::timeout(STOP_WAIT, async {
-        while conn.tasks.join_next().await.is_some() {}
-    })
-    .await;
-    conn.tasks.abort_all();
+}
+
+/// A failed write ends the connection without a close frame.
+fn sent(ok: bool) -> Result<(), Option<Close>> {
+    if ok {
+        Ok(())
+    } else {
+        Err(None)
+    }
 }
 
 /// Whether a read failed on a message over `max_message_size`.
@@ -275,6 +264,58 @@ impl Writer {
 }
 
 impl Connection {
+    /// An operation's task ended: its last messages go out, then it is
+    /// forgotten. A panic closes the connection.
+    async fn task_ended(
+        &mut self,
+        done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
+        rx: &mut mpsc::Receiver<Outgoing>,
+        writer: &mut Writer,
+    ) -> Result<(), Close> {
+        let id = match done {
+            Ok((id, ())) => id,
+            Err(e) if e.is_panic() => {
+                tracing::error!(error = %e, "a WebSocket operation panicked");
+                self.state.metrics.internal_errors.inc();
+                return Err(Close::Internal);
+            }
+            Err(e) => e.id(),
+        };
+        // Its last messages were queued before it ended: deliver them first.
+        while let Ok(out) = rx.try_recv() {
+            if self.by_task.contains_key(&out.task) && !writer.send(out.text).await {
+                break;
+            }
+        }
+        self.finished(id);
+        Ok(())
+    }
+
+    /// Ends the connection: the close frame if there is one, then each
+    /// subscription gets a moment to stop its upstream stream.
+    async fn close(
+        mut self,
+        close: Option<Close>,
+        rx: mpsc::Receiver<Outgoing>,
+        mut writer: Writer,
+    ) {
+        self.cancel.cancel();
+        if let Some(c) = close {
+            let frame = CloseFrame {
+                code: c.code(),
+                reason: c.reason().into(),
+            };
+            let _ = tokio::time::timeout(STOP_WAIT, writer.sink.send(Message::Close(Some(frame))))
+                .await;
+        }
+        drop(rx);
+        let _ = tokio::time::timeout(STOP_WAIT, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.tasks.abort_all();
+    }
+
     /// `[gateway.jwt]`: the token in the upgrade request or the
     /// `connection_init` payload; sets the headers made from its claims.
     async fn authenticate(
@@ -301,47 +342,7 @@ impl Connection {
             Err(why) => return self.violation(why),
         };
         match msg {
-            ClientMessage::Init(payload) => {
-                if self.shared.is_some() {
-                    return match self.protocol {
-                        Protocol::TransportWs => Step::Close(Close::TooManyInit),
-                        Protocol::LegacyWs => Step::Reply(protocol::ack()),
-                    };
-                }
-                if !protocol::init_payload_allowed(&payload) {
-                    return match self.protocol {
-                        Protocol::TransportWs => Step::Close(Close::Forbidden),
-                        Protocol::LegacyWs => Step::ReplyClose(
-                            protocol::connection_error(
-                                "the connection_init payload must be a JSON object",
-                            ),
-                            Close::Forbidden,
-                        ),
-                    };
-                }
-                let mut headers = self.headers.take().unwrap_or_default();
-                let grants = match self.authenticate(&mut headers, &payload).await {
-                    Ok(g) => g,
-                    Err(why) => {
-                        let close = Close::Unauthenticated(why.clone());
-                        return match self.protocol {
-                            Protocol::TransportWs => Step::Close(close),
-                            Protocol::LegacyWs => {
-                                Step::ReplyClose(protocol::connection_error(&why), close)
-                            }
-                        };
-                    }
-                };
-                self.shared = Some(Arc::new(Shared {
-                    protocol: self.protocol,
-                    metrics: self.state.metrics.clone(),
-                    headers,
-                    grants,
-                    init_payload: payload,
-                    subscriptions: self.state.subscriptions.clone(),
-                }));
-                Step::Ack
-            }
+            ClientMessage::Init(payload) => self.init(payload).await,
             ClientMessage::Ping(payload) => Step::Reply(protocol::pong(payload.as_deref())),
             ClientMessage::Pong => {
                 self.awaiting_pong = false;
@@ -355,68 +356,108 @@ impl Connection {
                 }
                 Step::Continue
             }
-            ClientMessage::Subscribe { id, request } => {
-                let Some(shared) = self.shared.clone() else {
-                    return match self.protocol {
-                        Protocol::TransportWs => Step::Close(Close::Unauthorized),
-                        Protocol::LegacyWs => Step::Reply(protocol::error(
-                            &id,
-                            &[
-                                serde_json::json!({ "message": "send connection_init and wait for connection_ack before start" }),
-                            ],
-                        )),
-                    };
+            ClientMessage::Subscribe { id, request } => self.subscribe(id, *request),
+        }
+    }
+
+    /// `connection_init`: authenticates once, then acknowledges.
+    async fn init(&mut self, payload: Box<serde_json::value::RawValue>) -> Step {
+        if self.shared.is_some() {
+            return match self.protocol {
+                Protocol::TransportWs => Step::Close(Close::TooManyInit),
+                Protocol::LegacyWs => Step::Reply(protocol::ack()),
+            };
+        }
+        if !protocol::init_payload_allowed(&payload) {
+            return match self.protocol {
+                Protocol::TransportWs => Step::Close(Close::Forbidden),
+                Protocol::LegacyWs => Step::ReplyClose(
+                    protocol::connection_error("the connection_init payload must be a JSON object"),
+                    Close::Forbidden,
+                ),
+            };
+        }
+        let mut headers = self.headers.take().unwrap_or_default();
+        let grants = match self.authenticate(&mut headers, &payload).await {
+            Ok(g) => g,
+            Err(why) => {
+                let close = Close::Unauthenticated(why.clone());
+                return match self.protocol {
+                    Protocol::TransportWs => Step::Close(close),
+                    Protocol::LegacyWs => Step::ReplyClose(protocol::connection_error(&why), close),
                 };
-                if self.by_id.len() >= self.state.ws_max_operations && !self.by_id.contains_key(&id)
-                {
-                    let message = format!(
-                        "this connection already runs {} operations (the gateway's ws_max_operations): complete one before starting another, or open another connection",
-                        self.by_id.len()
-                    );
-                    return Step::Reply(protocol::error(
-                        &id,
-                        &[
-                            serde_json::json!({ "message": message, "extensions": { "code": "TOO_MANY_OPERATIONS" } }),
-                        ],
-                    ));
-                }
-                if self.by_id.contains_key(&id) {
-                    match self.protocol {
-                        Protocol::TransportWs => return Step::Close(Close::SubscriberExists(id)),
-                        // subscriptions-transport-ws replaces the running operation.
-                        Protocol::LegacyWs => {
-                            if let Some((task, token)) = self.by_id.remove(&id) {
-                                token.cancel();
-                                self.by_task.remove(&task);
-                            }
-                        }
+            }
+        };
+        self.shared = Some(Arc::new(Shared {
+            protocol: self.protocol,
+            metrics: self.state.metrics.clone(),
+            headers,
+            grants,
+            init_payload: payload,
+            subscriptions: self.state.subscriptions.clone(),
+        }));
+        Step::Ack
+    }
+
+    /// `subscribe` (legacy: `start`): runs the operation as a task of its own.
+    fn subscribe(&mut self, id: String, mut request: crate::engine::GraphQLRequest) -> Step {
+        let Some(shared) = self.shared.clone() else {
+            return match self.protocol {
+                Protocol::TransportWs => Step::Close(Close::Unauthorized),
+                Protocol::LegacyWs => Step::Reply(protocol::error(
+                    &id,
+                    &[
+                        serde_json::json!({ "message": "send connection_init and wait for connection_ack before start" }),
+                    ],
+                )),
+            };
+        };
+        if self.by_id.len() >= self.state.ws_max_operations && !self.by_id.contains_key(&id) {
+            let message = format!(
+                "this connection already runs {} operations (the gateway's ws_max_operations): complete one before starting another, or open another connection",
+                self.by_id.len()
+            );
+            return Step::Reply(protocol::error(
+                &id,
+                &[
+                    serde_json::json!({ "message": message, "extensions": { "code": "TOO_MANY_OPERATIONS" } }),
+                ],
+            ));
+        }
+        if self.by_id.contains_key(&id) {
+            match self.protocol {
+                Protocol::TransportWs => return Step::Close(Close::SubscriberExists(id)),
+                // subscriptions-transport-ws replaces the running operation.
+                Protocol::LegacyWs => {
+                    if let Some((task, token)) = self.by_id.remove(&id) {
+                        token.cancel();
+                        self.by_task.remove(&task);
                     }
                 }
-                // Trusted documents and persisted queries, as over HTTP.
-                let mut request = *request;
-                if let Err(refusal) = self.state.documents(&mut request) {
-                    return Step::Reply(protocol::error(
-                        &id,
-                        &[
-                            serde_json::json!({ "message": refusal.message(), "extensions": { "code": refusal.code() } }),
-                        ],
-                    ));
-                }
-                let cancel = self.cancel.child_token();
-                let op = Operation {
-                    shared,
-                    engine: self.state.engine(),
-                    id: id.clone(),
-                    request,
-                    tx: self.tx.clone(),
-                    cancel: cancel.clone(),
-                };
-                let task = self.tasks.spawn(op.run()).id();
-                self.by_task.insert(task, id.clone());
-                self.by_id.insert(id, (task, cancel));
-                Step::Continue
             }
         }
+        // Trusted documents and persisted queries, as over HTTP.
+        if let Err(refusal) = self.state.documents(&mut request) {
+            return Step::Reply(protocol::error(
+                &id,
+                &[
+                    serde_json::json!({ "message": refusal.message(), "extensions": { "code": refusal.code() } }),
+                ],
+            ));
+        }
+        let cancel = self.cancel.child_token();
+        let op = Operation {
+            shared,
+            engine: self.state.engine(),
+            id: id.clone(),
+            request,
+            tx: self.tx.clone(),
+            cancel: cancel.clone(),
+        };
+        let task = self.tasks.spawn(op.run()).id();
+        self.by_task.insert(task, id.clone());
+        self.by_id.insert(id, (task, cancel));
+        Step::Continue
     }
 
     /// A malformed or unexpected message: 4400, legacy: an `error` message.
