@@ -31,27 +31,7 @@ pub fn sdl_from_introspection(data: &Value) -> Result<String, String> {
         .get("__schema")
         .ok_or("the introspection answer has no `__schema`")?;
     let mut out = String::new();
-    let root = |key: &str| {
-        schema
-            .get(key)
-            .and_then(|t| t.get("name"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    out.push_str("schema {\n");
-    if let Some(q) = root("queryType") {
-        let _ = writeln!(out, "  query: {q}");
-    } else {
-        return Err("the introspection answer has no query type".into());
-    }
-    if let Some(m) = root("mutationType") {
-        let _ = writeln!(out, "  mutation: {m}");
-    }
-    if let Some(s) = root("subscriptionType") {
-        let _ = writeln!(out, "  subscription: {s}");
-    }
-    out.push_str("}\n\n");
-
+    schema_definition(&mut out, schema)?;
     let types = schema
         .get("types")
         .and_then(Value::as_array)
@@ -66,89 +46,109 @@ pub fn sdl_from_introspection(data: &Value) -> Result<String, String> {
             "SCALAR" => {
                 let _ = writeln!(out, "scalar {name}\n");
             }
-            "OBJECT" | "INTERFACE" => {
-                let kw = if str_field(t, "kind")? == "OBJECT" {
-                    "type"
-                } else {
-                    "interface"
-                };
-                let _ = write!(out, "{kw} {name}");
-                let interfaces: Vec<&str> = t
-                    .get("interfaces")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|i| i.get("name")?.as_str()).collect())
-                    .unwrap_or_default();
-                if !interfaces.is_empty() {
-                    let _ = write!(out, " implements {}", interfaces.join(" & "));
-                }
-                out.push_str(" {\n");
-                for f in t
-                    .get("fields")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    description(&mut out, f, "  ");
-                    let _ = write!(out, "  {}", str_field(f, "name")?);
-                    let args = f.get("args").and_then(Value::as_array);
-                    if let Some(args) = args.filter(|a| !a.is_empty()) {
-                        out.push('(');
-                        for (i, a) in args.iter().enumerate() {
-                            if i > 0 {
-                                out.push_str(", ");
-                            }
-                            input_value(&mut out, a)?;
-                        }
-                        out.push(')');
-                    }
-                    let _ = write!(out, ": {}", type_ref(field(f, "type")?)?);
-                    deprecated(&mut out, f);
-                    out.push('\n');
-                }
-                out.push_str("}\n\n");
-            }
+            "OBJECT" => object_like(&mut out, "type", name, t)?,
+            "INTERFACE" => object_like(&mut out, "interface", name, t)?,
             "UNION" => {
-                let members: Vec<&str> = t
-                    .get("possibleTypes")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|i| i.get("name")?.as_str()).collect())
-                    .unwrap_or_default();
+                let members = names(t, "possibleTypes");
                 let _ = writeln!(out, "union {name} = {}\n", members.join(" | "));
             }
-            "ENUM" => {
-                let _ = writeln!(out, "enum {name} {{");
-                for v in t
-                    .get("enumValues")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    description(&mut out, v, "  ");
-                    let _ = write!(out, "  {}", str_field(v, "name")?);
-                    deprecated(&mut out, v);
-                    out.push('\n');
-                }
-                out.push_str("}\n\n");
-            }
-            "INPUT_OBJECT" => {
-                let _ = writeln!(out, "input {name} {{");
-                for f in t
-                    .get("inputFields")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    description(&mut out, f, "  ");
-                    out.push_str("  ");
-                    input_value(&mut out, f)?;
-                    out.push('\n');
-                }
-                out.push_str("}\n\n");
-            }
+            "ENUM" => enum_type(&mut out, name, t)?,
+            "INPUT_OBJECT" => input_object(&mut out, name, t)?,
             other => return Err(format!("type `{name}` has an unknown kind `{other}`")),
         }
     }
     Ok(out)
+}
+
+/// `schema { query: ... }` from the root types.
+fn schema_definition(out: &mut String, schema: &Value) -> Result<(), String> {
+    let root = |key: &str| {
+        schema
+            .get(key)
+            .and_then(|t| t.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    out.push_str("schema {\n");
+    let Some(q) = root("queryType") else {
+        return Err("the introspection answer has no query type".into());
+    };
+    let _ = writeln!(out, "  query: {q}");
+    if let Some(m) = root("mutationType") {
+        let _ = writeln!(out, "  mutation: {m}");
+    }
+    if let Some(s) = root("subscriptionType") {
+        let _ = writeln!(out, "  subscription: {s}");
+    }
+    out.push_str("}\n\n");
+    Ok(())
+}
+
+/// The `name`s of the types listed under `key` (`interfaces`, `possibleTypes`).
+fn names<'a>(t: &'a Value, key: &str) -> Vec<&'a str> {
+    t.get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|i| i.get("name")?.as_str()).collect())
+        .unwrap_or_default()
+}
+
+/// The entries of list `key` of `t` (none when it is absent).
+fn entries<'a>(t: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    t.get(key).and_then(Value::as_array).into_iter().flatten()
+}
+
+/// An object or interface type (`kw`) with its fields and their arguments.
+fn object_like(out: &mut String, kw: &str, name: &str, t: &Value) -> Result<(), String> {
+    let _ = write!(out, "{kw} {name}");
+    let interfaces = names(t, "interfaces");
+    if !interfaces.is_empty() {
+        let _ = write!(out, " implements {}", interfaces.join(" & "));
+    }
+    out.push_str(" {\n");
+    for f in entries(t, "fields") {
+        description(out, f, "  ");
+        let _ = write!(out, "  {}", str_field(f, "name")?);
+        let args = f.get("args").and_then(Value::as_array);
+        if let Some(args) = args.filter(|a| !a.is_empty()) {
+            out.push('(');
+            for (i, a) in args.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                input_value(out, a)?;
+            }
+            out.push(')');
+        }
+        let _ = write!(out, ": {}", type_ref(field(f, "type")?)?);
+        deprecated(out, f);
+        out.push('\n');
+    }
+    out.push_str("}\n\n");
+    Ok(())
+}
+
+fn enum_type(out: &mut String, name: &str, t: &Value) -> Result<(), String> {
+    let _ = writeln!(out, "enum {name} {{");
+    for v in entries(t, "enumValues") {
+        description(out, v, "  ");
+        let _ = write!(out, "  {}", str_field(v, "name")?);
+        deprecated(out, v);
+        out.push('\n');
+    }
+    out.push_str("}\n\n");
+    Ok(())
+}
+
+fn input_object(out: &mut String, name: &str, t: &Value) -> Result<(), String> {
+    let _ = writeln!(out, "input {name} {{");
+    for f in entries(t, "inputFields") {
+        description(out, f, "  ");
+        out.push_str("  ");
+        input_value(out, f)?;
+        out.push('\n');
+    }
+    out.push_str("}\n\n");
+    Ok(())
 }
 
 fn is_builtin_scalar(name: &str) -> bool {
