@@ -45,6 +45,90 @@ impl Ctx<'_> {
         self.sg.public_type(ty.inner_named_type())
     }
 
+    /// An input object literal: each field it gives exists and fits, and
+    /// none of the required ones is missing.
+    fn check_input_object(
+        &mut self,
+        fields: &[(String, PathValue)],
+        input: &apollo_compiler::schema::InputObjectType,
+        at: &str,
+    ) {
+        for (name, v) in fields {
+            match input.fields.get(name.as_str()) {
+                Some(def) => self.check_value(v, &def.ty.clone(), &format!("{at}.{name}")),
+                None => self.problems.push(format!(
+                    "{at}: input `{}` has no field `{name}`",
+                    input.name
+                )),
+            }
+        }
+        for (name, def) in &input.fields {
+            if def.ty.is_non_null()
+                && def.default_value.is_none()
+                && !fields.iter().any(|(n, _)| n == name.as_str())
+            {
+                self.problems.push(format!(
+                    "{at}: required field `{name}` of input `{}` is missing",
+                    input.name
+                ));
+            }
+        }
+    }
+
+    /// `$arguments:n`: the field has argument `n`, of the expected type.
+    fn check_argument_ref(&mut self, n: &str, expected: &Type, named: &str, at: &str) {
+        match self.field.arguments.iter().find(|a| a.name == n) {
+            Some(arg) => {
+                let public_named = arg.ty.inner_named_type().as_str();
+                if !same_named(public_named, named) || depth(&arg.ty) != depth(expected) {
+                    self.problems.push(format!(
+                        "{at} expects `{expected}` but `$arguments:{n}` is `{}`",
+                        arg.ty
+                    ));
+                }
+            }
+            None => self.problems.push(format!(
+                "`$arguments:{n}`: `{}.{}` has no argument `{n}`",
+                self.type_name, self.field.name
+            )),
+        }
+    }
+
+    /// A literal scalar or enum value against the expected scalar or enum.
+    fn check_scalar(
+        &mut self,
+        scalar: &PathValue,
+        remote_ty: Option<&ExtendedType>,
+        expected: &Type,
+        at: &str,
+    ) {
+        let ok = match remote_ty {
+            Some(ExtendedType::Scalar(s)) => match s.name.as_str() {
+                "Int" => matches!(scalar, PathValue::Int(_)),
+                "Float" => matches!(scalar, PathValue::Int(_) | PathValue::Float(_)),
+                "String" => matches!(scalar, PathValue::String(_)),
+                "Boolean" => matches!(scalar, PathValue::Bool(_)),
+                "ID" => matches!(scalar, PathValue::Int(_) | PathValue::String(_)),
+                _ => !matches!(scalar, PathValue::Enum(_)),
+            },
+            Some(ExtendedType::Enum(e)) => match scalar {
+                PathValue::Enum(v) => {
+                    if !e.values.contains_key(v.as_str()) {
+                        self.problems
+                            .push(format!("{at}: enum `{}` has no value `{v}`", e.name));
+                    }
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        if !ok {
+            self.problems
+                .push(format!("{at} expects `{expected}`, got `{scalar}`"));
+        }
+    }
+
     /// Checks `value` where the subgraph expects `expected` (its own type names).
     fn check_value(&mut self, value: &PathValue, expected: &Type, at: &str) {
         let named = self.remote_named(expected).to_owned();
@@ -68,84 +152,24 @@ impl Ctx<'_> {
                     .problems
                     .push(format!("{at} expects `{expected}`, not a list")),
             },
-            PathValue::Object(fields) => {
-                let Some(ExtendedType::InputObject(input)) =
-                    remote_ty.filter(|_| !expected.is_list())
-                else {
-                    self.problems
-                        .push(format!("{at} expects `{expected}`, not an input object"));
-                    return;
-                };
-                let input = input.clone();
-                for (name, v) in fields {
-                    match input.fields.get(name.as_str()) {
-                        Some(def) => self.check_value(v, &def.ty.clone(), &format!("{at}.{name}")),
-                        None => self.problems.push(format!(
-                            "{at}: input `{}` has no field `{name}`",
-                            input.name
-                        )),
-                    }
+            PathValue::Object(fields) => match remote_ty.filter(|_| !expected.is_list()) {
+                Some(ExtendedType::InputObject(input)) => {
+                    let input = input.clone();
+                    self.check_input_object(fields, &input, at);
                 }
-                for (name, def) in &input.fields {
-                    if def.ty.is_non_null()
-                        && def.default_value.is_none()
-                        && !fields.iter().any(|(n, _)| n == name.as_str())
-                    {
-                        self.problems.push(format!(
-                            "{at}: required field `{name}` of input `{}` is missing",
-                            input.name
-                        ));
-                    }
-                }
-            }
-            PathValue::Argument(n) => {
-                match self.field.arguments.iter().find(|a| a.name == n.as_str()) {
-                    Some(arg) => {
-                        let public_named = arg.ty.inner_named_type().as_str();
-                        if !same_named(public_named, &named) || depth(&arg.ty) != depth(expected) {
-                            self.problems.push(format!(
-                                "{at} expects `{expected}` but `$arguments:{n}` is `{}`",
-                                arg.ty
-                            ));
-                        }
-                    }
-                    None => self.problems.push(format!(
-                        "`$arguments:{n}`: `{}.{}` has no argument `{n}`",
-                        self.type_name, self.field.name
-                    )),
-                }
-            }
+                _ => self
+                    .problems
+                    .push(format!("{at} expects `{expected}`, not an input object")),
+            },
+            PathValue::Argument(n) => self.check_argument_ref(n, expected, &named, at),
             PathValue::Field(n) => {
                 let n = n.clone();
                 self.check_field_ref(&n, expected, &named, at)
             }
             PathValue::Variable(_) => {}
             scalar => {
-                let ok = match remote_ty {
-                    Some(ExtendedType::Scalar(s)) => match s.name.as_str() {
-                        "Int" => matches!(scalar, PathValue::Int(_)),
-                        "Float" => matches!(scalar, PathValue::Int(_) | PathValue::Float(_)),
-                        "String" => matches!(scalar, PathValue::String(_)),
-                        "Boolean" => matches!(scalar, PathValue::Bool(_)),
-                        "ID" => matches!(scalar, PathValue::Int(_) | PathValue::String(_)),
-                        _ => !matches!(scalar, PathValue::Enum(_)),
-                    },
-                    Some(ExtendedType::Enum(e)) => match scalar {
-                        PathValue::Enum(v) => {
-                            if !e.values.contains_key(v.as_str()) {
-                                self.problems
-                                    .push(format!("{at}: enum `{}` has no value `{v}`", e.name));
-                            }
-                            true
-                        }
-                        _ => false,
-                    },
-                    _ => false,
-                };
-                if !ok {
-                    self.problems
-                        .push(format!("{at} expects `{expected}`, got `{scalar}`"));
-                }
+                let remote_ty = remote_ty.cloned();
+                self.check_scalar(scalar, remote_ty.as_ref(), expected, at)
             }
         }
     }
