@@ -1106,6 +1106,34 @@ fn keep_directive(d: &Node<ast::Directive>) -> bool {
     matches!(d.name.as_str(), "deprecated" | "specifiedBy")
 }
 
+/// A field of remote type `remote_name` as clients see it: public type
+/// names, no subgraph directives, no `@require` arguments.
+fn public_field(
+    f: &Component<ast::FieldDefinition>,
+    sg: &Subgraph,
+    source: &Source,
+    remote_name: &Name,
+) -> Component<ast::FieldDefinition> {
+    let mut f = f.clone();
+    let m = f.make_mut();
+    m.ty = map_type(&m.ty, sg);
+    m.directives.0.retain(keep_directive);
+    // `@require` arguments are the gateway's to fill: clients never see them.
+    if let Some(flags) = source.flags(remote_name, &m.name) {
+        m.arguments
+            .retain(|a| !flags.require_args.iter().any(|(n, _)| *n == a.name));
+    }
+    for a in &mut m.arguments {
+        let a = a.make_mut();
+        a.ty = Node::new(map_type(&a.ty, sg));
+        a.directives.0.retain(keep_directive);
+    }
+    // Fields from `extend type` (Federation subgraphs) print with the
+    // type itself: the public schema has one definition per type.
+    f.origin = ComponentOrigin::Definition;
+    f
+}
+
 /// A subgraph type with public names, hidden fields removed and only
 /// standard directives kept.
 fn rename_type(
@@ -1116,26 +1144,7 @@ fn rename_type(
     remote_name: &Name,
 ) -> ExtendedType {
     let hidden = |f: &Name| source.hidden.contains(&format!("{remote_name}.{f}"));
-    let field = |f: &Component<ast::FieldDefinition>| -> Component<ast::FieldDefinition> {
-        let mut f = f.clone();
-        let m = f.make_mut();
-        m.ty = map_type(&m.ty, sg);
-        m.directives.0.retain(keep_directive);
-        // `@require` arguments are the gateway's to fill: clients never see them.
-        if let Some(flags) = source.flags(remote_name, &m.name) {
-            m.arguments
-                .retain(|a| !flags.require_args.iter().any(|(n, _)| *n == a.name));
-        }
-        for a in &mut m.arguments {
-            let a = a.make_mut();
-            a.ty = Node::new(map_type(&a.ty, sg));
-            a.directives.0.retain(keep_directive);
-        }
-        // Fields from `extend type` (Federation subgraphs) print with the
-        // type itself: the public schema has one definition per type.
-        f.origin = ComponentOrigin::Definition;
-        f
-    };
+    let field = |f: &Component<ast::FieldDefinition>| public_field(f, sg, source, remote_name);
     let names = |set: &apollo_compiler::collections::IndexSet<ComponentName>| {
         set.iter()
             .map(|n| ComponentName::from(Name::new_unchecked(sg.public_type(n))))
