@@ -627,39 +627,7 @@ impl TypeMerge<'_> {
         let mut ok = true;
         let mut merged: IndexMap<Name, Component<ast::FieldDefinition>> = IndexMap::default();
         for (fname, defs) in fields {
-            // External definitions do not shape the public field.
-            let base: Vec<&(SubgraphId, Component<ast::FieldDefinition>, bool)> =
-                defs.iter().filter(|d| !d.2).collect();
-            let base = if base.is_empty() {
-                defs.iter().collect()
-            } else {
-                base
-            };
-            let mut field = base[0].1.clone();
-            for other in &base[1..] {
-                match least_restrictive(&field.ty, &other.1.ty) {
-                    Some(t) => field.make_mut().ty = t,
-                    None => {
-                        ok = false;
-                        // The first definition's type stands, so the rest
-                        // of the build still sees the field.
-                        self.errors.push(BuildError::new(
-                            K::OutputFieldTypes,
-                            self.at(other.0, other.1.location()),
-                            format!(
-                                "`{name}.{fname}` is `{}` in subgraph `{}` but `{}` in subgraph `{}`; the types must differ at most in nullability",
-                                base[0].1.ty,
-                                self.name(base[0].0),
-                                other.1.ty,
-                                self.name(other.0)
-                            ),
-                        ));
-                    }
-                }
-                if !self.merge_arguments(name, &fname, &mut field, other) {
-                    ok = false;
-                }
-            }
+            let field = self.merge_field(name, &fname, &defs, &mut ok);
             merged.insert(fname, field);
         }
         if !ok {
@@ -682,6 +650,52 @@ impl TypeMerge<'_> {
             }
             other => other.clone(),
         })
+    }
+
+    /// One field of `name` from its definitions (subgraph, field, external):
+    /// the least restrictive type of the non-external ones, arguments in
+    /// every one. A conflict is reported and clears `ok`.
+    fn merge_field(
+        &mut self,
+        name: &Name,
+        fname: &Name,
+        defs: &[(SubgraphId, Component<ast::FieldDefinition>, bool)],
+        ok: &mut bool,
+    ) -> Component<ast::FieldDefinition> {
+        // External definitions do not shape the public field.
+        let base: Vec<&(SubgraphId, Component<ast::FieldDefinition>, bool)> =
+            defs.iter().filter(|d| !d.2).collect();
+        let base = if base.is_empty() {
+            defs.iter().collect()
+        } else {
+            base
+        };
+        let mut field = base[0].1.clone();
+        for other in &base[1..] {
+            match least_restrictive(&field.ty, &other.1.ty) {
+                Some(t) => field.make_mut().ty = t,
+                None => {
+                    *ok = false;
+                    // The first definition's type stands, so the rest
+                    // of the build still sees the field.
+                    self.errors.push(BuildError::new(
+                        K::OutputFieldTypes,
+                        self.at(other.0, other.1.location()),
+                        format!(
+                            "`{name}.{fname}` is `{}` in subgraph `{}` but `{}` in subgraph `{}`; the types must differ at most in nullability",
+                            base[0].1.ty,
+                            self.name(base[0].0),
+                            other.1.ty,
+                            self.name(other.0)
+                        ),
+                    ));
+                }
+            }
+            if !self.merge_arguments(name, fname, &mut field, other) {
+                *ok = false;
+            }
+        }
+        field
     }
 
     /// Arguments in every definition stay (non-null if any definition says
