@@ -84,63 +84,79 @@ pub struct Metrics {
     subgraphs: std::sync::RwLock<Vec<(String, Arc<SubgraphMetrics>)>>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        let r = telemetry::metrics::registry("gateway");
-        let requests = counter_vec(
-            &r,
-            "gateway_requests_total",
-            "GraphQL requests answered, by operation type and outcome (ok, errors: answered with errors, refused: before execution).",
-            &["operation", "status"],
-        );
-        let latency = latency_vec(
-            &r,
-            "gateway_request_duration_seconds",
-            "GraphQL request latency, by operation type.",
-            &["operation"],
-        );
-        let families = SubgraphFamilies {
+/// `gateway_requests_total` per operation type and outcome. An operation
+/// not known yet can only have been refused.
+fn request_counters(r: &Registry) -> Vec<Vec<IntCounter>> {
+    let requests = counter_vec(
+        r,
+        "gateway_requests_total",
+        "GraphQL requests answered, by operation type and outcome (ok, errors: answered with errors, refused: before execution).",
+        &["operation", "status"],
+    );
+    OPERATIONS
+        .iter()
+        .map(|op| match *op {
+            "unknown" => vec![requests.with_label_values(&[*op, "refused"])],
+            _ => STATUSES
+                .iter()
+                .map(|s| requests.with_label_values(&[*op, *s]))
+                .collect(),
+        })
+        .collect()
+}
+
+/// `gateway_request_duration_seconds` per operation type.
+fn request_latencies(r: &Registry) -> Vec<Histogram> {
+    let latency = latency_vec(
+        r,
+        "gateway_request_duration_seconds",
+        "GraphQL request latency, by operation type.",
+        &["operation"],
+    );
+    OPERATIONS
+        .iter()
+        .map(|op| latency.with_label_values(&[*op]))
+        .collect()
+}
+
+impl SubgraphFamilies {
+    fn register(r: &Registry) -> Self {
+        SubgraphFamilies {
             requests: counter_vec(
-                &r,
+                r,
                 "subgraph_requests_total",
                 "Requests sent to each subgraph.",
                 &["subgraph"],
             ),
             errors: counter_vec(
-                &r,
+                r,
                 "subgraph_errors_total",
                 "Failed requests to each subgraph (timeout, unreachable, bad answer).",
                 &["subgraph"],
             ),
             dedup_hits: counter_vec(
-                &r,
+                r,
                 "subgraph_dedup_hits_total",
                 "Subgraph queries not sent: an identical one was in flight and its answer shared.",
                 &["subgraph"],
             ),
             latency: latency_vec(
-                &r,
+                r,
                 "subgraph_request_duration_seconds",
                 "Latency of requests to each subgraph.",
                 &["subgraph"],
             ),
-        };
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let r = telemetry::metrics::registry("gateway");
+        let families = SubgraphFamilies::register(&r);
         Metrics {
-            // An operation not known yet can only have been refused.
-            requests: OPERATIONS
-                .iter()
-                .map(|op| match *op {
-                    "unknown" => vec![requests.with_label_values(&[*op, "refused"])],
-                    _ => STATUSES
-                        .iter()
-                        .map(|s| requests.with_label_values(&[*op, *s]))
-                        .collect(),
-                })
-                .collect(),
-            latency: OPERATIONS
-                .iter()
-                .map(|op| latency.with_label_values(&[*op]))
-                .collect(),
+            requests: request_counters(&r),
+            latency: request_latencies(&r),
             internal_errors: counter(
                 &r,
                 "gateway_internal_errors_total",
