@@ -166,25 +166,17 @@ pub async fn start_on(
     start_on_with(loaded, listener, None).await
 }
 
-/// [`start_on`] with a hook on every document prepared (kept across reloads).
-pub async fn start_on_with(
-    loaded: LoadedConfig,
-    listener: TcpListener,
+/// Builds the engine while `early` answers `/health` and `/ready` (503
+/// until the engine is built), then stops answering on it.
+async fn build_while_starting(
+    early: TcpListener,
+    config: &Arc<LoadedConfig>,
+    http: &reqwest::Client,
+    metrics: &Arc<Metrics>,
+    upstream: &Arc<upstream::Upstream>,
     hook: Option<engine::PrepareHook>,
-) -> Result<RunningGateway, GatewayError> {
-    let http = http_client()?;
-    let metrics = Arc::new(Metrics::default());
-    let g = loaded.config.gateway.clone();
-    let config = Arc::new(loaded);
-    let upstream = Arc::new(upstream::Upstream::new(g.max_connections_per_host));
-    let listen_error = |source| GatewayError::Listen {
-        addr: g.listen.clone(),
-        source,
-    };
-    // While the schema is built (introspection retries may take a while),
-    // a second handle on the same socket answers `/health` and `/ready`
-    // instead of leaving clients in the backlog.
-    let (early, listener) = split_listener(listener).map_err(listen_error)?;
+) -> Result<Engine, GatewayError> {
+    let g = &config.config.gateway;
     let starting = serve::Serving {
         shutdown: CancellationToken::new(),
         tasks: tokio_util::task::TaskTracker::new(),
@@ -192,23 +184,37 @@ pub async fn start_on_with(
         stats: metrics.connections.clone(),
     };
     let (_, early_accept) = serve::spawn(early, http::starting_router(), &g.connections, &starting)
-        .map_err(listen_error)?;
+        .map_err(|source| GatewayError::Listen {
+            addr: g.listen.clone(),
+            source,
+        })?;
     let built = Engine::build(
         config.clone(),
-        &http,
-        &metrics,
-        &upstream,
+        http,
+        metrics,
+        upstream,
         g.introspection_attempts,
-        hook.clone(),
+        hook,
     )
     .await;
     starting.shutdown.cancel();
     let _ = early_accept.await;
     starting.tasks.close();
     starting.tasks.wait().await;
-    let engine = built?;
+    built
+}
+
+/// What every request handler shares, from the `[gateway]` settings.
+fn app_state(
+    g: &config::GatewayConfig,
+    engine: Engine,
+    http: reqwest::Client,
+    upstream: Arc<upstream::Upstream>,
+    metrics: Arc<Metrics>,
+    hook: Option<engine::PrepareHook>,
+) -> AppState {
     let shutdown = CancellationToken::new();
-    let state = Arc::new(AppState {
+    AppState {
         engine: RwLock::new(Arc::new(engine)),
         http,
         upstream,
@@ -232,7 +238,31 @@ pub async fn start_on_with(
         shutdown,
         reload_lock: tokio::sync::Mutex::new(()),
         hook,
-    });
+    }
+}
+
+/// [`start_on`] with a hook on every document prepared (kept across reloads).
+pub async fn start_on_with(
+    loaded: LoadedConfig,
+    listener: TcpListener,
+    hook: Option<engine::PrepareHook>,
+) -> Result<RunningGateway, GatewayError> {
+    let http = http_client()?;
+    let metrics = Arc::new(Metrics::default());
+    let g = loaded.config.gateway.clone();
+    let config = Arc::new(loaded);
+    let upstream = Arc::new(upstream::Upstream::new(g.max_connections_per_host));
+    let listen_error = |source| GatewayError::Listen {
+        addr: g.listen.clone(),
+        source,
+    };
+    // While the schema is built (introspection retries may take a while),
+    // a second handle on the same socket answers `/health` and `/ready`
+    // instead of leaving clients in the backlog.
+    let (early, listener) = split_listener(listener).map_err(listen_error)?;
+    let engine =
+        build_while_starting(early, &config, &http, &metrics, &upstream, hook.clone()).await?;
+    let state = Arc::new(app_state(&g, engine, http, upstream, metrics, hook));
     let app = http::router(state.clone());
     let serving = serve::Serving {
         shutdown: state.shutdown.clone(),
