@@ -237,8 +237,38 @@ impl Report {
     }
 
     pub fn markdown(&self) -> String {
-        let o = &self.options;
         let mut out = String::new();
+        self.header(&mut out);
+        self.figures(&mut out);
+        self.root_ratios(&mut out);
+        self.nested_calls(&mut out);
+        self.fanout_probe(&mut out);
+        self.subscriptions_section(&mut out);
+        if let Some(phases) = &self.resilience {
+            Self::resilience(&mut out, phases);
+        }
+        if let Some(s) = &self.soak {
+            Self::soak(&mut out, s);
+        }
+        self.idle_memory(&mut out);
+        let _ = writeln!(out, "### Targets\n");
+        let _ = writeln!(out, "| target | measured | |\n| --- | --- | --- |");
+        self.targets(&mut out);
+        let _ = writeln!(out);
+        if !self.notes.is_empty() {
+            let _ = writeln!(out, "### Notes\n");
+            for n in &self.notes {
+                let _ = writeln!(out, "- {n}");
+            }
+            let _ = writeln!(out);
+        }
+        let _ = writeln!(out, "Whole run: {:.0} s.", self.total_secs);
+        out
+    }
+
+    /// Date, command, machine, settings and the seeded store.
+    fn header(&self, out: &mut String) {
+        let o = &self.options;
         let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
         let _ = writeln!(out, "## Latest results ({date})\n");
         match std::env::var("BENCH_COMMAND") {
@@ -287,7 +317,10 @@ impl Report {
             let _ = writeln!(out, "Seeded store (straight through the subgraphs, in {:.1} s): {} runs of `example00` ({} SUCCESS, {} FAILURE, {} unfinished), {} datasets (every input with content, so every output has `producedBy`), {} log lines from `ingestLogs` in batches of 1,000 plus the runs' own lines.\n",
                 s.secs, s.runs, s.succeeded, s.failed, s.unfinished, s.datasets, s.log_lines);
         }
+    }
 
+    /// The table of every load phase, with what its columns mean.
+    fn figures(&self, out: &mut String) {
         // Only the scenarios that fill the table (a soak-only run has none).
         if self.root.is_some() || self.nested.is_some() || self.fanout.is_some() {
             let _ = writeln!(out, "### Figures\n");
@@ -297,25 +330,25 @@ impl Report {
                 "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"
             );
             if let Some(r) = &self.root {
-                Self::row(&mut out, "root", "gateway", &r.gateway);
-                Self::row(&mut out, "root", "pipeline subgraph (direct)", &r.direct);
+                Self::row(out, "root", "gateway", &r.gateway);
+                Self::row(out, "root", "pipeline subgraph (direct)", &r.direct);
                 Self::row(
-                    &mut out,
+                    out,
                     "root (concurrency 1, alternating)",
                     "gateway",
                     &r.gateway_c1,
                 );
                 Self::row(
-                    &mut out,
+                    out,
                     "root (concurrency 1, alternating)",
                     "pipeline subgraph (direct)",
                     &r.direct_c1,
                 );
             }
             if let Some(n) = &self.nested {
-                Self::row(&mut out, "nested", "gateway", &n.loaded);
+                Self::row(out, "nested", "gateway", &n.loaded);
                 Self::row(
-                    &mut out,
+                    out,
                     "nested (concurrency 1, alternating with its subgraph calls)",
                     "gateway",
                     &n.gateway_c1,
@@ -324,7 +357,7 @@ impl Report {
             if let Some(f) = &self.fanout {
                 for r in &f.rows {
                     Self::row(
-                        &mut out,
+                        out,
                         &format!("fanout N = {} ({} parents)", r.n, r.parents),
                         "gateway",
                         &r.measured,
@@ -338,7 +371,10 @@ impl Report {
                 let _ = writeln!(out, "Note: the kernel refused to reset `VmHWM`, so some peaks above are the peak since the gateway started.\n");
             }
         }
+    }
 
+    /// `root` through the gateway against the pipeline subgraph alone.
+    fn root_ratios(&self, out: &mut String) {
         if let Some(r) = &self.root {
             let (g, d) = (&r.gateway.load, &r.direct.load);
             let _ = writeln!(out, "### Ratios (root)\n");
@@ -373,7 +409,10 @@ impl Report {
                 g1.p50_ms() - d1.p50_ms(),
             );
         }
+    }
 
+    /// `nested`'s subgraph calls replayed directly, against the gateway.
+    fn nested_calls(&self, out: &mut String) {
         if let Some(n) = &self.nested {
             let _ = writeln!(out, "### nested: the subgraph calls it makes, replayed directly at concurrency 1, interleaved with the gateway request on one connection ({:.1} s)\n", n.baseline_secs);
             let _ = writeln!(out, "| call | p50 ms |\n| --- | ---: |");
@@ -392,7 +431,10 @@ impl Report {
                 n.gateway_c1.load.p50_ms()
             );
         }
+    }
 
+    /// One `fanout` through `dataCatalog`: its subgraph requests.
+    fn fanout_probe(&self, out: &mut String) {
         if let Some(f) = &self.fanout {
             let (n, probe) = &f.dataset_probe;
             let _ = writeln!(
@@ -410,11 +452,14 @@ impl Report {
                 }
             }
         }
+    }
 
+    /// The subscriptions scenario, or why it was blocked.
+    fn subscriptions_section(&self, out: &mut String) {
         if let Some(s) = &self.subscriptions {
             let _ = writeln!(out, "### subscriptions\n");
             match s {
-                subscriptions::Outcome::Done(s) => Self::subs(&mut out, s),
+                subscriptions::Outcome::Done(s) => Self::subs(out, s),
                 subscriptions::Outcome::Blocked { error, direct } => {
                     let e: String = error.chars().take(400).collect();
                     let _ = writeln!(
@@ -425,7 +470,7 @@ impl Report {
                     match direct {
                         Some(Ok(d)) => {
                             let _ = writeln!(out, "For reference only (not the target), the same load straight against the log subgraph's `logStream`:\n");
-                            Self::subs(&mut out, d);
+                            Self::subs(out, d);
                         }
                         Some(Err(e)) => {
                             let _ = writeln!(out, "The same scenario against the log subgraph directly failed too: `{}`\n", e.replace('`', "'"));
@@ -435,14 +480,10 @@ impl Report {
                 }
             }
         }
+    }
 
-        if let Some(phases) = &self.resilience {
-            Self::resilience(&mut out, phases);
-        }
-        if let Some(s) = &self.soak {
-            Self::soak(&mut out, s);
-        }
-
+    /// The gateway's RSS before and after the load.
+    fn idle_memory(&self, out: &mut String) {
         let _ = writeln!(out, "### Idle memory\n");
         let _ = writeln!(
             out,
@@ -462,20 +503,6 @@ impl Report {
             );
         }
         let _ = writeln!(out);
-
-        let _ = writeln!(out, "### Targets\n");
-        let _ = writeln!(out, "| target | measured | |\n| --- | --- | --- |");
-        self.targets(&mut out);
-        let _ = writeln!(out);
-        if !self.notes.is_empty() {
-            let _ = writeln!(out, "### Notes\n");
-            for n in &self.notes {
-                let _ = writeln!(out, "- {n}");
-            }
-            let _ = writeln!(out);
-        }
-        let _ = writeln!(out, "Whole run: {:.0} s.", self.total_secs);
-        out
     }
 
     fn peaks_reset(&self) -> bool {
