@@ -32,8 +32,8 @@ use report::Report;
 fn main() -> anyhow::Result<()> {
     let command = options::parse(std::env::args().skip(1))?;
     let (options, peers, scale) = match command {
-        Command::Help => {
-            println!("{}", options::USAGE);
+        Command::Help(text) => {
+            print!("{text}");
             return Ok(());
         }
         Command::All(o) => (*o, false, false),

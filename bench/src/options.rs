@@ -1,58 +1,120 @@
-//! Command line: `bench all [options]`. Hand-parsed to keep the crate's
-//! dependencies to what the workspace already has.
+//! Command line: `bench all|peers|scale [options]`, read by clap. Defaults
+//! that differ per command (a peers round runs the public harness's 50
+//! connections for 10 s) are filled in after parsing.
 
 use std::{path::PathBuf, time::Duration};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+use clap::{builder::PossibleValuesParser, error::ErrorKind, Parser, Subcommand};
 
-pub const USAGE: &str = "\
-usage: bench all [options]
-       bench peers [options]
-       bench scale [options]
+#[derive(Parser)]
+#[command(
+    name = "bench",
+    about = "Loads the gateway and its subgraphs on this machine and prints a Markdown report",
+    long_about = "Starts target/<profile>/{pipeline,dataset,log,gateway} on free loopback ports, \
+seeds the store, runs the scenarios and prints a Markdown report.",
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Sub,
+}
 
-`scale` runs the services alone on a Postgres cluster of its own (Debian's
-postgresql), with one and then two replicas of each: pipeline runs per
-second (--runs runs of example01) and log lines per second (--duration
-seconds of ingestLogs), with Postgres commits per run and per call.
+#[derive(Subcommand)]
+enum Sub {
+    /// The scenarios through our gateway and straight to the subgraphs.
+    All(Args),
+    /// The same work through our gateway and the leading peers
+    ///
+    /// In alternating rounds on this machine: the four Federation subgraphs of
+    /// the gateway benchmark through Hive Router (TestQuery: identical
+    /// requests, a unique Authorization per request, and that with 4 ms
+    /// added per subgraph answer), and the three stitching subgraphs
+    /// through a graphql-tools gateway (`nested`, `fanout`).
+    /// scripts/bench.sh --peers installs the peers first.
+    Peers(Args),
+    /// The services alone on Postgres, with one and then two replicas
+    ///
+    /// On a Postgres cluster of their own (Debian's postgresql), with one
+    /// and then two replicas of each: pipeline runs
+    /// per second (--runs runs of example01) and log lines per second
+    /// (--duration seconds of ingestLogs), with Postgres commits per run and
+    /// per call.
+    Scale(Args),
+}
 
-`peers` runs the same work through our gateway and the leading peers, in
-alternating rounds on this machine: the four Federation subgraphs of the
-gateway benchmark through Hive Router (TestQuery: identical requests, a
-unique Authorization per request, and that with 4 ms added per subgraph
-answer), and the three stitching subgraphs through a graphql-tools gateway
-(`nested`, `fanout`). scripts/bench.sh --peers installs the peers first.
-
-Starts target/<profile>/{pipeline,dataset,log,gateway} on free loopback ports,
-seeds the store, runs the scenarios and prints a Markdown report.
-
-options:
-  --bin-dir DIR            where the four binaries are (default: <root>/target/production)
-  --root DIR               the workspace (for gateway/stitching/*.graphql; default: found from cwd)
-  --duration SECS          measured seconds per scenario (default 20)
-  --warmup SECS            warm-up seconds before each measurement (default 3)
-  --connections N          concurrent connections for root and nested (default 64)
-  --threads N              load generator worker threads (default 1)
-  --runs N                 seeded pipeline runs (default 1000; two datasets each)
-  --log-lines N            seeded log lines (default 20000)
-  --fanout LIST            parent counts, comma-separated (default 1,10,100,1000)
-  --fanout-connections N   concurrent connections for fanout (default 8)
-  --subscriptions N        concurrent subscriptions (default 1000)
-  --sub-runs N             runs the subscriptions are spread over (default 10)
-  --sub-lines N            lines emitted per run while subscribed (default 100)
-  --scenarios LIST         any of root,nested,fanout,subscriptions,resilience,soak
-                           (default: all but soak)
-  --soak-secs SECS         soak: how long (default 300); the dataset subgraph is
-                           killed at 20 % and 60 % of it and restarted a tenth later
-  --rounds N               peers: rounds of each side per workload (default 3)
-  --peers-dir DIR          peers: where scripts/bench.sh installed them (default: <root>/target/peers)
-  --workloads LIST         peers: any of federation,stitching (default: both)
-  --markdown-out FILE      also write the report to FILE
-  --keep                   keep the temp directory (configs, databases, logs)
-  --no-dedupe              all: the gateway sends every subgraph request itself
-                           (no in-flight deduplication of identical ones)";
+#[derive(clap::Args)]
+struct Args {
+    /// Where the four binaries are [default: <root>/target/production]
+    #[arg(long, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
+    /// The workspace (for gateway/stitching/*.graphql) [default: found from the current directory]
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Measured seconds per scenario [default: 20; peers: 10]
+    #[arg(long, value_name = "SECS", value_parser = secs)]
+    duration: Option<Duration>,
+    /// Warm-up seconds before each measurement [default: 3; peers: 2]
+    #[arg(long, value_name = "SECS", value_parser = secs)]
+    warmup: Option<Duration>,
+    /// Concurrent connections for root and nested [default: 64; peers: 50]
+    #[arg(long, value_name = "N", value_parser = count)]
+    connections: Option<usize>,
+    /// Load generator worker threads
+    #[arg(long, value_name = "N", default_value = "1", value_parser = count)]
+    threads: usize,
+    /// Seeded pipeline runs (two datasets each)
+    #[arg(long, value_name = "N", default_value = "1000", value_parser = count)]
+    runs: usize,
+    /// Seeded log lines
+    #[arg(long, value_name = "N", default_value = "20000", value_parser = count)]
+    log_lines: usize,
+    /// Parent counts, comma-separated
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "1,10,100,1000", value_parser = count)]
+    fanout: Vec<usize>,
+    /// Concurrent connections for fanout
+    #[arg(long, value_name = "N", default_value = "8", value_parser = count)]
+    fanout_connections: usize,
+    /// Concurrent subscriptions
+    #[arg(long, value_name = "N", default_value = "1000", value_parser = count)]
+    subscriptions: usize,
+    /// Runs the subscriptions are spread over
+    #[arg(long, value_name = "N", default_value = "10", value_parser = count)]
+    sub_runs: usize,
+    /// Lines emitted per run while subscribed
+    #[arg(long, value_name = "N", default_value = "100", value_parser = count)]
+    sub_lines: usize,
+    /// Scenarios to run, comma-separated [default: all but soak]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = PossibleValuesParser::new(SCENARIOS))]
+    scenarios: Option<Vec<String>>,
+    /// How long the soak runs; the dataset subgraph is killed at 20 % and
+    /// 60 % of it and restarted a tenth later
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = secs)]
+    soak_secs: Duration,
+    /// Peers: rounds of each side per workload
+    #[arg(long, value_name = "N", default_value = "3", value_parser = count)]
+    rounds: usize,
+    /// Peers: where scripts/bench.sh installed them [default: <root>/target/peers]
+    #[arg(long, value_name = "DIR")]
+    peers_dir: Option<PathBuf>,
+    /// Peers: workloads to run, comma-separated [default: both]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = PossibleValuesParser::new(WORKLOADS))]
+    workloads: Option<Vec<String>>,
+    /// Also write the report to FILE
+    #[arg(long, value_name = "FILE")]
+    markdown_out: Option<PathBuf>,
+    /// Keep the temp directory (configs, databases, logs)
+    #[arg(long)]
+    keep: bool,
+    /// All: the gateway sends every subgraph request itself (no in-flight
+    /// deduplication of identical ones)
+    #[arg(long)]
+    no_dedupe: bool,
+}
 
 pub enum Command {
-    Help,
+    /// Help (or a version) asked for: the text to print.
+    Help(String),
     All(Box<Options>),
     Peers(Box<Options>),
     Scale(Box<Options>),
@@ -106,148 +168,102 @@ pub fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Command> {
         .chain(args.iter().cloned())
         .collect::<Vec<_>>()
         .join(" ");
-    let mut it = args.into_iter();
-    let (peers, scale) = match it.next().as_deref() {
-        None | Some("--help") | Some("-h") | Some("help") => return Ok(Command::Help),
-        Some("all") => (false, false),
-        Some("peers") => (true, false),
-        Some("scale") => (false, true),
-        Some(other) => bail!("unknown command `{other}`\n{USAGE}"),
-    };
-    let mut peers_dir = None;
-    let mut bin_dir = None;
-    let mut root = None;
-    let mut o = Options {
-        bin_dir: PathBuf::new(),
-        root: PathBuf::new(),
-        duration: Duration::from_secs(20),
-        warmup: Duration::from_secs(3),
-        connections: 64,
-        threads: 1,
-        runs: 1000,
-        log_lines: 20_000,
-        fanout: vec![1, 10, 100, 1000],
-        fanout_connections: 8,
-        subscriptions: 1000,
-        sub_runs: 10,
-        sub_lines: 100,
-        scenarios: SCENARIOS
-            .iter()
-            .filter(|s| !OPT_IN.contains(s))
-            .map(|s| s.to_string())
-            .collect(),
-        soak: Duration::from_secs(300),
-        markdown_out: None,
-        keep: false,
-        no_dedupe: false,
-        rounds: 3,
-        peers_dir: PathBuf::new(),
-        workloads: WORKLOADS.iter().map(|s| s.to_string()).collect(),
-        command_line,
-    };
-    if peers {
-        // Each side of each round: the harness's 50 connections, 10 s.
-        o.duration = Duration::from_secs(10);
-        o.warmup = Duration::from_secs(2);
-        o.connections = 50;
-    }
-    while let Some(arg) = it.next() {
-        let mut value = || {
-            it.next()
-                .with_context(|| format!("{arg} needs a value\n{USAGE}"))
-        };
-        match arg.as_str() {
-            "--bin-dir" => bin_dir = Some(PathBuf::from(value()?)),
-            "--root" => root = Some(PathBuf::from(value()?)),
-            "--duration" => o.duration = secs(&arg, &value()?)?,
-            "--warmup" => o.warmup = secs(&arg, &value()?)?,
-            "--soak-secs" => o.soak = secs(&arg, &value()?)?,
-            "--connections" => o.connections = count(&arg, &value()?)?,
-            "--threads" => o.threads = count(&arg, &value()?)?,
-            "--runs" => o.runs = count(&arg, &value()?)?,
-            "--log-lines" => o.log_lines = count(&arg, &value()?)?,
-            "--fanout" => {
-                o.fanout = value()?
-                    .split(',')
-                    .map(|n| count(&arg, n.trim()))
-                    .collect::<anyhow::Result<_>>()?
-            }
-            "--fanout-connections" => o.fanout_connections = count(&arg, &value()?)?,
-            "--subscriptions" => o.subscriptions = count(&arg, &value()?)?,
-            "--sub-runs" => o.sub_runs = count(&arg, &value()?)?,
-            "--sub-lines" => o.sub_lines = count(&arg, &value()?)?,
-            "--scenarios" => {
-                let list: Vec<String> = value()?.split(',').map(|s| s.trim().to_string()).collect();
-                if let Some(bad) = list.iter().find(|s| !SCENARIOS.contains(&s.as_str())) {
-                    bail!(
-                        "unknown scenario `{bad}`: pick from {}",
-                        SCENARIOS.join(",")
-                    );
-                }
-                o.scenarios = list;
-            }
-            "--rounds" => o.rounds = count(&arg, &value()?)?,
-            "--peers-dir" => peers_dir = Some(PathBuf::from(value()?)),
-            "--workloads" => {
-                let list: Vec<String> = value()?.split(',').map(|s| s.trim().to_string()).collect();
-                if let Some(bad) = list.iter().find(|s| !WORKLOADS.contains(&s.as_str())) {
-                    bail!(
-                        "unknown workload `{bad}`: pick from {}",
-                        WORKLOADS.join(",")
-                    );
-                }
-                o.workloads = list;
-            }
-            "--markdown-out" => o.markdown_out = Some(PathBuf::from(value()?)),
-            "--keep" => o.keep = true,
-            "--no-dedupe" => o.no_dedupe = true,
-            "--help" | "-h" => return Ok(Command::Help),
-            other => bail!("unknown option `{other}`\n{USAGE}"),
+    let cli = match Cli::try_parse_from(std::iter::once("bench".to_string()).chain(args)) {
+        Ok(cli) => cli,
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            return Ok(Command::Help(e.render().to_string()))
         }
-    }
-    o.root = match root {
+        // `main` says "Error: " already.
+        Err(e) => anyhow::bail!(
+            "{}",
+            e.render()
+                .to_string()
+                .trim_start_matches("error: ")
+                .trim_end()
+        ),
+    };
+    Ok(match cli.command {
+        Sub::All(a) => Command::All(Box::new(options(a, false, command_line)?)),
+        Sub::Peers(a) => Command::Peers(Box::new(options(a, true, command_line)?)),
+        Sub::Scale(a) => Command::Scale(Box::new(options(a, false, command_line)?)),
+    })
+}
+
+/// The options, with the defaults that depend on the command filled in and
+/// the directories found and made absolute.
+fn options(a: Args, peers: bool, command_line: String) -> anyhow::Result<Options> {
+    // Each side of a peers round: the public harness's 50 connections, 10 s.
+    let (duration, warmup, connections) = if peers { (10, 2, 50) } else { (20, 3, 64) };
+    let root = match a.root {
         Some(r) => r,
         None => find_root()?,
     };
-    o.root = o
-        .root
+    let root = root
         .canonicalize()
-        .with_context(|| format!("--root {}: no such directory", o.root.display()))?;
-    let bin_dir = bin_dir.unwrap_or_else(|| o.root.join("target/production"));
+        .with_context(|| format!("--root {}: no such directory", root.display()))?;
+    let bin_dir = a.bin_dir.unwrap_or_else(|| root.join("target/production"));
     // The children run in a temp directory: the path must not be relative.
-    o.bin_dir = bin_dir.canonicalize().with_context(|| {
+    let bin_dir = bin_dir.canonicalize().with_context(|| {
         format!(
             "--bin-dir {}: no such directory (build first)",
             bin_dir.display()
         )
     })?;
-    if o.sub_runs > o.subscriptions {
-        o.sub_runs = o.subscriptions.max(1);
-    }
-    o.peers_dir = peers_dir.unwrap_or_else(|| o.root.join("target/peers"));
-    Ok(if peers {
-        Command::Peers(Box::new(o))
-    } else if scale {
-        Command::Scale(Box::new(o))
-    } else {
-        Command::All(Box::new(o))
+    Ok(Options {
+        peers_dir: a.peers_dir.unwrap_or_else(|| root.join("target/peers")),
+        bin_dir,
+        root,
+        duration: a.duration.unwrap_or(Duration::from_secs(duration)),
+        warmup: a.warmup.unwrap_or(Duration::from_secs(warmup)),
+        connections: a.connections.unwrap_or(connections),
+        threads: a.threads,
+        runs: a.runs,
+        log_lines: a.log_lines,
+        fanout: a.fanout,
+        fanout_connections: a.fanout_connections,
+        subscriptions: a.subscriptions,
+        sub_runs: a.sub_runs.min(a.subscriptions),
+        sub_lines: a.sub_lines,
+        scenarios: a.scenarios.unwrap_or_else(|| {
+            SCENARIOS
+                .iter()
+                .filter(|s| !OPT_IN.contains(s))
+                .map(|s| s.to_string())
+                .collect()
+        }),
+        soak: a.soak_secs,
+        markdown_out: a.markdown_out,
+        keep: a.keep,
+        no_dedupe: a.no_dedupe,
+        rounds: a.rounds,
+        workloads: a
+            .workloads
+            .unwrap_or_else(|| WORKLOADS.iter().map(|s| s.to_string()).collect()),
+        command_line,
     })
 }
 
-fn secs(name: &str, v: &str) -> anyhow::Result<Duration> {
+fn secs(v: &str) -> Result<Duration, String> {
     let s: f64 = v
         .parse()
-        .with_context(|| format!("{name} {v}: expected a number of seconds"))?;
+        .map_err(|_| "expected a number of seconds".to_string())?;
     if !(s > 0.0 && s < 3600.0) {
-        bail!("{name} {v}: expected more than 0 and less than 3600 seconds");
+        return Err("expected more than 0 and less than 3600 seconds".into());
     }
     Ok(Duration::from_secs_f64(s))
 }
 
-fn count(name: &str, v: &str) -> anyhow::Result<usize> {
-    match v.parse::<usize>() {
+fn count(v: &str) -> Result<usize, String> {
+    match v.trim().parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => bail!("{name} {v}: expected a whole number above 0"),
+        _ => Err("expected a whole number above 0".into()),
     }
 }
 
@@ -263,7 +279,7 @@ fn find_root() -> anyhow::Result<PathBuf> {
             }
         }
     }
-    bail!("cannot find the workspace (a directory with gateway/stitching); pass --root DIR")
+    anyhow::bail!("cannot find the workspace (a directory with gateway/stitching); pass --root DIR")
 }
 
 #[cfg(test)]
@@ -278,7 +294,10 @@ mod tests {
     #[test]
     fn help_after_a_command_is_help_not_an_unknown_option() {
         for args in [&["--help"][..], &["all", "--help"], &["peers", "-h"]] {
-            assert!(matches!(parse_args(args), Ok(Command::Help)), "{args:?}");
+            assert!(
+                matches!(parse_args(args), Ok(Command::Help(h)) if h.contains("Usage: bench")),
+                "{args:?}"
+            );
         }
     }
 
@@ -326,8 +345,8 @@ mod tests {
             (vec!["all", "--connections", "x"], "--connections"),
             (vec!["all", "--scenarios", "root,nope"], "nope"),
             (vec!["all", "--frobnicate"], "--frobnicate"),
-            (vec!["all", "--runs"], "--runs needs a value"),
-            (vec!["run"], "unknown command"),
+            (vec!["all", "--runs"], "--runs"),
+            (vec!["run"], "'run'"),
         ] {
             let err = parse_args(&args)
                 .err()
@@ -335,6 +354,6 @@ mod tests {
                 .unwrap_or_default();
             assert!(err.contains(needle), "{args:?}: {err}");
         }
-        assert!(matches!(parse_args(&[]), Ok(Command::Help)));
+        assert!(matches!(parse_args(&[]), Ok(Command::Help(_))));
     }
 }
