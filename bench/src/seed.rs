@@ -47,30 +47,60 @@ pub async fn seed(o: &Options, stack: &Stack) -> anyhow::Result<Seeded> {
     let client = gql::client(IN_FLIGHT * 2)?;
     let dataset_url = stack.dataset.graphql();
     let pipeline_url = stack.pipeline.graphql();
-    let log_url = stack.log.graphql();
-
-    // Datasets: in_i, out_i for every run.
-    let names: Vec<String> = (0..o.runs)
-        .flat_map(|i| [format!("bench-in-{i}"), format!("bench-out-{i}")])
-        .collect();
-    let dataset_ids = aliased(&client, &dataset_url, &names, |name| {
-        format!("createDataset(dataset: {{name: \"{name}\", type: \"text.TextDataset\", tags: [{{key: \"bench\", value: \"seed\"}}]}}) {{ id }}")
-    })
-    .await
-    .context("seeding datasets")?;
-    let dataset_ids: Vec<String> = dataset_ids
-        .iter()
-        .map(|v| str_at(v, "/id").map(str::to_string))
-        .collect::<anyhow::Result<_>>()?;
+    let dataset_ids = datasets(&client, &dataset_url, o.runs).await?;
     eprintln!(
         "bench: {} datasets in {:.1} s",
         dataset_ids.len(),
         started.elapsed().as_secs_f64()
     );
+    upload_inputs(&client, &dataset_url, &dataset_ids).await?;
+    let run_ids = runs(&client, &pipeline_url, &dataset_ids).await?;
+    eprintln!(
+        "bench: {} runs created at {:.1} s",
+        run_ids.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let log_lines = log_lines(&client, &stack.log.graphql(), &run_ids, o.log_lines).await?;
+    let unfinished = wait_for_runs(&client, &pipeline_url, Duration::from_secs(120)).await?;
+    let summary = SeedSummary {
+        runs: run_ids.len(),
+        succeeded: runs_with(&client, &pipeline_url, "SUCCESS").await?,
+        failed: runs_with(&client, &pipeline_url, "FAILURE").await?,
+        unfinished,
+        datasets: dataset_ids.len(),
+        log_lines,
+        secs: started.elapsed().as_secs_f64(),
+    };
+    eprintln!("bench: seeded {summary:?}");
+    Ok(Seeded { run_ids, summary })
+}
 
-    // Content for every input, through signed upload URLs.
+/// Datasets `bench-in-i` and `bench-out-i` for each of `runs` runs: their
+/// ids, in that order.
+async fn datasets(client: &reqwest::Client, url: &str, runs: usize) -> anyhow::Result<Vec<String>> {
+    let names: Vec<String> = (0..runs)
+        .flat_map(|i| [format!("bench-in-{i}"), format!("bench-out-{i}")])
+        .collect();
+    let created = aliased(client, url, &names, |name| {
+        format!("createDataset(dataset: {{name: \"{name}\", type: \"text.TextDataset\", tags: [{{key: \"bench\", value: \"seed\"}}]}}) {{ id }}")
+    })
+    .await
+    .context("seeding datasets")?;
+    created
+        .iter()
+        .map(|v| str_at(v, "/id").map(str::to_string))
+        .collect()
+}
+
+/// Content for every input dataset (every other id), through signed
+/// upload URLs.
+async fn upload_inputs(
+    client: &reqwest::Client,
+    url: &str,
+    dataset_ids: &[String],
+) -> anyhow::Result<()> {
     let inputs: Vec<String> = dataset_ids.iter().step_by(2).cloned().collect();
-    let urls = aliased(&client, &dataset_url, &inputs, |id| {
+    let urls = aliased(client, url, &inputs, |id| {
         format!("createDatasetUploadUrl(id: \"{id}\", expiresInSec: 3600)")
     })
     .await
@@ -95,13 +125,20 @@ pub async fn seed(o: &Options, stack: &Stack) -> anyhow::Result<Seeded> {
         .buffer_unordered(IN_FLIGHT * 4)
         .try_collect::<Vec<()>>()
         .await?;
+    Ok(())
+}
 
-    // Runs.
+/// One `example00` run per (input, output) pair of datasets: the run ids.
+async fn runs(
+    client: &reqwest::Client,
+    url: &str,
+    dataset_ids: &[String],
+) -> anyhow::Result<Vec<String>> {
     let pairs: Vec<String> = dataset_ids
         .chunks(2)
         .map(|p| format!("{}|{}", p[0], p.get(1).map(String::as_str).unwrap_or("")))
         .collect();
-    let runs = aliased(&client, &pipeline_url, &pairs, |pair| {
+    let runs = aliased(client, url, &pairs, |pair| {
         let (input, output) = pair.split_once('|').unwrap_or((pair, ""));
         format!(
             "createPipeline(pipeline: {{name: \"example00\", dataCatalog: [{{name: \"text_in\", datasetId: \"{input}\"}}, {{name: \"text_out\", datasetId: \"{output}\"}}], tags: [{{key: \"bench\", value: \"seed\"}}]}}) {{ id }}"
@@ -109,18 +146,20 @@ pub async fn seed(o: &Options, stack: &Stack) -> anyhow::Result<Seeded> {
     })
     .await
     .context("seeding runs")?;
-    let run_ids: Vec<String> = runs
-        .iter()
+    runs.iter()
         .map(|v| str_at(v, "/id").map(str::to_string))
-        .collect::<anyhow::Result<_>>()?;
-    eprintln!(
-        "bench: {} runs created at {:.1} s",
-        run_ids.len(),
-        started.elapsed().as_secs_f64()
-    );
+        .collect()
+}
 
-    // Log lines, spread over the runs.
-    let batches: Vec<Value> = (0..o.log_lines)
+/// `lines` log lines spread over the runs, `LOG_BATCH` per `ingestLogs`:
+/// how many were stored.
+async fn log_lines(
+    client: &reqwest::Client,
+    url: &str,
+    run_ids: &[String],
+    lines: usize,
+) -> anyhow::Result<usize> {
+    let batches: Vec<Value> = (0..lines)
         .collect::<Vec<_>>()
         .chunks(LOG_BATCH)
         .map(|chunk| {
@@ -140,44 +179,29 @@ pub async fn seed(o: &Options, stack: &Stack) -> anyhow::Result<Seeded> {
         .collect();
     let ingest = "mutation($entries: [LogEntryInput!]!) { ingestLogs(entries: $entries) }";
     let stored: Vec<Value> = stream::iter(batches)
-        .map(|vars| gql::query(&client, &log_url, ingest, vars))
+        .map(|vars| gql::query(client, url, ingest, vars))
         .buffered(2)
         .try_collect()
         .await
         .context("seeding log lines")?;
-    let log_lines: usize = stored
+    Ok(stored
         .iter()
         .filter_map(|d| d["ingestLogs"].as_u64())
-        .sum::<u64>() as usize;
+        .sum::<u64>() as usize)
+}
 
-    let unfinished = wait_for_runs(&client, &pipeline_url, Duration::from_secs(120)).await?;
-    let count = |status: &'static str| {
-        let client = client.clone();
-        let url = pipeline_url.clone();
-        async move {
-            let d = gql::query(
-                &client,
-                &url,
-                "query($s: [PipelineStatus!]) { pipelines(limit: 1, filter: {statuses: $s}) { total } }",
-                json!({ "s": [status] }),
-            )
-            .await?;
-            d["pipelines"]["total"]
-                .as_u64()
-                .context("pipelines.total is not a number")
-        }
-    };
-    let summary = SeedSummary {
-        runs: run_ids.len(),
-        succeeded: count("SUCCESS").await?,
-        failed: count("FAILURE").await?,
-        unfinished,
-        datasets: dataset_ids.len(),
-        log_lines,
-        secs: started.elapsed().as_secs_f64(),
-    };
-    eprintln!("bench: seeded {summary:?}");
-    Ok(Seeded { run_ids, summary })
+/// How many runs have `status`.
+async fn runs_with(client: &reqwest::Client, url: &str, status: &str) -> anyhow::Result<u64> {
+    let d = gql::query(
+        client,
+        url,
+        "query($s: [PipelineStatus!]) { pipelines(limit: 1, filter: {statuses: $s}) { total } }",
+        json!({ "s": [status] }),
+    )
+    .await?;
+    d["pipelines"]["total"]
+        .as_u64()
+        .context("pipelines.total is not a number")
 }
 
 /// Runs `field(item)` for every item as aliased root fields, `BATCH` per
