@@ -134,101 +134,20 @@ async fn scenario(o: &Options, stack: &Stack, via: Via, tag: &str) -> anyhow::Re
         .collect();
     let gw = stack.gateway.pid;
     let peak_reset = procstat::reset_peak(gw);
-    let metrics_client = gql::client(2)?;
 
-    // Connect and subscribe, CONNECTING at a time.
     let started = Instant::now();
-    let gate = Arc::new(Semaphore::new(CONNECTING));
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicUsize::new(0));
-    let (ready_tx, mut ready_rx) =
-        tokio::sync::mpsc::channel::<Result<(), String>>(o.subscriptions);
-    let mut tasks = Vec::with_capacity(o.subscriptions);
-    for i in 0..o.subscriptions {
-        let run_id = run_ids[i % run_ids.len()].clone();
-        let (gate, stop, done, ready, url) = (
-            gate.clone(),
-            stop.clone(),
-            done.clone(),
-            ready_tx.clone(),
-            ws_url.clone(),
-        );
-        let lines = o.sub_lines as u64;
-        tasks.push(tokio::spawn(async move {
-            let ws = {
-                let _permit = gate.acquire().await;
-                subscribe(&url, query, &run_id).await
-            };
-            match ws {
-                Ok(ws) => {
-                    let _ = ready.send(Ok(())).await;
-                    receive(ws, lines, &stop, &done).await
-                }
-                Err(e) => {
-                    done.fetch_add(1, Ordering::Relaxed);
-                    let error = format!("{e:#}");
-                    let _ = ready.send(Err(error.clone())).await;
-                    Seen {
-                        error: Some(error),
-                        ..Seen::default()
-                    }
-                }
-            }
-        }));
-    }
-    drop(ready_tx);
-    let mut connected = 0;
-    let mut errors = Vec::new();
-    let connect_deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    for _ in 0..o.subscriptions {
-        let Ok(Some(r)) = tokio::time::timeout_at(connect_deadline, ready_rx.recv()).await else {
-            break;
-        };
-        match r {
-            Ok(()) => connected += 1,
-            Err(e) if errors.len() < 5 => errors.push(e),
-            Err(_) => {}
-        }
-    }
+    let (subscribers, ready_rx) = Subscribers::spawn(o, &ws_url, query, &run_ids);
+    let (connected, mut errors) = connected(ready_rx, o.subscriptions).await;
     let connect_secs = started.elapsed().as_secs_f64();
     eprintln!(
         "bench: {connected} of {} subscriptions open ({via:?}) in {connect_secs:.1} s",
         o.subscriptions
     );
     if connected == 0 {
-        stop.store(true, Ordering::Relaxed);
-        for t in tasks {
-            let _ = t.await;
-        }
+        subscribers.abandon().await;
         return Ok(empty(o, via, errors, peak_reset));
     }
-
-    // Let the gateway open its upstream subscriptions (lines sent before
-    // that are replayed anyway: the stream starts with stored lines).
-    let mut active_metric = None;
-    if via == Via::Gateway {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            active_metric = gql::metric(
-                &metrics_client,
-                &stack.gateway.metrics(),
-                "gateway_subscriptions_active",
-            )
-            .await?;
-            if active_metric.unwrap_or(0.0) >= connected as f64 || Instant::now() > deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut upstream = None;
-    if via == Via::Gateway {
-        let page = stack.gateway.metrics();
-        let sockets = gql::metric(&metrics_client, &page, "gateway_upstream_sockets_open").await?;
-        let subs = gql::metric(&metrics_client, &page, "gateway_upstream_subscriptions").await?;
-        upstream = sockets.zip(subs);
-    }
+    let (active_metric, upstream) = upstream_state(stack, via, connected).await?;
     let rss_subscribed_kib = procstat::status(gw)?.rss_kib;
     let cpu_before = procstat::cpu_secs(gw)?;
 
@@ -245,31 +164,11 @@ async fn scenario(o: &Options, stack: &Stack, via: Via, tag: &str) -> anyhow::Re
         errors.push(format!("emitting lines failed: {e:#}"));
     }
 
-    // Drain: subscribers stop on their own once they have every line.
-    let drain_deadline = Instant::now() + Duration::from_secs(30);
-    while done.load(Ordering::Relaxed) < tasks.len() && Instant::now() < drain_deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    subscribers.drain(Duration::from_secs(30)).await;
     let cpu_after = procstat::cpu_secs(gw)?;
     let peak_rss_kib = procstat::status(gw)?.hwm_kib.max(rss_subscribed_kib);
-    stop.store(true, Ordering::Relaxed);
-    let mut total = Seen::default();
-    let mut last = emit_started;
-    for t in tasks {
-        let seen = t.await.context("a subscriber panicked")?;
-        total.delivered += seen.delivered;
-        total.lost += seen.lost;
-        total.duplicates += seen.duplicates;
-        total.out_of_order += seen.out_of_order;
-        if let Some(at) = seen.last_event {
-            last = last.max(at);
-        }
-        if let Some(e) = seen.error {
-            if errors.len() < 5 {
-                errors.push(e);
-            }
-        }
-    }
+    subscribers.stop();
+    let (total, last) = subscribers.collect(&mut errors, emit_started).await?;
     let expected_events = (connected * o.sub_lines) as u64;
     // Lines never seen at the end count as lost too.
     let lost = expected_events
@@ -297,6 +196,166 @@ async fn scenario(o: &Options, stack: &Stack, via: Via, tag: &str) -> anyhow::Re
         cpu_us_per_event: (cpu_after - cpu_before) * 1e6 / total.delivered.max(1) as f64,
         errors,
     })
+}
+
+/// The subscriber tasks, each counting what it receives.
+struct Subscribers {
+    tasks: Vec<tokio::task::JoinHandle<Seen>>,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicUsize>,
+}
+
+impl Subscribers {
+    /// One task per subscription, `CONNECTING` connecting at a time; each
+    /// says on the channel whether it subscribed.
+    fn spawn(
+        o: &Options,
+        ws_url: &str,
+        query: &'static str,
+        run_ids: &[String],
+    ) -> (Self, tokio::sync::mpsc::Receiver<Result<(), String>>) {
+        let gate = Arc::new(Semaphore::new(CONNECTING));
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicUsize::new(0));
+        let (ready_tx, ready_rx) =
+            tokio::sync::mpsc::channel::<Result<(), String>>(o.subscriptions);
+        let mut tasks = Vec::with_capacity(o.subscriptions);
+        for i in 0..o.subscriptions {
+            let run_id = run_ids[i % run_ids.len()].clone();
+            let (gate, stop, done, ready, url) = (
+                gate.clone(),
+                stop.clone(),
+                done.clone(),
+                ready_tx.clone(),
+                ws_url.to_string(),
+            );
+            let lines = o.sub_lines as u64;
+            tasks.push(tokio::spawn(async move {
+                let ws = {
+                    let _permit = gate.acquire().await;
+                    subscribe(&url, query, &run_id).await
+                };
+                match ws {
+                    Ok(ws) => {
+                        let _ = ready.send(Ok(())).await;
+                        receive(ws, lines, &stop, &done).await
+                    }
+                    Err(e) => {
+                        done.fetch_add(1, Ordering::Relaxed);
+                        let error = format!("{e:#}");
+                        let _ = ready.send(Err(error.clone())).await;
+                        Seen {
+                            error: Some(error),
+                            ..Seen::default()
+                        }
+                    }
+                }
+            }));
+        }
+        (Subscribers { tasks, stop, done }, ready_rx)
+    }
+
+    /// Waits (at most `limit`) until every subscriber has every line.
+    async fn drain(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.done.load(Ordering::Relaxed) < self.tasks.len() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops every subscriber and waits for them, keeping nothing they saw.
+    async fn abandon(self) {
+        self.stop();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// What every subscriber saw, added up, and when the last event came
+    /// (`since` if none did); up to five errors join `errors`.
+    async fn collect(
+        self,
+        errors: &mut Vec<String>,
+        since: Instant,
+    ) -> anyhow::Result<(Seen, Instant)> {
+        let mut total = Seen::default();
+        let mut last = since;
+        for t in self.tasks {
+            let seen = t.await.context("a subscriber panicked")?;
+            total.delivered += seen.delivered;
+            total.lost += seen.lost;
+            total.duplicates += seen.duplicates;
+            total.out_of_order += seen.out_of_order;
+            if let Some(at) = seen.last_event {
+                last = last.max(at);
+            }
+            if let Some(e) = seen.error {
+                if errors.len() < 5 {
+                    errors.push(e);
+                }
+            }
+        }
+        Ok((total, last))
+    }
+}
+
+/// How many of `n` subscribers subscribed within two minutes, and up to
+/// five of the errors of the others.
+async fn connected(
+    mut ready_rx: tokio::sync::mpsc::Receiver<Result<(), String>>,
+    n: usize,
+) -> (usize, Vec<String>) {
+    let mut connected = 0;
+    let mut errors = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    for _ in 0..n {
+        let Ok(Some(r)) = tokio::time::timeout_at(deadline, ready_rx.recv()).await else {
+            break;
+        };
+        match r {
+            Ok(()) => connected += 1,
+            Err(e) if errors.len() < 5 => errors.push(e),
+            Err(_) => {}
+        }
+    }
+    (connected, errors)
+}
+
+/// Through the gateway: waits (at most 10 s) until its metrics show every
+/// subscription open, then reads its upstream sockets and subscriptions.
+/// Lines sent before that are replayed anyway: a stream starts with the
+/// stored lines.
+async fn upstream_state(
+    stack: &Stack,
+    via: Via,
+    connected: usize,
+) -> anyhow::Result<(Option<f64>, Option<(f64, f64)>)> {
+    let metrics_client = gql::client(2)?;
+    let page = stack.gateway.metrics();
+    let mut active_metric = None;
+    if via == Via::Gateway {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            active_metric =
+                gql::metric(&metrics_client, &page, "gateway_subscriptions_active").await?;
+            if active_metric.unwrap_or(0.0) >= connected as f64 || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut upstream = None;
+    if via == Via::Gateway {
+        let sockets = gql::metric(&metrics_client, &page, "gateway_upstream_sockets_open").await?;
+        let subs = gql::metric(&metrics_client, &page, "gateway_upstream_subscriptions").await?;
+        upstream = sockets.zip(subs);
+    }
+    Ok((active_metric, upstream))
 }
 
 fn empty(o: &Options, via: Via, errors: Vec<String>, peak_reset: bool) -> Subs {
