@@ -586,16 +586,26 @@ impl Report {
     }
 
     fn targets(&self, out: &mut String) {
-        let mut t = |name: &str, measured: String, ok: Option<bool>| {
+        let mut t = Targets(Vec::new());
+        self.root_targets(&mut t);
+        self.nested_targets(&mut t);
+        self.fanout_target(&mut t);
+        self.subscription_targets(&mut t);
+        self.idle_target(&mut t);
+        for (name, measured, ok) in t.0 {
             let verdict = match ok {
                 Some(ok) => met(ok),
                 None => "not measured",
             };
             let _ = writeln!(out, "| {name} | {measured} | {verdict} |");
-        };
+        }
+    }
+
+    /// `root`: latency added over direct, and CPU per request.
+    fn root_targets(&self, t: &mut Targets) {
         if let Some(r) = &self.root {
             let added = r.gateway.load.p50_ms() - r.direct.load.p50_ms();
-            t(
+            t.add(
                 "root: gateway adds at most 0.5 ms at p50 over direct",
                 format!(
                     "{added:.3} ms ({:.3} vs {:.3} ms, {} connections); at concurrency 1: {:.3} ms",
@@ -607,12 +617,16 @@ impl Report {
                 Some(added <= 0.5),
             );
             let cpu = r.gateway.cpu_us_per_request.unwrap_or(f64::NAN);
-            t(
+            t.add(
                 "root: at most 50 µs gateway CPU per request",
                 format!("{cpu:.1} µs"),
                 Some(cpu <= 50.0),
             );
         }
+    }
+
+    /// `nested`: subgraph requests per level, and p50 against its calls.
+    fn nested_targets(&self, t: &mut Targets) {
         if let Some(n) = &self.nested {
             let ok = n
                 .loaded
@@ -623,7 +637,7 @@ impl Report {
                     .per_request
                     .as_ref()
                     .is_some_and(|p| matches(p, &NESTED_EXPECTED));
-            t(
+            t.add(
                 "nested: one request per subgraph per level (pipeline 2, dataset 1, log 1; at most that under load, where identical ones share)",
                 format!(
                     "{} (concurrency 1: {})",
@@ -633,7 +647,7 @@ impl Report {
                 Some(ok),
             );
             let p50 = n.gateway_c1.load.p50_ms();
-            t(
+            t.add(
                 "nested: p50 within 1.5x the sum of its subgraph calls (concurrency 1)",
                 format!(
                     "{p50:.3} ms vs {:.3} ms = {:.2}x",
@@ -643,6 +657,10 @@ impl Report {
                 Some(p50 <= 1.5 * n.sum_p50_ms),
             );
         }
+    }
+
+    /// `fanout`: subgraph requests flat whatever the parent count.
+    fn fanout_target(&self, t: &mut Targets) {
         if let Some(f) = &self.fanout {
             let all: Vec<String> = f
                 .rows
@@ -656,32 +674,36 @@ impl Report {
                         .as_ref()
                         .is_some_and(|p| at_most(p, &FANOUT_EXPECTED))
                 });
-            t(
+            t.add(
                 "fanout: requests flat whatever N (at most pipeline 2, log 1)",
                 all.join("; "),
                 Some(ok),
             );
         }
+    }
+
+    /// Subscriptions: all open, RSS, nothing lost.
+    fn subscription_targets(&self, t: &mut Targets) {
         match &self.subscriptions {
             Some(subscriptions::Outcome::Done(s)) => {
-                t(
+                t.add(
                     &format!("subscriptions: {} open", s.subscriptions),
                     format!("{} open", s.connected),
                     Some(s.connected == s.subscriptions),
                 );
-                t(
+                t.add(
                     "subscriptions: gateway under 100 MiB RSS",
                     format!("peak {:.1} MiB", mib(s.peak_rss_kib)),
                     Some(s.peak_rss_kib < 100 * 1024),
                 );
-                t(
+                t.add(
                     "subscriptions: no event lost",
                     format!("{} lost of {}", s.lost, s.expected_events),
                     Some(s.lost == 0 && s.connected > 0),
                 );
             }
             Some(subscriptions::Outcome::Blocked { .. }) => {
-                t(
+                t.add(
                     "subscriptions: 1,000 under 100 MiB, no event lost",
                     "blocked: the gateway opened no subscription".into(),
                     None,
@@ -689,13 +711,27 @@ impl Report {
             }
             None => {}
         }
+    }
+
+    /// The gateway's RSS before any request.
+    fn idle_target(&self, t: &mut Targets) {
         if let Some(idle) = self.idle_rss_kib {
-            t(
+            t.add(
                 "idle RSS under 30 MiB",
                 format!("{:.1} MiB", mib(idle)),
                 Some(idle < 30 * 1024),
             );
         }
+    }
+}
+
+/// The rows of the targets table: target, what was measured, met or not
+/// (`None`: not measured).
+struct Targets(Vec<(String, String, Option<bool>)>);
+
+impl Targets {
+    fn add(&mut self, name: &str, measured: String, ok: Option<bool>) {
+        self.0.push((name.to_string(), measured, ok));
     }
 }
 
