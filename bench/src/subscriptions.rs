@@ -459,80 +459,18 @@ async fn receive(mut ws: Ws, lines: u64, stop: &AtomicBool, done: &AtomicUsize) 
     let mut seen = Seen::default();
     let mut next_seq: u64 = 0;
     while next_seq < lines {
-        let msg = match tokio::time::timeout(Duration::from_millis(200), ws.next()).await {
-            Err(_) if stop.load(Ordering::Relaxed) => break,
-            Err(_) => continue,
-            Ok(m) => m,
+        let text = match incoming(&mut ws, stop).await {
+            Incoming::Text(text) => text,
+            Incoming::Nothing => continue,
+            Incoming::Stopped => break,
+            Incoming::Failed(e) => {
+                seen.error = Some(e);
+                break;
+            }
         };
-        let text = match msg {
-            None => {
-                seen.error = Some("the connection closed".into());
-                break;
-            }
-            Some(Err(e)) => {
-                seen.error = Some(format!("WebSocket error: {e}"));
-                break;
-            }
-            Some(Ok(Message::Text(t))) => t,
-            Some(Ok(Message::Close(c))) => {
-                seen.error = Some(format!("closed by the server: {c:?}"));
-                break;
-            }
-            Some(Ok(_)) => continue,
-        };
-        let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else {
-            seen.error = Some("a WebSocket message is not JSON".into());
+        if let Err(e) = seen.message(&mut ws, &text, &mut next_seq).await {
+            seen.error = Some(e);
             break;
-        };
-        match v["type"].as_str() {
-            Some("next") => {
-                if let Some(errors) = v["payload"]["errors"].as_array().filter(|e| !e.is_empty()) {
-                    seen.error = Some(format!(
-                        "event with errors: {}",
-                        Value::from(errors.clone())
-                    ));
-                    break;
-                }
-                let message = v["payload"]["data"]
-                    .as_object()
-                    .and_then(|d| d.values().next())
-                    .and_then(|e| e["message"].as_str())
-                    .unwrap_or("");
-                let Some(seq) = message
-                    .strip_prefix("line ")
-                    .and_then(|s| s.parse::<u64>().ok())
-                else {
-                    seen.error = Some(format!("unexpected event {}", gql::short(&v)));
-                    break;
-                };
-                seen.last_event = Some(Instant::now());
-                if seq < next_seq {
-                    seen.duplicates += 1;
-                    continue;
-                }
-                if seq > next_seq {
-                    seen.out_of_order += 1;
-                    seen.lost += seq - next_seq;
-                }
-                seen.delivered += 1;
-                next_seq = seq + 1;
-            }
-            Some("ping") => {
-                if let Err(e) = send_json(&mut ws, json!({ "type": "pong" })).await {
-                    seen.error = Some(format!("{e:#}"));
-                    break;
-                }
-            }
-            Some("pong") | Some("ka") => {}
-            Some("error") => {
-                seen.error = Some(format!("subscription error: {}", gql::short(&v["payload"])));
-                break;
-            }
-            Some("complete") => {
-                seen.error = Some("the server completed the subscription early".into());
-                break;
-            }
-            _ => {}
         }
     }
     done.fetch_add(1, Ordering::Relaxed);
@@ -548,4 +486,82 @@ async fn receive(mut ws: Ws, lines: u64, stop: &AtomicBool, done: &AtomicUsize) 
     }
     let _ = ws.close(None).await;
     seen
+}
+
+/// What a subscriber's next read gave.
+enum Incoming {
+    Text(String),
+    /// Nothing for 200 ms, or a frame that is not text.
+    Nothing,
+    /// Nothing, and the scenario is over.
+    Stopped,
+    /// The connection ended: why.
+    Failed(String),
+}
+
+async fn incoming(ws: &mut Ws, stop: &AtomicBool) -> Incoming {
+    let msg = match tokio::time::timeout(Duration::from_millis(200), ws.next()).await {
+        Err(_) if stop.load(Ordering::Relaxed) => return Incoming::Stopped,
+        Err(_) => return Incoming::Nothing,
+        Ok(m) => m,
+    };
+    match msg {
+        None => Incoming::Failed("the connection closed".into()),
+        Some(Err(e)) => Incoming::Failed(format!("WebSocket error: {e}")),
+        Some(Ok(Message::Text(t))) => Incoming::Text(t.as_str().to_string()),
+        Some(Ok(Message::Close(c))) => Incoming::Failed(format!("closed by the server: {c:?}")),
+        Some(Ok(_)) => Incoming::Nothing,
+    }
+}
+
+impl Seen {
+    /// One protocol message: an event is counted, a ping answered; `Err`
+    /// ends the subscriber with why.
+    async fn message(&mut self, ws: &mut Ws, text: &str, next_seq: &mut u64) -> Result<(), String> {
+        let Ok(v) = serde_json::from_str::<Value>(text) else {
+            return Err("a WebSocket message is not JSON".into());
+        };
+        match v["type"].as_str() {
+            Some("next") => self.event(&v, next_seq),
+            Some("ping") => send_json(ws, json!({ "type": "pong" }))
+                .await
+                .map_err(|e| format!("{e:#}")),
+            Some("error") => Err(format!("subscription error: {}", gql::short(&v["payload"]))),
+            Some("complete") => Err("the server completed the subscription early".into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// A `next` event: line `seq` of its run, expected in order and once.
+    fn event(&mut self, v: &Value, next_seq: &mut u64) -> Result<(), String> {
+        if let Some(errors) = v["payload"]["errors"].as_array().filter(|e| !e.is_empty()) {
+            return Err(format!(
+                "event with errors: {}",
+                Value::from(errors.clone())
+            ));
+        }
+        let message = v["payload"]["data"]
+            .as_object()
+            .and_then(|d| d.values().next())
+            .and_then(|e| e["message"].as_str())
+            .unwrap_or("");
+        let Some(seq) = message
+            .strip_prefix("line ")
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            return Err(format!("unexpected event {}", gql::short(v)));
+        };
+        self.last_event = Some(Instant::now());
+        if seq < *next_seq {
+            self.duplicates += 1;
+            return Ok(());
+        }
+        if seq > *next_seq {
+            self.out_of_order += 1;
+            self.lost += seq - *next_seq;
+        }
+        self.delivered += 1;
+        *next_seq = seq + 1;
+        Ok(())
+    }
 }
