@@ -69,6 +69,14 @@ struct Grouped<'a> {
     objects: OnceCell<Collected<'a>>,
 }
 
+/// The position a value is written at: its type, the response key it is
+/// under, and the type whose field that is.
+struct At<'s, 'a> {
+    ty: &'s Type,
+    grouped: &'s Grouped<'a>,
+    parent_type: &'s str,
+}
+
 /// What a response key holds, worked out once per collection: the shaper
 /// asks for every value it writes.
 #[derive(Clone, Copy, PartialEq)]
@@ -337,116 +345,154 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         path: &mut Vec<PathSeg<&'a Name>>,
         out: &mut Vec<u8>,
     ) -> Result<(), ()> {
-        let fs = grouped.fields.as_slice();
-        let null = |this: &mut Self, path: &mut Vec<PathSeg<&'a Name>>, out: &mut Vec<u8>| {
-            if ty.is_non_null() {
-                this.null_error(path, parent_type, &fs[0].name);
-                Err(())
-            } else {
-                out.extend_from_slice(b"null");
-                Ok(())
-            }
+        let at = At {
+            ty,
+            grouped,
+            parent_type,
         };
         let raw = match raw {
-            None | Some(Value::Null) => return null(self, path, out),
+            None | Some(Value::Null) => return self.null(&at, path, out),
             Some(v) => v,
         };
         let mark = out.len();
-        let propagate = |out: &mut Vec<u8>| null_back(out, mark, ty.is_non_null());
-        match ty {
-            Type::List(inner) | Type::NonNullList(inner) => {
-                let Value::Array(items) = raw else {
-                    self.invalid_value(path, parent_type, &fs[0].name, "a list");
-                    return null(self, path, out);
-                };
-                // Items of one object type (most lists): their fields are
-                // written straight, without a call per item to find that out.
-                let objects = match (inner.as_ref(), grouped.named, fs) {
-                    (
-                        Type::Named(name) | Type::NonNullNamed(name),
-                        Some(ExtendedType::Object(_)),
-                        [one],
-                    ) => Some((name, one)),
-                    _ => None,
-                };
-                out.push(b'[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
+        let written = match ty {
+            Type::List(inner) | Type::NonNullList(inner) => match raw {
+                Value::Array(items) => self.list(&at, inner, items, path, out),
+                _ => return self.misfit(&at, "a list", path, out),
+            },
+            Type::Named(name) | Type::NonNullNamed(name) => match grouped.named {
+                Some(
+                    composite @ (ExtendedType::Object(_)
+                    | ExtendedType::Interface(_)
+                    | ExtendedType::Union(_)),
+                ) => match raw {
+                    Value::Object(obj) => self.composite(&at, composite, name, obj, path, out),
+                    _ => return self.misfit(&at, "an object", path, out),
+                },
+                leaf => {
+                    if let Some(expected) = misfit(grouped.kind, leaf, raw) {
+                        return self.misfit(&at, expected, path, out);
                     }
-                    prefetch_ahead(|k| items.get(k).and_then(Value::as_object), i);
-                    path.push(PathSeg::Index(i));
-                    let v = match (objects, item) {
-                        (Some((name, one)), Value::Object(obj)) => {
-                            let fields = grouped
-                                .objects
-                                .get_or_init(|| self.collected(&[&one.selection_set], name));
-                            let mark = out.len();
-                            let written = self.fields(fields, name, obj, path, out);
-                            written.or_else(|()| null_back(out, mark, inner.is_non_null()))
-                        }
-                        _ => self.value(inner, grouped, parent_type, Some(item), path, out),
-                    };
-                    path.pop();
-                    if v.is_err() {
-                        // A non-null item is null: the whole list is null.
-                        return propagate(out);
-                    }
+                    raw.write_json(out);
+                    Ok(())
                 }
-                out.push(b']');
-                Ok(())
+            },
+        };
+        // A non-null part of it is null: the value is null.
+        written.or_else(|()| null_back(out, mark, ty.is_non_null()))
+    }
+
+    /// Null where a value of `at` was expected: `null`, or an error if the
+    /// position is non-null.
+    fn null(
+        &mut self,
+        at: &At<'_, 'a>,
+        path: &mut [PathSeg<&'a Name>],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ()> {
+        if at.ty.is_non_null() {
+            self.null_error(path, at.parent_type, &at.grouped.fields[0].name);
+            Err(())
+        } else {
+            out.extend_from_slice(b"null");
+            Ok(())
+        }
+    }
+
+    /// A value that is not `expected`: an error at its path, then null.
+    fn misfit(
+        &mut self,
+        at: &At<'_, 'a>,
+        expected: &str,
+        path: &mut [PathSeg<&'a Name>],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ()> {
+        self.invalid_value(path, at.parent_type, &at.grouped.fields[0].name, expected);
+        self.null(at, path, out)
+    }
+
+    /// A list's items; `Err` when a non-null item is null.
+    #[inline]
+    fn list(
+        &mut self,
+        at: &At<'_, 'a>,
+        inner: &Type,
+        items: &[Value],
+        path: &mut Vec<PathSeg<&'a Name>>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ()> {
+        let grouped = at.grouped;
+        // Items of one object type (most lists): their fields are
+        // written straight, without a call per item to find that out.
+        let objects = match (inner, grouped.named, grouped.fields.as_slice()) {
+            (
+                Type::Named(name) | Type::NonNullNamed(name),
+                Some(ExtendedType::Object(_)),
+                [one],
+            ) => Some((name, one)),
+            _ => None,
+        };
+        out.push(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
             }
-            Type::Named(name) | Type::NonNullNamed(name) => {
-                match grouped.named {
-                    Some(
-                        composite @ (ExtendedType::Object(_)
-                        | ExtendedType::Interface(_)
-                        | ExtendedType::Union(_)),
-                    ) => {
-                        let Value::Object(obj) = raw else {
-                            self.invalid_value(path, parent_type, &fs[0].name, "an object");
-                            return null(self, path, out);
-                        };
-                        // What its fields hold comes in while the first
-                        // ones are written.
-                        obj.prefetch_within();
-                        // `_stitch_t` already holds the public name: merging
-                        // renamed it by the subgraph that answered.
-                        let runtime: &str = if !composite.is_object() {
-                            obj.get(TYPENAME_ALIAS)
-                                .and_then(|v| v.as_str())
-                                .unwrap_or(name.as_str())
-                        } else {
-                            name.as_str()
-                        };
-                        let result = match fs {
-                            [one] if composite.is_object() => {
-                                let fields = grouped
-                                    .objects
-                                    .get_or_init(|| self.collected(&[&one.selection_set], runtime));
-                                self.fields(fields, runtime, obj, path, out)
-                            }
-                            [one] => self.selection(&[&one.selection_set], runtime, obj, path, out),
-                            _ => {
-                                let sets: Vec<&SelectionSet> =
-                                    fs.iter().map(|f| &f.selection_set).collect();
-                                self.selection(&sets, runtime, obj, path, out)
-                            }
-                        };
-                        match result {
-                            Ok(()) => Ok(()),
-                            Err(()) => propagate(out),
-                        }
-                    }
-                    leaf => {
-                        if let Some(expected) = misfit(grouped.kind, leaf, raw) {
-                            self.invalid_value(path, parent_type, &fs[0].name, expected);
-                            return null(self, path, out);
-                        }
-                        raw.write_json(out);
-                        Ok(())
-                    }
+            prefetch_ahead(|k| items.get(k).and_then(Value::as_object), i);
+            path.push(PathSeg::Index(i));
+            let v = match (objects, item) {
+                (Some((name, one)), Value::Object(obj)) => {
+                    let fields = grouped
+                        .objects
+                        .get_or_init(|| self.collected(&[&one.selection_set], name));
+                    let mark = out.len();
+                    let written = self.fields(fields, name, obj, path, out);
+                    written.or_else(|()| null_back(out, mark, inner.is_non_null()))
                 }
+                _ => self.value(inner, grouped, at.parent_type, Some(item), path, out),
+            };
+            path.pop();
+            // A non-null item is null: the whole list is null.
+            v?;
+        }
+        out.push(b']');
+        Ok(())
+    }
+
+    /// An object, interface or union value: its selection for its runtime
+    /// type.
+    #[inline]
+    fn composite(
+        &mut self,
+        at: &At<'_, 'a>,
+        composite: &ExtendedType,
+        name: &Name,
+        obj: &Map,
+        path: &mut Vec<PathSeg<&'a Name>>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ()> {
+        // What its fields hold comes in while the first ones are written.
+        obj.prefetch_within();
+        // `_stitch_t` already holds the public name: merging renamed it by
+        // the subgraph that answered.
+        let runtime: &str = if !composite.is_object() {
+            obj.get(TYPENAME_ALIAS)
+                .and_then(|v| v.as_str())
+                .unwrap_or(name.as_str())
+        } else {
+            name.as_str()
+        };
+        match at.grouped.fields.as_slice() {
+            [one] if composite.is_object() => {
+                let fields = at
+                    .grouped
+                    .objects
+                    .get_or_init(|| self.collected(&[&one.selection_set], runtime));
+                self.fields(fields, runtime, obj, path, out)
+            }
+            [one] => self.selection(&[&one.selection_set], runtime, obj, path, out),
+            fs => {
+                let sets: Vec<&SelectionSet> = fs.iter().map(|f| &f.selection_set).collect();
+                self.selection(&sets, runtime, obj, path, out)
             }
         }
     }
