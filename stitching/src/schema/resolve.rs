@@ -702,30 +702,7 @@ impl Lookup<'_> {
             for (_, v) in &arguments {
                 add_refs(v, &mut key);
             }
-            let mut path: Vec<Segment> = prefix
-                .iter()
-                .map(|n| Segment {
-                    name: n.to_string(),
-                    arguments: Some(Vec::new()),
-                })
-                .collect();
-            path.push(Segment {
-                name: self.field.to_string(),
-                arguments: Some(arguments),
-            });
-            let call = Arc::new(Call {
-                subgraph: self.id,
-                operation: OperationType::Query,
-                path,
-                argument_types: types.clone(),
-                batch: false,
-                requires: key.clone(),
-                origin: self
-                    .flags
-                    .location
-                    .clone()
-                    .unwrap_or_else(|| self.at.clone()),
-            });
+            let call = self.call(&prefix, arguments, types.clone(), key.clone());
             for remote in &entity_types {
                 let public = Name::new_unchecked(self.sg.public_type(remote));
                 let location = self.flags.location.clone();
@@ -748,6 +725,41 @@ impl Lookup<'_> {
                 }
             }
         }
+    }
+
+    /// The query that calls this lookup with `arguments`: through `prefix`
+    /// (fields without arguments from the query type), then the lookup.
+    fn call(
+        &self,
+        prefix: &[Name],
+        arguments: Vec<(String, PathValue)>,
+        argument_types: Vec<HashMap<String, String>>,
+        requires: FieldSet,
+    ) -> Arc<Call> {
+        let mut path: Vec<Segment> = prefix
+            .iter()
+            .map(|n| Segment {
+                name: n.to_string(),
+                arguments: Some(Vec::new()),
+            })
+            .collect();
+        path.push(Segment {
+            name: self.field.to_string(),
+            arguments: Some(arguments),
+        });
+        Arc::new(Call {
+            subgraph: self.id,
+            operation: OperationType::Query,
+            path,
+            argument_types,
+            batch: false,
+            requires,
+            origin: self
+                .flags
+                .location
+                .clone()
+                .unwrap_or_else(|| self.at.clone()),
+        })
     }
 
     /// Each argument's map (its `@is`, or the field of its own name) and
