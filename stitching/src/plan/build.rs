@@ -912,6 +912,58 @@ impl<'a> Planner<'a> {
         Ok(out)
     }
 
+    /// The fetch of stitched field `req` at `pos` in this step: the one
+    /// already planned for the same call and arguments there (it now waits
+    /// for `deps` too), or a new one.
+    fn delegated_fetch(
+        &mut self,
+        pos: &Pos,
+        req: &FieldReq<'a>,
+        call: &std::sync::Arc<Call>,
+        inputs: Vec<InputField>,
+        deps: BTreeSet<usize>,
+        conds: &[Condition],
+    ) -> Result<usize, PlanError> {
+        let definition = self
+            .sg
+            .schema
+            .type_field(&pos.ty, &req.name)
+            .map(|d| d.node.clone())
+            .map_err(|_| unserved(&pos.ty, &req.name, "the stitched field is not public"))?;
+        let key = MergeKey::Field(pos.path.clone(), req.key.clone());
+        let same_args: Vec<Node<ast::Argument>> = req.arguments.to_vec();
+        let existing = self.fetches.iter().position(|f| {
+            f.step == self.step
+                && f.merge == key
+                && matches!(&f.kind, FetchKind::Field { call: c, arguments, .. }
+                    if std::sync::Arc::ptr_eq(c, call) && *arguments == same_args)
+        });
+        if let Some(i) = existing {
+            let b = &mut self.fetches[i];
+            b.deps.extend(deps);
+            b.conditions.retain(|c| conds.contains(c));
+            return Ok(i);
+        }
+        let root = self.new_node();
+        self.fetches.push(Builder {
+            subgraph: call.subgraph,
+            kind: FetchKind::Field {
+                call: call.clone(),
+                response_key: req.key.clone(),
+                arguments: same_args,
+                definition,
+            },
+            path: pos.path.clone(),
+            conditions: conds.to_vec(),
+            requires: inputs,
+            root,
+            deps,
+            merge: key,
+            step: self.step,
+        });
+        Ok(self.fetches.len() - 1)
+    }
+
     /// A stitched field: its call's fetch at the parent's path, after the
     /// fetches that provide its `$fields:`.
     fn plan_delegated(
@@ -928,48 +980,7 @@ impl<'a> Planner<'a> {
         };
         deps.extend(pos.fetch);
         let conds = with(&pos.conditions, &req.conditions);
-        let definition = self
-            .sg
-            .schema
-            .type_field(&pos.ty, &req.name)
-            .map(|d| d.node.clone())
-            .map_err(|_| unserved(&pos.ty, &req.name, "the stitched field is not public"))?;
-        let key = MergeKey::Field(pos.path.clone(), req.key.clone());
-        let same_args: Vec<Node<ast::Argument>> = req.arguments.to_vec();
-        let existing = self.fetches.iter().position(|f| {
-            f.step == self.step
-                && f.merge == key
-                && matches!(&f.kind, FetchKind::Field { call: c, arguments, .. }
-                    if std::sync::Arc::ptr_eq(c, &call) && *arguments == same_args)
-        });
-        let fetch = match existing {
-            Some(i) => {
-                let b = &mut self.fetches[i];
-                b.deps.extend(deps);
-                b.conditions.retain(|c| conds.contains(c));
-                i
-            }
-            None => {
-                let root = self.new_node();
-                self.fetches.push(Builder {
-                    subgraph: call.subgraph,
-                    kind: FetchKind::Field {
-                        call: call.clone(),
-                        response_key: req.key.clone(),
-                        arguments: same_args,
-                        definition,
-                    },
-                    path: pos.path.clone(),
-                    conditions: conds.clone(),
-                    requires: inputs,
-                    root,
-                    deps,
-                    merge: key,
-                    step: self.step,
-                });
-                self.fetches.len() - 1
-            }
-        };
+        let fetch = self.delegated_fetch(pos, req, &call, inputs, deps, &conds)?;
         self.touch(Some(fetch));
         let inner = fm.ty.inner_named_type().clone();
         if !self.is_composite(&inner) {
