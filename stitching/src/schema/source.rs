@@ -286,6 +286,31 @@ impl Reader<'_> {
         }
     }
 
+    /// A `@lookup` field's arguments, each with its `@is(field:)` map.
+    fn lookup_arguments(&self, field: &ast::FieldDefinition) -> Vec<(Name, Option<Spanned>)> {
+        field
+            .arguments
+            .iter()
+            .map(|arg| {
+                let is = arg
+                    .directives
+                    .iter()
+                    .find(|d| self.names.get(d.name.as_str()) == Some(&"is"));
+                let map = is.and_then(|d| {
+                    let location = d.location().and_then(|s| location(s, &self.sources));
+                    match d.specified_argument_by_name("field").map(|v| v.as_ref()) {
+                        Some(ast::Value::String(s)) => Some(Spanned {
+                            text: s.clone(),
+                            location,
+                        }),
+                        _ => None,
+                    }
+                });
+                (arg.name.clone(), map)
+            })
+            .collect()
+    }
+
     fn read_field(
         &mut self,
         type_name: &Name,
@@ -336,24 +361,7 @@ impl Reader<'_> {
             }
         }
         if let Some(lookup) = flags.lookup.as_mut() {
-            for arg in &field.arguments {
-                let is = arg
-                    .directives
-                    .iter()
-                    .find(|d| self.names.get(d.name.as_str()) == Some(&"is"))
-                    .cloned();
-                let map = is.and_then(|d| {
-                    let location = d.location().and_then(|s| location(s, &self.sources));
-                    match d.specified_argument_by_name("field").map(|v| v.as_ref()) {
-                        Some(ast::Value::String(s)) => Some(Spanned {
-                            text: s.clone(),
-                            location,
-                        }),
-                        _ => None,
-                    }
-                });
-                lookup.push((arg.name.clone(), map));
-            }
+            *lookup = self.lookup_arguments(field);
         }
         if flags.inaccessible {
             self.inaccessible
