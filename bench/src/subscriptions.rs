@@ -468,7 +468,7 @@ async fn receive(mut ws: Ws, lines: u64, stop: &AtomicBool, done: &AtomicUsize) 
                 break;
             }
         };
-        if let Err(e) = seen.message(&mut ws, &text, &mut next_seq).await {
+        if let Err(e) = seen.message(&mut ws, text.as_str(), &mut next_seq).await {
             seen.error = Some(e);
             break;
         }
@@ -490,7 +490,7 @@ async fn receive(mut ws: Ws, lines: u64, stop: &AtomicBool, done: &AtomicUsize) 
 
 /// What a subscriber's next read gave.
 enum Incoming {
-    Text(String),
+    Text(tokio_tungstenite::tungstenite::Utf8Bytes),
     /// Nothing for 200 ms, or a frame that is not text.
     Nothing,
     /// Nothing, and the scenario is over.
@@ -508,7 +508,7 @@ async fn incoming(ws: &mut Ws, stop: &AtomicBool) -> Incoming {
     match msg {
         None => Incoming::Failed("the connection closed".into()),
         Some(Err(e)) => Incoming::Failed(format!("WebSocket error: {e}")),
-        Some(Ok(Message::Text(t))) => Incoming::Text(t.as_str().to_string()),
+        Some(Ok(Message::Text(t))) => Incoming::Text(t),
         Some(Ok(Message::Close(c))) => Incoming::Failed(format!("closed by the server: {c:?}")),
         Some(Ok(_)) => Incoming::Nothing,
     }

@@ -55,7 +55,7 @@ impl Ctx<'_> {
     ) {
         for (name, v) in fields {
             match input.fields.get(name.as_str()) {
-                Some(def) => self.check_value(v, &def.ty.clone(), &format!("{at}.{name}")),
+                Some(def) => self.check_value(v, &def.ty, &format!("{at}.{name}")),
                 None => self.problems.push(format!(
                     "{at}: input `{}` has no field `{name}`",
                     input.name
@@ -132,7 +132,8 @@ impl Ctx<'_> {
     /// Checks `value` where the subgraph expects `expected` (its own type names).
     fn check_value(&mut self, value: &PathValue, expected: &Type, at: &str) {
         let named = self.remote_named(expected).to_owned();
-        let remote_ty = self.sg.schema.types.get(expected.inner_named_type());
+        let sg = self.sg;
+        let remote_ty = sg.schema.types.get(expected.inner_named_type());
         match value {
             PathValue::Null => {
                 if expected.is_non_null() {
@@ -143,9 +144,8 @@ impl Ctx<'_> {
             }
             PathValue::List(items) => match list_item(expected) {
                 Some(inner) => {
-                    let inner = inner.clone();
                     for (i, item) in items.iter().enumerate() {
-                        self.check_value(item, &inner, &format!("{at}[{i}]"));
+                        self.check_value(item, inner, &format!("{at}[{i}]"));
                     }
                 }
                 None => self
@@ -154,8 +154,7 @@ impl Ctx<'_> {
             },
             PathValue::Object(fields) => match remote_ty.filter(|_| !expected.is_list()) {
                 Some(ExtendedType::InputObject(input)) => {
-                    let input = input.clone();
-                    self.check_input_object(fields, &input, at);
+                    self.check_input_object(fields, input, at)
                 }
                 _ => self
                     .problems
@@ -167,10 +166,7 @@ impl Ctx<'_> {
                 self.check_field_ref(&n, expected, &named, at)
             }
             PathValue::Variable(_) => {}
-            scalar => {
-                let remote_ty = remote_ty.cloned();
-                self.check_scalar(scalar, remote_ty.as_ref(), expected, at)
-            }
+            scalar => self.check_scalar(scalar, remote_ty, expected, at),
         }
     }
 
@@ -377,10 +373,7 @@ impl Ctx<'_> {
             if batch_list && matches!(value, PathValue::Field(_)) {
                 // The list argument receives every parent's key.
                 match list_item(&ra.ty) {
-                    Some(item) => {
-                        let item = item.clone();
-                        self.check_value(value, &item, &at);
-                    }
+                    Some(item) => self.check_value(value, item, &at),
                     None => self.problems.push(format!(
                         "batch: true needs {at} to be a list, but it is `{}`",
                         ra.ty

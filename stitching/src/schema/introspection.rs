@@ -92,22 +92,35 @@ fn names<'a>(t: &'a Value, key: &str) -> Vec<&'a str> {
         .unwrap_or_default()
 }
 
-/// The entries of list `key` of `t` (none when it is absent).
-fn entries<'a>(t: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
-    t.get(key).and_then(Value::as_array).into_iter().flatten()
+/// `head { ... }`: each entry of list `key` of `t` on a line of its own,
+/// after its description, as `line` writes it.
+fn block(
+    out: &mut String,
+    head: &str,
+    t: &Value,
+    key: &str,
+    mut line: impl FnMut(&mut String, &Value) -> Result<(), String>,
+) -> Result<(), String> {
+    let _ = writeln!(out, "{head} {{");
+    for entry in t.get(key).and_then(Value::as_array).into_iter().flatten() {
+        description(out, entry, "  ");
+        out.push_str("  ");
+        line(out, entry)?;
+        out.push('\n');
+    }
+    out.push_str("}\n\n");
+    Ok(())
 }
 
 /// An object or interface type (`kw`) with its fields and their arguments.
 fn object_like(out: &mut String, kw: &str, name: &str, t: &Value) -> Result<(), String> {
-    let _ = write!(out, "{kw} {name}");
+    let mut head = format!("{kw} {name}");
     let interfaces = names(t, "interfaces");
     if !interfaces.is_empty() {
-        let _ = write!(out, " implements {}", interfaces.join(" & "));
+        let _ = write!(head, " implements {}", interfaces.join(" & "));
     }
-    out.push_str(" {\n");
-    for f in entries(t, "fields") {
-        description(out, f, "  ");
-        let _ = write!(out, "  {}", str_field(f, "name")?);
+    block(out, &head, t, "fields", |out, f| {
+        out.push_str(str_field(f, "name")?);
         let args = f.get("args").and_then(Value::as_array);
         if let Some(args) = args.filter(|a| !a.is_empty()) {
             out.push('(');
@@ -121,34 +134,20 @@ fn object_like(out: &mut String, kw: &str, name: &str, t: &Value) -> Result<(), 
         }
         let _ = write!(out, ": {}", type_ref(field(f, "type")?)?);
         deprecated(out, f);
-        out.push('\n');
-    }
-    out.push_str("}\n\n");
-    Ok(())
+        Ok(())
+    })
 }
 
 fn enum_type(out: &mut String, name: &str, t: &Value) -> Result<(), String> {
-    let _ = writeln!(out, "enum {name} {{");
-    for v in entries(t, "enumValues") {
-        description(out, v, "  ");
-        let _ = write!(out, "  {}", str_field(v, "name")?);
+    block(out, &format!("enum {name}"), t, "enumValues", |out, v| {
+        out.push_str(str_field(v, "name")?);
         deprecated(out, v);
-        out.push('\n');
-    }
-    out.push_str("}\n\n");
-    Ok(())
+        Ok(())
+    })
 }
 
 fn input_object(out: &mut String, name: &str, t: &Value) -> Result<(), String> {
-    let _ = writeln!(out, "input {name} {{");
-    for f in entries(t, "inputFields") {
-        description(out, f, "  ");
-        out.push_str("  ");
-        input_value(out, f)?;
-        out.push('\n');
-    }
-    out.push_str("}\n\n");
-    Ok(())
+    block(out, &format!("input {name}"), t, "inputFields", input_value)
 }
 
 fn is_builtin_scalar(name: &str) -> bool {

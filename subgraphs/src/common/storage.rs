@@ -248,8 +248,8 @@ pub fn sqlite_rows_by_ids<T>(
 
 /// A value as JSON text for a column or a bound parameter (ids for
 /// `json_each`, tags, parameters).
-pub fn to_json(value: &impl serde::Serialize) -> crate::common::ServiceResult<String> {
-    serde_json::to_string(value).map_err(|e| crate::common::ServiceError::Storage(e.to_string()))
+pub fn to_json(value: &impl serde::Serialize) -> ServiceResult<String> {
+    serde_json::to_string(value).map_err(|e| ServiceError::Storage(e.to_string()))
 }
 
 #[cfg(test)]
