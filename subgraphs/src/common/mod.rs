@@ -339,6 +339,12 @@ impl Timestamp {
         self.0.to_rfc3339_opts(SecondsFormat::Millis, true)
     }
 
+    /// With microseconds, for times whose order matters within a
+    /// millisecond: a run's log lines, which the log service orders by time.
+    pub fn to_rfc3339_micros(&self) -> String {
+        self.0.to_rfc3339_opts(SecondsFormat::Micros, true)
+    }
+
     pub fn parse(s: &str) -> Result<Self, String> {
         DateTime::parse_from_rfc3339(s)
             .map(|d| Timestamp(d.with_timezone(&Utc)))

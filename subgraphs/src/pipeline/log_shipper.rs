@@ -127,7 +127,10 @@ pub fn keyed_line(
         level,
         message,
         node: node.map(String::from),
-        time: Timestamp::now().to_rfc3339(),
+        // Lines a millisecond apart (a node's end and the next one's start)
+        // keep their order even when they reach the log service in
+        // different batches, through different replicas.
+        time: Timestamp::now().to_rfc3339_micros(),
         key,
     }
 }
@@ -289,6 +292,23 @@ async fn ingest(client: &GraphqlClient, lines: &[LogLine]) -> Result<(), CallErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_log_lines_carry_microseconds_so_lines_within_a_millisecond_keep_their_order() {
+        let shipper = LogShipper::default();
+        let first = shipper.line("run", Level::Info, None, "one").time;
+        let second = shipper.line("run", Level::Info, None, "two").time;
+        let fraction = |t: &str| {
+            t.split_once('.')
+                .map(|(_, f)| f.trim_end_matches('Z').len())
+        };
+        assert_eq!(fraction(&first), Some(6), "{first}");
+        let (a, b) = (
+            Timestamp::parse(&first).unwrap(),
+            Timestamp::parse(&second).unwrap(),
+        );
+        assert!(a <= b, "{first} then {second}");
+    }
 
     #[test]
     fn keys_differ_between_processes_and_cannot_be_guessed() {
