@@ -23,6 +23,30 @@ pub fn client(pool: usize) -> anyhow::Result<reqwest::Client> {
         .context("cannot build the HTTP client")
 }
 
+/// Sends a ready body (as the load loop does) and returns the answer's
+/// `data` (keys sorted by `Value`'s map) and its size in bytes.
+pub async fn answer(
+    client: &reqwest::Client,
+    url: &str,
+    body: &str,
+) -> anyhow::Result<(Value, usize)> {
+    let resp = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer bench-check")
+        .body(body.to_string())
+        .send()
+        .await
+        .with_context(|| format!("POST {url}"))?;
+    let bytes = resp.bytes().await?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{url} answered something that is not JSON"))?;
+    if let Some(errors) = v.get("errors") {
+        bail!("{url} answered errors: {}", short(errors));
+    }
+    Ok((v.get("data").cloned().unwrap_or(Value::Null), bytes.len()))
+}
+
 /// Sends one operation; returns `data`, or fails on HTTP or GraphQL errors.
 pub async fn query(
     client: &reqwest::Client,

@@ -25,7 +25,7 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::{
     gql,
@@ -446,25 +446,6 @@ async fn stitching(o: &Options, node: &Path, npm: &Path) -> anyhow::Result<Vec<C
 
 // ---- measuring ----------------------------------------------------------------------
 
-/// The answer's `data` (keys sorted by `Value`'s map), and its size.
-async fn answer(client: &reqwest::Client, url: &str, body: &str) -> anyhow::Result<(Value, usize)> {
-    let resp = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("authorization", "Bearer bench-check")
-        .body(body.to_string())
-        .send()
-        .await
-        .with_context(|| format!("POST {url}"))?;
-    let bytes = resp.bytes().await?;
-    let v: Value = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{url} answered something that is not JSON"))?;
-    if let Some(errors) = v.get("errors") {
-        bail!("{url} answered errors: {}", gql::short(errors));
-    }
-    Ok((v.get("data").cloned().unwrap_or(Value::Null), bytes.len()))
-}
-
 /// Checks both answer alike, then times them in alternating rounds.
 async fn compare(
     o: &Options,
@@ -476,7 +457,7 @@ async fn compare(
     counter: &Counter,
 ) -> anyhow::Result<Comparison> {
     let client = load::client(o.connections)?;
-    let (our_data, our_bytes) = answer(&client, &ours.url, &bodies[0]).await?;
+    let (our_data, our_bytes) = gql::answer(&client, &ours.url, &bodies[0]).await?;
     let mut ours_f = Figures {
         label: ours.label.clone(),
         answer_bytes: our_bytes,
@@ -486,7 +467,7 @@ async fn compare(
         label: peer.label.clone(),
         ..Default::default()
     };
-    match answer(&client, &peer.url, &bodies[0]).await {
+    match gql::answer(&client, &peer.url, &bodies[0]).await {
         Ok((data, bytes)) if data == our_data => peer_f.answer_bytes = bytes,
         Ok(_) => peer_f.skipped = Some("its `data` differs from ours".into()),
         Err(e) => peer_f.skipped = Some(format!("{e:#}")),

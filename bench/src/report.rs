@@ -656,7 +656,32 @@ impl Report {
                 ),
                 Some(p50 <= 1.5 * n.sum_p50_ms),
             );
+            self.nested_cpu_target(n, t);
         }
+    }
+
+    /// Gateway CPU per KB of `nested`'s answer under load: the target
+    /// holds with every deduplication off (`--no-dedupe`), where no
+    /// execution shares another's subgraph answers.
+    fn nested_cpu_target(&self, n: &Nested, t: &mut Targets) {
+        let kb = n.answer_bytes as f64 / 1024.0;
+        let cpu = n.loaded.cpu_us_per_request.unwrap_or(f64::NAN);
+        let per_kb = cpu / kb.max(1e-9);
+        let mut measured = format!(
+            "{per_kb:.1} µs per KB ({cpu:.1} µs for {kb:.1} KB, {} connections)",
+            n.loaded.connections
+        );
+        let verdict = if self.options.no_dedupe {
+            Some(per_kb <= 10.0)
+        } else {
+            measured.push_str(", with deduplication on: rerun with --no-dedupe");
+            None
+        };
+        t.add(
+            "nested: at most 10 µs of gateway CPU per KB of answer (deduplication off)",
+            measured,
+            verdict,
+        );
     }
 
     /// `fanout`: subgraph requests flat whatever the parent count.
@@ -754,5 +779,59 @@ mod tests {
         assert!(!at_most(&unbatched, &NESTED_EXPECTED));
         let touches_dataset = per(&[("dataset", 0.5), ("log", 1.0), ("pipeline", 2.0)]);
         assert!(!at_most(&touches_dataset, &FANOUT_EXPECTED));
+    }
+
+    fn nested_at(cpu_us: f64, answer_bytes: usize) -> Nested {
+        let measured = Measured {
+            connections: 50,
+            load: Default::default(),
+            per_request: None,
+            cpu_us_per_request: Some(cpu_us),
+            peak_rss_kib: None,
+            peak_reset: false,
+            loadgen_cpu_percent: 0.0,
+        };
+        Nested {
+            loaded: measured.clone(),
+            gateway_c1: measured,
+            calls: Vec::new(),
+            sum_p50_ms: 0.0,
+            critical_path_ms: 0.0,
+            baseline_secs: 0.0,
+            answer_bytes,
+        }
+    }
+
+    /// The CPU-per-KB target names deduplication off: a run with it on
+    /// reports the figure without a verdict.
+    #[test]
+    fn nested_cpu_per_kb_is_judged_only_with_deduplication_off() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let verdict = |dedupe_off: bool, cpu_us: f64| {
+            let mut args = vec!["all", "--root", root, "--bin-dir", root];
+            if dedupe_off {
+                args.push("--no-dedupe");
+            }
+            let Ok(crate::options::Command::All(o)) =
+                crate::options::parse(args.into_iter().map(String::from))
+            else {
+                panic!("the options parse");
+            };
+            let mut t = Targets(Vec::new());
+            Report::new(&o).nested_cpu_target(&nested_at(cpu_us, 40 * 1024), &mut t);
+            let (name, measured, ok) = t.0.pop().expect("one row");
+            assert!(name.contains("per KB"), "{name}");
+            (measured, ok)
+        };
+        let (measured, ok) = verdict(true, 380.0);
+        assert_eq!(ok, Some(true));
+        assert!(
+            measured.starts_with("9.5 µs per KB (380.0 µs for 40.0 KB"),
+            "{measured}"
+        );
+        assert_eq!(verdict(true, 520.0).1, Some(false));
+        let (measured, ok) = verdict(false, 380.0);
+        assert_eq!(ok, None);
+        assert!(measured.contains("rerun with --no-dedupe"), "{measured}");
     }
 }

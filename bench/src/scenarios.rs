@@ -193,12 +193,14 @@ pub struct Nested {
     /// Level 1's two calls run concurrently: L0 + max(L1) + L2.
     pub critical_path_ms: f64,
     pub baseline_secs: f64,
+    /// The client's answer in bytes (what gateway CPU per KB divides by).
+    pub answer_bytes: usize,
 }
 
 pub async fn nested(o: &Options, stack: &Stack) -> anyhow::Result<Nested> {
     let gw_url = stack.gateway.graphql();
     let bodies = Arc::new(vec![body(NESTED_QUERY, json!({}))]);
-    let check = gql::query(&gql::client(1)?, &gw_url, NESTED_QUERY, json!({}))
+    let (check, answer_bytes) = gql::answer(&load::client(1)?, &gw_url, &bodies[0])
         .await
         .context("the nested query through the gateway")?;
     let items = check["pipelines"]["items"]
@@ -238,6 +240,7 @@ pub async fn nested(o: &Options, stack: &Stack) -> anyhow::Result<Nested> {
         critical_path_ms: p(0) + p(1).max(p(2)) + p(3),
         calls,
         baseline_secs: (baseline * 2).as_secs_f64(),
+        answer_bytes,
     })
 }
 
