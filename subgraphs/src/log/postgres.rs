@@ -147,15 +147,14 @@ impl LogStore for PostgresLogStore {
         Box::pin(async move {
             // Each run's first lines through the (pipeline_id, time, id)
             // index, `limit` rows per run: a window over the runs' lines
-            // read every line of their logs.
+            // read every line of their logs. `group_by_run` orders each page.
             let rows = sqlx::query(sql(format!(
                 "SELECT page.* FROM unnest($1::text[]) AS run(id)
                  CROSS JOIN LATERAL (
                    SELECT {COLUMNS} FROM logs
                    WHERE pipeline_id = run.id AND level >= $2
                    ORDER BY time, id LIMIT $3
-                 ) page
-                 ORDER BY page.pipeline_id, page.time, page.id"
+                 ) page"
             )))
             .bind(distinct(&pipeline_ids))
             .bind(rank(min_level))

@@ -176,7 +176,10 @@ pub fn distinct(pipeline_ids: &[String]) -> Vec<String> {
 }
 
 /// Lines of a one-read batch, grouped per run in the order of `pipeline_ids`
-/// (a run asked twice gets its page twice).
+/// (a run asked twice gets its page twice), each run's in (time, id) order.
+/// The order is made here, a page at a time, rather than by the statement:
+/// sorting all the pages' lines at once cost the log service about 7% of
+/// its CPU under the benchmark's `nested` query.
 pub fn group_by_run(pipeline_ids: &[String], lines: Vec<LogLine>) -> Vec<Vec<LogLine>> {
     let mut runs: Vec<(String, Vec<LogLine>)> = Vec::new();
     let mut run_at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
@@ -186,6 +189,9 @@ pub fn group_by_run(pipeline_ids: &[String], lines: Vec<LogLine>) -> Vec<Vec<Log
             runs.len() - 1
         });
         runs[at].1.push(line);
+    }
+    for (_, lines) in &mut runs {
+        lines.sort_unstable_by_key(|l| (l.time, l.id));
     }
     in_order(pipeline_ids, runs, |(run, _)| run)
         .into_iter()
@@ -215,9 +221,10 @@ const COLUMNS: &str = "id, pipeline_id, level, message, node, time";
 
 /// Each run's first `?3` lines at level `?2` or above, for the runs of the
 /// JSON list `?1`, in one statement: at most `?3` lines per run read
-/// through the (pipeline_id, time, id) index. A window over the runs'
-/// lines read every line of their logs; a statement per run was prepared
-/// again for each run (its plan depends on the bound id).
+/// through the (pipeline_id, time, id) index, in no order
+/// (`group_by_run` orders each page). A window over the runs' lines read
+/// every line of their logs; a statement per run was prepared again for
+/// each run (its plan depends on the bound id).
 static FIRST_LINES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("l.{c}")).collect();
     format!(
@@ -226,8 +233,7 @@ static FIRST_LINES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
            SELECT id FROM logs
            WHERE pipeline_id = run.value AND level >= ?2
            ORDER BY time, id LIMIT ?3
-         )
-         ORDER BY l.pipeline_id, l.time, l.id",
+         )",
         columns.join(", ")
     )
 });
