@@ -109,6 +109,9 @@ impl Routes {
 struct PlainRoute {
     client: PlainClient,
     uri: hyper::Uri,
+    /// `Host` of an HTTP/1 request, made once: left to the client, it is
+    /// formatted again for every request.
+    host: Option<HeaderValue>,
     limit: Arc<tokio::sync::Semaphore>,
 }
 
@@ -629,6 +632,7 @@ fn routes(
                 let limit = upstream.host_limit(host);
                 Arc::new(PlainRoute {
                     client: upstream.client(s.http2),
+                    host: (!s.http2).then(|| host_header(&uri)).flatten(),
                     uri,
                     limit,
                 })
@@ -645,6 +649,16 @@ fn routes(
         next: Default::default(),
         epoch: Instant::now(),
     })
+}
+
+/// The `Host` header for `uri`: its host, and its port unless it is 80.
+fn host_header(uri: &hyper::Uri) -> Option<HeaderValue> {
+    let host = uri.host()?;
+    let value = match uri.port_u16() {
+        Some(port) if port != 80 => HeaderValue::from_str(&format!("{host}:{port}")),
+        _ => HeaderValue::from_str(host),
+    };
+    value.ok()
 }
 
 /// Sends subgraph requests over pooled keep-alive HTTP connections, with the
@@ -966,6 +980,11 @@ async fn send_plain(
         *req.method_mut() = hyper::Method::POST;
         *req.uri_mut() = route.uri.clone();
         *req.headers_mut() = headers;
+        if let Some(host) = &route.host {
+            req.headers_mut()
+                .entry(hyper::header::HOST)
+                .or_insert_with(|| host.clone());
+        }
         let resp = route.client.request(req).await.map_err(|e| Failure {
             error: FetchError::Unavailable(root_cause(&e)),
             retry_after: None,
@@ -1232,5 +1251,16 @@ mod tests {
         let one = routes(1);
         one.outcome(0, true);
         assert_eq!(one.pick(), 0);
+    }
+
+    /// The `Host` made once per route is the one the client would write
+    /// for each request: the port unless it is HTTP's default.
+    #[test]
+    fn host_header_names_the_port_unless_it_is_80() {
+        let host = |u: &str| host_header(&u.parse().unwrap()).unwrap();
+        assert_eq!(host("http://127.0.0.1:4001/graphql"), "127.0.0.1:4001");
+        assert_eq!(host("http://pipeline:80/graphql"), "pipeline");
+        assert_eq!(host("http://pipeline/graphql"), "pipeline");
+        assert_eq!(host("http://[::1]:9000/"), "[::1]:9000");
     }
 }
