@@ -35,28 +35,35 @@ use crate::{
 /// Alias prefix of the calls of a remote request.
 pub const CALL_PREFIX: &str = "_stitch_";
 
-/// Which item of a call's answer a target takes.
-#[derive(Clone, Debug)]
+/// Which item of a call's answer a target takes. Names and lists are
+/// indices into the request's [`Routing`]: a batch has a target per parent,
+/// and a target that owned them cost a count on a shared name (or a vector)
+/// made and dropped per parent.
+#[derive(Clone, Copy, Debug)]
 pub(crate) enum KeyRef {
     /// The whole answer.
     Whole,
     /// The answer's item at this index (batches, `_entities`).
-    One(usize),
-    /// These items, in order (`None` for a null key item): a list-valued key.
-    Many(Vec<Option<usize>>),
-    /// The answer's value under this key (a root field).
-    Key(Name),
+    One(u32),
+    /// Items of `Routing::lists` (`NO_ITEM` for a null key item), in order:
+    /// a list-valued key.
+    Many { start: u32, len: u32 },
+    /// The answer's value under `Routing::names[i]` (a root field).
+    Key(u32),
 }
+
+/// A null item of a list-valued key (`KeyRef::Many`): no answer item.
+pub(crate) const NO_ITEM: u32 = u32::MAX;
 
 /// Where one call's answer goes: a parent of a fetch, named by its place
 /// in the request's `Routing::places`.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Target {
-    pub parent: usize,
+    pub parent: u32,
     pub key: KeyRef,
-    /// Written under this key of the parent (a stitched field's value, a
-    /// root field), or, `None`, merged into the parent (an entity).
-    pub write: Option<Name>,
+    /// Written under `Routing::names[i]` of the parent (a stitched field's
+    /// value, a root field), or, `None`, merged into the parent (an entity).
+    pub write: Option<u32>,
 }
 
 /// One root field of a remote request and where its answer goes.
@@ -77,6 +84,24 @@ pub(crate) struct CallOut {
 pub(crate) struct Routing {
     pub calls: Vec<CallOut>,
     pub places: Places,
+    /// The response keys targets name (`Target::write`, `KeyRef::Key`).
+    pub names: Vec<Name>,
+    /// The items of list-valued keys (`KeyRef::Many`).
+    pub lists: Vec<u32>,
+}
+
+impl Routing {
+    /// The key `t` is written under; `None`: merged into its parent.
+    pub fn write(&self, t: &Target) -> Option<&Name> {
+        t.write.and_then(|i| self.names.get(i as usize))
+    }
+
+    /// The answer items of a list-valued key.
+    pub fn items(&self, start: u32, len: u32) -> &[u32] {
+        self.lists
+            .get(start as usize..(start + len) as usize)
+            .unwrap_or_default()
+    }
 }
 
 /// The parent objects a request's calls answer for (a root call: one).
@@ -452,6 +477,9 @@ struct Doc<'r, 'a, 'h> {
     /// answered null (or `[]`) without a call.
     empties: Vec<(usize, usize)>,
     places: Places,
+    /// `Routing::names` and `Routing::lists`, as the targets are made.
+    names: Vec<Name>,
+    lists: Vec<u32>,
 }
 
 struct VariableBatch {
@@ -487,6 +515,27 @@ struct Batch<'h> {
 }
 
 impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
+    /// `name`'s index in `Routing::names` (a request names a few keys).
+    fn name(&mut self, name: &Name) -> u32 {
+        let i = match self.names.iter().position(|n| n == name) {
+            Some(i) => i,
+            None => {
+                self.names.push(name.clone());
+                self.names.len() - 1
+            }
+        };
+        i as u32
+    }
+
+    fn routing(self) -> Routing {
+        Routing {
+            calls: self.calls,
+            places: self.places,
+            names: self.names,
+            lists: self.lists,
+        }
+    }
+
     fn next_alias(&self) -> String {
         format!("{CALL_PREFIX}{}", self.calls.len())
     }
@@ -572,7 +621,7 @@ impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
         out
     }
 
-    fn finish(self) -> Built {
+    fn finish(mut self) -> Built {
         if self.calls.is_empty() {
             return Built {
                 subgraph: self.subgraph,
@@ -591,14 +640,11 @@ impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
             request: Some(SubgraphRequest {
                 operation,
                 query,
-                variables: self.variables.finish(),
+                variables: std::mem::take(&mut self.variables).finish(),
                 batch: Vec::new(),
                 batch_size: batch_size(&self.calls),
             }),
-            routing: Routing {
-                calls: self.calls,
-                places: self.places,
-            },
+            routing: self.routing(),
             unbatch: Vec::new(),
         }
     }
@@ -647,10 +693,7 @@ impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
                 batch,
                 batch_size: batch_size(&self.calls),
             }),
-            routing: Routing {
-                calls: self.calls,
-                places: self.places,
-            },
+            routing: self.routing(),
             unbatch,
         }
     }
@@ -703,9 +746,11 @@ fn build_request<'h>(
         alloc,
         subgraph,
         operation: None,
-        decls: String::new(),
+        // Sized for a few calls' declarations and fields: grown by doubling,
+        // a request's text was a handful of allocations.
+        decls: String::with_capacity(128),
         variables: VariablesWriter::default(),
-        body: String::new(),
+        body: String::with_capacity(256),
         calls: Vec::new(),
         declared: Vec::new(),
         signatures: HashMap::default(),
@@ -713,9 +758,15 @@ fn build_request<'h>(
         entity_calls: Vec::new(),
         vsets: Vec::new(),
         empties: Vec::new(),
-        places: Places::default(),
+        places: Places::with_capacity(64, 4),
+        names: Vec::new(),
+        lists: Vec::new(),
     };
     let variables: &JsonMap = req.variables;
+    // The parents of each fetch in turn, in one buffer: batched fetches
+    // serve lists of parents, and started at a list's size it seldom
+    // regrows.
+    let mut found = Vec::with_capacity(64);
     for &id in fetches {
         let node = &req.plan.fetches[id];
         if !node
@@ -726,9 +777,10 @@ fn build_request<'h>(
             continue;
         }
         doc.operation.get_or_insert(node.operation());
-        let parents = parents(req, data, node, &mut doc.places);
+        parents(req, data, node, &mut doc.places, &mut found);
+        let parents = found.as_slice();
         match &node.kind {
-            FetchKind::Root { .. } => root_fields(&mut doc, node, &parents),
+            FetchKind::Root { .. } => root_fields(&mut doc, node, parents),
             FetchKind::Entity {
                 resolver,
                 remote_type,
@@ -750,15 +802,16 @@ fn build_request<'h>(
     (doc.finish(), empties)
 }
 
-/// The objects a fetch serves, each with its place.
+/// The objects a fetch serves, each with its place, into `out`.
 fn parents<'d, 'h>(
     req: &Request<'_>,
     data: &'d Value<'h>,
     node: &FetchNode,
     places: &mut Places,
-) -> Vec<(usize, &'d Map<'h>)> {
+    out: &mut Vec<(usize, &'d Map<'h>)>,
+) {
     let schema = &req.supergraph.schema;
-    let mut out = Vec::new();
+    out.clear();
     visit_parents(
         data,
         &node.path,
@@ -766,7 +819,6 @@ fn parents<'d, 'h>(
         places,
         &mut |place, obj| out.push((place, obj)),
     );
-    out
 }
 
 /// Root fields answer into the data's root, the one parent of their path.
@@ -785,18 +837,22 @@ fn root_fields(doc: &mut Doc<'_, '_, '_>, node: &FetchNode, parents: &[(usize, &
     let mut keys = Vec::new();
     let mut optional = Vec::new();
     top_keys(&node.selection, false, &mut keys, &mut optional);
+    let targets = keys
+        .iter()
+        .map(|k| {
+            let name = doc.name(k);
+            Target {
+                parent: root as u32,
+                key: KeyRef::Key(name),
+                write: Some(name),
+            }
+        })
+        .collect();
     doc.calls.push(CallOut {
         alias: None,
         descend: Vec::new(),
         optional,
-        targets: keys
-            .into_iter()
-            .map(|k| Target {
-                parent: root,
-                key: KeyRef::Key(k.clone()),
-                write: Some(k),
-            })
-            .collect(),
+        targets,
     });
 }
 
@@ -835,7 +891,7 @@ fn entities<'h>(
     doc: &mut Doc<'_, '_, 'h>,
     node: &FetchNode,
     remote_type: &Name,
-    parents: Vec<(usize, &Map<'h>)>,
+    parents: &[(usize, &Map<'h>)],
 ) {
     let alloc = doc.alloc;
     let req = doc.req;
@@ -857,7 +913,7 @@ fn entities<'h>(
     let typename: &'h str = alloc.alloc_str(remote_type);
     let in_place = plain_inputs(&node.requires);
     let reps = &mut call.reps;
-    for (place, parent) in parents {
+    for &(place, parent) in parents {
         let i = if in_place {
             // Most parents repeat a representation: compared in place, one
             // is built only when it is new.
@@ -885,8 +941,8 @@ fn entities<'h>(
             reps.index(Value::Object(repr))
         };
         targets.push(Target {
-            parent: place,
-            key: KeyRef::One(i),
+            parent: place as u32,
+            key: KeyRef::One(i as u32),
             write: None,
         });
     }
@@ -1004,21 +1060,21 @@ fn calls<'h>(
     doc: &mut Doc<'_, '_, 'h>,
     node: &FetchNode,
     call: &Arc<Call>,
-    parents: Vec<(usize, &Map<'h>)>,
+    parents: &[(usize, &Map<'h>)],
     merge: bool,
 ) {
     let variables: &JsonMap = doc.req.variables;
     let empty = Map::new();
     let per_entity = node.selection.has_required_arguments();
     let write = match &node.kind {
-        FetchKind::Field { response_key, .. } if !merge => Some(response_key.clone()),
+        FetchKind::Field { response_key, .. } if !merge => Some(doc.name(response_key)),
         _ => None,
     };
     if call.batch {
         batch_keys(doc, node, call, parents, write);
         return;
     }
-    for (place, parent) in parents {
+    for &(place, parent) in parents {
         let Some(repr) = project(parent, &node.requires, true, doc.alloc) else {
             continue;
         };
@@ -1032,9 +1088,9 @@ fn calls<'h>(
             variables,
         };
         let target = Target {
-            parent: place,
+            parent: place as u32,
             key: KeyRef::Whole,
-            write: write.clone(),
+            write,
         };
         let Some(seg_args) = call_arguments(call, node, &cx) else {
             if !merge {
@@ -1151,8 +1207,8 @@ fn batch_keys<'h>(
     doc: &mut Doc<'_, '_, 'h>,
     node: &FetchNode,
     call: &Arc<Call>,
-    parents: Vec<(usize, &Map<'h>)>,
-    write: Option<Name>,
+    parents: &[(usize, &Map<'h>)],
+    write: Option<u32>,
 ) {
     let alloc = doc.alloc;
     let path = call.batch_key();
@@ -1197,33 +1253,40 @@ fn batch_keys<'h>(
         }
     });
     let targets = &mut doc.calls[batch.call].targets;
+    let lists = &mut doc.lists;
     // Sized once for this fetch's keys (most are distinct).
     targets.reserve(keyed.len());
     batch.keys.reserve(keyed.len());
     batch.index.reserve(keyed.len());
-    let mut intern = |k: &Value<'h>| -> usize {
+    let mut intern = |k: &Value<'h>| -> u32 {
         let text = key_text(k);
         if let Some(i) = batch.index.get(&text) {
-            return *i;
+            return *i as u32;
         }
         batch.keys.push(k.clone_in(alloc));
         batch.index.insert(text, batch.keys.len() - 1);
-        batch.keys.len() - 1
+        (batch.keys.len() - 1) as u32
     };
     for (place, key) in keyed {
         let key = match &key {
-            Value::Array(items) => KeyRef::Many(
-                items
-                    .iter()
-                    .map(|k| if k.is_null() { None } else { Some(intern(k)) })
-                    .collect(),
-            ),
+            Value::Array(items) => {
+                let start = lists.len() as u32;
+                lists.extend(
+                    items
+                        .iter()
+                        .map(|k| if k.is_null() { NO_ITEM } else { intern(k) }),
+                );
+                KeyRef::Many {
+                    start,
+                    len: items.len() as u32,
+                }
+            }
             k => KeyRef::One(intern(k)),
         };
         targets.push(Target {
-            parent: place,
+            parent: place as u32,
             key,
-            write: write.clone(),
+            write,
         });
     }
 }
@@ -1336,10 +1399,21 @@ fn finish_batches(doc: &mut Doc<'_, '_, '_>) {
             }
             seg_args.push(args);
         }
+        // The keys' JSON, sized up front: hundreds of keys would grow the
+        // buffer a dozen times, copying it each time.
+        doc.variables.reserve(b.keys.iter().map(key_json_len).sum());
         let vars = doc.call_variables(&call, b.call, seg_args);
         let alias = format!("{CALL_PREFIX}{}", b.call);
         let selection = node.rendered.clone();
         doc.write_call(&alias, &call.path, &vars, &selection);
+    }
+}
+
+/// About how long a key is as a JSON list item (exact for a plain string).
+fn key_json_len(key: &Value<'_>) -> usize {
+    match key {
+        Value::String(s) => s.len() + 3,
+        _ => 24,
     }
 }
 
@@ -1380,7 +1454,7 @@ fn variable_sets<'h>(
     doc: &mut Doc<'_, '_, 'h>,
     node: &FetchNode,
     call: &Arc<Call>,
-    parents: Vec<(usize, &Map<'h>)>,
+    parents: &[(usize, &Map<'h>)],
 ) {
     let (query, client) = lookup_document(doc, node, call);
     // Fetches of the wave whose lookup is the same document share it, and
@@ -1399,7 +1473,7 @@ fn variable_sets<'h>(
             doc.vsets.len() - 1
         }
     };
-    for (place, parent) in parents {
+    for &(place, parent) in parents {
         let Some(mut set) = variable_set(doc, node, call, parent) else {
             continue;
         };
@@ -1433,7 +1507,7 @@ fn variable_sets<'h>(
             }
         };
         doc.calls[n].targets.push(Target {
-            parent: place,
+            parent: place as u32,
             key: KeyRef::Whole,
             write: None,
         });

@@ -9,7 +9,7 @@ use apollo_compiler::{
 
 use super::{
     error,
-    fetch::{CallOut, KeyRef, Routing, Target},
+    fetch::{CallOut, KeyRef, Routing, Target, NO_ITEM},
     tree::{Alloc, Map, Value},
     value::{self, to_error_path, PathSeg, Places},
     FetchError, Request,
@@ -39,13 +39,16 @@ fn descend<'h>(v: Value<'h>, names: &[Name]) -> Value<'h> {
 /// The client paths of targets, worked out only when an error needs them.
 struct Paths<'d, 'h> {
     data: &'d Value<'h>,
-    places: &'d Places,
+    routing: &'d Routing,
 }
 
 impl Paths<'_, '_> {
     fn of(&self, t: &Target) -> Vec<PathSeg> {
-        let mut path = self.places.client_path(self.data, t.parent);
-        if let Some(k) = &t.write {
+        let mut path = self
+            .routing
+            .places
+            .client_path(self.data, t.parent as usize);
+        if let Some(k) = self.routing.write(t) {
             path.push(PathSeg::Key(k.clone()));
         }
         path
@@ -80,10 +83,7 @@ pub(crate) fn merge_body<'h>(
             return;
         }
     };
-    let paths = Paths {
-        data,
-        places: &routing.places,
-    };
+    let paths = Paths { data, routing };
     let had_errors = !remote_errors.is_empty();
     for e in remote_errors.iter_mut() {
         map_error(std::mem::take(e), service, calls, &paths, errors);
@@ -97,7 +97,7 @@ pub(crate) fn merge_body<'h>(
                 .take(alias.as_str())
                 .ok_or_else(|| format!("`data` lacks `{alias}`, which was asked for")),
             // Root fields: the whole data, less the other calls' answers.
-            (None, Some(m)) => root_answer(call, m, alloc),
+            (None, Some(m)) => root_answer(call, &routing.names, m, alloc),
         };
         let answer = match answer {
             Ok(a) => a,
@@ -110,10 +110,10 @@ pub(crate) fn merge_body<'h>(
         if sg.has_renames() {
             public_typenames(&mut answer, sg, alloc);
         }
-        if let Err(why) = check_shape(call, &answer, had_errors) {
+        if let Err(why) = check_shape(call, routing, &answer, had_errors) {
             fail_call(&paths, errors, service, call, &FetchError::Malformed(why));
         }
-        deliver(call, answer, &mut deliveries, alloc);
+        deliver(call, routing, answer, &mut deliveries, alloc);
     }
     apply(data, &routing.places, deliveries, alloc);
 }
@@ -144,13 +144,17 @@ fn read_body(body: Value<'_>) -> Result<Body<'_>, String> {
 /// an error (a field that failed is present as null).
 fn root_answer<'h>(
     call: &CallOut,
+    names: &[Name],
     m: &mut Map<'h>,
     alloc: &Alloc<'h>,
 ) -> Result<Value<'h>, String> {
     let mut own = Map::new();
     let mut missing = Vec::new();
     for t in &call.targets {
-        if let KeyRef::Key(k) = &t.key {
+        if let Some(k) = match t.key {
+            KeyRef::Key(k) => names.get(k as usize),
+            _ => None,
+        } {
             match m.take(k.as_str()) {
                 Some(v) => {
                     own.insert(alloc.alloc_str(k), v, alloc);
@@ -172,16 +176,27 @@ fn root_answer<'h>(
 
 /// A batched call (`_entities`, a list lookup) answers a list with one item
 /// per key; null only with errors that say why.
-fn check_shape(call: &CallOut, answer: &Value<'_>, had_errors: bool) -> Result<(), String> {
+fn check_shape(
+    call: &CallOut,
+    routing: &Routing,
+    answer: &Value<'_>,
+    had_errors: bool,
+) -> Result<(), String> {
     let wanted = call
         .targets
         .iter()
-        .filter_map(|t| match &t.key {
-            KeyRef::One(k) => Some(*k),
-            KeyRef::Many(ks) => ks.iter().flatten().copied().max(),
+        .filter_map(|t| match t.key {
+            KeyRef::One(k) => Some(k),
+            KeyRef::Many { start, len } => routing
+                .items(start, len)
+                .iter()
+                .copied()
+                .filter(|&k| k != NO_ITEM)
+                .max(),
             _ => None,
         })
-        .max();
+        .max()
+        .map(|k| k as usize);
     let Some(last) = wanted else {
         return Ok(());
     };
@@ -201,7 +216,7 @@ fn check_shape(call: &CallOut, answer: &Value<'_>, had_errors: bool) -> Result<(
 
 /// A value for one parent: merged into it, or written under a key.
 struct Delivery<'c, 'h> {
-    parent: usize,
+    parent: u32,
     write: Option<&'c Name>,
     value: Value<'h>,
 }
@@ -219,10 +234,10 @@ fn apply<'h>(
     // for its cache misses one parent after another. Walked all at once
     // first, the walks are independent, and their misses overlap.
     for d in &deliveries {
-        places.prefetch(data, d.parent);
+        places.prefetch(data, d.parent as usize);
     }
     for d in deliveries {
-        let Some(obj) = places.object_mut(data, d.parent) else {
+        let Some(obj) = places.object_mut(data, d.parent as usize) else {
             continue;
         };
         match &d.write {
@@ -235,7 +250,8 @@ fn apply<'h>(
 /// Hands each target its part of a call's answer, moving values out and
 /// cloning only a part several targets share (deduplicated inputs).
 fn deliver<'c, 'h>(
-    call: &'c CallOut,
+    call: &CallOut,
+    routing: &'c Routing,
     answer: Value<'h>,
     out: &mut Vec<Delivery<'c, 'h>>,
     alloc: &Alloc<'h>,
@@ -248,22 +264,22 @@ fn deliver<'c, 'h>(
     if call
         .targets
         .iter()
-        .any(|t| matches!(t.key, KeyRef::One(_) | KeyRef::Many(_)))
+        .any(|t| matches!(t.key, KeyRef::One(_) | KeyRef::Many { .. }))
     {
         if let Some(Value::Array(list)) = answer.take() {
             items = list;
         }
         wanted = vec![0; items.len()];
         for t in &call.targets {
-            match &t.key {
+            match t.key {
                 KeyRef::One(k) => {
-                    if let Some(w) = wanted.get_mut(*k) {
+                    if let Some(w) = wanted.get_mut(k as usize) {
                         *w += 1;
                     }
                 }
-                KeyRef::Many(ks) => {
-                    for k in ks.iter().flatten() {
-                        if let Some(w) = wanted.get_mut(*k) {
+                KeyRef::Many { start, len } => {
+                    for &k in routing.items(start, len) {
+                        if let Some(w) = wanted.get_mut(k as usize) {
                             *w += 1;
                         }
                     }
@@ -272,7 +288,8 @@ fn deliver<'c, 'h>(
             }
         }
     }
-    let mut take = |k: usize| -> Value<'h> {
+    let mut take = |k: u32| -> Value<'h> {
+        let k = k as usize;
         match (items.get_mut(k), wanted.get_mut(k)) {
             (Some(v), Some(w)) => {
                 *w = w.saturating_sub(1);
@@ -286,23 +303,26 @@ fn deliver<'c, 'h>(
         }
     };
     for (i, t) in call.targets.iter().enumerate() {
-        let value =
-            match &t.key {
-                // The last target takes the value; the others clone it.
-                KeyRef::Whole if i + 1 == n => answer.take().unwrap_or(Value::Null),
-                KeyRef::Whole => answer.as_ref().map_or(Value::Null, |a| a.clone_in(alloc)),
-                KeyRef::One(k) => take(*k),
-                KeyRef::Key(k) => match answer.as_mut() {
-                    Some(Value::Object(m)) => m.take(k.as_str()).unwrap_or(Value::Null),
-                    _ => Value::Null,
-                },
-                KeyRef::Many(ks) => Value::Array(alloc.alloc_slice_fill_with(ks.len(), |i| {
-                    ks[i].map(&mut take).unwrap_or(Value::Null)
-                })),
-            };
+        let value = match t.key {
+            // The last target takes the value; the others clone it.
+            KeyRef::Whole if i + 1 == n => answer.take().unwrap_or(Value::Null),
+            KeyRef::Whole => answer.as_ref().map_or(Value::Null, |a| a.clone_in(alloc)),
+            KeyRef::One(k) => take(k),
+            KeyRef::Key(k) => match (answer.as_mut(), routing.names.get(k as usize)) {
+                (Some(Value::Object(m)), Some(k)) => m.take(k.as_str()).unwrap_or(Value::Null),
+                _ => Value::Null,
+            },
+            KeyRef::Many { start, len } => {
+                let ks = routing.items(start, len);
+                Value::Array(alloc.alloc_slice_fill_with(ks.len(), |i| match ks[i] {
+                    NO_ITEM => Value::Null,
+                    k => take(k),
+                }))
+            }
+        };
         out.push(Delivery {
             parent: t.parent,
-            write: t.write.as_ref(),
+            write: routing.write(t),
             value,
         });
     }
@@ -396,24 +416,24 @@ fn map_error(
     let rest = segments(&remote_path[(1 + call.descend.len()).min(remote_path.len())..]);
     for t in &call.targets {
         let base = to_error_path(&paths.of(t));
-        match &t.key {
+        match t.key {
             KeyRef::Whole | KeyRef::Key(_) => {
                 out.push(make(base.into_iter().chain(rest.iter().cloned()).collect()))
             }
             _ if rest.is_empty() => out.push(make(base)),
             KeyRef::One(k) => {
                 if let Some(ResponseDataPathSegment::ListIndex(i)) = rest.first() {
-                    if i == k {
+                    if *i == k as usize {
                         out.push(make(
                             base.into_iter().chain(rest[1..].iter().cloned()).collect(),
                         ));
                     }
                 }
             }
-            KeyRef::Many(ks) => {
+            KeyRef::Many { start, len } => {
                 if let Some(ResponseDataPathSegment::ListIndex(i)) = rest.first() {
-                    for (pos, k) in ks.iter().enumerate() {
-                        if *k == Some(*i) {
+                    for (pos, &k) in paths.routing.items(start, len).iter().enumerate() {
+                        if k != NO_ITEM && k as usize == *i {
                             let mut p = base.clone();
                             p.push(ResponseDataPathSegment::ListIndex(pos));
                             p.extend(rest[1..].iter().cloned());
@@ -436,10 +456,7 @@ pub(crate) fn fail(
     e: &FetchError,
 ) {
     let service = req.supergraph.subgraphs[subgraph].name.as_str();
-    let paths = Paths {
-        data,
-        places: &routing.places,
-    };
+    let paths = Paths { data, routing };
     for call in &routing.calls {
         fail_call(&paths, errors, service, call, e);
     }

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use tree::{Arena, Map, Value};
+use tree::{Arena, Map, Spare, Value};
 
 use crate::{
     plan::QueryPlan,
@@ -90,6 +90,11 @@ impl VariablesWriter {
         let _ = serde_json::to_writer(&mut self.0, name);
         self.0.push(b':');
         let _ = serde_json::to_writer(&mut self.0, value);
+    }
+
+    /// Room for `n` more bytes.
+    pub fn reserve(&mut self, n: usize) {
+        self.0.reserve(n);
     }
 
     pub fn finish(mut self) -> Variables {
@@ -304,7 +309,7 @@ pub struct Request<'a> {
 
 /// Executes a query or mutation plan.
 pub async fn execute(req: &Request<'_>, transport: &dyn Transport) -> Response {
-    let arena = Arena::new();
+    let arena = Spare::take();
     let mut ex = Execution::new(req, transport, &arena);
     if req.plan.has_introspection {
         ex.introspect();
@@ -330,7 +335,7 @@ pub fn subscription_start(req: &Request<'_>) -> Result<SubscriptionStart, GraphQ
         return Err(error("a subscription must select one field", "BAD_REQUEST"));
     };
     let subgraph = req.plan.fetches[first[0]].subgraph;
-    let arena = Arena::new();
+    let arena = Spare::take();
     let mut data = Value::Object(Map::new());
     let built = fetch::build(req, &mut data, subgraph, first, &arena.get());
     match built.request {
@@ -355,7 +360,7 @@ pub async fn subscription_event(
     event: &JsonValue,
     transport: &dyn Transport,
 ) -> Response {
-    let arena = Arena::new();
+    let arena = Spare::take();
     let mut ex = Execution::new(req, transport, &arena);
     {
         let alloc = arena.get();

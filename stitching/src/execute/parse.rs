@@ -57,8 +57,10 @@ pub(super) fn parse<'h>(text: &[u8], alloc: &Alloc<'h>) -> Result<Value<'h>, Par
         depth: 0,
         failure: "",
         alloc,
-        entries: Vec::new(),
-        items: Vec::new(),
+        // Sized from the answer's length, so that the stacks seldom grow
+        // while it is read (a list of N objects holds N items at once).
+        entries: Vec::with_capacity((text.len() / 256).clamp(8, 64)),
+        items: Vec::with_capacity((text.len() / 64).clamp(8, 256)),
     };
     let value = parser.value().and_then(|value| {
         parser.skip_whitespace();

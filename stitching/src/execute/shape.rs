@@ -12,6 +12,7 @@ use apollo_compiler::{
     Name, Node,
 };
 use indexmap::IndexMap;
+use smallvec::SmallVec;
 use std::{
     cell::{Cell, OnceCell},
     rc::Rc,
@@ -33,6 +34,7 @@ pub fn shape(req: &Request<'_>, data: &Value, errors: &mut Vec<GraphQLError>, ou
         req,
         errors,
         memo: HashMap::default(),
+        scratch: IndexMap::new(),
     };
     let empty = Map::new();
     let obj = data.as_object().unwrap_or(&empty);
@@ -47,19 +49,32 @@ pub fn shape(req: &Request<'_>, data: &Value, errors: &mut Vec<GraphQLError>, ou
 }
 
 /// The fields of a selection set for one runtime type, grouped by response key.
-type Collected<'a> = Rc<Vec<Grouped<'a>>>;
+type Collected<'a> = Rc<Collection<'a>>;
+
+/// A collected selection. Its allocations are few and fixed (a request
+/// collects each of its selection sets once, and a collection per key made
+/// a good part of the allocations of a whole execution).
+struct Collection<'a> {
+    groups: Vec<Grouped<'a>>,
+    /// Every key's `"key":`, one after another (see `Grouped::prefix`).
+    prefixes: Vec<u8>,
+}
 
 /// One response key of a collected selection, with its field's named type
 /// looked up once per collection rather than once per value.
 struct Grouped<'a> {
     key: &'a Name,
-    /// `"key":`, written before each value.
-    prefix: Box<[u8]>,
+    /// Where `"key":`, written before each value, is in
+    /// `Collection::prefixes`.
+    prefix: (u32, u32),
     kind: Kind,
     /// A built-in scalar, not in a list: most values, written without a
     /// call of their own when they fit.
     scalar: bool,
-    fields: Vec<&'a Node<Field>>,
+    /// The first of `fields`, which decides the value's type.
+    field: &'a Node<Field>,
+    /// Most keys are one field.
+    fields: SmallVec<[&'a Node<Field>; 1]>,
     named: Option<&'a ExtendedType>,
     /// Where this key was in the last object read: objects of one shape
     /// hold their keys in the same places.
@@ -123,6 +138,8 @@ struct Shaper<'r, 'a, 'e> {
     /// CollectFields per (selection set, runtime type): a list of N objects
     /// collects its item selection once, not N times.
     memo: HashMap<usize, Vec<(String, Collected<'a>)>>,
+    /// What `collect` fills, kept between collections.
+    scratch: IndexMap<&'a Name, SmallVec<[&'a Node<Field>; 1]>>,
 }
 
 fn included(directives: &apollo_compiler::executable::DirectiveList, vars: &JsonMap) -> bool {
@@ -154,7 +171,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         sets: &[&'a SelectionSet],
         runtime: &str,
         visited: &mut Vec<&'a Name>,
-        out: &mut IndexMap<&'a Name, Vec<&'a Node<Field>>>,
+        out: &mut IndexMap<&'a Name, SmallVec<[&'a Node<Field>; 1]>>,
     ) {
         let vars: &JsonMap = self.req.variables;
         for set in sets {
@@ -217,16 +234,22 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                 return hit.1.clone();
             }
         }
-        let mut fields = IndexMap::new();
+        let mut fields = std::mem::take(&mut self.scratch);
         self.collect(sets, type_name, &mut Vec::new(), &mut fields);
         let types = &self.req.supergraph.schema.types;
-        let collected: Collected<'a> = Rc::new(
-            fields
-                .into_iter()
-                .map(|(key, fields)| Grouped {
+        let mut prefixes = Vec::with_capacity(fields.keys().map(|k| k.len() + 3).sum());
+        let groups = fields
+            .drain(..)
+            .map(|(key, fields)| {
+                let start = prefixes.len() as u32;
+                // GraphQL names need no JSON escaping.
+                for part in ["\"", key.as_str(), "\":"] {
+                    prefixes.extend_from_slice(part.as_bytes());
+                }
+                Grouped {
                     key,
-                    // GraphQL names need no JSON escaping.
-                    prefix: format!("\"{key}\":").into_bytes().into(),
+                    prefix: (start, prefixes.len() as u32),
+                    field: fields[0],
                     kind: Kind::of(fields[0]),
                     scalar: matches!(Kind::of(fields[0]), Kind::Scalar(_))
                         && !fields[0].definition.ty.is_list(),
@@ -234,9 +257,11 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
                     fields,
                     hint: Cell::new(0),
                     objects: OnceCell::new(),
-                })
-                .collect(),
-        );
+                }
+            })
+            .collect();
+        self.scratch = fields;
+        let collected: Collected<'a> = Rc::new(Collection { groups, prefixes });
         if sets.len() == 1 {
             self.memo
                 .entry(key)
@@ -263,20 +288,21 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
     /// `selection`, its fields collected.
     fn fields(
         &mut self,
-        fields: &[Grouped<'a>],
+        fields: &Collection<'a>,
         type_name: &str,
         obj: &Map,
         path: &mut Vec<PathSeg<&'a Name>>,
         out: &mut Vec<u8>,
     ) -> Result<(), ()> {
         out.push(b'{');
-        for (n, grouped) in fields.iter().enumerate() {
-            let (key, fs) = (grouped.key, grouped.fields.as_slice());
+        for (n, grouped) in fields.groups.iter().enumerate() {
+            let (key, f) = (grouped.key, grouped.field);
             if n > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(&grouped.prefix);
-            let f = fs[0];
+            let (start, end) = grouped.prefix;
+            let prefix = fields.prefixes.get(start as usize..end as usize);
+            out.extend_from_slice(prefix.unwrap_or_default());
             if grouped.kind == Kind::Typename {
                 write_str(out, type_name);
                 continue;
@@ -284,7 +310,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
             if let Some(a) = self.req.authorization {
                 // Out of the caller's reach: null (its error is already
                 // there), and a non-null one nulls its parent.
-                if fs.iter().all(|f| a.field_removed(f)) {
+                if grouped.fields.iter().all(|f| a.field_removed(f)) {
                     if f.definition.ty.is_non_null() {
                         return Err(());
                     }
@@ -391,7 +417,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         out: &mut Vec<u8>,
     ) -> Result<(), ()> {
         if at.ty.is_non_null() {
-            self.null_error(path, at.parent_type, &at.grouped.fields[0].name);
+            self.null_error(path, at.parent_type, &at.grouped.field.name);
             Err(())
         } else {
             out.extend_from_slice(b"null");
@@ -407,7 +433,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         path: &mut [PathSeg<&'a Name>],
         out: &mut Vec<u8>,
     ) -> Result<(), ()> {
-        self.invalid_value(path, at.parent_type, &at.grouped.fields[0].name, expected);
+        self.invalid_value(path, at.parent_type, &at.grouped.field.name, expected);
         self.null(at, path, out)
     }
 

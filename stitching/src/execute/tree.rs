@@ -37,6 +37,54 @@ pub(crate) type Arena = bumpalo_herd::Herd;
 /// Allocates into an [`Arena`] for the arena's lifetime `'h`.
 pub(crate) type Alloc<'h> = bumpalo_herd::Member<'h>;
 
+/// An execution's arena, taken from those of finished executions when one
+/// is spare and given back, emptied, when the execution ends (or is
+/// dropped). A fresh arena grows by a dozen allocations of doubling size
+/// (a `nested` answer fills about 300 KB), each new to the caches; a spare
+/// keeps its largest block, last written by the execution that just ended.
+pub(crate) struct Spare(Arena);
+
+/// Arenas kept for the next executions, the most recently used last.
+static SPARES: std::sync::Mutex<Vec<Arena>> = std::sync::Mutex::new(Vec::new());
+
+/// At most this many arenas are kept: a load of many executions at once
+/// keeps their arenas in use, not here.
+const SPARES_KEPT: usize = 16;
+
+/// An arena left holding more than this (a huge answer) is freed, not kept.
+const SPARE_BYTES: usize = 4 << 20;
+
+impl Spare {
+    pub fn take() -> Spare {
+        let spare = SPARES.lock().ok().and_then(|mut s| s.pop());
+        Spare(spare.unwrap_or_default())
+    }
+}
+
+impl std::ops::Deref for Spare {
+    type Target = Arena;
+
+    fn deref(&self) -> &Arena {
+        &self.0
+    }
+}
+
+impl Drop for Spare {
+    fn drop(&mut self) {
+        // An empty `Herd` in its place allocates nothing.
+        let mut arena = std::mem::take(&mut self.0);
+        arena.reset();
+        if arena.get().as_bump().allocated_bytes() > SPARE_BYTES {
+            return;
+        }
+        if let Ok(mut spares) = SPARES.lock() {
+            if spares.len() < SPARES_KEPT {
+                spares.push(arena);
+            }
+        }
+    }
+}
+
 /// A JSON value of the response data.
 #[derive(Debug, Default)]
 pub(crate) enum Value<'h> {

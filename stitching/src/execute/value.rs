@@ -79,6 +79,20 @@ pub(crate) struct Places {
 }
 
 impl Places {
+    /// Room for `n` places of `depth` steps each before any regrowth.
+    pub fn with_capacity(n: usize, depth: usize) -> Places {
+        Places {
+            steps: Vec::with_capacity(n * depth),
+            ends: Vec::with_capacity(n),
+        }
+    }
+
+    /// Room for `n` more places of `depth` steps each.
+    fn reserve(&mut self, n: usize, depth: usize) {
+        self.steps.reserve(n * depth);
+        self.ends.reserve(n);
+    }
+
     fn add(&mut self, steps: &[u32]) -> usize {
         self.steps.extend_from_slice(steps);
         self.ends.push(self.steps.len() as u32);
@@ -178,7 +192,8 @@ pub fn visit_parents<'v, 'h>(
     let mut walk = Walk {
         is_a,
         hints: Hints::new(steps),
-        at: Vec::new(),
+        // Room for a key and a list index per step (lists of lists grow it).
+        at: Vec::with_capacity(2 * steps.len() + 1),
         places,
     };
     walk.visit(data, steps, f);
@@ -202,6 +217,10 @@ impl Walk<'_> {
     ) {
         match v {
             Value::Array(items) => {
+                if steps.is_empty() {
+                    // Its items are parents: their places, sized at once.
+                    self.places.reserve(items.len(), self.at.len() + 1);
+                }
                 for (i, item) in items.iter().enumerate() {
                     prefetch_ahead(|k| items.get(k).and_then(Value::as_object), i);
                     self.at.push(i as u32);
