@@ -752,4 +752,25 @@ mod tests {
         assert_eq!(before.len(), 100);
         assert_eq!(before.get("k3").and_then(Value::as_u64), Some(3));
     }
+
+    /// An arena goes back to the spares emptied, and one left holding a
+    /// huge answer is freed rather than kept (other tests share the spares,
+    /// so this checks what any spare may hold).
+    #[test]
+    fn spare_arenas_come_back_empty_and_never_huge() {
+        {
+            let arena = super::Spare::take();
+            let alloc = arena.get();
+            alloc.alloc_slice_fill_default::<u8>(2 * super::SPARE_BYTES);
+        }
+        let arena = super::Spare::take();
+        let bump = arena.get();
+        assert!(bump.as_bump().allocated_bytes() <= super::SPARE_BYTES);
+        // Emptied: the block it kept is free for the next execution.
+        let (held, free) = (
+            bump.as_bump().allocated_bytes(),
+            bump.as_bump().chunk_capacity(),
+        );
+        assert!(free + 1024 >= held, "{free} of {held} bytes free");
+    }
 }
