@@ -47,12 +47,14 @@ pub(crate) struct Spare(Arena);
 /// Arenas kept for the next executions, the most recently used last.
 static SPARES: std::sync::Mutex<Vec<Arena>> = std::sync::Mutex::new(Vec::new());
 
-/// At most this many arenas are kept: a load of many executions at once
-/// keeps their arenas in use, not here.
-const SPARES_KEPT: usize = 16;
+/// At most this many arenas are kept: under load, arenas go from one
+/// execution to the next, and few wait here.
+const SPARES_KEPT: usize = 8;
 
-/// An arena left holding more than this (a huge answer) is freed, not kept.
-const SPARE_BYTES: usize = 4 << 20;
+/// An arena left holding more than this (a large answer) is freed, not
+/// kept, so that the spares hold at most 16 MiB when the gateway goes
+/// idle. A `nested` execution leaves a block of 512 KB, `TestQuery` 1 MiB.
+const SPARE_BYTES: usize = 2 << 20;
 
 impl Spare {
     pub fn take() -> Spare {
