@@ -991,7 +991,7 @@ async fn send_plain(
             not_sent: e.is_connect(),
         })?;
         let status = resp.status();
-        let (json, wait) = (is_json(resp.headers()), retry_after(resp.headers()));
+        let (json, wait) = failure_headers(status, resp.headers());
         check_length(resp.headers(), max)?;
         let body = http_body_util::Limited::new(resp.into_body(), max)
             .collect()
@@ -1027,7 +1027,7 @@ async fn send(
     };
     let mut resp = rb.send().await.map_err(map)?;
     let status = resp.status();
-    let (json, wait) = (is_json(resp.headers()), retry_after(resp.headers()));
+    let (json, wait) = failure_headers(status, resp.headers());
     let declared = check_length(resp.headers(), max)?;
     // Sized once when the length is declared: no regrowing copies.
     let mut body = bytes::BytesMut::with_capacity(declared.unwrap_or(0));
@@ -1056,8 +1056,20 @@ fn check_length(headers: &HeaderMap, max: usize) -> Result<Option<usize>, FetchE
 
 /// Whether a `Content-Type` is JSON: `application/json`, or a `+json`
 /// type such as `application/graphql-response+json`, parameters aside.
-pub fn is_json(headers: &HeaderMap) -> bool {
+fn is_json(headers: &HeaderMap) -> bool {
     media_type(headers).is_some_and(|m| m == "application/json" || m.ends_with("+json"))
+}
+
+/// What a failed answer's headers say: whether its body is JSON (its
+/// GraphQL errors are kept) and how long to wait before a retry. Read only
+/// for a failure: for each answer, it was a lower-cased copy of its
+/// `Content-Type` made to be dropped.
+fn failure_headers(status: reqwest::StatusCode, headers: &HeaderMap) -> (bool, Option<Duration>) {
+    if status.is_success() {
+        (false, None)
+    } else {
+        (is_json(headers), retry_after(headers))
+    }
 }
 
 /// The media type of `Content-Type`, lower-cased, without parameters.
