@@ -98,8 +98,9 @@ impl Routing {
 
     /// The answer items of a list-valued key.
     pub fn items(&self, start: u32, len: u32) -> &[u32] {
+        let start = start as usize;
         self.lists
-            .get(start as usize..(start + len) as usize)
+            .get(start..start + len as usize)
             .unwrap_or_default()
     }
 }

@@ -71,7 +71,8 @@ struct Grouped<'a> {
     /// A built-in scalar, not in a list: most values, written without a
     /// call of their own when they fit.
     scalar: bool,
-    /// The first of `fields`, which decides the value's type.
+    /// The first of `fields`, which decides the value's type: read for
+    /// every value written, so kept apart from the `SmallVec`.
     field: &'a Node<Field>,
     /// Most keys are one field.
     fields: SmallVec<[&'a Node<Field>; 1]>,
