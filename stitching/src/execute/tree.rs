@@ -112,6 +112,28 @@ pub(crate) fn prefetch_ahead<'a, 'h: 'a>(object: impl Fn(usize) -> Option<&'a Ma
     }
 }
 
+/// A place in an execution's arena: the arena fills downward, so what was
+/// allocated after a mark lies below it, up to a later mark.
+pub(crate) fn mark<'h>(alloc: &Alloc<'h>) -> &'h u8 {
+    alloc.alloc(0u8)
+}
+
+/// Asks the cache for every line allocated between two marks (`top` the
+/// earlier), all at once and in address order, so that they come in
+/// together rather than one miss at a time. A span larger than a spare
+/// arena is not one block (one was started between the marks): nothing
+/// is asked for then.
+pub(crate) fn prefetch_between(top: &u8, bottom: &u8) {
+    let (hi, lo) = (top as *const u8 as usize, bottom as *const u8 as usize);
+    let Some(span) = hi.checked_sub(lo).filter(|&s| s <= SPARE_BYTES) else {
+        return;
+    };
+    let base = std::slice::from_ref(bottom);
+    for offset in (0..span).step_by(64) {
+        prefetch_index::prefetch_index(base, offset);
+    }
+}
+
 /// The arena never runs destructors: a value must not need one, or what
 /// it owns would leak.
 const NO_DROP: () = assert!(!std::mem::needs_drop::<Value<'static>>());
@@ -756,6 +778,26 @@ mod tests {
         assert_eq!(m.index().get("k149"), Some(&149));
         assert_eq!(before.len(), 100);
         assert_eq!(before.get("k3").and_then(Value::as_u64), Some(3));
+    }
+
+    /// `Execution::warm` asks for the span between two marks, which holds
+    /// what was allocated in between only while an arena fills downward.
+    #[test]
+    fn marks_fall_as_the_arena_fills() {
+        let arena = super::Spare::take();
+        let alloc = arena.get();
+        let top = super::mark(&alloc);
+        let parsed =
+            parse(r#"{"items":[{"message":"one"},{"message":"two"}]}"#, &alloc).expect("parses");
+        let bottom = super::mark(&alloc);
+        let (hi, lo) = (top as *const u8 as usize, bottom as *const u8 as usize);
+        let items = match parsed.as_object().and_then(|m| m.get("items")) {
+            Some(Value::Array(items)) => items.as_ptr() as usize,
+            _ => panic!("a list of items"),
+        };
+        assert!(lo < items && items < hi, "{lo:#x} < {items:#x} < {hi:#x}");
+        // Out of order, or too far apart to be one block: nothing to ask.
+        super::prefetch_between(bottom, top);
     }
 
     /// An arena goes back to the spares emptied, and one left holding a
