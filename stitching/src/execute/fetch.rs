@@ -728,7 +728,8 @@ fn answer_empties<'h>(
         if let (FetchKind::Field { response_key, .. }, Some(obj)) =
             (&node.kind, places.object_mut(data, place))
         {
-            super::value::write_key(obj, response_key, empty_answer(node), alloc);
+            let key = alloc.alloc_str(response_key);
+            super::value::write_key(obj, key, empty_answer(node), alloc);
         }
     }
 }

@@ -236,12 +236,24 @@ fn apply<'h>(
     for d in &deliveries {
         places.prefetch(data, d.parent as usize);
     }
+    // The key written into each parent, copied into the arena once.
+    let mut key: Option<(&Name, &'h str)> = None;
     for d in deliveries {
         let Some(obj) = places.object_mut(data, d.parent as usize) else {
             continue;
         };
-        match &d.write {
-            Some(k) => value::write_key(obj, k, d.value, alloc),
+        match d.write {
+            Some(name) => {
+                let text = match key {
+                    Some((last, text)) if std::ptr::eq(last, name) => text,
+                    _ => {
+                        let text: &'h str = alloc.alloc_str(name);
+                        key = Some((name, text));
+                        text
+                    }
+                };
+                value::write_key(obj, text, d.value, alloc)
+            }
             None => value::merge_into(obj, d.value, alloc),
         }
     }

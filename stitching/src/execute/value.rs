@@ -252,11 +252,12 @@ impl Walk<'_> {
 }
 
 /// Writes `value` under `key`; a slot already written (the same response
-/// key delegated twice with different selections) is merged into.
-pub fn write_key<'h>(obj: &mut Map<'h>, key: &str, value: Value<'h>, alloc: &Alloc<'h>) {
+/// key delegated twice with different selections) is merged into. The key
+/// is in the arena already: a merge writes one key into many parents.
+pub fn write_key<'h>(obj: &mut Map<'h>, key: &'h str, value: Value<'h>, alloc: &Alloc<'h>) {
     match obj.get_mut(key) {
         Some(slot) => merge(slot, value, alloc),
-        None => obj.push(alloc.alloc_str(key), value, alloc),
+        None => obj.push(key, value, alloc),
     }
 }
 
