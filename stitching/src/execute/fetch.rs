@@ -118,6 +118,9 @@ pub struct Built {
     /// Variable batching: per request of the batch, the call alias of each
     /// variable set's answer (`None`: a plain document, answered whole).
     pub(crate) unbatch: Vec<Option<Vec<String>>>,
+    /// Free entries each object of the answer gets when parsed: one when
+    /// a later fetch writes into objects of this one's answer.
+    pub(crate) room: usize,
 }
 
 pub(crate) fn condition_holds(c: &Condition, variables: &JsonMap) -> bool {
@@ -629,6 +632,7 @@ impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
                 request: None,
                 routing: Routing::default(),
                 unbatch: Vec::new(),
+                room: 0,
             };
         }
         if !self.vsets.is_empty() {
@@ -647,6 +651,7 @@ impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
             }),
             routing: self.routing(),
             unbatch: Vec::new(),
+            room: 0,
         }
     }
 
@@ -696,6 +701,7 @@ impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
             }),
             routing: self.routing(),
             unbatch,
+            room: 0,
         }
     }
 }
@@ -709,9 +715,23 @@ pub(crate) fn build<'h>(
     fetches: &[usize],
     alloc: &Alloc<'h>,
 ) -> Built {
-    let (built, empties) = build_request(req, &*data, subgraph, fetches, alloc);
+    let (mut built, empties) = build_request(req, &*data, subgraph, fetches, alloc);
     answer_empties(req, data, &built.routing.places, empties, alloc);
+    built.room = answer_room(req, fetches);
     built
+}
+
+/// Room for one more entry in each object of the answer when a later
+/// fetch depends on one of these: its parents are most likely objects of
+/// this answer, and most parents take one field per fetch. The answers
+/// nothing depends on (most of a response's objects: the leaves) get none.
+fn answer_room(req: &Request<'_>, fetches: &[usize]) -> usize {
+    let parents = req
+        .plan
+        .fetches
+        .iter()
+        .any(|later| later.depends_on.iter().any(|d| fetches.contains(d)));
+    usize::from(parents)
 }
 
 /// The fields whose `$fields:` key is null get their answer at once: null,
@@ -1639,13 +1659,14 @@ pub(crate) fn parse_answer<'h>(
     alloc: &Alloc<'h>,
 ) -> Result<Value<'h>, FetchError> {
     if built.unbatch.is_empty() {
-        return Value::parse(body, alloc).map_err(|e| FetchError::Malformed(e.to_string()));
+        return Value::parse_with_room(body, alloc, built.room)
+            .map_err(|e| FetchError::Malformed(e.to_string()));
     }
     let text = std::str::from_utf8(body).map_err(|e| FetchError::Malformed(e.to_string()))?;
     let mut data = Map::new();
     let mut errors: Vec<Value<'h>> = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let Value::Object(mut m) = Value::parse(line.as_bytes(), alloc)
+        let Value::Object(mut m) = Value::parse_with_room(line.as_bytes(), alloc, built.room)
             .map_err(|e| FetchError::Malformed(format!("a JSON line: {e}")))?
         else {
             return Err(FetchError::Malformed(

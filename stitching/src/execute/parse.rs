@@ -41,8 +41,13 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// Parses `text` (copied into the arena; strings are slices of the copy).
-pub(super) fn parse<'h>(text: &[u8], alloc: &Alloc<'h>) -> Result<Value<'h>, ParseError> {
+/// Parses `text` (copied into the arena; strings are slices of the copy),
+/// each object with `room` free entries after its own.
+pub(super) fn parse<'h>(
+    text: &[u8],
+    alloc: &Alloc<'h>,
+    room: usize,
+) -> Result<Value<'h>, ParseError> {
     let text = match simdutf8::basic::from_utf8(text) {
         Ok(text) => alloc.alloc_str(text),
         Err(_) => {
@@ -57,6 +62,7 @@ pub(super) fn parse<'h>(text: &[u8], alloc: &Alloc<'h>) -> Result<Value<'h>, Par
         depth: 0,
         failure: "",
         alloc,
+        room,
         // Sized from the answer's length, so that the stacks seldom grow
         // while it is read (a list of N objects holds N items at once).
         entries: Vec::with_capacity((text.len() / 256).clamp(8, 64)),
@@ -147,6 +153,8 @@ struct Parser<'h, 'a> {
     /// each is moved into a slice of its exact size when complete.
     entries: Vec<(&'h str, Value<'h>)>,
     items: Vec<Value<'h>>,
+    /// Free entries each object gets after its own (see `Value::parse`).
+    room: usize,
 }
 
 impl<'h> Parser<'h, '_> {
@@ -239,10 +247,15 @@ impl<'h> Parser<'h, '_> {
             }
         }
         self.pos += 1;
-        let entries = self
-            .alloc
-            .alloc_slice_fill_iter(self.entries.drain(start..));
-        Ok(Value::Object(Map::from_entries(entries)))
+        let len = self.entries.len() - start;
+        let mut parsed = self.entries.drain(start..);
+        let entries = if self.room == 0 {
+            self.alloc.alloc_slice_fill_iter(parsed)
+        } else {
+            self.alloc
+                .alloc_slice_fill_with(len + self.room, |_| parsed.next().unwrap_or_default())
+        };
+        Ok(Value::Object(Map::from_entries(entries, len)))
     }
 
     #[inline(never)]
@@ -454,7 +467,7 @@ mod tests {
     fn read(text: &str) -> Result<String, String> {
         let arena = Arena::new();
         let alloc = arena.get();
-        parse(text.as_bytes(), &alloc)
+        parse(text.as_bytes(), &alloc, 0)
             .map(|v| v.to_string())
             .map_err(|e| e.to_string())
     }
@@ -524,7 +537,7 @@ mod tests {
             "the text ends where a value should be at line 1 column 2"
         );
         let arena = Arena::new();
-        let error = parse(b"[\"ab\xffc\"]", &arena.get()).unwrap_err();
+        let error = parse(b"[\"ab\xffc\"]", &arena.get(), 0).unwrap_err();
         assert_eq!(
             error.to_string(),
             "bytes that are not UTF-8 at line 1 column 5"
@@ -563,7 +576,7 @@ mod tests {
                 }
             }
             let arena = Arena::new();
-            let ours = parse(&text, &arena.get()).map(|v| serde_json::to_value(&v).unwrap());
+            let ours = parse(&text, &arena.get(), 0).map(|v| serde_json::to_value(&v).unwrap());
             let theirs = serde_json::from_slice::<serde_json::Value>(&text);
             let shown = String::from_utf8_lossy(&text);
             match (ours, theirs) {

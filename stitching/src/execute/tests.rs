@@ -297,6 +297,8 @@ fn json_lines_of_a_batch_are_gathered_under_each_sets_call() {
         request: None,
         routing: Default::default(),
         unbatch: vec![Some(vec!["_stitch_0".into(), "_stitch_1".into()]), None],
+        // Objects parsed with room read as without.
+        room: 1,
     };
     let body = concat!(
         r#"{"requestIndex":0,"variableIndex":1,"data":{"_b":{"rating":2}}}"#,

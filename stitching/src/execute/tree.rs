@@ -150,9 +150,23 @@ pub(crate) struct Map<'h> {
 impl<'h> Value<'h> {
     /// Parses a subgraph's answer: its text is copied into the arena and
     /// strings are slices of that copy.
+    #[cfg(test)]
     pub fn parse(text: &[u8], alloc: &Alloc<'h>) -> Result<Value<'h>, ParseError> {
+        Value::parse_with_room(text, alloc, 0)
+    }
+
+    /// `parse`, each object with `room` free entries: an answer whose
+    /// objects later fetches write into (their parents), so that a field
+    /// written there fills a free entry instead of moving the object's
+    /// entries to a larger slice, in memory that has left the caches by
+    /// then.
+    pub fn parse_with_room(
+        text: &[u8],
+        alloc: &Alloc<'h>,
+        room: usize,
+    ) -> Result<Value<'h>, ParseError> {
         let () = NO_DROP;
-        super::parse::parse(text, alloc)
+        super::parse::parse(text, alloc, room)
     }
 
     /// A list of these values.
@@ -332,9 +346,9 @@ impl<'b> PartialEq<Map<'b>> for Map<'_> {
 }
 
 impl<'h> Map<'h> {
-    /// An object of these entries, as parsed.
-    pub(super) fn from_entries(entries: &'h mut [(&'h str, Value<'h>)]) -> Self {
-        let len = entries.len();
+    /// An object of the first `len` of these entries, as parsed; the
+    /// rest is room to grow.
+    pub(super) fn from_entries(entries: &'h mut [(&'h str, Value<'h>)], len: usize) -> Self {
         Map { entries, len }
     }
 
@@ -778,6 +792,33 @@ mod tests {
         assert_eq!(m.index().get("k149"), Some(&149));
         assert_eq!(before.len(), 100);
         assert_eq!(before.get("k3").and_then(Value::as_u64), Some(3));
+    }
+
+    /// An answer parsed with room reads as one parsed without, and a
+    /// field written into its objects fills the room in place.
+    #[test]
+    fn an_object_parsed_with_room_takes_a_field_in_place() {
+        let arena = super::Spare::take();
+        let alloc = arena.get();
+        let text = r#"{"items":[{"id":"p1","n":1},{"id":"p2","n":2}]}"#;
+        let plain = parse(text, &alloc).expect("parses");
+        let mut roomy = Value::parse_with_room(text.as_bytes(), &alloc, 1).expect("parses");
+        assert!(roomy == plain);
+        assert_eq!(roomy.to_string(), plain.to_string());
+        let Some(Value::Array(items)) = roomy.as_object_mut().and_then(|m| m.get_mut("items"))
+        else {
+            panic!("a list of items");
+        };
+        let Some(first) = items.first_mut().and_then(Value::as_object_mut) else {
+            panic!("an object");
+        };
+        let before = first.entries.as_ptr();
+        first.push("logs", Value::Bool(true), &alloc);
+        assert_eq!(first.entries.as_ptr(), before, "written in place");
+        assert_eq!(
+            roomy.to_string(),
+            r#"{"items":[{"id":"p1","n":1,"logs":true},{"id":"p2","n":2}]}"#
+        );
     }
 
     /// `Execution::warm` asks for the span between two marks, which holds
