@@ -496,9 +496,9 @@ impl<'r, 'a, 'h> Execution<'r, 'a, 'h> {
     /// it (merging a wave's answers, shaping the response). Under load,
     /// the earlier waves' values have left the caches while other
     /// executions ran, and a pass reads them in the response's order,
-    /// scattered over the arena, one miss after another. The nested
-    /// benchmark spent about 8% less of the gateway's CPU per request
-    /// with this than without.
+    /// scattered over the arena, one miss after another. The `nested`
+    /// benchmark spent 5 to 9% less of the gateway's CPU per request
+    /// with this than without (BENCHMARKS.md).
     fn warm(&self, alloc: &tree::Alloc<'h>) {
         tree::prefetch_between(self.top, tree::mark(alloc));
     }

@@ -150,10 +150,12 @@ struct Parser<'h, 'a> {
     failure: &'static str,
     alloc: &'a Alloc<'h>,
     /// Entries and items of the objects and lists being parsed, as stacks:
-    /// each is moved into a slice of its exact size when complete.
+    /// each is moved into a slice of its size (and an object's `room`)
+    /// when complete.
     entries: Vec<(&'h str, Value<'h>)>,
     items: Vec<Value<'h>>,
-    /// Free entries each object gets after its own (see `Value::parse`).
+    /// Free entries each object gets after its own (see
+    /// `Value::parse_with_room`).
     room: usize,
 }
 
