@@ -484,6 +484,8 @@ struct Doc<'r, 'a, 'h> {
     /// `Routing::names` and `Routing::lists`, as the targets are made.
     names: Vec<Name>,
     lists: Vec<u32>,
+    /// `Built::room`.
+    room: usize,
 }
 
 struct VariableBatch {
@@ -632,7 +634,7 @@ impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
                 request: None,
                 routing: Routing::default(),
                 unbatch: Vec::new(),
-                room: 0,
+                room: self.room,
             };
         }
         if !self.vsets.is_empty() {
@@ -649,9 +651,9 @@ impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
                 batch: Vec::new(),
                 batch_size: batch_size(&self.calls),
             }),
+            room: self.room,
             routing: self.routing(),
             unbatch: Vec::new(),
-            room: 0,
         }
     }
 
@@ -699,9 +701,9 @@ impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
                 batch,
                 batch_size: batch_size(&self.calls),
             }),
+            room: self.room,
             routing: self.routing(),
             unbatch,
-            room: 0,
         }
     }
 }
@@ -715,9 +717,8 @@ pub(crate) fn build<'h>(
     fetches: &[usize],
     alloc: &Alloc<'h>,
 ) -> Built {
-    let (mut built, empties) = build_request(req, &*data, subgraph, fetches, alloc);
+    let (built, empties) = build_request(req, &*data, subgraph, fetches, alloc);
     answer_empties(req, data, &built.routing.places, empties, alloc);
-    built.room = answer_room(req, fetches);
     built
 }
 
@@ -783,6 +784,7 @@ fn build_request<'h>(
         places: Places::with_capacity(64, 4),
         names: Vec::new(),
         lists: Vec::new(),
+        room: answer_room(req, fetches),
     };
     let variables: &JsonMap = req.variables;
     // The parents of each fetch in turn, in one buffer: batched fetches
@@ -1659,14 +1661,14 @@ pub(crate) fn parse_answer<'h>(
     alloc: &Alloc<'h>,
 ) -> Result<Value<'h>, FetchError> {
     if built.unbatch.is_empty() {
-        return Value::parse_with_room(body, alloc, built.room)
+        return Value::parse(body, alloc, built.room)
             .map_err(|e| FetchError::Malformed(e.to_string()));
     }
     let text = std::str::from_utf8(body).map_err(|e| FetchError::Malformed(e.to_string()))?;
     let mut data = Map::new();
     let mut errors: Vec<Value<'h>> = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let Value::Object(mut m) = Value::parse_with_room(line.as_bytes(), alloc, built.room)
+        let Value::Object(mut m) = Value::parse(line.as_bytes(), alloc, built.room)
             .map_err(|e| FetchError::Malformed(format!("a JSON line: {e}")))?
         else {
             return Err(FetchError::Malformed(

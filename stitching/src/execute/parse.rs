@@ -155,7 +155,7 @@ struct Parser<'h, 'a> {
     entries: Vec<(&'h str, Value<'h>)>,
     items: Vec<Value<'h>>,
     /// Free entries each object gets after its own (see
-    /// `Value::parse_with_room`).
+    /// `Value::parse`).
     room: usize,
 }
 

@@ -154,22 +154,12 @@ pub(crate) struct Map<'h> {
 
 impl<'h> Value<'h> {
     /// Parses a subgraph's answer: its text is copied into the arena and
-    /// strings are slices of that copy.
-    #[cfg(test)]
-    pub fn parse(text: &[u8], alloc: &Alloc<'h>) -> Result<Value<'h>, ParseError> {
-        Value::parse_with_room(text, alloc, 0)
-    }
-
-    /// `parse`, each object with `room` free entries: an answer whose
-    /// objects later fetches write into (their parents), so that a field
-    /// written there fills a free entry instead of moving the object's
-    /// entries to a larger slice, in memory that has left the caches by
-    /// then.
-    pub fn parse_with_room(
-        text: &[u8],
-        alloc: &Alloc<'h>,
-        room: usize,
-    ) -> Result<Value<'h>, ParseError> {
+    /// strings are slices of that copy. Each object gets `room` free
+    /// entries: an answer whose objects later fetches write into (their
+    /// parents) takes one, so that a field written there fills a free
+    /// entry instead of moving the object's entries to a larger slice, in
+    /// memory that has left the caches by then.
+    pub fn parse(text: &[u8], alloc: &Alloc<'h>, room: usize) -> Result<Value<'h>, ParseError> {
         let () = NO_DROP;
         super::parse::parse(text, alloc, room)
     }
@@ -611,7 +601,7 @@ mod tests {
     use apollo_compiler::response::serde_json_bytes::json;
 
     fn parse<'h>(text: impl AsRef<[u8]>, alloc: &Alloc<'h>) -> Result<Value<'h>, ParseError> {
-        Value::parse(text.as_ref(), alloc)
+        Value::parse(text.as_ref(), alloc, 0)
     }
 
     #[test]
@@ -807,7 +797,7 @@ mod tests {
         let alloc = arena.get();
         let text = r#"{"items":[{"id":"p1","n":1},{"id":"p2","n":2}]}"#;
         let plain = parse(text, &alloc).expect("parses");
-        let mut roomy = Value::parse_with_room(text.as_bytes(), &alloc, 1).expect("parses");
+        let mut roomy = Value::parse(text.as_bytes(), &alloc, 1).expect("parses");
         assert!(roomy == plain);
         assert_eq!(roomy.to_string(), plain.to_string());
         let Some(Value::Array(items)) = roomy.as_object_mut().and_then(|m| m.get_mut("items"))
