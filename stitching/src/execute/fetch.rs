@@ -1291,8 +1291,10 @@ fn batch_keys<'h>(
         batch.index.insert(text, batch.keys.len() - 1);
         (batch.keys.len() - 1) as u32
     };
-    for (place, key) in keyed {
-        let key = match &key {
+    // Read in place: moving each key out of `keyed` copied it through the
+    // stack, with loads that stalled on the copy's stores (perf annotate).
+    for (place, key) in &keyed {
+        let key = match key {
             Value::Array(items) => {
                 let start = lists.len() as u32;
                 lists.extend(
@@ -1308,7 +1310,7 @@ fn batch_keys<'h>(
             k => KeyRef::One(intern(k)),
         };
         targets.push(Target {
-            parent: place as u32,
+            parent: *place as u32,
             key,
             write,
         });
