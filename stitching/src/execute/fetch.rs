@@ -1235,14 +1235,14 @@ fn batch_keys<'h>(
     write: Option<u32>,
 ) {
     let alloc = doc.alloc;
-    let path = call.batch_key();
+    let mut reader = KeyReader::new(&node.requires, call.batch_key());
     let mut keyed: Vec<(usize, Value<'h>)> = Vec::with_capacity(parents.len());
     for (i, &(place, parent)) in parents.iter().enumerate() {
         prefetch_ahead(|k| parents.get(k).map(|p| p.1), i);
-        if !complete(parent, &node.requires) {
+        if !reader.complete(parent) {
             continue;
         }
-        match path.and_then(|p| input_value(parent, &node.requires, p, alloc)) {
+        match reader.key(parent, alloc) {
             None | Some(Value::Null) => {
                 if write.is_some() {
                     doc.empties.push((node.id, place));
@@ -1317,72 +1317,98 @@ fn batch_keys<'h>(
     }
 }
 
-/// Whether a parent holds every value a fetch reads (null counts): what
-/// `project` checks, without building the projection.
-fn complete(parent: &Map<'_>, inputs: &[InputField]) -> bool {
-    fn value(v: &Value<'_>, inputs: &[InputField]) -> bool {
-        match v {
-            Value::Object(m) => complete(m, inputs),
-            Value::Array(items) => items.iter().all(|i| value(i, inputs)),
-            Value::Null => true,
-            _ => false,
-        }
-    }
-    inputs.iter().all(|i| {
-        parent
-            .get(i.key.as_str())
-            .is_some_and(|v| i.selection.is_empty() || value(v, &i.selection))
-    })
+/// Reads a fetch's batch key from each of its parents in place, as the
+/// projection `project` would make of the parent would hold it. The input
+/// the key path starts at is found once per fetch, and each input's place
+/// in a parent is tried where it was in the previous parent: the parents
+/// of a fetch come from one list and share their layout.
+struct KeyReader<'p> {
+    inputs: &'p [InputField],
+    /// The input the key path starts at, and the rest of the path.
+    first: Option<(usize, &'p [String])>,
+    /// Per input, where it was in the previous parent.
+    hints: Vec<usize>,
 }
 
-/// `field_value` of the projection `project` would make of `parent`, read
-/// from the parent itself (inputs by name, values under their keys).
-fn input_value<'h>(
-    parent: &Map<'h>,
+impl<'p> KeyReader<'p> {
+    fn new(inputs: &'p [InputField], path: Option<&'p [String]>) -> Self {
+        let first = path.and_then(|p| {
+            let (first, rest) = p.split_first()?;
+            let at = inputs.iter().rposition(|i| i.name == first.as_str())?;
+            Some((at, rest))
+        });
+        KeyReader {
+            inputs,
+            first,
+            hints: vec![0; inputs.len()],
+        }
+    }
+
+    /// Whether a parent holds every value the fetch reads (null counts):
+    /// what `project` checks, without building the projection.
+    fn complete(&mut self, parent: &Map<'_>) -> bool {
+        self.inputs.iter().zip(&mut self.hints).all(|(i, hint)| {
+            parent
+                .get_hinted(i.key.as_str(), hint)
+                .is_some_and(|v| i.selection.is_empty() || complete_value(v, &i.selection))
+        })
+    }
+
+    /// `field_value` of the parent's projection at the key path.
+    fn key<'h>(&mut self, parent: &Map<'h>, alloc: &Alloc<'h>) -> Option<Value<'h>> {
+        let (at, rest) = self.first?;
+        let input = &self.inputs[at];
+        let v = parent.get_hinted(input.key.as_str(), &mut self.hints[at])?;
+        Some(walk_input(v, &input.selection, rest, alloc))
+    }
+}
+
+fn complete_value(v: &Value<'_>, inputs: &[InputField]) -> bool {
+    match v {
+        Value::Object(m) => inputs.iter().all(|i| {
+            m.get(i.key.as_str())
+                .is_some_and(|v| i.selection.is_empty() || complete_value(v, &i.selection))
+        }),
+        Value::Array(items) => items.iter().all(|i| complete_value(i, inputs)),
+        Value::Null => true,
+        _ => false,
+    }
+}
+
+/// The value at `path` under `v`, read as its projection by `inputs`
+/// would hold it (inputs by name, values under their keys).
+fn walk_input<'h>(
+    v: &Value<'h>,
     inputs: &[InputField],
     path: &[String],
     alloc: &Alloc<'h>,
-) -> Option<Value<'h>> {
-    fn walk<'h>(
-        v: &Value<'h>,
-        inputs: &[InputField],
-        path: &[String],
-        alloc: &Alloc<'h>,
-    ) -> Value<'h> {
-        let Some((first, rest)) = path.split_first() else {
-            // A key that is an object is its projection (inputs by name).
-            return if inputs.is_empty() {
-                v.clone_in(alloc)
-            } else {
-                project_value(v, inputs, true, alloc).unwrap_or(Value::Null)
-            };
+) -> Value<'h> {
+    let Some((first, rest)) = path.split_first() else {
+        // A key that is an object is its projection (inputs by name).
+        return if inputs.is_empty() {
+            v.clone_in(alloc)
+        } else {
+            project_value(v, inputs, true, alloc).unwrap_or(Value::Null)
         };
-        match v {
-            // A leaf input (a custom scalar) is taken whole, as it is.
-            Value::Object(m) if inputs.is_empty() => m
-                .get(first.as_str())
-                .map(|x| walk(x, &[], rest, alloc))
-                .unwrap_or(Value::Null),
-            Value::Object(m) => inputs
-                .iter()
-                .rfind(|i| i.name == first.as_str())
-                .and_then(|i| Some((m.get(i.key.as_str())?, i)))
-                .map(|(x, i)| walk(x, &i.selection, rest, alloc))
-                .unwrap_or(Value::Null),
-            Value::Array(items) => {
-                Value::list(alloc, items.iter().map(|i| walk(i, inputs, path, alloc)))
-            }
-            _ => Value::Null,
-        }
+    };
+    match v {
+        // A leaf input (a custom scalar) is taken whole, as it is.
+        Value::Object(m) if inputs.is_empty() => m
+            .get(first.as_str())
+            .map(|x| walk_input(x, &[], rest, alloc))
+            .unwrap_or(Value::Null),
+        Value::Object(m) => inputs
+            .iter()
+            .rfind(|i| i.name == first.as_str())
+            .and_then(|i| Some((m.get(i.key.as_str())?, i)))
+            .map(|(x, i)| walk_input(x, &i.selection, rest, alloc))
+            .unwrap_or(Value::Null),
+        Value::Array(items) => Value::list(
+            alloc,
+            items.iter().map(|i| walk_input(i, inputs, path, alloc)),
+        ),
+        _ => Value::Null,
     }
-    let (first, rest) = path.split_first()?;
-    let input = inputs.iter().rfind(|i| i.name == first.as_str())?;
-    Some(walk(
-        parent.get(input.key.as_str())?,
-        &input.selection,
-        rest,
-        alloc,
-    ))
 }
 
 /// Writes the batched calls once every fetch of the wave added its keys.
@@ -1851,6 +1877,10 @@ mod tests {
             tree(json!({"_k_id": "c"}), a),
             tree(json!({"_k_id": "d", "owner": {"_k_ids": "z"}}), a),
             tree(json!({"_k_id": "e", "owner": 3}), a),
+            tree(
+                json!({"owner": {"meta": {"m": 2}, "_k_ids": "w"}, "_k_id": "f"}),
+                a,
+            ),
         ];
         let paths: [&[&str]; 5] = [
             &["id"],
@@ -1859,15 +1889,18 @@ mod tests {
             &["owner"],
             &["missing"],
         ];
-        for parent in &parents {
-            let parent = parent.as_object().unwrap();
-            let projected = project(parent, &inputs, true, a);
-            assert_eq!(complete(parent, &inputs), projected.is_some(), "{parent:?}");
-            let Some(repr) = projected else { continue };
-            for path in paths {
-                let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        for path in paths {
+            let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+            // One reader over all the parents, as for a fetch: the places
+            // it remembers from one parent must not mislead it in the next.
+            let mut reader = KeyReader::new(&inputs, Some(&path));
+            for parent in &parents {
+                let parent = parent.as_object().unwrap();
+                let projected = project(parent, &inputs, true, a);
+                assert_eq!(reader.complete(parent), projected.is_some(), "{parent:?}");
+                let Some(repr) = projected else { continue };
                 assert_eq!(
-                    input_value(parent, &inputs, &path, a).map(|v| v.to_json()),
+                    reader.key(parent, a).map(|v| v.to_json()),
                     field_value(&repr, &path),
                     "{parent:?} at {path:?}"
                 );
