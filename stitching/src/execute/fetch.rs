@@ -1317,8 +1317,8 @@ fn batch_keys<'h>(
     }
 }
 
-/// Reads a fetch's batch key from each of its parents in place, as the
-/// projection `project` would make of the parent would hold it. The input
+/// Reads a fetch's batch key from each of its parents in place, as
+/// `project`'s projection of the parent would hold it. The input
 /// the key path starts at is found once per fetch, and each input's place
 /// in a parent is tried where it was in the previous parent: the parents
 /// of a fetch come from one list and share their layout.
@@ -1347,11 +1347,10 @@ impl<'p> KeyReader<'p> {
     /// Whether a parent holds every value the fetch reads (null counts):
     /// what `project` checks, without building the projection.
     fn complete(&mut self, parent: &Map<'_>) -> bool {
-        self.inputs.iter().zip(&mut self.hints).all(|(i, hint)| {
-            parent
-                .get_hinted(i.key.as_str(), hint)
-                .is_some_and(|v| i.selection.is_empty() || complete_value(v, &i.selection))
-        })
+        self.inputs
+            .iter()
+            .zip(&mut self.hints)
+            .all(|(i, hint)| input_complete(i, parent.get_hinted(i.key.as_str(), hint)))
     }
 
     /// `field_value` of the parent's projection at the key path.
@@ -1363,12 +1362,16 @@ impl<'p> KeyReader<'p> {
     }
 }
 
+/// Whether the value under an input's key holds all the input reads.
+fn input_complete(input: &InputField, v: Option<&Value<'_>>) -> bool {
+    v.is_some_and(|v| input.selection.is_empty() || complete_value(v, &input.selection))
+}
+
 fn complete_value(v: &Value<'_>, inputs: &[InputField]) -> bool {
     match v {
-        Value::Object(m) => inputs.iter().all(|i| {
-            m.get(i.key.as_str())
-                .is_some_and(|v| i.selection.is_empty() || complete_value(v, &i.selection))
-        }),
+        Value::Object(m) => inputs
+            .iter()
+            .all(|i| input_complete(i, m.get(i.key.as_str()))),
         Value::Array(items) => items.iter().all(|i| complete_value(i, inputs)),
         Value::Null => true,
         _ => false,
