@@ -118,7 +118,7 @@ pub(crate) fn prefetch_ahead<'a, 'h: 'a>(object: impl Fn(usize) -> Option<&'a Ma
 /// the batch keys' lookups). Two overlapping words compare any length
 /// from 8 to 16; longer keys go to `memcmp`.
 #[inline(always)]
-pub(crate) fn same_key(a: &str, b: &str) -> bool {
+fn same_key(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     let n = a.len();
     if n != b.len() {
