@@ -5,6 +5,7 @@
 //! (`_stitch_N`), renamed variables (`$aN_S_NAME`, `$rN`, client `$c_NAME`).
 
 use std::{
+    collections::hash_map::Entry,
     fmt::Write,
     hash::{BuildHasher, Hash, Hasher},
     sync::Arc,
@@ -19,7 +20,7 @@ use apollo_compiler::{
 use serde::Serialize;
 
 use super::{
-    tree::{prefetch_ahead, Alloc, Map, Value},
+    tree::{Alloc, Map, Value},
     value::{ast_to_json, visit_parents, Places},
     BatchedOperation, FetchError, Request, SubgraphRequest, VariablesWriter,
 };
@@ -1238,7 +1239,11 @@ fn batch_keys<'h>(
     let mut reader = KeyReader::new(&node.requires, call.batch_key());
     let mut keyed: Vec<(usize, Value<'h>)> = Vec::with_capacity(parents.len());
     for (i, &(place, parent)) in parents.iter().enumerate() {
-        prefetch_ahead(|k| parents.get(k).map(|p| p.1), i);
+        // The entries only: a key reads one or two of them, and asking for
+        // what every entry points at cost more than the misses it saved.
+        if let Some((_, ahead)) = parents.get(i + 2) {
+            ahead.prefetch();
+        }
         if !reader.complete(parent) {
             continue;
         }
@@ -1282,14 +1287,16 @@ fn batch_keys<'h>(
     targets.reserve(keyed.len());
     batch.keys.reserve(keyed.len());
     batch.index.reserve(keyed.len());
+    // One hash and one probe per key: most keys are new, and a lookup
+    // followed by an insert hashed and probed each of them twice.
     let mut intern = |k: &Value<'h>| -> u32 {
-        let text = key_text(k);
-        if let Some(i) = batch.index.get(&text) {
-            return *i as u32;
+        match batch.index.entry(key_text(k)) {
+            Entry::Occupied(at) => *at.get() as u32,
+            Entry::Vacant(slot) => {
+                batch.keys.push(k.clone_in(alloc));
+                *slot.insert(batch.keys.len() - 1) as u32
+            }
         }
-        batch.keys.push(k.clone_in(alloc));
-        batch.index.insert(text, batch.keys.len() - 1);
-        (batch.keys.len() - 1) as u32
     };
     // Read in place: moving each key out of `keyed` copied it through the
     // stack, with loads that stalled on the copy's stores (perf annotate).

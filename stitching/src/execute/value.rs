@@ -222,7 +222,11 @@ impl Walk<'_> {
                     self.places.reserve(items.len(), self.at.len() + 1);
                 }
                 for (i, item) in items.iter().enumerate() {
-                    prefetch_ahead(|k| items.get(k).and_then(Value::as_object), i);
+                    // Parents are only recorded here: what reads them asks
+                    // for what it reads.
+                    if !steps.is_empty() {
+                        prefetch_ahead(|k| items.get(k).and_then(Value::as_object), i);
+                    }
                     self.at.push(i as u32);
                     self.visit(item, steps, f);
                     self.at.pop();
