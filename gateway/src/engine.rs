@@ -713,15 +713,12 @@ impl HttpTransport<'_> {
         request: SubgraphRequest,
         span: &tracing::Span,
     ) -> Result<Bytes, FetchError> {
-        // Sized for the body up front: a batch's keys make it kilobytes, and
-        // growing by doubling would copy it several times.
-        let mut body =
-            Vec::with_capacity(request.query.len() + request.variables.as_str().len() + 64);
-        serde_json::to_writer(&mut body, &request)
+        let query = request.operation == OperationType::Query;
+        let body = request
+            .into_body()
             .map_err(|e| FetchError::Malformed(e.to_string()))?;
         let body = Bytes::from(body);
         let mut headers = self.outgoing_headers(c);
-        let query = request.operation == OperationType::Query;
         let key = (self.engine.dedupe && query).then(|| dedupe_key(c, &headers, &body));
         // After the key: trace context differs per request, the answer does not.
         telemetry::inject(span, &mut headers);

@@ -17,12 +17,11 @@ use apollo_compiler::{
     response::{JsonMap, JsonValue},
     Name,
 };
-use serde::Serialize;
 
 use super::{
     tree::{Alloc, Map, Value},
     value::{ast_to_json, visit_parents, Places},
-    BatchedOperation, FetchError, Request, SubgraphRequest, VariablesWriter,
+    BatchedOperation, FetchError, Request, SubgraphRequest, VariablesWriter, WriteJson,
 };
 use crate::{
     directives::path::{PathValue, Segment},
@@ -547,7 +546,7 @@ impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
         format!("{CALL_PREFIX}{}", self.calls.len())
     }
 
-    fn declare(&mut self, name: &str, ty: &str, value: &impl Serialize) {
+    fn declare(&mut self, name: &str, ty: &str, value: &(impl WriteJson + ?Sized)) {
         let _ = write!(self.decls, "${name}: {ty}, ");
         self.variables.insert(name, value);
     }
@@ -606,7 +605,7 @@ impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
         &mut self,
         call: &Call,
         n: usize,
-        seg_args: Vec<Vec<(String, impl Serialize)>>,
+        seg_args: Vec<Vec<(String, impl WriteJson)>>,
     ) -> Vec<Vec<(String, String)>> {
         let mut out = Vec::with_capacity(seg_args.len());
         for (si, args) in seg_args.into_iter().enumerate() {
@@ -647,8 +646,8 @@ impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
             subgraph: self.subgraph,
             request: Some(SubgraphRequest {
                 operation,
+                variables: std::mem::take(&mut self.variables).finish(query.len()),
                 query,
-                variables: std::mem::take(&mut self.variables).finish(),
                 batch: Vec::new(),
                 batch_size: batch_size(&self.calls),
             }),
@@ -689,7 +688,9 @@ impl<'r, 'a, 'h> Doc<'r, 'a, 'h> {
             let query = self.document(self.operation.unwrap_or(OperationType::Query));
             batch.push(BatchedOperation {
                 query,
-                variables: JsonValue::Object(std::mem::take(&mut self.variables).finish().to_map()),
+                variables: JsonValue::Object(
+                    std::mem::take(&mut self.variables).finish(0).to_map(),
+                ),
             });
             unbatch.push(None);
         }
@@ -1012,7 +1013,7 @@ fn finish_entities(doc: &mut Doc<'_, '_, '_>) {
             continue;
         };
         let var = format!("r{n}");
-        doc.declare(&var, "[_Any!]!", &e.reps.values);
+        doc.declare(&var, "[_Any!]!", e.reps.values.as_slice());
         let _ = write!(
             doc.body,
             " {CALL_PREFIX}{n}: _entities(representations: ${var}) {{ ... on {remote_type} {} }}",
@@ -1462,8 +1463,10 @@ fn finish_batches(doc: &mut Doc<'_, '_, '_>) {
             seg_args.push(args);
         }
         // The keys' JSON, sized up front: hundreds of keys would grow the
-        // buffer a dozen times, copying it each time.
-        doc.variables.reserve(b.keys.iter().map(key_json_len).sum());
+        // buffer a dozen times, copying it each time. The selection's size
+        // is the most of the document that the body adds after them.
+        let keys: usize = b.keys.iter().map(key_json_len).sum();
+        doc.variables.reserve(keys + node.rendered.len() + 256);
         let vars = doc.call_variables(&call, b.call, seg_args);
         let alias = format!("{CALL_PREFIX}{}", b.call);
         let selection = node.rendered.clone();
@@ -1486,27 +1489,19 @@ enum ArgValue<'k, 'h> {
     Keys(&'k [Value<'h>]),
 }
 
-impl Serialize for ArgValue<'_, '_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl WriteJson for ArgValue<'_, '_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
         match self {
-            ArgValue::Json(v) => v.serialize(s),
-            // Written by the arena's own writer, then passed on as raw
-            // JSON: serde_json's serializer cost several times as much.
-            ArgValue::Keys(keys) => {
-                // Keys of one batch are mostly alike (ids): the first one's
-                // size, with room for quotes and a comma, sizes the list.
-                let each = keys
-                    .first()
-                    .and_then(Value::as_str)
-                    .map_or(16, |k| k.len() + 4);
-                let mut text = Vec::with_capacity(keys.len() * each + 2);
-                Value::list_json(keys, &mut text);
-                match std::str::from_utf8(&text) {
-                    Ok(text) => super::write_raw(s, text),
-                    Err(_) => keys.serialize(s),
-                }
-            }
+            ArgValue::Json(v) => v.write_json(out),
+            ArgValue::Keys(keys) => keys.write_json(out),
         }
+    }
+}
+
+/// Representations and batch keys, written straight from the data.
+impl WriteJson for [Value<'_>] {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        Value::list_json(self, out);
     }
 }
 

@@ -277,8 +277,20 @@ impl<'h> Value<'h> {
                 out.extend_from_slice(text.as_bytes());
             }
             Value::Array(items) => Value::list_json(items, out),
-            // Escaped strings, floats and objects (rare here): serde_json
-            // writes them, and writing into a Vec cannot fail.
+            Value::Object(m) => {
+                out.push(b'{');
+                for (i, (key, value)) in m.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    Value::String(key).write_json(out);
+                    out.push(b':');
+                    value.write_json(out);
+                }
+                out.push(b'}');
+            }
+            // Escaped strings and floats (rare here): serde_json writes
+            // them, and writing into a Vec cannot fail.
             _ => {
                 let _ = serde_json::to_writer(&mut *out, self);
             }
@@ -644,6 +656,20 @@ mod tests {
             }
             assert!(!same_key(&a, &format!("{a}x")));
         }
+    }
+
+    /// The arena's writer writes what serde_json writes, objects,
+    /// escapes and floats included (request variables are written by it).
+    #[test]
+    fn written_json_is_what_serde_json_writes() {
+        let arena = Arena::new();
+        let a = arena.get();
+        let text = r#"{"a":[1,-2,3.5,"x\"y",null,true],"b":{"c":{},"d":[]},"e\n":"é","f":{"__typename":"T","id":"1","n":[{"k":18446744073709551615}]}}"#;
+        let v = parse(text, &a).unwrap();
+        let mut ours = Vec::new();
+        v.write_json(&mut ours);
+        assert_eq!(ours, serde_json::to_vec(&v).unwrap());
+        assert_eq!(ours, serde_json::to_vec(&v.to_json()).unwrap());
     }
 
     #[test]
