@@ -108,7 +108,7 @@ static STRING_STOP: [bool; 256] = {
 
 /// How many bytes `text` starts with that a JSON string holds as they are
 /// (no quote, backslash or control character): eight at a time while
-/// eight are left. Parsing a string and writing one both ask.
+/// eight are left. Parsing a string asks.
 #[inline(always)]
 pub(crate) fn plain_len(text: &[u8]) -> usize {
     let mut words = text.chunks_exact(8);
@@ -125,6 +125,18 @@ pub(crate) fn plain_len(text: &[u8]) -> usize {
         .iter()
         .take_while(|&&b| !STRING_STOP[b as usize])
         .count()
+}
+
+/// Whether a string needs no escaping as JSON (`plain_len` is its
+/// length): a word at a time, the last word overlapping the one before
+/// rather than a byte at a time for the tail (a 36-byte id has four).
+#[inline(always)]
+pub(crate) fn is_plain(text: &[u8]) -> bool {
+    let Some(last) = text.len().checked_sub(8) else {
+        return !text.iter().any(|&b| STRING_STOP[b as usize]);
+    };
+    let word = |at: usize| u64::from_le_bytes(text[at..at + 8].try_into().unwrap_or_default());
+    (0..last).step_by(8).all(|at| stops(word(at)) == 0) && stops(word(last)) == 0
 }
 
 /// The high bit of each byte of `word` that ends a plain run (a quote, a
@@ -509,6 +521,23 @@ mod tests {
                 let mut raw = "y".repeat(len);
                 raw.replace_range(at..at + 1, "\u{1}");
                 assert!(read(&format!("\"{raw}\"")).is_err(), "{raw:?}");
+            }
+        }
+    }
+
+    /// The word-at-a-time check of a whole string says what the scan
+    /// says, for a byte that needs escaping anywhere in any length.
+    #[test]
+    fn strings_need_escaping_where_the_scan_stops_short_of_their_end() {
+        for len in 0..40 {
+            let plain = vec![b'x'; len];
+            assert!(is_plain(&plain));
+            for at in 0..len {
+                for stop in [b'"', b'\\', b'\n', 0x1f, 0x00, 0x20, 0x7f, 0xc3] {
+                    let mut text = plain.clone();
+                    text[at] = stop;
+                    assert_eq!(is_plain(&text), plain_len(&text) == len, "{text:?}");
+                }
             }
         }
     }

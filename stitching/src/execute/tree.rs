@@ -256,15 +256,24 @@ impl<'h> Value<'h> {
 
     /// Appends this value as JSON text, as serde_json writes it, with
     /// less work around each leaf: strings that need no escaping are
-    /// copied, integers written with `itoa`.
+    /// copied (inline: most values written are such strings), integers
+    /// written with `itoa`.
+    #[inline]
     pub fn write_json(&self, out: &mut Vec<u8>) {
         match self {
-            Value::String(s) if super::parse::plain_len(s.as_bytes()) == s.len() => {
+            Value::String(s) if super::parse::is_plain(s.as_bytes()) => {
                 out.reserve(s.len() + 2);
                 out.push(b'"');
                 out.extend_from_slice(s.as_bytes());
                 out.push(b'"');
             }
+            _ => self.write_other_json(out),
+        }
+    }
+
+    #[inline(never)]
+    fn write_other_json(&self, out: &mut Vec<u8>) {
+        match self {
             Value::Null => out.extend_from_slice(b"null"),
             Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
             Value::Number(n) if n.is_u64() || n.is_i64() => {
@@ -310,7 +319,18 @@ impl<'h> Value<'h> {
     }
 
     /// A copy in the arena, for a value several parents take.
+    /// A string (a batch key, most often) is copied inline; a list or an
+    /// object is a call.
+    #[inline]
     pub fn clone_in(&self, alloc: &Alloc<'h>) -> Value<'h> {
+        match self {
+            Value::String(s) => Value::String(s),
+            _ => self.clone_deep(alloc),
+        }
+    }
+
+    #[inline(never)]
+    fn clone_deep(&self, alloc: &Alloc<'h>) -> Value<'h> {
         match self {
             Value::Null => Value::Null,
             Value::Bool(b) => Value::Bool(*b),
@@ -443,10 +463,24 @@ impl<'h> Map<'h> {
         self.find_hinted(key, hint).map(|(_, v)| v)
     }
 
-    /// `get_hinted`, with the entry's position.
+    /// `get_hinted`, with the entry's position. The hinted entry is tried
+    /// inline (most lookups end there: the shaper, the walk to parents and
+    /// the batch keys each make one per object); the scan is a call.
+    #[inline]
     pub fn find_hinted(&self, key: &str, hint: &mut usize) -> Option<(usize, &Value<'h>)> {
-        let at = self.hinted_position(key, hint)?;
-        Some((at, &self.entries[at].1))
+        if let Some((k, v)) = self.live().get(*hint) {
+            if same_key(k, key) {
+                return Some((*hint, v));
+            }
+        }
+        self.find_scanned(key, hint)
+    }
+
+    #[inline(never)]
+    fn find_scanned(&self, key: &str, hint: &mut usize) -> Option<(usize, &Value<'h>)> {
+        let at = self.position(key)?;
+        *hint = at;
+        Some((at, &self.live().get(at)?.1))
     }
 
     /// The entry at a position `find_hinted` gave.
@@ -457,17 +491,6 @@ impl<'h> Map<'h> {
     /// The value at a position `find_hinted` gave, mutably.
     pub fn value_at_mut(&mut self, at: usize) -> Option<&mut Value<'h>> {
         self.entries[..self.len].get_mut(at).map(|(_, v)| v)
-    }
-
-    fn hinted_position(&self, key: &str, hint: &mut usize) -> Option<usize> {
-        if let Some((k, _)) = self.live().get(*hint) {
-            if same_key(k, key) {
-                return Some(*hint);
-            }
-        }
-        let at = self.position(key)?;
-        *hint = at;
-        Some(at)
     }
 
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value<'h>> {
