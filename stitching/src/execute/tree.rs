@@ -258,7 +258,7 @@ impl<'h> Value<'h> {
     /// less work around each leaf: strings that need no escaping are
     /// copied (inline: most values written are such strings), integers
     /// written with `itoa`.
-    #[inline]
+    #[inline(always)]
     pub fn write_json(&self, out: &mut Vec<u8>) {
         match self {
             Value::String(s) if super::parse::is_plain(s.as_bytes()) => {
@@ -466,7 +466,7 @@ impl<'h> Map<'h> {
     /// `get_hinted`, with the entry's position. The hinted entry is tried
     /// inline (most lookups end there: the shaper, the walk to parents and
     /// the batch keys each make one per object); the scan is a call.
-    #[inline]
+    #[inline(always)]
     pub fn find_hinted(&self, key: &str, hint: &mut usize) -> Option<(usize, &Value<'h>)> {
         if let Some((k, v)) = self.live().get(*hint) {
             if same_key(k, key) {
