@@ -64,7 +64,7 @@ pub struct BatchedOperation {
 /// copying them into another buffer was 1% of the gateway's CPU under
 /// `nested`.
 #[derive(Clone, Debug, Default)]
-pub struct Variables(String);
+pub struct Variables(Vec<u8>);
 
 /// How a plain request body begins: variables first, then the document,
 /// which is finished after them (JSON gives keys no order).
@@ -78,8 +78,12 @@ impl Variables {
 
     /// The JSON object.
     pub fn as_str(&self) -> &str {
-        match self.0.get(BODY_PREFIX.len()..) {
-            Some(object) if !object.is_empty() => object,
+        match self
+            .0
+            .get(BODY_PREFIX.len()..)
+            .map(simdutf8::basic::from_utf8)
+        {
+            Some(Ok(object)) if !object.is_empty() => object,
             _ => "{}",
         }
     }
@@ -115,9 +119,14 @@ impl VariablesWriter {
             self.0.push(b'}');
             self.0.reserve(document + BODY_SUFFIX_ROOM);
         }
-        // serde_json writes UTF-8; were it ever not, no variables rather
-        // than a panic (the subgraph then reports the missing ones).
-        Variables(String::from_utf8(self.0).unwrap_or_default())
+        // serde_json and the arena's writer write UTF-8; were it ever not,
+        // no variables rather than a broken body (the subgraph then
+        // reports the missing ones). Checked with SIMD: a batch's keys are
+        // kilobytes.
+        match simdutf8::basic::from_utf8(&self.0) {
+            Ok(_) => Variables(self.0),
+            Err(_) => Variables::default(),
+        }
     }
 }
 
@@ -162,7 +171,7 @@ impl SubgraphRequest {
         if !self.batch.is_empty() {
             return serde_json::to_vec(&self);
         }
-        let mut body = self.variables.0.into_bytes();
+        let mut body = self.variables.0;
         if body.is_empty() {
             body.reserve(BODY_PREFIX.len() + 2 + self.query.len() + BODY_SUFFIX_ROOM);
             body.extend_from_slice(BODY_PREFIX.as_bytes());
@@ -283,16 +292,18 @@ pub trait Transport: Send + Sync {
 /// JSON text the gateway wrote itself (the shaper writes only serde_json
 /// output and GraphQL names): serialised as it is, with no second parse to
 /// check it. It is held after the `{"data":` that opens a response, so that
-/// `Response::into_json` can finish the response in the same buffer.
+/// `Response::into_json` can finish the response in the same buffer. Its
+/// bytes were checked to be UTF-8 when it was made.
 #[derive(Debug)]
-pub struct RawJson(String);
+pub struct RawJson(Vec<u8>);
 
 /// How a response with data begins.
 const DATA_PREFIX: &str = r#"{"data":"#;
 
 impl RawJson {
     fn get(&self) -> &str {
-        &self.0[DATA_PREFIX.len()..]
+        let text = self.0.get(DATA_PREFIX.len()..).unwrap_or_default();
+        simdutf8::basic::from_utf8(text).unwrap_or("null")
     }
 }
 
@@ -321,10 +332,9 @@ impl Response {
     /// The response as JSON. With data, it is finished in the buffer the
     /// data was written into (a large answer is not copied again).
     pub fn into_json(self) -> serde_json::Result<Vec<u8>> {
-        let Some(RawJson(text)) = self.data else {
+        let Some(RawJson(mut out)) = self.data else {
             return serde_json::to_vec(&self);
         };
-        let mut out = text.into_bytes();
         if !self.errors.is_empty() {
             out.extend_from_slice(br#","errors":"#);
             serde_json::to_writer(&mut out, &self.errors)?;
@@ -567,9 +577,10 @@ impl<'r, 'a, 'h> Execution<'r, 'a, 'h> {
         shape::shape(self.req, &self.data, &mut self.errors, &mut bytes);
         // The shaper writes only serde_json output and GraphQL names, so this
         // holds; if it ever did not, the client gets an error, not a panic.
-        match String::from_utf8(bytes) {
-            Ok(text) => Response {
-                data: Some(RawJson(text)),
+        // Checked with SIMD: the answer is tens of kilobytes.
+        match simdutf8::compat::from_utf8(&bytes) {
+            Ok(_) => Response {
+                data: Some(RawJson(bytes)),
                 errors: self.errors,
             },
             Err(e) => {
@@ -692,7 +703,7 @@ mod raw_json_tests {
 
     fn response(data: &str, errors: usize) -> Response {
         Response {
-            data: Some(RawJson(format!("{DATA_PREFIX}{data}"))),
+            data: Some(RawJson(format!("{DATA_PREFIX}{data}").into_bytes())),
             errors: (0..errors).map(|i| error(format!("e{i}"), "X")).collect(),
         }
     }
