@@ -459,6 +459,7 @@ impl<'h> Map<'h> {
 
     /// `get`, first trying the place `hint` names (where this key was in
     /// the previous object of the same shape), then remembering the place.
+    #[inline(always)]
     pub fn get_hinted(&self, key: &str, hint: &mut usize) -> Option<&Value<'h>> {
         self.find_hinted(key, hint).map(|(_, v)| v)
     }
