@@ -77,6 +77,8 @@ async fn open_in_browser(url: String) -> Value {
                 "--no-first-run",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
+            // Its scratch directories go with the profile, not into /tmp.
+            .env("TMPDIR", profile.path())
             // Virtual time stands still while a fetch is pending.
             .args(["--virtual-time-budget=10000", "--dump-dom", &url])
             .output()
@@ -221,8 +223,12 @@ impl Driver {
     async fn start() -> Driver {
         chromium();
         let port = e2e::platform::free_port();
+        let profile = tempfile::tempdir().expect("profile dir");
         let process = tokio::process::Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            // Chromium's scratch directories go with the profile, not
+            // into /tmp, where a killed browser left them behind.
+            .env("TMPDIR", profile.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
@@ -230,7 +236,6 @@ impl Driver {
             .expect("start chromedriver");
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
-        let profile = tempfile::tempdir().expect("profile dir");
         let caps = serde_json::json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": { "args": [
