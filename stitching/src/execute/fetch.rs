@@ -1690,18 +1690,17 @@ fn lookup_document(doc: &Doc<'_, '_, '_>, node: &FetchNode, call: &Call) -> (Str
 /// a batched request gathered under each variable set's call alias.
 pub(crate) fn parse_answer<'h>(
     built: &Built,
-    body: &[u8],
+    text: &'h str,
     alloc: &Alloc<'h>,
 ) -> Result<Value<'h>, FetchError> {
     if built.unbatch.is_empty() {
-        return Value::parse(body, alloc, built.room)
+        return Value::parse(text, alloc, built.room)
             .map_err(|e| FetchError::Malformed(e.to_string()));
     }
-    let text = std::str::from_utf8(body).map_err(|e| FetchError::Malformed(e.to_string()))?;
     let mut data = Map::new();
     let mut errors: Vec<Value<'h>> = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let Value::Object(mut m) = Value::parse(line.as_bytes(), alloc, built.room)
+        let Value::Object(mut m) = Value::parse(line, alloc, built.room)
             .map_err(|e| FetchError::Malformed(format!("a JSON line: {e}")))?
         else {
             return Err(FetchError::Malformed(

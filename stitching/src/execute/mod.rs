@@ -24,7 +24,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use tree::{Arena, Map, Spare, Value};
+use tree::{Answers, Arena, Map, Spare, Value};
 
 use crate::{
     plan::QueryPlan,
@@ -372,7 +372,8 @@ pub struct Request<'a> {
 /// Executes a query or mutation plan.
 pub async fn execute(req: &Request<'_>, transport: &dyn Transport) -> Response {
     let arena = Spare::take();
-    let mut ex = Execution::new(req, transport, &arena);
+    let answers = Answers::default();
+    let mut ex = Execution::new(req, transport, &arena, &answers);
     if req.plan.has_introspection {
         ex.introspect();
     }
@@ -423,7 +424,8 @@ pub async fn subscription_event(
     transport: &dyn Transport,
 ) -> Response {
     let arena = Spare::take();
-    let mut ex = Execution::new(req, transport, &arena);
+    let answers = Answers::default();
+    let mut ex = Execution::new(req, transport, &arena, &answers);
     {
         let alloc = arena.get();
         let event = Value::from_json(event, &alloc);
@@ -444,8 +446,9 @@ pub async fn subscription_event(
 struct Execution<'r, 'a, 'h> {
     req: &'r Request<'a>,
     transport: &'r dyn Transport,
-    /// Holds `data` and every answer it was merged from.
+    /// Holds `data`, parsed from `answers`.
     arena: &'h Arena,
+    answers: &'h Answers,
     data: Value<'h>,
     errors: Vec<GraphQLError>,
     /// Bytes of subgraph answers so far: the client's answer is about as
@@ -456,11 +459,17 @@ struct Execution<'r, 'a, 'h> {
 }
 
 impl<'r, 'a, 'h> Execution<'r, 'a, 'h> {
-    fn new(req: &'r Request<'a>, transport: &'r dyn Transport, arena: &'h Arena) -> Self {
+    fn new(
+        req: &'r Request<'a>,
+        transport: &'r dyn Transport,
+        arena: &'h Arena,
+        answers: &'h Answers,
+    ) -> Self {
         Execution {
             req,
             transport,
             arena,
+            answers,
             data: Value::Object(Map::new()),
             errors: Vec::new(),
             received: 0,
@@ -528,10 +537,13 @@ impl<'r, 'a, 'h> Execution<'r, 'a, 'h> {
                 if let Ok(body) = &result {
                     self.received += body.len();
                 }
-                match result
-                    .or_else(graphql_error_body)
-                    .and_then(|body| fetch::parse_answer(&b, &body, &alloc))
-                {
+                match result.or_else(graphql_error_body).and_then(|body| {
+                    let text = self
+                        .answers
+                        .keep(body)
+                        .map_err(|e| FetchError::Malformed(e.to_string()))?;
+                    fetch::parse_answer(&b, text, &alloc)
+                }) {
                     Ok(body) => merge::merge_body(
                         self.req,
                         &mut self.data,

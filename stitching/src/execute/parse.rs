@@ -41,20 +41,22 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// Parses `text` (copied into the arena; strings are slices of the copy),
-/// each object with `room` free entries after its own.
+/// `text` as a `str`, or where its first byte that is not UTF-8 is.
+/// Checked with SIMD: answers are tens of kilobytes.
+pub(crate) fn utf8(text: &[u8]) -> Result<&str, ParseError> {
+    simdutf8::basic::from_utf8(text).map_err(|_| {
+        let at = std::str::from_utf8(text).map_or_else(|e| e.valid_up_to(), |_| 0);
+        error_at(text, at, "bytes that are not UTF-8")
+    })
+}
+
+/// Parses `text` (strings are slices of it, so it lives as long as the
+/// arena), each object with `room` free entries after its own.
 pub(super) fn parse<'h>(
-    text: &[u8],
+    text: &'h str,
     alloc: &Alloc<'h>,
     room: usize,
 ) -> Result<Value<'h>, ParseError> {
-    let text = match simdutf8::basic::from_utf8(text) {
-        Ok(text) => alloc.alloc_str(text),
-        Err(_) => {
-            let at = std::str::from_utf8(text).map_or_else(|e| e.valid_up_to(), |_| 0);
-            return Err(error_at(text, at, "bytes that are not UTF-8"));
-        }
-    };
     let mut parser = Parser {
         text,
         bytes: text.as_bytes(),
@@ -494,6 +496,11 @@ impl<'h> Parser<'h, '_> {
 mod tests {
     use super::*;
     use crate::execute::tree::Arena;
+
+    /// `text` checked, copied into the arena and parsed.
+    fn parse<'h>(text: &[u8], alloc: &Alloc<'h>, room: usize) -> Result<Value<'h>, ParseError> {
+        super::parse(alloc.alloc_str(utf8(text)?), alloc, room)
+    }
 
     fn read(text: &str) -> Result<String, String> {
         let arena = Arena::new();

@@ -673,7 +673,7 @@ mod tests {
         let arena = crate::execute::tree::Arena::new();
         let alloc = arena.get();
         let text = r#"[0,-0,1,-1,9223372036854775807,-9223372036854775808,18446744073709551615,1.5,-2.5e-3,1e300,true,false,null]"#;
-        let Value::Array(items) = Value::parse(text.as_bytes(), &alloc, 0).unwrap() else {
+        let Value::Array(items) = Value::parse(text, &alloc, 0).unwrap() else {
             unreachable!()
         };
         for v in items.iter() {

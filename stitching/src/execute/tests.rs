@@ -309,7 +309,7 @@ fn json_lines_of_a_batch_are_gathered_under_each_sets_call() {
         "\n"
     );
     let arena = Arena::new();
-    let v = fetch::parse_answer(&built, body.as_bytes(), &arena.get()).unwrap();
+    let v = fetch::parse_answer(&built, body, &arena.get()).unwrap();
     assert_eq!(
         v.to_json(),
         json!({
