@@ -575,6 +575,7 @@ impl<'r, 'a, 'h> Execution<'r, 'a, 'h> {
     /// with this than without (BENCHMARKS.md).
     fn warm(&self, alloc: &tree::Alloc<'h>) {
         tree::prefetch_between(self.top, tree::mark(alloc));
+        self.answers.prefetch();
     }
 
     fn finish(mut self) -> Response {
