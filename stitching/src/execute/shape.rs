@@ -56,8 +56,31 @@ type Collected<'a> = Rc<Collection<'a>>;
 /// a good part of the allocations of a whole execution).
 struct Collection<'a> {
     groups: Vec<Grouped<'a>>,
-    /// Every key's `"key":`, one after another (see `Grouped::prefix`).
+    /// Every key's `{"key":` (the first) or `,"key":`, one after another
+    /// (see `Grouped::prefix`), then `PREFIX_READ` zeros.
     prefixes: Vec<u8>,
+}
+
+/// Bytes read for each prefix: with the zeros that end
+/// `Collection::prefixes`, a prefix this short or shorter is written as
+/// one fixed-size copy and a truncation, inline. `extend_from_slice` of a
+/// length known only at run time called `memcpy`, once per value written.
+const PREFIX_READ: usize = 32;
+
+impl Collection<'_> {
+    #[inline(always)]
+    fn put_prefix(&self, (start, end): (u32, u32), out: &mut Vec<u8>) {
+        let (start, end) = (start as usize, end as usize);
+        let chunk = self.prefixes.get(start..start + PREFIX_READ);
+        match chunk.and_then(|c| <&[u8; PREFIX_READ]>::try_from(c).ok()) {
+            Some(chunk) if end - start <= PREFIX_READ => {
+                let mark = out.len();
+                out.extend_from_slice(chunk);
+                out.truncate(mark + (end - start));
+            }
+            _ => out.extend_from_slice(self.prefixes.get(start..end).unwrap_or_default()),
+        }
+    }
 }
 
 /// One response key of a collected selection, with its field's named type
@@ -238,11 +261,14 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         let mut fields = std::mem::take(&mut self.scratch);
         self.collect(sets, type_name, &mut Vec::new(), &mut fields);
         let types = &self.req.supergraph.schema.types;
-        let mut prefixes = Vec::with_capacity(fields.keys().map(|k| k.len() + 3).sum());
+        let mut prefixes =
+            Vec::with_capacity(fields.keys().map(|k| k.len() + 4).sum::<usize>() + PREFIX_READ);
         let groups = fields
             .drain(..)
             .map(|(key, fields)| {
                 let start = prefixes.len() as u32;
+                // The object's opening or the comma after the entry before.
+                prefixes.push(if start == 0 { b'{' } else { b',' });
                 // GraphQL names need no JSON escaping.
                 for part in ["\"", key.as_str(), "\":"] {
                     prefixes.extend_from_slice(part.as_bytes());
@@ -262,6 +288,7 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
             })
             .collect();
         self.scratch = fields;
+        prefixes.extend_from_slice(&[0; PREFIX_READ]);
         let collected: Collected<'a> = Rc::new(Collection { groups, prefixes });
         if sets.len() == 1 {
             self.memo
@@ -295,15 +322,12 @@ impl<'r, 'a, 'e> Shaper<'r, 'a, 'e> {
         path: &mut Vec<PathSeg<&'a Name>>,
         out: &mut Vec<u8>,
     ) -> Result<(), ()> {
-        out.push(b'{');
-        for (n, grouped) in fields.groups.iter().enumerate() {
+        if fields.groups.is_empty() {
+            out.push(b'{');
+        }
+        for grouped in &fields.groups {
             let (key, f) = (grouped.key, grouped.field);
-            if n > 0 {
-                out.push(b',');
-            }
-            let (start, end) = grouped.prefix;
-            let prefix = fields.prefixes.get(start as usize..end as usize);
-            out.extend_from_slice(prefix.unwrap_or_default());
+            fields.put_prefix(grouped.prefix, out);
             if grouped.kind == Kind::Typename {
                 write_str(out, type_name);
                 continue;
