@@ -281,9 +281,13 @@ impl<'h> Parser<'h, '_> {
         // Swapped, not moved one by one: a slice swap copies plain bytes,
         // where moving entries copied each through the stack (a stall).
         let parsed = &mut self.entries[start..];
-        let len = parsed.len();
-        let entries = self.alloc.alloc_slice_fill_default(len + self.room);
-        entries[..len].swap_with_slice(parsed);
+        let Ok(len) = u32::try_from(parsed.len()) else {
+            return Err(self.fail("an object of more than 4294967295 entries"));
+        };
+        let entries = self
+            .alloc
+            .alloc_slice_fill_default(parsed.len() + self.room);
+        entries[..parsed.len()].swap_with_slice(parsed);
         self.entries.truncate(start);
         self.put::<ENTRY>(key, Value::Object(Map::from_entries(entries, len)));
         Ok(())

@@ -199,11 +199,34 @@ const NO_DROP: () = assert!(!std::mem::needs_drop::<Value<'static>>());
 /// A JSON object: its entries in arrival order, in a slice of the arena
 /// with room to grow. A key a subgraph sent twice is found at its first
 /// place.
+///
+/// Three words, like a string or a list, so that a [`Value`] is three
+/// words and an entry five, where they were four and six: the length is
+/// 32 bits, and `Niche` leaves a byte the value's variant is told by
+/// (the compiler stores the tag there). Values are most of an execution's
+/// memory, read and written again after they left the caches.
 #[derive(Default)]
 pub(crate) struct Map<'h> {
     entries: &'h mut [(&'h str, Value<'h>)],
-    len: usize,
+    /// The parser refuses an object of more entries than this holds, and
+    /// merges add at most the entries of answers (bounded by the response
+    /// size limit, each entry a few bytes of one).
+    len: u32,
+    _niche: Niche,
 }
+
+/// A byte with one valid value: the other 255 are free for [`Value`]'s tag.
+#[derive(Default)]
+#[repr(u8)]
+enum Niche {
+    #[default]
+    Zero = 0,
+}
+
+/// Values of three words (see [`Map`]). Every value of an answer is one
+/// of these: their size is memory traffic (a `serde_json_bytes::Value`
+/// is 96 bytes).
+const _: () = assert!(std::mem::size_of::<Value<'static>>() == 24);
 
 impl<'h> Value<'h> {
     /// Parses a subgraph's answer: strings and keys are slices of `text`.
@@ -428,8 +451,12 @@ impl<'b> PartialEq<Map<'b>> for Map<'_> {
 impl<'h> Map<'h> {
     /// An object of the first `len` of these entries, as parsed; the
     /// rest is room to grow.
-    pub(super) fn from_entries(entries: &'h mut [(&'h str, Value<'h>)], len: usize) -> Self {
-        Map { entries, len }
+    pub(super) fn from_entries(entries: &'h mut [(&'h str, Value<'h>)], len: u32) -> Self {
+        Map {
+            entries,
+            len,
+            _niche: Niche::Zero,
+        }
     }
 
     pub fn new() -> Self {
@@ -443,11 +470,15 @@ impl<'h> Map<'h> {
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     fn live(&self) -> &[(&'h str, Value<'h>)] {
-        &self.entries[..self.len]
+        &self.entries[..self.len as usize]
+    }
+
+    fn live_mut(&mut self) -> &mut [(&'h str, Value<'h>)] {
+        &mut self.entries[..self.len as usize]
     }
 
     /// Asks the cache for this object's first and last entries without
@@ -519,7 +550,7 @@ impl<'h> Map<'h> {
 
     /// The value at a position `find_hinted` gave, mutably.
     pub fn value_at_mut(&mut self, at: usize) -> Option<&mut Value<'h>> {
-        self.entries[..self.len].get_mut(at).map(|(_, v)| v)
+        self.live_mut().get_mut(at).map(|(_, v)| v)
     }
 
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value<'h>> {
@@ -537,7 +568,7 @@ impl<'h> Map<'h> {
 
     /// Room for `n` more entries, so merging an answer grows a parent once.
     pub fn reserve(&mut self, n: usize, alloc: &Alloc<'h>) {
-        if self.len + n > self.entries.len() {
+        if self.len() + n > self.entries.len() {
             self.grow(n, alloc);
         }
     }
@@ -546,8 +577,8 @@ impl<'h> Map<'h> {
     /// stays in the arena until the execution ends.
     fn grow(&mut self, n: usize, alloc: &Alloc<'h>) {
         let old = std::mem::take(&mut self.entries);
-        let mut live = old[..self.len].iter_mut();
-        self.entries = alloc.alloc_slice_fill_with(self.len + n, |_| {
+        let mut live = old[..self.len as usize].iter_mut();
+        self.entries = alloc.alloc_slice_fill_with(self.len as usize + n, |_| {
             live.next().map(std::mem::take).unwrap_or_default()
         });
     }
@@ -557,10 +588,11 @@ impl<'h> Map<'h> {
     /// for four more was written out as nulls, in cache lines of fresh
     /// memory that under load cost a miss each.
     pub fn push(&mut self, key: &'h str, value: Value<'h>, alloc: &Alloc<'h>) {
-        if self.len == self.entries.len() {
-            self.grow((self.len / 2).max(1), alloc);
+        let len = self.len();
+        if len == self.entries.len() {
+            self.grow((len / 2).max(1), alloc);
         }
-        self.entries[self.len] = (key, value);
+        self.entries[len] = (key, value);
         self.len += 1;
     }
 
@@ -576,7 +608,7 @@ impl<'h> Map<'h> {
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&'h str, &mut Value<'h>)> {
-        self.entries[..self.len].iter_mut().map(|(k, v)| (*k, v))
+        self.live_mut().iter_mut().map(|(k, v)| (*k, v))
     }
 
     /// Sets each of `more`'s keys, as `insert` does.
@@ -589,7 +621,8 @@ impl<'h> Map<'h> {
 
     /// The entries, moved out of a map being taken apart.
     pub fn drain(self) -> impl Iterator<Item = (&'h str, Value<'h>)> {
-        self.entries[..self.len].iter_mut().map(std::mem::take)
+        let len = self.len();
+        self.entries[..len].iter_mut().map(std::mem::take)
     }
 
     /// Merging large objects: each key's position, first place first.
@@ -603,11 +636,10 @@ impl<'h> Map<'h> {
 
     pub fn clone_in(&self, alloc: &Alloc<'h>) -> Map<'h> {
         let live = self.live();
-        Map {
-            entries: alloc
-                .alloc_slice_fill_with(live.len(), |i| (live[i].0, live[i].1.clone_in(alloc))),
-            len: live.len(),
-        }
+        Map::from_entries(
+            alloc.alloc_slice_fill_with(live.len(), |i| (live[i].0, live[i].1.clone_in(alloc))),
+            self.len,
+        )
     }
 
     pub fn to_json(&self) -> JsonMap {
@@ -870,13 +902,6 @@ mod tests {
         );
         assert!(m.get_hinted("z", &mut hint).is_none());
         assert_eq!(hint, 2);
-    }
-
-    /// Every value of an answer is one of these: their size is memory
-    /// traffic (a `serde_json_bytes::Value` is 96 bytes).
-    #[test]
-    fn values_stay_small() {
-        assert!(std::mem::size_of::<Value>() <= 32);
     }
 
     /// Growing moves the entries to a larger slice: every entry, its
