@@ -607,3 +607,57 @@ async fn requests_go_round_robin_over_replicas_and_skip_one_that_is_down_until_i
     gw.stop().await;
     stack.stop().await;
 }
+
+/// The connections to a subgraph are kept: requests one after another
+/// share one, a schema reload keeps them, and at most
+/// `max_connections_per_host` requests reach a host at once (the rest
+/// wait for a connection instead of opening more).
+#[tokio::test]
+async fn subgraph_connections_are_kept_across_requests_and_reloads_and_capped_per_host() {
+    let rig = Rig::start(
+        3_000,
+        "[subgraphs.breaker]\nenabled = false\n",
+        "max_connections_per_host = 2\ndedupe_subgraph_requests = false",
+    )
+    .await;
+    let before = rig.chaos.connections();
+    let sent = rig.chaos.requests();
+    for _ in 0..5 {
+        assert_eq!(rig.query(NESTED).await.get("errors"), None);
+    }
+    assert_eq!(
+        rig.chaos.requests() - sent,
+        5,
+        "one dataset request per query"
+    );
+    assert_eq!(rig.chaos.connections() - before, 1, "one kept connection");
+
+    // The reload introspects the subgraph through its own client: only
+    // the queries after it are counted.
+    rig.gateway
+        .reload()
+        .await
+        .expect("a reload of the same config");
+    let reloaded = rig.chaos.connections();
+    for _ in 0..3 {
+        assert_eq!(rig.query(NESTED).await.get("errors"), None);
+    }
+    assert_eq!(
+        rig.chaos.connections(),
+        reloaded,
+        "the kept connection outlives the reload"
+    );
+
+    rig.chaos.set(Fault::Slow(Duration::from_millis(300)));
+    let answers = futures::future::join_all((0..6).map(|_| rig.query(NESTED))).await;
+    for a in &answers {
+        assert_eq!(a.get("errors"), None, "{a}");
+    }
+    assert_eq!(rig.chaos.most_in_flight(), 2, "the cap, reached and kept");
+    assert_eq!(
+        rig.chaos.connections() - reloaded,
+        1,
+        "a second connection, and no more"
+    );
+    rig.stop().await;
+}

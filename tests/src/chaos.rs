@@ -1,7 +1,9 @@
 //! A real HTTP proxy in front of a real subgraph that misbehaves on cue:
 //! it hangs, answers 5xx or 429, sends bodies that are not GraphQL
 //! responses or never end. Each request takes the next fault of the script,
-//! or the standing one; it counts what reaches it, as the subgraph would.
+//! or the standing one; it counts what reaches it, as the subgraph would:
+//! requests, the connections they came on, and how many were in flight at
+//! once.
 
 use std::{
     collections::VecDeque,
@@ -42,6 +44,8 @@ pub enum Fault {
     Rewrite(fn(Value) -> Value),
     /// Answers 200 with a JSON body that never ends.
     Endless,
+    /// Forwards it after this long.
+    Slow(Duration),
 }
 
 struct Shared {
@@ -50,6 +54,11 @@ struct Shared {
     standing: Mutex<Fault>,
     script: Mutex<VecDeque<Fault>>,
     requests: AtomicUsize,
+    /// TCP connections accepted.
+    connections: Arc<AtomicUsize>,
+    /// Requests being answered now, and the most there were at once.
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
     /// The request bodies, in order.
     bodies: Mutex<Vec<Value>>,
 }
@@ -76,6 +85,9 @@ impl Chaos {
             standing: Mutex::new(Fault::Pass),
             script: Mutex::new(VecDeque::new()),
             requests: AtomicUsize::new(0),
+            connections: Arc::new(AtomicUsize::new(0)),
+            in_flight: AtomicUsize::new(0),
+            most_in_flight: AtomicUsize::new(0),
             bodies: Mutex::new(Vec::new()),
         });
         let app = Router::new()
@@ -83,6 +95,10 @@ impl Chaos {
             .with_state(shared.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/graphql", listener.local_addr().expect("addr"));
+        let connections = shared.connections.clone();
+        let listener = axum::serve::ListenerExt::tap_io(listener, move |_| {
+            connections.fetch_add(1, Ordering::SeqCst);
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -104,14 +120,42 @@ impl Chaos {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// The most requests that were being answered at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.shared.most_in_flight.load(Ordering::SeqCst)
+    }
+
     /// The request bodies received so far.
     pub fn bodies(&self) -> Vec<Value> {
         self.shared.bodies.lock().expect("lock").clone()
     }
 }
 
+/// A request being answered, counted out when it ends or is dropped.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn new(s: &'a Shared) -> Self {
+        let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        s.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(s)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     s.requests.fetch_add(1, Ordering::SeqCst);
+    let _counted = InFlight::new(&s);
     if let Ok(v) = serde_json::from_slice::<Value>(&body) {
         s.bodies.lock().expect("lock").push(v);
     }
@@ -123,6 +167,10 @@ async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
         .unwrap_or_else(|| s.standing.lock().expect("lock").clone());
     match fault {
         Fault::Pass => forward(&s, &headers, body).await,
+        Fault::Slow(wait) => {
+            tokio::time::sleep(wait).await;
+            forward(&s, &headers, body).await
+        }
         Fault::Hang => {
             std::future::pending::<()>().await;
             StatusCode::OK.into_response()
