@@ -89,7 +89,7 @@ impl Drop for Spare {
 
 /// The subgraph answers of one execution, kept whole until it ends: its
 /// strings and keys are slices of them. They were copied into the arena
-/// (1% of the gateway's CPU under `nested`, and a fifth of the arena, read
+/// (1% of the gateway's CPU under `nested`, and a third of the arena, read
 /// and written again while cold); the answer's own buffer is read instead.
 #[derive(Default)]
 pub(crate) struct Answers(boxcar::Vec<bytes::Bytes>);
