@@ -726,6 +726,32 @@ mod tests {
         );
     }
 
+    /// A field's prefix is copied as `PREFIX_READ` bytes and cut back:
+    /// response keys of every length around that size (aliases) are
+    /// written whole, in order, with nothing of the next key after them.
+    #[test]
+    fn response_keys_of_every_length_are_written_whole() {
+        for len in 20..40 {
+            let long: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            let query = format!("{{ pipelines {{ {long}: total x{long}: total t: total }} }}");
+            let mut page = JsonMap::new();
+            for key in [long.clone(), format!("x{long}"), "t".into()] {
+                page.insert(key.as_str(), json!(3));
+            }
+            let (out, errors) = shaped(&query, json!({ "pipelines": page }));
+            assert_eq!(
+                out,
+                format!(r#"{{"pipelines":{{"{long}":3,"x{long}":3,"t":3}}}}"#),
+                "{len}"
+            );
+            assert!(errors.is_empty(), "{errors:?}");
+        }
+        let (out, _) = shaped("{ pipelines { __typename } }", json!({"pipelines": {}}));
+        assert_eq!(out, r#"{"pipelines":{"__typename":"PipelinePage"}}"#);
+    }
+
     /// Objects in a list of nullable items: one whose non-null field is
     /// null becomes null itself, and its siblings stand.
     #[test]
