@@ -574,8 +574,8 @@ impl<'r, 'a, 'h> Execution<'r, 'a, 'h> {
     /// benchmark spent 5 to 9% less of the gateway's CPU per request
     /// with this than without (BENCHMARKS.md).
     fn warm(&self, alloc: &tree::Alloc<'h>) {
-        tree::prefetch_between(self.top, tree::mark(alloc));
-        self.answers.prefetch();
+        let asked = tree::prefetch_between(self.top, tree::mark(alloc));
+        self.answers.prefetch(asked);
     }
 
     fn finish(mut self) -> Response {

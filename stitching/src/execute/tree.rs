@@ -104,15 +104,13 @@ impl Answers {
     }
 
     /// Asks the cache for the answers kept, as `prefetch_between` does for
-    /// the arena: their strings and keys are read wherever values are.
-    pub fn prefetch(&self) {
-        let mut budget = WARM_BYTES;
+    /// the arena, within what is left of the same budget once `asked`
+    /// bytes of the arena were asked for: their strings and keys are read
+    /// wherever values are.
+    pub fn prefetch(&self, asked: usize) {
+        let mut budget = WARM_BYTES.saturating_sub(asked);
         for (_, body) in self.0.iter() {
-            let len = body.len().min(budget);
-            for offset in (0..len).step_by(64) {
-                prefetch_index::prefetch_index(&body[..], offset);
-            }
-            budget -= len;
+            budget -= prefetch_lines(body, body.len().min(budget));
         }
     }
 }
@@ -179,15 +177,23 @@ pub(crate) fn mark<'h>(alloc: &Alloc<'h>) -> &'h u8 {
 /// arena is not one block (one was started between the marks): nothing
 /// is asked for then. Of a larger span than `WARM_BYTES`, only the most
 /// recent part is asked for: more would push its own first lines out.
-pub(crate) fn prefetch_between(top: &u8, bottom: &u8) {
+/// Returns how many bytes were asked for.
+pub(crate) fn prefetch_between(top: &u8, bottom: &u8) -> usize {
     let (hi, lo) = (top as *const u8 as usize, bottom as *const u8 as usize);
     let Some(span) = hi.checked_sub(lo).filter(|&s| s <= SPARE_BYTES) else {
-        return;
+        return 0;
     };
-    let base = std::slice::from_ref(bottom);
-    for offset in (0..span.min(WARM_BYTES)).step_by(64) {
+    prefetch_lines(std::slice::from_ref(bottom), span.min(WARM_BYTES))
+}
+
+/// Asks the cache for the `len` bytes from `base` on, a line at a time
+/// (`len` may run past `base`'s own length: a prefetch reads nothing).
+/// Returns `len`.
+fn prefetch_lines(base: &[u8], len: usize) -> usize {
+    for offset in (0..len).step_by(64) {
         prefetch_index::prefetch_index(base, offset);
     }
+    len
 }
 
 /// About a core's L2 cache on the machines this was measured on (1 MiB):
