@@ -10,6 +10,7 @@
 #   scripts/bench.sh --duration 10 --warmup 2 # a quicker run
 #   scripts/bench.sh --write ...              # also put the report into BENCHMARKS.md
 #   scripts/bench.sh --peers                  # against Hive Router and graphql-tools instead
+#   scripts/bench.sh --pgo ...                # the gateway built with profile-guided optimization (scripts/pgo.sh)
 #   scripts/bench.sh --scenarios soak         # 5 min of load, a subgraph killed twice (opt-in)
 #
 # `--peers` installs the peers first, cached under target/peers: Hive Router
@@ -22,11 +23,13 @@ cd "$(dirname "$0")/.."
 
 write=0
 peers=0
+pgo=0
 args=()
 for a in "$@"; do
     case "$a" in
         --write) write=1 ;;
         --peers) peers=1 ;;
+        --pgo) pgo=1 ;;
         *) args+=("$a") ;;
     esac
 done
@@ -60,6 +63,11 @@ if [ "$peers" = 1 ]; then
 fi
 # The production profile: fat LTO, one codegen unit.
 cargo build --profile production -p gateway -p subgraphs -p bench
+bin_dir=target/production
+if [ "$pgo" = 1 ]; then
+    scripts/pgo.sh
+    bin_dir=target/pgo/bin
+fi
 
 report=target/bench-report.md
 rm -f "$report"
@@ -67,7 +75,7 @@ status=0
 command=all
 [ "$peers" = 1 ] && command=peers
 BENCH_COMMAND="scripts/bench.sh${*:+ $*}" \
-    target/production/bench "$command" --bin-dir target/production --markdown-out "$report" ${args[@]+"${args[@]}"} ||
+    target/production/bench "$command" --bin-dir "$bin_dir" --markdown-out "$report" ${args[@]+"${args[@]}"} ||
     status=$?
 
 # A failed scenario is in the report too: record it rather than hide it.

@@ -18,6 +18,7 @@ mod seed;
 mod soak;
 mod stack;
 mod subscriptions;
+mod train;
 
 use std::time::{Duration, Instant};
 
@@ -31,27 +32,32 @@ use report::Report;
 
 fn main() -> anyhow::Result<()> {
     let command = options::parse(std::env::args().skip(1))?;
-    let (options, peers, scale) = match command {
+    let (options, run): (Options, fn(Options) -> Run) = match command {
         Command::Help(text) => {
             print!("{text}");
             return Ok(());
         }
-        Command::All(o) => (*o, false, false),
-        Command::Peers(o) => (*o, true, false),
-        Command::Scale(o) => (*o, false, true),
+        Command::All(o) => (*o, |o| Box::pin(all(o))),
+        Command::Peers(o) => (*o, |o| Box::pin(peers_report(o))),
+        Command::Scale(o) => (*o, |o| Box::pin(scale_report(o))),
+        Command::Train(o) => (*o, |o| Box::pin(train_run(o))),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(options.threads)
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    if peers {
-        return runtime.block_on(peers_report(options));
-    }
-    if scale {
-        return runtime.block_on(scale_report(options));
-    }
-    runtime.block_on(all(options))
+    runtime.block_on(run(options))
+}
+
+/// A command's whole run.
+type Run = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>>;
+
+/// `bench train`: the training run of a profile-guided build.
+async fn train_run(options: Options) -> anyhow::Result<()> {
+    tokio::time::timeout(MAX_RUN, train::run(&options))
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the run took longer than {MAX_RUN:?}")))
 }
 
 /// `bench scale`: the services on Postgres, one and two replicas.

@@ -41,6 +41,14 @@ enum Sub {
     /// (--duration seconds of ingestLogs), with Postgres commits per run and
     /// per call.
     Scale(Args),
+    /// Every timed workload once, briefly, measuring nothing
+    ///
+    /// The training run of a profile-guided build of the gateway
+    /// (scripts/pgo.sh): the stitching scenarios with deduplication on and
+    /// off, and the Federation TestQuery with identical requests and with a
+    /// unique Authorization each. Run it with an instrumented gateway in
+    /// --bin-dir.
+    Train(Args),
 }
 
 #[derive(clap::Args)]
@@ -51,10 +59,10 @@ struct Args {
     /// The workspace (for gateway/stitching/*.graphql) [default: found from the current directory]
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
-    /// Measured seconds per scenario [default: 20; peers: 10]
+    /// Measured seconds per scenario [default: 20; peers: 10; train: 3]
     #[arg(long, value_name = "SECS", value_parser = secs)]
     duration: Option<Duration>,
-    /// Warm-up seconds before each measurement [default: 3; peers: 2]
+    /// Warm-up seconds before each measurement [default: 3; peers: 2; train: 1]
     #[arg(long, value_name = "SECS", value_parser = secs)]
     warmup: Option<Duration>,
     /// Concurrent connections for root and nested [default: 64; peers: 50]
@@ -118,6 +126,15 @@ pub enum Command {
     All(Box<Options>),
     Peers(Box<Options>),
     Scale(Box<Options>),
+    Train(Box<Options>),
+}
+
+/// Which command the options are for: some defaults differ.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    All,
+    Peers,
+    Train,
 }
 
 #[derive(Clone, Debug)]
@@ -190,17 +207,23 @@ pub fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Command> {
         ),
     };
     Ok(match cli.command {
-        Sub::All(a) => Command::All(Box::new(options(a, false, command_line)?)),
-        Sub::Peers(a) => Command::Peers(Box::new(options(a, true, command_line)?)),
-        Sub::Scale(a) => Command::Scale(Box::new(options(a, false, command_line)?)),
+        Sub::All(a) => Command::All(Box::new(options(a, Kind::All, command_line)?)),
+        Sub::Peers(a) => Command::Peers(Box::new(options(a, Kind::Peers, command_line)?)),
+        Sub::Scale(a) => Command::Scale(Box::new(options(a, Kind::All, command_line)?)),
+        Sub::Train(a) => Command::Train(Box::new(options(a, Kind::Train, command_line)?)),
     })
 }
 
 /// The options, with the defaults that depend on the command filled in and
 /// the directories found and made absolute.
-fn options(a: Args, peers: bool, command_line: String) -> anyhow::Result<Options> {
+fn options(a: Args, kind: Kind, command_line: String) -> anyhow::Result<Options> {
     // Each side of a peers round: the public harness's 50 connections, 10 s.
-    let (duration, warmup, connections) = if peers { (10, 2, 50) } else { (20, 3, 64) };
+    // Training only has to run each workload's code many times over.
+    let (duration, warmup, connections) = match kind {
+        Kind::All => (20, 3, 64),
+        Kind::Peers => (10, 2, 50),
+        Kind::Train => (3, 1, 50),
+    };
     let root = match a.root {
         Some(r) => r,
         None => find_root()?,
@@ -336,6 +359,19 @@ mod tests {
             o.scenarios
         );
         assert!(o.command_line.starts_with("bench all --root"));
+    }
+
+    /// Training runs every workload, each only long enough to count its code.
+    #[test]
+    fn train_runs_every_scenario_briefly() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let Command::Train(o) = parse_args(&["train", "--root", root, "--bin-dir", root]).unwrap()
+        else {
+            panic!("expected `train`");
+        };
+        assert_eq!(o.duration, Duration::from_secs(3));
+        assert_eq!(o.warmup, Duration::from_secs(1));
+        assert_eq!(o.connections, 50);
     }
 
     #[test]

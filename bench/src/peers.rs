@@ -360,9 +360,7 @@ async fn federation(
             ));
         }
         let counter = fed_counter(&fed);
-        let body = Arc::new(vec![
-            json!({"query": TEST_QUERY, "operationName": "TestQuery"}).to_string(),
-        ]);
+        let body = Arc::new(vec![test_query_body()]);
         for (mode, unique_auth) in modes {
             let title = format!(
                 "Federation `TestQuery`, {mode} ({} connections)",
@@ -390,6 +388,51 @@ async fn federation(
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(out)
+}
+
+/// `bench train`: our gateway alone over the four subgraphs, `TestQuery`
+/// with identical requests and with a unique `Authorization` each.
+pub async fn train_federation(o: &Options) -> anyhow::Result<()> {
+    let dir = temp_dir("train")?;
+    let mut fed = federation_subgraphs(o, &dir, 0).await?;
+    let result = async {
+        let mut gateway = our_federation_gateway(o, &dir, &fed, "train").await?;
+        let client = load::client(o.connections)?;
+        let mut phase = Load {
+            url: gateway.graphql(),
+            connections: o.connections,
+            duration: o.duration,
+            bodies: Arc::new(vec![test_query_body()]),
+            unique_auth: false,
+        };
+        let identical = load::run(&client, &phase).await.and_then(answered);
+        phase.unique_auth = true;
+        let unique = load::run(&client, &phase).await.and_then(answered);
+        // SIGTERM: an instrumented gateway writes its profile as it exits.
+        let stopped = gateway.stop().await;
+        identical.and(unique).and(stopped)
+    }
+    .await;
+    let _ = fed.stop().await;
+    if !o.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+/// A training phase that mostly failed would teach the error paths.
+fn answered(r: load::LoadResult) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        r.errors == 0,
+        "{} TestQuery requests failed, the first with: {}",
+        r.errors,
+        r.first_error.unwrap_or_default()
+    );
+    Ok(())
+}
+
+fn test_query_body() -> String {
+    json!({"query": TEST_QUERY, "operationName": "TestQuery"}).to_string()
 }
 
 // ---- stitching ----------------------------------------------------------------------
@@ -586,6 +629,7 @@ fn markdown(o: &Options, node: &Path, results: &[Comparison], notes: &[String]) 
     let _ = writeln!(out, "### Against the peers\n");
     let _ = writeln!(out, "- command: `{}`", o.command_line);
     let _ = writeln!(out, "- machine: {}; date: {date}", machine());
+    let _ = writeln!(out, "- our gateway: {}", crate::report::build(&o.bin_dir));
     let _ = writeln!(
         out,
         "- peers: Hive Router {HIVE_VERSION} (crates.io, `cargo install hive-router@{HIVE_VERSION} --locked --features graphiql`); graphql-tools stitching on Node {} (bench/peers/package-lock.json)",

@@ -75,6 +75,22 @@ fn met(ok: bool) -> &'static str {
     }
 }
 
+/// How the binaries in `bin_dir` were built, for a report's settings.
+pub fn build(bin_dir: &std::path::Path) -> String {
+    if bin_dir.ends_with("target/production") {
+        "the `production` profile (fat LTO, one codegen unit)".to_string()
+    } else if bin_dir.ends_with("target/pgo/bin") {
+        "the `production` profile (fat LTO, one codegen unit), the gateway with profile-guided optimization (`scripts/pgo.sh`, trained by `bench train` on these workloads)".to_string()
+    } else if bin_dir.ends_with("target/release") {
+        "the `release` profile (thin LTO; not comparable with `production` runs)".to_string()
+    } else {
+        format!(
+            "binaries from {} (not the benchmark's build: not comparable)",
+            bin_dir.display()
+        )
+    }
+}
+
 fn command_output(cmd: &str, args: &[&str]) -> String {
     std::process::Command::new(cmd)
         .args(args)
@@ -305,13 +321,7 @@ impl Report {
             o.threads,
             crate::stack::GATEWAY_WORKER_THREADS,
             !o.no_dedupe,
-            if o.bin_dir.ends_with("target/production") {
-                "the `production` profile (fat LTO, one codegen unit)".to_string()
-            } else if o.bin_dir.ends_with("target/release") {
-                "the `release` profile (thin LTO; not comparable with `production` runs)".to_string()
-            } else {
-                format!("binaries from {} (not the benchmark's build: not comparable)", o.bin_dir.display())
-            }
+            build(&o.bin_dir)
         );
         if let Some(s) = &self.seeded {
             let _ = writeln!(out, "Seeded store (straight through the subgraphs, in {:.1} s): {} runs of `example00` ({} SUCCESS, {} FAILURE, {} unfinished), {} datasets (every input with content, so every output has `producedBy`), {} log lines from `ingestLogs` in batches of 1,000 plus the runs' own lines.\n",

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The gateway built with profile-guided optimization (PGO), for production
+# and for the benchmark (`scripts/bench.sh --pgo`):
+#
+#   scripts/pgo.sh     # -> target/pgo/bin/gateway, beside links to the other production binaries
+#
+# 1. builds the production binaries, and a gateway instrumented to count
+#    which code runs (target/pgo/generate);
+# 2. `bench train` runs every workload the benchmark times through it for
+#    about a minute; each gateway process adds its counts to target/pgo/raw
+#    as it exits;
+# 3. llvm-profdata merges them (the LLVM major release rustc is built on:
+#    Debian's llvm-N, installed when missing);
+# 4. builds the gateway again with that profile (target/pgo/use).
+#
+# Both builds have a target directory of their own: different RUSTFLAGS
+# would rebuild the normal one from scratch each time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/ensure-build-tools.sh
+
+llvm=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+[ -n "$llvm" ] || { echo "pgo: cannot read rustc's LLVM version from 'rustc -vV'" >&2; exit 1; }
+profdata=/usr/lib/llvm-$llvm/bin/llvm-profdata
+if [ ! -x "$profdata" ]; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "pgo: installing Debian's llvm-$llvm for llvm-profdata (rustc is built on LLVM $llvm)" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "llvm-$llvm" >/dev/null
+fi
+
+pgo=$PWD/target/pgo
+cargo build --profile production -p gateway -p subgraphs -p bench
+RUSTFLAGS="-Cprofile-generate=$pgo/raw" CARGO_TARGET_DIR=$pgo/generate \
+    cargo build --profile production -p gateway
+
+# A directory for `--bin-dir`: this gateway, and every other production binary.
+beside() {
+    local dir=$1 gateway=$2
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    for f in target/production/*; do
+        if [ -f "$f" ] && [ -x "$f" ] && [ "$(basename "$f")" != gateway ]; then
+            ln -s "$PWD/$f" "$dir/"
+        fi
+    done
+    cp "$gateway" "$dir/gateway"
+}
+
+# Build scripts and proc macros were instrumented too, and wrote counts of
+# their own while the gateway built: only the training's are wanted.
+rm -rf "$pgo/raw"
+beside "$pgo/train" "$pgo/generate/production/gateway"
+target/production/bench train --bin-dir "$pgo/train" \
+    --runs 200 --log-lines 4000 --subscriptions 200 --fanout 1,10,100
+"$profdata" merge -o "$pgo/gateway.profdata" "$pgo/raw"
+
+RUSTFLAGS="-Cprofile-use=$pgo/gateway.profdata" CARGO_TARGET_DIR=$pgo/use \
+    cargo build --profile production -p gateway
+beside "$pgo/bin" "$pgo/use/production/gateway"
+echo "pgo: target/pgo/bin/gateway is built with profile-guided optimization" >&2
