@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The gateway built with profile-guided optimization (PGO), for production
-# and for the benchmark (`scripts/bench.sh --pgo`):
+# The gateway built with profile-guided optimization (PGO) and laid out
+# again by BOLT, for production and for the benchmark
+# (`scripts/bench.sh --pgo`):
 #
 #   scripts/pgo.sh     # -> target/pgo/bin/gateway, beside links to the other production binaries
 #
@@ -10,8 +11,11 @@
 #    about a minute; each gateway process adds its counts to target/pgo/raw
 #    as it exits;
 # 3. llvm-profdata merges them (the LLVM major release rustc is built on:
-#    Debian's llvm-N, installed when missing);
-# 4. builds the gateway again with that profile (target/pgo/use).
+#    Debian's llvm-N, installed when missing, as is bolt-N);
+# 4. builds the gateway again with that profile (target/pgo/use), keeping
+#    its relocations so that BOLT may move code;
+# 5. BOLT instruments that binary, `bench train` runs it again, and BOLT
+#    lays out its functions and blocks in the order they ran.
 #
 # Both builds have a target directory of their own: different RUSTFLAGS
 # would rebuild the normal one from scratch each time.
@@ -21,13 +25,14 @@ scripts/ensure-build-tools.sh
 
 llvm=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
 [ -n "$llvm" ] || { echo "pgo: cannot read rustc's LLVM version from 'rustc -vV'" >&2; exit 1; }
-profdata=/usr/lib/llvm-$llvm/bin/llvm-profdata
-if [ ! -x "$profdata" ]; then
+tools=/usr/lib/llvm-$llvm/bin
+if [ ! -x "$tools/llvm-profdata" ] || [ ! -x "$tools/llvm-bolt" ]; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
-    echo "pgo: installing Debian's llvm-$llvm for llvm-profdata (rustc is built on LLVM $llvm)" >&2
+    echo "pgo: installing Debian's llvm-$llvm and bolt-$llvm (rustc is built on LLVM $llvm)" >&2
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "llvm-$llvm" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        "llvm-$llvm" "bolt-$llvm" >/dev/null
 fi
 
 pgo=$PWD/target/pgo
@@ -48,15 +53,35 @@ beside() {
     cp "$gateway" "$dir/gateway"
 }
 
+train() {
+    target/production/bench train --bin-dir "$pgo/train" \
+        --runs 200 --log-lines 4000 --subscriptions 200 --fanout 1,10,100
+}
+
 # Build scripts and proc macros were instrumented too, and wrote counts of
 # their own while the gateway built: only the training's are wanted.
 rm -rf "$pgo/raw"
 beside "$pgo/train" "$pgo/generate/production/gateway"
-target/production/bench train --bin-dir "$pgo/train" \
-    --runs 200 --log-lines 4000 --subscriptions 200 --fanout 1,10,100
-"$profdata" merge -o "$pgo/gateway.profdata" "$pgo/raw"
+train
+"$tools/llvm-profdata" merge -o "$pgo/gateway.profdata" "$pgo/raw"
 
-RUSTFLAGS="-Cprofile-use=$pgo/gateway.profdata" CARGO_TARGET_DIR=$pgo/use \
-    cargo build --profile production -p gateway
-beside "$pgo/bin" "$pgo/use/production/gateway"
-echo "pgo: target/pgo/bin/gateway is built with profile-guided optimization" >&2
+RUSTFLAGS="-Cprofile-use=$pgo/gateway.profdata -Clink-arg=-Wl,--emit-relocs" \
+    CARGO_TARGET_DIR=$pgo/use cargo build --profile production -p gateway
+built=$pgo/use/production/gateway
+
+rm -rf "$pgo/bolt"
+mkdir -p "$pgo/bolt"
+beside "$pgo/train" "$built"
+# BOLT reports at length: its output is kept, and shown when it fails.
+bolt() {
+    "$tools/llvm-bolt" "$@" > "$pgo/bolt/log" 2>&1 || { cat "$pgo/bolt/log" >&2; exit 1; }
+}
+bolt "$built" -o "$pgo/train/gateway" -instrument \
+    --instrumentation-file="$pgo/bolt/counts" --instrumentation-file-append-pid
+train
+"$tools/merge-fdata" "$pgo/bolt"/counts.*.fdata > "$pgo/gateway.fdata"
+beside "$pgo/bin" "$built"
+bolt "$built" -o "$pgo/bin/gateway" -data="$pgo/gateway.fdata" \
+    -reorder-blocks=ext-tsp -reorder-functions=cdsort -split-functions \
+    -split-all-cold -split-eh -icf=1 -use-gnu-stack
+echo "pgo: target/pgo/bin/gateway is built with profile-guided optimization and BOLT" >&2

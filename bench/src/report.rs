@@ -80,7 +80,7 @@ pub fn build(bin_dir: &std::path::Path) -> String {
     if bin_dir.ends_with("target/production") {
         "the `production` profile (fat LTO, one codegen unit)".to_string()
     } else if bin_dir.ends_with("target/pgo/bin") {
-        "the `production` profile (fat LTO, one codegen unit), the gateway with profile-guided optimization (`scripts/pgo.sh`, trained by `bench train` on these workloads)".to_string()
+        "the `production` profile (fat LTO, one codegen unit), the gateway with profile-guided optimization and BOLT (`scripts/pgo.sh`, trained by `bench train` on these workloads)".to_string()
     } else if bin_dir.ends_with("target/release") {
         "the `release` profile (thin LTO; not comparable with `production` runs)".to_string()
     } else {
