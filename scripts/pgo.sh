@@ -40,9 +40,10 @@ cargo build --profile production -p gateway -p subgraphs -p bench
 RUSTFLAGS="-Cprofile-generate=$pgo/raw" CARGO_TARGET_DIR=$pgo/generate \
     cargo build --profile production -p gateway
 
-# A directory for `--bin-dir`: this gateway, and every other production binary.
+# A directory for `--bin-dir`: every production binary but the gateway,
+# which the caller puts there.
 beside() {
-    local dir=$1 gateway=$2
+    local dir=$1
     rm -rf "$dir"
     mkdir -p "$dir"
     for f in target/production/*; do
@@ -50,7 +51,6 @@ beside() {
             ln -s "$PWD/$f" "$dir/"
         fi
     done
-    cp "$gateway" "$dir/gateway"
 }
 
 train() {
@@ -61,7 +61,8 @@ train() {
 # Build scripts and proc macros were instrumented too, and wrote counts of
 # their own while the gateway built: only the training's are wanted.
 rm -rf "$pgo/raw"
-beside "$pgo/train" "$pgo/generate/production/gateway"
+beside "$pgo/train"
+cp "$pgo/generate/production/gateway" "$pgo/train/gateway"
 train
 "$tools/llvm-profdata" merge -o "$pgo/gateway.profdata" "$pgo/raw"
 
@@ -71,7 +72,7 @@ built=$pgo/use/production/gateway
 
 rm -rf "$pgo/bolt"
 mkdir -p "$pgo/bolt"
-beside "$pgo/train" "$built"
+beside "$pgo/train"
 # BOLT reports at length: its output is kept, and shown when it fails.
 bolt() {
     "$tools/llvm-bolt" "$@" > "$pgo/bolt/log" 2>&1 || { cat "$pgo/bolt/log" >&2; exit 1; }
@@ -80,7 +81,7 @@ bolt "$built" -o "$pgo/train/gateway" -instrument \
     --instrumentation-file="$pgo/bolt/counts" --instrumentation-file-append-pid
 train
 "$tools/merge-fdata" "$pgo/bolt"/counts.*.fdata > "$pgo/gateway.fdata"
-beside "$pgo/bin" "$built"
+beside "$pgo/bin"
 bolt "$built" -o "$pgo/bin/gateway" -data="$pgo/gateway.fdata" \
     -reorder-blocks=ext-tsp -reorder-functions=cdsort -split-functions \
     -split-all-cold -split-eh -icf=1 -use-gnu-stack

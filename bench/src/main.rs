@@ -53,18 +53,23 @@ fn main() -> anyhow::Result<()> {
 /// A command's whole run.
 type Run = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>>;
 
-/// `bench train`: the training run of a profile-guided build.
-async fn train_run(options: Options) -> anyhow::Result<()> {
-    tokio::time::timeout(MAX_RUN, train::run(&options))
+/// `run`, failed if it takes longer than `MAX_RUN`.
+async fn bounded<T>(
+    run: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(MAX_RUN, run)
         .await
         .unwrap_or_else(|_| Err(anyhow::anyhow!("the run took longer than {MAX_RUN:?}")))
 }
 
+/// `bench train`: the training run of a profile-guided build.
+async fn train_run(options: Options) -> anyhow::Result<()> {
+    bounded(train::run(&options)).await
+}
+
 /// `bench scale`: the services on Postgres, one and two replicas.
 async fn scale_report(options: Options) -> anyhow::Result<()> {
-    let markdown = tokio::time::timeout(MAX_RUN, scale::run(&options))
-        .await
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("the run took longer than {MAX_RUN:?}")))?;
+    let markdown = bounded(scale::run(&options)).await?;
     println!("{markdown}");
     if let Some(path) = &options.markdown_out {
         std::fs::write(path, &markdown)
@@ -75,9 +80,7 @@ async fn scale_report(options: Options) -> anyhow::Result<()> {
 
 /// `bench peers`: the comparison with the leading gateways.
 async fn peers_report(options: Options) -> anyhow::Result<()> {
-    let markdown = tokio::time::timeout(MAX_RUN, peers::run(&options))
-        .await
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("the run took longer than {MAX_RUN:?}")))?;
+    let markdown = bounded(peers::run(&options)).await?;
     println!("{markdown}");
     if let Some(path) = &options.markdown_out {
         std::fs::write(path, &markdown)

@@ -130,7 +130,7 @@ pub enum Command {
 }
 
 /// Which command the options are for: some defaults differ.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Kind {
     All,
     Peers,
